@@ -1,0 +1,104 @@
+"""mhd2: GNU libmicrohttpd 2's action API for trio.
+
+An application hands a :class:`Daemon` one request callback; for every request
+the callback returns an :class:`Action` that tells the daemon how to go on.
+Only public names are re-exported here; nothing is defined in this module.
+"""
+
+from .actions import (
+    Action,
+    DCCAction,
+    DCCContext,
+    action_abort_request,
+    action_from_response,
+    action_suspend,
+    dcc_action_abort,
+    dcc_action_continue,
+    dcc_action_continue_zc,
+    dcc_action_finish,
+    dcc_action_suspend,
+)
+from .connection_info import ConnectionInfo
+from .daemon import Daemon
+from .enums import (
+    AddressFamily,
+    ConnectionEvent,
+    DigestAuthAlgo,
+    DigestAuthResult,
+    HTTPMethod,
+    HTTPStatus,
+    HTTPVersion,
+    PostEncoding,
+    PostParseResult,
+    PredefinedHeader,
+    RequestEndedCode,
+    StatusCode,
+    StrictLevel,
+    ValueKind,
+)
+from .errors import (
+    AuthError,
+    DaemonStartError,
+    MHDError,
+    ResponseHeaderError,
+    UpgradedBroken,
+    UpgradedClosed,
+    UpgradedError,
+    UpgradedHandleInvalid,
+    UpgradedHardError,
+    UpgradedTimeout,
+    UpgradedTLSError,
+    UsageError,
+)
+from .options import DaemonOptions
+from .request import HeaderView, Request, request_resume
+from .response import Response
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "AddressFamily",
+    "AuthError",
+    "ConnectionEvent",
+    "ConnectionInfo",
+    "DCCAction",
+    "DCCContext",
+    "Daemon",
+    "DaemonOptions",
+    "DaemonStartError",
+    "DigestAuthAlgo",
+    "DigestAuthResult",
+    "HTTPMethod",
+    "HTTPStatus",
+    "HTTPVersion",
+    "HeaderView",
+    "MHDError",
+    "PostEncoding",
+    "PostParseResult",
+    "PredefinedHeader",
+    "Request",
+    "RequestEndedCode",
+    "Response",
+    "ResponseHeaderError",
+    "StatusCode",
+    "StrictLevel",
+    "UpgradedBroken",
+    "UpgradedClosed",
+    "UpgradedError",
+    "UpgradedHandleInvalid",
+    "UpgradedHardError",
+    "UpgradedTLSError",
+    "UpgradedTimeout",
+    "UsageError",
+    "ValueKind",
+    "action_abort_request",
+    "action_from_response",
+    "action_suspend",
+    "dcc_action_abort",
+    "dcc_action_continue",
+    "dcc_action_continue_zc",
+    "dcc_action_finish",
+    "dcc_action_suspend",
+    "request_resume",
+]

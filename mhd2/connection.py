@@ -1,0 +1,517 @@
+"""One task per connection: read a head, call the application, write the reply.
+
+The loop is deliberately plain -- no task per request, one cancel scope per
+connection whose deadline moves with progress (the idle/trickle timeout), and a
+fresh :class:`h11.Connection` per request that only *parses*: mhd2 writes
+responses itself (:mod:`mhd2.reply`).  Protocol decisions are delegated to the
+sans-IO :mod:`mhd2._http1` package.
+
+Every request ends in exactly one reported way: :meth:`HTTPConnection._end`
+calls ``notify_request_ended`` (and the response's termination callback) once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Callable
+from inspect import isawaitable
+from typing import TYPE_CHECKING, Any
+
+import h11
+import trio
+
+from .actions import AbortAction, Action, ResponseAction, SuspendAction
+from .connection_info import ConnectionInfo
+from .enums import ConnectionEvent, RequestEndedCode
+from .errors import UsageError
+from .reply import ReplyAborted, send_reply
+from .request import Request
+from .response import Response
+from ._http1.framing import plan_reply
+from ._http1.request_checks import check_head, check_raw_head, has_length_conflict
+
+if TYPE_CHECKING:
+    from .options import DaemonOptions
+
+__all__ = ["HTTPConnection"]
+
+logger = logging.getLogger("mhd2")
+
+#: Bytes asked for per read while waiting for a request head.
+RECV_SIZE = 16 * 1024
+#: Bytes per read while discarding a body the application did not read.
+DRAIN_RECV_SIZE = 64 * 1024
+#: An unread request body up to this many bytes is read and discarded so the
+#: connection can be kept alive; a larger one closes the connection instead.
+DRAIN_LIMIT = 256 * 1024
+#: Size of the buffer handed to dynamic content creators.
+DCC_BUFFER_SIZE = 32 * 1024
+#: After answering and half-closing, how long unread input is drained so the
+#: client sees the answer instead of a reset (a "lingering close").
+LINGER_SECONDS = 2.0
+LINGER_MAX_BYTES = 1024 * 1024
+#: Bound on writing an error response to a client that does not read.
+ERROR_WRITE_SECONDS = 5.0
+
+
+class _CloseConnection(Exception):
+    """Internal: stop serving this connection (the request has been ended)."""
+
+
+class HTTPConnection:
+    """Serve HTTP/1.x requests on one accepted stream until it closes.
+
+    Args:
+        stream: the accepted (and, for TLS, wrapped) stream; closed at the end.
+        info: what is known about the peer.
+        options: the daemon's options.
+        request_cb: the application's request callback.
+        token: the daemon's trio token (for thread-safe ``request_resume``).
+        is_stopping: reports whether the daemon is shutting down.
+
+    Resource handling:
+        :meth:`run` always closes the stream and reports
+        ``ConnectionEvent.CLOSED`` once, whatever happens.
+
+    Error handling:
+        Protocol errors are answered with a 4xx/5xx and a close; an exception
+        in an application callback becomes a 500 (or a close once the head is
+        out), is logged on the ``mhd2`` logger, and ends the request with
+        ``BY_APP_ERROR``.  Nothing escapes :meth:`run` but cancellation.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        info: ConnectionInfo,
+        options: DaemonOptions,
+        request_cb: Callable[[Request], Any],
+        token: trio.lowlevel.TrioToken | None,
+        is_stopping: Callable[[], bool],
+    ) -> None:
+        self._stream = stream
+        self.info = info
+        self._options = options
+        self._app = request_cb
+        self._token = token
+        self._is_stopping = is_stopping
+        self._timeout = options.timeout
+        self._scope = trio.CancelScope()
+        self._request: Request | None = None
+        self._response: Response | None = None
+        self._reply_started = False
+        self._idle = True
+        self._closing_idle = False
+        self._dcc_buf: bytearray | None = None
+        sock = getattr(stream, "socket", None)
+        self._sock: Any = sock
+        self.can_sendfile = isinstance(stream, trio.SocketStream) and hasattr(os, "sendfile")
+
+    # -- daemon-facing --------------------------------------------------------
+
+    def close_if_idle(self) -> bool:
+        """Close now if waiting between requests (graceful stop); True if it was idle."""
+        if self._idle:
+            self._closing_idle = True
+            self._scope.cancel()
+            return True
+        return False
+
+    async def run(self) -> None:
+        """Serve the connection to its end (see the class docstring)."""
+        self._notify_connection(ConnectionEvent.STARTED)
+        try:
+            with self._scope:
+                await self._serve()
+            if self._scope.cancelled_caught and not self._closing_idle:
+                await self._on_timeout()
+        except _CloseConnection:
+            pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._end(RequestEndedCode.CLIENT_ABORT)
+        except Exception:
+            logger.exception("mhd2: internal error while serving %s", self.info.client_address)
+            self._end(RequestEndedCode.CONNECTION_ERROR)
+        finally:
+            if self._request is not None:
+                self._end(RequestEndedCode.DAEMON_SHUTDOWN if self._is_stopping()
+                          else RequestEndedCode.CONNECTION_ERROR)
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self._stream)
+            self._notify_connection(ConnectionEvent.CLOSED)
+
+    # -- the request loop -------------------------------------------------------
+
+    async def _serve(self) -> None:
+        leftover = b""
+        eof = False
+        while True:
+            if not leftover:
+                if eof:
+                    return
+                self._idle = True
+                if self._is_stopping():
+                    return
+                self._arm()
+                leftover = await self._stream.receive_some(RECV_SIZE)
+                self._idle = False
+                if not leftover:
+                    return
+            conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._options.max_header_size)
+            conn.receive_data(leftover)
+            if eof:
+                conn.receive_data(b"")
+            event = await self._read_head(conn, leftover)
+            if event is None:
+                return
+            if not await self._handle(conn, event):
+                return
+            leftover, eof = conn.trailing_data
+            leftover = bytes(leftover)
+
+    def _arm(self) -> None:
+        """Move the inactivity deadline to ``timeout`` seconds from now."""
+        if self._timeout is not None:
+            self._scope.deadline = trio.current_time() + self._timeout
+
+    def _disarm(self) -> None:
+        self._scope.deadline = math.inf
+
+    async def _read_head(self, conn: h11.Connection, first: bytes) -> h11.Request | None:
+        """Parse until a request head is complete; answer and return None on errors."""
+        fed = len(first)
+        chunks = [first]
+        max_head = self._options.max_header_size
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if conn.their_state is h11.ERROR and conn.trailing_data[1]:
+                    return None  # the client closed mid-head: nobody to answer
+                status = exc.error_status_hint
+                if status == 431 and b"\n" not in b"".join(chunks)[:max_head]:
+                    # RFC 9112 §3: "A server that receives a request-target
+                    # longer than any URI it wishes to parse MUST respond with
+                    # a 414 (URI Too Long) status code."
+                    status = 414
+                await self._reject(status, str(exc))
+                return None
+            if event is h11.NEED_DATA:
+                if fed > max_head:
+                    await self._reject(431, "request header section too large")
+                    return None
+                self._arm()
+                data = await self._stream.receive_some(RECV_SIZE)
+                conn.receive_data(data)
+                if data:
+                    fed += len(data)
+                    chunks.append(data)
+                continue
+            if type(event) is h11.Request:
+                head_len = fed - len(conn.trailing_data[0])
+                if head_len > max_head:
+                    await self._reject(431, "request header section too large")
+                    return None
+                if self._options.strict_level >= 1:
+                    problem = check_raw_head(b"".join(chunks)[:head_len])
+                    if problem is not None:
+                        await self._reject(*problem)
+                        return None
+                return event
+            return None  # ConnectionClosed: the client left between requests
+
+    async def _handle(self, conn: h11.Connection, event: h11.Request) -> bool:
+        """Serve one parsed request; return whether the connection stays open."""
+        headers = event.headers
+        options = self._options
+        upload_size: int | None = 0
+        for name, value in headers:
+            if name == b"transfer-encoding":
+                upload_size = None
+                break
+            if name == b"content-length":
+                upload_size = int(value)
+        raw = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers.raw_items()]
+        request = Request(
+            event.method.decode("ascii"),
+            event.target.decode("latin-1"),
+            "HTTP/1.1" if event.http_version == b"1.1" else "HTTP/" + event.http_version.decode(),
+            raw,
+            upload_size,
+            self.info,
+            options,
+            self._token,
+        )
+        self._request = request
+        self._reply_started = False
+        if options.early_uri_logger is not None:
+            try:
+                await _call(options.early_uri_logger, request, request.uri, request.method)
+            except Exception:
+                logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
+
+        problem = check_head(event.method, event.target, event.http_version, headers,
+                             options.strict_level)
+        if problem is not None:
+            await self._reject(*problem)
+            return False
+        must_close = has_length_conflict(headers)  # lenient levels: serve, then close
+
+        action = await self._call_app(request)
+        while isinstance(action, SuspendAction):
+            await self.wait_resume(request)
+            action = await self._call_app(request)
+        if action is None:
+            return False
+        if isinstance(action, AbortAction):
+            self._end(RequestEndedCode.BY_APP_ABORT)
+            return False
+        assert isinstance(action, ResponseAction)
+        response = action.response
+        self._response = response
+
+        body_done, drain = _pending_body(conn, upload_size)
+        if not body_done and (not drain or conn.they_are_waiting_for_100_continue):
+            must_close = True
+        http11 = event.http_version == b"1.1"
+        wants_close = wants_keep_alive = False
+        for name, value in headers:
+            if name == b"connection":
+                tokens = [t.strip() for t in value.lower().split(b",")]
+                wants_close = wants_close or b"close" in tokens
+                wants_keep_alive = wants_keep_alive or b"keep-alive" in tokens
+        plan = plan_reply(
+            http11=http11,
+            is_head=event.method == b"HEAD",
+            wants_close=wants_close,
+            wants_keep_alive=wants_keep_alive,
+            must_close=must_close,
+            status=response.status,
+            size_known=response.size is not None,
+            chunked=response.chunked,
+            conn_close=response.conn_close,
+            head_only=response.head_only,
+            http10_compatible_strict=response.http10_compatible_strict,
+            http10_server=response.http10_server,
+            app_content_length=response._app_content_length,
+            daemon_stopping=self._is_stopping(),
+        )
+        try:
+            await send_reply(self, request, response, plan,
+                             add_date=not options.suppress_date_header)
+        except ReplyAborted as exc:
+            self._end(exc.code)
+            return False
+        except (UsageError, Exception) as exc:
+            if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
+                raise
+            logger.exception("mhd2: error in a content creator for %s %s",
+                             request.method, request.uri)
+            self._end(RequestEndedCode.BY_APP_ERROR)
+            return False
+        self._end(RequestEndedCode.COMPLETED_OK)
+        if not plan.keep_alive:
+            if not body_done or conn.trailing_data[0]:
+                await self._linger()
+            return False
+        if not body_done:
+            return await self._drain_body(conn)
+        return True
+
+    async def _call_app(self, request: Request) -> Action | None:
+        """Call the request callback once; turn its failures into a reply."""
+        request._action = None
+        self._disarm()
+        try:
+            result = self._app(request)
+            if result is not None and not isinstance(result, Action) and isawaitable(result):
+                result = await result
+            if result is None:
+                if request._action is not None and isinstance(request._action, ResponseAction):
+                    request._action.response._finish_use()
+                self._end(RequestEndedCode.BY_APP_ABORT)
+                return None
+            if not isinstance(result, Action) or result is not request._action:
+                raise UsageError(
+                    "the request callback must return the action made for this request "
+                    f"by an mhd2.action_* function, not {result!r}"
+                )
+            return result
+        except Exception:
+            logger.exception("mhd2: the request callback failed for %s %s",
+                             request.method, request.uri)
+            pending = request._action
+            if isinstance(pending, ResponseAction):
+                pending.response._finish_use()
+            await self._send_simple(500, b"Internal Server Error")
+            self._end(RequestEndedCode.BY_APP_ERROR)
+            raise _CloseConnection from None
+
+    # -- endings ------------------------------------------------------------------
+
+    def _end(self, code: RequestEndedCode) -> None:
+        """Report the end of the current request, exactly once."""
+        request, self._request = self._request, None
+        response, self._response = self._response, None
+        if request is None or request._ended:
+            return
+        request._ended = True
+        request._resume_event = None
+        if response is not None:
+            response._finish_use()
+            if response.termination_callback is not None:
+                self._report(response.termination_callback, request, code)
+        if self._options.notify_request_ended is not None:
+            self._report(self._options.notify_request_ended, request, code)
+
+    def _report(self, cb: Callable[..., Any], *args: Any) -> None:
+        try:
+            result = cb(*args)
+            if isawaitable(result):
+                # Notifications are synchronous by nature; an async one is
+                # closed unawaited rather than blocking the connection.
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+                logger.warning("mhd2: notification callback %r is async; make it a plain function", cb)
+        except Exception:
+            logger.exception("mhd2: notification callback %r failed", cb)
+
+    def _notify_connection(self, event: ConnectionEvent) -> None:
+        if self._options.notify_connection is not None:
+            self._report(self._options.notify_connection, self.info, event)
+
+    async def _reject(self, status: int, reason: str) -> None:
+        """Answer a request that cannot be served, then close (after lingering)."""
+        from .enums import reason_phrase
+
+        body = (f"{status} {reason_phrase(status)}: {reason}\n").encode("latin-1", "replace")
+        self._end(RequestEndedCode.HTTP_PROTOCOL_ERROR)
+        await self._send_simple(status, body)
+        await self._linger()
+
+    async def _send_simple(self, status: int, body: bytes) -> None:
+        if self._reply_started:
+            return  # too late for a status line: the caller closes
+        from .enums import reason_phrase
+        from ._http1.date import date_header_line
+
+        head = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status).encode("latin-1"))
+        if not self._options.suppress_date_header:
+            head += date_header_line()
+        head += (b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+                 b"Connection: close\r\n\r\n" % len(body))
+        with trio.move_on_after(ERROR_WRITE_SECONDS):
+            try:
+                await self._stream.send_all(head + body)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+    async def _on_timeout(self) -> None:
+        """The inactivity deadline passed: 408 if a request was begun, then close."""
+        if self._request is not None:
+            self._end(RequestEndedCode.TIMEOUT_REACHED)
+        elif not self._idle:
+            await self._send_simple(408, b"408 Request Timeout\n")
+
+    async def _linger(self) -> None:
+        """Half-close, then discard input for a while so the reply is not reset away."""
+        with trio.move_on_after(LINGER_SECONDS):
+            try:
+                if isinstance(self._stream, trio.SocketStream):
+                    await self._stream.send_eof()
+                got = 0
+                while got < LINGER_MAX_BYTES:
+                    data = await self._stream.receive_some(DRAIN_RECV_SIZE)
+                    if not data:
+                        break
+                    got += len(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+    async def _drain_body(self, conn: h11.Connection) -> bool:
+        """Read and discard the rest of a small unread body; keep the connection."""
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError:
+                return False
+            if event is h11.NEED_DATA:
+                self._arm()
+                data = await self._stream.receive_some(DRAIN_RECV_SIZE)
+                conn.receive_data(data)
+                if not data:
+                    return False
+            elif type(event) is h11.EndOfMessage:
+                return True
+            elif type(event) is h11.ConnectionClosed:
+                return False
+
+    # -- Sink, for mhd2.reply --------------------------------------------------------
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send *data*, with the inactivity timeout applying to the whole write."""
+        self._reply_started = True
+        self._arm()
+        await self._stream.send_all(data)
+
+    async def send_file(self, fd: int, offset: int, count: int) -> int:
+        """Send up to *count* bytes of *fd* from *offset* with ``os.sendfile``."""
+        self._reply_started = True
+        sock = self._sock
+        while True:
+            self._arm()
+            try:
+                return os.sendfile(sock.fileno(), fd, offset, count)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+
+    def dcc_buffer(self) -> bytearray:
+        """The connection's buffer for dynamic content creators (made on first use)."""
+        if self._dcc_buf is None:
+            self._dcc_buf = bytearray(DCC_BUFFER_SIZE)
+        return self._dcc_buf
+
+    async def wait_resume(self, request: Request) -> None:
+        """Park until ``request_resume(request)``; no timeout applies meanwhile."""
+        event = trio.Event()
+        request._resume_event = event
+        self._disarm()
+        await event.wait()
+        request._resume_event = None
+
+
+def _pending_body(conn: h11.Connection, upload_size: int | None) -> tuple[bool, bool]:
+    """Consume what is buffered of an unread body.
+
+    Returns:
+        ``(done, drainable)``: the body is completely received; the rest is
+        small enough to read and discard after the reply.
+    """
+    if upload_size == 0:
+        return True, True
+    received = 0
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            return False, False
+        if type(event) is h11.Data:
+            received += len(event.data)
+        elif type(event) is h11.EndOfMessage:
+            return True, True
+        else:
+            break
+    if upload_size is None:
+        return False, False
+    return False, upload_size - received <= DRAIN_LIMIT
+
+
+async def _call(cb: Callable[..., Any], *args: Any) -> Any:
+    result = cb(*args)
+    if isawaitable(result):
+        result = await result
+    return result
+

@@ -1,0 +1,123 @@
+"""The daemon's options: one validated, immutable record.
+
+Every limit is explicit and configurable (as in libmicrohttpd); a bad value is
+refused when the :class:`~mhd2.Daemon` is constructed, with a
+:class:`~mhd2.UsageError` that says what would be accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .enums import AddressFamily, StatusCode, StrictLevel
+from .errors import UsageError
+
+__all__ = ["DaemonOptions"]
+
+#: Default bytes for the request line plus all header lines (MHD's default
+#: connection memory limit is 32 KiB).
+DEFAULT_MAX_HEADER_SIZE = 32 * 1024
+#: Default bytes shared by all full-upload and POST buffers at once.
+DEFAULT_LARGE_POOL_SIZE = 8 * 1024 * 1024
+
+
+def _bad(option: str, value: object, expected: str) -> UsageError:
+    return UsageError(
+        f"Daemon option {option}={value!r} is invalid: expected {expected}",
+        StatusCode.CONFIGURATION_WRONG_OPTION_VALUE,
+    )
+
+
+def _check_int(option: str, value: object, minimum: int, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        extra = " or None" if allow_none else ""
+        raise _bad(option, value, f"an int >= {minimum}{extra}")
+
+
+def _check_callable(option: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise _bad(option, value, "a callable or None")
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonOptions:
+    """All options of a :class:`~mhd2.Daemon`, validated (see its docstring)."""
+
+    host: str | None = "127.0.0.1"
+    port: int = 0
+    family: AddressFamily = AddressFamily.AUTO
+    listen_socket: Any = None
+    reuse_port: bool = False
+    backlog: int = 1024
+    tls: Any = None
+    connection_limit: int | None = None
+    per_ip_limit: int | None = None
+    timeout: float | None = 60.0
+    max_header_size: int = DEFAULT_MAX_HEADER_SIZE
+    large_pool_size: int = DEFAULT_LARGE_POOL_SIZE
+    accept_policy: Callable[..., Any] | None = None
+    early_uri_logger: Callable[..., Any] | None = None
+    notify_connection: Callable[..., Any] | None = None
+    notify_request_ended: Callable[..., Any] | None = None
+    strict_level: int = 0
+    disallow_upgrade: bool = False
+    disallow_suspend_resume: bool = False
+    suppress_date_header: bool = False
+    disable_cookies: bool = False
+    uri_query_plus_as_space: bool = True
+    digest_auth_random: bytes | None = None
+    digest_auth_nonce_timeout: float = 300.0
+    digest_auth_max_nc: int = 1000
+    digest_auth_map_size: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.listen_socket is not None:
+            if not isinstance(self.listen_socket, int | socket.socket | trio.socket.SocketType):
+                raise _bad("listen_socket", self.listen_socket,
+                           "a listening socket's fd (int), a socket.socket or a trio socket")
+            if isinstance(self.listen_socket, int) and self.listen_socket < 0:
+                raise _bad("listen_socket", self.listen_socket, "a non-negative file descriptor")
+        if self.host is not None and (not isinstance(self.host, str) or not self.host):
+            raise _bad("host", self.host, "a host name or address string, or None for all")
+        _check_int("port", self.port, 0)
+        if self.port > 65535:
+            raise _bad("port", self.port, "0..65535 (0 picks a free port)")
+        if not isinstance(self.family, AddressFamily):
+            raise _bad("family", self.family, "an mhd2.AddressFamily")
+        _check_int("backlog", self.backlog, 1)
+        _check_int("connection_limit", self.connection_limit, 1, allow_none=True)
+        _check_int("per_ip_limit", self.per_ip_limit, 1, allow_none=True)
+        if self.timeout is not None and (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, int | float)
+            or not self.timeout > 0
+            or math.isnan(self.timeout)
+        ):
+            raise _bad("timeout", self.timeout, "seconds > 0, or None to disable (unsafe)")
+        _check_int("max_header_size", self.max_header_size, 256)
+        _check_int("large_pool_size", self.large_pool_size, 0)
+        for name in ("accept_policy", "early_uri_logger", "notify_connection",
+                     "notify_request_ended"):
+            _check_callable(name, getattr(self, name))
+        if isinstance(self.strict_level, bool) or self.strict_level not in range(-3, 4):
+            raise _bad("strict_level", self.strict_level, "a StrictLevel or an int from -3 to 3")
+        object.__setattr__(self, "strict_level", StrictLevel(self.strict_level))
+        if self.tls is not None:
+            import ssl
+
+            if not isinstance(self.tls, ssl.SSLContext):
+                raise _bad("tls", self.tls, "an ssl.SSLContext (see mhd2.tls.server_context)")
+        if self.digest_auth_random is not None and not isinstance(self.digest_auth_random, bytes):
+            raise _bad("digest_auth_random", self.digest_auth_random, "bytes or None")
+        if not self.digest_auth_nonce_timeout > 0:
+            raise _bad("digest_auth_nonce_timeout", self.digest_auth_nonce_timeout, "seconds > 0")
+        _check_int("digest_auth_max_nc", self.digest_auth_max_nc, 1)
+        _check_int("digest_auth_map_size", self.digest_auth_map_size, 1)

@@ -1,0 +1,285 @@
+"""Request: what the client asked for, as the application sees it.
+
+A :class:`Request` is created for each request head the daemon accepts and is
+passed to the request callback.  Values (headers, cookies, query arguments) are
+decoded lazily, on first use, so a request that only looks at its path costs
+little.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .connection_info import ConnectionInfo
+from .enums import HTTPMethod, HTTPVersion, ValueKind
+from ._http1.values import parse_cookies, parse_query, split_target
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .actions import Action
+    from .options import DaemonOptions
+
+__all__ = ["HeaderView", "Request", "request_resume"]
+
+
+class HeaderView(Mapping[str, str]):
+    """Read-only, case-insensitive view of request header (or trailer) lines.
+
+    ``view["content-type"]`` is the first value; :meth:`get_all` gives every
+    value of a name; iteration yields each name once, as first sent.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Sequence[tuple[str, str]]) -> None:
+        self._items = items
+
+    def __getitem__(self, name: str) -> str:
+        lower = name.lower()
+        for key, value in self._items:
+            if key.lower() == lower:
+                return value
+        raise KeyError(name)
+
+    def get_all(self, name: str) -> list[str]:
+        """Every value sent under *name*, in arrival order."""
+        lower = name.lower()
+        return [v for k, v in self._items if k.lower() == lower]
+
+    def __iter__(self) -> Iterator[str]:
+        seen: set[str] = set()
+        for key, _ in self._items:
+            if key.lower() not in seen:
+                seen.add(key.lower())
+                yield key
+
+    def __len__(self) -> int:
+        return len({k.lower() for k, _ in self._items})
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and any(k.lower() == name.lower() for k, _ in self._items)
+
+    def __repr__(self) -> str:
+        return f"HeaderView({list(self._items)!r})"
+
+
+class Request:
+    """One HTTP request (``struct MHD_Request``).
+
+    Attributes:
+        method: the method as sent, e.g. ``"GET"``.
+        uri: the raw request target, e.g. ``"/a%20b?x=1"``.
+        version: ``"HTTP/1.0"`` or ``"HTTP/1.1"``.
+        upload_size: body length: ``0`` for none, an ``int`` from
+            ``Content-Length``, ``None`` for a chunked body (size unknown).
+        app_context: a free slot for the application, kept for the life of
+            the request (also across suspend/resume).
+        connection: the :class:`~mhd2.ConnectionInfo` of the connection.
+    """
+
+    __slots__ = (
+        "_action",
+        "_args",
+        "_cookies",
+        "_daemon_options",
+        "_ended",
+        "_footers",
+        "_headers",
+        "_path",
+        "_postdata",
+        "_query",
+        "_resume_event",
+        "_token",
+        "app_context",
+        "connection",
+        "method",
+        "upload_size",
+        "uri",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        version: str,
+        raw_headers: list[tuple[str, str]],
+        upload_size: int | None,
+        connection: ConnectionInfo,
+        options: DaemonOptions,
+        token: trio.lowlevel.TrioToken | None,
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.version = version
+        self._headers = raw_headers
+        self.upload_size = upload_size
+        self.connection = connection
+        self._daemon_options = options
+        self._token = token
+        self.app_context: Any = None
+        self._action: Action | None = None
+        self._path: str | None = None
+        self._query = ""
+        self._args: list[tuple[str, str]] | None = None
+        self._cookies: list[tuple[str, str]] | None = None
+        self._footers: list[tuple[str, str]] = []
+        self._postdata: list[tuple[str, str]] = []
+        self._resume_event: trio.Event | None = None
+        self._ended = False
+
+    # -- request line -------------------------------------------------------
+
+    @property
+    def http_method(self) -> HTTPMethod:
+        """The method as an :class:`~mhd2.HTTPMethod` (``OTHER`` for extension methods)."""
+        return HTTPMethod.from_str(self.method)
+
+    @property
+    def http_version(self) -> HTTPVersion:
+        """The version as an :class:`~mhd2.HTTPVersion`."""
+        return HTTPVersion.from_str(self.version)
+
+    @property
+    def path(self) -> str:
+        """The path without the query, percent-decoded (non-UTF-8 bytes as surrogate escapes)."""
+        if self._path is None:
+            self._path, self._query = split_target(self.uri)
+        return self._path
+
+    @property
+    def client_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the client."""
+        return self.connection.client_address
+
+    # -- values ---------------------------------------------------------------
+
+    def get_values(self, kind: ValueKind) -> list[tuple[str, str]]:
+        """All ``(name, value)`` pairs of the given kinds, in arrival order.
+
+        Args:
+            kind: a :class:`~mhd2.ValueKind`; several may be combined with ``|``
+                (headers, then cookies, then query arguments, then POST data,
+                then trailers).
+        """
+        out: list[tuple[str, str]] = []
+        if kind & ValueKind.HEADER:
+            out.extend(self._headers)
+        if kind & ValueKind.COOKIE:
+            out.extend(self._cookie_pairs())
+        if kind & ValueKind.GET_ARGUMENT:
+            out.extend(self._arg_pairs())
+        if kind & ValueKind.POSTDATA:
+            out.extend(self._postdata)
+        if kind & ValueKind.FOOTER:
+            out.extend(self._footers)
+        return out
+
+    def get_value(self, kind: ValueKind, key: str) -> str | None:
+        """The first value named *key* among the given kinds, or ``None``.
+
+        Header and trailer names compare case-insensitively; cookie, argument
+        and POST field names exactly.
+        """
+        if kind & ValueKind.HEADER:
+            lower = key.lower()
+            for name, value in self._headers:
+                if name.lower() == lower:
+                    return value
+        for flag, pairs in (
+            (ValueKind.COOKIE, self._cookie_pairs),
+            (ValueKind.GET_ARGUMENT, self._arg_pairs),
+        ):
+            if kind & flag:
+                for name, value in pairs():
+                    if name == key:
+                        return value
+        if kind & ValueKind.POSTDATA:
+            for name, value in self._postdata:
+                if name == key:
+                    return value
+        if kind & ValueKind.FOOTER:
+            lower = key.lower()
+            for name, value in self._footers:
+                if name.lower() == lower:
+                    return value
+        return None
+
+    @property
+    def headers(self) -> HeaderView:
+        """The request's header lines as a read-only, case-insensitive mapping."""
+        return HeaderView(self._headers)
+
+    @property
+    def footers(self) -> HeaderView:
+        """The request's trailer lines (after a chunked body was read)."""
+        return HeaderView(self._footers)
+
+    @property
+    def cookies(self) -> Mapping[str, str]:
+        """Cookies as a read-only mapping (first value of a name wins).
+
+        Empty when the daemon was made with ``disable_cookies=True``.
+        """
+        return MappingProxyType(_first_wins(self._cookie_pairs()))
+
+    @property
+    def args(self) -> Mapping[str, str]:
+        """Query arguments as a read-only mapping (first value of a name wins)."""
+        return MappingProxyType(_first_wins(self._arg_pairs()))
+
+    def _cookie_pairs(self) -> list[tuple[str, str]]:
+        if self._cookies is None:
+            if self._daemon_options.disable_cookies:
+                self._cookies = []
+            else:
+                lines = [v for k, v in self._headers if k.lower() == "cookie"]
+                self._cookies = parse_cookies(lines) if lines else []
+        return self._cookies
+
+    def _arg_pairs(self) -> list[tuple[str, str]]:
+        if self._args is None:
+            self.path  # noqa: B018  (splits the target)
+            self._args = parse_query(
+                self._query, plus_as_space=self._daemon_options.uri_query_plus_as_space
+            )
+        return self._args
+
+    def __repr__(self) -> str:
+        return f"<mhd2.Request {self.method} {self.uri} {self.version}>"
+
+
+def _first_wins(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in pairs:
+        out.setdefault(name, value)
+    return out
+
+
+def request_resume(request: Request) -> None:
+    """Resume a suspended request (``MHD_request_resume``).
+
+    Safe to call from any trio task of the daemon's run and from any other
+    thread.  Resuming a request that is not suspended (or has ended) does nothing.
+    """
+    event = request._resume_event
+    if event is None:
+        return
+    token = request._token
+    try:
+        current: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        current = None
+    if token is None or current is token:
+        event.set()
+    else:
+        try:
+            token.run_sync_soon(event.set)
+        except trio.RunFinishedError:
+            pass
+
