@@ -17,20 +17,21 @@ import math
 import os
 from collections.abc import Callable
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import h11
 import trio
 
+from ._http1.framing import plan_reply
+from ._http1.request_checks import check_head, check_raw_head
 from .actions import AbortAction, Action, ResponseAction, SuspendAction
 from .connection_info import ConnectionInfo
 from .enums import ConnectionEvent, RequestEndedCode
 from .errors import UsageError
+from .plain_stream import PlainSocketStream
 from .reply import ReplyAborted, send_reply
 from .request import Request
 from .response import Response
-from ._http1.framing import plan_reply
-from ._http1.request_checks import check_head, check_raw_head, has_length_conflict
 
 if TYPE_CHECKING:
     from .options import DaemonOptions
@@ -52,6 +53,8 @@ DCC_BUFFER_SIZE = 32 * 1024
 #: client sees the answer instead of a reset (a "lingering close").
 LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 1024 * 1024
+#: The inactivity deadline may lag real progress by this many seconds.
+ARM_SLACK = 1.0
 #: Bound on writing an error response to a client that does not read.
 ERROR_WRITE_SECONDS = 5.0
 
@@ -98,16 +101,19 @@ class HTTPConnection:
         self._token = token
         self._is_stopping = is_stopping
         self._timeout = options.timeout
+        self._armed_at = -math.inf
         self._scope = trio.CancelScope()
         self._request: Request | None = None
         self._response: Response | None = None
         self._reply_started = False
+        # True while no request is in progress (waiting for, or reading, a head).
         self._idle = True
         self._closing_idle = False
+        self._head_started = False
         self._dcc_buf: bytearray | None = None
         sock = getattr(stream, "socket", None)
         self._sock: Any = sock
-        self.can_sendfile = isinstance(stream, trio.SocketStream) and hasattr(os, "sendfile")
+        self.can_sendfile = isinstance(stream, PlainSocketStream) and hasattr(os, "sendfile")
 
     # -- daemon-facing --------------------------------------------------------
 
@@ -155,15 +161,16 @@ class HTTPConnection:
                 if self._is_stopping():
                     return
                 self._arm()
-                leftover = await self._stream.receive_some(RECV_SIZE)
-                self._idle = False
+                leftover = cast(bytes, await self._stream.receive_some(RECV_SIZE))
                 if not leftover:
                     return
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._options.max_header_size)
             conn.receive_data(leftover)
             if eof:
                 conn.receive_data(b"")
+            self._idle = True
             event = await self._read_head(conn, leftover)
+            self._idle = False
             if event is None:
                 return
             if not await self._handle(conn, event):
@@ -172,17 +179,26 @@ class HTTPConnection:
             leftover = bytes(leftover)
 
     def _arm(self) -> None:
-        """Move the inactivity deadline to ``timeout`` seconds from now."""
+        """Move the inactivity deadline to ``timeout`` seconds from now.
+
+        Moving a deadline is not free, so it is only moved when it was last
+        set more than :data:`ARM_SLACK` seconds ago (or is disarmed).
+        """
         if self._timeout is not None:
-            self._scope.deadline = trio.current_time() + self._timeout
+            now = trio.current_time()
+            if now - self._armed_at > ARM_SLACK:
+                self._armed_at = now
+                self._scope.deadline = now + self._timeout
 
     def _disarm(self) -> None:
+        self._armed_at = -math.inf
         self._scope.deadline = math.inf
 
     async def _read_head(self, conn: h11.Connection, first: bytes) -> h11.Request | None:
         """Parse until a request head is complete; answer and return None on errors."""
         fed = len(first)
         chunks = [first]
+        self._head_started = True
         max_head = self._options.max_header_size
         while True:
             try:
@@ -203,13 +219,14 @@ class HTTPConnection:
                     await self._reject(431, "request header section too large")
                     return None
                 self._arm()
-                data = await self._stream.receive_some(RECV_SIZE)
+                data = cast(bytes, await self._stream.receive_some(RECV_SIZE))
                 conn.receive_data(data)
                 if data:
                     fed += len(data)
                     chunks.append(data)
                 continue
             if type(event) is h11.Request:
+                self._head_started = False
                 head_len = fed - len(conn.trailing_data[0])
                 if head_len > max_head:
                     await self._reject(431, "request header section too large")
@@ -226,14 +243,27 @@ class HTTPConnection:
         """Serve one parsed request; return whether the connection stays open."""
         headers = event.headers
         options = self._options
+        # One pass over the fields (h11 keeps (raw name, lower name, value)
+        # triples; iterating its Sequence wrapper costs far more).
+        items = getattr(headers, "_full_items", None)
+        if items is None:  # pragma: no cover - other h11 versions
+            items = [(raw, raw.lower(), v) for raw, v in headers.raw_items()]
         upload_size: int | None = 0
-        for name, value in headers:
-            if name == b"transfer-encoding":
-                upload_size = None
-                break
-            if name == b"content-length":
+        has_te = has_cl = wants_close = wants_keep_alive = False
+        raw = []
+        for name, lower, value in items:
+            raw.append((name.decode("latin-1"), value.decode("latin-1")))
+            if lower == b"transfer-encoding":
+                has_te = True
+            elif lower == b"content-length":
+                has_cl = True
                 upload_size = int(value)
-        raw = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers.raw_items()]
+            elif lower == b"connection":
+                tokens = [t.strip() for t in value.lower().split(b",")]
+                wants_close = wants_close or b"close" in tokens
+                wants_keep_alive = wants_keep_alive or b"keep-alive" in tokens
+        if has_te:
+            upload_size = None
         request = Request(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
@@ -252,12 +282,13 @@ class HTTPConnection:
             except Exception:
                 logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
 
-        problem = check_head(event.method, event.target, event.http_version, headers,
-                             options.strict_level)
-        if problem is not None:
-            await self._reject(*problem)
-            return False
-        must_close = has_length_conflict(headers)  # lenient levels: serve, then close
+        if event.target[:1] != b"/" or event.http_version != b"1.1" or has_te or options.strict_level:
+            problem = check_head(event.method, event.target, event.http_version, headers,
+                                 options.strict_level)
+            if problem is not None:
+                await self._reject(*problem)
+                return False
+        must_close = has_te and has_cl  # lenient levels: served by TE, then closed
 
         action = await self._call_app(request)
         while isinstance(action, SuspendAction):
@@ -276,12 +307,6 @@ class HTTPConnection:
         if not body_done and (not drain or conn.they_are_waiting_for_100_continue):
             must_close = True
         http11 = event.http_version == b"1.1"
-        wants_close = wants_keep_alive = False
-        for name, value in headers:
-            if name == b"connection":
-                tokens = [t.strip() for t in value.lower().split(b",")]
-                wants_close = wants_close or b"close" in tokens
-                wants_keep_alive = wants_keep_alive or b"keep-alive" in tokens
         plan = plan_reply(
             http11=http11,
             is_head=event.method == b"HEAD",
@@ -323,10 +348,10 @@ class HTTPConnection:
     async def _call_app(self, request: Request) -> Action | None:
         """Call the request callback once; turn its failures into a reply."""
         request._action = None
-        self._disarm()
         try:
             result = self._app(request)
             if result is not None and not isinstance(result, Action) and isawaitable(result):
+                self._disarm()
                 result = await result
             if result is None:
                 if request._action is not None and isinstance(request._action, ResponseAction):
@@ -395,8 +420,8 @@ class HTTPConnection:
     async def _send_simple(self, status: int, body: bytes) -> None:
         if self._reply_started:
             return  # too late for a status line: the caller closes
-        from .enums import reason_phrase
         from ._http1.date import date_header_line
+        from .enums import reason_phrase
 
         head = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status).encode("latin-1"))
         if not self._options.suppress_date_header:
@@ -413,14 +438,14 @@ class HTTPConnection:
         """The inactivity deadline passed: 408 if a request was begun, then close."""
         if self._request is not None:
             self._end(RequestEndedCode.TIMEOUT_REACHED)
-        elif not self._idle:
+        elif self._head_started:
             await self._send_simple(408, b"408 Request Timeout\n")
 
     async def _linger(self) -> None:
         """Half-close, then discard input for a while so the reply is not reset away."""
         with trio.move_on_after(LINGER_SECONDS):
             try:
-                if isinstance(self._stream, trio.SocketStream):
+                if isinstance(self._stream, trio.abc.HalfCloseableStream):
                     await self._stream.send_eof()
                 got = 0
                 while got < LINGER_MAX_BYTES:
@@ -440,7 +465,7 @@ class HTTPConnection:
                 return False
             if event is h11.NEED_DATA:
                 self._arm()
-                data = await self._stream.receive_some(DRAIN_RECV_SIZE)
+                data = cast(bytes, await self._stream.receive_some(DRAIN_RECV_SIZE))
                 conn.receive_data(data)
                 if not data:
                     return False

@@ -25,6 +25,7 @@ from .connection_info import connection_info_for
 from .enums import AddressFamily, StatusCode
 from .errors import DaemonStartError, UsageError
 from .options import DaemonOptions
+from .plain_stream import PlainSocketStream
 from .request import Request
 
 __all__ = ["Daemon"]
@@ -107,7 +108,8 @@ class Daemon:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """Every ``(host, port)`` the daemon listens on."""
-        return [tuple(listener.socket.getsockname()[:2]) for listener in self._listeners]  # type: ignore[misc]
+        names = (listener.socket.getsockname() for listener in self._listeners)
+        return [(str(a[0]), int(a[1])) for a in names]
 
     @property
     def connection_count(self) -> int:
@@ -117,6 +119,9 @@ class Daemon:
     # -- life cycle --------------------------------------------------------------
 
     async def __aenter__(self) -> Daemon:
+        if self._stack is not None:
+            raise UsageError("this Daemon is already entered; a Daemon runs once")
+        self._check_fresh()
         await self._bind()
         stack = AsyncExitStack()
         nursery = await stack.enter_async_context(trio.open_nursery())
@@ -150,8 +155,7 @@ class Daemon:
             DaemonStartError: binding failed.
             UsageError: the daemon is already serving or has been stopped.
         """
-        if self._serving or self._stopped.is_set():
-            raise UsageError("this daemon is already serving (or stopped); make a new Daemon")
+        self._check_fresh()
         if not self._listeners:
             await self._bind()
         self._serving = True
@@ -174,6 +178,13 @@ class Daemon:
             self.quiesce()
             self._stopping = True
             self._stopped.set()
+
+    def _check_fresh(self) -> None:
+        if self._serving or self._stopped.is_set():
+            raise UsageError(
+                "this Daemon is already serving or has been stopped; a Daemon runs once: "
+                "make a new Daemon to serve again"
+            )
 
     def quiesce(self) -> None:
         """Stop accepting new connections; open connections are still served."""
@@ -269,7 +280,7 @@ class Daemon:
                 if not allowed:
                     return
             local = stream.socket.getsockname()
-            conn_stream: trio.abc.Stream = stream
+            conn_stream: trio.abc.Stream = PlainSocketStream(stream)
             ssl_object = None
             if opts.tls is not None:
                 tls_stream = trio.SSLStream(stream, opts.tls, server_side=True)
@@ -283,7 +294,7 @@ class Daemon:
                 if scope.cancelled_caught:
                     return
                 conn_stream = tls_stream
-                ssl_object = tls_stream._ssl_object  # noqa: SLF001
+                ssl_object = tls_stream._ssl_object
             info = connection_info_for(peer, local, ssl_object,
                                        ssl_object.server_hostname if ssl_object else None)
             conn = HTTPConnection(conn_stream, info, opts, self._request_cb, self._token,

@@ -15,14 +15,14 @@ from typing import Any, Protocol
 
 import trio
 
+from ._http1.date import date_header_line
+from ._http1.framing import ReplyPlan
+from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
 from .actions import DCCAction, DCCContext
 from .enums import RequestEndedCode, StatusCode
 from .errors import UsageError
 from .request import Request
 from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
-from ._http1.date import date_header_line
-from ._http1.framing import ReplyPlan
-from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
 
 __all__ = ["ReplyAborted", "Sink", "build_head", "send_reply"]
 

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._http1.values import parse_cookies, parse_query, split_target
 from .connection_info import ConnectionInfo
 from .enums import HTTPMethod, HTTPVersion, ValueKind
-from ._http1.values import parse_cookies, parse_query, split_target
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

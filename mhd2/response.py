@@ -20,9 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ._http1.writer import encode_header_lines
 from .enums import PredefinedHeader, StatusCode, reason_phrase
 from .errors import ResponseHeaderError, UsageError
-from ._http1.writer import encode_header_lines
 
 if TYPE_CHECKING:
     from .actions import DCCContext

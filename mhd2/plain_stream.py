@@ -1,0 +1,109 @@
+"""A lean stream over a plain TCP socket, for the connection loop's hot path.
+
+:class:`trio.SocketStream` is correct and general, but each ``receive_some`` and
+``send_all`` pays for conflict detection, two scheduler checkpoints and a
+context manager or two -- a large share of a hello-world request.  This stream
+makes the same system calls directly on the non-blocking descriptor and only
+waits (``trio.lowlevel.wait_readable/writable``) when the kernel says so.
+
+It keeps trio's guarantees where they matter: every ``receive_some`` is a
+checkpoint (a wait, or an explicit one when data was already there), every
+blocking point is cancellable, and closing goes through the owning
+:class:`trio.SocketStream` so that other waiters are woken.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+
+import trio
+
+__all__ = ["PlainSocketStream"]
+
+_BROKEN_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT,
+                  errno.ENOTCONN, errno.EHOSTUNREACH, errno.ENETUNREACH}
+
+
+class PlainSocketStream(trio.abc.HalfCloseableStream):
+    """A :class:`trio.abc.HalfCloseableStream` over an accepted TCP socket.
+
+    Args:
+        inner: the :class:`trio.SocketStream` that owns the socket; it is
+            closed by :meth:`aclose`.
+    """
+
+    def __init__(self, inner: trio.SocketStream) -> None:
+        self.inner = inner
+        self.socket = inner.socket
+        self._fd = inner.socket.fileno()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        """Receive at most *max_bytes* (65536 by default); ``b""`` at EOF."""
+        fd = self._fd
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
+        try:
+            data = os.read(fd, max_bytes or 65536)
+        except BlockingIOError:
+            pass
+        except OSError as exc:
+            raise _translate(exc) from exc
+        else:
+            await trio.lowlevel.checkpoint()
+            return data
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, max_bytes or 65536)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise _translate(exc) from exc
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of *data*, waiting for the socket to drain as needed."""
+        fd = self._fd
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
+        with memoryview(data) as view:
+            total = view.nbytes
+            sent = 0
+            while True:
+                try:
+                    sent += os.write(fd, view[sent:] if sent else view)
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise _translate(exc) from exc
+                if sent >= total:
+                    break
+                await trio.lowlevel.wait_writable(fd)
+        if total == 0:
+            await trio.lowlevel.checkpoint()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        """Wait until the socket is writable."""
+        await trio.lowlevel.wait_writable(self._fd)
+
+    async def send_eof(self) -> None:
+        """Shut down the sending side (``SHUT_WR``); receiving still works."""
+        await trio.lowlevel.checkpoint()
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    async def aclose(self) -> None:
+        """Close the socket (through the owning :class:`trio.SocketStream`)."""
+        self._fd = -1
+        await self.inner.aclose()
+
+
+def _translate(exc: OSError) -> Exception:
+    if exc.errno == errno.EBADF:
+        return trio.ClosedResourceError("the stream was closed")
+    if exc.errno in _BROKEN_ERRNOS:
+        return trio.BrokenResourceError(f"the connection broke: {exc}")
+    return trio.BrokenResourceError(f"socket error: {exc}")

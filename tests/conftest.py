@@ -1,0 +1,88 @@
+"""Shared helpers for mhd2's tests: real daemons on 127.0.0.1, raw-socket clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+import mhd2
+
+#: Upper bound for any single network wait in a test.
+WAIT = 10.0
+
+
+@asynccontextmanager
+async def running(cb: Callable[[mhd2.Request], Any], **options: Any) -> AsyncIterator[mhd2.Daemon]:
+    """Run a daemon on 127.0.0.1 with a free port for the duration of the block."""
+    options.setdefault("port", 0)
+    async with mhd2.Daemon(cb, **options) as daemon:
+        yield daemon
+
+
+def text_response(request: mhd2.Request, body: bytes = b"ok", status: int = 200) -> mhd2.Action:
+    """A request callback answering *body* as text/plain."""
+    response = mhd2.Response.from_buffer_copy(status, body)
+    response.add_header("Content-Type", "text/plain")
+    return mhd2.action_from_response(request, response)
+
+
+async def exchange(port: int, data: bytes, *, half_close: bool = False) -> bytes:
+    """Send raw *data*, then read until the server closes (bounded by WAIT)."""
+    with trio.fail_after(WAIT):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(data)
+            if half_close:
+                await stream.send_eof()
+            chunks = []
+            while True:
+                try:
+                    chunk = await stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+
+async def read_response(stream: trio.SocketStream, buffer: bytearray) -> bytes:
+    """Read one complete response (Content-Length or no body) from *stream*.
+
+    *buffer* carries bytes read past the response between calls.
+    """
+    with trio.fail_after(WAIT):
+        while b"\r\n\r\n" not in buffer:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                raise EOFError(bytes(buffer))
+            buffer += chunk
+        head_end = buffer.index(b"\r\n\r\n") + 4
+        head = bytes(buffer[:head_end]).lower()
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        while len(buffer) < head_end + length:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                raise EOFError(bytes(buffer))
+            buffer += chunk
+        response = bytes(buffer[: head_end + length])
+        del buffer[: head_end + length]
+        return response
+
+
+def status_of(response: bytes) -> int:
+    """The status code of a raw response."""
+    return int(response.split(b" ", 2)[1])
+
+
+@pytest.fixture
+def ended() -> list[tuple[mhd2.Request, mhd2.RequestEndedCode]]:
+    """A list that a ``notify_request_ended`` callback can append to."""
+    return []
