@@ -18,7 +18,8 @@ WAIT = 10.0
 @asynccontextmanager
 async def running(cb: Callable[[mhd2.Request], Any], **options: Any) -> AsyncIterator[mhd2.Daemon]:
     """Run a daemon on 127.0.0.1 with a free port for the duration of the block."""
-    options.setdefault("port", 0)
+    if "listen_socket" not in options:
+        options.setdefault("port", 0)
     async with mhd2.Daemon(cb, **options) as daemon:
         yield daemon
 
