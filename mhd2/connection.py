@@ -23,7 +23,7 @@ import h11
 import trio
 
 from ._http1.framing import plan_reply
-from ._http1.request_checks import check_head, check_raw_head
+from ._http1.request_checks import check_head, check_raw_head, transfer_coding_status
 from .actions import AbortAction, Action, ResponseAction, SuspendAction
 from .connection_info import ConnectionInfo
 from .enums import ConnectionEvent, RequestEndedCode
@@ -102,6 +102,7 @@ class HTTPConnection:
         self._is_stopping = is_stopping
         self._timeout = options.timeout
         self._armed_at = -math.inf
+        self._slack = ARM_SLACK if options.timeout is None else min(ARM_SLACK, options.timeout / 8)
         self._scope = trio.CancelScope()
         self._request: Request | None = None
         self._response: Response | None = None
@@ -111,8 +112,6 @@ class HTTPConnection:
         self._closing_idle = False
         self._head_started = False
         self._dcc_buf: bytearray | None = None
-        sock = getattr(stream, "socket", None)
-        self._sock: Any = sock
         self.can_sendfile = isinstance(stream, PlainSocketStream) and hasattr(os, "sendfile")
 
     # -- daemon-facing --------------------------------------------------------
@@ -144,8 +143,11 @@ class HTTPConnection:
             if self._request is not None:
                 self._end(RequestEndedCode.DAEMON_SHUTDOWN if self._is_stopping()
                           else RequestEndedCode.CONNECTION_ERROR)
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self._stream)
+            if isinstance(self._stream, PlainSocketStream):
+                self._stream.close()
+            else:
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(self._stream)
             self._notify_connection(ConnectionEvent.CLOSED)
 
     # -- the request loop -------------------------------------------------------
@@ -178,15 +180,16 @@ class HTTPConnection:
             leftover, eof = conn.trailing_data
             leftover = bytes(leftover)
 
-    def _arm(self) -> None:
+    def _arm(self, *, force: bool = False) -> None:
         """Move the inactivity deadline to ``timeout`` seconds from now.
 
         Moving a deadline is not free, so it is only moved when it was last
-        set more than :data:`ARM_SLACK` seconds ago (or is disarmed).
+        set more than :data:`ARM_SLACK` seconds (or an eighth of the timeout,
+        if that is less) ago, or is disarmed.
         """
         if self._timeout is not None:
             now = trio.current_time()
-            if now - self._armed_at > ARM_SLACK:
+            if force or now - self._armed_at > self._slack:
                 self._armed_at = now
                 self._scope.deadline = now + self._timeout
 
@@ -199,6 +202,9 @@ class HTTPConnection:
         fed = len(first)
         chunks = [first]
         self._head_started = True
+        # The whole head must arrive within `timeout` of its first byte:
+        # trickling bytes does not extend it (slowloris).
+        self._arm(force=True)
         max_head = self._options.max_header_size
         while True:
             try:
@@ -207,6 +213,8 @@ class HTTPConnection:
                 if conn.their_state is h11.ERROR and conn.trailing_data[1]:
                     return None  # the client closed mid-head: nobody to answer
                 status = exc.error_status_hint
+                if status == 501:
+                    status = transfer_coding_status(b"".join(chunks))
                 if status == 431 and b"\n" not in b"".join(chunks)[:max_head]:
                     # RFC 9112 §3: "A server that receives a request-target
                     # longer than any URI it wishes to parse MUST respond with
@@ -218,7 +226,6 @@ class HTTPConnection:
                 if fed > max_head:
                     await self._reject(431, "request header section too large")
                     return None
-                self._arm()
                 data = cast(bytes, await self._stream.receive_some(RECV_SIZE))
                 conn.receive_data(data)
                 if data:
@@ -288,7 +295,10 @@ class HTTPConnection:
             if problem is not None:
                 await self._reject(*problem)
                 return False
-        must_close = has_te and has_cl  # lenient levels: served by TE, then closed
+        # RFC 9112 §6.1: after CL+TE (lenient levels) the server "MUST close the
+        # connection after responding"; an HTTP/1.0 message with TE "MUST [be
+        # treated] as if the framing is faulty ... and close the connection".
+        must_close = has_te and (has_cl or event.http_version != b"1.1")
 
         action = await self._call_app(request)
         while isinstance(action, SuspendAction):
@@ -334,6 +344,7 @@ class HTTPConnection:
                 raise
             logger.exception("mhd2: error in a content creator for %s %s",
                              request.method, request.uri)
+            await self._send_simple(500, b"Internal Server Error")  # if nothing was sent yet
             self._end(RequestEndedCode.BY_APP_ERROR)
             return False
         self._end(RequestEndedCode.COMPLETED_OK)
@@ -485,7 +496,7 @@ class HTTPConnection:
     async def send_file(self, fd: int, offset: int, count: int) -> int:
         """Send up to *count* bytes of *fd* from *offset* with ``os.sendfile``."""
         self._reply_started = True
-        sock = self._sock
+        sock = cast(PlainSocketStream, self._stream).socket
         while True:
             self._arm()
             try:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from inspect import isawaitable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -36,6 +36,8 @@ logger = logging.getLogger("mhd2")
 #: (as ``trio.serve_listeners`` does).
 _ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _ACCEPT_PAUSE = 0.1
+#: At most this many accepts in a row before a checkpoint.
+_ACCEPT_BURST = 32
 #: Grace period when a ``async with Daemon(...)`` block is left normally.
 DEFAULT_GRACE = 5.0
 #: Bound on a TLS handshake (the idle ``timeout`` applies when it is shorter).
@@ -83,7 +85,7 @@ class Daemon:
                              StatusCode.CONFIGURATION_WRONG_OPTION_VALUE)
         self.options = DaemonOptions(**options)
         self._request_cb = request_cb
-        self._listeners: list[trio.SocketListener] = []
+        self._listeners: list[stdlib_socket.socket] = []
         self._connections: set[HTTPConnection] = set()
         self._per_ip: Counter[str] = Counter()
         self._count = 0
@@ -103,12 +105,12 @@ class Daemon:
         """The port of the first listening socket (the real one when ``port=0``)."""
         if not self._listeners:
             raise UsageError("the daemon is not bound yet: use it inside 'async with daemon'")
-        return int(self._listeners[0].socket.getsockname()[1])
+        return int(self._listeners[0].getsockname()[1])
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """Every ``(host, port)`` the daemon listens on."""
-        names = (listener.socket.getsockname() for listener in self._listeners)
+        names = (listener.getsockname() for listener in self._listeners)
         return [(str(a[0]), int(a[1])) for a in names]
 
     @property
@@ -189,7 +191,9 @@ class Daemon:
     def quiesce(self) -> None:
         """Stop accepting new connections; open connections are still served."""
         for listener in self._listeners:
-            listener.socket.close()
+            if listener.fileno() != -1:
+                trio.lowlevel.notify_closing(listener)
+                listener.close()
 
     async def stop(self, grace: float = DEFAULT_GRACE) -> None:
         """Stop gracefully and wait until nothing of the daemon runs any more.
@@ -216,58 +220,68 @@ class Daemon:
         if self._listeners:
             return
         opts = self.options
-        sockets: list[trio.socket.SocketType] = []
         try:
             if opts.listen_socket is not None:
-                sockets.append(_adopt(opts.listen_socket))
+                sockets = [_adopt(opts.listen_socket)]
             else:
-                sockets = await _bind_sockets(opts)
-        except DaemonStartError:
-            raise
+                sockets = _bind_sockets(opts)
         except OSError as exc:
-            for sock in sockets:
-                sock.close()
             raise DaemonStartError(
                 f"cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}",
                 StatusCode.LISTEN_SOCKET_BIND_FAILED,
             ) from exc
-        self._listeners = [trio.SocketListener(sock) for sock in sockets]
+        for sock in sockets:
+            sock.setblocking(False)
+        self._listeners = sockets
+        await trio.lowlevel.checkpoint()
 
     # -- accepting ---------------------------------------------------------------------
 
-    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: stdlib_socket.socket, nursery: trio.Nursery) -> None:
+        """Accept connections until the listener is closed.
+
+        Non-blocking ``accept()`` is tried first and the task waits only when
+        there is nothing to accept; a burst of connections is still
+        interrupted by a checkpoint every :data:`_ACCEPT_BURST` accepts.
+        """
         opts = self.options
+        burst = 0
         while True:
             try:
-                stream = await listener.accept()
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                return
+                sock, peer = listener.accept()
+            except BlockingIOError:
+                burst = 0
+                try:
+                    await trio.lowlevel.wait_readable(listener)
+                except (trio.ClosedResourceError, OSError):
+                    return
+                continue
             except OSError as exc:
+                if listener.fileno() == -1 or exc.errno == errno.EBADF:
+                    return
                 if exc.errno in _ACCEPT_CAPACITY_ERRORS:
                     logger.error("mhd2: accept() failed (%s); pausing %.1fs", exc, _ACCEPT_PAUSE)
                     await trio.sleep(_ACCEPT_PAUSE)
                     continue
-                if listener.socket.fileno() == -1:
-                    return
-                raise
-            try:
-                peer = stream.socket.getpeername()
-            except OSError:
-                await trio.aclose_forcefully(stream)
-                continue
+                continue  # the connection died before accept (ECONNABORTED ...)
+            burst += 1
+            if burst >= _ACCEPT_BURST:
+                burst = 0
+                await trio.lowlevel.checkpoint()
             ip = str(peer[0])
             if (opts.connection_limit is not None and self._count >= opts.connection_limit) or (
                 opts.per_ip_limit is not None and self._per_ip[ip] >= opts.per_ip_limit
             ):
                 logger.warning("mhd2: connection from %s refused: connection limit reached", ip)
-                await trio.aclose_forcefully(stream)
+                sock.close()
                 continue
             self._count += 1
             self._per_ip[ip] += 1
-            nursery.start_soon(self._run_connection, stream, peer, ip)
+            nursery.start_soon(self._run_connection, sock, peer, ip)
 
-    async def _run_connection(self, stream: trio.SocketStream, peer: Any, ip: str) -> None:
+    async def _run_connection(self, sock: stdlib_socket.socket, peer: Any, ip: str) -> None:
         opts = self.options
+        stream: trio.abc.Stream | None = None
         try:
             if opts.accept_policy is not None:
                 try:
@@ -279,11 +293,15 @@ class Daemon:
                     allowed = False
                 if not allowed:
                     return
-            local = stream.socket.getsockname()
-            conn_stream: trio.abc.Stream = PlainSocketStream(stream)
+            local = sock.getsockname()
             ssl_object = None
-            if opts.tls is not None:
-                tls_stream = trio.SSLStream(stream, opts.tls, server_side=True)
+            if opts.tls is None:
+                stream = PlainSocketStream(sock)
+            else:
+                tls_stream = trio.SSLStream(
+                    trio.SocketStream(trio.socket.from_stdlib_socket(sock)), opts.tls,
+                    server_side=True)
+                stream = tls_stream
                 limit = TLS_HANDSHAKE_TIMEOUT if opts.timeout is None else min(
                     TLS_HANDSHAKE_TIMEOUT, opts.timeout)
                 with trio.move_on_after(limit) as scope:
@@ -293,11 +311,10 @@ class Daemon:
                         return
                 if scope.cancelled_caught:
                     return
-                conn_stream = tls_stream
                 ssl_object = tls_stream._ssl_object
             info = connection_info_for(peer, local, ssl_object,
                                        ssl_object.server_hostname if ssl_object else None)
-            conn = HTTPConnection(conn_stream, info, opts, self._request_cb, self._token,
+            conn = HTTPConnection(stream, info, opts, self._request_cb, self._token,
                                   self._is_stopping)
             self._connections.add(conn)
             try:
@@ -305,7 +322,12 @@ class Daemon:
             finally:
                 self._connections.discard(conn)
         finally:
-            await trio.aclose_forcefully(stream)
+            if isinstance(stream, PlainSocketStream):
+                stream.close()
+            elif stream is not None:
+                await trio.aclose_forcefully(stream)
+            else:
+                sock.close()
             self._count -= 1
             self._per_ip[ip] -= 1
             if not self._per_ip[ip]:
@@ -317,16 +339,16 @@ class Daemon:
         return self._stopping
 
 
-def _adopt(listen_socket: Any) -> trio.socket.SocketType:
-    """Wrap a pre-bound listening socket (fd, stdlib socket or trio socket)."""
+def _adopt(listen_socket: Any) -> stdlib_socket.socket:
+    """Take over a pre-bound listening socket (fd, stdlib socket or trio socket)."""
     if isinstance(listen_socket, int):
         listen_socket = stdlib_socket.socket(fileno=listen_socket)
-    if isinstance(listen_socket, stdlib_socket.socket):
-        listen_socket = trio.socket.from_stdlib_socket(listen_socket)
+    elif isinstance(listen_socket, trio.socket.SocketType):
+        listen_socket = stdlib_socket.socket(fileno=listen_socket.detach())
     if not listen_socket.getsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_ACCEPTCONN):
         raise UsageError("listen_socket must already be bound and listening (call listen() first)",
                          StatusCode.CONFIGURATION_WRONG_OPTION_VALUE)
-    return listen_socket  # type: ignore[no-any-return]
+    return cast(stdlib_socket.socket, listen_socket)
 
 
 _FAMILIES = {
@@ -339,7 +361,7 @@ _FAMILIES = {
 }
 
 
-async def _bind_sockets(opts: DaemonOptions) -> list[trio.socket.SocketType]:
+def _bind_sockets(opts: DaemonOptions) -> list[stdlib_socket.socket]:
     if opts.family is AddressFamily.NONE:
         raise UsageError("family=AddressFamily.NONE needs a listen_socket",
                          StatusCode.CONFIGURATION_WRONG_OPTION_VALUE)
@@ -348,28 +370,30 @@ async def _bind_sockets(opts: DaemonOptions) -> list[trio.socket.SocketType]:
     host = opts.host
     if dual and host in (None, "0.0.0.0"):
         host = "::"
-    infos = await trio.socket.getaddrinfo(host, opts.port, _FAMILIES[opts.family],
-                                          stdlib_socket.SOCK_STREAM, 0, stdlib_socket.AI_PASSIVE)
+    # Resolved synchronously, once, at start-up: mhd2 starts no threads.
+    infos = stdlib_socket.getaddrinfo(host, opts.port, _FAMILIES[opts.family],
+                                      stdlib_socket.SOCK_STREAM, 0, stdlib_socket.AI_PASSIVE)
     if not infos:
         raise OSError(errno.EADDRNOTAVAIL, "no address to bind")
-    sockets: list[trio.socket.SocketType] = []
-    port = opts.port
+    sockets: list[stdlib_socket.socket] = []
     seen: set[tuple[int, Any]] = set()
     try:
         for family, type_, proto, _, addr in infos:
             if (family, addr[:2]) in seen:
                 continue
             seen.add((family, addr[:2]))
-            sock = trio.socket.socket(family, type_, proto)
+            sock = stdlib_socket.socket(family, type_, proto)
             sockets.append(sock)
             sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEADDR, 1)
             if opts.reuse_port:
                 sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_REUSEPORT, 1)
             if family == stdlib_socket.AF_INET6:
-                sock.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY, 0 if dual else 1)
-            if port == 0 and len(sockets) > 1:
+                sock.setsockopt(stdlib_socket.IPPROTO_IPV6, stdlib_socket.IPV6_V6ONLY,
+                                0 if dual else 1)
+            if opts.port == 0 and len(sockets) > 1:
+                # port 0 with several addresses: all listen on the first one's port
                 addr = (addr[0], sockets[0].getsockname()[1], *addr[2:])
-            await sock.bind(addr)
+            sock.bind(addr)
             sock.listen(opts.backlog)
     except BaseException:
         for sock in sockets:

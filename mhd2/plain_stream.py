@@ -8,8 +8,8 @@ waits (``trio.lowlevel.wait_readable/writable``) when the kernel says so.
 
 It keeps trio's guarantees where they matter: every ``receive_some`` is a
 checkpoint (a wait, or an explicit one when data was already there), every
-blocking point is cancellable, and closing goes through the owning
-:class:`trio.SocketStream` so that other waiters are woken.
+blocking point is cancellable, and closing notifies trio first so that
+other waiters are woken.
 """
 
 from __future__ import annotations
@@ -30,14 +30,19 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
     """A :class:`trio.abc.HalfCloseableStream` over an accepted TCP socket.
 
     Args:
-        inner: the :class:`trio.SocketStream` that owns the socket; it is
-            closed by :meth:`aclose`.
+        sock: an accepted, connected TCP socket; the stream owns it from now
+            on (it is made non-blocking, gets ``TCP_NODELAY``, and is closed by
+            :meth:`close` / :meth:`aclose`).
     """
 
-    def __init__(self, inner: trio.SocketStream) -> None:
-        self.inner = inner
-        self.socket = inner.socket
-        self._fd = inner.socket.fileno()
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - not TCP
+            pass
+        self.socket = sock
+        self._fd = sock.fileno()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive at most *max_bytes* (65536 by default); ``b""`` at EOF."""
@@ -95,10 +100,17 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         except OSError:
             pass
 
+    def close(self) -> None:
+        """Close the socket now, waking any task that waits on it."""
+        if self._fd >= 0:
+            self._fd = -1
+            trio.lowlevel.notify_closing(self.socket)
+            self.socket.close()
+
     async def aclose(self) -> None:
-        """Close the socket (through the owning :class:`trio.SocketStream`)."""
-        self._fd = -1
-        await self.inner.aclose()
+        """Close the socket (a checkpoint, as trio streams are)."""
+        self.close()
+        await trio.lowlevel.checkpoint()
 
 
 def _translate(exc: OSError) -> Exception:

@@ -225,9 +225,16 @@ class Response:
             if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
                 raise UsageError(f"from_fd offset {offset!r} must be an int >= 0")
             if size is None:
-                size = max(0, info.st_size - offset)
+                size = info.st_size - offset
+                if size < 0:
+                    raise UsageError(
+                        f"from_fd offset {offset} lies past the end of the file ({info.st_size})")
             elif isinstance(size, bool) or not isinstance(size, int) or size < 0:
                 raise UsageError(f"from_fd size {size!r} must be an int >= 0 or None")
+            elif offset + size > info.st_size:
+                raise UsageError(
+                    f"from_fd range {offset}+{size} lies past the end of the file "
+                    f"({info.st_size} bytes)")
         except BaseException:
             os.close(fd)
             raise

@@ -121,5 +121,5 @@ def plan_reply(
         send_body=send_body,
         keep_alive=keep_alive,
         version=b"HTTP/1.0" if http10_server else b"HTTP/1.1",
-        announce_keep_alive=keep_alive and not http11,
+        announce_keep_alive=keep_alive and (not http11 or http10_server),
     )

@@ -10,11 +10,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-__all__ = ["HeadRejection", "check_head", "check_raw_head", "has_length_conflict"]
+__all__ = [
+    "HeadRejection",
+    "check_head",
+    "check_raw_head",
+    "has_length_conflict",
+    "transfer_coding_status",
+]
 
 #: ``(status, reason)``: the 4xx/5xx to answer with, and why.
 HeadRejection = tuple[int, str]
 
+_TRANSFER_ENCODING = re.compile(rb"(?im)^transfer-encoding[ \t]*:[ \t]*([^\r\n]*)")
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://")
 # RFC 9110 §7.2 Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name
 _HOST = re.compile(
@@ -95,3 +102,21 @@ def check_raw_head(raw_head: bytes) -> HeadRejection | None:
     if b"\n " in raw_head or b"\n\t" in raw_head:
         return 400, "obsolete line folding"
     return None
+
+
+def transfer_coding_status(raw_head: bytes) -> int:
+    """The status for a request whose ``Transfer-Encoding`` h11 refused.
+
+    RFC 9112 §6.3: "If a Transfer-Encoding header field is present in a request
+    and the chunked transfer coding is not the final encoding, the message body
+    length cannot be determined reliably; the server MUST respond with the 400
+    (Bad Request) status code and then close the connection."  Otherwise the
+    coding is one mhd2 does not implement: RFC 9112 §6.1 "A server that
+    receives a request message with a transfer coding it does not understand
+    SHOULD respond with 501 (Not Implemented)."
+    """
+    codings = [c.strip().lower() for value in _TRANSFER_ENCODING.findall(raw_head)
+               for c in value.split(b",") if c.strip()]
+    if b"chunked" in codings and codings[-1] != b"chunked":
+        return 400
+    return 501
