@@ -17,6 +17,9 @@ from .enums import StatusCode
 from .errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
     from .request import Request
     from .response import Buffer, FreeCallback, Response
 
@@ -27,14 +30,23 @@ __all__ = [
     "DCCContext",
     "ResponseAction",
     "SuspendAction",
+    "UploadAction",
+    "UploadRequestAction",
     "action_abort_request",
     "action_from_response",
+    "action_process_upload",
+    "action_process_upload_full",
+    "action_process_upload_inc",
     "action_suspend",
     "dcc_action_abort",
     "dcc_action_continue",
     "dcc_action_continue_zc",
     "dcc_action_finish",
     "dcc_action_suspend",
+    "upload_action_abort_request",
+    "upload_action_continue",
+    "upload_action_from_response",
+    "upload_action_suspend",
 ]
 
 
@@ -112,12 +124,165 @@ def action_suspend(request: Request) -> Action:
     Raises:
         UsageError: the daemon was made with ``disallow_suspend_resume=True``.
     """
+    _check_suspend_allowed(request)
+    action = _claim(request, SuspendAction(request))
+    request._suspended = True
+    return action
+
+
+def _check_suspend_allowed(request: Request) -> None:
     if request._daemon_options.disallow_suspend_resume:
         raise UsageError(
             "suspend is disabled by the daemon option disallow_suspend_resume=True",
             StatusCode.FEATURE_DISABLED,
         )
-    return _claim(request, SuspendAction(request))
+
+
+# -- uploads ------------------------------------------------------------------------
+
+
+class UploadRequestAction(Action):
+    """Read the request body and hand it to upload callbacks (``action_process_upload*``).
+
+    Attributes:
+        large_buffer_size: a body up to this size is delivered whole (``None``:
+            always in pieces).
+        full_cb: ``full_cb(request, data)`` for a whole body, or ``None``.
+        inc_cb: ``inc_cb(request, data)`` for pieces, or ``None``.
+    """
+
+    __slots__ = ("full_cb", "inc_cb", "large_buffer_size")
+
+    def __init__(
+        self,
+        request: Request,
+        large_buffer_size: int | None,
+        full_cb: Callable[..., Any] | None,
+        inc_cb: Callable[..., Any] | None,
+    ) -> None:
+        super().__init__(request)
+        self.large_buffer_size = large_buffer_size
+        self.full_cb = full_cb
+        self.inc_cb = inc_cb
+
+
+def _check_buffer_size(large_buffer_size: int) -> None:
+    if isinstance(large_buffer_size, bool) or not isinstance(large_buffer_size, int) or (
+        large_buffer_size < 0
+    ):
+        raise UsageError(f"large_buffer_size {large_buffer_size!r} must be an int >= 0")
+
+
+def _check_callable(name: str, cb: object) -> None:
+    if not callable(cb):
+        raise UsageError(f"{name} must be callable(request, data) returning an upload action")
+
+
+def action_process_upload_full(
+    request: Request, large_buffer_size: int, upload_cb: Callable[..., Any]
+) -> Action:
+    """Read the whole body, then call ``upload_cb(request, data)`` once.
+
+    If the body is larger than *large_buffer_size*, or does not fit into what
+    is left of the daemon's ``large_pool_size``, the reply is ``413 Content Too
+    Large`` (for a declared ``Content-Length`` at once, without reading it).
+    ``Expect: 100-continue`` is answered only when the body is read.
+
+    Returns:
+        The action; ``upload_cb`` then returns an upload action
+        (usually :func:`upload_action_from_response`).
+    """
+    _check_buffer_size(large_buffer_size)
+    _check_callable("upload_cb", upload_cb)
+    return _claim(request, UploadRequestAction(request, large_buffer_size, upload_cb, None))
+
+
+def action_process_upload_inc(request: Request, upload_cb: Callable[..., Any]) -> Action:
+    """Call ``upload_cb(request, data)`` with each piece of the body as it arrives.
+
+    A final call with ``data == b""`` marks the end of the body (trailers of a
+    chunked body are then readable as ``ValueKind.FOOTER``); it must answer
+    with :func:`upload_action_from_response` (or abort).
+    """
+    _check_callable("upload_cb", upload_cb)
+    return _claim(request, UploadRequestAction(request, None, None, upload_cb))
+
+
+def action_process_upload(
+    request: Request,
+    large_buffer_size: int,
+    full_cb: Callable[..., Any],
+    inc_cb: Callable[..., Any],
+) -> Action:
+    """Deliver the body whole to *full_cb* if it fits, else in pieces to *inc_cb*.
+
+    "Fits" means a declared ``Content-Length`` of at most *large_buffer_size*
+    that can be reserved from the daemon's ``large_pool_size``; a chunked body
+    (size unknown) goes to *inc_cb*.
+    """
+    _check_buffer_size(large_buffer_size)
+    _check_callable("full_cb", full_cb)
+    _check_callable("inc_cb", inc_cb)
+    return _claim(request, UploadRequestAction(request, large_buffer_size, full_cb, inc_cb))
+
+
+class UploadAction:
+    """What an upload callback tells the daemon (see the ``upload_action_*`` functions).
+
+    Attributes:
+        kind: ``"continue"``, ``"suspend"``, ``"response"`` or ``"abort"``.
+        response: the response, for ``"response"``.
+    """
+
+    __slots__ = ("kind", "request", "response")
+
+    def __init__(self, request: Request, kind: str, response: Response | None = None) -> None:
+        self.request = request
+        self.kind = kind
+        self.response = response
+
+
+def _upload_claim(request: Request, action: UploadAction) -> UploadAction:
+    if request._upload_action is not None:
+        raise UsageError(
+            "an upload action was already created in this upload callback; return that one",
+            StatusCode.ACTION_ALREADY_CREATED,
+        )
+    request._upload_action = action
+    return action
+
+
+def upload_action_continue(request: Request) -> UploadAction:
+    """Go on reading the body (``MHD_upload_action_continue``)."""
+    return _upload_claim(request, UploadAction(request, "continue"))
+
+
+def upload_action_suspend(request: Request) -> UploadAction:
+    """Stop reading until :func:`~mhd2.request_resume`, then go on (``MHD_upload_action_suspend``)."""
+    _check_suspend_allowed(request)
+    action = _upload_claim(request, UploadAction(request, "suspend"))
+    request._suspended = True
+    return action
+
+
+def upload_action_from_response(request: Request, response: Response | None) -> UploadAction:
+    """Answer now with *response* (``None`` aborts).
+
+    If the body was not read to its end, the rest is read and discarded (when
+    small) or the connection is closed after the reply -- never parsed as a
+    next request.
+    """
+    if response is None:
+        return upload_action_abort_request(request)
+    if request._upload_action is not None:
+        _upload_claim(request, UploadAction(request, "abort"))  # raises
+    response._acquire()
+    return _upload_claim(request, UploadAction(request, "response", response))
+
+
+def upload_action_abort_request(request: Request) -> UploadAction:
+    """Close the connection without a reply (``MHD_upload_action_abort_request``)."""
+    return _upload_claim(request, UploadAction(request, "abort"))
 
 
 # -- dynamic content creator actions ------------------------------------------
@@ -249,12 +414,10 @@ def dcc_action_finish(ctx: DCCContext, footers: Sequence[tuple[str, str]] | None
 
 def dcc_action_suspend(ctx: DCCContext) -> DCCAction:
     """No data yet: pause until ``request_resume(ctx.request)``, then call the creator again."""
-    if ctx.request._daemon_options.disallow_suspend_resume:
-        raise UsageError(
-            "suspend is disabled by the daemon option disallow_suspend_resume=True",
-            StatusCode.FEATURE_DISABLED,
-        )
-    return _dcc_claim(ctx, DCCAction("suspend"))
+    _check_suspend_allowed(ctx.request)
+    action = _dcc_claim(ctx, DCCAction("suspend"))
+    ctx.request._suspended = True
+    return action
 
 
 def dcc_action_abort(ctx: DCCContext) -> DCCAction:

@@ -15,23 +15,34 @@ from __future__ import annotations
 import logging
 import math
 import os
+import socket
 from collections.abc import Callable
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import h11
 import trio
 
 from ._http1.framing import plan_reply
 from ._http1.request_checks import check_head, check_raw_head, transfer_coding_status
-from .actions import AbortAction, Action, ResponseAction, SuspendAction
+from .actions import (
+    AbortAction,
+    Action,
+    ResponseAction,
+    SuspendAction,
+    UploadAction,
+    UploadRequestAction,
+    upload_action_abort_request,
+)
 from .connection_info import ConnectionInfo
 from .enums import ConnectionEvent, RequestEndedCode
 from .errors import UsageError
 from .plain_stream import PlainSocketStream
+from .pool import LargePool
 from .reply import ReplyAborted, send_reply
 from .request import Request
 from .response import Response
+from .upload import run_upload
 
 if TYPE_CHECKING:
     from .options import DaemonOptions
@@ -42,6 +53,8 @@ logger = logging.getLogger("mhd2")
 
 #: Bytes asked for per read while waiting for a request head.
 RECV_SIZE = 16 * 1024
+#: Bytes per read while reading a body for an upload action.
+BODY_RECV_SIZE = 256 * 1024
 #: Bytes per read while discarding a body the application did not read.
 DRAIN_RECV_SIZE = 64 * 1024
 #: An unread request body up to this many bytes is read and discarded so the
@@ -63,6 +76,10 @@ class _CloseConnection(Exception):
     """Internal: stop serving this connection (the request has been ended)."""
 
 
+class _Shutdown(Exception):
+    """Internal: the daemon is stopping while a request is suspended."""
+
+
 class HTTPConnection:
     """Serve HTTP/1.x requests on one accepted stream until it closes.
 
@@ -73,6 +90,7 @@ class HTTPConnection:
         request_cb: the application's request callback.
         token: the daemon's trio token (for thread-safe ``request_resume``).
         is_stopping: reports whether the daemon is shutting down.
+        large_pool: the daemon's budget for in-memory bodies.
 
     Resource handling:
         :meth:`run` always closes the stream and reports
@@ -93,6 +111,7 @@ class HTTPConnection:
         request_cb: Callable[[Request], Any],
         token: trio.lowlevel.TrioToken | None,
         is_stopping: Callable[[], bool],
+        large_pool: LargePool,
     ) -> None:
         self._stream = stream
         self.info = info
@@ -100,6 +119,10 @@ class HTTPConnection:
         self._app = request_cb
         self._token = token
         self._is_stopping = is_stopping
+        self._large_pool = large_pool
+        self._body_done = True
+        self._suspended: Request | None = None
+        self._stop_suspended = False
         self._timeout = options.timeout
         self._armed_at = -math.inf
         self._slack = ARM_SLACK if options.timeout is None else min(ARM_SLACK, options.timeout / 8)
@@ -117,11 +140,22 @@ class HTTPConnection:
     # -- daemon-facing --------------------------------------------------------
 
     def close_if_idle(self) -> bool:
-        """Close now if waiting between requests (graceful stop); True if it was idle."""
+        """Graceful stop: close now if between requests; end a suspended request.
+
+        A suspended request is woken and answered ``503 Service Unavailable``
+        (or, if its head was already sent, its connection is closed).
+
+        Returns:
+            True if the connection was idle.
+        """
         if self._idle:
             self._closing_idle = True
             self._scope.cancel()
             return True
+        request = self._suspended
+        if request is not None and request._resume_scope is not None:
+            self._stop_suspended = True
+            request._resume_scope.cancel()
         return False
 
     async def run(self) -> None:
@@ -134,6 +168,9 @@ class HTTPConnection:
                 await self._on_timeout()
         except _CloseConnection:
             pass
+        except _Shutdown:
+            await self._send_simple(503, b"503 Service Unavailable: the server is stopping\n")
+            self._end(RequestEndedCode.DAEMON_SHUTDOWN)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self._end(RequestEndedCode.CLIENT_ABORT)
         except Exception:
@@ -171,6 +208,7 @@ class HTTPConnection:
             if eof:
                 conn.receive_data(b"")
             self._idle = True
+            self._reply_started = False
             event = await self._read_head(conn, leftover)
             self._idle = False
             if event is None:
@@ -280,8 +318,10 @@ class HTTPConnection:
             self.info,
             options,
             self._token,
+            self._large_pool,
         )
         self._request = request
+        self._body_done = upload_size == 0
         self._reply_started = False
         if options.early_uri_logger is not None:
             try:
@@ -309,13 +349,18 @@ class HTTPConnection:
         if isinstance(action, AbortAction):
             self._end(RequestEndedCode.BY_APP_ABORT)
             return False
-        assert isinstance(action, ResponseAction)
-        response = action.response
+        if isinstance(action, UploadRequestAction):
+            response = await run_upload(self, conn, request, action)
+        else:
+            assert isinstance(action, ResponseAction)
+            response = action.response
         self._response = response
 
-        body_done, drain = _pending_body(conn, upload_size)
-        if not body_done and (not drain or conn.they_are_waiting_for_100_continue):
-            must_close = True
+        body_done = self._body_done
+        if not body_done:
+            body_done, drain = _pending_body(conn, upload_size)
+            if not body_done and (not drain or conn.they_are_waiting_for_100_continue):
+                must_close = True
         http11 = event.http_version == b"1.1"
         plan = plan_reply(
             http11=http11,
@@ -339,9 +384,10 @@ class HTTPConnection:
         except ReplyAborted as exc:
             self._end(exc.code)
             return False
-        except (UsageError, Exception) as exc:
-            if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError):
-                raise
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, _Shutdown,
+                _CloseConnection):
+            raise
+        except Exception:
             logger.exception("mhd2: error in a content creator for %s %s",
                              request.method, request.uri)
             await self._send_simple(500, b"Internal Server Error")  # if nothing was sent yet
@@ -394,7 +440,7 @@ class HTTPConnection:
         if request is None or request._ended:
             return
         request._ended = True
-        request._resume_event = None
+        request._suspended = False
         if response is not None:
             response._finish_use()
             if response.termination_callback is not None:
@@ -511,12 +557,133 @@ class HTTPConnection:
         return self._dcc_buf
 
     async def wait_resume(self, request: Request) -> None:
-        """Park until ``request_resume(request)``; no timeout applies meanwhile."""
-        event = trio.Event()
-        request._resume_event = event
-        self._disarm()
-        await event.wait()
-        request._resume_event = None
+        """Park until ``request_resume(request)``; no timeout applies meanwhile.
+
+        While parked the socket is watched, so a client that goes away is
+        noticed at once (the request ends with ``CLIENT_ABORT``), not only
+        when the request is resumed.
+
+        Raises:
+            trio.BrokenResourceError: the client closed the connection.
+            _Shutdown: the daemon is stopping.
+        """
+        request._suspended = True
+        try:
+            if request._resume_pending:
+                request._resume_pending = False
+                await trio.lowlevel.checkpoint()
+                return
+            if self._is_stopping():
+                raise _Shutdown
+            self._disarm()
+            self._suspended = request
+            with trio.CancelScope() as scope:
+                request._resume_scope = scope
+                await self._watch_peer()
+                raise trio.BrokenResourceError("the client closed the connection while suspended")
+            if self._stop_suspended:
+                raise _Shutdown
+        finally:
+            request._resume_scope = None
+            request._suspended = False
+            self._suspended = None
+            self._armed_at = -math.inf
+        self._arm()
+
+    async def _watch_peer(self) -> None:
+        """Return when the peer closes its side; sleep forever if it sends more."""
+        stream = self._stream
+        if not isinstance(stream, PlainSocketStream):
+            await trio.sleep_forever()
+        sock = stream.socket
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                peeked = sock.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            except OSError:
+                return
+            if not peeked:
+                return
+            # Pipelined bytes: the client is there; they are read after the reply.
+            await trio.sleep_forever()
+
+    # -- BodyChannel, for mhd2.upload ---------------------------------------------
+
+    async def next_body_event(self, conn: h11.Connection) -> h11.Data | h11.EndOfMessage:
+        """The next piece of the request body, or its end."""
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if conn.trailing_data[1]:
+                    raise trio.BrokenResourceError("the client closed mid-body") from exc
+                await self._reject(exc.error_status_hint, str(exc))
+                raise _CloseConnection from exc
+            if event is h11.NEED_DATA:
+                self._arm()
+                conn.receive_data(cast(bytes, await self._stream.receive_some(BODY_RECV_SIZE)))
+                continue
+            if type(event) is h11.Data:
+                return event
+            if type(event) is h11.EndOfMessage:
+                self._body_done = True
+                return event
+            raise trio.BrokenResourceError("the client closed mid-body")
+
+    async def send_continue(self, conn: h11.Connection) -> None:
+        """``100 Continue``, sent only now that the application asked for the body."""
+        if conn.they_are_waiting_for_100_continue:
+            # RFC 9110 §10.1.1: "A server that receives a 100-continue
+            # expectation in an HTTP/1.1 request ... MAY omit sending a 100
+            # (Continue) response if it has already received some or all of
+            # the content ... or if the framing indicates that there is no content."
+            self._arm()
+            await self._stream.send_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    async def call_upload_cb(self, cb: Callable[..., Any], request: Request, data: bytes) -> Any:
+        """Call an upload callback and check it returned its own upload action."""
+        request._upload_action = None
+        try:
+            result = cb(request, data)
+            if isawaitable(result):
+                self._disarm()
+                result = await result
+            if result is None:
+                result = request._upload_action or upload_action_abort_request(request)
+            if not isinstance(result, UploadAction) or result is not request._upload_action:
+                raise UsageError(
+                    "an upload callback must return the upload action made for its request "
+                    f"by an mhd2.upload_action_* function, not {result!r}"
+                )
+            if result.kind == "response" and result.response is not None:
+                self._response = result.response
+            return result
+        except Exception:
+            logger.exception("mhd2: an upload callback failed for %s %s",
+                             request.method, request.uri)
+            pending = request._upload_action
+            if isinstance(pending, UploadAction) and pending.response is not None:
+                pending.response._finish_use()
+            await self._send_simple(500, b"Internal Server Error")
+            self._end(RequestEndedCode.BY_APP_ERROR)
+            raise _CloseConnection from None
+
+    async def refuse(self, status: int, reason: str, code: RequestEndedCode) -> NoReturn:
+        """Answer *status* with a short text, end the request with *code*, close."""
+        from .enums import reason_phrase
+
+        self._end(code)
+        await self._send_simple(status, f"{status} {reason_phrase(status)}: {reason}\n".encode())
+        await self._linger()
+        raise _CloseConnection
+
+    async def abort(self) -> NoReturn:
+        """Close the connection without a reply."""
+        self._end(RequestEndedCode.BY_APP_ABORT)
+        await trio.lowlevel.checkpoint()
+        raise _CloseConnection
 
 
 def _pending_body(conn: h11.Connection, upload_size: int | None) -> tuple[bool, bool]:

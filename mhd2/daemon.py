@@ -26,6 +26,7 @@ from .enums import AddressFamily, StatusCode
 from .errors import DaemonStartError, UsageError
 from .options import DaemonOptions
 from .plain_stream import PlainSocketStream
+from .pool import LargePool
 from .request import Request
 
 __all__ = ["Daemon"]
@@ -97,6 +98,7 @@ class Daemon:
         self._drained = trio.Event()
         self._token: trio.lowlevel.TrioToken | None = None
         self._stack: AsyncExitStack | None = None
+        self._large_pool = LargePool(self.options.large_pool_size)
 
     # -- properties ---------------------------------------------------------------
 
@@ -315,7 +317,7 @@ class Daemon:
             info = connection_info_for(peer, local, ssl_object,
                                        ssl_object.server_hostname if ssl_object else None)
             conn = HTTPConnection(stream, info, opts, self._request_cb, self._token,
-                                  self._is_stopping)
+                                  self._is_stopping, self._large_pool)
             self._connections.add(conn)
             try:
                 await conn.run()

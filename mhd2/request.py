@@ -17,6 +17,7 @@ import trio
 from ._http1.values import parse_cookies, parse_query, split_target
 from .connection_info import ConnectionInfo
 from .enums import HTTPMethod, HTTPVersion, ValueKind
+from .pool import LargePool
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -90,11 +91,15 @@ class Request:
         "_ended",
         "_footers",
         "_headers",
+        "_large_pool",
         "_path",
         "_postdata",
         "_query",
-        "_resume_event",
+        "_resume_pending",
+        "_resume_scope",
+        "_suspended",
         "_token",
+        "_upload_action",
         "app_context",
         "connection",
         "method",
@@ -113,6 +118,7 @@ class Request:
         connection: ConnectionInfo,
         options: DaemonOptions,
         token: trio.lowlevel.TrioToken | None,
+        large_pool: LargePool,
     ) -> None:
         self.method = method
         self.uri = uri
@@ -130,7 +136,11 @@ class Request:
         self._cookies: list[tuple[str, str]] | None = None
         self._footers: list[tuple[str, str]] = []
         self._postdata: list[tuple[str, str]] = []
-        self._resume_event: trio.Event | None = None
+        self._resume_scope: trio.CancelScope | None = None
+        self._resume_pending = False
+        self._suspended = False
+        self._upload_action: Any = None
+        self._large_pool = large_pool
         self._ended = False
 
     # -- request line -------------------------------------------------------
@@ -267,19 +277,30 @@ def request_resume(request: Request) -> None:
     Safe to call from any trio task of the daemon's run and from any other
     thread.  Resuming a request that is not suspended (or has ended) does nothing.
     """
-    event = request._resume_event
-    if event is None:
-        return
     token = request._token
     try:
         current: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
     except RuntimeError:
         current = None
-    if token is None or current is token:
-        event.set()
-    else:
+    if token is not None and current is not token:
+        # Another thread (or another trio run): hop into the daemon's run.
         try:
-            token.run_sync_soon(event.set)
+            token.run_sync_soon(_resume_in_run, request)
         except trio.RunFinishedError:
             pass
+        return
+    _resume_in_run(request)
+
+
+def _resume_in_run(request: Request) -> None:
+    """Resume *request*; runs in the daemon's trio run."""
+    if request._ended or not request._suspended:
+        return
+    scope = request._resume_scope
+    if scope is None:
+        # Suspended by an action that the daemon has not started waiting on
+        # yet (resume called from the callback itself): remember it.
+        request._resume_pending = True
+        return
+    scope.cancel()
 
