@@ -203,6 +203,12 @@ class HTTPConnection:
                 leftover = cast(bytes, await self._stream.receive_some(RECV_SIZE))
                 if not leftover:
                     return
+                if leftover[:1] in b"\r\n":
+                    # RFC 9112 §2.2: "a server that is expecting to receive and
+                    # parse a request-line SHOULD ignore at least one empty
+                    # line (CRLF) received prior to the request-line."
+                    leftover = leftover.lstrip(b"\r\n")
+                    continue
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._options.max_header_size)
             conn.receive_data(leftover)
             if eof:

@@ -1,0 +1,381 @@
+"""Property-based fuzzing of the request parser with hypothesis.
+
+One daemon per test function runs in a background thread (its own
+``trio.run``); each hypothesis example is a fresh ``trio.run`` in the test's
+thread that throws bytes at it over a raw socket.  Properties, per example:
+
+* the connection ends (a response and/or a close) within a bound;
+* whatever comes back starts as an HTTP/1.1 response with a sane status;
+* a good request on a fresh connection right after gets ``200``;
+* nothing escapes into the daemon: no ``internal error`` is logged on ``mhd2``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import trio
+from conftest import text_response
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mhd2
+
+#: Bound for one fuzz exchange, client side.
+BOUND = 5.0
+GOOD = b"GET /good HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+#: Statuses the daemon may legitimately answer random input with.
+SANE = {200, 400, 408, 413, 414, 431, 501, 505}
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r\n]*\r\n")
+
+FUZZ_SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+# -- the daemon in a thread, and what it logs -------------------------------------------
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+        self._lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def internal_errors(self) -> list[str]:
+        with self._lock:
+            return [r.getMessage() for r in self.records if "internal error" in r.getMessage()]
+
+
+def _app(request: mhd2.Request) -> mhd2.Action:
+    return text_response(request, f"{request.method} {request.path}".encode("utf-8", "replace"))
+
+
+class Harness:
+    """A daemon serving in a background thread, and what it logged."""
+
+    def __init__(self) -> None:
+        self.collector = _Collect()
+        self.ready = threading.Event()
+        self.port = 0
+        self.error: BaseException | None = None
+        self.stop: trio.Event | None = None
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.thread: threading.Thread | None = None
+
+    def check_alive(self) -> None:
+        assert self.error is None, f"the daemon's trio.run failed: {self.error!r}"
+        assert self.thread is not None and self.thread.is_alive(), "the daemon's thread ended"
+
+
+@contextmanager
+def daemon_thread(**options: Any) -> Iterator[Harness]:
+    """Run one daemon in a background thread for the duration of the block."""
+    harness = Harness()
+    log = logging.getLogger("mhd2")
+    log.addHandler(harness.collector)
+
+    async def main() -> None:
+        harness.stop = trio.Event()
+        harness.token = trio.lowlevel.current_trio_token()
+        async with mhd2.Daemon(_app, port=0, **options) as daemon:
+            harness.port = daemon.port
+            harness.ready.set()
+            await harness.stop.wait()
+
+    def target() -> None:
+        try:
+            trio.run(main)
+        except BaseException as exc:  # reported to the test by check_alive
+            harness.error = exc
+            harness.ready.set()
+
+    harness.thread = threading.Thread(target=target, name="mhd2-fuzz-daemon", daemon=True)
+    harness.thread.start()
+    try:
+        assert harness.ready.wait(BOUND), "daemon did not start"
+        harness.check_alive()
+        yield harness
+        harness.check_alive()
+    finally:
+        if harness.stop is not None and harness.token is not None:
+            try:
+                trio.from_thread.run_sync(harness.stop.set, trio_token=harness.token)
+            except trio.RunFinishedError:
+                pass  # the daemon's run ended early: check_alive reported it
+        harness.thread.join(BOUND + 10)
+        log.removeHandler(harness.collector)
+    assert not harness.thread.is_alive(), "daemon did not stop"
+    assert harness.error is None, repr(harness.error)
+
+
+# -- one example -------------------------------------------------------------------------
+
+
+async def _send_and_read(
+    port: int, data: bytes, *, half_close: bool, cuts: tuple[int, ...] = ()
+) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        try:
+            start = 0
+            for cut in sorted({c % (len(data) + 1) for c in cuts}):
+                await stream.send_all(data[start:cut])
+                await trio.sleep(0.001)  # let the daemon parse the piece alone
+                start = cut
+            await stream.send_all(data[start:])
+            if half_close:
+                await stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the daemon answered early and closed: read what it said
+        chunks = []
+        while True:
+            try:
+                chunk = await stream.receive_some(65536)
+            except trio.BrokenResourceError:
+                break  # reset: a close
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+async def _one_example(port: int, data: bytes, cuts: tuple[int, ...]) -> tuple[bytes, bytes]:
+    with trio.fail_after(BOUND):
+        answer = await _send_and_read(port, data, half_close=True, cuts=cuts)
+    with trio.fail_after(BOUND):
+        good = await _send_and_read(port, GOOD, half_close=False)
+    return answer, good
+
+
+def check_example(harness: Harness, data: bytes, cuts: tuple[int, ...] = ()) -> None:
+    """Send *data* (in pieces split at *cuts*) and check the properties."""
+    harness.check_alive()
+    answer, good = trio.run(_one_example, harness.port, data, cuts)
+    if answer:
+        match = _STATUS_LINE.match(answer)
+        assert match is not None, answer[:300]
+        assert int(match.group(1)) in SANE, answer[:300]
+    assert good.startswith(b"HTTP/1.1 200 "), good[:300]
+    assert good.endswith(b"\r\n\r\nGET /good"), good[-300:]
+    errors = harness.collector.internal_errors()
+    assert not errors, errors
+    harness.check_alive()
+
+
+# -- strategies --------------------------------------------------------------------------
+
+VALID = [
+    b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /a/b?c=d&e=f HTTP/1.1\r\nHost: example.com:80\r\nAccept: */*\r\nCookie: a=b; c=d\r\n\r\n",
+    b"HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: keep-alive\r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+    b"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nT: v\r\n\r\n",
+    b"GET /10 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"PUT /u HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+]
+
+_METHODS = st.sampled_from(
+    [
+        b"GET",
+        b"POST",
+        b"HEAD",
+        b"OPTIONS",
+        b"CONNECT",
+        b"TRACE",
+        b"PRI",
+        b"get",
+        b"G\x00T",
+        b"",
+        b"M" * 300,
+        b"GET GET",
+    ]
+)
+_VERSIONS = st.sampled_from(
+    [
+        b"HTTP/1.1",
+        b"HTTP/1.0",
+        b"HTTP/0.9",
+        b"HTTP/2.0",
+        b"HTTP/3.0",
+        b"HTTP/9.9",
+        b"HTTP/1.10",
+        b"HTTP/11",
+        b"http/1.1",
+        b"HTTP/1.1 ",
+        b"",
+        b"HTTP/\xff.1",
+    ]
+)
+_NUMBERS = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30).map(lambda n: str(n).encode()),
+    st.integers(min_value=1, max_value=12_000).map(lambda n: b"9" * n),
+    st.sampled_from([b"0x10", b"1e3", b"+5", b" 5", b"5 5", b"5,5", b"ffffffffffffffff"]),
+)
+_SEPARATORS = st.sampled_from(
+    [b"\r\n", b"\n", b"\r", b"\r\n\r\n", b"\x00", b" ", b"\t", b":", b";", b",", b"\r\n "]
+)
+
+
+@st.composite
+def mutated_request(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(VALID)))
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        op = draw(
+            st.sampled_from(
+                [
+                    "insert",
+                    "delete",
+                    "replace",
+                    "dup-header",
+                    "crlf",
+                    "number",
+                    "method",
+                    "version",
+                    "header",
+                ]
+            )
+        )
+        pos = draw(st.integers(min_value=0, max_value=len(data)))
+        if op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=20))
+        elif op == "delete":
+            data[pos : pos + draw(st.integers(min_value=1, max_value=20))] = b""
+        elif op == "replace" and data:
+            data[min(pos, len(data) - 1)] = draw(st.integers(min_value=0, max_value=255))
+        elif op == "dup-header":
+            lines = bytes(data).split(b"\r\n")
+            if len(lines) > 2:
+                i = draw(st.integers(min_value=1, max_value=len(lines) - 2))
+                lines.insert(i, lines[i])
+                data = bytearray(b"\r\n".join(lines))
+        elif op == "crlf":
+            data[pos:pos] = draw(_SEPARATORS)
+        elif op == "number":
+            digits = re.search(rb"\d+", bytes(data[pos:]))
+            if digits is not None:
+                start, end = pos + digits.start(), pos + digits.end()
+                data[start:end] = draw(_NUMBERS)
+        elif op == "method":
+            space = bytes(data).find(b" ")
+            if space >= 0:
+                data[:space] = draw(_METHODS)
+        elif op == "version":
+            line_end = bytes(data).find(b"\r\n")
+            line_start = bytes(data).rfind(b" ", 0, line_end) + 1 if line_end > 0 else -1
+            if line_start > 0:
+                data[line_start:line_end] = draw(_VERSIONS)
+        elif op == "header":
+            name = draw(
+                st.sampled_from(
+                    [
+                        b"Content-Length",
+                        b"Transfer-Encoding",
+                        b"Host",
+                        b"Connection",
+                        b"Expect",
+                        b"Upgrade",
+                        b"X-Fuzz",
+                    ]
+                )
+            )
+            value = draw(
+                st.one_of(
+                    _NUMBERS,
+                    st.binary(max_size=30),
+                    st.sampled_from(
+                        [
+                            b"chunked",
+                            b"gzip",
+                            b"close",
+                            b"identity",
+                            b"chunked, chunked",
+                            b"100-continue",
+                        ]
+                    ),
+                )
+            )
+            head_end = bytes(data).find(b"\r\n")
+            if head_end >= 0:
+                data[head_end + 2 : head_end + 2] = name + b": " + value + b"\r\n"
+    return bytes(data)
+
+
+# -- the tests ---------------------------------------------------------------------------
+
+OPTIONS: dict[str, Any] = {"timeout": 2.0, "max_header_size": 4096}
+
+
+def test_fuzz_random_bytes() -> None:
+    with daemon_thread(**OPTIONS) as harness:
+
+        @settings(FUZZ_SETTINGS, max_examples=500)
+        @given(
+            st.one_of(
+                st.binary(max_size=600),
+                st.binary(max_size=300).map(lambda b: b"GET / HTTP/1.1\r\n" + b),
+            )
+        )
+        def check(data: bytes) -> None:
+            check_example(harness, data)
+
+        check()
+
+
+def test_fuzz_mutated_requests() -> None:
+    with daemon_thread(**OPTIONS) as harness:
+
+        @settings(FUZZ_SETTINGS, max_examples=800)
+        @given(mutated_request())
+        def check(data: bytes) -> None:
+            check_example(harness, data)
+
+        check()
+
+
+def test_fuzz_mutated_requests_in_pieces() -> None:
+    """The same inputs arriving in several writes exercise incremental parsing."""
+    with daemon_thread(**OPTIONS) as harness:
+
+        @settings(FUZZ_SETTINGS, max_examples=300)
+        @given(mutated_request(), st.lists(st.integers(min_value=0, max_value=10_000), max_size=4))
+        def check(data: bytes, cuts: list[int]) -> None:
+            check_example(harness, data, tuple(cuts))
+
+        check()
+
+
+def test_fuzz_mutated_requests_strict() -> None:
+    with daemon_thread(**OPTIONS, strict_level=2) as harness:
+
+        @settings(FUZZ_SETTINGS, max_examples=300)
+        @given(mutated_request())
+        def check(data: bytes) -> None:
+            check_example(harness, data)
+
+        check()
+
+
+def test_fuzz_mutated_requests_lenient() -> None:
+    with daemon_thread(**OPTIONS, strict_level=-3) as harness:
+
+        @settings(FUZZ_SETTINGS, max_examples=300)
+        @given(mutated_request())
+        def check(data: bytes) -> None:
+            check_example(harness, data)
+
+        check()
