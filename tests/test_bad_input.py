@@ -126,7 +126,6 @@ REFUSED: list[Any] = [
     pytest.param(b"GET / HTTP/1\r\nHost: x\r\n\r\n", 400, id="line-short-version"),
     pytest.param(b"GET / HTTP/1.1x\r\nHost: x\r\n\r\n", 400, id="line-version-suffix"),
     pytest.param(b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n", 400, id="line-nul"),
-    pytest.param(b"\r\n\r\n", 400, id="line-empty"),
     # invalid header names / lines
     pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400, id="name-space"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nBad(: v\r\n\r\n", 400, id="name-paren"),
@@ -190,6 +189,18 @@ async def test_refused_head(data: bytes, status: int, caplog: pytest.LogCaptureF
         # ... and a new one is served
         await assert_serves(daemon.port)
     no_internal_errors(caplog)
+
+
+async def test_empty_lines_before_request_line_are_ignored() -> None:
+    # RFC 9112 §2.2: "a server that is expecting to receive and parse a
+    # request-line SHOULD ignore at least one empty line (CRLF) received prior
+    # to the request-line."
+    app = App()
+    async with running(app) as daemon:
+        raw = await bad_exchange(
+            daemon.port, b"\r\n\r\nGET /blank HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert [s for s, _, _ in split_responses(raw)] == [200]
+        assert app.paths == ["/blank"]
 
 
 async def test_chunked_not_final_coding_is_400() -> None:
