@@ -16,6 +16,7 @@ from .actions import (
     action_process_upload_full,
     action_process_upload_inc,
     action_suspend,
+    action_upgrade,
     dcc_action_abort,
     dcc_action_continue,
     dcc_action_continue_zc,
@@ -25,6 +26,7 @@ from .actions import (
     upload_action_continue,
     upload_action_from_response,
     upload_action_suspend,
+    upload_action_upgrade,
 )
 from .connection_info import ConnectionInfo
 from .daemon import Daemon
@@ -61,6 +63,7 @@ from .errors import (
 from .options import DaemonOptions
 from .request import HeaderView, Request, request_resume
 from .response import Response
+from .upgrade import UpgradeHandle
 
 __version__ = "0.1.0"
 
@@ -97,6 +100,7 @@ __all__ = [
     "UpgradedHandleInvalid",
     "UpgradedHardError",
     "UpgradedTLSError",
+    "UpgradeHandle",
     "UpgradedTimeout",
     "UploadAction",
     "UsageError",
@@ -107,6 +111,7 @@ __all__ = [
     "action_process_upload_full",
     "action_process_upload_inc",
     "action_suspend",
+    "action_upgrade",
     "dcc_action_abort",
     "dcc_action_continue",
     "dcc_action_continue_zc",
@@ -117,4 +122,5 @@ __all__ = [
     "upload_action_continue",
     "upload_action_from_response",
     "upload_action_suspend",
+    "upload_action_upgrade",
 ]

@@ -30,6 +30,7 @@ __all__ = [
     "DCCContext",
     "ResponseAction",
     "SuspendAction",
+    "UpgradeAction",
     "UploadAction",
     "UploadRequestAction",
     "action_abort_request",
@@ -38,6 +39,7 @@ __all__ = [
     "action_process_upload_full",
     "action_process_upload_inc",
     "action_suspend",
+    "action_upgrade",
     "dcc_action_abort",
     "dcc_action_continue",
     "dcc_action_continue_zc",
@@ -47,6 +49,7 @@ __all__ = [
     "upload_action_continue",
     "upload_action_from_response",
     "upload_action_suspend",
+    "upload_action_upgrade",
 ]
 
 
@@ -136,6 +139,87 @@ def _check_suspend_allowed(request: Request) -> None:
             "suspend is disabled by the daemon option disallow_suspend_resume=True",
             StatusCode.FEATURE_DISABLED,
         )
+
+
+# -- upgrades ------------------------------------------------------------------------
+
+
+class UpgradeAction(Action):
+    """Answer ``101 Switching Protocols`` and hand the connection to a handler.
+
+    Attributes:
+        value: the ``Upgrade`` header value (e.g. ``"websocket"``).
+        handler: ``handler(request, urh)``, run once the 101 head has left.
+        headers: extra header lines of the 101 response.
+    """
+
+    __slots__ = ("handler", "headers", "value")
+
+    def __init__(self, request: Request, value: str, handler: Callable[..., Any],
+                 headers: list[tuple[str, str]]) -> None:
+        super().__init__(request)
+        self.value = value
+        self.handler = handler
+        self.headers = headers
+
+
+def _make_upgrade(request: Request, upgrade_hdr_value: str, upgrade_handler: Callable[..., Any],
+                  headers: Sequence[tuple[str, str]]) -> UpgradeAction:
+    from .response import _BAD_VALUE, _TOKEN
+
+    if request._daemon_options.disallow_upgrade:
+        raise UsageError("upgrades are disabled by the daemon option disallow_upgrade=True",
+                         StatusCode.FEATURE_DISABLED)
+    if request.version != "HTTP/1.1":
+        raise UsageError(
+            "an HTTP/1.0 request cannot be upgraded (RFC 9110 §7.8: Upgrade is ignored "
+            "in HTTP/1.0); answer it with a response", StatusCode.ACTION_INVALID)
+    if not request._body_read:
+        raise UsageError(
+            "the request body has not been read: read it with an upload action and upgrade "
+            "from its final callback with upload_action_upgrade",
+            StatusCode.ACTION_INVALID,
+        )
+    if not isinstance(upgrade_hdr_value, str) or not upgrade_hdr_value.strip() or _BAD_VALUE.search(
+        upgrade_hdr_value
+    ):
+        raise UsageError(f"upgrade_hdr_value {upgrade_hdr_value!r} must be a non-empty header value")
+    if not callable(upgrade_handler):
+        raise UsageError("upgrade_handler must be callable(request, urh)")
+    checked: list[tuple[str, str]] = []
+    for name, value in headers:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name) or not isinstance(value, str) or (
+            _BAD_VALUE.search(value)
+        ):
+            raise UsageError(f"upgrade header {name!r}: {value!r} is not a valid header line",
+                             StatusCode.RESP_HEADER_VALUE_INVALID)
+        if name.lower() in ("connection", "upgrade", "content-length", "transfer-encoding"):
+            raise UsageError(f"the daemon sets {name} of a 101 response itself",
+                             StatusCode.RESP_HEADER_NOT_ALLOWED)
+        checked.append((name, value))
+    return UpgradeAction(request, upgrade_hdr_value.strip(), upgrade_handler, checked)
+
+
+def action_upgrade(
+    request: Request,
+    upgrade_hdr_value: str,
+    upgrade_handler: Callable[..., Any],
+    headers: Sequence[tuple[str, str]] = (),
+) -> Action:
+    """Switch protocols (``MHD_action_upgrade``).
+
+    The daemon answers ``101 Switching Protocols`` with ``Connection: Upgrade``,
+    ``Upgrade: <upgrade_hdr_value>`` and *headers*; once that head has been
+    written, ``upgrade_handler(request, urh)`` runs (in the connection's task,
+    in the daemon's nursery) with an :class:`~mhd2.UpgradeHandle`.  When the
+    handler returns, the connection is closed if it is still open.
+
+    Raises:
+        UsageError: upgrades are disabled (``disallow_upgrade``), the request
+            body is still unread (use :func:`upload_action_upgrade` from the
+            final upload callback), or a header is invalid.
+    """
+    return _claim(request, _make_upgrade(request, upgrade_hdr_value, upgrade_handler, headers))
 
 
 # -- uploads ------------------------------------------------------------------------
@@ -230,16 +314,19 @@ class UploadAction:
     """What an upload callback tells the daemon (see the ``upload_action_*`` functions).
 
     Attributes:
-        kind: ``"continue"``, ``"suspend"``, ``"response"`` or ``"abort"``.
+        kind: ``"continue"``, ``"suspend"``, ``"response"``, ``"upgrade"`` or ``"abort"``.
         response: the response, for ``"response"``.
+        upgrade: the upgrade, for ``"upgrade"``.
     """
 
-    __slots__ = ("kind", "request", "response")
+    __slots__ = ("kind", "request", "response", "upgrade")
 
-    def __init__(self, request: Request, kind: str, response: Response | None = None) -> None:
+    def __init__(self, request: Request, kind: str, response: Response | None = None,
+                 upgrade: UpgradeAction | None = None) -> None:
         self.request = request
         self.kind = kind
         self.response = response
+        self.upgrade = upgrade
 
 
 def _upload_claim(request: Request, action: UploadAction) -> UploadAction:
@@ -423,3 +510,17 @@ def dcc_action_suspend(ctx: DCCContext) -> DCCAction:
 def dcc_action_abort(ctx: DCCContext) -> DCCAction:
     """Stop: close the connection (the body stays incomplete)."""
     return _dcc_claim(ctx, DCCAction("abort"))
+
+
+def upload_action_upgrade(
+    request: Request,
+    upgrade_hdr_value: str,
+    upgrade_handler: Callable[..., Any],
+    headers: Sequence[tuple[str, str]] = (),
+) -> UploadAction:
+    """Switch protocols from the final upload callback (``MHD_upload_action_upgrade``).
+
+    As :func:`action_upgrade`; only allowed once the whole body was read.
+    """
+    upgrade = _make_upgrade(request, upgrade_hdr_value, upgrade_handler, headers)
+    return _upload_claim(request, UploadAction(request, "upgrade", upgrade=upgrade))

@@ -30,6 +30,7 @@ from .actions import (
     Action,
     ResponseAction,
     SuspendAction,
+    UpgradeAction,
     UploadAction,
     UploadRequestAction,
     upload_action_abort_request,
@@ -42,6 +43,7 @@ from .pool import LargePool
 from .reply import ReplyAborted, send_reply
 from .request import Request
 from .response import Response
+from .upgrade import UpgradeHandle
 from .upload import run_upload
 
 if TYPE_CHECKING:
@@ -120,7 +122,6 @@ class HTTPConnection:
         self._token = token
         self._is_stopping = is_stopping
         self._large_pool = large_pool
-        self._body_done = True
         self._suspended: Request | None = None
         self._stop_suspended = False
         self._timeout = options.timeout
@@ -327,7 +328,6 @@ class HTTPConnection:
             self._large_pool,
         )
         self._request = request
-        self._body_done = upload_size == 0
         self._reply_started = False
         if options.early_uri_logger is not None:
             try:
@@ -355,14 +355,19 @@ class HTTPConnection:
         if isinstance(action, AbortAction):
             self._end(RequestEndedCode.BY_APP_ABORT)
             return False
+        if isinstance(action, UpgradeAction):
+            return await self._upgrade(conn, request, action)
         if isinstance(action, UploadRequestAction):
-            response = await run_upload(self, conn, request, action)
+            result = await run_upload(self, conn, request, action)
+            if isinstance(result, UpgradeAction):
+                return await self._upgrade(conn, request, result)
+            response = result
         else:
             assert isinstance(action, ResponseAction)
             response = action.response
         self._response = response
 
-        body_done = self._body_done
+        body_done = request._body_read
         if not body_done:
             body_done, drain = _pending_body(conn, upload_size)
             if not body_done and (not drain or conn.they_are_waiting_for_100_continue):
@@ -407,6 +412,34 @@ class HTTPConnection:
         if not body_done:
             return await self._drain_body(conn)
         return True
+
+    async def _upgrade(self, conn: h11.Connection, request: Request, action: UpgradeAction) -> bool:
+        """Send ``101 Switching Protocols`` and run the upgrade handler; never keep HTTP."""
+        from ._http1.date import date_header_line
+        from ._http1.writer import encode_header_lines
+
+        # RFC 9110 §15.2.2: "The server MUST generate an Upgrade header field
+        # in the response that indicates which protocol(s) will be in use".
+        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        if not self._options.suppress_date_header:
+            head.append(date_header_line())
+        head.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % action.value.encode("latin-1"))
+        head.append(encode_header_lines(action.headers))
+        head.append(b"\r\n")
+        await self.send_all(b"".join(head))
+        self._end(RequestEndedCode.COMPLETED_OK_UPGRADE)
+        # Upgraded connections have no idle timeout (MHD2); they still count
+        # against the connection limits until the handler is done.
+        self._disarm()
+        handle = UpgradeHandle(self._stream, bytes(conn.trailing_data[0]), request)
+        try:
+            result = action.handler(request, handle)
+            if isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("mhd2: the upgrade handler failed for %s %s",
+                             request.method, request.uri)
+        return False
 
     async def _call_app(self, request: Request) -> Action | None:
         """Call the request callback once; turn its failures into a reply."""
@@ -634,7 +667,8 @@ class HTTPConnection:
             if type(event) is h11.Data:
                 return event
             if type(event) is h11.EndOfMessage:
-                self._body_done = True
+                if self._request is not None:
+                    self._request._body_read = True
                 return event
             raise trio.BrokenResourceError("the client closed mid-body")
 

@@ -86,6 +86,7 @@ class Request:
     __slots__ = (
         "_action",
         "_args",
+        "_body_read",
         "_cookies",
         "_daemon_options",
         "_ended",
@@ -141,6 +142,7 @@ class Request:
         self._suspended = False
         self._upload_action: Any = None
         self._large_pool = large_pool
+        self._body_read = upload_size == 0
         self._ended = False
 
     # -- request line -------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import h11
 
-from .actions import UploadAction, UploadRequestAction
+from .actions import UpgradeAction, UploadAction, UploadRequestAction
 from .enums import RequestEndedCode, StatusCode
 from .errors import UsageError
 
@@ -59,8 +59,8 @@ class BodyChannel(Protocol):
 
 async def run_upload(
     channel: BodyChannel, conn: h11.Connection, request: Request, action: UploadRequestAction
-) -> Response:
-    """Carry out an upload action; return the response the application chose.
+) -> Response | UpgradeAction:
+    """Carry out an upload action; return the response (or upgrade) the application chose.
 
     Raises (through the channel) when the request ends otherwise: refused
     (413 ...), aborted, failed, or the client went away.
@@ -79,7 +79,7 @@ async def run_upload(
 async def _run_full(
     channel: BodyChannel, conn: h11.Connection, request: Request, cb: Callable[..., Any],
     limit: int,
-) -> Response:
+) -> Response | UpgradeAction:
     size = request.upload_size
     if size is not None and size > limit:
         # Refused before a byte of the body is read (or a 100 Continue sent).
@@ -116,7 +116,7 @@ async def _run_full(
 
 async def _run_incremental(
     channel: BodyChannel, conn: h11.Connection, request: Request, cb: Callable[..., Any]
-) -> Response:
+) -> Response | UpgradeAction:
     await channel.send_continue(conn)
     while True:
         event = await channel.next_body_event(conn)
@@ -137,16 +137,19 @@ async def _run_incremental(
         await channel.wait_resume(request)
 
 
-async def _final(channel: BodyChannel, result: UploadAction) -> Response:
+async def _final(channel: BodyChannel, result: UploadAction) -> Response | UpgradeAction:
     if result.kind == "response":
         assert result.response is not None
         return result.response
+    if result.kind == "upgrade":
+        assert result.upgrade is not None
+        return result.upgrade
     if result.kind == "abort":
         await channel.abort()
     raise UsageError(
         "the body is complete: the upload callback must answer with "
         "upload_action_from_response (or abort), not upload_action_continue",
-        StatusCode.ACTION_INVALID if hasattr(StatusCode, "ACTION_INVALID") else None,
+        StatusCode.ACTION_INVALID,
     )
 
 

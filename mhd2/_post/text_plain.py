@@ -14,7 +14,15 @@ result is ``OK_BAD_TERMINATION``, as MHD2 does.  A non-empty line without
 from __future__ import annotations
 
 from ..enums import PostParseResult
-from .events import DEFAULT_MAX_FIELDS, Event, FieldData, FieldEnd, FieldStart, FormParser, decode_text
+from .events import (
+    DEFAULT_MAX_FIELDS,
+    Event,
+    FieldData,
+    FieldEnd,
+    FieldStart,
+    FormParser,
+    decode_text,
+)
 
 __all__ = ["TextPlainParser"]
 

@@ -28,7 +28,15 @@ from __future__ import annotations
 from urllib.parse import unquote_to_bytes
 
 from ..enums import PostParseResult
-from .events import DEFAULT_MAX_FIELDS, Event, FieldData, FieldEnd, FieldStart, FormParser, decode_text
+from .events import (
+    DEFAULT_MAX_FIELDS,
+    Event,
+    FieldData,
+    FieldEnd,
+    FieldStart,
+    FormParser,
+    decode_text,
+)
 
 __all__ = ["UrlencodedParser", "pct_decode", "split_escape_tail"]
 
