@@ -61,6 +61,7 @@ from .errors import (
     UsageError,
 )
 from .options import DaemonOptions
+from .post import action_parse_post
 from .request import HeaderView, Request, request_resume
 from .response import Response
 from .upgrade import UpgradeHandle
@@ -107,6 +108,7 @@ __all__ = [
     "ValueKind",
     "action_abort_request",
     "action_from_response",
+    "action_parse_post",
     "action_process_upload",
     "action_process_upload_full",
     "action_process_upload_inc",

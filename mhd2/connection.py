@@ -480,6 +480,11 @@ class HTTPConnection:
             return
         request._ended = True
         request._suspended = False
+        for hook in request._on_end:
+            try:
+                hook()
+            except Exception:
+                logger.exception("mhd2: a request-end hook failed")
         if response is not None:
             response._finish_use()
             if response.termination_callback is not None:

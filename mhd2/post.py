@@ -21,7 +21,6 @@ first piece, at ``offset`` 0.
 from __future__ import annotations
 
 import inspect
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -183,11 +182,11 @@ class _PostState:
         self._streaming = False
         self._offset = 0
         # Bytes reserved from the daemon's large pool for collected values; given
-        # back after done_cb, or when this object is collected (the request
-        # ended early: the client went away, a callback raised ...).
+        # back after done_cb, or when the request ends in any other way (the
+        # client went away, a callback raised ...).
         self._pool: LargePool = request._large_pool
         self._held = [0]
-        weakref.finalize(self, _release, self._pool, self._held)
+        request._on_end.append(lambda: _release(self._pool, self._held))
 
     # -- the upload callback ---------------------------------------------------------
 

@@ -8,7 +8,7 @@ little.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +93,7 @@ class Request:
         "_footers",
         "_headers",
         "_large_pool",
+        "_on_end",
         "_path",
         "_postdata",
         "_query",
@@ -143,6 +144,8 @@ class Request:
         self._upload_action: Any = None
         self._large_pool = large_pool
         self._body_read = upload_size == 0
+        #: Called once when the request ends, however it ends (library hooks).
+        self._on_end: list[Callable[[], object]] = []
         self._ended = False
 
     # -- request line -------------------------------------------------------
