@@ -247,9 +247,7 @@ class HTTPConnection:
         fed = len(first)
         chunks = [first]
         self._head_started = True
-        # The whole head must arrive within `timeout` of its first byte:
-        # trickling bytes does not extend it (slowloris).
-        self._arm(force=True)
+        waited = False
         max_head = self._options.max_header_size
         while True:
             try:
@@ -271,6 +269,11 @@ class HTTPConnection:
                 if fed > max_head:
                     await self._reject(431, "request header section too large")
                     return None
+                if not waited:
+                    # The whole head must arrive within `timeout` of its first
+                    # byte: trickling more bytes does not extend it (slowloris).
+                    self._arm(force=True)
+                    waited = True
                 data = cast(bytes, await self._stream.receive_some(RECV_SIZE))
                 conn.receive_data(data)
                 if data:
@@ -279,11 +282,14 @@ class HTTPConnection:
                 continue
             if type(event) is h11.Request:
                 self._head_started = False
-                head_len = fed - len(conn.trailing_data[0])
+                # (the head is at most what was fed: only measure it when that
+                # is over the limit)
+                head_len = fed - len(conn.trailing_data[0]) if fed > max_head else fed
                 if head_len > max_head:
                     await self._reject(431, "request header section too large")
                     return None
                 if self._options.strict_level >= 1:
+                    head_len = fed - len(conn.trailing_data[0])
                     problem = check_raw_head(b"".join(chunks)[:head_len])
                     if problem is not None:
                         await self._reject(*problem)
