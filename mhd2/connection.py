@@ -364,7 +364,14 @@ class HTTPConnection:
         if isinstance(action, UpgradeAction):
             return await self._upgrade(conn, request, action)
         if isinstance(action, UploadRequestAction):
-            result = await run_upload(self, conn, request, action)
+            try:
+                result = await run_upload(self, conn, request, action)
+            except UsageError:
+                logger.exception("mhd2: an upload callback misused the API for %s %s",
+                                 request.method, request.uri)
+                await self._send_simple(500, b"Internal Server Error")
+                self._end(RequestEndedCode.BY_APP_ERROR)
+                return False
             if isinstance(result, UpgradeAction):
                 return await self._upgrade(conn, request, result)
             response = result

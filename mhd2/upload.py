@@ -85,20 +85,31 @@ async def _run_full(
         # Refused before a byte of the body is read (or a 100 Continue sent).
         await channel.refuse(413, f"the body ({size} bytes) exceeds the limit ({limit})",
                              RequestEndedCode.HTTP_PROTOCOL_ERROR)
-    reserved = size if size is not None else limit
+    # A declared size is reserved up front; a chunked body (size unknown)
+    # reserves as it grows, so a small one fits even when `limit` would not.
     pool = request._large_pool
-    if not pool.try_reserve(reserved):
-        await channel.refuse(413, "the daemon's memory for uploads (large_pool_size) is in use",
-                             RequestEndedCode.NO_RESOURCES)
+    reserved = 0
+    if size is not None:
+        if not pool.try_reserve(size):
+            await channel.refuse(413, "the daemon's memory for uploads (large_pool_size) is in use",
+                                 RequestEndedCode.NO_RESOURCES)
+        reserved = size
     try:
         await channel.send_continue(conn)
         body = bytearray()
         while True:
             event = await channel.next_body_event(conn)
             if type(event) is h11.Data:
-                if len(body) + len(event.data) > limit:
+                grown = len(body) + len(event.data)
+                if grown > limit:
                     await channel.refuse(413, f"the body exceeds the limit ({limit})",
                                          RequestEndedCode.HTTP_PROTOCOL_ERROR)
+                if grown > reserved:
+                    if not pool.try_reserve(grown - reserved):
+                        await channel.refuse(
+                            413, "the daemon's memory for uploads (large_pool_size) is in use",
+                            RequestEndedCode.NO_RESOURCES)
+                    reserved = grown
                 body += event.data
             else:
                 _keep_trailers(request, event)
@@ -123,7 +134,7 @@ async def _run_incremental(
         if type(event) is not h11.Data:
             _keep_trailers(request, event)
             break
-        result = await channel.call_upload_cb(cb, request, event.data)
+        result = await channel.call_upload_cb(cb, request, bytes(event.data))
         if result.kind == "continue":
             continue
         if result.kind == "suspend":
