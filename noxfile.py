@@ -5,6 +5,7 @@
     nox -s lint               # ruff check + mypy --strict
     nox -s docs               # Sphinx, warnings are errors
     nox -s bench              # benchmarks (needs wrk)
+    nox -s browser            # the chat demo in headless Chromium (needs /usr/bin/chromium)
     nox -s conformance        # not available yet, see below
 
 Every session builds a fresh virtualenv with Python 3.11 and installs mhd2
@@ -54,6 +55,18 @@ def docs(session: nox.Session) -> None:
         "docs/_build/html",
         *session.posargs,
     )
+
+
+@nox.session(python=PYTHON)
+def browser(session: nox.Session) -> None:
+    """The chat demo in two headless Chromium pages (tests/browser; not a default session).
+
+    Needs Debian's ``chromium`` (/usr/bin/chromium; .ci/run installs it).
+    Playwright drives that browser: ``playwright install`` is never run.
+    """
+    session.install(".[test]", "playwright")
+    session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs,
+                env={"MHD2_BROWSER": "1"})
 
 
 @nox.session(python=PYTHON)

@@ -12,6 +12,10 @@ directory or option is exit status 2, a bind failure 1.
 all accept on it (each runs its own trio loop and daemon); the parent forwards
 SIGINT/SIGTERM to them and waits.
 
+``python -m mhd2 demo [--host H] [--port P]`` runs the long-polling chat
+demo (:mod:`mhd2.demo`, default http://127.0.0.1:8888/); its startup line on
+stderr is ``mhd2 demo: chat on http://127.0.0.1:8888/ (Ctrl-C to stop)``.
+
 Subcommands are registered in :data:`SUBCOMMANDS`: each has a function that
 adds its arguments to a sub-parser and a runner ``run(parser, args) -> int``
 that starts trio itself and returns the exit status.
@@ -243,8 +247,24 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return trio.run(_serve_one, args, tls, None)
 
 
+# ---------------------------------------------------------------------- demo
+
+
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
+    add_address_arguments(parser, port=8888)
+
+
+def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from . import demo
+
+    return trio.run(demo.main, args.host, args.port)
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "serve": Subcommand("serve the files of a directory over HTTP", _serve_arguments, _serve),
+    "demo": Subcommand(
+        "the long-polling chat demo (long polling and server-sent events)", _demo_arguments, _demo
+    ),
 }
 
 

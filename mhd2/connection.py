@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 from collections.abc import Callable
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, NoReturn, cast
@@ -124,6 +123,8 @@ class HTTPConnection:
         self._large_pool = large_pool
         self._suspended: Request | None = None
         self._stop_suspended = False
+        self._h11: h11.Connection | None = None
+        self._early_input: list[bytes] = []
         self._timeout = options.timeout
         self._armed_at = -math.inf
         self._slack = ARM_SLACK if options.timeout is None else min(ARM_SLACK, options.timeout / 8)
@@ -211,6 +212,7 @@ class HTTPConnection:
                     leftover = leftover.lstrip(b"\r\n")
                     continue
             conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._options.max_header_size)
+            self._h11 = conn
             conn.receive_data(leftover)
             if eof:
                 conn.receive_data(b"")
@@ -641,6 +643,9 @@ class HTTPConnection:
             if self._stop_suspended:
                 raise _Shutdown
         finally:
+            if self._early_input and self._h11 is not None:
+                self._h11.receive_data(b"".join(self._early_input))
+            self._early_input.clear()
             request._resume_scope = None
             request._suspended = False
             self._suspended = None
@@ -648,23 +653,23 @@ class HTTPConnection:
         self._arm()
 
     async def _watch_peer(self) -> None:
-        """Return when the peer closes its side; sleep forever if it sends more."""
-        stream = self._stream
-        if not isinstance(stream, PlainSocketStream):
-            await trio.sleep_forever()
-        sock = stream.socket
-        while True:
-            await trio.lowlevel.wait_readable(sock)
+        """Return when the peer closes its side (or the connection breaks).
+
+        What the client sends meanwhile (a pipelined request) is kept, up to
+        ``max_header_size`` bytes, and handed to the parser after the resume;
+        beyond that the watch stops reading (and so stops noticing a close).
+        """
+        kept = 0
+        while kept <= self._options.max_header_size:
             try:
-                peeked = sock.recv(1, socket.MSG_PEEK)
-            except BlockingIOError:
-                continue
-            except OSError:
+                data = await self._stream.receive_some(RECV_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
-            if not peeked:
+            if not data:
                 return
-            # Pipelined bytes: the client is there; they are read after the reply.
-            await trio.sleep_forever()
+            self._early_input.append(bytes(data))
+            kept += len(data)
+        await trio.sleep_forever()
 
     # -- BodyChannel, for mhd2.upload ---------------------------------------------
 

@@ -1,0 +1,394 @@
+"""The long-polling chat demo (:mod:`mhd2.demo`), ``python -m mhd2 demo`` and the
+``examples/longpoll.py`` / ``examples/sse.py`` programs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from conftest import WAIT, exchange, read_response, status_of
+
+import mhd2
+from mhd2.demo import MAX_MESSAGE_BYTES, ChatRoom, chat_server
+
+REPO = Path(__file__).resolve().parents[1]
+Ended = list[tuple[mhd2.Request, mhd2.RequestEndedCode]]
+
+
+async def until(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
+def task_count() -> int:
+    def walk(task: trio.lowlevel.Task) -> int:
+        return 1 + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    root = trio.lowlevel.current_root_task()
+    assert root is not None
+    return walk(root)
+
+
+@asynccontextmanager
+async def chat(poll_timeout: float = 30.0, ended: Ended | None = None,
+               **options: Any) -> AsyncIterator[tuple[mhd2.Daemon, ChatRoom]]:
+    if ended is not None:
+        options["notify_request_ended"] = lambda r, c: ended.append((r, c))
+    async with chat_server(ChatRoom(poll_timeout=poll_timeout), port=0, **options) as served:
+        yield served
+
+
+def request(method: str, target: str, body: bytes = b"", headers: str = "") -> bytes:
+    head = f"{method} {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n{headers}"
+    if body or method == "POST":
+        head += f"Content-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def body_of(response: bytes) -> bytes:
+    return response.split(b"\r\n\r\n", 1)[1]
+
+
+def send_json(text: str, name: str = "t") -> bytes:
+    return request("POST", "/send", json.dumps({"name": name, "text": text}).encode(),
+                   "Content-Type: application/json\r\n")
+
+
+async def open_poll(port: int, since: int) -> trio.SocketStream:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await stream.send_all(request("GET", f"/poll?since={since}"))
+    return stream
+
+
+# -- the page and the routes ------------------------------------------------------------
+
+
+async def test_page_and_routes() -> None:
+    async with chat() as (daemon, _):
+        page = await exchange(daemon.port, request("GET", "/"))
+        assert status_of(page) == 200
+        assert b"content-type: text/html; charset=utf-8" in page.lower()
+        assert b"/poll?since=" in page and b'new EventSource("/events' in page
+        assert status_of(await exchange(daemon.port, request("GET", "/nope"))) == 404
+        wrong = await exchange(daemon.port, request("GET", "/send"))
+        assert status_of(wrong) == 405 and b"allow: post" in wrong.lower()
+        assert status_of(await exchange(daemon.port, request("POST", "/poll", b"x"))) == 405
+
+
+async def test_poll_is_answered_by_a_message_and_times_out_with_204(ended: Ended) -> None:
+    async with chat(poll_timeout=0.3, ended=ended) as (daemon, room):
+        poll = await open_poll(daemon.port, 0)
+        await until(lambda: room.waiting == 1)
+        sent = await exchange(daemon.port, send_json("hello"))
+        assert status_of(sent) == 200 and json.loads(body_of(sent)) == {"id": 1}
+        answer = await read_response(poll, bytearray())
+        assert status_of(answer) == 200
+        assert b"content-type: application/json" in answer.lower()
+        payload = json.loads(body_of(answer))
+        assert payload["last"] == 1
+        assert [(m["id"], m["name"], m["text"]) for m in payload["messages"]] == [(1, "t", "hello")]
+        await poll.aclose()
+        # Up to date: the poll waits the poll timeout, then 204.
+        start = trio.current_time()
+        poll = await open_poll(daemon.port, 1)
+        answer = await read_response(poll, bytearray())
+        assert status_of(answer) == 204
+        assert 0.25 <= trio.current_time() - start < 5
+        await poll.aclose()
+        # Behind: answered at once with what it missed.
+        await exchange(daemon.port, send_json("second"))
+        behind = json.loads(body_of(await exchange(daemon.port, request("GET", "/poll?since=1"))))
+        assert [m["text"] for m in behind["messages"]] == ["second"] and behind["last"] == 2
+        # A client from before a restart (since > last) gets the history.
+        ahead = json.loads(body_of(await exchange(daemon.port, request("GET", "/poll?since=99"))))
+        assert [m["text"] for m in ahead["messages"]] == ["hello", "second"]
+    assert room.waiting == 0 and room.pending_deadlines == 0
+
+
+async def test_one_message_answers_every_waiting_poll() -> None:
+    async with chat() as (daemon, room):
+        polls = [await open_poll(daemon.port, 0) for _ in range(50)]
+        await until(lambda: room.waiting == 50)
+        assert status_of(await exchange(daemon.port, send_json("to all"))) == 200
+        for poll in polls:
+            answer = await read_response(poll, bytearray())
+            assert json.loads(body_of(answer))["messages"][0]["text"] == "to all"
+            await poll.aclose()
+        assert room.waiting == 0
+
+
+async def test_plain_text_message_with_name_in_query() -> None:
+    async with chat() as (daemon, room):
+        sent = await exchange(daemon.port, request("POST", "/send?name=carol", "hi there ✓".encode(),
+                                                   "Content-Type: text/plain\r\n"))
+        assert status_of(sent) == 200
+        assert [(m.name, m.text) for m in room.messages] == [("carol", "hi there ✓")]
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("since", ["abc", "-1", "1.5", "%C2%B2", "0x10"])
+async def test_poll_with_a_bad_since_is_400(since: str) -> None:
+    async with chat() as (daemon, room):
+        answer = await exchange(daemon.port, request("GET", f"/poll?since={since}"))
+        assert status_of(answer) == 400
+        assert b"'since' must be a non-negative integer" in body_of(answer)
+        assert room.waiting == 0
+
+
+async def test_event_stream_with_a_bad_since_is_400() -> None:
+    async with chat() as (daemon, _):
+        answer = await exchange(daemon.port, request("GET", "/events?since=x"))
+        assert status_of(answer) == 400
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_message_over_4k_is_413(chunked: bool) -> None:
+    big = b"x" * (MAX_MESSAGE_BYTES + 1)
+    async with chat() as (daemon, room):
+        if chunked:
+            raw = (b"POST /send HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n"
+                   b"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(big), big))
+        else:
+            raw = request("POST", "/send", big)
+        answer = await exchange(daemon.port, raw)
+        assert status_of(answer) == 413
+        assert len(room.messages) == 0
+        # exactly the limit is fine
+        ok = await exchange(daemon.port, request("POST", "/send", big[:-1]))
+        assert status_of(ok) == 200 and len(room.messages) == 1
+
+
+@pytest.mark.parametrize(("body", "content_type", "why"), [
+    (b"", "text/plain", b"empty"),
+    (b"   ", "text/plain", b"empty"),
+    (b"\xff\xfe", "text/plain", b"UTF-8"),
+    (b"{not json", "application/json", b"JSON"),
+    (b"[1, 2]", "application/json", b"JSON object"),
+    (b'{"text": 5}', "application/json", b"strings"),
+])
+async def test_bad_messages_are_400(body: bytes, content_type: str, why: bytes) -> None:
+    async with chat() as (daemon, room):
+        answer = await exchange(daemon.port, request("POST", "/send", body,
+                                                     f"Content-Type: {content_type}\r\n"))
+        assert status_of(answer) == 400
+        assert why in body_of(answer)
+        assert room.last_id == 0
+
+
+async def test_hundreds_of_vanishing_pollers_leave_nothing_behind(ended: Ended) -> None:
+    n = 300
+    async with chat(ended=ended) as (daemon, room):
+        baseline = task_count()
+        polls = [await open_poll(daemon.port, 0) for _ in range(n)]
+        await until(lambda: room.waiting == n)
+        assert task_count() <= baseline + n + 2  # the daemon's connection tasks, no task per poll
+        for poll in polls:
+            await poll.aclose()
+        await until(lambda: len(ended) == n)
+        assert {code for _, code in ended} == {mhd2.RequestEndedCode.CLIENT_ABORT}
+        await until(lambda: daemon.connection_count == 0)
+        await until(lambda: task_count() == baseline)
+        assert room.waiting == 0
+        assert room.pending_deadlines == 0
+        # and the room still works
+        poll = await open_poll(daemon.port, 0)
+        await until(lambda: room.waiting == 1)
+        await exchange(daemon.port, send_json("still here"))
+        assert status_of(await read_response(poll, bytearray())) == 200
+        await poll.aclose()
+
+
+# -- server-sent events -----------------------------------------------------------------------
+
+
+class EventReader:
+    """Reads a chunked ``text/event-stream`` response from a raw socket."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.raw = b""
+
+    async def until(self, marker: bytes) -> bytes:
+        with trio.fail_after(WAIT):
+            while marker not in self.raw:
+                chunk = await self.stream.receive_some(65536)
+                if not chunk:
+                    raise EOFError(self.raw)
+                self.raw += chunk
+        return self.raw
+
+
+def events_of(raw: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: ")]
+
+
+async def test_event_stream_delivers_history_then_live_messages_and_keepalives() -> None:
+    async with chat(poll_timeout=0.3) as (daemon, room):
+        await exchange(daemon.port, send_json("before"))
+        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        await stream.send_all(request("GET", "/events?since=0"))
+        reader = EventReader(stream)
+        head = await reader.until(b"data: ")
+        assert b"content-type: text/event-stream" in head.lower()
+        assert b"transfer-encoding: chunked" in head.lower()
+        assert b"retry: 2000" in head
+        await until(lambda: room.waiting == 1)  # the creator suspended (dcc_action_suspend)
+        await exchange(daemon.port, send_json("live"))
+        raw = await reader.until(b'"text": "live"')
+        assert [e["text"] for e in events_of(raw)] == ["before", "live"]
+        assert b"id: 2\nevent: message\n" in raw
+        # Nothing happens for the poll timeout: a keep-alive comment.
+        await reader.until(b": keep-alive\n\n")
+        await stream.aclose()
+        await until(lambda: room.waiting == 0)
+
+
+async def test_event_stream_resumes_after_last_event_id() -> None:
+    async with chat() as (daemon, _):
+        for text in ("one", "two", "three"):
+            await exchange(daemon.port, send_json(text))
+        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        await stream.send_all(request("GET", "/events", headers="Last-Event-ID: 2\r\n"))
+        raw = await EventReader(stream).until(b'"text": "three"')
+        assert [e["text"] for e in events_of(raw)] == ["three"]
+        await stream.aclose()
+
+
+async def test_httpx_client_streams_events() -> None:
+    async with chat() as (daemon, room):
+        got: list[str] = []
+        with trio.fail_after(WAIT):
+            async with httpx.AsyncClient() as client:
+                url = f"http://127.0.0.1:{daemon.port}/events"
+                async with client.stream("GET", url) as response:
+                    assert response.headers["content-type"] == "text/event-stream"
+                    lines = response.aiter_lines()
+                    await until(lambda: room.waiting == 1)
+                    await exchange(daemon.port, send_json("via httpx"))
+                    async for line in lines:
+                        if line.startswith("data: "):
+                            got.append(json.loads(line[6:])["text"])
+                            break
+        assert got == ["via httpx"]
+
+
+# -- graceful stop ---------------------------------------------------------------------------
+
+
+async def test_stop_answers_parked_polls_503_and_closes_streams(ended: Ended) -> None:
+    async with chat(ended=ended) as (daemon, room):
+        poll = await open_poll(daemon.port, 0)
+        sse = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        await sse.send_all(request("GET", "/events"))
+        reader = EventReader(sse)
+        await reader.until(b"retry:")
+        await until(lambda: room.waiting == 2)
+        with trio.fail_after(WAIT):
+            await daemon.stop(grace=30)
+    assert status_of(await read_response(poll, bytearray())) == 503
+    with trio.fail_after(WAIT):
+        while chunk := await sse.receive_some(65536):
+            reader.raw += chunk
+    assert not reader.raw.endswith(b"0\r\n\r\n")  # closed, not finished
+    assert sorted(c.name for _, c in ended) == ["DAEMON_SHUTDOWN", "DAEMON_SHUTDOWN"]
+    assert room.waiting == 0
+
+
+# -- python -m mhd2 demo and the examples -------------------------------------------------------
+
+
+@asynccontextmanager
+async def program(argv: list[str], pattern: str) -> AsyncIterator[tuple[trio.Process, int]]:
+    """Run a program whose stdout or stderr announces ``http://127.0.0.1:PORT/``."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    process = await trio.lowlevel.open_process(
+        [sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, env=env)
+    assert process.stdout is not None
+    try:
+        out = b""
+        with trio.fail_after(20):
+            while b"\n" not in out:
+                chunk = await process.stdout.receive_some(4096)
+                assert chunk, out
+                out += chunk
+        line = out.split(b"\n")[0].decode()
+        match = re.match(pattern + r"http://127\.0\.0\.1:(\d+)/ ", line)
+        assert match is not None, line
+        yield process, int(match[1])
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.fail_after(10):
+            await process.wait()
+
+
+async def test_python_m_mhd2_demo() -> None:
+    async with program(["-m", "mhd2", "demo", "--port", "0"], r"mhd2 demo: chat on ") as (p, port):
+        assert b"mhd2 chat" in await exchange(port, request("GET", "/"))
+        poll = await open_poll(port, 0)
+        await exchange(port, send_json("from the cli test"))
+        assert b"from the cli test" in await read_response(poll, bytearray())
+        await poll.aclose()
+        p.send_signal(signal.SIGINT)
+        with trio.fail_after(15):
+            assert await p.wait() == 0
+
+
+def test_demo_subcommand_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "mhd2", "demo", "--help"], capture_output=True,
+                         text=True, check=True, env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
+    assert "--port" in out and "--host" in out and "8888" in out
+    bad = subprocess.run([sys.executable, "-m", "mhd2", "demo", "--port", "x"],
+                         capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert bad.returncode == 2 and "invalid port" in bad.stderr
+
+
+async def test_example_longpoll() -> None:
+    argv = [str(REPO / "examples" / "longpoll.py"), "--port", "0", "--poll-timeout", "0.3"]
+    async with program(argv, r"longpoll: listening on ") as (p, port):
+        poll = await open_poll(port, 0)
+        sent = await exchange(port, request("POST", "/send", b"hello, poller"))
+        assert status_of(sent) == 200
+        answer = await read_response(poll, bytearray())
+        assert json.loads(body_of(answer)) == {"messages": ["hello, poller"], "last": 1}
+        await poll.aclose()
+        timed_out = await exchange(port, request("GET", "/poll?since=1"))
+        assert status_of(timed_out) == 204
+        assert status_of(await exchange(port, request("GET", "/poll?since=z"))) == 400
+        assert p.stdin is not None
+        await p.stdin.send_all(b"\n")
+        with trio.fail_after(15):
+            assert await p.wait() == 0
+
+
+async def test_example_sse() -> None:
+    async with program([str(REPO / "examples" / "sse.py"), "--port", "0"],
+                       r"sse: listening on ") as (p, port):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(request("GET", "/events"))
+        reader = EventReader(stream)
+        await reader.until(b"text/event-stream")
+        await exchange(port, request("POST", "/send", b"event one"))
+        await exchange(port, request("POST", "/send", b"event two"))
+        raw = await reader.until(b"data: event two\n\n")
+        assert b"data: event one\n\n" in raw
+        await stream.aclose()
+        p.send_signal(signal.SIGTERM)
+        with trio.fail_after(15):
+            assert await p.wait() == 0
