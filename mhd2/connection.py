@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 import h11
 import trio
 
+from ._http1.fields import scan_fields
 from ._http1.framing import plan_reply
 from ._http1.request_checks import check_head, check_raw_head, transfer_coding_status
 from .actions import (
@@ -303,27 +304,7 @@ class HTTPConnection:
         """Serve one parsed request; return whether the connection stays open."""
         headers = event.headers
         options = self._options
-        # One pass over the fields (h11 keeps (raw name, lower name, value)
-        # triples; iterating its Sequence wrapper costs far more).
-        items = getattr(headers, "_full_items", None)
-        if items is None:  # pragma: no cover - other h11 versions
-            items = [(raw, raw.lower(), v) for raw, v in headers.raw_items()]
-        upload_size: int | None = 0
-        has_te = has_cl = wants_close = wants_keep_alive = False
-        raw = []
-        for name, lower, value in items:
-            raw.append((name.decode("latin-1"), value.decode("latin-1")))
-            if lower == b"transfer-encoding":
-                has_te = True
-            elif lower == b"content-length":
-                has_cl = True
-                upload_size = int(value)
-            elif lower == b"connection":
-                tokens = [t.strip() for t in value.lower().split(b",")]
-                wants_close = wants_close or b"close" in tokens
-                wants_keep_alive = wants_keep_alive or b"keep-alive" in tokens
-        if has_te:
-            upload_size = None
+        raw, upload_size, has_te, has_cl, wants_close, wants_keep_alive = scan_fields(headers)
         request = Request(
             event.method.decode("ascii"),
             event.target.decode("latin-1"),
