@@ -2,7 +2,7 @@
 the address, and run until Enter (end of file) on stdin, SIGINT or SIGTERM —
 the tutorial programs' ``(void) getchar (); MHD_stop_daemon (daemon);``.
 
-The startup line, on stdout, is ``NAME: listening on http://HOST:PORT/ ...``
+The startup line, on stdout, is ``NAME: listening on http[s]://HOST:PORT/ ...``
 with the real port, so ``--port 0`` works.
 """
 
@@ -77,8 +77,9 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         try:
             async with mhd2.Daemon(callback, host=host, port=port, **options) as daemon:
+                scheme = "https" if options.get("tls") is not None else "http"
                 print(
-                    f"{name}: listening on http://{host}:{daemon.port}/"
+                    f"{name}: listening on {scheme}://{host}:{daemon.port}/"
                     " (press Enter or Ctrl-C to stop)",
                     flush=True,
                 )

@@ -28,6 +28,7 @@ from .actions import (
     upload_action_suspend,
     upload_action_upgrade,
 )
+from .auth import BasicAuth, action_basic_auth_challenge, action_digest_auth_challenge
 from .connection_info import ConnectionInfo
 from .daemon import Daemon
 from .enums import (
@@ -72,6 +73,7 @@ __all__ = [
     "Action",
     "AddressFamily",
     "AuthError",
+    "BasicAuth",
     "ConnectionEvent",
     "ConnectionInfo",
     "DCCAction",
@@ -107,6 +109,8 @@ __all__ = [
     "UsageError",
     "ValueKind",
     "action_abort_request",
+    "action_basic_auth_challenge",
+    "action_digest_auth_challenge",
     "action_from_response",
     "action_parse_post",
     "action_process_upload",

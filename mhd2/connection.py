@@ -37,7 +37,7 @@ from .actions import (
 )
 from .connection_info import ConnectionInfo
 from .enums import ConnectionEvent, RequestEndedCode
-from .errors import UsageError
+from .errors import AuthError, UsageError
 from .plain_stream import PlainSocketStream
 from .pool import LargePool
 from .reply import ReplyAborted, send_reply
@@ -70,6 +70,8 @@ LINGER_SECONDS = 2.0
 LINGER_MAX_BYTES = 1024 * 1024
 #: The inactivity deadline may lag real progress by this many seconds.
 ARM_SLACK = 1.0
+#: Bound on sending TLS close_notify when a connection ends.
+TLS_CLOSE_SECONDS = 1.0
 #: Bound on writing an error response to a client that does not read.
 ERROR_WRITE_SECONDS = 5.0
 
@@ -186,8 +188,7 @@ class HTTPConnection:
             if isinstance(self._stream, PlainSocketStream):
                 self._stream.close()
             else:
-                with trio.CancelScope(shield=True):
-                    await trio.aclose_forcefully(self._stream)
+                await _close_tls(self._stream)
             self._notify_connection(ConnectionEvent.CLOSED)
 
     # -- the request loop -------------------------------------------------------
@@ -456,6 +457,15 @@ class HTTPConnection:
                     f"by an mhd2.action_* function, not {result!r}"
                 )
             return result
+        except AuthError as exc:
+            # A malformed Authorization header surfaced through request.basic_auth:
+            # the client's fault, not the application's.
+            pending = request._action
+            if isinstance(pending, ResponseAction):
+                pending.response._finish_use()
+            await self._send_simple(400, f"400 Bad Request: {exc}\n".encode("latin-1", "replace"))
+            self._end(RequestEndedCode.HTTP_PROTOCOL_ERROR)
+            raise _CloseConnection from None
         except Exception:
             logger.exception("mhd2: the request callback failed for %s %s",
                              request.method, request.uri)
@@ -754,6 +764,22 @@ def _pending_body(conn: h11.Connection, upload_size: int | None) -> tuple[bool, 
     if upload_size is None:
         return False, False
     return False, upload_size - received <= DRAIN_LIMIT
+
+
+async def _close_tls(stream: trio.abc.Stream) -> None:
+    """Close a TLS stream, sending close_notify if that takes at most a moment.
+
+    Shielded, so that a cancelled connection still closes its socket; the
+    bound keeps a peer that does not read from holding it open.
+    """
+    with trio.CancelScope(shield=True):
+        with trio.move_on_after(TLS_CLOSE_SECONDS) as closing:
+            try:
+                await stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+        if closing.cancelled_caught:
+            await trio.aclose_forcefully(stream)
 
 
 async def _call(cb: Callable[..., Any], *args: Any) -> Any:

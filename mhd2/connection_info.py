@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 __all__ = ["ConnectionInfo", "connection_info_for"]
@@ -24,6 +25,9 @@ class ConnectionInfo:
             returns it, or ``None``.
         peer_subject: the client certificate's subject as an RFC 4514 string.
         peer_alt_names: the certificate's subject alternative names.
+        peer_issuer: the client certificate's issuer as an RFC 4514 string.
+        peer_serial: the client certificate's serial number.
+        peer_not_before, peer_not_after: the certificate's validity (UTC).
     """
 
     client_address: tuple[str, int]
@@ -35,35 +39,16 @@ class ConnectionInfo:
     peer_certificate: dict[str, Any] | None = None
     peer_subject: str | None = None
     peer_alt_names: tuple[tuple[str, str], ...] = field(default=())
+    peer_issuer: str | None = None
+    peer_serial: int | None = None
+    peer_not_before: datetime | None = None
+    peer_not_after: datetime | None = None
 
 
 def _address(addr: Any) -> tuple[str, int]:
     if isinstance(addr, tuple) and len(addr) >= 2:
         return (str(addr[0]), int(addr[1]))
     return (str(addr), 0)
-
-
-def _rfc4514(subject: Any) -> str:
-    # getpeercert()'s subject is a tuple of RDNs, each a tuple of (key, value);
-    # RFC 4514 writes the most specific RDN first.
-    short = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU",
-             "countryName": "C", "stateOrProvinceName": "ST", "localityName": "L",
-             "domainComponent": "DC", "userId": "UID"}
-    parts = []
-    for rdn in reversed(subject):
-        parts.append("+".join(
-            f"{short.get(k, k)}={_escape_dn_value(v)}" for k, v in rdn
-        ))
-    return ",".join(parts)
-
-
-def _escape_dn_value(value: str) -> str:
-    out = "".join("\\" + c if c in ',+"\\<>;=' else c for c in value)
-    if out[:1] in ("#", " "):
-        out = "\\" + out
-    if out.endswith(" "):
-        out = out[:-1] + "\\ "
-    return out
 
 
 def connection_info_for(
@@ -79,8 +64,11 @@ def connection_info_for(
     """
     if ssl_object is None:
         return ConnectionInfo(_address(client_address), _address(server_address))
+    from .tls import certificate_details
+
     cert = ssl_object.getpeercert()
     cipher = ssl_object.cipher()
+    details = certificate_details(cert)
     return ConnectionInfo(
         client_address=_address(client_address),
         server_address=_address(server_address),
@@ -89,6 +77,10 @@ def connection_info_for(
         server_name=server_name,
         alpn_protocol=ssl_object.selected_alpn_protocol(),
         peer_certificate=dict(cert) if cert else None,
-        peer_subject=_rfc4514(cert["subject"]) if cert and "subject" in cert else None,
-        peer_alt_names=tuple(cert.get("subjectAltName", ())) if cert else (),  # type: ignore[arg-type]
+        peer_subject=details["subject"],
+        peer_alt_names=details["alt_names"],
+        peer_issuer=details["issuer"],
+        peer_serial=details["serial_number"],
+        peer_not_before=details["not_before"],
+        peer_not_after=details["not_after"],
     )

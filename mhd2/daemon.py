@@ -28,6 +28,7 @@ from .options import DaemonOptions
 from .plain_stream import PlainSocketStream
 from .pool import LargePool
 from .request import Request
+from .tls import sni_server_name
 
 __all__ = ["Daemon"]
 
@@ -314,8 +315,7 @@ class Daemon:
                 if scope.cancelled_caught:
                     return
                 ssl_object = tls_stream._ssl_object
-            info = connection_info_for(peer, local, ssl_object,
-                                       ssl_object.server_hostname if ssl_object else None)
+            info = connection_info_for(peer, local, ssl_object, sni_server_name(ssl_object))
             conn = HTTPConnection(stream, info, opts, self._request_cb, self._token,
                                   self._is_stopping, self._large_pool)
             self._connections.add(conn)
@@ -327,7 +327,7 @@ class Daemon:
             if isinstance(stream, PlainSocketStream):
                 stream.close()
             elif stream is not None:
-                await trio.aclose_forcefully(stream)
+                await trio.aclose_forcefully(stream)  # (closed already by the connection)
             else:
                 sock.close()
             self._count -= 1

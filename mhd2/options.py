@@ -47,7 +47,7 @@ def _check_callable(option: str, value: object) -> None:
         raise _bad(option, value, "a callable or None")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class DaemonOptions:
     """All options of a :class:`~mhd2.Daemon`, validated (see its docstring)."""
 

@@ -8,15 +8,17 @@ little.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._http1.values import parse_cookies, parse_query, split_target
+from .auth import BasicAuth, basic_auth_of
+from .auth import digest_auth_check as _digest_auth_check
 from .connection_info import ConnectionInfo
-from .enums import HTTPMethod, HTTPVersion, ValueKind
+from .enums import DigestAuthAlgo, DigestAuthResult, HTTPMethod, HTTPVersion, ValueKind
 from .pool import LargePool
 
 if TYPE_CHECKING:
@@ -264,6 +266,46 @@ class Request:
                 self._query, plus_as_space=self._daemon_options.uri_query_plus_as_space
             )
         return self._args
+
+    # -- authentication -------------------------------------------------------------
+
+    @property
+    def basic_auth(self) -> BasicAuth | None:
+        """The Basic credentials of the ``Authorization`` header (RFC 7617), or ``None``.
+
+        Raises:
+            AuthError: the header says ``Basic`` but is malformed (bad base64,
+                no colon ...); answer 400 or challenge again.
+        """
+        return basic_auth_of(self)
+
+    def digest_auth_check(
+        self,
+        realm: str,
+        username: str,
+        password: str,
+        *,
+        max_nc: int = 0,
+        qop: str | Collection[str] = "auth",
+        algo: DigestAuthAlgo = DigestAuthAlgo.ANY,
+    ) -> DigestAuthResult:
+        """Check the request's Digest ``Authorization`` (RFC 7616) against a password.
+
+        Args:
+            realm: the protection space the credentials must be for.
+            username: the expected user.
+            password: the user's password.
+            max_nc: the highest nonce count accepted (``0``: the daemon's
+                ``digest_auth_max_nc``).
+            qop: the quality of protection accepted.
+            algo: the algorithms accepted.
+
+        Returns:
+            A :class:`~mhd2.DigestAuthResult`; ``OK`` only for a valid, fresh,
+            not replayed response.  See :doc:`/auth`.
+        """
+        return _digest_auth_check(self, realm, username, password, max_nc=max_nc, qop=qop,
+                                  algo=algo)
 
     def __repr__(self) -> str:
         return f"<mhd2.Request {self.method} {self.uri} {self.version}>"

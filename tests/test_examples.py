@@ -17,7 +17,7 @@ import trio
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-LISTENING = re.compile(r"^(?P<name>\w+): listening on http://127\.0\.0\.1:(?P<port>\d+)/ ")
+LISTENING = re.compile(r"^(?P<name>\w+): listening on https?://127\.0\.0\.1:(?P<port>\d+)/ ")
 
 
 class Example:
