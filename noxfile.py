@@ -6,7 +6,7 @@
     nox -s docs               # Sphinx, warnings are errors
     nox -s bench              # benchmarks (needs wrk)
     nox -s browser            # the chat demo in headless Chromium (needs /usr/bin/chromium)
-    nox -s conformance        # not available yet, see below
+    nox -s conformance        # Autobahn|Testsuite, all 517 cases (~12 min)
 
 Every session builds a fresh virtualenv with Python 3.11 and installs mhd2
 with the matching extra from pyproject.toml, so nothing installed by hand is
@@ -14,6 +14,13 @@ used.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
 
 import nox
 
@@ -76,10 +83,66 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/run.py", *session.posargs)
 
 
-@nox.session(python=False)
+#: Autobahn|Testsuite harness (setup.sh, run.sh); MHD2_AUTOBAHN overrides.
+AUTOBAHN = os.environ.get(
+    "MHD2_AUTOBAHN",
+    str(Path(__file__).resolve().parent.parent / "shared" / "conformance" / "autobahn"),
+)
+#: --quick: everything without compression plus the first deflate groups.
+QUICK_EXCLUDE = ",".join([f"12.{i}.*" for i in range(2, 6)] + [f"13.{i}.*" for i in range(2, 8)])
+PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
+
+
+@nox.session(python=PYTHON)
 def conformance(session: nox.Session) -> None:
-    """WebSocket conformance (Autobahn); not wired up yet."""
-    session.error(
-        "WebSocket conformance arrives with the WebSocket issue; "
-        "there is no conformance suite to run yet"
+    """WebSocket conformance: Autobahn|Testsuite against examples/ws_echo.py.
+
+    ``nox -s conformance`` runs all 517 cases (permessage-deflate 12.* and
+    13.* included, ~12 min); ``nox -s conformance -- --quick`` runs the 301
+    cases without compression plus 12.1.* and 13.1.* (337 cases).  Fails
+    unless every case is OK, NON-STRICT or INFORMATIONAL (UNIMPLEMENTED fails:
+    compression must be negotiated).  The report goes to
+    ``.conformance/autobahn`` (``index.html``).
+    """
+    session.install(".")
+    harness = Path(AUTOBAHN)
+    if not (harness / "run.sh").exists():
+        session.error(f"no Autobahn harness at {harness} (set MHD2_AUTOBAHN)")
+    venv = Path(os.environ.get("AUTOBAHN_VENV", Path.home() / ".cache" / "autobahn-venv"))
+    if not (venv / "bin" / "wstest").exists():
+        session.run("bash", str(harness / "setup.sh"), external=True)
+    quick = "--quick" in session.posargs
+    if quick:
+        args, expected = ["--cases", "*", "--exclude", QUICK_EXCLUDE], 337
+    else:
+        args, expected = ["--full"], 517
+    out = Path(".conformance") / "autobahn"
+    python = str(Path(session.bin) / "python")
+    server = subprocess.Popen(
+        [python, "-u", "examples/ws_echo.py", "--port", "0"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        if match is None:
+            session.error(f"the echo server did not start: {line!r}")
+        url = f"ws://127.0.0.1:{match[1]}/"
+        session.run("bash", str(harness / "run.sh"), url, str(out), *args,
+                    "--timeout", "2400", external=True)
+    finally:
+        try:
+            server.communicate("\n", timeout=30)  # Enter stops the example
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    report = json.loads((out / "index.json").read_text())
+    cases = next(iter(report.values()))
+    counts = Counter(case["behavior"] for case in cases.values())
+    bad = sorted(cid for cid, case in cases.items() if case["behavior"] not in PASSING)
+    session.log(f"Autobahn: {len(cases)} cases: {dict(counts)}")
+    if bad:
+        session.error(f"cases not OK/NON-STRICT/INFORMATIONAL: {' '.join(bad[:40])}")
+    if len(cases) != expected:
+        session.error(f"{len(cases)} cases ran, expected {expected}")

@@ -1,0 +1,47 @@
+"""WebSockets: ``libmicrohttpd_ws``'s handshake helpers and frame codec, and :func:`action_websocket`.
+
+* :func:`check_http_version`, :func:`check_connection_header`,
+  :func:`check_upgrade_header`, :func:`check_version_header`,
+  :func:`create_accept_header`: the handshake checks of ``libmicrohttpd_ws``;
+* :class:`WebSocketStream`: its sans-IO frame codec, for code that drives an
+  :class:`~mhd2.UpgradeHandle` itself (the tutorial's ``websocket.c``);
+* :func:`action_websocket`: validate the handshake, answer ``101`` and run
+  ``handler(ws)`` with a :class:`WebSocket` (wsproto inside).
+"""
+
+from .codec import (
+    CloseCode,
+    Fragmentation,
+    StreamFlags,
+    Validity,
+    WebSocketCodecError,
+    WebSocketStatus,
+    WebSocketStream,
+)
+from .handshake import (
+    check_connection_header,
+    check_http_version,
+    check_upgrade_header,
+    check_version_header,
+    create_accept_header,
+)
+from .session import CloseReason, ConnectionClosed, WebSocket, action_websocket
+
+__all__ = [
+    "CloseCode",
+    "CloseReason",
+    "ConnectionClosed",
+    "Fragmentation",
+    "StreamFlags",
+    "Validity",
+    "WebSocket",
+    "WebSocketCodecError",
+    "WebSocketStatus",
+    "WebSocketStream",
+    "action_websocket",
+    "check_connection_header",
+    "check_http_version",
+    "check_upgrade_header",
+    "check_version_header",
+    "create_accept_header",
+]
