@@ -1,0 +1,1 @@
+"""Benchmark harness for mhd2 (see README.md); run ``python bench/run.py``."""
