@@ -140,7 +140,8 @@ class HTTPConnection:
         self._closing_idle = False
         self._head_started = False
         self._dcc_buf: bytearray | None = None
-        self.can_sendfile = isinstance(stream, PlainSocketStream) and hasattr(os, "sendfile")
+        self._plain = stream if isinstance(stream, PlainSocketStream) else None
+        self.can_sendfile = self._plain is not None and hasattr(os, "sendfile")
 
     # -- daemon-facing --------------------------------------------------------
 
@@ -196,6 +197,7 @@ class HTTPConnection:
     async def _serve(self) -> None:
         leftover = b""
         eof = False
+        served = False
         while True:
             if not leftover:
                 if eof:
@@ -204,7 +206,10 @@ class HTTPConnection:
                 if self._is_stopping():
                     return
                 self._arm()
-                leftover = cast(bytes, await self._stream.receive_some(RECV_SIZE))
+                if served and self._plain is not None:
+                    leftover = await self._plain.receive_some_later(RECV_SIZE)
+                else:
+                    leftover = cast(bytes, await self._stream.receive_some(RECV_SIZE))
                 if not leftover:
                     return
                 if leftover[:1] in b"\r\n":
@@ -226,6 +231,7 @@ class HTTPConnection:
                 return
             if not await self._handle(conn, event):
                 return
+            served = True
             leftover, eof = conn.trailing_data
             leftover = bytes(leftover)
 

@@ -67,6 +67,27 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
             except OSError as exc:
                 raise _translate(exc) from exc
 
+    async def receive_some_later(self, max_bytes: int) -> bytes:
+        """Yield to other tasks first, then receive (for a keep-alive connection).
+
+        After a response the client's next request usually arrives while
+        other connections are served: reading after a checkpoint then finds
+        it, where reading first would find nothing and have to register with
+        epoll to wait.
+        """
+        await trio.lowlevel.checkpoint()
+        fd = self._fd
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
+        while True:
+            try:
+                return os.read(fd, max_bytes)
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise _translate(exc) from exc
+            await trio.lowlevel.wait_readable(fd)
+
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of *data*, waiting for the socket to drain as needed."""
         fd = self._fd

@@ -90,14 +90,24 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             return data
         if timeout == 0:
             return self._recv_now(max_size)
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            try:
-                return bytes(await self._stream.receive_some(max_size))
-            except trio.ClosedResourceError as exc:
-                raise self._invalid_or(UpgradedClosed, exc) from exc
-            except trio.BrokenResourceError as exc:
-                raise _broken(exc) from exc
+        if timeout is None:
+            return await self._recv(max_size)
+        with trio.move_on_after(timeout):
+            return await self._recv(max_size)
         raise UpgradedTimeout(f"nothing received within {timeout} s")
+
+    async def _recv(self, max_size: int) -> bytes:
+        stream = self._stream
+        try:
+            if isinstance(stream, PlainSocketStream):
+                # Yield first: in a busy server the peer's next bytes have
+                # usually arrived by then, and no epoll registration is needed.
+                return await stream.receive_some_later(max_size)
+            return bytes(await stream.receive_some(max_size))
+        except trio.ClosedResourceError as exc:
+            raise self._invalid_or(UpgradedClosed, exc) from exc
+        except trio.BrokenResourceError as exc:
+            raise _broken(exc) from exc
 
     async def upgraded_send(
         self, data: bytes | bytearray | memoryview, timeout: float | None = None,

@@ -324,7 +324,12 @@ class WebSocket:
     async def _send_event(self, event: Any, quiet: bool = False) -> None:
         if self.closed is not None or (self._conn.state is not ConnectionState.OPEN and not quiet):
             raise ConnectionClosed(self.closed or CloseReason(1000, "closing"))
-        async with self._send_lock:
+        lock = self._send_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()  # the write below is the checkpoint
+        try:
             if self.closed is not None:
                 raise ConnectionClosed(self.closed)
             try:
@@ -332,6 +337,8 @@ class WebSocket:
             except Exception as exc:  # wsproto: not allowed in this state
                 raise ConnectionClosed(self.closed or CloseReason(1000, "closing")) from exc
             await self._write(data)
+        finally:
+            lock.release()
 
     async def _write(self, data: bytes) -> None:
         try:
