@@ -204,19 +204,10 @@ class WebSocket:
             header = bytes((first_byte, 126)) + length.to_bytes(2, "big")
         else:
             header = bytes((first_byte, 127)) + length.to_bytes(8, "big")
-        lock = self._send_lock
-        if lock.locked():
-            await lock.acquire()
+        if length < 16384:
+            await self._send_locked(lambda: (header + payload,))
         else:
-            lock.acquire_nowait()  # the write below is the checkpoint
-        try:
-            if self.closed is not None:
-                raise ConnectionClosed(self.closed)
-            await self._write(header + payload if length < 16384 else header)
-            if length >= 16384:
-                await self._write(payload)
-        finally:
-            lock.release()
+            await self._send_locked(lambda: (header, payload))
 
     async def ping(self, payload: bytes = b"") -> None:
         """Send a ping (at most 125 bytes of *payload*); the pong is noted while receiving."""
@@ -363,6 +354,22 @@ class WebSocket:
     async def _send_event(self, event: Any, quiet: bool = False) -> None:
         if self.closed is not None or (self._conn.state is not ConnectionState.OPEN and not quiet):
             raise ConnectionClosed(self.closed or CloseReason(1000, "closing"))
+        await self._send_locked(lambda: (self._serialize(event),))
+
+    def _serialize(self, event: Any) -> bytes:
+        try:
+            return self._conn.send(event)
+        except Exception as exc:  # wsproto: not allowed in this state
+            raise ConnectionClosed(self.closed or CloseReason(1000, "closing")) from exc
+
+    async def _send_locked(
+        self, produce: Callable[[], tuple[bytes | bytearray | memoryview, ...]]
+    ) -> None:
+        """Write what *produce* returns, holding the send lock (frames never interleave).
+
+        *produce* runs under the lock, so frames leave in the order wsproto
+        made them.
+        """
         lock = self._send_lock
         if lock.locked():
             await lock.acquire()
@@ -371,11 +378,8 @@ class WebSocket:
         try:
             if self.closed is not None:
                 raise ConnectionClosed(self.closed)
-            try:
-                data = self._conn.send(event)
-            except Exception as exc:  # wsproto: not allowed in this state
-                raise ConnectionClosed(self.closed or CloseReason(1000, "closing")) from exc
-            await self._write(data)
+            for chunk in produce():
+                await self._write(chunk)
         finally:
             lock.release()
 
