@@ -25,6 +25,7 @@ import trio
 from ._http1.fields import scan_fields
 from ._http1.framing import plan_reply
 from ._http1.request_checks import check_head, check_raw_head, transfer_coding_status
+from ._http1.writer import daemon_reply, switching_protocols_head
 from .actions import (
     AbortAction,
     Action,
@@ -36,7 +37,7 @@ from .actions import (
     upload_action_abort_request,
 )
 from .connection_info import ConnectionInfo
-from .enums import ConnectionEvent, RequestEndedCode
+from .enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from .errors import AuthError, UsageError
 from .plain_stream import PlainSocketStream
 from .pool import LargePool
@@ -418,18 +419,8 @@ class HTTPConnection:
 
     async def _upgrade(self, conn: h11.Connection, request: Request, action: UpgradeAction) -> bool:
         """Send ``101 Switching Protocols`` and run the upgrade handler; never keep HTTP."""
-        from ._http1.date import date_header_line
-        from ._http1.writer import encode_header_lines
-
-        # RFC 9110 §15.2.2: "The server MUST generate an Upgrade header field
-        # in the response that indicates which protocol(s) will be in use".
-        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
-        if not self._options.suppress_date_header:
-            head.append(date_header_line())
-        head.append(b"Connection: Upgrade\r\nUpgrade: %s\r\n" % action.value.encode("latin-1"))
-        head.append(encode_header_lines(action.headers))
-        head.append(b"\r\n")
-        await self.send_all(b"".join(head))
+        await self.send_all(switching_protocols_head(
+            action.value, action.headers, add_date=not self._options.suppress_date_header))
         self._end(RequestEndedCode.COMPLETED_OK_UPGRADE)
         # Upgraded connections have no idle timeout (MHD2); they still count
         # against the connection limits until the handler is done.
@@ -523,8 +514,6 @@ class HTTPConnection:
 
     async def _reject(self, status: int, reason: str) -> None:
         """Answer a request that cannot be served, then close (after lingering)."""
-        from .enums import reason_phrase
-
         body = (f"{status} {reason_phrase(status)}: {reason}\n").encode("latin-1", "replace")
         self._end(RequestEndedCode.HTTP_PROTOCOL_ERROR)
         await self._send_simple(status, body)
@@ -533,17 +522,11 @@ class HTTPConnection:
     async def _send_simple(self, status: int, body: bytes) -> None:
         if self._reply_started:
             return  # too late for a status line: the caller closes
-        from ._http1.date import date_header_line
-        from .enums import reason_phrase
-
-        head = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status).encode("latin-1"))
-        if not self._options.suppress_date_header:
-            head += date_header_line()
-        head += (b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-                 b"Connection: close\r\n\r\n" % len(body))
+        reply = daemon_reply(status, reason_phrase(status), body,
+                             add_date=not self._options.suppress_date_header)
         with trio.move_on_after(ERROR_WRITE_SECONDS):
             try:
-                await self._stream.send_all(head + body)
+                await self._stream.send_all(reply)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 pass
 
@@ -732,8 +715,6 @@ class HTTPConnection:
 
     async def refuse(self, status: int, reason: str, code: RequestEndedCode) -> NoReturn:
         """Answer *status* with a short text, end the request with *code*, close."""
-        from .enums import reason_phrase
-
         self._end(code)
         await self._send_simple(status, f"{status} {reason_phrase(status)}: {reason}\n".encode())
         await self._linger()

@@ -10,7 +10,13 @@ from mhd2._http1.date import date_header_line
 from mhd2._http1.framing import Framing, plan_reply
 from mhd2._http1.request_checks import check_head, check_raw_head, has_length_conflict
 from mhd2._http1.values import parse_cookies, parse_query, split_target
-from mhd2._http1.writer import BODY_WRITERS, framing_header_line, status_line
+from mhd2._http1.writer import (
+    BODY_WRITERS,
+    daemon_reply,
+    framing_header_line,
+    status_line,
+    switching_protocols_head,
+)
 
 BASE = {"http11": True, "is_head": False, "wants_close": False, "wants_keep_alive": False,
         "must_close": False}
@@ -125,3 +131,13 @@ def test_values() -> None:
     assert parse_query("d=x+y", plus_as_space=False) == [("d", "x+y")]
     assert parse_cookies(['a=1; b="two"; bad; c=3', "d=4"]) == [
         ("a", "1"), ("b", "two"), ("c", "3"), ("d", "4")]
+
+
+def test_daemon_made_replies() -> None:
+    reply = daemon_reply(400, "Bad Request", b"no\n", add_date=False)
+    assert reply == (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                     b"Content-Length: 3\r\nConnection: close\r\n\r\nno\n")
+    assert b"\r\nDate: " in daemon_reply(408, "Request Timeout", b"", add_date=True)
+    head = switching_protocols_head("websocket", [("Sec-WebSocket-Accept", "x")], add_date=False)
+    assert head == (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+                    b"Upgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n")

@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
+from .date import date_header_line
 from .framing import Framing
 
 __all__ = [
     "BODY_WRITERS",
     "BodyWriter",
+    "daemon_reply",
     "encode_header_lines",
     "framing_header_line",
     "status_line",
+    "switching_protocols_head",
 ]
 
 _status_lines: dict[tuple[bytes, int], bytes] = {}
@@ -63,6 +66,42 @@ def framing_header_line(framing: Framing, size: int | None) -> bytes:
     if framing is Framing.CHUNKED:
         return b"Transfer-Encoding: chunked\r\n"
     return b""
+
+
+def daemon_reply(status: int, reason: str, body: bytes, *, add_date: bool) -> bytes:
+    """A complete reply the daemon makes itself (an error page), closing the connection.
+
+    Args:
+        status: the status code, e.g. 400.
+        reason: its reason phrase.
+        body: a short ``text/plain`` body.
+        add_date: include the ``Date`` header.
+    """
+    return b"".join((
+        status_line(b"HTTP/1.1", status, reason),
+        date_header_line() if add_date else b"",
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n" % len(body),
+        body,
+    ))
+
+
+def switching_protocols_head(
+    upgrade: str, headers: Iterable[tuple[str, str]], *, add_date: bool
+) -> bytes:
+    """The head of ``101 Switching Protocols`` for an upgrade to *upgrade*.
+
+    RFC 9110 §15.2.2: "The server MUST generate an Upgrade header field in the
+    response that indicates which protocol(s) will be in use".  RFC 9110 §7.8:
+    "the server ... MUST send a Connection header field with the upgrade option".
+    """
+    return b"".join((
+        b"HTTP/1.1 101 Switching Protocols\r\n",
+        date_header_line() if add_date else b"",
+        b"Connection: Upgrade\r\nUpgrade: %s\r\n" % upgrade.encode("latin-1"),
+        encode_header_lines(headers),
+        b"\r\n",
+    ))
 
 
 class BodyWriter:
