@@ -4,7 +4,8 @@ A small chat room served by one :class:`mhd2.Daemon`:
 
 ``GET /``
     one HTML page with a little JavaScript (no build step); ``/?mode=sse``
-    uses server-sent events instead of long polling.
+    uses server-sent events and ``/?mode=ws`` a WebSocket instead of long
+    polling.
 ``POST /send``
     post a message: a JSON object ``{"name": ..., "text": ...}`` (or plain
     text, the name then comes from ``?name=``).  At most
@@ -20,6 +21,10 @@ A small chat room served by one :class:`mhd2.Daemon`:
     a dynamic content creator that returns :func:`mhd2.dcc_action_suspend`
     whenever it has nothing to send; a comment line is sent as a keep-alive
     when nothing happened for the poll timeout.
+``GET /ws``
+    the WebSocket variant (``/?mode=ws``): every new message as a JSON text
+    message; a JSON ``{"name": ..., "text": ...}`` sent on it is published
+    like ``POST /send`` (an ``{"error": ...}`` message answers a bad one).
 
 How waiting stays cheap: a parked request costs the daemon its connection
 task and the room one dictionary entry.  Every wait has the same length, so
@@ -62,6 +67,7 @@ from .daemon import Daemon
 from .enums import RequestEndedCode, ValueKind
 from .request import Request, request_resume
 from .response import Response
+from .websocket import ConnectionClosed, WebSocket, action_websocket
 
 __all__ = [
     "DEFAULT_PORT",
@@ -160,6 +166,8 @@ class ChatRoom:
         # since -> one reusable answer, shared by every poll that waited for
         # the same message (10,000 parked polls need one JSON encoding).
         self._poll_answers: dict[int, Response] = {}
+        # Set (and replaced) at every publish: WebSocket sessions wait on it.
+        self._news = trio.Event()
 
     # -- state -------------------------------------------------------------------
 
@@ -178,6 +186,8 @@ class ChatRoom:
         self.last_id += 1
         message = Message(self.last_id, name, text, time.time())
         self.messages.append(message)
+        news, self._news = self._news, trio.Event()
+        news.set()
         for response in self._poll_answers.values():
             response.destroy()  # sends in flight still finish
         self._poll_answers.clear()
@@ -255,6 +265,8 @@ class ChatRoom:
             return self._allow(request, ("GET", "HEAD")) or self._poll(request)
         if path == "/events":
             return self._allow(request, ("GET",)) or self._events(request)
+        if path == "/ws":
+            return action_websocket(request, self._ws_session, max_message_size=MAX_MESSAGE_BYTES)
         if path == "/send":
             return self._allow(request, ("POST",)) or action_process_upload_full(
                 request, MAX_MESSAGE_BYTES, self._on_message
@@ -346,6 +358,39 @@ class ChatRoom:
         response.add_header("X-Accel-Buffering", "no")
         return action_from_response(request, response)
 
+    async def _ws_session(self, ws: WebSocket) -> None:
+        """``GET /ws``: every message (from now on) as JSON; JSON messages in are published.
+
+        One task sends what is new while this one receives; a received
+        ``{"name": ..., "text": ...}`` is published like ``POST /send``, a
+        malformed one is answered with ``{"error": ...}``.
+        """
+        last = self.last_id
+
+        async def pump() -> None:
+            nonlocal last
+            while True:
+                news = self._news
+                for message in self.newer_than(last):
+                    await ws.send(json.dumps(message.as_json()))
+                    last = message.id
+                await news.wait()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            try:
+                while True:
+                    data = await ws.receive()
+                    raw = data.encode("utf-8") if isinstance(data, str) else data
+                    problem, name, text = _parse_fields(raw, "application/json", None)
+                    if problem:
+                        await ws.send(json.dumps({"error": problem.strip()}))
+                    else:
+                        self.publish(name, text)
+            except ConnectionClosed:
+                pass
+            nursery.cancel_scope.cancel()
+
     def _on_message(self, request: Request, data: bytes) -> UploadAction:
         problem, name, text = _parse_message(request, data)
         if problem:
@@ -356,12 +401,19 @@ class ChatRoom:
 
 def _parse_message(request: Request, data: bytes) -> tuple[str, str, str]:
     """``(problem, name, text)`` from a ``POST /send`` body."""
+    return _parse_fields(data, request.get_value(ValueKind.HEADER, "Content-Type"),
+                         request.get_value(ValueKind.GET_ARGUMENT, "name"))
+
+
+def _parse_fields(data: bytes, content_type: str | None, name_arg: str | None
+                  ) -> tuple[str, str, str]:
+    """``(problem, name, text)`` from a message body: JSON, or plain text with ``?name=``."""
     try:
         body = data.decode("utf-8")
     except UnicodeDecodeError:
         return "400 Bad Request: the message is not UTF-8\n", "", ""
-    content_type = (request.get_value(ValueKind.HEADER, "Content-Type") or "").lower()
-    name: Any = request.get_value(ValueKind.GET_ARGUMENT, "name") or "anonymous"
+    content_type = (content_type or "").lower()
+    name: Any = name_arg or "anonymous"
     text: Any = body
     if content_type.split(";")[0].strip() == "application/json":
         try:
@@ -516,19 +568,39 @@ function eventStream() {
   source.onopen = () => { status.textContent = "server-sent events (GET /events)"; };
 }
 
+let socket = null;
+
+function webSocket() {
+  status.textContent = "WebSocket (GET /ws)";
+  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+  socket = new WebSocket(scheme + location.host + "/ws");
+  socket.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    if (m.error) status.textContent = m.error; else show([m]);
+  };
+  socket.onclose = () => { status.textContent = "WebSocket closed; reload to reconnect"; };
+}
+
 document.getElementById("send").addEventListener("submit", async (e) => {
   e.preventDefault();
   const input = document.getElementById("text");
   const text = input.value;
   if (!text.trim()) return;
   const name = document.getElementById("name").value;
+  if (socket !== null) {
+    socket.send(JSON.stringify({name: name, text: text}));
+    input.value = "";
+    return;
+  }
   const r = await fetch("/send", {method: "POST",
     headers: {"Content-Type": "application/json"},
     body: JSON.stringify({name: name, text: text})});
   if (r.ok) { input.value = ""; } else { status.textContent = await r.text(); }
 });
 
-if (new URLSearchParams(location.search).get("mode") === "sse") eventStream();
+const mode = new URLSearchParams(location.search).get("mode");
+if (mode === "sse") eventStream();
+else if (mode === "ws") webSocket();
 else longPoll();
 </script>
 </body>

@@ -338,6 +338,46 @@ async def program(argv: list[str], pattern: str) -> AsyncIterator[tuple[trio.Pro
             await process.wait()
 
 
+async def test_websocket_variant_broadcasts_both_ways() -> None:
+    """Two WebSocket clients and a POST /send all reach each other through /ws."""
+    from websockets.sync.client import connect
+
+    def first_client(port: int, ready: trio.Event, token: trio.lowlevel.TrioToken) -> list[Any]:
+        got: list[Any] = []
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
+            trio.from_thread.run_sync(ready.set, trio_token=token)
+            got.append(json.loads(ws.recv(timeout=WAIT)))  # from the second client
+            got.append(json.loads(ws.recv(timeout=WAIT)))  # from POST /send
+            ws.send("not json")
+            got.append(json.loads(ws.recv(timeout=WAIT)))  # the error answer
+        return got
+
+    def second_client(port: int) -> None:
+        with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
+            ws.send(json.dumps({"name": "ws", "text": "over the socket"}))
+            assert json.loads(ws.recv(timeout=WAIT))["text"] == "over the socket"
+
+    async with chat() as (daemon, room):
+        ready = trio.Event()
+        results: list[list[Any]] = []
+        token = trio.lowlevel.current_trio_token()
+        async with trio.open_nursery() as nursery:
+            async def run_first() -> None:
+                results.append(await trio.to_thread.run_sync(
+                    first_client, daemon.port, ready, token))
+            nursery.start_soon(run_first)
+            with trio.fail_after(WAIT):
+                await ready.wait()
+            await trio.to_thread.run_sync(second_client, daemon.port)
+            await until(lambda: room.last_id == 1)
+            posted = await exchange(daemon.port, send_json("over http", name="web"))
+            assert status_of(posted) == 200
+    got = results[0]
+    assert [(m["name"], m["text"]) for m in got[:2]] == [
+        ("ws", "over the socket"), ("web", "over http")]
+    assert "error" in got[2] and "JSON" in got[2]["error"]
+
+
 async def test_python_m_mhd2_demo() -> None:
     async with program(["-m", "mhd2", "demo", "--port", "0"], r"mhd2 demo: chat on ") as (p, port):
         assert b"mhd2 chat" in await exchange(port, request("GET", "/"))

@@ -93,9 +93,12 @@ def test_two_pages_see_each_others_messages(demo_url: str, tmp_path: Path) -> No
         try:
             alice = context.new_page()
             bob = context.new_page()
+            carol = context.new_page()
             alice.goto(demo_url)  # long polling
             bob.goto(demo_url + "?mode=sse")  # server-sent events
-            for page, how in ((alice, "long polling"), (bob, "server-sent events")):
+            carol.goto(demo_url + "?mode=ws")  # the WebSocket variant
+            for page, how in ((alice, "long polling"), (bob, "server-sent events"),
+                              (carol, "WebSocket")):
                 page.wait_for_function(
                     f"document.getElementById('status').textContent.startsWith({how!r})",
                     timeout=10_000)
@@ -106,17 +109,25 @@ def test_two_pages_see_each_others_messages(demo_url: str, tmp_path: Path) -> No
             _send(bob, "bob", "hello from the event-stream page")
             took = _wait_for_text(alice, "hello from the event-stream page", timeout=2.0)
             assert took < 2.0
-            # Each page lists both messages, in order, and its own as well.
+            _send(carol, "carol", "hello from the websocket page")
+            for page in (alice, bob):
+                took = _wait_for_text(page, "hello from the websocket page", timeout=2.0)
+                assert took < 2.0
+            _wait_for_text(carol, "hello from the event-stream page", timeout=2.0)
+            # Each page lists the messages sent while it was open, in order.
             for page in (alice, bob):
                 _wait_for_text(page, "hello from the event-stream page", timeout=2.0)
+                _wait_for_text(page, "hello from the websocket page", timeout=2.0)
                 texts = page.locator("#messages li .text").all_text_contents()
                 assert texts == ["hello from the long-polling page",
-                                 "hello from the event-stream page"]
+                                 "hello from the event-stream page",
+                                 "hello from the websocket page"]
                 names = page.locator("#messages li .name").all_text_contents()
-                assert names == ["alice", "bob"]
+                assert names == ["alice", "bob", "carol"]
             shot = tmp_path / "chat.png"
             alice.screenshot(path=str(shot), full_page=True)
             bob.screenshot(path=str(tmp_path / "chat-sse.png"), full_page=True)
+            carol.screenshot(path=str(tmp_path / "chat-ws.png"), full_page=True)
             assert shot.stat().st_size > 1000
             print(f"screenshots: {shot} {tmp_path / 'chat-sse.png'}")
         finally:
