@@ -25,6 +25,7 @@ import trio
 from ._http1.fields import scan_fields
 from ._http1.framing import plan_reply
 from ._http1.request_checks import check_head, check_raw_head, transfer_coding_status
+from ._http1.unread_body import consume_buffered_body
 from ._http1.writer import daemon_reply, switching_protocols_head
 from .actions import (
     AbortAction,
@@ -44,6 +45,7 @@ from .pool import LargePool
 from .reply import ReplyAborted, send_reply
 from .request import Request
 from .response import Response
+from .suspension import Parking, StoppedWhileParked
 from .upgrade import UpgradeHandle
 from .upload import run_upload
 
@@ -60,9 +62,6 @@ RECV_SIZE = 16 * 1024
 BODY_RECV_SIZE = 256 * 1024
 #: Bytes per read while discarding a body the application did not read.
 DRAIN_RECV_SIZE = 64 * 1024
-#: An unread request body up to this many bytes is read and discarded so the
-#: connection can be kept alive; a larger one closes the connection instead.
-DRAIN_LIMIT = 256 * 1024
 #: Size of the buffer handed to dynamic content creators.
 DCC_BUFFER_SIZE = 32 * 1024
 #: After answering and half-closing, how long unread input is drained so the
@@ -79,10 +78,6 @@ ERROR_WRITE_SECONDS = 5.0
 
 class _CloseConnection(Exception):
     """Internal: stop serving this connection (the request has been ended)."""
-
-
-class _Shutdown(Exception):
-    """Internal: the daemon is stopping while a request is suspended."""
 
 
 class HTTPConnection:
@@ -125,10 +120,8 @@ class HTTPConnection:
         self._token = token
         self._is_stopping = is_stopping
         self._large_pool = large_pool
-        self._suspended: Request | None = None
-        self._stop_suspended = False
+        self._parking = Parking(stream, options.max_header_size)
         self._h11: h11.Connection | None = None
-        self._early_input: list[bytes] = []
         self._timeout = options.timeout
         self._armed_at = -math.inf
         self._slack = ARM_SLACK if options.timeout is None else min(ARM_SLACK, options.timeout / 8)
@@ -159,10 +152,7 @@ class HTTPConnection:
             self._closing_idle = True
             self._scope.cancel()
             return True
-        request = self._suspended
-        if request is not None and request._resume_scope is not None:
-            self._stop_suspended = True
-            request._resume_scope.cancel()
+        self._parking.wake_for_stop()
         return False
 
     async def run(self) -> None:
@@ -175,7 +165,7 @@ class HTTPConnection:
                 await self._on_timeout()
         except _CloseConnection:
             pass
-        except _Shutdown:
+        except StoppedWhileParked:
             await self._send_simple(503, b"503 Service Unavailable: the server is stopping\n")
             self._end(RequestEndedCode.DAEMON_SHUTDOWN)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -373,7 +363,7 @@ class HTTPConnection:
 
         body_done = request._body_read
         if not body_done:
-            body_done, drain = _pending_body(conn, upload_size)
+            body_done, drain = consume_buffered_body(conn, upload_size)
             if not body_done and (not drain or conn.they_are_waiting_for_100_continue):
                 must_close = True
         http11 = event.http_version == b"1.1"
@@ -399,7 +389,7 @@ class HTTPConnection:
         except ReplyAborted as exc:
             self._end(exc.code)
             return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, _Shutdown,
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, StoppedWhileParked,
                 _CloseConnection):
             raise
         except Exception:
@@ -598,58 +588,17 @@ class HTTPConnection:
     async def wait_resume(self, request: Request) -> None:
         """Park until ``request_resume(request)``; no timeout applies meanwhile.
 
-        While parked the socket is watched, so a client that goes away is
-        noticed at once (the request ends with ``CLIENT_ABORT``), not only
-        when the request is resumed.
-
-        Raises:
-            trio.BrokenResourceError: the client closed the connection.
-            _Shutdown: the daemon is stopping.
+        See :class:`~mhd2.suspension.Parking`: a client that goes away ends
+        the request at once (``CLIENT_ABORT``); a graceful stop ends it 503.
         """
-        request._suspended = True
+        self._disarm()
         try:
-            if request._resume_pending:
-                request._resume_pending = False
-                await trio.lowlevel.checkpoint()
-                return
-            if self._is_stopping():
-                raise _Shutdown
-            self._disarm()
-            self._suspended = request
-            with trio.CancelScope() as scope:
-                request._resume_scope = scope
-                await self._watch_peer()
-                raise trio.BrokenResourceError("the client closed the connection while suspended")
-            if self._stop_suspended:
-                raise _Shutdown
+            kept = await self._parking.wait(request, stopping=self._is_stopping())
         finally:
-            if self._early_input and self._h11 is not None:
-                self._h11.receive_data(b"".join(self._early_input))
-            self._early_input.clear()
-            request._resume_scope = None
-            request._suspended = False
-            self._suspended = None
             self._armed_at = -math.inf
+        if kept and self._h11 is not None:
+            self._h11.receive_data(kept)
         self._arm()
-
-    async def _watch_peer(self) -> None:
-        """Return when the peer closes its side (or the connection breaks).
-
-        What the client sends meanwhile (a pipelined request) is kept, up to
-        ``max_header_size`` bytes, and handed to the parser after the resume;
-        beyond that the watch stops reading (and so stops noticing a close).
-        """
-        kept = 0
-        while kept <= self._options.max_header_size:
-            try:
-                data = await self._stream.receive_some(RECV_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if not data:
-                return
-            self._early_input.append(bytes(data))
-            kept += len(data)
-        await trio.sleep_forever()
 
     # -- BodyChannel, for mhd2.upload ---------------------------------------------
 
@@ -725,32 +674,6 @@ class HTTPConnection:
         self._end(RequestEndedCode.BY_APP_ABORT)
         await trio.lowlevel.checkpoint()
         raise _CloseConnection
-
-
-def _pending_body(conn: h11.Connection, upload_size: int | None) -> tuple[bool, bool]:
-    """Consume what is buffered of an unread body.
-
-    Returns:
-        ``(done, drainable)``: the body is completely received; the rest is
-        small enough to read and discard after the reply.
-    """
-    if upload_size == 0:
-        return True, True
-    received = 0
-    while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError:
-            return False, False
-        if type(event) is h11.Data:
-            received += len(event.data)
-        elif type(event) is h11.EndOfMessage:
-            return True, True
-        else:
-            break
-    if upload_size is None:
-        return False, False
-    return False, upload_size - received <= DRAIN_LIMIT
 
 
 async def _close_tls(stream: trio.abc.Stream) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 
+import h11
 import pytest
 
 from mhd2._http1.date import date_header_line
 from mhd2._http1.framing import Framing, plan_reply
 from mhd2._http1.request_checks import check_head, check_raw_head, has_length_conflict
+from mhd2._http1.unread_body import DRAIN_LIMIT, consume_buffered_body
 from mhd2._http1.values import parse_cookies, parse_query, split_target
 from mhd2._http1.writer import (
     BODY_WRITERS,
@@ -141,3 +143,23 @@ def test_daemon_made_replies() -> None:
     head = switching_protocols_head("websocket", [("Sec-WebSocket-Accept", "x")], add_date=False)
     assert head == (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                     b"Upgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n")
+
+
+def _parsed(raw: bytes) -> h11.Connection:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(raw)
+    assert type(conn.next_event()) is h11.Request
+    return conn
+
+
+def test_unread_body_done_drainable_or_not() -> None:
+    head = b"POST / HTTP/1.1\r\nHost: a\r\n"
+    assert consume_buffered_body(_parsed(head + b"Content-Length: 3\r\n\r\nabc"), 3) == (True, True)
+    assert consume_buffered_body(_parsed(head + b"Content-Length: 10\r\n\r\nabc"), 10) == (
+        False, True)
+    big = DRAIN_LIMIT + 10
+    assert consume_buffered_body(_parsed(head + b"Content-Length: %d\r\n\r\nabc" % big), big) == (
+        False, False)
+    chunked = _parsed(head + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+    assert consume_buffered_body(chunked, None) == (False, False)
+    assert consume_buffered_body(_parsed(head + b"\r\n"), 0) == (True, True)
