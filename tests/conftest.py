@@ -31,6 +31,20 @@ def text_response(request: mhd2.Request, body: bytes = b"ok", status: int = 200)
     return mhd2.action_from_response(request, response)
 
 
+async def read_until_close(stream: trio.abc.ReceiveStream) -> bytes:
+    """Everything *stream* yields until the peer closes (a reset counts as a close)."""
+    chunks = []
+    while True:
+        try:
+            chunk = await stream.receive_some(65536)
+        except trio.BrokenResourceError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def exchange(port: int, data: bytes, *, half_close: bool = False) -> bytes:
     """Send raw *data*, then read until the server closes (bounded by WAIT)."""
     with trio.fail_after(WAIT):
@@ -39,16 +53,7 @@ async def exchange(port: int, data: bytes, *, half_close: bool = False) -> bytes
             await stream.send_all(data)
             if half_close:
                 await stream.send_eof()
-            chunks = []
-            while True:
-                try:
-                    chunk = await stream.receive_some(65536)
-                except trio.BrokenResourceError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks)
+            return await read_until_close(stream)
 
 
 async def read_response(stream: trio.SocketStream, buffer: bytearray) -> bytes:

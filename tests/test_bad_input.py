@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import exchange, read_response, running, status_of, text_response
+from conftest import (
+    exchange,
+    read_response,
+    read_until_close,
+    running,
+    status_of,
+    text_response,
+)
 
 import mhd2
 
@@ -270,7 +277,7 @@ async def test_second_request_on_keepalive_is_refused_with_a_response(
                 buffer = bytearray()
                 await keepalive_request(stream, buffer, b"/first")
                 await stream.send_all(second)
-                rest = bytes(buffer) + await _read_until_close(stream)
+                rest = bytes(buffer) + await read_until_close(stream)
         assert [s for s, _, _ in split_responses(rest)] == [status]
         assert app.paths == ["/first"]
         await assert_serves(daemon.port)
@@ -471,19 +478,6 @@ async def test_overlong_request_line_is_414_or_431(piece: int | None) -> None:
 TIMEOUT = 0.5
 
 
-async def _read_until_close(stream: trio.SocketStream) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = await stream.receive_some(65536)
-        except trio.BrokenResourceError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def test_slow_header_trickle_is_cut_off_after_timeout() -> None:
     app = App()
     async with running(app, timeout=TIMEOUT) as daemon:
@@ -502,7 +496,7 @@ async def test_slow_header_trickle_is_cut_off_after_timeout() -> None:
 
             async with stream, trio.open_nursery() as nursery:
                 nursery.start_soon(slowloris)
-                raw = await _read_until_close(stream)
+                raw = await read_until_close(stream)
                 elapsed = trio.current_time() - start
                 nursery.cancel_scope.cancel()
         assert raw == b"" or [s for s, _, _ in split_responses(raw)] == [408]
@@ -518,7 +512,7 @@ async def test_partial_head_then_silence_gets_408() -> None:
             async with stream:
                 start = trio.current_time()
                 await stream.send_all(b"GET / HTTP/1.1\r\nHo")
-                raw = await _read_until_close(stream)
+                raw = await read_until_close(stream)
                 elapsed = trio.current_time() - start
         assert raw == b"" or [s for s, _, _ in split_responses(raw)] == [408]
         assert TIMEOUT * 0.8 <= elapsed < TIMEOUT + 2.0, elapsed
@@ -533,7 +527,7 @@ async def test_idle_keepalive_connection_is_closed_after_timeout() -> None:
                 buffer = bytearray()
                 await keepalive_request(stream, buffer, b"/one")
                 start = trio.current_time()
-                rest = await _read_until_close(stream)
+                rest = await read_until_close(stream)
                 elapsed = trio.current_time() - start
         assert rest == b"" and not buffer  # idle: closed without a 408
         assert TIMEOUT * 0.8 <= elapsed < TIMEOUT + 2.0, elapsed
@@ -546,7 +540,7 @@ async def test_silent_new_connection_is_closed_after_timeout() -> None:
             stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
             async with stream:
                 start = trio.current_time()
-                rest = await _read_until_close(stream)
+                rest = await read_until_close(stream)
                 elapsed = trio.current_time() - start
         assert rest == b""
         assert TIMEOUT * 0.8 <= elapsed < TIMEOUT + 2.0, elapsed

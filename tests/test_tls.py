@@ -19,7 +19,7 @@ import httpx
 import pytest
 import trio
 import trustme
-from conftest import WAIT, running, text_response
+from conftest import WAIT, read_until_close, running, text_response
 
 import mhd2
 from mhd2.tls import certificate_details, server_context
@@ -332,15 +332,7 @@ async def test_plain_http_on_tls_port_is_closed_quietly(
             stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
             async with stream:
                 await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-                received = b""
-                while True:
-                    try:
-                        chunk = await stream.receive_some(65536)
-                    except trio.BrokenResourceError:
-                        break
-                    if not chunk:
-                        break
-                    received += chunk
+                received = await read_until_close(stream)
         # nothing but (at most) a TLS alert record came back, then the close
         assert received == b"" or received.startswith(b"\x15\x03") or received.startswith(
             b"HTTP/1.1 400 ")

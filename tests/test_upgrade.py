@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import WAIT, exchange, read_response, running, status_of, text_response
+from conftest import (
+    WAIT,
+    exchange,
+    read_response,
+    read_until_close,
+    running,
+    status_of,
+    text_response,
+)
 
 import mhd2
 
@@ -43,15 +51,7 @@ async def _read_exactly(stream: trio.SocketStream, buffer: bytearray, n: int) ->
 
 async def _read_to_eof(stream: trio.SocketStream, buffer: bytearray) -> bytes:
     with trio.fail_after(WAIT):
-        while True:
-            try:
-                chunk = await stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                break
-            if not chunk:
-                break
-            buffer += chunk
-    return bytes(buffer)
+        return bytes(buffer) + await read_until_close(stream)
 
 
 def _upgrader(handler: Any, headers: Any = ()) -> Any:
