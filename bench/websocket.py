@@ -22,6 +22,7 @@ import argparse
 import os
 import re
 import selectors
+import signal
 import socket
 import subprocess
 import sys
@@ -96,7 +97,9 @@ def start_server(name: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
         cmd = [sys.executable, str(tmp / "trio_ws_echo.py"), str(port)]
     # Server on CPU 0, this client on CPU 1 (see main), as in bench/run.py.
     cmd = ["taskset", "-c", "0", *cmd]
-    process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+    # A session of its own, so that stopping it also stops hypercorn's worker.
+    process = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env=env, cwd=tmp)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -105,8 +108,17 @@ def start_server(name: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
             return process, port
         except OSError:
             time.sleep(0.05)
-    process.kill()
+    _stop(process)
     raise RuntimeError(f"{name} did not start")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Kill the server and every process it started."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
 
 
 def _handshake_blocking(port: int, upgrade: str = "websocket") -> socket.socket:
@@ -239,8 +251,7 @@ def main() -> int:
                     print(f"{name:16s} upgraded raw echo, 64 KB writes: {mbps:7.0f} MB/s",
                           flush=True)
             finally:
-                process.kill()
-                process.wait()
+                _stop(process)
     if "mhd2" in results and "hypercorn-trio" in results:
         print(f"mhd2 / hypercorn-trio: {results['mhd2'] / results['hypercorn-trio']:.2f}x")
     return 0
