@@ -60,7 +60,7 @@ logger = logging.getLogger("mhd2")
 RECV_SIZE = 16 * 1024
 #: Bytes per read while reading a body for an upload action.
 BODY_RECV_SIZE = 256 * 1024
-#: Bytes per read while discarding a body the application did not read.
+#: Bytes per read while discarding what a closing client still sends.
 DRAIN_RECV_SIZE = 64 * 1024
 #: Size of the buffer handed to dynamic content creators.
 DCC_BUFFER_SIZE = 32 * 1024
@@ -190,10 +190,10 @@ class HTTPConnection:
         eof = False
         served = False
         while True:
+            self._idle = True
             if not leftover:
                 if eof:
                     return
-                self._idle = True
                 if self._is_stopping():
                     return
                 self._arm()
@@ -214,7 +214,6 @@ class HTTPConnection:
             conn.receive_data(leftover)
             if eof:
                 conn.receive_data(b"")
-            self._idle = True
             self._reply_started = False
             event = await self._read_head(conn, leftover)
             self._idle = False
@@ -257,9 +256,10 @@ class HTTPConnection:
                 if conn.their_state is h11.ERROR and conn.trailing_data[1]:
                     return None  # the client closed mid-head: nobody to answer
                 status = exc.error_status_hint
+                raw = b"".join(chunks)
                 if status == 501:
-                    status = transfer_coding_status(b"".join(chunks))
-                if status == 431 and b"\n" not in b"".join(chunks)[:max_head]:
+                    status = transfer_coding_status(raw)
+                if status == 431 and b"\n" not in raw[:max_head]:
                     # RFC 9112 §3: "A server that receives a request-target
                     # longer than any URI it wishes to parse MUST respond with
                     # a 414 (URI Too Long) status code."
@@ -283,18 +283,19 @@ class HTTPConnection:
                 continue
             if type(event) is h11.Request:
                 self._head_started = False
-                # (the head is at most what was fed: only measure it when that
-                # is over the limit)
-                head_len = fed - len(conn.trailing_data[0]) if fed > max_head else fed
-                if head_len > max_head:
-                    await self._reject(431, "request header section too large")
-                    return None
-                if self._options.strict_level >= 1:
+                strict = self._options.strict_level >= 1
+                # The head is at most what was fed: measure it (a copy of
+                # h11's buffer) only when that is over the limit, or to check it.
+                if fed > max_head or strict:
                     head_len = fed - len(conn.trailing_data[0])
-                    problem = check_raw_head(b"".join(chunks)[:head_len])
-                    if problem is not None:
-                        await self._reject(*problem)
+                    if head_len > max_head:
+                        await self._reject(431, "request header section too large")
                         return None
+                    if strict:
+                        problem = check_raw_head(b"".join(chunks)[:head_len])
+                        if problem is not None:
+                            await self._reject(*problem)
+                            return None
                 return event
             return None  # ConnectionClosed: the client left between requests
 
@@ -315,7 +316,6 @@ class HTTPConnection:
             self._large_pool,
         )
         self._request = request
-        self._reply_started = False
         if options.early_uri_logger is not None:
             try:
                 await _call(options.early_uri_logger, request, request.uri, request.method)
@@ -348,10 +348,7 @@ class HTTPConnection:
             try:
                 result = await run_upload(self, conn, request, action)
             except UsageError:
-                logger.exception("mhd2: an upload callback misused the API for %s %s",
-                                 request.method, request.uri)
-                await self._send_simple(500, b"Internal Server Error")
-                self._end(RequestEndedCode.BY_APP_ERROR)
+                await self._app_failed("an upload callback misused the API", request)
                 return False
             if isinstance(result, UpgradeAction):
                 return await self._upgrade(conn, request, result)
@@ -393,10 +390,7 @@ class HTTPConnection:
                 _CloseConnection):
             raise
         except Exception:
-            logger.exception("mhd2: error in a content creator for %s %s",
-                             request.method, request.uri)
-            await self._send_simple(500, b"Internal Server Error")  # if nothing was sent yet
-            self._end(RequestEndedCode.BY_APP_ERROR)
+            await self._app_failed("a content creator", request)
             return False
         self._end(RequestEndedCode.COMPLETED_OK)
         if not plan.keep_alive:
@@ -434,8 +428,7 @@ class HTTPConnection:
                 self._disarm()
                 result = await result
             if result is None:
-                if request._action is not None and isinstance(request._action, ResponseAction):
-                    request._action.response._finish_use()
+                _drop_response(request._action)
                 self._end(RequestEndedCode.BY_APP_ABORT)
                 return None
             if not isinstance(result, Action) or result is not request._action:
@@ -447,20 +440,13 @@ class HTTPConnection:
         except AuthError as exc:
             # A malformed Authorization header surfaced through request.basic_auth:
             # the client's fault, not the application's.
-            pending = request._action
-            if isinstance(pending, ResponseAction):
-                pending.response._finish_use()
+            _drop_response(request._action)
             await self._send_simple(400, f"400 Bad Request: {exc}\n".encode("latin-1", "replace"))
             self._end(RequestEndedCode.HTTP_PROTOCOL_ERROR)
             raise _CloseConnection from None
         except Exception:
-            logger.exception("mhd2: the request callback failed for %s %s",
-                             request.method, request.uri)
-            pending = request._action
-            if isinstance(pending, ResponseAction):
-                pending.response._finish_use()
-            await self._send_simple(500, b"Internal Server Error")
-            self._end(RequestEndedCode.BY_APP_ERROR)
+            _drop_response(request._action)
+            await self._app_failed("the request callback", request)
             raise _CloseConnection from None
 
     # -- endings ------------------------------------------------------------------
@@ -502,12 +488,19 @@ class HTTPConnection:
         if self._options.notify_connection is not None:
             self._report(self._options.notify_connection, self.info, event)
 
-    async def _reject(self, status: int, reason: str) -> None:
+    async def _reject(self, status: int, reason: str,
+                      code: RequestEndedCode = RequestEndedCode.HTTP_PROTOCOL_ERROR) -> None:
         """Answer a request that cannot be served, then close (after lingering)."""
         body = (f"{status} {reason_phrase(status)}: {reason}\n").encode("latin-1", "replace")
-        self._end(RequestEndedCode.HTTP_PROTOCOL_ERROR)
+        self._end(code)
         await self._send_simple(status, body)
         await self._linger()
+
+    async def _app_failed(self, what: str, request: Request) -> None:
+        """An application callback failed: log it, answer 500 if still possible, end."""
+        logger.exception("mhd2: %s failed for %s %s", what, request.method, request.uri)
+        await self._send_simple(500, b"Internal Server Error")
+        self._end(RequestEndedCode.BY_APP_ERROR)
 
     async def _send_simple(self, status: int, body: bytes) -> None:
         if self._reply_started:
@@ -543,22 +536,14 @@ class HTTPConnection:
                 pass
 
     async def _drain_body(self, conn: h11.Connection) -> bool:
-        """Read and discard the rest of a small unread body; keep the connection."""
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError:
-                return False
-            if event is h11.NEED_DATA:
-                self._arm()
-                data = cast(bytes, await self._stream.receive_some(DRAIN_RECV_SIZE))
-                conn.receive_data(data)
-                if not data:
-                    return False
-            elif type(event) is h11.EndOfMessage:
-                return True
-            elif type(event) is h11.ConnectionClosed:
-                return False
+        """Read and discard the rest of a small unread body; keep the connection.
+
+        A broken or vanished body ends the connection through the exceptions
+        of :meth:`next_body_event` (the reply is already out).
+        """
+        while type(await self.next_body_event(conn)) is not h11.EndOfMessage:
+            pass
+        return True
 
     # -- Sink, for mhd2.reply --------------------------------------------------------
 
@@ -653,20 +638,13 @@ class HTTPConnection:
                 self._response = result.response
             return result
         except Exception:
-            logger.exception("mhd2: an upload callback failed for %s %s",
-                             request.method, request.uri)
-            pending = request._upload_action
-            if isinstance(pending, UploadAction) and pending.response is not None:
-                pending.response._finish_use()
-            await self._send_simple(500, b"Internal Server Error")
-            self._end(RequestEndedCode.BY_APP_ERROR)
+            _drop_response(request._upload_action)
+            await self._app_failed("an upload callback", request)
             raise _CloseConnection from None
 
     async def refuse(self, status: int, reason: str, code: RequestEndedCode) -> NoReturn:
         """Answer *status* with a short text, end the request with *code*, close."""
-        self._end(code)
-        await self._send_simple(status, f"{status} {reason_phrase(status)}: {reason}\n".encode())
-        await self._linger()
+        await self._reject(status, reason, code)
         raise _CloseConnection
 
     async def abort(self) -> NoReturn:
@@ -674,6 +652,13 @@ class HTTPConnection:
         self._end(RequestEndedCode.BY_APP_ABORT)
         await trio.lowlevel.checkpoint()
         raise _CloseConnection
+
+
+def _drop_response(action: Action | UploadAction | None) -> None:
+    """Release the response of an action that will not be carried out."""
+    response = getattr(action, "response", None)
+    if response is not None:
+        response._finish_use()
 
 
 async def _close_tls(stream: trio.abc.Stream) -> None:
