@@ -111,11 +111,8 @@ async def _send_iovec(sink: Sink, head: bytes, body: Any, writer: BodyWriter, re
         return
     await sink.send_all(head)
     for part in parts:
-        for piece in writer.frame(part):
-            await sink.send_all(piece)
-    tail = writer.end()
-    if tail:
-        await sink.send_all(tail)
+        await _send_framed(sink, writer, part)
+    await _send_end(sink, writer)
 
 
 async def _send_fd(sink: Sink, head: bytes, body: Any, writer: BodyWriter, request: Request) -> None:
@@ -133,13 +130,10 @@ async def _send_fd(sink: Sink, head: bytes, body: Any, writer: BodyWriter, reque
         chunk = os.pread(body.fd, min(READ_SIZE, remaining), offset)
         if not chunk:
             raise ReplyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
-        for piece in writer.frame(chunk):
-            await sink.send_all(piece)
+        await _send_framed(sink, writer, chunk)
         offset += len(chunk)
         remaining -= len(chunk)
-    tail = writer.end()
-    if tail:
-        await sink.send_all(tail)
+    await _send_end(sink, writer)
 
 
 async def _send_pipe(sink: Sink, head: bytes, body: Any, writer: BodyWriter, request: Request) -> None:
@@ -151,10 +145,8 @@ async def _send_pipe(sink: Sink, head: bytes, body: Any, writer: BodyWriter, req
             chunk = await pipe.receive_some(READ_SIZE)
             if not chunk:
                 break
-            await sink.send_all(b"".join(writer.frame(chunk)))
-    tail = writer.end()
-    if tail:
-        await sink.send_all(tail)
+            await _send_framed(sink, writer, chunk)
+    await _send_end(sink, writer)
 
 
 async def _send_callback(sink: Sink, head: bytes, body: Any, writer: BodyWriter, request: Request) -> None:
@@ -165,8 +157,7 @@ async def _send_callback(sink: Sink, head: bytes, body: Any, writer: BodyWriter,
     while size is None or pos < size:
         room = len(buf) if size is None else min(len(buf), size - pos)
         ctx = DCCContext(request)
-        with memoryview(buf) as whole:
-            view = whole[:room]
+        with memoryview(buf)[:room] as view:
             result = body.dyn_cont(ctx, pos, view)
             if isawaitable(result):
                 result = await result
@@ -193,9 +184,7 @@ async def _send_callback(sink: Sink, head: bytes, body: Any, writer: BodyWriter,
                 if action.free_cb is not None:
                     action.free_cb()
                 pos += total
-                view.release()
                 continue
-            view.release()
         if kind == "finish":
             if size is not None and pos < size:
                 raise ReplyAborted(RequestEndedCode.BY_APP_ABORT,
@@ -210,6 +199,21 @@ async def _send_callback(sink: Sink, head: bytes, body: Any, writer: BodyWriter,
             continue
         raise ReplyAborted(RequestEndedCode.BY_APP_ABORT, "the content creator aborted")
     await sink.send_all(pending + writer.end())
+
+
+async def _send_framed(sink: Sink, writer: BodyWriter, data: bytes | memoryview) -> None:
+    """Send one non-empty body piece, framed (one write per piece)."""
+    if writer.raw:
+        await sink.send_all(data)
+    else:
+        await sink.send_all(b"".join(writer.frame(data)))
+
+
+async def _send_end(sink: Sink, writer: BodyWriter) -> None:
+    """Send what ends the body, if the framing has anything to send."""
+    tail = writer.end()
+    if tail:
+        await sink.send_all(tail)
 
 
 def _check_dcc_result(ctx: DCCContext, result: object) -> DCCAction:
