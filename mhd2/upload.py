@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BodyChannel", "run_upload"]
 
+_POOL_IN_USE = "the daemon's memory for uploads (large_pool_size) is in use"
+
 
 class BodyChannel(Protocol):
     """What the upload policy needs from the connection."""
@@ -91,8 +93,7 @@ async def _run_full(
     reserved = 0
     if size is not None:
         if not pool.try_reserve(size):
-            await channel.refuse(413, "the daemon's memory for uploads (large_pool_size) is in use",
-                                 RequestEndedCode.NO_RESOURCES)
+            await channel.refuse(413, _POOL_IN_USE, RequestEndedCode.NO_RESOURCES)
         reserved = size
     try:
         await channel.send_continue(conn)
@@ -106,9 +107,7 @@ async def _run_full(
                                          RequestEndedCode.HTTP_PROTOCOL_ERROR)
                 if grown > reserved:
                     if not pool.try_reserve(grown - reserved):
-                        await channel.refuse(
-                            413, "the daemon's memory for uploads (large_pool_size) is in use",
-                            RequestEndedCode.NO_RESOURCES)
+                        await channel.refuse(413, _POOL_IN_USE, RequestEndedCode.NO_RESOURCES)
                     reserved = grown
                 body += event.data
             else:
@@ -116,11 +115,7 @@ async def _run_full(
                 break
         data = bytes(body)
         del body
-        while True:
-            result = await channel.call_upload_cb(cb, request, data)
-            if result.kind != "suspend":
-                return await _final(channel, result)
-            await channel.wait_resume(request)
+        return await _last_call(channel, cb, request, data)
     finally:
         pool.release(reserved)
 
@@ -141,8 +136,15 @@ async def _run_incremental(
             await channel.wait_resume(request)
             continue
         return await _final(channel, result)
+    return await _last_call(channel, cb, request, b"")
+
+
+async def _last_call(
+    channel: BodyChannel, request_cb: Callable[..., Any], request: Request, data: bytes
+) -> Response | UpgradeAction:
+    """Call the upload callback for the complete body (again after each suspend)."""
     while True:
-        result = await channel.call_upload_cb(cb, request, b"")
+        result = await channel.call_upload_cb(request_cb, request, data)
         if result.kind != "suspend":
             return await _final(channel, result)
         await channel.wait_resume(request)
