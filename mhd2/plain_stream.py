@@ -46,26 +46,16 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Receive at most *max_bytes* (65536 by default); ``b""`` at EOF."""
-        fd = self._fd
-        if fd < 0:
-            raise trio.ClosedResourceError("the stream was closed")
+        fd = self._open_fd()
+        size = max_bytes or 65536
         try:
-            data = os.read(fd, max_bytes or 65536)
+            data = os.read(fd, size)
         except BlockingIOError:
-            pass
+            return await self._read_when_ready(fd, size)
         except OSError as exc:
             raise _translate(exc) from exc
-        else:
-            await trio.lowlevel.checkpoint()
-            return data
-        while True:
-            await trio.lowlevel.wait_readable(fd)
-            try:
-                return os.read(fd, max_bytes or 65536)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise _translate(exc) from exc
+        await trio.lowlevel.checkpoint()
+        return data
 
     async def receive_some_later(self, max_bytes: int) -> bytes:
         """Yield to other tasks first, then receive (for a keep-alive connection).
@@ -76,23 +66,32 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         epoll to wait.
         """
         await trio.lowlevel.checkpoint()
-        fd = self._fd
-        if fd < 0:
-            raise trio.ClosedResourceError("the stream was closed")
+        fd = self._open_fd()
+        try:
+            return os.read(fd, max_bytes)
+        except BlockingIOError:
+            return await self._read_when_ready(fd, max_bytes)
+        except OSError as exc:
+            raise _translate(exc) from exc
+
+    async def _read_when_ready(self, fd: int, size: int) -> bytes:
         while True:
+            await trio.lowlevel.wait_readable(fd)
             try:
-                return os.read(fd, max_bytes)
+                return os.read(fd, size)
             except BlockingIOError:
-                pass
+                continue
             except OSError as exc:
                 raise _translate(exc) from exc
-            await trio.lowlevel.wait_readable(fd)
+
+    def _open_fd(self) -> int:
+        if self._fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
+        return self._fd
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of *data*, waiting for the socket to drain as needed."""
-        fd = self._fd
-        if fd < 0:
-            raise trio.ClosedResourceError("the stream was closed")
+        fd = self._open_fd()
         with memoryview(data) as view:
             total = view.nbytes
             sent = 0
