@@ -103,6 +103,32 @@ class HTTPConnection:
         ``BY_APP_ERROR``.  Nothing escapes :meth:`run` but cancellation.
     """
 
+    # Slots: thousands of idle connections each hold one of these.
+    __slots__ = (
+        "_app",
+        "_armed_at",
+        "_closing_idle",
+        "_dcc_buf",
+        "_h11",
+        "_head_started",
+        "_idle",
+        "_is_stopping",
+        "_large_pool",
+        "_options",
+        "_parking",
+        "_plain",
+        "_reply_started",
+        "_request",
+        "_response",
+        "_scope",
+        "_slack",
+        "_stream",
+        "_timeout",
+        "_token",
+        "can_sendfile",
+        "info",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -120,7 +146,7 @@ class HTTPConnection:
         self._token = token
         self._is_stopping = is_stopping
         self._large_pool = large_pool
-        self._parking = Parking(stream, options.max_header_size)
+        self._parking: Parking | None = None  # made at the first suspend
         self._h11: h11.Connection | None = None
         self._timeout = options.timeout
         self._armed_at = -math.inf
@@ -152,7 +178,8 @@ class HTTPConnection:
             self._closing_idle = True
             self._scope.cancel()
             return True
-        self._parking.wake_for_stop()
+        if self._parking is not None:
+            self._parking.wake_for_stop()
         return False
 
     async def run(self) -> None:
@@ -576,6 +603,8 @@ class HTTPConnection:
         See :class:`~mhd2.suspension.Parking`: a client that goes away ends
         the request at once (``CLIENT_ABORT``); a graceful stop ends it 503.
         """
+        if self._parking is None:
+            self._parking = Parking(self._stream, self._options.max_header_size)
         self._disarm()
         try:
             kept = await self._parking.wait(request, stopping=self._is_stopping())

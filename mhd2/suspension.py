@@ -42,6 +42,8 @@ class Parking:
         them to its parser.
     """
 
+    __slots__ = ("_max_kept", "_request", "_stopping", "_stream")
+
     def __init__(self, stream: trio.abc.Stream, max_kept: int) -> None:
         self._stream = stream
         self._max_kept = max_kept
