@@ -61,9 +61,11 @@ from .errors import (
     UpgradedTLSError,
     UsageError,
 )
+from .exchange import request_resume
 from .options import DaemonOptions
 from .post import action_parse_post
-from .request import HeaderView, Request, request_resume
+from .post_field import PostField
+from .request import HeaderView, Request
 from .response import Response
 from .upgrade import UpgradeHandle
 
@@ -91,6 +93,7 @@ __all__ = [
     "PostEncoding",
     "PostParseResult",
     "PredefinedHeader",
+    "PostField",
     "Request",
     "RequestEndedCode",
     "Response",

@@ -11,17 +11,18 @@ objects are plain records; the daemon (:mod:`mhd2.connection`,
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .enums import StatusCode
 from .errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
 
     from .request import Request
     from .response import Buffer, FreeCallback, Response
+
+_A = TypeVar("_A")
 
 __all__ = [
     "AbortAction",
@@ -29,6 +30,7 @@ __all__ = [
     "DCCAction",
     "DCCContext",
     "ResponseAction",
+    "Slot",
     "SuspendAction",
     "UpgradeAction",
     "UploadAction",
@@ -84,15 +86,54 @@ class SuspendAction(Action):
     __slots__ = ()
 
 
+class Slot:
+    """Where the one action of one callback invocation is kept.
+
+    Every kind of callback (request, upload, dynamic content creator) gets one
+    slot; making an action claims it, and a second claim in the same call is
+    the usage error MHD2 reports as ``ACTION_ALREADY_CREATED``.  This is the
+    one implementation of "exactly one action per call".
+
+    Args:
+        what: the kind of action, for the error message ("an upload action").
+        where: the kind of callback ("upload callback").
+    """
+
+    __slots__ = ("value", "what", "where")
+
+    def __init__(self, what: str, where: str) -> None:
+        self.what = what
+        self.where = where
+        self.value: Any = None
+
+    def claim(self, action: _A) -> _A:
+        """Keep *action* as this call's action.
+
+        Raises:
+            UsageError: an action was already made in this call.
+        """
+        if self.value is not None:
+            raise UsageError(
+                f"{self.what} was already created in this call of the {self.where}; "
+                "return that action instead of creating another",
+                StatusCode.ACTION_ALREADY_CREATED,
+            )
+        self.value = action
+        return action
+
+    def check_free(self) -> None:
+        """Raise the usage error of :meth:`claim` if the slot is taken."""
+        if self.value is not None:
+            self.claim(None)
+
+    def take(self) -> Any:
+        """Empty the slot; return what it held."""
+        value, self.value = self.value, None
+        return value
+
+
 def _claim(request: Request, action: Action) -> Action:
-    if request._action is not None:
-        raise UsageError(
-            "an action was already created for this request in this callback; "
-            "return that action instead of creating another",
-            StatusCode.ACTION_ALREADY_CREATED,
-        )
-    request._action = action
-    return action
+    return request._x.action_slot.claim(action)
 
 
 def action_from_response(request: Request, response: Response | None) -> Action:
@@ -107,8 +148,7 @@ def action_from_response(request: Request, response: Response | None) -> Action:
     """
     if response is None:
         return action_abort_request(request)
-    if request._action is not None:
-        _claim(request, AbortAction(request))  # raises the usage error
+    request._x.action_slot.check_free()
     response._acquire()
     return _claim(request, ResponseAction(request, response))
 
@@ -127,18 +167,9 @@ def action_suspend(request: Request) -> Action:
     Raises:
         UsageError: the daemon was made with ``disallow_suspend_resume=True``.
     """
-    _check_suspend_allowed(request)
-    action = _claim(request, SuspendAction(request))
-    request._suspended = True
-    return action
-
-
-def _check_suspend_allowed(request: Request) -> None:
-    if request._daemon_options.disallow_suspend_resume:
-        raise UsageError(
-            "suspend is disabled by the daemon option disallow_suspend_resume=True",
-            StatusCode.FEATURE_DISABLED,
-        )
+    request._x.action_slot.check_free()
+    request._x.mark_suspended()
+    return _claim(request, SuspendAction(request))
 
 
 # -- upgrades ------------------------------------------------------------------------
@@ -167,14 +198,14 @@ def _make_upgrade(request: Request, upgrade_hdr_value: str, upgrade_handler: Cal
                   headers: Sequence[tuple[str, str]]) -> UpgradeAction:
     from .response import _BAD_VALUE, _TOKEN
 
-    if request._daemon_options.disallow_upgrade:
+    if request._x.shared.options.disallow_upgrade:
         raise UsageError("upgrades are disabled by the daemon option disallow_upgrade=True",
                          StatusCode.FEATURE_DISABLED)
     if request.version != "HTTP/1.1":
         raise UsageError(
             "an HTTP/1.0 request cannot be upgraded (RFC 9110 §7.8: Upgrade is ignored "
             "in HTTP/1.0); answer it with a response", StatusCode.ACTION_INVALID)
-    if not request._body_read:
+    if not request._x.body_read:
         raise UsageError(
             "the request body has not been read: read it with an upload action and upgrade "
             "from its final callback with upload_action_upgrade",
@@ -330,13 +361,7 @@ class UploadAction:
 
 
 def _upload_claim(request: Request, action: UploadAction) -> UploadAction:
-    if request._upload_action is not None:
-        raise UsageError(
-            "an upload action was already created in this upload callback; return that one",
-            StatusCode.ACTION_ALREADY_CREATED,
-        )
-    request._upload_action = action
-    return action
+    return request._x.upload_slot.claim(action)
 
 
 def upload_action_continue(request: Request) -> UploadAction:
@@ -346,10 +371,9 @@ def upload_action_continue(request: Request) -> UploadAction:
 
 def upload_action_suspend(request: Request) -> UploadAction:
     """Stop reading until :func:`~mhd2.request_resume`, then go on (``MHD_upload_action_suspend``)."""
-    _check_suspend_allowed(request)
-    action = _upload_claim(request, UploadAction(request, "suspend"))
-    request._suspended = True
-    return action
+    request._x.upload_slot.check_free()
+    request._x.mark_suspended()
+    return _upload_claim(request, UploadAction(request, "suspend"))
 
 
 def upload_action_from_response(request: Request, response: Response | None) -> UploadAction:
@@ -361,8 +385,7 @@ def upload_action_from_response(request: Request, response: Response | None) -> 
     """
     if response is None:
         return upload_action_abort_request(request)
-    if request._upload_action is not None:
-        _upload_claim(request, UploadAction(request, "abort"))  # raises
+    request._x.upload_slot.check_free()
     response._acquire()
     return _upload_claim(request, UploadAction(request, "response", response))
 
@@ -378,11 +401,15 @@ def upload_action_abort_request(request: Request) -> UploadAction:
 class DCCContext:
     """Passed to a dynamic content creator: which request, and its one action slot."""
 
-    __slots__ = ("_action", "request")
+    __slots__ = ("_slot", "request")
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self._action: DCCAction | None = None
+        self._slot = Slot("a DCC action", "content creator")
+
+    @property
+    def _action(self) -> DCCAction | None:
+        return self._slot.value  # type: ignore[no-any-return]
 
 
 class DCCAction:
@@ -412,13 +439,7 @@ class DCCAction:
 
 
 def _dcc_claim(ctx: DCCContext, action: DCCAction) -> DCCAction:
-    if ctx._action is not None:
-        raise UsageError(
-            "a DCC action was already created in this call of the content creator; "
-            "return that one", StatusCode.ACTION_ALREADY_CREATED,
-        )
-    ctx._action = action
-    return action
+    return ctx._slot.claim(action)
 
 
 def _check_chunk_ext(chunk_ext: str | None) -> None:
@@ -501,10 +522,9 @@ def dcc_action_finish(ctx: DCCContext, footers: Sequence[tuple[str, str]] | None
 
 def dcc_action_suspend(ctx: DCCContext) -> DCCAction:
     """No data yet: pause until ``request_resume(ctx.request)``, then call the creator again."""
-    _check_suspend_allowed(ctx.request)
-    action = _dcc_claim(ctx, DCCAction("suspend"))
-    ctx.request._suspended = True
-    return action
+    ctx._slot.check_free()
+    ctx.request._x.mark_suspended()
+    return _dcc_claim(ctx, DCCAction("suspend"))
 
 
 def dcc_action_abort(ctx: DCCContext) -> DCCAction:

@@ -1,8 +1,10 @@
 """The daemon: listening sockets, the accept loop, limits, and graceful stop.
 
 A :class:`Daemon` owns one trio nursery.  Each accepted connection is one task
-in it (:class:`~mhd2.connection.HTTPConnection`); nothing else runs per
-request.  No threads are started.
+in it (:class:`~mhd2.http1.HTTP1Connection` over a
+:class:`~mhd2.transport.Transport`); nothing else runs per request.  No threads
+are started.  Connections handed in with :meth:`Daemon.serve_stream` run in the
+caller's task but count, and stop, like accepted ones.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import socket as stdlib_socket
+import stat
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -20,15 +24,15 @@ from typing import Any, cast
 
 import trio
 
-from .connection import HTTPConnection
-from .connection_info import connection_info_for
+from .connection_info import ConnectionInfo, connection_info_for
 from .enums import AddressFamily, StatusCode
 from .errors import DaemonStartError, UsageError
+from .http1 import HTTP1Connection
 from .options import DaemonOptions
-from .plain_stream import PlainSocketStream
-from .pool import LargePool
 from .request import Request
+from .shared import Shared
 from .tls import sni_server_name
+from .transport import Transport
 
 __all__ = ["Daemon"]
 
@@ -42,8 +46,18 @@ _ACCEPT_PAUSE = 0.1
 _ACCEPT_BURST = 32
 #: Grace period when a ``async with Daemon(...)`` block is left normally.
 DEFAULT_GRACE = 5.0
-#: Bound on a TLS handshake (the idle ``timeout`` applies when it is shorter).
-TLS_HANDSHAKE_TIMEOUT = 10.0
+#: Refusals over the connection limits are logged at most once per this many
+#: seconds, with their count.
+REFUSAL_LOG_INTERVAL = 10.0
+#: What a connection refused over the limits is told, if it can be written
+#: without blocking (API.md §2 allows closing or 503).
+REFUSAL_REPLY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
+    b"Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n"
+)
+#: The client address of a Unix-domain peer (API.md §10.1).
+UNIX_CLIENT = ("unix", 0)
 
 RequestCallback = Callable[[Request], Any]
 
@@ -86,20 +100,19 @@ class Daemon:
             raise UsageError("listen_socket excludes host and port: pass one or the other",
                              StatusCode.CONFIGURATION_WRONG_OPTION_VALUE)
         self.options = DaemonOptions(**options)
-        self._request_cb = request_cb
+        self._shared = Shared(self.options, request_cb)
         self._listeners: list[stdlib_socket.socket] = []
-        self._connections: set[HTTPConnection] = set()
+        self._unix_path: str | None = None
+        self._connections: set[HTTP1Connection] = set()
         self._per_ip: Counter[str] = Counter()
         self._count = 0
-        self._stopping = False
+        self._refusals = _RefusalLog()
         self._serving = False
         self._grace = DEFAULT_GRACE
         self._stop_requested = trio.Event()
         self._stopped = trio.Event()
         self._drained = trio.Event()
-        self._token: trio.lowlevel.TrioToken | None = None
         self._stack: AsyncExitStack | None = None
-        self._large_pool = LargePool(self.options.large_pool_size)
 
     # -- properties ---------------------------------------------------------------
 
@@ -108,13 +121,16 @@ class Daemon:
         """The port of the first listening socket (the real one when ``port=0``)."""
         if not self._listeners:
             raise UsageError("the daemon is not bound yet: use it inside 'async with daemon'")
-        return int(self._listeners[0].getsockname()[1])
+        name = self._listeners[0].getsockname()
+        if not isinstance(name, tuple):
+            raise UsageError("the daemon listens on a Unix-domain socket, which has no port")
+        return int(name[1])
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """Every ``(host, port)`` the daemon listens on."""
         names = (listener.getsockname() for listener in self._listeners)
-        return [(str(a[0]), int(a[1])) for a in names]
+        return [(str(a[0]), int(a[1])) if isinstance(a, tuple) else UNIX_CLIENT for a in names]
 
     @property
     def connection_count(self) -> int:
@@ -164,7 +180,7 @@ class Daemon:
         if not self._listeners:
             await self._bind()
         self._serving = True
-        self._token = trio.lowlevel.current_trio_token()
+        self._shared.token = trio.lowlevel.current_trio_token()
         try:
             async with trio.open_nursery() as nursery:
                 for listener in self._listeners:
@@ -172,16 +188,19 @@ class Daemon:
                 task_status.started(self)
                 await self._stop_requested.wait()
                 self.quiesce()
-                self._stopping = True
+                self._shared.stopping = True
                 for conn in list(self._connections):
                     conn.close_if_idle()
                 if self._connections:
                     with trio.move_on_after(self._grace):
                         await self._drained.wait()
+                for conn in list(self._connections):
+                    conn.cancel()  # also those of serve_stream, in other tasks
                 nursery.cancel_scope.cancel()
         finally:
             self.quiesce()
-            self._stopping = True
+            self._shared.stopping = True
+            self._remove_unix_path()
             self._stopped.set()
 
     def _check_fresh(self) -> None:
@@ -197,6 +216,14 @@ class Daemon:
             if listener.fileno() != -1:
                 trio.lowlevel.notify_closing(listener)
                 listener.close()
+
+    def _remove_unix_path(self) -> None:
+        path, self._unix_path = self._unix_path, None
+        if path is not None:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     async def stop(self, grace: float = DEFAULT_GRACE) -> None:
         """Stop gracefully and wait until nothing of the daemon runs any more.
@@ -226,11 +253,15 @@ class Daemon:
         try:
             if opts.listen_socket is not None:
                 sockets = [_adopt(opts.listen_socket)]
+            elif opts.unix_path is not None:
+                sockets = [_bind_unix(opts.unix_path, opts.unix_mode, opts.backlog)]
+                self._unix_path = opts.unix_path
             else:
                 sockets = _bind_sockets(opts)
         except OSError as exc:
+            where = opts.unix_path if opts.unix_path is not None else f"{opts.host}:{opts.port}"
             raise DaemonStartError(
-                f"cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}",
+                f"cannot listen on {where}: {exc.strerror or exc}",
                 StatusCode.LISTEN_SOCKET_BIND_FAILED,
             ) from exc
         for sock in sockets:
@@ -247,7 +278,6 @@ class Daemon:
         there is nothing to accept; a burst of connections is still
         interrupted by a checkpoint every :data:`_ACCEPT_BURST` accepts.
         """
-        opts = self.options
         burst = 0
         while True:
             try:
@@ -271,74 +301,167 @@ class Daemon:
             if burst >= _ACCEPT_BURST:
                 burst = 0
                 await trio.lowlevel.checkpoint()
-            ip = str(peer[0])
-            if (opts.connection_limit is not None and self._count >= opts.connection_limit) or (
-                opts.per_ip_limit is not None and self._per_ip[ip] >= opts.per_ip_limit
-            ):
-                logger.warning("mhd2: connection from %s refused: connection limit reached", ip)
-                sock.close()
+            address = _client_address(peer)
+            ip = address[0]
+            if self._over_limit(ip):
+                _refuse(sock)
                 continue
             self._count += 1
             self._per_ip[ip] += 1
-            nursery.start_soon(self._run_connection, sock, peer, ip)
+            nursery.start_soon(self._run_connection, sock, address)
 
-    async def _run_connection(self, sock: stdlib_socket.socket, peer: Any, ip: str) -> None:
+    def _over_limit(self, ip: str) -> bool:
         opts = self.options
-        stream: trio.abc.Stream | None = None
-        try:
-            if opts.accept_policy is not None:
-                try:
-                    allowed = opts.accept_policy((ip, int(peer[1])))
-                    if isawaitable(allowed):
-                        allowed = await allowed
-                except Exception:
-                    logger.exception("mhd2: accept_policy failed; refusing %s", ip)
-                    allowed = False
-                if not allowed:
-                    return
-            local = sock.getsockname()
-            ssl_object = None
-            if opts.tls is None:
-                stream = PlainSocketStream(sock)
-            else:
-                tls_stream = trio.SSLStream(
-                    trio.SocketStream(trio.socket.from_stdlib_socket(sock)), opts.tls,
-                    server_side=True)
-                stream = tls_stream
-                limit = TLS_HANDSHAKE_TIMEOUT if opts.timeout is None else min(
-                    TLS_HANDSHAKE_TIMEOUT, opts.timeout)
-                with trio.move_on_after(limit) as scope:
-                    try:
-                        await tls_stream.do_handshake()
-                    except trio.BrokenResourceError:
-                        return
-                if scope.cancelled_caught:
-                    return
-                ssl_object = tls_stream._ssl_object
-            info = connection_info_for(peer, local, ssl_object, sni_server_name(ssl_object))
-            conn = HTTPConnection(stream, info, opts, self._request_cb, self._token,
-                                  self._is_stopping, self._large_pool)
-            self._connections.add(conn)
-            try:
-                await conn.run()
-            finally:
-                self._connections.discard(conn)
-        finally:
-            if isinstance(stream, PlainSocketStream):
-                stream.close()
-            elif stream is not None:
-                await trio.aclose_forcefully(stream)  # (closed already by the connection)
-            else:
-                sock.close()
-            self._count -= 1
-            self._per_ip[ip] -= 1
-            if not self._per_ip[ip]:
-                del self._per_ip[ip]
-            if self._stopping and not self._connections:
-                self._drained.set()
+        if (opts.connection_limit is not None and self._count >= opts.connection_limit) or (
+            opts.per_ip_limit is not None and self._per_ip[ip] >= opts.per_ip_limit
+        ):
+            self._refusals.refused(ip)
+            return True
+        return False
 
-    def _is_stopping(self) -> bool:
-        return self._stopping
+    async def _run_connection(self, sock: stdlib_socket.socket, address: tuple[str, int]) -> None:
+        opts = self.options
+        try:
+            if opts.accept_policy is not None and not await self._accepted(address):
+                sock.close()
+                return
+            local = sock.getsockname()
+            if opts.tls is None:
+                transport: Transport | None = Transport.over_socket(sock, opts.timeout)
+            else:
+                transport = await Transport.over_tls(sock, opts.tls, opts.timeout)
+                if transport is None:
+                    return
+            assert transport is not None
+            tls = transport.tls
+            info = connection_info_for(address, local if isinstance(local, tuple) else UNIX_CLIENT,
+                                       tls, sni_server_name(tls))
+            await self._serve_transport(transport, info)
+        finally:
+            self._forget(address[0])
+
+    async def _accepted(self, address: tuple[str, int]) -> bool:
+        try:
+            allowed = self.options.accept_policy(address)  # type: ignore[misc]
+            if isawaitable(allowed):
+                allowed = await allowed
+        except Exception:
+            logger.exception("mhd2: accept_policy failed; refusing %s", address[0])
+            return False
+        return bool(allowed)
+
+    async def _serve_transport(self, transport: Transport, info: ConnectionInfo) -> None:
+        conn = HTTP1Connection(transport, info, self._shared)
+        self._connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self._connections.discard(conn)
+            await transport.close()
+
+    def _forget(self, ip: str) -> None:
+        self._count -= 1
+        self._per_ip[ip] -= 1
+        if not self._per_ip[ip]:
+            del self._per_ip[ip]
+        if self._shared.stopping and not self._connections:
+            self._drained.set()
+
+    async def serve_stream(self, stream: trio.abc.Stream, *,
+                           client_address: tuple[str, int] = UNIX_CLIENT) -> None:
+        """Serve one already-accepted connection (``MHD_daemon_add_connection``).
+
+        Any :class:`trio.abc.Stream` will do -- a socket stream, a TLS stream, a
+        ``trio.testing.memory_stream_pair()`` half.  The connection counts
+        against ``connection_limit`` / ``per_ip_limit`` (over them the stream
+        is closed at once) and honours a graceful stop.
+
+        Args:
+            stream: the connection; closed when this returns.
+            client_address: what ``request.client_address`` says.
+
+        Returns:
+            When the connection has ended.
+
+        Raises:
+            UsageError: the daemon is not serving (use it inside
+                ``async with daemon`` or after ``nursery.start(daemon.serve)``).
+        """
+        if not self._serving or self._shared.stopping:
+            raise UsageError("serve_stream needs a running daemon: call it inside "
+                             "'async with daemon' (or after nursery.start(daemon.serve))")
+        address = (str(client_address[0]), int(client_address[1]))
+        ip = address[0]
+        if self._over_limit(ip):
+            await trio.aclose_forcefully(stream)
+            return
+        self._count += 1
+        self._per_ip[ip] += 1
+        try:
+            if self.options.accept_policy is not None and not await self._accepted(address):
+                await trio.aclose_forcefully(stream)
+                return
+            transport = Transport(stream, self.options.timeout)
+            await self._serve_transport(transport, ConnectionInfo(address))
+        finally:
+            self._forget(ip)
+
+
+class _RefusalLog:
+    """Logs refusals over the connection limits at most once per interval, with a count."""
+
+    __slots__ = ("_count", "_last")
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._last = -math.inf
+
+    def refused(self, ip: str) -> None:
+        self._count += 1
+        now = trio.current_time()
+        if now - self._last >= REFUSAL_LOG_INTERVAL:
+            logger.warning("mhd2: %d connection(s) refused in the last %.0f s: connection "
+                           "limit reached (latest from %s)", self._count,
+                           min(now - self._last, REFUSAL_LOG_INTERVAL), ip)
+            self._count = 0
+            self._last = now
+
+
+def _client_address(peer: Any) -> tuple[str, int]:
+    """``(host, port)`` of a peer as ``accept()`` gives it; Unix peers are ``("unix", 0)``."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return (str(peer[0]), int(peer[1]))
+    return UNIX_CLIENT
+
+
+def _refuse(sock: stdlib_socket.socket) -> None:
+    """Answer 503 if that can be written without blocking, then close."""
+    try:
+        sock.setblocking(False)
+        sock.send(REFUSAL_REPLY)
+        sock.shutdown(stdlib_socket.SHUT_WR)
+    except OSError:
+        pass
+    sock.close()
+
+
+def _bind_unix(path: str, mode: int | None, backlog: int) -> stdlib_socket.socket:
+    """Listen on a Unix-domain socket at *path*, replacing a stale socket file."""
+    try:
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = stdlib_socket.socket(stdlib_socket.AF_UNIX, stdlib_socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        if mode is not None:
+            os.chmod(path, mode)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _adopt(listen_socket: Any) -> stdlib_socket.socket:

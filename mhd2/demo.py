@@ -65,7 +65,8 @@ from .actions import (
 )
 from .daemon import Daemon
 from .enums import RequestEndedCode, ValueKind
-from .request import Request, request_resume
+from .exchange import request_resume
+from .request import Request
 from .response import Response
 from .websocket import ConnectionClosed, WebSocket, action_websocket
 

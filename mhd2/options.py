@@ -25,6 +25,20 @@ __all__ = ["DaemonOptions"]
 DEFAULT_MAX_HEADER_SIZE = 32 * 1024
 #: Default bytes shared by all full-upload and POST buffers at once.
 DEFAULT_LARGE_POOL_SIZE = 8 * 1024 * 1024
+#: Default minimum rate of a request body: at least this many bytes ...
+DEFAULT_MIN_BODY_BYTES = 1024
+#: ... per this many seconds spent waiting for the client.
+DEFAULT_MIN_BODY_WINDOW = 20.0
+
+
+class _SameAsTimeout(float):
+    """The default of ``keep_alive_timeout``: whatever ``timeout`` is."""
+
+    def __repr__(self) -> str:
+        return "<same as timeout>"
+
+
+SAME_AS_TIMEOUT = _SameAsTimeout("nan")
 
 
 def _bad(option: str, value: object, expected: str) -> UsageError:
@@ -40,6 +54,16 @@ def _check_int(option: str, value: object, minimum: int, *, allow_none: bool = F
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         extra = " or None" if allow_none else ""
         raise _bad(option, value, f"an int >= {minimum}{extra}")
+
+
+def _check_seconds(option: str, value: object) -> None:
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not value > 0
+        or math.isnan(value)
+    ):
+        raise _bad(option, value, "seconds > 0, or None to disable (unsafe)")
 
 
 def _check_callable(option: str, value: object) -> None:
@@ -61,6 +85,11 @@ class DaemonOptions:
     connection_limit: int | None = None
     per_ip_limit: int | None = None
     timeout: float | None = 60.0
+    keep_alive_timeout: float | None = SAME_AS_TIMEOUT
+    max_requests_per_connection: int | None = None
+    min_body_rate: tuple[int, float] | None = (DEFAULT_MIN_BODY_BYTES, DEFAULT_MIN_BODY_WINDOW)
+    unix_path: str | None = None
+    unix_mode: int | None = None
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
     large_pool_size: int = DEFAULT_LARGE_POOL_SIZE
     accept_policy: Callable[..., Any] | None = None
@@ -95,13 +124,26 @@ class DaemonOptions:
         _check_int("backlog", self.backlog, 1)
         _check_int("connection_limit", self.connection_limit, 1, allow_none=True)
         _check_int("per_ip_limit", self.per_ip_limit, 1, allow_none=True)
-        if self.timeout is not None and (
-            isinstance(self.timeout, bool)
-            or not isinstance(self.timeout, int | float)
-            or not self.timeout > 0
-            or math.isnan(self.timeout)
-        ):
-            raise _bad("timeout", self.timeout, "seconds > 0, or None to disable (unsafe)")
+        _check_seconds("timeout", self.timeout)
+        if self.keep_alive_timeout is SAME_AS_TIMEOUT:
+            object.__setattr__(self, "keep_alive_timeout", self.timeout)
+        _check_seconds("keep_alive_timeout", self.keep_alive_timeout)
+        _check_int("max_requests_per_connection", self.max_requests_per_connection, 1,
+                   allow_none=True)
+        if self.min_body_rate is not None:
+            rule = self.min_body_rate
+            if (not isinstance(rule, tuple) or len(rule) != 2
+                    or isinstance(rule[0], bool) or not isinstance(rule[0], int) or rule[0] < 1
+                    or isinstance(rule[1], bool) or not isinstance(rule[1], int | float)
+                    or not rule[1] > 0):
+                raise _bad("min_body_rate", rule,
+                           "(bytes >= 1, seconds > 0), e.g. (1024, 20.0), or None to disable")
+        if self.unix_path is not None:
+            if not isinstance(self.unix_path, str) or not self.unix_path:
+                raise _bad("unix_path", self.unix_path, "a file system path (str)")
+            if self.listen_socket is not None:
+                raise _bad("unix_path", self.unix_path, "no listen_socket with it (pass one)")
+        _check_int("unix_mode", self.unix_mode, 0, allow_none=True)
         _check_int("max_header_size", self.max_header_size, 256)
         _check_int("large_pool_size", self.large_pool_size, 0)
         for name in ("accept_policy", "early_uri_logger", "notify_connection",

@@ -20,7 +20,6 @@ first piece, at ``offset`` 0.
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -43,8 +42,10 @@ from .actions import (
     upload_action_abort_request,
     upload_action_continue,
 )
+from .callbacks import call_maybe_await
 from .enums import PostEncoding, PostParseResult, ValueKind
 from .errors import UsageError
+from .post_field import PostField
 
 if TYPE_CHECKING:
     from .pool import LargePool
@@ -129,13 +130,6 @@ def action_parse_post(
     return action_process_upload_inc(request, state.upload_cb)
 
 
-async def _call(cb: Callable[..., Any], *args: Any) -> Any:
-    result = cb(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
 def _release(pool: LargePool, held: list[int]) -> None:
     if held[0]:
         pool.release(held[0])
@@ -184,9 +178,9 @@ class _PostState:
         # Bytes reserved from the daemon's large pool for collected values; given
         # back after done_cb, or when the request ends in any other way (the
         # client went away, a callback raised ...).
-        self._pool: LargePool = request._large_pool
+        self._pool: LargePool = request._x.shared.large_pool
         self._held = [0]
-        request._on_end.append(lambda: _release(self._pool, self._held))
+        request._x.on_end.append(lambda: _release(self._pool, self._held))
 
     # -- the upload callback ---------------------------------------------------------
 
@@ -204,7 +198,7 @@ class _PostState:
             # request: ignore the rest of the body.
             if data:
                 return self._continue(request)
-            request._upload_action = None
+            request._x.upload_slot.value = None
             return upload_action_abort_request(request)
         if self._result is not None:
             return await self._finish(request)  # Content-Type refused: nothing to parse
@@ -299,7 +293,9 @@ class _PostState:
             return action
         field = self._field
         assert field is not None
-        request._postdata.append((field.name, self._value.decode("utf-8", "surrogateescape")))
+        request._x.post_fields.append(PostField(
+            field.name, self._value.decode("utf-8", "surrogateescape"), field.filename,
+            field.content_type, field.transfer_encoding))
         self._value = bytearray()
         # The value now lives in the request's POST values; its share of the
         # pool stays reserved until done_cb has run.
@@ -328,12 +324,12 @@ class _PostState:
         The parser may call the reader many times within one call of its own
         upload callback; each of those calls has its own action slot.
         """
-        request._upload_action = None
-        action = await _call(cb, *args)
-        request._upload_action = None
+        request._x.upload_slot.value = None
+        action = await call_maybe_await(cb, *args)
+        request._x.upload_slot.value = None
         if action is None:
             action = upload_action_abort_request(request)
-            request._upload_action = None
+            request._x.upload_slot.value = None
         if not isinstance(action, UploadAction):
             raise UsageError(
                 f"{getattr(cb, '__name__', cb)!r} must return an upload action "
@@ -343,11 +339,11 @@ class _PostState:
 
     @staticmethod
     def _continue(request: Request) -> UploadAction:
-        request._upload_action = None
+        request._x.upload_slot.value = None
         return upload_action_continue(request)
 
     @staticmethod
     def _own(request: Request, action: UploadAction) -> UploadAction:
         """Make *action* the one this upload callback call returns."""
-        request._upload_action = action
+        request._x.upload_slot.value = action
         return action

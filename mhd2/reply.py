@@ -1,17 +1,21 @@
-"""Writing one response to a connection: its head, then its body by source.
+"""Writing one HTTP/1 response: its head, then its body by source.
 
 The framing was decided beforehand (:func:`mhd2._http1.framing.plan_reply`);
 here each body source has one small sender, picked from a table keyed by the
-source's type, that pushes bytes through a :class:`Sink` (the connection).
-Small responses leave in a single ``send_all``.
+source's type, that pushes bytes through the connection's
+:class:`~mhd2.transport.Transport`.  Small responses leave in a single write.
+
+:func:`send_reply` *returns* how the request ended; only the transport's own
+errors (the client went away) and :class:`~mhd2.exchange.DaemonStopping`
+(stopped while a content creator was suspended) propagate.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable
-from inspect import isawaitable
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
@@ -19,12 +23,16 @@ from ._http1.date import date_header_line
 from ._http1.framing import ReplyPlan
 from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
 from .actions import DCCAction, DCCContext
+from .callbacks import call_maybe_await
 from .enums import RequestEndedCode, StatusCode
 from .errors import UsageError
-from .request import Request
+from .exchange import DaemonStopping, Exchange
 from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
+from .transport import Transport
 
-__all__ = ["ReplyAborted", "Sink", "build_head", "send_reply"]
+__all__ = ["build_head", "send_reply"]
+
+logger = logging.getLogger("mhd2")
 
 #: Bodies up to this size are joined with the head into one ``send_all``.
 COALESCE_LIMIT = 16 * 1024
@@ -32,30 +40,16 @@ COALESCE_LIMIT = 16 * 1024
 READ_SIZE = 64 * 1024
 
 
-class ReplyAborted(Exception):
-    """The body cannot be completed; the connection must be closed.
+#: Size of the buffer handed to dynamic content creators (made on first use).
+DCC_BUFFER_SIZE = 32 * 1024
 
-    Attributes:
-        code: how the request ended.
-    """
+
+class _Aborted(Exception):
+    """Internal to this module: the body cannot be completed."""
 
     def __init__(self, code: RequestEndedCode, why: str) -> None:
         super().__init__(why)
         self.code = code
-
-
-class Sink(Protocol):
-    """What a sender needs from the connection."""
-
-    can_sendfile: bool
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None: ...
-
-    async def send_file(self, fd: int, offset: int, count: int) -> int: ...
-
-    def dcc_buffer(self) -> bytearray: ...
-
-    async def wait_resume(self, request: Request) -> None: ...
 
 
 def build_head(response: Response, plan: ReplyPlan, *, add_date: bool) -> bytes:
@@ -73,71 +67,88 @@ def build_head(response: Response, plan: ReplyPlan, *, add_date: bool) -> bytes:
     return b"".join(parts)
 
 
-async def send_reply(sink: Sink, request: Request, response: Response, plan: ReplyPlan,
-                     *, add_date: bool) -> None:
-    """Send *response* for *request* as *plan* says.
+async def send_reply(transport: Transport, exchange: Exchange, response: Response,
+                     plan: ReplyPlan, *, add_date: bool) -> RequestEndedCode:
+    """Send *response* as *plan* says.
+
+    Returns:
+        ``COMPLETED_OK``; or, when the body could not be completed and the
+        connection must be closed, how the request ended (``FILE_ERROR``,
+        ``BY_APP_ABORT``, ``BY_APP_ERROR`` -- a failed content creator is
+        logged on the ``mhd2`` logger).
 
     Raises:
-        ReplyAborted: the body could not be completed (the caller closes).
-        trio.BrokenResourceError: the client went away.
+        trio.BrokenResourceError, trio.ClosedResourceError: the client went away.
+        DaemonStopping: the daemon stopped while a content creator was suspended.
     """
     head = build_head(response, plan, add_date=add_date)
     if not plan.send_body:
-        await sink.send_all(head)
-        return
+        await transport.send(head)
+        return RequestEndedCode.COMPLETED_OK
     body = response._body
-    await _SENDERS[type(body)](sink, head, body, BODY_WRITERS[plan.framing], request)
+    try:
+        await _SENDERS[type(body)](transport, head, body, BODY_WRITERS[plan.framing], exchange)
+    except _Aborted as exc:
+        logger.debug("mhd2: reply to %s %s cut: %s", exchange.request.method,
+                     exchange.request.uri, exc)
+        return exc.code
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, DaemonStopping):
+        raise
+    except Exception:
+        exchange.app_failed("a content creator")
+        return RequestEndedCode.BY_APP_ERROR
+    return RequestEndedCode.COMPLETED_OK
 
 
-async def _send_buffer(sink: Sink, head: bytes, body: Any, writer: BodyWriter, request: Request) -> None:
+async def _send_buffer(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
     data = body.data
     if not data:
-        await sink.send_all(head + writer.end())
+        await sink.send(head + writer.end())
     elif not writer.raw or len(data) <= COALESCE_LIMIT:
-        await sink.send_all(b"".join([head, *writer.frame(data), writer.end()]))
+        await sink.send(b"".join([head, *writer.frame(data), writer.end()]))
     else:
-        await sink.send_all(head)
-        await sink.send_all(data)
+        await sink.send(head)
+        await sink.send(data)
 
 
-async def _send_iovec(sink: Sink, head: bytes, body: Any, writer: BodyWriter, request: Request) -> None:
+async def _send_iovec(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
     parts = [p for p in body.parts if len(p)]
     if body.size <= COALESCE_LIMIT:
         pieces: list[bytes | bytearray | memoryview] = [head]
         for part in parts:
             pieces.extend(writer.frame(part))
         pieces.append(writer.end())
-        await sink.send_all(b"".join(pieces))
+        await sink.send(b"".join(pieces))
         return
-    await sink.send_all(head)
+    await sink.send(head)
     for part in parts:
         await _send_framed(sink, writer, part)
     await _send_end(sink, writer)
 
 
-async def _send_fd(sink: Sink, head: bytes, body: Any, writer: BodyWriter, request: Request) -> None:
-    await sink.send_all(head)
+async def _send_fd(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
+    await sink.send(head)
     offset, remaining = body.offset, body.size
     if writer.raw and sink.can_sendfile:
         while remaining:
-            sent = await sink.send_file(body.fd, offset, remaining)
+            sent = await sink.sendfile(body.fd, offset, remaining)
             if sent == 0:
-                raise ReplyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
+                raise _Aborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
             offset += sent
             remaining -= sent
         return
     while remaining:
         chunk = os.pread(body.fd, min(READ_SIZE, remaining), offset)
         if not chunk:
-            raise ReplyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
+            raise _Aborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
         await _send_framed(sink, writer, chunk)
         offset += len(chunk)
         remaining -= len(chunk)
     await _send_end(sink, writer)
 
 
-async def _send_pipe(sink: Sink, head: bytes, body: Any, writer: BodyWriter, request: Request) -> None:
-    await sink.send_all(head)
+async def _send_pipe(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
+    await sink.send(head)
     # FdStream makes its fd non-blocking and closes it; give it a duplicate so
     # the response keeps (and closes) the descriptor the application passed.
     async with trio.lowlevel.FdStream(os.dup(body.fd)) as pipe:
@@ -149,18 +160,17 @@ async def _send_pipe(sink: Sink, head: bytes, body: Any, writer: BodyWriter, req
     await _send_end(sink, writer)
 
 
-async def _send_callback(sink: Sink, head: bytes, body: Any, writer: BodyWriter, request: Request) -> None:
+async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
     size: int | None = body.size
-    buf = sink.dcc_buffer()
+    buf = bytearray(DCC_BUFFER_SIZE)
+    request = exchange.request
     pending: bytes = head
     pos = 0
     while size is None or pos < size:
         room = len(buf) if size is None else min(len(buf), size - pos)
         ctx = DCCContext(request)
         with memoryview(buf)[:room] as view:
-            result = body.dyn_cont(ctx, pos, view)
-            if isawaitable(result):
-                result = await result
+            result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
             action = _check_dcc_result(ctx, result)
             kind = action.kind
             if kind == "continue":
@@ -180,40 +190,40 @@ async def _send_callback(sink: Sink, head: bytes, body: Any, writer: BodyWriter,
                 if pending:
                     pieces = [pending, *pieces]
                     pending = b""
-                await sink.send_all(b"".join(pieces) if len(pieces) > 1 else pieces[0])
+                await sink.send(b"".join(pieces) if len(pieces) > 1 else pieces[0])
                 if action.free_cb is not None:
                     action.free_cb()
                 pos += total
                 continue
         if kind == "finish":
             if size is not None and pos < size:
-                raise ReplyAborted(RequestEndedCode.BY_APP_ABORT,
+                raise _Aborted(RequestEndedCode.BY_APP_ABORT,
                                    f"the content creator finished at {pos} of {size} bytes")
-            await sink.send_all(pending + writer.end(action.footers or ()))
+            await sink.send(pending + writer.end(action.footers or ()))
             return
         if kind == "suspend":
             if pending:
-                await sink.send_all(pending)
+                await sink.send(pending)
                 pending = b""
-            await sink.wait_resume(request)
+            await exchange.park()
             continue
-        raise ReplyAborted(RequestEndedCode.BY_APP_ABORT, "the content creator aborted")
-    await sink.send_all(pending + writer.end())
+        raise _Aborted(RequestEndedCode.BY_APP_ABORT, "the content creator aborted")
+    await sink.send(pending + writer.end())
 
 
-async def _send_framed(sink: Sink, writer: BodyWriter, data: bytes | memoryview) -> None:
+async def _send_framed(sink: Transport, writer: BodyWriter, data: bytes | memoryview) -> None:
     """Send one non-empty body piece, framed (one write per piece)."""
     if writer.raw:
-        await sink.send_all(data)
+        await sink.send(data)
     else:
-        await sink.send_all(b"".join(writer.frame(data)))
+        await sink.send(b"".join(writer.frame(data)))
 
 
-async def _send_end(sink: Sink, writer: BodyWriter) -> None:
+async def _send_end(sink: Transport, writer: BodyWriter) -> None:
     """Send what ends the body, if the framing has anything to send."""
     tail = writer.end()
     if tail:
-        await sink.send_all(tail)
+        await sink.send(tail)
 
 
 def _check_dcc_result(ctx: DCCContext, result: object) -> DCCAction:
@@ -228,7 +238,7 @@ def _check_dcc_result(ctx: DCCContext, result: object) -> DCCAction:
     return result
 
 
-_Sender = Callable[[Sink, bytes, Any, BodyWriter, Request], Awaitable[None]]
+_Sender = Callable[[Transport, bytes, Any, BodyWriter, Exchange], Awaitable[None]]
 _SENDERS: dict[type, _Sender] = {
     BufferBody: _send_buffer,
     IovecBody: _send_iovec,

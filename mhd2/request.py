@@ -8,26 +8,24 @@ little.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
-
-import trio
 
 from ._http1.values import parse_cookies, parse_query, split_target
 from .auth import BasicAuth, basic_auth_of
 from .auth import digest_auth_check as _digest_auth_check
 from .connection_info import ConnectionInfo
 from .enums import DigestAuthAlgo, DigestAuthResult, HTTPMethod, HTTPVersion, ValueKind
-from .pool import LargePool
+from .post_field import PostField
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .actions import Action
+    from .exchange import Exchange
     from .options import DaemonOptions
 
-__all__ = ["HeaderView", "Request", "request_resume"]
+__all__ = ["HeaderView", "Request"]
 
 
 class HeaderView(Mapping[str, str]):
@@ -86,24 +84,12 @@ class Request:
     """
 
     __slots__ = (
-        "_action",
         "_args",
-        "_body_read",
         "_cookies",
-        "_daemon_options",
-        "_ended",
-        "_footers",
         "_headers",
-        "_large_pool",
-        "_on_end",
         "_path",
-        "_postdata",
         "_query",
-        "_resume_pending",
-        "_resume_scope",
-        "_suspended",
-        "_token",
-        "_upload_action",
+        "_x",
         "app_context",
         "connection",
         "method",
@@ -114,41 +100,34 @@ class Request:
 
     def __init__(
         self,
+        exchange: Exchange,
         method: str,
         uri: str,
         version: str,
         raw_headers: list[tuple[str, str]],
         upload_size: int | None,
         connection: ConnectionInfo,
-        options: DaemonOptions,
-        token: trio.lowlevel.TrioToken | None,
-        large_pool: LargePool,
     ) -> None:
+        self._x = exchange
         self.method = method
         self.uri = uri
         self.version = version
         self._headers = raw_headers
         self.upload_size = upload_size
         self.connection = connection
-        self._daemon_options = options
-        self._token = token
         self.app_context: Any = None
-        self._action: Action | None = None
         self._path: str | None = None
         self._query = ""
         self._args: list[tuple[str, str]] | None = None
         self._cookies: list[tuple[str, str]] | None = None
-        self._footers: list[tuple[str, str]] = []
-        self._postdata: list[tuple[str, str]] = []
-        self._resume_scope: trio.CancelScope | None = None
-        self._resume_pending = False
-        self._suspended = False
-        self._upload_action: Any = None
-        self._large_pool = large_pool
-        self._body_read = upload_size == 0
-        #: Called once when the request ends, however it ends (library hooks).
-        self._on_end: list[Callable[[], object]] = []
-        self._ended = False
+
+    @property
+    def _daemon_options(self) -> DaemonOptions:
+        return self._x.shared.options
+
+    @property
+    def _body_read(self) -> bool:
+        return self._x.body_read
 
     # -- request line -------------------------------------------------------
 
@@ -174,6 +153,47 @@ class Request:
         """``(host, port)`` of the client."""
         return self.connection.client_address
 
+    # -- progress and per-connection settings ----------------------------------------
+
+    @property
+    def upload_received(self) -> int:
+        """Bytes of the request body received so far (``UPLOAD_SIZE_RECIEVED``)."""
+        return self._x.upload_received
+
+    @property
+    def upload_remaining(self) -> int | None:
+        """Bytes of the body still to come (``None`` when the size is unknown)."""
+        if self.upload_size is None:
+            return None if not self._x.body_read else 0
+        return max(0, self.upload_size - self._x.upload_received)
+
+    @property
+    def post_data(self) -> list[PostField]:
+        """The form fields the POST parser kept in memory (``MHD_request_get_post_data_list``).
+
+        Each is a :class:`~mhd2.PostField` with its name, value, and -- for file
+        fields -- filename, content type and transfer encoding.
+        """
+        return list(self._x.post_fields)
+
+    @property
+    def connection_timeout(self) -> float | None:
+        """The inactivity timeout of this request's connection (``MHD_C_O_TIMEOUT``).
+
+        Setting it overrides the daemon's ``timeout`` for this connection only
+        (``None`` disables it); it applies from the next wait on.
+        """
+        return self._x.host.timeout  # type: ignore[attr-defined,no-any-return]
+
+    @connection_timeout.setter
+    def connection_timeout(self, seconds: float | None) -> None:
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int | float)
+                                    or not seconds > 0):
+            from .errors import UsageError
+
+            raise UsageError(f"connection_timeout must be seconds > 0 or None, not {seconds!r}")
+        self._x.host.set_timeout(seconds)
+
     # -- values ---------------------------------------------------------------
 
     def get_values(self, kind: ValueKind) -> list[tuple[str, str]]:
@@ -192,9 +212,9 @@ class Request:
         if kind & ValueKind.GET_ARGUMENT:
             out.extend(self._arg_pairs())
         if kind & ValueKind.POSTDATA:
-            out.extend(self._postdata)
+            out.extend((f.name, f.value) for f in self._x.post_fields)
         if kind & ValueKind.FOOTER:
-            out.extend(self._footers)
+            out.extend(self._x.footers)
         return out
 
     def get_value(self, kind: ValueKind, key: str) -> str | None:
@@ -217,12 +237,12 @@ class Request:
                     if name == key:
                         return value
         if kind & ValueKind.POSTDATA:
-            for name, value in self._postdata:
-                if name == key:
-                    return value
+            for field in self._x.post_fields:
+                if field.name == key:
+                    return field.value  # type: ignore[no-any-return]
         if kind & ValueKind.FOOTER:
             lower = key.lower()
-            for name, value in self._footers:
+            for name, value in self._x.footers:
                 if name.lower() == lower:
                     return value
         return None
@@ -235,7 +255,7 @@ class Request:
     @property
     def footers(self) -> HeaderView:
         """The request's trailer lines (after a chunked body was read)."""
-        return HeaderView(self._footers)
+        return HeaderView(self._x.footers)
 
     @property
     def cookies(self) -> Mapping[str, str]:
@@ -316,38 +336,3 @@ def _first_wins(pairs: list[tuple[str, str]]) -> dict[str, str]:
     for name, value in pairs:
         out.setdefault(name, value)
     return out
-
-
-def request_resume(request: Request) -> None:
-    """Resume a suspended request (``MHD_request_resume``).
-
-    Safe to call from any trio task of the daemon's run and from any other
-    thread.  Resuming a request that is not suspended (or has ended) does nothing.
-    """
-    token = request._token
-    try:
-        current: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        current = None
-    if token is not None and current is not token:
-        # Another thread (or another trio run): hop into the daemon's run.
-        try:
-            token.run_sync_soon(_resume_in_run, request)
-        except trio.RunFinishedError:
-            pass
-        return
-    _resume_in_run(request)
-
-
-def _resume_in_run(request: Request) -> None:
-    """Resume *request*; runs in the daemon's trio run."""
-    if request._ended or not request._suspended:
-        return
-    scope = request._resume_scope
-    if scope is None:
-        # Suspended by an action that the daemon has not started waiting on
-        # yet (resume called from the callback itself): remember it.
-        request._resume_pending = True
-        return
-    scope.cancel()
-

@@ -13,6 +13,12 @@ from conftest import WAIT, exchange, read_response, running, status_of, text_res
 import mhd2
 
 
+def assert_refused_503(reply: bytes) -> None:
+    """Over the connection limits the daemon answers 503 with Retry-After, then closes."""
+    assert reply.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"\r\nRetry-After: " in reply
+
+
 def all_tasks() -> int:
     """How many tasks the current trio run has (walking the task tree)."""
     count = 0
@@ -145,7 +151,7 @@ async def test_connection_limit_refuses_extra_connections_and_keeps_accepting() 
         with trio.fail_after(WAIT):
             while daemon.connection_count < 2:
                 await trio.sleep(0.01)
-        assert await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == b""
+        assert_refused_503(await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
         await a.aclose()
         with trio.fail_after(WAIT):
             while daemon.connection_count > 1:
@@ -161,7 +167,7 @@ async def test_per_ip_limit() -> None:
         with trio.fail_after(WAIT):
             while daemon.connection_count < 1:
                 await trio.sleep(0.01)
-        assert await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") == b""
+        assert_refused_503(await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
         await held.aclose()
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 
-import h11
 import pytest
 
 from mhd2._http1.date import date_header_line
 from mhd2._http1.framing import Framing, plan_reply
-from mhd2._http1.request_checks import check_head, check_raw_head, has_length_conflict
+from mhd2._http1.parser import H11Parser, Head
+from mhd2._http1.request_checks import check_head, check_host, check_raw_head, has_length_conflict
 from mhd2._http1.unread_body import DRAIN_LIMIT, consume_buffered_body
 from mhd2._http1.values import parse_cookies, parse_query, split_target
 from mhd2._http1.writer import (
@@ -120,8 +120,27 @@ def test_strict_checks() -> None:
     assert check_raw_head(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n") == (
         400, "obsolete line folding")
     assert check_raw_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n") is None
-    assert check_head(b"GET", b"/", b"1.1", [(b"host", b"a b")], 1) == (400, "malformed Host header")
-    assert check_head(b"GET", b"/", b"1.1", [(b"host", b"[::1]:80")], 1) is None
+
+
+@pytest.mark.parametrize("value", [
+    b"a", b"example.com:8080", b"[::1]:80", b"[v7.fe80::1]", b"127.0.0.1", b"xn--bcher-kva.example",
+    b"a%20b", b"", b"h:",
+])
+def test_valid_hosts(value: bytes) -> None:
+    assert check_host([value]) is None
+
+
+@pytest.mark.parametrize("value", [
+    b"a/b@c d", b"a b", b"a@b", b"a/b", b"[::1", b"::1", b"a:b", b"%zz", b"a%2", b"h:80:90",
+    b"a\\b", b"a?b", b"a#b",
+])
+def test_invalid_hosts_are_400_at_every_level(value: bytes) -> None:
+    # RFC 9112 §3.2: "... or a Host header field with an invalid field value."
+    assert check_host([value]) == (400, "malformed Host field value")
+
+
+def test_more_than_one_host_is_400() -> None:
+    assert check_host([b"a", b"a"]) == (400, "more than one Host field line")
 
 
 def test_values() -> None:
@@ -136,20 +155,21 @@ def test_values() -> None:
 
 
 def test_daemon_made_replies() -> None:
-    reply = daemon_reply(400, "Bad Request", b"no\n", add_date=False)
+    reply = daemon_reply(400, "Bad Request", add_date=False)
     assert reply == (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     b"Content-Length: 3\r\nConnection: close\r\n\r\nno\n")
-    assert b"\r\nDate: " in daemon_reply(408, "Request Timeout", b"", add_date=True)
+                     b"X-Content-Type-Options: nosniff\r\n"
+                     b"Content-Length: 16\r\nConnection: close\r\n\r\n400 Bad Request\n")
+    assert b"\r\nDate: " in daemon_reply(408, "Request Timeout", add_date=True)
     head = switching_protocols_head("websocket", [("Sec-WebSocket-Accept", "x")], add_date=False)
     assert head == (b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
                     b"Upgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n")
 
 
-def _parsed(raw: bytes) -> h11.Connection:
-    conn = h11.Connection(h11.SERVER)
-    conn.receive_data(raw)
-    assert type(conn.next_event()) is h11.Request
-    return conn
+def _parsed(raw: bytes) -> H11Parser:
+    parser = H11Parser(16384)
+    parser.feed(raw)
+    assert isinstance(parser.next_head(), Head)
+    return parser
 
 
 def test_unread_body_done_drainable_or_not() -> None:

@@ -233,7 +233,7 @@ async def test_shared_pool_exhausted() -> None:
 
 
 def daemon_pool_in_use(daemon: mhd2.Daemon) -> int | None:
-    pool = getattr(daemon, "_large_pool", None)
+    pool = daemon._shared.large_pool
     return getattr(pool, "in_use", None)
 
 

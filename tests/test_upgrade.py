@@ -23,6 +23,12 @@ UPGRADE_REQ = (b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
                b"Upgrade: echo/1\r\n\r\n")
 
 
+def assert_refused_503(reply: bytes) -> None:
+    """Over the connection limits the daemon answers 503 with Retry-After, then closes."""
+    assert reply.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"\r\nRetry-After: " in reply
+
+
 async def _head(stream: trio.SocketStream, buffer: bytearray) -> bytes:
     """Read a 101 head; bytes after it stay in *buffer*."""
     with trio.fail_after(WAIT):
@@ -258,7 +264,7 @@ async def test_no_idle_timeout_and_counted_against_limits() -> None:
                 await _head(stream, buffer)
                 assert await _read_exactly(stream, buffer, 2) == b"up"
                 # A second connection is refused while the upgraded one lives.
-                assert await exchange(d.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n") == b""
+                assert_refused_503(await exchange(d.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
                 await trio.sleep(0.6)  # three idle timeouts pass: no timeout applies
                 release.set()
                 assert await _read_to_eof(stream, buffer) == b"still here"

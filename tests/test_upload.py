@@ -199,7 +199,7 @@ async def test_full_upload_pool_is_shared_second_upload_gets_413(ended: Ended) -
             await first.send(post_head(length=800) + b"a" * 100)
             # The daemon has read the head (and reserved) once the second one is refused;
             # poll until the pool shows it, with a bounded wait.
-            await until(lambda: daemon._large_pool.in_use == 800)
+            await until(lambda: daemon._shared.large_pool.in_use == 800)
             second = await exchange(daemon.port, post_head(length=800) + b"b" * 800)
             assert status_of(second) == 413
             # A small one still fits in what is left.
@@ -212,7 +212,7 @@ async def test_full_upload_pool_is_shared_second_upload_gets_413(ended: Ended) -
         fourth = await exchange(daemon.port, post_head(length=1000, extra="Connection: close\r\n")
                                 + b"d" * 1000)
         assert status_of(fourth) == 200
-        assert daemon._large_pool.in_use == 0
+        assert daemon._shared.large_pool.in_use == 0
     assert got == [b"c" * 200, b"a" * 800, b"d" * 1000]
     assert Code.NO_RESOURCES in codes(ended)
 
@@ -447,7 +447,7 @@ async def test_process_upload_chooses_full_or_incremental() -> None:
         # Fits large_buffer_size but not what is left of the pool: incremental, not 413.
         async with raw_connection(daemon.port) as holder:
             await holder.send(post_head(length=1000) + b"h")
-            await until(lambda: daemon._large_pool.in_use == 1000)
+            await until(lambda: daemon._shared.large_pool.in_use == 1000)
             squeezed = await exchange(daemon.port, post_head(length=600, extra="Connection: close\r\n")
                                       + b"q" * 600)
             await holder.send(b"h" * 999)
@@ -624,7 +624,7 @@ async def test_client_closes_mid_body_is_client_abort_never_complete(
         # The daemon keeps serving.
         ok = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         assert status_of(ok) == 200
-        assert daemon._large_pool.in_use == 0  # a full upload's reservation is given back
+        assert daemon._shared.large_pool.in_use == 0  # a full upload's reservation is given back
     assert codes(ended)[0] == Code.CLIENT_ABORT
     if mode == "inc":
         assert b"".join(pieces) == b"p" * 500

@@ -27,6 +27,8 @@ class FieldScan(NamedTuple):
     wants_close: bool
     #: ``Connection: keep-alive`` was sent.
     wants_keep_alive: bool
+    #: Every ``Host`` field value, in arrival order (usually exactly one).
+    host_values: list[bytes]
 
 
 def scan_fields(headers: Any) -> FieldScan:
@@ -42,6 +44,7 @@ def scan_fields(headers: Any) -> FieldScan:
     upload_size: int | None = 0
     has_te = has_cl = wants_close = wants_keep_alive = False
     fields = []
+    hosts = []
     for name, lower, value in items:
         fields.append((name.decode("latin-1"), value.decode("latin-1")))
         if lower == b"transfer-encoding":
@@ -49,6 +52,8 @@ def scan_fields(headers: Any) -> FieldScan:
         elif lower == b"content-length":
             has_cl = True
             upload_size = int(value)
+        elif lower == b"host":
+            hosts.append(value)
         elif lower == b"connection":
             # RFC 9110 §7.6.1: Connection = #connection-option (case-insensitive)
             tokens = [t.strip() for t in value.lower().split(b",")]
@@ -56,4 +61,4 @@ def scan_fields(headers: Any) -> FieldScan:
             wants_keep_alive = wants_keep_alive or b"keep-alive" in tokens
     if has_te:
         upload_size = None
-    return FieldScan(fields, upload_size, has_te, has_cl, wants_close, wants_keep_alive)
+    return FieldScan(fields, upload_size, has_te, has_cl, wants_close, wants_keep_alive, hosts)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 __all__ = [
     "HeadRejection",
     "check_head",
+    "check_host",
     "check_raw_head",
     "has_length_conflict",
     "transfer_coding_status",
@@ -23,9 +24,16 @@ HeadRejection = tuple[int, str]
 
 _TRANSFER_ENCODING = re.compile(rb"(?im)^transfer-encoding[ \t]*:[ \t]*([^\r\n]*)")
 _ABSOLUTE_FORM = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*://")
-# RFC 9110 §7.2 Host = uri-host [ ":" port ]; uri-host = IP-literal / IPv4address / reg-name
+# RFC 9110 §7.2: Host = uri-host [ ":" port ], with RFC 3986 §3.2.2:
+#   uri-host    = IP-literal / IPv4address / reg-name
+#   IP-literal  = "[" ( IPv6address / IPvFuture  ) "]"
+#   IPvFuture   = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+#   reg-name    = *( unreserved / pct-encoded / sub-delims )
+# (an IPv4address is also a reg-name).
 _HOST = re.compile(
-    rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?"
+    rb"(?:\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)"
+    rb"(?::[0-9]*)?"
 )
 
 
@@ -81,10 +89,24 @@ def check_head(
             return 400, "malformed request target"
     if strict_level >= 0 and has_length_conflict(headers):
         return 400, "both Content-Length and Transfer-Encoding"
-    if strict_level >= 1:
-        for name, value in headers:
-            if name == b"host" and _HOST.fullmatch(value) is None:
-                return 400, "malformed Host header"
+    return None
+
+
+def check_host(values: Sequence[bytes]) -> HeadRejection | None:
+    """Check the request's ``Host`` field lines (at every strict level).
+
+    RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code
+    to any HTTP/1.1 request message that lacks a Host header field and to any
+    request message that contains more than one Host header field line or a
+    Host header field with an invalid field value."  (h11 refuses a missing
+    Host in HTTP/1.1.)
+    """
+    if not values:
+        return None
+    if len(values) > 1:
+        return 400, "more than one Host field line"
+    if _HOST.fullmatch(values[0]) is None:
+        return 400, "malformed Host field value"
     return None
 
 

@@ -11,7 +11,7 @@ reply close the connection.
 
 from __future__ import annotations
 
-import h11
+from .parser import NEED_DATA, BodyEnd, H11Parser
 
 __all__ = ["DRAIN_LIMIT", "consume_buffered_body"]
 
@@ -20,11 +20,11 @@ __all__ = ["DRAIN_LIMIT", "consume_buffered_body"]
 DRAIN_LIMIT = 256 * 1024
 
 
-def consume_buffered_body(conn: h11.Connection, upload_size: int | None) -> tuple[bool, bool]:
-    """Consume what h11 has buffered of an unread body (no I/O).
+def consume_buffered_body(parser: H11Parser, upload_size: int | None) -> tuple[bool, bool]:
+    """Consume what the parser has buffered of an unread body (no I/O).
 
     Args:
-        conn: the request's h11 connection, its head already parsed.
+        parser: the request's parser, its head already parsed.
         upload_size: the declared body size (``None``: chunked).
 
     Returns:
@@ -35,16 +35,15 @@ def consume_buffered_body(conn: h11.Connection, upload_size: int | None) -> tupl
         return True, True
     received = 0
     while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError:
-            return False, False
-        if type(event) is h11.Data:
-            received += len(event.data)
-        elif type(event) is h11.EndOfMessage:
+        result = parser.next_body()
+        if type(result) is bytes:
+            received += len(result)
+            continue
+        if isinstance(result, BodyEnd):
             return True, True
-        else:
-            break
+        if result is not NEED_DATA:
+            return False, False  # malformed, or the client closed
+        break
     if upload_size is None:
         return False, False
     return False, upload_size - received <= DRAIN_LIMIT

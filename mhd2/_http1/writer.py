@@ -68,22 +68,36 @@ def framing_header_line(framing: Framing, size: int | None) -> bytes:
     return b""
 
 
-def daemon_reply(status: int, reason: str, body: bytes, *, add_date: bool) -> bytes:
+def daemon_reply(status: int, reason: str, *, add_date: bool) -> bytes:
     """A complete reply the daemon makes itself (an error page), closing the connection.
+
+    The body is a fixed text per status (``"400 Bad Request\n"``): nothing of
+    the request is echoed, and ``X-Content-Type-Options: nosniff`` keeps a
+    browser from reading it as anything but text.
 
     Args:
         status: the status code, e.g. 400.
         reason: its reason phrase.
-        body: a short ``text/plain`` body.
         add_date: include the ``Date`` header.
     """
-    return b"".join((
+    key = (status, add_date)
+    cached = _daemon_replies.get(key)
+    if cached is not None and not add_date:
+        return cached
+    body = b"%d %s\n" % (status, reason.encode("latin-1"))
+    reply = b"".join((
         status_line(b"HTTP/1.1", status, reason),
         date_header_line() if add_date else b"",
-        b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\n\r\n" % len(body),
+        b"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body),
         body,
     ))
+    if not add_date:
+        _daemon_replies[key] = reply
+    return reply
+
+
+_daemon_replies: dict[tuple[int, bool], bytes] = {}
 
 
 def switching_protocols_head(

@@ -1,0 +1,201 @@
+"""The request parser behind one small interface, and its h11 backend.
+
+The HTTP/1 connection loop (:mod:`mhd2.http1`) needs four things from a
+parser: the next request head, the next piece of its body, what was left over
+after it, and whether the client waits for ``100 Continue``.  Everything else
+-- the checks h11 does not make, framing decisions, writing -- lives in the
+other modules of this package, so a second backend (llhttp through httptools)
+is one more class here, not a change to the loop.
+
+Results are plain values, never exceptions: a :class:`Head`, bytes of body, a
+:class:`BodyEnd`, :data:`NEED_DATA`, :data:`CLOSED`, or a :class:`ParseError`
+carrying the status to answer with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import h11
+
+from .fields import FieldScan, scan_fields
+from .request_checks import transfer_coding_status
+
+__all__ = [
+    "CLOSED",
+    "NEED_DATA",
+    "BodyEnd",
+    "H11Parser",
+    "Head",
+    "ParseError",
+]
+
+
+class _Marker:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: The parser needs more bytes to say anything.
+NEED_DATA: Final = _Marker("NEED_DATA")
+#: The client closed the connection (between requests, or mid-message).
+CLOSED: Final = _Marker("CLOSED")
+
+#: Body pieces are merged up to this many bytes before they are returned ...
+MERGE_BYTES = 256 * 1024
+#: ... or this many parser events, so one read full of tiny chunks neither
+#: calls the application once per chunk nor keeps the daemon busy unbroken.
+MERGE_EVENTS = 512
+
+
+@dataclass(slots=True)
+class Head:
+    """A parsed request head.
+
+    Attributes:
+        method, target, version: the request line (``version`` as ``b"1.1"``).
+        lower_fields: ``(lower-case name, value)`` pairs, as the checks want them.
+        scan: what :func:`~.fields.scan_fields` found.
+    """
+
+    method: bytes
+    target: bytes
+    version: bytes
+    lower_fields: list[tuple[bytes, bytes]]
+    scan: FieldScan
+
+
+@dataclass(slots=True)
+class BodyEnd:
+    """The body is complete; *trailers* as ``(name as sent, value)`` strings."""
+
+    trailers: list[tuple[str, str]]
+
+
+@dataclass(slots=True)
+class ParseError:
+    """The request is malformed: answer *status*, then close.
+
+    ``detail`` is for the debug log only; it is never sent to the client.
+    """
+
+    status: int
+    detail: str
+
+
+class H11Parser:
+    """Parse one request (head, body, trailers) with a fresh :class:`h11.Connection`.
+
+    h11 only parses here; mhd2 writes its responses itself.  A new parser is
+    made per request (about 1 µs); bytes of the next pipelined request are
+    carried over through :attr:`leftover`.
+
+    Args:
+        max_head: the most bytes h11 buffers for an incomplete head.
+    """
+
+    __slots__ = ("_conn", "_fed", "_pending")
+
+    def __init__(self, max_head: int) -> None:
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
+        self._fed: list[bytes] = []
+        # A result found while merging body pieces, returned by the next call.
+        self._pending: BodyEnd | ParseError | _Marker | None = None
+
+    def feed(self, data: bytes) -> None:
+        """Give the parser bytes read from the client (``b""`` means end of input)."""
+        self._conn.receive_data(data)
+        if data and self._fed is not None:
+            self._fed.append(data)
+
+    def raw_head_bytes(self) -> bytes:
+        """The bytes fed while the head was parsed (for byte-level head checks)."""
+        return b"".join(self._fed)
+
+    def next_head(self) -> Head | ParseError | _Marker:
+        """The request head, once complete."""
+        conn = self._conn
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            if conn.their_state is h11.ERROR and conn.trailing_data[1]:
+                return CLOSED  # the client closed mid-head: nobody to answer
+            status = exc.error_status_hint
+            if status == 501:
+                status = transfer_coding_status(self.raw_head_bytes())
+            return ParseError(status, str(exc))
+        if event is h11.NEED_DATA:
+            return NEED_DATA
+        if type(event) is h11.Request:
+            return Head(event.method, event.target, event.http_version, list(event.headers),
+                        scan_fields(event.headers))
+        return CLOSED
+
+    def head_length(self, fed: int) -> int:
+        """How many of the *fed* bytes the head took (the rest is body or next request)."""
+        return fed - len(self._conn.trailing_data[0])
+
+    def stop_recording(self) -> None:
+        """The head is parsed: stop keeping copies of what is fed."""
+        self._fed = []
+
+    def next_body(self) -> bytes | BodyEnd | ParseError | _Marker:
+        """The next piece of body (adjacent pieces merged), its end, or a marker."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            return pending
+        conn = self._conn
+        pieces: list[bytes] = []
+        size = 0
+        for _ in range(MERGE_EVENTS):
+            result: BodyEnd | ParseError | _Marker
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                result = CLOSED if conn.trailing_data[1] else ParseError(
+                    exc.error_status_hint, str(exc))
+            else:
+                if type(event) is h11.Data:
+                    pieces.append(event.data)
+                    size += len(event.data)
+                    if size >= MERGE_BYTES:
+                        break
+                    continue
+                if type(event) is h11.EndOfMessage:
+                    result = _body_end(event)
+                elif event is h11.NEED_DATA:
+                    result = NEED_DATA
+                else:
+                    result = CLOSED
+            if not pieces:
+                return result
+            if result is not NEED_DATA:
+                self._pending = result  # hand over the data first
+            break
+        return bytes(pieces[0]) if len(pieces) == 1 else b"".join(pieces)
+
+    @property
+    def expects_continue(self) -> bool:
+        """The client sent ``Expect: 100-continue`` and waits for it."""
+        return bool(self._conn.they_are_waiting_for_100_continue)
+
+    @property
+    def leftover(self) -> tuple[bytes, bool]:
+        """Bytes received beyond this request, and whether the client closed."""
+        data, eof = self._conn.trailing_data
+        return bytes(data), eof
+
+
+def _body_end(event: h11.EndOfMessage) -> BodyEnd:
+    headers = event.headers
+    if not headers:
+        return BodyEnd([])
+    return BodyEnd([(name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in headers.raw_items()])

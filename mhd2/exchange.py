@@ -1,0 +1,333 @@
+"""One request's engine state, independent of the protocol that carries it.
+
+An :class:`Exchange` is made for each request head the daemon accepts, by the
+HTTP/1 connection loop today (and by an HTTP/2 stream tomorrow).  It owns
+what the application's calls change and what the engine must get right once:
+
+* the action slots -- "exactly one action per callback invocation"
+  (:class:`~mhd2.actions.Slot`), and the one place where an application
+  callback is called and awaited if it returns an awaitable
+  (:func:`call_maybe_await`);
+* suspension: where a suspended request waits (:meth:`Exchange.park`), and
+  :func:`request_resume`, from any task or thread;
+* the end: :meth:`Exchange.end` reports ``notify_request_ended`` (and the
+  response's termination callback) exactly once, however the request ends.
+
+The :class:`~mhd2.Request` the application sees is a read-only view over an
+exchange (plus ``app_context``).
+
+The rule for a ``request_resume`` that comes *before* the daemon parks the
+request (the application resumes from inside the callback that suspended
+it): it is remembered (``resume_pending``) and the park that follows returns
+at once.  A resume of a request that is not suspended does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import trio
+
+from .actions import Action, Slot, UploadAction
+from .callbacks import call_maybe_await, report
+from .enums import RequestEndedCode, StatusCode
+from .errors import AuthError, UsageError
+from .request import Request
+
+if TYPE_CHECKING:
+    from .connection_info import ConnectionInfo
+    from .response import Response
+    from .shared import Shared
+
+__all__ = [
+    "ABORTED",
+    "ClientGone",
+    "DaemonStopping",
+    "Exchange",
+    "ExchangeHost",
+    "Ending",
+    "request_resume",
+]
+
+logger = logging.getLogger("mhd2")
+
+
+class ClientGone(trio.BrokenResourceError):
+    """The client closed the connection while its request was suspended."""
+
+
+class DaemonStopping(Exception):
+    """The daemon is stopping while the request is suspended."""
+
+
+class Ending(NamedTuple):
+    """The request ends without the application's response: answer *status*
+    (if not ``None`` and still possible), end with *code*, close the connection.
+    """
+
+    status: int | None
+    code: RequestEndedCode
+
+
+_APP_ERROR = Ending(500, RequestEndedCode.BY_APP_ERROR)
+ABORTED = Ending(None, RequestEndedCode.BY_APP_ABORT)
+
+
+class ExchangeHost(Protocol):
+    """What an exchange needs from the protocol that carries it."""
+
+    async def wait_client_gone(self) -> None:
+        """Return when the client has gone away (or sleep until cancelled)."""
+
+    def resumed(self) -> None:
+        """The parked request goes on (re-arm timeouts, keep what came meanwhile)."""
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """Override the inactivity timeout of this connection."""
+
+
+class Exchange:
+    """The engine state of one request (see the module docstring).
+
+    Args:
+        shared: the daemon's shared record.
+        host: the protocol connection carrying the request.
+        info: the connection's :class:`~mhd2.ConnectionInfo`.
+        method, uri, version: the request line (``version`` as ``"HTTP/1.1"``).
+        headers: ``(name as sent, value)`` pairs in arrival order.
+        upload_size: ``0``, a ``Content-Length``, or ``None`` (unknown).
+    """
+
+    __slots__ = (
+        "_resume_scope",
+        "_woken_for_stop",
+        "action_slot",
+        "body_read",
+        "ended",
+        "footers",
+        "host",
+        "on_end",
+        "post_fields",
+        "request",
+        "response",
+        "resume_pending",
+        "shared",
+        "started_at",
+        "suspended",
+        "upload_received",
+        "upload_slot",
+    )
+
+    def __init__(
+        self,
+        shared: Shared,
+        host: ExchangeHost,
+        info: ConnectionInfo,
+        method: str,
+        uri: str,
+        version: str,
+        headers: list[tuple[str, str]],
+        upload_size: int | None,
+    ) -> None:
+        self.shared = shared
+        self.host = host
+        self.action_slot = Slot("an action", "request callback")
+        self.upload_slot = Slot("an upload action", "upload callback")
+        self.suspended = False
+        self.resume_pending = False
+        self._resume_scope: trio.CancelScope | None = None
+        self._woken_for_stop = False
+        self.ended = False
+        self.response: Response | None = None
+        self.body_read = upload_size == 0
+        self.upload_received = 0
+        self.footers: list[tuple[str, str]] = []
+        self.post_fields: list[Any] = []
+        #: Called once when the request ends, however it ends (library hooks).
+        self.on_end: list[Callable[[], object]] = []
+        self.started_at = time.monotonic()
+        self.request = Request(self, method, uri, version, headers, upload_size, info)
+
+    # -- calling the application ---------------------------------------------------
+
+    async def call_app(self) -> Action | Ending | None:
+        """Call the request callback once.
+
+        Returns:
+            The action it made; ``None`` when it returned ``None`` (an abort,
+            already ended); a :class:`Ending` when it raised or misused the
+            API (logged; the response of a claimed action is released).
+        """
+        request = self.request
+        slot = self.action_slot
+        slot.value = None
+        try:
+            result = await call_maybe_await(self.shared.request_cb, request)
+            if result is None:
+                self._release(slot.take())
+                self.end(RequestEndedCode.BY_APP_ABORT)
+                return None
+            if result is not slot.value or not isinstance(result, Action):
+                raise UsageError(
+                    "the request callback must return the action made for this request "
+                    f"by an mhd2.action_* function, not {result!r}"
+                )
+            return result
+        except AuthError as exc:
+            # A malformed Authorization header surfaced through request.basic_auth:
+            # the client's fault, not the application's.
+            logger.debug("mhd2: malformed credentials in %s %s: %s", request.method,
+                         request.uri, exc)
+            self._release(slot.take())
+            return Ending(400, RequestEndedCode.HTTP_PROTOCOL_ERROR)
+        except Exception:
+            self._release(slot.take())
+            logger.exception("mhd2: the request callback failed for %s %s",
+                             request.method, request.uri)
+            return _APP_ERROR
+
+    async def call_upload(self, cb: Callable[..., Any], data: bytes) -> UploadAction | Ending:
+        """Call an upload callback once and check it returned its own upload action."""
+        request = self.request
+        slot = self.upload_slot
+        slot.value = None
+        try:
+            result = await call_maybe_await(cb, request, data)
+            if result is None:
+                result = slot.value
+                if result is None:
+                    from .actions import upload_action_abort_request
+                    result = upload_action_abort_request(request)
+            if result is not slot.value or not isinstance(result, UploadAction):
+                raise UsageError(
+                    "an upload callback must return the upload action made for its request "
+                    f"by an mhd2.upload_action_* function, not {result!r}"
+                )
+            if result.response is not None:
+                self.response = result.response
+            return result
+        except Exception:
+            self._release(slot.take())
+            logger.exception("mhd2: an upload callback failed for %s %s",
+                             request.method, request.uri)
+            return _APP_ERROR
+
+    def app_failed(self, what: str) -> Ending:
+        """Log the exception being handled as a failure of the application's *what*."""
+        logger.exception("mhd2: %s failed for %s %s", what, self.request.method, self.request.uri)
+        return _APP_ERROR
+
+    @staticmethod
+    def _release(action: object) -> None:
+        response = getattr(action, "response", None)
+        if response is not None:
+            response._finish_use()
+
+    # -- suspension ---------------------------------------------------------------
+
+    def mark_suspended(self) -> None:
+        """A suspend action was made (the daemon parks the request next)."""
+        if self.shared.options.disallow_suspend_resume:
+            raise UsageError(
+                "suspend is disabled by the daemon option disallow_suspend_resume=True",
+                StatusCode.FEATURE_DISABLED,
+            )
+        self.suspended = True
+
+    async def park(self) -> None:
+        """Wait until :func:`request_resume`; no inactivity timeout applies meanwhile.
+
+        Raises:
+            ClientGone: the client closed the connection meanwhile.
+            DaemonStopping: the daemon is stopping.
+        """
+        self.suspended = True
+        try:
+            if self.resume_pending:
+                # Resumed already, before the daemon got here (from the callback).
+                self.resume_pending = False
+                await trio.lowlevel.checkpoint()
+                return
+            if self.shared.stopping:
+                raise DaemonStopping
+            with trio.CancelScope() as scope:
+                self._resume_scope = scope
+                await self.host.wait_client_gone()
+                raise ClientGone("the client closed the connection while suspended")
+            if self._woken_for_stop:
+                raise DaemonStopping
+        finally:
+            self._resume_scope = None
+            self.suspended = False
+        self.host.resumed()
+
+    def wake_for_stop(self) -> bool:
+        """Graceful stop: wake the parked request; :meth:`park` then raises.
+
+        Returns:
+            True if the request was parked.
+        """
+        scope = self._resume_scope
+        if scope is None:
+            return False
+        self._woken_for_stop = True
+        scope.cancel()
+        return True
+
+    def resume(self) -> None:
+        """Resume the request, if suspended (runs in the daemon's trio run)."""
+        if self.ended or not self.suspended:
+            return
+        scope = self._resume_scope
+        if scope is None:
+            # Suspended by an action that the daemon has not parked yet.
+            self.resume_pending = True
+            return
+        scope.cancel()
+
+    # -- the end -------------------------------------------------------------------
+
+    def end(self, code: RequestEndedCode) -> None:
+        """Report the end of the request, exactly once."""
+        if self.ended:
+            return
+        self.ended = True
+        self.suspended = False
+        for hook in self.on_end:
+            try:
+                hook()
+            except Exception:
+                logger.exception("mhd2: a request-end hook failed")
+        response, self.response = self.response, None
+        if response is not None:
+            response._finish_use()
+            if response.termination_callback is not None:
+                report(response.termination_callback, self.request, code)
+        notify = self.shared.options.notify_request_ended
+        if notify is not None:
+            report(notify, self.request, code)
+
+
+def request_resume(request: Request) -> None:
+    """Resume a suspended request (``MHD_request_resume``).
+
+    Safe to call from any trio task of the daemon's run and from any other
+    thread.  Resuming a request that is not suspended (or has ended) does nothing.
+    """
+    exchange: Exchange = request._x
+    token = exchange.shared.token
+    try:
+        current: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        current = None
+    if token is not None and current is not token:
+        # Another thread (or another trio run): hop into the daemon's run.
+        try:
+            token.run_sync_soon(exchange.resume)
+        except trio.RunFinishedError:
+            pass
+        return
+    exchange.resume()

@@ -1,0 +1,572 @@
+"""The HTTP/1.x connection loop: read a head, drive its exchange, decide what follows.
+
+One task per connection, deliberately plain: no task per request, and one
+cancel scope per connection (the transport's) whose deadline moves with
+progress.  The loop reads a request head through the parser interface
+(:mod:`mhd2._http1.parser`), makes an :class:`~mhd2.exchange.Exchange`, calls
+the application, and carries out its action with :mod:`mhd2.reply`,
+:mod:`mhd2.upload` or an upgrade -- each of which *returns* how the request
+went.  Keep-alive and the connection's end are decided here and only here.
+
+Timeouts (see the daemon docs): ``keep_alive_timeout`` while waiting for the
+next request (empty lines before it do not extend it); ``timeout`` from the
+first byte of a head until the whole head is in (a trickled head does not
+extend it), then as an inactivity limit -- every partial write and every body
+read is progress; a body must also keep up ``min_body_rate``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._http1.chunked_check import ChunkedChecker
+from ._http1.framing import plan_reply
+from ._http1.parser import CLOSED, NEED_DATA, BodyEnd, H11Parser, Head, ParseError
+from ._http1.request_checks import check_head, check_host, check_raw_head
+from ._http1.unread_body import consume_buffered_body
+from ._http1.writer import daemon_reply, switching_protocols_head
+from .actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
+from .callbacks import call_maybe_await, report
+from .enums import ConnectionEvent, RequestEndedCode, reason_phrase
+from .exchange import ClientGone, DaemonStopping, Ending, Exchange
+from .reply import send_reply
+from .transport import TransportError
+from .upgrade import UpgradeHandle
+from .upload import BodyError, run_upload
+
+if TYPE_CHECKING:
+    from .connection_info import ConnectionInfo
+    from .response import Response
+    from .shared import Shared
+    from .transport import Transport
+
+__all__ = ["HTTP1Connection"]
+
+logger = logging.getLogger("mhd2")
+
+#: Bytes asked for per read while waiting for a request head.
+RECV_SIZE = 16 * 1024
+#: Bytes per read while reading a body.
+BODY_RECV_SIZE = 256 * 1024
+#: Bytes asked for per read while watching a suspended request's connection.
+WATCH_RECV_SIZE = 16 * 1024
+#: Bound on writing an error response to a client that does not read.
+ERROR_WRITE_SECONDS = 5.0
+
+
+class _Close(Exception):
+    """Internal to this module: the request has ended; close the connection."""
+
+
+class HTTP1Connection:
+    """Serve HTTP/1.x requests on one transport until the connection ends.
+
+    Args:
+        transport: the connection's transport (closed at the end).
+        info: what is known about the peer.
+        shared: the daemon's shared record.
+
+    Resource handling:
+        :meth:`run` always closes the transport and reports
+        ``ConnectionEvent.CLOSED`` once, whatever happens.
+
+    Error handling:
+        Protocol errors are answered with a 4xx/5xx and a close; an exception
+        in an application callback becomes a 500 (or a close once the head is
+        out), is logged on the ``mhd2`` logger, and ends the request with
+        ``BY_APP_ERROR``.  Nothing escapes :meth:`run` but cancellation.
+    """
+
+    __slots__ = (
+        "_checker",
+        "_closing_idle",
+        "_exchange",
+        "_head_started",
+        "_idle",
+        "_kept",
+        "_parser",
+        "_reply_started",
+        "_request_timeout",
+        "_shared",
+        "_upgraded",
+        "info",
+        "transport",
+    )
+
+    def __init__(self, transport: Transport, info: ConnectionInfo, shared: Shared) -> None:
+        self.transport = transport
+        self.info = info
+        self._shared = shared
+        self._request_timeout = shared.options.timeout
+        self._parser: H11Parser | None = None
+        self._exchange: Exchange | None = None
+        self._checker: ChunkedChecker | None = None
+        self._kept: list[bytes] = []
+        self._reply_started = False
+        # True while no request is in progress (waiting for, or reading, a head).
+        self._idle = True
+        self._closing_idle = False
+        self._head_started = False
+        self._upgraded: UpgradeHandle | None = None
+
+    # -- daemon-facing --------------------------------------------------------
+
+    def close_if_idle(self) -> bool:
+        """Graceful stop: close now if between requests; end a suspended request.
+
+        A suspended request is woken and answered ``503 Service Unavailable``
+        (or, if its head was already sent, its connection is closed); an
+        upgraded connection's handler is told (``UpgradeHandle.begin_stop``).
+
+        Returns:
+            True if the connection was idle.
+        """
+        if self._idle:
+            self._closing_idle = True
+            self.transport.scope.cancel()
+            return True
+        if self._exchange is not None:
+            self._exchange.wake_for_stop()
+        begin_stop = getattr(self._upgraded, "begin_stop", None)
+        if begin_stop is not None:
+            begin_stop()
+        return False
+
+    def cancel(self) -> None:
+        """End the connection now (the grace period is over)."""
+        self.transport.scope.cancel()
+        self._closing_idle = True
+
+    async def run(self) -> None:
+        """Serve the connection to its end (see the class docstring)."""
+        self._notify(ConnectionEvent.STARTED)
+        transport = self.transport
+        try:
+            with transport.scope:
+                await self._serve()
+            if transport.scope.cancelled_caught and not self._closing_idle:
+                await self._on_timeout()
+        except _Close:
+            pass
+        except DaemonStopping:
+            await self._send_error(503)
+            self._end(RequestEndedCode.DAEMON_SHUTDOWN)
+        except TransportError:
+            self._end(RequestEndedCode.CLIENT_ABORT)
+        except Exception:
+            logger.exception("mhd2: internal error while serving %s", self.info.client_address)
+            self._end(RequestEndedCode.CONNECTION_ERROR)
+        finally:
+            if self._exchange is not None:
+                self._end(RequestEndedCode.DAEMON_SHUTDOWN if self._shared.stopping
+                          else RequestEndedCode.CONNECTION_ERROR)
+            await transport.close()
+            self._notify(ConnectionEvent.CLOSED)
+
+    # -- ExchangeHost ------------------------------------------------------------
+
+    async def wait_client_gone(self) -> None:
+        """Watch the connection of a parked request; return when the client left.
+
+        What a pipelining client sends meanwhile is kept (up to
+        ``max_header_size``) for the parser; beyond that reading stops.
+        """
+        self.transport.disarm()
+        kept = self._kept
+        total = sum(len(k) for k in kept)
+        limit = self._shared.options.max_header_size
+        while total <= limit:
+            try:
+                data = await self.transport.receive(WATCH_RECV_SIZE)
+            except TransportError:
+                return
+            if not data:
+                return
+            kept.append(data)
+            total += len(data)
+        await trio.sleep_forever()
+
+    def resumed(self) -> None:
+        """A parked request goes on: feed what came meanwhile, re-arm the deadline."""
+        if self._kept and self._parser is not None:
+            for data in self._kept:
+                self._parser.feed(data)
+                if self._checker is not None:
+                    self._checker.feed(data)
+            self._kept.clear()
+        self.transport.arm(force=True)
+
+    @property
+    def timeout(self) -> float | None:
+        """The in-request inactivity timeout of this connection."""
+        return self._request_timeout
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """Override the inactivity timeout for this connection (``MHD_C_O_TIMEOUT``)."""
+        self._request_timeout = seconds
+        self.transport.set_timeout(seconds)
+
+    # -- the request loop -------------------------------------------------------
+
+    async def _serve(self) -> None:
+        options = self._shared.options
+        transport = self.transport
+        leftover = b""
+        eof = False
+        served = 0
+        idle_timeout = options.timeout
+        while True:
+            self._idle = True
+            if not leftover:
+                if eof or self._shared.stopping:
+                    return
+                if transport.timeout != idle_timeout:
+                    transport.set_timeout(idle_timeout)
+                else:
+                    transport.arm(force=served == 0)
+                leftover = await (transport.receive_later(RECV_SIZE) if served
+                                  else transport.receive(RECV_SIZE))
+                while leftover[:1] in (b"\r", b"\n"):
+                    # RFC 9112 §2.2: "a server that is expecting to receive and
+                    # parse a request-line SHOULD ignore at least one empty
+                    # line (CRLF) received prior to the request-line."  They
+                    # are not progress: the idle deadline is not moved.
+                    leftover = leftover.lstrip(b"\r\n")
+                    if not leftover:
+                        leftover = await transport.receive(RECV_SIZE)
+                        if not leftover:
+                            return
+                if not leftover:
+                    return
+            if transport.timeout != self._request_timeout:
+                transport.set_timeout(self._request_timeout)
+            parser = H11Parser(options.max_header_size)
+            self._parser = parser
+            parser.feed(leftover)
+            if eof:
+                parser.feed(b"")
+            self._reply_started = False
+            head = await self._read_head(parser, len(leftover))
+            self._idle = False
+            if head is None:
+                return
+            served += 1
+            last = (options.max_requests_per_connection is not None
+                    and served >= options.max_requests_per_connection)
+            if not await self._handle(parser, head, last):
+                return
+            leftover, eof = parser.leftover
+            idle_timeout = options.keep_alive_timeout
+
+    async def _read_head(self, parser: H11Parser, fed: int) -> Head | None:
+        """Parse until a request head is complete; answer and return None on errors."""
+        self._head_started = True
+        waited = False
+        max_head = self._shared.options.max_header_size
+        while True:
+            result = parser.next_head()
+            if result is NEED_DATA:
+                if fed > max_head:
+                    await self._reject(431, "request header section too large")
+                    return None
+                if not waited:
+                    # The whole head must arrive within `timeout` of its first
+                    # byte: trickling more bytes does not extend it (slowloris).
+                    self.transport.arm(force=True)
+                    waited = True
+                data = await self.transport.receive(RECV_SIZE)
+                parser.feed(data)
+                fed += len(data)
+                continue
+            if isinstance(result, ParseError):
+                status = result.status
+                if status == 431 and b"\n" not in parser.raw_head_bytes()[:max_head]:
+                    # RFC 9112 §3: "A server that receives a request-target
+                    # longer than any URI it wishes to parse MUST respond with
+                    # a 414 (URI Too Long) status code."
+                    status = 414
+                await self._reject(status, result.detail)
+                return None
+            if result is CLOSED or not isinstance(result, Head):
+                return None  # the client left between requests (or mid-head)
+            self._head_started = False
+            strict = self._shared.options.strict_level >= 1
+            # The head is at most what was fed: measure it only when that is
+            # over the limit, or to check it byte by byte.
+            if fed > max_head or strict:
+                head_len = parser.head_length(fed)
+                if head_len > max_head:
+                    await self._reject(431, "request header section too large")
+                    return None
+                if strict:
+                    problem = check_raw_head(parser.raw_head_bytes()[:head_len])
+                    if problem is not None:
+                        await self._reject(*problem)
+                        return None
+            parser.stop_recording()
+            return result
+
+    async def _handle(self, parser: H11Parser, head: Head, last: bool) -> bool:
+        """Serve one parsed request; return whether the connection stays open."""
+        shared = self._shared
+        options = shared.options
+        scan = head.scan
+        version = head.version
+        exchange = Exchange(
+            shared, self, self.info, head.method.decode("ascii"), head.target.decode("latin-1"),
+            "HTTP/1.1" if version == b"1.1" else "HTTP/" + version.decode("ascii", "replace"),
+            scan.fields, scan.upload_size,
+        )
+        self._exchange = exchange
+        request = exchange.request
+        if options.early_uri_logger is not None:
+            try:
+                await call_maybe_await(options.early_uri_logger, request, request.uri,
+                                       request.method)
+            except Exception:
+                logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
+
+        problem = check_host(scan.host_values)
+        if problem is None and (head.target[:1] != b"/" or version != b"1.1"
+                                or scan.has_transfer_encoding or options.strict_level):
+            problem = check_head(head.method, head.target, version, head.lower_fields,
+                                 options.strict_level)
+        if problem is not None:
+            await self._reject(*problem)
+            return False
+        # RFC 9112 §6.1: after CL+TE (lenient levels) the server "MUST close the
+        # connection after responding"; an HTTP/1.0 message with TE "MUST [be
+        # treated] as if the framing is faulty ... and close the connection".
+        must_close = last or (scan.has_transfer_encoding
+                              and (scan.has_content_length or version != b"1.1"))
+        if options.strict_level >= 1 and scan.upload_size is None:
+            self._checker = ChunkedChecker()
+            self._checker.feed(parser.leftover[0])
+        else:
+            self._checker = None
+
+        action = await exchange.call_app()
+        while isinstance(action, SuspendAction):
+            await exchange.park()
+            action = await exchange.call_app()
+        outcome: Response | UpgradeAction | Ending
+        if action is None:
+            return False
+        if isinstance(action, Ending):
+            outcome = action
+        elif isinstance(action, AbortAction):
+            outcome = Ending(None, RequestEndedCode.BY_APP_ABORT)
+        elif isinstance(action, UploadRequestAction):
+            outcome = await run_upload(_Body(self, parser, exchange), exchange, action)
+        elif isinstance(action, UpgradeAction):
+            outcome = action
+        else:
+            outcome = action.response  # type: ignore[attr-defined]
+        if isinstance(outcome, Ending):
+            await self._finish_early(outcome)
+            return False
+        if isinstance(outcome, UpgradeAction):
+            await self._upgrade(parser, exchange, outcome)
+            return False
+        return await self._reply(parser, exchange, outcome, head, must_close)
+
+    async def _reply(self, parser: H11Parser, exchange: Exchange, response: Response,
+                     head: Head, must_close: bool) -> bool:
+        exchange.response = response
+        scan = head.scan
+        body_done = exchange.body_read
+        if not body_done:
+            body_done, drain = consume_buffered_body(parser, scan.upload_size)
+            if not body_done and (not drain or parser.expects_continue):
+                must_close = True
+        if body_done and self._checker is not None and self._checker.problem is not None:
+            must_close = True
+        http11 = head.version == b"1.1"
+        plan = plan_reply(
+            http11=http11,
+            is_head=head.method == b"HEAD",
+            wants_close=scan.wants_close,
+            wants_keep_alive=scan.wants_keep_alive,
+            must_close=must_close,
+            status=response.status,
+            size_known=response.size is not None,
+            chunked=response.chunked,
+            conn_close=response.conn_close,
+            head_only=response.head_only,
+            http10_compatible_strict=response.http10_compatible_strict,
+            http10_server=response.http10_server,
+            app_content_length=response._app_content_length,
+            daemon_stopping=self._shared.stopping,
+        )
+        self._reply_started = True
+        sent_before = self.transport.bytes_sent
+        code = await send_reply(self.transport, exchange, response, plan,
+                                add_date=not self._shared.options.suppress_date_header)
+        if code is not RequestEndedCode.COMPLETED_OK:
+            if code is RequestEndedCode.BY_APP_ERROR and self.transport.bytes_sent == sent_before:
+                # A content creator failed before the head left: still time for a 500.
+                self._reply_started = False
+                await self._reject(500, "", code)
+            else:
+                self._end(code)
+            return False
+        self._end(code)
+        if not plan.keep_alive:
+            if not body_done or parser.leftover[0]:
+                await self.transport.linger()
+            return False
+        if not body_done:
+            # Read and discard the rest of a small unread body; keep the
+            # connection.  A broken body ends it (the reply is already out).
+            body = _Body(self, parser, exchange)
+            try:
+                while await body.next_piece() is not None:
+                    pass
+            except BodyError:
+                return False
+        return True
+
+    async def _upgrade(self, parser: H11Parser, exchange: Exchange, action: UpgradeAction) -> None:
+        """Send ``101 Switching Protocols`` and run the upgrade handler; never keep HTTP."""
+        transport = self.transport
+        await transport.send(switching_protocols_head(
+            action.value, action.headers, add_date=not self._shared.options.suppress_date_header))
+        request = exchange.request
+        self._end(RequestEndedCode.COMPLETED_OK_UPGRADE)
+        # Upgraded connections have no idle timeout (MHD2); they still count
+        # against the connection limits until the handler is done.
+        transport.timeout = None
+        transport.disarm()
+        handle = UpgradeHandle(transport.stream, parser.leftover[0], request)
+        self._upgraded = handle
+        try:
+            await call_maybe_await(action.handler, request, handle)
+        except Exception:
+            logger.exception("mhd2: the upgrade handler failed for %s %s",
+                             request.method, request.uri)
+
+    # -- endings ------------------------------------------------------------------
+
+    def _end(self, code: RequestEndedCode) -> None:
+        """Report the end of the current request, exactly once."""
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            exchange.end(code)
+
+    def _notify(self, event: ConnectionEvent) -> None:
+        notify = self._shared.options.notify_connection
+        if notify is not None:
+            report(notify, self.info, event)
+
+    async def _finish_early(self, ending: Ending) -> None:
+        """End the request without the application's response, then close."""
+        if ending.status is None:
+            self._end(ending.code)
+            await trio.lowlevel.checkpoint()
+            return
+        await self._reject(ending.status, "", ending.code)
+
+    async def _reject(self, status: int, detail: str,
+                      code: RequestEndedCode = RequestEndedCode.HTTP_PROTOCOL_ERROR) -> None:
+        """Answer a request that cannot be served, then close (after lingering)."""
+        if detail:
+            logger.debug("mhd2: %d for %s: %s", status, self.info.client_address, detail)
+        self._end(code)
+        await self._send_error(status)
+        await self.transport.linger()
+
+    async def _send_error(self, status: int) -> None:
+        """A daemon-made error page: a fixed text per status, never the request echoed."""
+        if self._reply_started:
+            return  # too late for a status line: the caller closes
+        self._reply_started = True
+        reply = daemon_reply(status, reason_phrase(status),
+                             add_date=not self._shared.options.suppress_date_header)
+        with trio.move_on_after(ERROR_WRITE_SECONDS):
+            try:
+                await self.transport.send(reply)
+            except TransportError:
+                pass
+
+    async def _on_timeout(self) -> None:
+        """The inactivity deadline passed: 408 if a request was begun, then close."""
+        if self._exchange is not None:
+            self._end(RequestEndedCode.TIMEOUT_REACHED)
+        elif self._head_started:
+            await self._send_error(408)
+
+
+class _Body:
+    """The body of one HTTP/1 request, read through the parser (a ``BodySource``).
+
+    Enforces ``min_body_rate``: over each window of *time spent waiting for
+    the client*, at least so many bytes must arrive (time the application
+    spends in its callbacks does not count), else 408 and close.
+    """
+
+    __slots__ = ("_conn", "_exchange", "_parser", "_rate_bytes", "_rate_waited")
+
+    def __init__(self, conn: HTTP1Connection, parser: H11Parser, exchange: Exchange) -> None:
+        self._conn = conn
+        self._parser = parser
+        self._exchange = exchange
+        self._rate_bytes = 0
+        self._rate_waited = 0.0
+
+    async def next_piece(self) -> bytes | None:
+        conn = self._conn
+        transport = conn.transport
+        exchange = self._exchange
+        while True:
+            result = self._parser.next_body()
+            if type(result) is bytes:
+                exchange.upload_received += len(result)
+                # One read may hold thousands of tiny chunks: give other
+                # connections a turn between the pieces handed over.
+                await trio.lowlevel.checkpoint()
+                return result
+            if result is NEED_DATA:
+                transport.arm()
+                started = trio.current_time()
+                data = await transport.receive(BODY_RECV_SIZE)
+                self._parser.feed(data)
+                if conn._checker is not None:
+                    conn._checker.feed(data)
+                self._check_rate(trio.current_time() - started, len(data))
+                continue
+            if isinstance(result, BodyEnd):
+                checker = conn._checker
+                if checker is not None and checker.problem is not None:
+                    raise BodyError(400, checker.problem)
+                exchange.footers = result.trailers
+                exchange.body_read = True
+                return None
+            if isinstance(result, ParseError):
+                raise BodyError(result.status, result.detail)
+            raise ClientGone("the client closed mid-body")
+
+    def _check_rate(self, waited: float, nbytes: int) -> None:
+        rule = self._conn._shared.options.min_body_rate
+        if rule is None:
+            return
+        min_bytes, window = rule
+        self._rate_waited += waited
+        self._rate_bytes += nbytes
+        if self._rate_waited >= window:
+            if self._rate_bytes < min_bytes:
+                raise BodyError(408, f"the body came slower than {min_bytes} bytes "
+                                     f"per {window:g} s")
+            self._rate_waited = 0.0
+            self._rate_bytes = 0
+
+    async def send_continue(self) -> None:
+        """``100 Continue``, sent only now that the application asked for the body."""
+        if self._parser.expects_continue:
+            # RFC 9110 §10.1.1: "A server that receives a 100-continue
+            # expectation in an HTTP/1.1 request ... MAY omit sending a 100
+            # (Continue) response if it has already received some or all of
+            # the content ... or if the framing indicates that there is no content."
+            await self._conn.transport.send(b"HTTP/1.1 100 Continue\r\n\r\n")

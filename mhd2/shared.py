@@ -1,0 +1,43 @@
+"""What every connection of one daemon shares: options, budgets, and whether it stops.
+
+The :class:`~mhd2.Daemon` owns one :class:`Shared`; each connection and each
+exchange holds a reference to it instead of to the daemon, so the engine's
+lower layers never import the daemon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .pool import LargePool
+
+if TYPE_CHECKING:
+    import trio
+
+    from .options import DaemonOptions
+
+__all__ = ["Shared"]
+
+
+class Shared:
+    """The daemon-wide record the engine reads.
+
+    Attributes:
+        options: the daemon's validated options.
+        request_cb: the application's request callback.
+        large_pool: the budget for in-memory bodies (``large_pool_size``).
+        token: the daemon's trio token (for ``request_resume`` from threads).
+        stopping: a graceful stop has begun.
+        nonces: the Digest nonce registry (made on first use).
+    """
+
+    __slots__ = ("large_pool", "nonces", "options", "request_cb", "stopping", "token")
+
+    def __init__(self, options: DaemonOptions, request_cb: Callable[..., Any]) -> None:
+        self.options = options
+        self.request_cb = request_cb
+        self.large_pool = LargePool(options.large_pool_size)
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.stopping = False
+        self.nonces: Any = None

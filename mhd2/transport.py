@@ -1,0 +1,248 @@
+"""One connection's byte stream and its inactivity deadline.
+
+This is the only module that knows what kind of stream a connection runs
+over -- plain TCP or a Unix socket (:class:`~mhd2.plain_stream.PlainSocketStream`,
+with ``sendfile``), TLS (:class:`trio.SSLStream`), or any other
+:class:`trio.abc.Stream` handed to :meth:`mhd2.Daemon.serve_stream` (for example
+``trio.testing`` memory streams).  The protocol layers above it only receive,
+send, and close.
+
+The transport owns the connection's inactivity deadline: one
+:class:`trio.CancelScope` per connection whose deadline moves as bytes move.
+Every partial write re-arms it (a slow but steady reader is never cut), as
+libmicrohttpd's connection timeout does; reads re-arm it where the protocol
+layer says they count as progress (a trickled request head does not).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import ssl
+from typing import cast
+
+import trio
+
+from .plain_stream import PlainSocketStream
+
+__all__ = ["Transport", "TransportError"]
+
+#: The inactivity deadline may lag real progress by this many seconds, so
+#: that it is not moved on every read and write (moving it is not free).
+ARM_SLACK = 1.0
+#: A large write is cut into slices of this size; each slice written is
+#: progress that re-arms the deadline.
+SEND_SLICE = 256 * 1024
+#: After answering and half-closing, how long unread input is drained so the
+#: client sees the answer instead of a reset (a "lingering close").
+LINGER_SECONDS = 2.0
+LINGER_MAX_BYTES = 1024 * 1024
+DRAIN_RECV_SIZE = 64 * 1024
+#: Bound on sending TLS close_notify when a connection ends.
+TLS_CLOSE_SECONDS = 1.0
+#: Bound on a TLS handshake (the inactivity timeout applies when it is shorter).
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+#: What a broken or closed connection raises from :meth:`Transport.receive`
+#: and :meth:`Transport.send`.
+TransportError = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class Transport:
+    """A connection's stream, its inactivity deadline, and its one close.
+
+    Args:
+        stream: the connection's stream; the transport owns it from now on.
+        timeout: the inactivity limit in seconds (``None``: none).
+
+    Attributes:
+        stream: the underlying stream (handed to an upgrade handler).
+        scope: the cancel scope the connection runs in; its deadline is the
+            inactivity deadline.
+        timeout: the inactivity limit now in force (the protocol layer
+            switches between the keep-alive and the in-request limit).
+        bytes_sent: body and head bytes written so far (for the access log).
+        can_sendfile: :meth:`sendfile` may work on this stream.
+
+    Resource handling:
+        :meth:`close` closes the stream exactly once, however often it is
+        called; TLS gets a bounded close_notify.
+    """
+
+    __slots__ = (
+        "_armed_at",
+        "_closed",
+        "_plain",
+        "_slack",
+        "bytes_sent",
+        "can_sendfile",
+        "scope",
+        "stream",
+        "timeout",
+    )
+
+    def __init__(self, stream: trio.abc.Stream, timeout: float | None) -> None:
+        self.stream = stream
+        self._plain = stream if isinstance(stream, PlainSocketStream) else None
+        self.can_sendfile = self._plain is not None and hasattr(os, "sendfile")
+        self.scope = trio.CancelScope()
+        self.timeout = timeout
+        self._armed_at = -math.inf
+        self._slack = ARM_SLACK if timeout is None else min(ARM_SLACK, timeout / 8)
+        self._closed = False
+        self.bytes_sent = 0
+
+    # -- making one ---------------------------------------------------------------
+
+    @classmethod
+    def over_socket(cls, sock: socket.socket, timeout: float | None) -> Transport:
+        """A plain TCP or Unix-domain connection (the fast path, with ``sendfile``)."""
+        return cls(PlainSocketStream(sock), timeout)
+
+    @classmethod
+    async def over_tls(cls, sock: socket.socket, context: ssl.SSLContext,
+                       timeout: float | None) -> Transport | None:
+        """Wrap *sock* in TLS and do the handshake (bounded).
+
+        Returns:
+            The transport, or ``None`` if the handshake failed or timed out
+            (the socket is then closed).
+        """
+        tls = trio.SSLStream(trio.SocketStream(trio.socket.from_stdlib_socket(sock)), context,
+                             server_side=True)
+        limit = TLS_HANDSHAKE_TIMEOUT if timeout is None else min(TLS_HANDSHAKE_TIMEOUT, timeout)
+        with trio.move_on_after(limit):
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError:
+                await trio.aclose_forcefully(tls)
+                return None
+            return cls(tls, timeout)
+        await trio.aclose_forcefully(tls)
+        return None
+
+    @property
+    def tls(self) -> ssl.SSLObject | None:
+        """The TLS session after the handshake, or ``None`` on a plain stream."""
+        if not isinstance(self.stream, trio.SSLStream):
+            return None
+        # trio forwards only a fixed set of SSLObject methods; the SNI name
+        # that mhd2.tls's callback records on the SSLObject is not among them.
+        return self.stream._ssl_object
+
+    # -- the deadline -----------------------------------------------------------
+
+    def arm(self, *, force: bool = False) -> None:
+        """Move the inactivity deadline to :attr:`timeout` seconds from now.
+
+        Unless *force*, it is only moved when it was last set more than
+        :data:`ARM_SLACK` seconds (or an eighth of the timeout) ago.
+        """
+        timeout = self.timeout
+        if timeout is not None:
+            now = trio.current_time()
+            if force or now - self._armed_at > self._slack:
+                self._armed_at = now
+                self.scope.deadline = now + timeout
+        elif self._armed_at != -math.inf or force:
+            self.disarm()
+
+    def disarm(self) -> None:
+        """No inactivity deadline until the next :meth:`arm` (suspended, upgraded)."""
+        self._armed_at = -math.inf
+        self.scope.deadline = math.inf
+
+    def set_timeout(self, timeout: float | None) -> None:
+        """Change the inactivity limit and re-arm the deadline with it."""
+        self.timeout = timeout
+        if timeout is not None:
+            self._slack = min(ARM_SLACK, timeout / 8)
+        self.arm(force=True)
+
+    # -- bytes ----------------------------------------------------------------------
+
+    async def receive(self, max_bytes: int) -> bytes:
+        """Receive up to *max_bytes*; ``b""`` at end of input.  Does not re-arm."""
+        return cast(bytes, await self.stream.receive_some(max_bytes))
+
+    async def receive_later(self, max_bytes: int) -> bytes:
+        """As :meth:`receive`, yielding to other tasks first (between requests).
+
+        After a response the client's next request usually arrives while other
+        connections are served: reading after a checkpoint then finds it.
+        """
+        if self._plain is not None:
+            return await self._plain.receive_some_later(max_bytes)
+        return cast(bytes, await self.stream.receive_some(max_bytes))
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of *data*; every slice written re-arms the deadline."""
+        self.arm()
+        size = len(data)
+        if size <= SEND_SLICE:
+            await self.stream.send_all(data)
+        else:
+            with memoryview(data) as view:
+                for start in range(0, size, SEND_SLICE):
+                    await self.stream.send_all(view[start:start + SEND_SLICE])
+                    self.arm()
+        self.bytes_sent += size
+
+    async def sendfile(self, fd: int, offset: int, count: int) -> int:
+        """Send up to *count* bytes of *fd* from *offset* with ``os.sendfile``.
+
+        Only when :attr:`can_sendfile`.  Each call that moves bytes re-arms.
+
+        Returns:
+            The bytes sent (``0`` at the end of the file).
+        """
+        plain = cast(PlainSocketStream, self._plain)
+        sock = plain.socket
+        while True:
+            self.arm()
+            try:
+                sent = os.sendfile(sock.fileno(), fd, offset, count)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+                continue
+            except OSError as exc:
+                if sock.fileno() == -1:
+                    raise trio.ClosedResourceError("the stream was closed") from exc
+                raise trio.BrokenResourceError(f"sendfile failed: {exc}") from exc
+            self.bytes_sent += sent
+            return sent
+
+    # -- endings ----------------------------------------------------------------------
+
+    async def linger(self) -> None:
+        """Half-close, then discard input for a while so the reply is not reset away."""
+        with trio.move_on_after(LINGER_SECONDS):
+            try:
+                if isinstance(self.stream, trio.abc.HalfCloseableStream):
+                    await self.stream.send_eof()
+                got = 0
+                while got < LINGER_MAX_BYTES:
+                    data = await self.stream.receive_some(DRAIN_RECV_SIZE)
+                    if not data:
+                        break
+                    got += len(data)
+            except TransportError:
+                pass
+
+    async def close(self) -> None:
+        """Close the stream, once.  Shielded and bounded: safe in a cancelled task."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._plain is not None:
+            self._plain.close()
+            return
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(TLS_CLOSE_SECONDS) as closing:
+                try:
+                    await self.stream.aclose()
+                except TransportError:
+                    pass
+            if closing.cancelled_caught:
+                await trio.aclose_forcefully(self.stream)
