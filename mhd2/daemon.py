@@ -113,6 +113,7 @@ class Daemon:
         self._stopped = trio.Event()
         self._drained = trio.Event()
         self._stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
 
     # -- properties ---------------------------------------------------------------
 
@@ -183,6 +184,7 @@ class Daemon:
         self._shared.token = trio.lowlevel.current_trio_token()
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 for listener in self._listeners:
                     nursery.start_soon(self._accept_loop, listener, nursery)
                 task_status.started(self)

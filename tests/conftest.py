@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 import mhd2
 
@@ -45,10 +47,33 @@ async def read_until_close(stream: trio.abc.ReceiveStream) -> bytes:
     return b"".join(chunks)
 
 
-async def exchange(port: int, data: bytes, *, half_close: bool = False) -> bytes:
-    """Send raw *data*, then read until the server closes (bounded by WAIT)."""
+#: The client address of in-memory connections (see :func:`open_stream`).
+MEMORY_CLIENT = ("127.0.0.1", 50000)
+
+
+async def open_stream(target: int | mhd2.Daemon) -> trio.abc.HalfCloseableStream:
+    """A client connection to a daemon: TCP to a port, or in memory to a Daemon.
+
+    With a :class:`mhd2.Daemon`, the server end is handed to
+    ``daemon.serve_stream`` (in the daemon's nursery), so the engine is tested
+    without sockets; with a port, a real TCP connection is opened.
+    """
+    if isinstance(target, int):
+        return await trio.open_tcp_stream("127.0.0.1", target)
+    client, server = trio.testing.memory_stream_pair()
+    nursery = target._nursery
+    assert nursery is not None, "the daemon is not running"
+    nursery.start_soon(partial(target.serve_stream, server, client_address=MEMORY_CLIENT))
+    return client  # type: ignore[return-value]
+
+
+async def exchange(target: int | mhd2.Daemon, data: bytes, *, half_close: bool = False) -> bytes:
+    """Send raw *data*, then read until the server closes (bounded by WAIT).
+
+    *target* is a port (TCP) or a running daemon (in memory, see :func:`open_stream`).
+    """
     with trio.fail_after(WAIT):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        stream = await open_stream(target)
         async with stream:
             await stream.send_all(data)
             if half_close:
@@ -56,7 +81,7 @@ async def exchange(port: int, data: bytes, *, half_close: bool = False) -> bytes
             return await read_until_close(stream)
 
 
-async def read_response(stream: trio.SocketStream, buffer: bytearray) -> bytes:
+async def read_response(stream: trio.abc.ReceiveStream, buffer: bytearray) -> bytes:
     """Read one complete response (Content-Length or no body) from *stream*.
 
     *buffer* carries bytes read past the response between calls.

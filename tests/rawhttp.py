@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+from conftest import open_stream
 
 import mhd2
 
@@ -53,7 +54,7 @@ class Message:
 class Client:
     """One TCP connection; reads responses byte-exactly."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
         self.stream = stream
         self.buf = bytearray()
 
@@ -166,9 +167,9 @@ class Client:
 
 
 @asynccontextmanager
-async def connect(port: int) -> AsyncIterator[Client]:
+async def connect(port: int | mhd2.Daemon) -> AsyncIterator[Client]:
     with trio.fail_after(WAIT):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        stream = await open_stream(port)
     client = Client(stream)
     try:
         yield client
@@ -176,7 +177,7 @@ async def connect(port: int) -> AsyncIterator[Client]:
         await client.aclose()
 
 
-async def fetch(port: int, target: str = "/", method: str = "GET", version: str = "1.1",
+async def fetch(port: int | mhd2.Daemon, target: str = "/", method: str = "GET", version: str = "1.1",
                 headers: tuple[tuple[str, str], ...] = ()) -> Message:
     async with connect(port) as client:
         return await client.request(target, method, version, headers)
@@ -229,6 +230,8 @@ def serve(make: Callable[[mhd2.Request], mhd2.Response]) -> Callable[[mhd2.Reque
 
 
 @asynccontextmanager
-async def daemon(cb: Callable[[mhd2.Request], Any], **options: Any) -> AsyncIterator[int]:
+async def daemon(cb: Callable[[mhd2.Request], Any], **options: Any) -> AsyncIterator[mhd2.Daemon]:
+    """A running daemon; :func:`connect` and :func:`fetch` reach it in memory
+    (``serve_stream``), so these engine tests need no socket."""
     async with mhd2.Daemon(cb, port=0, **options) as d:
-        yield d.port
+        yield d

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import WAIT, exchange, read_response, running, status_of, text_response
+from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
 
 import mhd2
 
@@ -21,7 +21,7 @@ async def test_async_callback() -> None:
         return text_response(request, b"async")
 
     async with running(cb) as daemon:
-        assert (await exchange(daemon.port, GET)).endswith(b"async")
+        assert (await exchange(daemon, GET)).endswith(b"async")
 
 
 async def test_second_action_raises_usage_error_and_request_gets_500(
@@ -38,7 +38,7 @@ async def test_second_action_raises_usage_error_and_request_gets_500(
         return first
 
     async with running(cb) as daemon:
-        assert status_of(await exchange(daemon.port, GET)) == 200
+        assert status_of(await exchange(daemon, GET)) == 200
     assert errors and errors[0].code == mhd2.StatusCode.ACTION_ALREADY_CREATED
     assert "return that action" in str(errors[0])
 
@@ -48,8 +48,8 @@ async def test_second_action_raises_usage_error_and_request_gets_500(
 
     with caplog.at_level(logging.ERROR, logger="mhd2"):
         async with running(twice, notify_request_ended=lambda r, c: ended.append(c)) as daemon:
-            assert status_of(await exchange(daemon.port, GET)) == 500
-            assert status_of(await exchange(daemon.port, GET)) == 500
+            assert status_of(await exchange(daemon, GET)) == 500
+            assert status_of(await exchange(daemon, GET)) == 500
     assert ended == [mhd2.RequestEndedCode.BY_APP_ERROR] * 2
     assert any("UsageError" in (r.exc_text or "") for r in caplog.records)
 
@@ -64,9 +64,9 @@ async def test_exception_gives_500_logged_and_daemon_keeps_serving(
 
     with caplog.at_level(logging.ERROR, logger="mhd2"):
         async with running(cb, notify_request_ended=lambda r, c: ended.append(c)) as daemon:
-            reply = await exchange(daemon.port, b"GET /boom HTTP/1.1\r\nHost: h\r\n\r\n")
+            reply = await exchange(daemon, b"GET /boom HTTP/1.1\r\nHost: h\r\n\r\n")
             assert status_of(reply) == 500 and b"Connection: close" in reply
-            assert status_of(await exchange(daemon.port, GET)) == 200
+            assert status_of(await exchange(daemon, GET)) == 200
     assert ended == [mhd2.RequestEndedCode.BY_APP_ERROR, mhd2.RequestEndedCode.COMPLETED_OK]
     assert any(r.name == "mhd2" and "kaboom" in (r.exc_text or "") for r in caplog.records)
 
@@ -81,7 +81,7 @@ async def test_none_and_abort_close_without_reply(ended: list[Any]) -> None:
 
     async with running(cb, notify_request_ended=lambda r, c: ended.append(c)) as daemon:
         for path in (b"/none", b"/abort", b"/null-response"):
-            reply = await exchange(daemon.port, b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % path)
+            reply = await exchange(daemon, b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % path)
             assert reply == b""
     assert ended == [mhd2.RequestEndedCode.BY_APP_ABORT] * 3
 
@@ -98,9 +98,9 @@ async def test_returning_something_else_is_an_app_error() -> None:
         return "not an action"
 
     async with running(cb) as daemon:
-        assert status_of(await exchange(daemon.port, b"GET /first HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")) == 200
-        assert status_of(await exchange(daemon.port, b"GET /foreign HTTP/1.1\r\nHost: h\r\n\r\n")) == 500
-        assert status_of(await exchange(daemon.port, GET)) == 500
+        assert status_of(await exchange(daemon, b"GET /first HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")) == 200
+        assert status_of(await exchange(daemon, b"GET /foreign HTTP/1.1\r\nHost: h\r\n\r\n")) == 500
+        assert status_of(await exchange(daemon, GET)) == 500
 
 
 async def test_used_response_cannot_be_reused_without_option() -> None:
@@ -110,8 +110,8 @@ async def test_used_response_cannot_be_reused_without_option() -> None:
         return mhd2.action_from_response(request, shared)
 
     async with running(cb) as daemon:
-        assert status_of(await exchange(daemon.port, GET)) == 200
-        assert status_of(await exchange(daemon.port, GET)) == 500
+        assert status_of(await exchange(daemon, GET)) == 200
+        assert status_of(await exchange(daemon, GET)) == 500
     with pytest.raises(mhd2.UsageError, match=r"frozen|destroyed"):
         shared.add_header("X", "y")
 
@@ -129,7 +129,7 @@ async def test_suspend_and_resume_from_task_and_thread(ended: list[Any]) -> None
         return text_response(request, b"resumed")
 
     async with running(cb, notify_request_ended=lambda r, c: ended.append(c), timeout=0.3) as d:
-        stream = await trio.open_tcp_stream("127.0.0.1", d.port)
+        stream = await open_stream(d)
         await stream.send_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
         with trio.fail_after(WAIT):
             while not parked:
@@ -157,4 +157,4 @@ async def test_disallow_suspend_resume() -> None:
         return mhd2.action_suspend(request)
 
     async with running(cb, disallow_suspend_resume=True) as daemon:
-        assert status_of(await exchange(daemon.port, GET)) == 500
+        assert status_of(await exchange(daemon, GET)) == 500

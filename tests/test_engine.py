@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from conftest import WAIT, exchange, read_response, running, status_of, text_response
+from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
 
 import mhd2
 
@@ -16,7 +16,7 @@ def echo_path(request: mhd2.Request) -> mhd2.Action:
 
 async def test_keep_alive_serves_many_requests_on_one_connection() -> None:
     async with running(echo_path) as daemon:
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         buffer = bytearray()
         for i in range(5):
             await stream.send_all(b"GET /%d HTTP/1.1\r\nHost: a\r\n\r\n" % i)
@@ -37,7 +37,7 @@ async def test_pipelined_requests_answered_in_order_one_at_a_time() -> None:
         return text_response(request, request.path.encode())
 
     async with running(cb) as daemon:
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         await stream.send_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
                               b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n"
                               b"GET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
@@ -58,10 +58,10 @@ async def test_pipelined_requests_answered_in_order_one_at_a_time() -> None:
 
 async def test_http10_closes_unless_keep_alive_requested() -> None:
     async with running(echo_path) as daemon:
-        reply = await exchange(daemon.port, b"GET /x HTTP/1.0\r\n\r\nGET /y HTTP/1.0\r\n\r\n")
+        reply = await exchange(daemon, b"GET /x HTTP/1.0\r\n\r\nGET /y HTTP/1.0\r\n\r\n")
         assert reply.count(b"HTTP/1.1 200") == 1 and reply.endswith(b"/x")
         assert b"Content-Length: 2" in reply and b"Connection: close" in reply
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         buffer = bytearray()
         await stream.send_all(b"GET /k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         first = await read_response(stream, buffer)
@@ -81,18 +81,18 @@ async def test_http10_unknown_size_is_close_delimited() -> None:
         return mhd2.action_from_response(request, mhd2.Response.from_callback(200, None, dyn))
 
     async with running(cb) as daemon:
-        reply = await exchange(daemon.port, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        reply = await exchange(daemon, b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
         head, body = reply.split(b"\r\n\r\n", 1)
         assert b"Content-Length" not in head and b"Transfer-Encoding" not in head
         assert body == b"hello"
-        reply11 = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        reply11 = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert b"Transfer-Encoding: chunked" in reply11
         assert reply11.endswith(b"5\r\nhello\r\n0\r\n\r\n")
 
 
 async def test_head_sends_same_headers_without_body() -> None:
     async with running(lambda r: text_response(r, b"0123456789")) as daemon:
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         await stream.send_all(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n")
         buffer = bytearray()
         with trio.fail_after(WAIT):
@@ -106,11 +106,11 @@ async def test_head_sends_same_headers_without_body() -> None:
 
 async def test_daemon_sets_date_and_framing_headers() -> None:
     async with running(text_response) as daemon:
-        reply = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        reply = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert b"\r\nDate: " in reply and b"\r\nContent-Length: 2\r\n" in reply
         assert b"\r\nConnection: close\r\n" in reply
     async with running(text_response, suppress_date_header=True) as daemon:
-        reply = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        reply = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert b"Date:" not in reply
 
 
@@ -124,7 +124,7 @@ async def test_options_asterisk_reaches_app() -> None:
         return mhd2.action_from_response(request, response)
 
     async with running(cb) as daemon:
-        reply = await exchange(daemon.port, b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        reply = await exchange(daemon, b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert status_of(reply) == 204 and b"Allow: GET, HEAD, OPTIONS" in reply
         assert b"Content-Length" not in reply
     assert seen == [("OPTIONS", "*")]
@@ -132,7 +132,7 @@ async def test_options_asterisk_reaches_app() -> None:
 
 async def test_small_unread_body_is_discarded_and_connection_kept(ended: list[Any]) -> None:
     async with running(echo_path, notify_request_ended=lambda r, c: ended.append(c)) as daemon:
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         buffer = bytearray()
         smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
         await stream.send_all(b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n"
@@ -157,7 +157,7 @@ async def test_large_or_chunked_unread_body_closes_the_connection() -> None:
         assert b"Connection: close" in reply
         chunked = (b"POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                    b"25\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n\r\n")
-        reply = await exchange(daemon.port, chunked)
+        reply = await exchange(daemon, chunked)
         assert reply.count(b"HTTP/1.1") == 1 and reply.endswith(b"/c")
         assert b"/smuggled" not in reply
 
@@ -173,5 +173,5 @@ async def test_expect_100_continue_not_sent_when_app_answers_directly() -> None:
 
 async def test_client_closing_after_request_still_gets_reply() -> None:
     async with running(text_response) as daemon:
-        reply = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", half_close=True)
+        reply = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", half_close=True)
         assert status_of(reply) == 200

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import WAIT, exchange, running, status_of
+from conftest import WAIT, exchange, open_stream, running, status_of
 
 import mhd2
 from mhd2 import PostEncoding, PostParseResult, ValueKind
@@ -144,7 +144,7 @@ async def test_text_plain_form() -> None:
     seen = Seen()
     body = b"a=1 + %41\r\nb=two\r\n"
     async with running(make_app(seen)) as daemon:
-        raw = await exchange(daemon.port, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        raw = await exchange(daemon, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                              b"Content-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     assert status_of(raw) == 200
     assert json.loads(raw.split(b"\r\n\r\n", 1)[1]) == {
@@ -155,7 +155,7 @@ async def test_text_plain_form() -> None:
 async def test_chunked_urlencoded_with_explicit_encoding() -> None:
     seen = Seen()
     async with running(make_app(seen, encoding=PostEncoding.FORM_URLENCODED)) as daemon:
-        raw = await exchange(daemon.port, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        raw = await exchange(daemon, b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                              b"Transfer-Encoding: chunked\r\n\r\n3\r\na=%\r\n4\r\n41&b\r\n0\r\n\r\n")
     assert json.loads(raw.split(b"\r\n\r\n", 1)[1]) == {"result": "OK", "values": [["a", "A"], ["b", ""]]}
 
@@ -194,11 +194,11 @@ async def test_malformed_bodies_reach_done_cb(
 ) -> None:
     seen = Seen()
     async with running(make_app(seen)) as daemon:
-        raw = await exchange(daemon.port, post(content_type, body))
+        raw = await exchange(daemon, post(content_type, body))
         assert status_of(raw) == (200 if expected.is_ok else 400)
         assert seen.results == [expected]
         # the daemon keeps serving
-        again = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        again = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert again.endswith(b"alive")
 
 
@@ -213,9 +213,9 @@ async def test_without_stream_reader_large_values_exhaust_the_buffer() -> None:
         return action_parse_post(request, 1000, 10, PostEncoding.OTHER, None, done)
 
     async with running(cb) as daemon:
-        raw = await exchange(daemon.port, post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 999))
+        raw = await exchange(daemon, post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 999))
         assert status_of(raw) == 204 and seen.results == [PostParseResult.OK]
-        raw = await exchange(daemon.port, post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 1001))
+        raw = await exchange(daemon, post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 1001))
         assert status_of(raw) == 204 and seen.results[-1] is PostParseResult.FAILED_NO_LARGE_BUF_MEM
 
 
@@ -223,11 +223,11 @@ async def test_shared_pool_exhausted() -> None:
     seen = Seen()
     async with running(make_app(seen, max_nonstream_size=100_000, buffer_size=100_000),
                        large_pool_size=1000) as daemon:
-        raw = await exchange(daemon.port, post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 2000))
+        raw = await exchange(daemon, post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 2000))
         assert status_of(raw) == 400
         assert seen.results == [PostParseResult.FAILED_NO_LARGE_BUF_MEM]
         # the reservation was given back: a small form still fits
-        raw = await exchange(daemon.port, post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 900))
+        raw = await exchange(daemon, post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 900))
         assert status_of(raw) == 200
         assert daemon_pool_in_use(daemon) in (0, None)
 
@@ -262,7 +262,7 @@ async def test_reader_suspend_and_resume() -> None:
             result: list[bytes] = []
 
             async def client() -> None:
-                result.append(await exchange(daemon.port, post(b"application/x-www-form-urlencoded", body)))
+                result.append(await exchange(daemon, post(b"application/x-www-form-urlencoded", body)))
 
             nursery.start_soon(client)
             with trio.fail_after(WAIT):
@@ -292,9 +292,9 @@ async def test_reader_response_ends_parsing_early() -> None:
         return action_parse_post(request, 4096, 16, PostEncoding.OTHER, reader, done)
 
     async with running(cb) as daemon:
-        raw = await exchange(daemon.port, post(b"application/x-www-form-urlencoded", b"f=" + b"x" * 100_000))
+        raw = await exchange(daemon, post(b"application/x-www-form-urlencoded", b"f=" + b"x" * 100_000))
         assert status_of(raw) == 413 and seen.results == []
-        again = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        again = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert again.endswith(b"alive")
 
 
@@ -307,7 +307,7 @@ async def test_bad_arguments() -> None:
         return mhd2.action_from_response(request, mhd2.Response.from_empty(204))
 
     async with running(cb) as daemon:
-        raw = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        raw = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert status_of(raw) == 204
 
 
@@ -325,9 +325,9 @@ async def test_reader_exception_is_a_500_and_frees_the_pool() -> None:
 
     async with running(cb) as daemon:
         body = b"small=" + b"s" * 50 + b"&big=" + b"x" * 10_000
-        raw = await exchange(daemon.port, post(b"application/x-www-form-urlencoded", body))
+        raw = await exchange(daemon, post(b"application/x-www-form-urlencoded", body))
         assert status_of(raw) == 500
-        again = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        again = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert again.endswith(b"alive")
         assert daemon_pool_in_use(daemon) == 0
 
@@ -336,7 +336,7 @@ async def test_client_gone_mid_body_gives_the_pool_back() -> None:
     seen = Seen()
     async with running(make_app(seen, max_nonstream_size=100_000, buffer_size=100_000)) as daemon:
         with trio.fail_after(WAIT):
-            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            stream = await open_stream(daemon)
             head = post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 60_000)
             await stream.send_all(head[: len(head) - 30_000])
             while daemon_pool_in_use(daemon) == 0:

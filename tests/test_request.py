@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import exchange, running, status_of, text_response
+from conftest import exchange, open_stream, running, status_of, text_response
 
 import mhd2
 
@@ -22,7 +22,7 @@ async def capture(raw: bytes, **options: Any) -> mhd2.Request:
         return text_response(request)
 
     async with running(cb, **options) as daemon:
-        reply = await exchange(daemon.port, raw)
+        reply = await exchange(daemon, raw)
     assert status_of(reply) == 200
     assert len(seen) == 1
     return seen[0]
@@ -107,7 +107,7 @@ async def test_app_context_and_early_uri_logger() -> None:
         return text_response(request)
 
     async with running(cb, early_uri_logger=early) as daemon:
-        await exchange(daemon.port, b"GET /p?q=%41 HTTP/1.1\r\nHost: h\r\n" + CLOSE + b"\r\n")
+        await exchange(daemon, b"GET /p?q=%41 HTTP/1.1\r\nHost: h\r\n" + CLOSE + b"\r\n")
     assert logged == [("/p?q=%41", "GET")]
     assert contexts == [{"seen_early": "/p?q=%41"}]
 
@@ -116,7 +116,7 @@ async def test_request_ended_once_per_request_with_request_object() -> None:
     ended: list[tuple[str, mhd2.RequestEndedCode]] = []
     async with running(text_response,
                        notify_request_ended=lambda r, c: ended.append((r.path, c))) as daemon:
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         await stream.send_all(b"GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n"
                               + CLOSE + b"\r\n")
         with trio.fail_after(5):

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import WAIT, exchange, read_response, running, status_of, text_response
+from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
 
 import mhd2
 from mhd2 import RequestEndedCode
@@ -65,7 +65,7 @@ def recorder(ended: Ended) -> Callable[[mhd2.Request, RequestEndedCode], None]:
 async def test_suspended_request_does_not_time_out_and_is_called_again(ended: Ended) -> None:
     app = Parker()
     async with running(app, timeout=0.2, notify_request_ended=recorder(ended)) as daemon:
-        async with await trio.open_tcp_stream("127.0.0.1", daemon.port) as stream:
+        async with await open_stream(daemon) as stream:
             await stream.send_all(b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n")
             await until(lambda: len(app.parked) == 1)
             await trio.sleep(0.6)  # three timeouts pass: still parked, nothing ended
@@ -97,7 +97,7 @@ async def test_async_callback_may_suspend_and_resume_itself_early() -> None:
         return text_response(request, b"second call")
 
     async with running(cb) as daemon:
-        response = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        response = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     assert response.endswith(b"second call")
     assert calls == [1, 1]
 
@@ -108,7 +108,7 @@ async def test_resume_from_many_threads_at_once() -> None:
     async with running(app) as daemon:
         streams = []
         for i in range(n):
-            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            stream = await open_stream(daemon)
             await stream.send_all(b"GET /t%d HTTP/1.1\r\nHost: h\r\n\r\n" % i)
             streams.append(stream)
         await until(lambda: len(app.parked) == n)
@@ -134,7 +134,7 @@ async def test_resume_of_a_request_that_is_not_suspended_does_nothing(ended: End
         return text_response(request, b"plain")
 
     async with running(cb, notify_request_ended=recorder(ended)) as daemon:
-        async with await trio.open_tcp_stream("127.0.0.1", daemon.port) as stream:
+        async with await open_stream(daemon) as stream:
             await stream.send_all(GET)
             assert (await read_response(stream, bytearray())).endswith(b"plain")
             mhd2.request_resume(seen[0])  # ended: no effect
@@ -152,14 +152,14 @@ async def test_resume_of_a_request_that_is_not_suspended_does_nothing(ended: End
 async def test_suspended_requests_count_against_limits(limit: str) -> None:
     app = Parker()
     async with running(app, **{limit: 2}) as daemon:
-        first = await trio.open_tcp_stream("127.0.0.1", daemon.port)
-        second = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        first = await open_stream(daemon)
+        second = await open_stream(daemon)
         await first.send_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
         await second.send_all(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
         await until(lambda: len(app.parked) == 2)
         assert daemon.connection_count == 2
         # A third connection is over the limit while both are parked.
-        third = await exchange(daemon.port, b"GET /c HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        third = await exchange(daemon, b"GET /c HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         assert b"resumed" not in third
         assert len(app.parked) == 2
         mhd2.request_resume(app.parked[0])
@@ -167,7 +167,7 @@ async def test_suspended_requests_count_against_limits(limit: str) -> None:
         await first.aclose()
         await until(lambda: daemon.connection_count == 1)
         # Room again: a new request is served (it parks too, then is resumed).
-        async with await trio.open_tcp_stream("127.0.0.1", daemon.port) as fourth:
+        async with await open_stream(daemon) as fourth:
             await fourth.send_all(b"GET /d HTTP/1.1\r\nHost: h\r\n\r\n")
             await until(lambda: len(app.parked) == 3)
             mhd2.request_resume(app.parked[2])
@@ -183,7 +183,7 @@ async def test_suspended_requests_count_against_limits(limit: str) -> None:
 async def test_client_gone_while_suspended_is_noticed_without_a_resume(ended: Ended) -> None:
     app = Parker()
     async with running(app, notify_request_ended=recorder(ended)) as daemon:
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         await stream.send_all(GET)
         await until(lambda: len(app.parked) == 1)
         await stream.aclose()
@@ -205,7 +205,7 @@ async def test_hundreds_of_clients_vanishing_leave_nothing_behind(ended: Ended) 
         baseline = task_count()
         streams = []
         for _ in range(n):
-            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            stream = await open_stream(daemon)
             await stream.send_all(GET)
             streams.append(stream)
         await until(lambda: len(app.parked) == n)
@@ -240,7 +240,7 @@ async def test_client_gone_while_dcc_suspended_is_noticed(ended: Ended) -> None:
         return mhd2.action_from_response(request, mhd2.Response.from_callback(200, None, creator))
 
     async with running(cb, notify_request_ended=recorder(ended)) as daemon:
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         await stream.send_all(GET)
         await until(lambda: len(requests) == 1)
         await stream.aclose()
@@ -277,7 +277,7 @@ async def test_dcc_suspend_between_events_like_server_sent_events() -> None:
         return mhd2.action_from_response(request, response)
 
     async with running(cb, timeout=0.3) as daemon:
-        async with await trio.open_tcp_stream("127.0.0.1", daemon.port) as stream:
+        async with await open_stream(daemon) as stream:
             await stream.send_all(GET)
             got = b""
             sent = b""
@@ -333,8 +333,8 @@ async def test_disallow_suspend_resume_makes_both_suspends_usage_errors() -> Non
 
     async with running(cb, disallow_suspend_resume=True) as daemon:
         close = b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
-        assert status_of(await exchange(daemon.port, close)) == 409
-        raw = await exchange(daemon.port, b"GET /dcc HTTP/1.1\r\nHost: h\r\n\r\n")
+        assert status_of(await exchange(daemon, close)) == 409
+        raw = await exchange(daemon, b"GET /dcc HTTP/1.1\r\nHost: h\r\n\r\n")
         assert not raw.endswith(b"0\r\n\r\n")  # the stream was aborted, not finished
     assert len(errors) == 2
     assert all(isinstance(e, mhd2.UsageError) for e in errors)
@@ -362,8 +362,8 @@ async def test_graceful_stop_answers_suspended_requests_503(ended: Ended) -> Non
 
     daemon = mhd2.Daemon(cb, port=0, notify_request_ended=recorder(ended))
     async with daemon:
-        poll = await trio.open_tcp_stream("127.0.0.1", daemon.port)
-        sse = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        poll = await open_stream(daemon)
+        sse = await open_stream(daemon)
         await poll.send_all(GET)
         await sse.send_all(b"GET /stream HTTP/1.1\r\nHost: h\r\n\r\n")
         await until(lambda: len(app.parked) == 1 and len(streams) == 1)
@@ -404,7 +404,7 @@ async def test_tls_client_gone_while_suspended_is_noticed(ended: Ended) -> None:
     ca.configure_trust(client_ctx)
     app = Parker()
     async with running(app, tls=context, notify_request_ended=recorder(ended)) as daemon:
-        tcp = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        tcp = await open_stream(daemon.port)
         stream = trio.SSLStream(tcp, client_ctx, server_hostname="localhost")
         await stream.send_all(GET)
         await until(lambda: len(app.parked) == 1)
@@ -417,7 +417,7 @@ async def test_tls_client_gone_while_suspended_is_noticed(ended: Ended) -> None:
 async def test_pipelining_client_gone_while_suspended_is_noticed(ended: Ended) -> None:
     app = Parker()
     async with running(app, notify_request_ended=recorder(ended)) as daemon:
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon.port)
         await stream.send_all(GET)
         await until(lambda: len(app.parked) == 1)
         await stream.send_all(GET)  # pipelined while the first is parked: left unread

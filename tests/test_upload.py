@@ -134,7 +134,7 @@ async def test_full_upload_async_callback() -> None:
         return mhd2.action_process_upload_full(request, 100, full)
 
     async with running(cb) as daemon:
-        answer = await exchange(daemon.port, post_head(length=5, extra="Connection: close\r\n")
+        answer = await exchange(daemon, post_head(length=5, extra="Connection: close\r\n")
                                 + b"abcde")
     assert status_of(answer) == 200
     assert answer.endswith(b"edcba")
@@ -164,7 +164,7 @@ async def test_full_upload_too_large_is_413_at_once_without_reading(ended: Ended
         assert status_of(answer) == 413
         assert b"100 Continue" not in answer
         # The daemon keeps serving.
-        ok = await exchange(daemon.port, post_head(length=3, extra="Connection: close\r\n") + b"abc")
+        ok = await exchange(daemon, post_head(length=3, extra="Connection: close\r\n") + b"abc")
         assert status_of(ok) == 200
     assert called == [b"abc"]
     assert codes(ended) == [Code.HTTP_PROTOCOL_ERROR, Code.HTTP_PROTOCOL_ERROR, Code.COMPLETED_OK]
@@ -178,7 +178,7 @@ async def test_full_upload_chunked_over_the_limit_is_413(ended: Ended) -> None:
         return mhd2.action_process_upload_full(request, 10, full)
 
     async with running(cb, notify_request_ended=notify(ended)) as daemon:
-        answer = await exchange(daemon.port, post_head() + b"8\r\n12345678\r\n8\r\n12345678\r\n")
+        answer = await exchange(daemon, post_head() + b"8\r\n12345678\r\n8\r\n12345678\r\n")
     assert status_of(answer) == 413
     assert codes(ended) == [Code.HTTP_PROTOCOL_ERROR]
 
@@ -200,16 +200,16 @@ async def test_full_upload_pool_is_shared_second_upload_gets_413(ended: Ended) -
             # The daemon has read the head (and reserved) once the second one is refused;
             # poll until the pool shows it, with a bounded wait.
             await until(lambda: daemon._shared.large_pool.in_use == 800)
-            second = await exchange(daemon.port, post_head(length=800) + b"b" * 800)
+            second = await exchange(daemon, post_head(length=800) + b"b" * 800)
             assert status_of(second) == 413
             # A small one still fits in what is left.
-            third = await exchange(daemon.port, post_head(length=200, extra="Connection: close\r\n")
+            third = await exchange(daemon, post_head(length=200, extra="Connection: close\r\n")
                                    + b"c" * 200)
             assert status_of(third) == 200
             await first.send(b"a" * 700)
             assert (await first.response()).endswith(b"stored")
         # Everything was given back: a full-size upload fits again.
-        fourth = await exchange(daemon.port, post_head(length=1000, extra="Connection: close\r\n")
+        fourth = await exchange(daemon, post_head(length=1000, extra="Connection: close\r\n")
                                 + b"d" * 1000)
         assert status_of(fourth) == 200
         assert daemon._shared.large_pool.in_use == 0
@@ -265,7 +265,7 @@ async def test_incremental_empty_body_gets_only_the_final_call() -> None:
         return mhd2.action_process_upload_inc(request, inc)
 
     async with running(cb) as daemon:
-        answer = await exchange(daemon.port, post_head(length=0, extra="Connection: close\r\n"))
+        answer = await exchange(daemon, post_head(length=0, extra="Connection: close\r\n"))
     assert answer.endswith(b"done")
     assert pieces == [b""]
 
@@ -397,7 +397,7 @@ async def test_upload_action_abort_request_closes_without_reply(ended: Ended) ->
         return mhd2.action_process_upload_inc(request, inc)
 
     async with running(cb, notify_request_ended=notify(ended)) as daemon:
-        answer = await exchange(daemon.port, post_head(length=5) + b"hello")
+        answer = await exchange(daemon, post_head(length=5) + b"hello")
         assert answer == b""
         await until(lambda: bool(ended))
     assert codes(ended) == [Code.BY_APP_ABORT]
@@ -413,7 +413,7 @@ async def test_final_call_abort_and_none_abort(ended: Ended) -> None:
         return mhd2.action_process_upload_inc(request, inc)
 
     async with running(cb, notify_request_ended=notify(ended)) as daemon:
-        assert await exchange(daemon.port, post_head(length=5) + b"hello") == b""
+        assert await exchange(daemon, post_head(length=5) + b"hello") == b""
         await until(lambda: bool(ended))
     assert codes(ended) == [Code.BY_APP_ABORT]
 
@@ -442,13 +442,13 @@ async def test_process_upload_chooses_full_or_incremental() -> None:
                 small = await client.post(url, content=b"s" * 1000)
                 big = await client.post(url, content=b"b" * 1001)
         # chunked (size unknown) goes to inc_cb
-        chunked = await exchange(daemon.port, post_head(extra="Connection: close\r\n")
+        chunked = await exchange(daemon, post_head(extra="Connection: close\r\n")
                                  + b"3\r\nabc\r\n0\r\n\r\n")
         # Fits large_buffer_size but not what is left of the pool: incremental, not 413.
         async with raw_connection(daemon.port) as holder:
             await holder.send(post_head(length=1000) + b"h")
             await until(lambda: daemon._shared.large_pool.in_use == 1000)
-            squeezed = await exchange(daemon.port, post_head(length=600, extra="Connection: close\r\n")
+            squeezed = await exchange(daemon, post_head(length=600, extra="Connection: close\r\n")
                                       + b"q" * 600)
             await holder.send(b"h" * 999)
             assert (await holder.response()).endswith(b"full")
@@ -514,9 +514,9 @@ async def test_chunk_extension_with_bare_lf_is_400_and_daemon_keeps_serving(ende
 
     async with running(cb, notify_request_ended=notify(ended)) as daemon:
         bad = post_head() + b"5;ext=a\nb\r\nhello\r\n0\r\n\r\n"
-        answer = await exchange(daemon.port, bad)
+        answer = await exchange(daemon, bad)
         assert status_of(answer) == 400
-        good = await exchange(daemon.port, post_head(extra="Connection: close\r\n")
+        good = await exchange(daemon, post_head(extra="Connection: close\r\n")
                               + b"5\r\nhello\r\n0\r\n\r\n")
         assert status_of(good) == 200
     assert b"".join(pieces) == b"hello"
@@ -622,7 +622,7 @@ async def test_client_closes_mid_body_is_client_abort_never_complete(
             assert await conn.rest() == b""
         await until(lambda: bool(ended))
         # The daemon keeps serving.
-        ok = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        ok = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
         assert status_of(ok) == 200
         assert daemon._shared.large_pool.in_use == 0  # a full upload's reservation is given back
     assert codes(ended)[0] == Code.CLIENT_ABORT
@@ -675,7 +675,7 @@ async def test_exception_in_upload_callback_is_500_by_app_error(
 
     with caplog.at_level(logging.ERROR, logger="mhd2"):
         async with running(cb, notify_request_ended=notify(ended)) as daemon:
-            answer = await exchange(daemon.port, post_head(length=5) + b"hello")
+            answer = await exchange(daemon, post_head(length=5) + b"hello")
             await until(lambda: bool(ended))
     assert status_of(answer) == 500
     assert codes(ended) == [Code.BY_APP_ERROR]
@@ -693,7 +693,7 @@ async def test_continue_on_the_final_call_is_a_usage_error_500(
 
     with caplog.at_level(logging.ERROR, logger="mhd2"):
         async with running(cb, notify_request_ended=notify(ended)) as daemon:
-            answer = await exchange(daemon.port, post_head(length=5) + b"hello")
+            answer = await exchange(daemon, post_head(length=5) + b"hello")
             await until(lambda: bool(ended))
     assert status_of(answer) == 500
     assert codes(ended) == [Code.BY_APP_ERROR]
@@ -721,7 +721,7 @@ async def test_second_upload_action_in_one_call_is_a_usage_error() -> None:
         return mhd2.action_process_upload_inc(request, inc)
 
     async with running(cb) as daemon:
-        answer = await exchange(daemon.port, post_head(length=5, extra="Connection: close\r\n")
+        answer = await exchange(daemon, post_head(length=5, extra="Connection: close\r\n")
                                 + b"hello")
     assert answer.endswith(b"first wins")
     assert len(errors) == 8  # 4 per call: one piece, one final call
@@ -761,9 +761,9 @@ async def test_upload_action_and_plain_action_usage_errors() -> None:
         return text_response(request)
 
     async with running(cb) as daemon:
-        await exchange(daemon.port, post_head(length=1) + b"x")
+        await exchange(daemon, post_head(length=1) + b"x")
     async with running(cb_bad_args) as daemon:
-        assert status_of(await exchange(daemon.port, b"GET / HTTP/1.0\r\n\r\n")) == 200
+        assert status_of(await exchange(daemon, b"GET / HTTP/1.0\r\n\r\n")) == 200
     assert len(errors) == 5
     assert all(isinstance(e, mhd2.UsageError) for e in errors)
 
@@ -776,7 +776,7 @@ async def test_upload_callback_returning_a_foreign_object_is_500(ended: Ended) -
         return mhd2.action_process_upload_inc(request, inc)
 
     async with running(cb, notify_request_ended=notify(ended)) as daemon:
-        answer = await exchange(daemon.port, post_head(length=5) + b"hello")
+        answer = await exchange(daemon, post_head(length=5) + b"hello")
         await until(lambda: bool(ended))
     assert status_of(answer) == 500
     assert codes(ended) == [Code.BY_APP_ERROR]
@@ -793,7 +793,7 @@ async def test_upload_pieces_are_bytes() -> None:
         return mhd2.action_process_upload_inc(request, inc)
 
     async with running(cb) as daemon:
-        answer = await exchange(daemon.port, post_head(length=5, extra="Connection: close\r\n")
+        answer = await exchange(daemon, post_head(length=5, extra="Connection: close\r\n")
                                 + b"hello")
     assert status_of(answer) == 200
     assert types == {bytes}
@@ -849,7 +849,7 @@ async def test_small_chunked_full_upload_fits_although_large_buffer_size_exceeds
         return mhd2.action_process_upload_full(request, 2000, full)
 
     async with running(cb, large_pool_size=1000, notify_request_ended=notify(ended)) as daemon:
-        answer = await exchange(daemon.port, post_head(extra="Connection: close\r\n")
+        answer = await exchange(daemon, post_head(extra="Connection: close\r\n")
                                 + b"5\r\nhello\r\n0\r\n\r\n")
     assert status_of(answer) == 200
     assert answer.endswith(b"got hello")
