@@ -87,6 +87,7 @@ class HTTP1Connection:
         "_head_started",
         "_idle",
         "_kept",
+        "_overridden",
         "_parser",
         "_reply_started",
         "_request_timeout",
@@ -101,6 +102,7 @@ class HTTP1Connection:
         self.info = info
         self._shared = shared
         self._request_timeout = shared.options.timeout
+        self._overridden = False
         self._parser: H11Parser | None = None
         self._exchange: Exchange | None = None
         self._checker: ChunkedChecker | None = None
@@ -205,8 +207,12 @@ class HTTP1Connection:
         return self._request_timeout
 
     def set_timeout(self, seconds: float | None) -> None:
-        """Override the inactivity timeout for this connection (``MHD_C_O_TIMEOUT``)."""
+        """Override the inactivity timeout for this connection (``MHD_C_O_TIMEOUT``).
+
+        From now on it is also the keep-alive timeout of this connection.
+        """
         self._request_timeout = seconds
+        self._overridden = True
         self.transport.set_timeout(seconds)
 
     # -- the request loop -------------------------------------------------------
@@ -259,7 +265,8 @@ class HTTP1Connection:
             if not await self._handle(parser, head, last):
                 return
             leftover, eof = parser.leftover
-            idle_timeout = options.keep_alive_timeout
+            idle_timeout = (self._request_timeout if self._overridden
+                            else options.keep_alive_timeout)
 
     async def _read_head(self, parser: H11Parser, fed: int) -> Head | None:
         """Parse until a request head is complete; answer and return None on errors."""

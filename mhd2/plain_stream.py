@@ -17,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections.abc import Callable
 
 import trio
 
@@ -92,8 +93,15 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("the stream was closed")
         return self._fd
 
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        """Send all of *data*, waiting for the socket to drain as needed."""
+    async def send_all(self, data: bytes | bytearray | memoryview,
+                       progress: Callable[[], object] | None = None) -> None:
+        """Send all of *data*, waiting for the socket to drain as needed.
+
+        Args:
+            data: the bytes to send.
+            progress: called after every write that moved bytes (the
+                transport re-arms its inactivity deadline there).
+        """
         fd = self._open_fd()
         with memoryview(data) as view:
             total = view.nbytes
@@ -105,6 +113,9 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
                     pass
                 except OSError as exc:
                     raise _translate(exc) from exc
+                else:
+                    if progress is not None:
+                        progress()
                 if sent >= total:
                     break
                 await trio.lowlevel.wait_writable(fd)

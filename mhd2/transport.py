@@ -31,9 +31,9 @@ __all__ = ["Transport", "TransportError"]
 #: The inactivity deadline may lag real progress by this many seconds, so
 #: that it is not moved on every read and write (moving it is not free).
 ARM_SLACK = 1.0
-#: A large write is cut into slices of this size; each slice written is
-#: progress that re-arms the deadline.
-SEND_SLICE = 256 * 1024
+#: On streams other than plain sockets a large write is cut into slices of
+#: this size; each slice written is progress that re-arms the deadline.
+SEND_SLICE = 64 * 1024
 #: After answering and half-closing, how long unread input is drained so the
 #: client sees the answer instead of a reset (a "lingering close").
 LINGER_SECONDS = 2.0
@@ -177,10 +177,16 @@ class Transport:
         return cast(bytes, await self.stream.receive_some(max_bytes))
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
-        """Send all of *data*; every slice written re-arms the deadline."""
+        """Send all of *data*; every write that moves bytes re-arms the deadline.
+
+        On a plain socket each partial ``write`` counts; on other streams
+        (TLS, memory) each slice of :data:`SEND_SLICE` bytes does.
+        """
         self.arm()
         size = len(data)
-        if size <= SEND_SLICE:
+        if self._plain is not None:
+            await self._plain.send_all(data, self.arm)
+        elif size <= SEND_SLICE:
             await self.stream.send_all(data)
         else:
             with memoryview(data) as view:
