@@ -193,6 +193,7 @@ def response_add_auth_basic_challenge(response: Response, realm: str, *,
     """
     if not isinstance(response, Response):
         raise UsageError("response_add_auth_basic_challenge needs an mhd2.Response")
+    response._check_mutable("response_add_auth_basic_challenge")  # TOO_LATE once sent
     if response.status != HTTPStatus.UNAUTHORIZED:
         raise UsageError(
             f"a Basic challenge goes on a 401 response, not {response.status}: make it with "

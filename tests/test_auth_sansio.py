@@ -306,6 +306,7 @@ def authorization_values(draw: st.DrawFn) -> str:
     return f"{scheme} {body}"
 
 
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning")  # 70 kB reprs
 @settings(max_examples=600, deadline=None, database=None)
 @given(values=st.lists(authorization_values(), max_size=3), use_nonce=st.booleans())
 def test_fuzz_parsers_raise_nothing_undocumented(values: list[str], use_nonce: bool) -> None:
