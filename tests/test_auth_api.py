@@ -92,6 +92,28 @@ async def test_digest_uri_that_urlsplit_refuses_is_a_401_not_a_500(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
+async def test_each_daemon_has_its_own_nonce_registry() -> None:
+    """Two daemons with equal options (even the same random) share no nonce state."""
+
+    def app(request: mhd2.Request) -> mhd2.Action:
+        result = request.digest_auth_check(REALM, "u", "p")
+        if result is R.OK:
+            return text_response(request, b"in")
+        page = mhd2.Response.from_buffer_copy(401, result.name.encode())
+        return mhd2.action_digest_auth_challenge(request, REALM, page, algo=Algo.SHA256)
+
+    async with running(app, digest_auth_random=RANDOM) as a, \
+            running(app, digest_auth_random=RANDOM) as b:
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(WAIT):
+                ch = challenges(await client.get(f"http://127.0.0.1:{a.port}/"))[0]
+                login = {"Authorization": hand_answer(ch, "/", "u", "p")}
+                on_b = await client.get(f"http://127.0.0.1:{b.port}/", headers=login)
+                on_a = await client.get(f"http://127.0.0.1:{a.port}/", headers=login)
+    assert (on_b.status_code, on_b.text) == (401, "NONCE_STALE")  # b never issued it
+    assert (on_a.status_code, on_a.text) == (200, "in")
+
+
 # -- digest_auth_info ------------------------------------------------------------------
 
 

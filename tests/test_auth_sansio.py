@@ -27,7 +27,7 @@ from mhd2._auth.digest import (
     password_digest,
     stored_digest,
 )
-from mhd2._auth.nonces import NonceRegistry, registry_for
+from mhd2._auth.nonces import NonceRegistry
 from mhd2._http1.values import parse_query, split_target
 
 REALM, USER, PASSWORD = "realm", "root", "pa$$w0rd"
@@ -262,22 +262,15 @@ def test_challenge_header_values() -> None:
     assert "â\x82¬uro" in DigestChallengeHeader("€uro", prefer_utf8=True).values("N")[0]
 
 
-class _FakeRequest:
-    def __init__(self, options: mhd2.DaemonOptions) -> None:
-        self._daemon_options = options
-
-
-def test_registry_for_one_per_options_object() -> None:
-    a = mhd2.DaemonOptions(digest_auth_random=RANDOM, digest_auth_map_size=7)
-    b = mhd2.DaemonOptions(digest_auth_random=RANDOM, digest_auth_map_size=7)
-    assert a == b  # equal, but two daemons: two registries
-    reg_a = registry_for(_FakeRequest(a))
-    assert registry_for(_FakeRequest(a)) is reg_a
-    assert registry_for(_FakeRequest(b)) is not reg_a
-    assert (reg_a.map_size, reg_a.max_nc, reg_a.nonce_timeout) == (7, 1000, 300.0)
-    with pytest.raises(mhd2.UsageError, match="digest_auth_random"):
-        registry_for(_FakeRequest(mhd2.DaemonOptions()))
+def test_registry_from_options() -> None:
+    options = mhd2.DaemonOptions(digest_auth_random=RANDOM, digest_auth_map_size=7,
+                                 digest_auth_max_nc=9, digest_auth_nonce_timeout=5)
+    reg = NonceRegistry.from_options(options)
+    assert reg is not None
+    assert (reg.map_size, reg.max_nc, reg.nonce_timeout) == (7, 9, 5)
     assert NonceRegistry.from_options(mhd2.DaemonOptions()) is None
+    with pytest.raises(mhd2.UsageError, match="digest_auth_random"):
+        NonceRegistry(b"")
 
 
 # -- fuzz: nothing but the documented results escapes ---------------------------------------
