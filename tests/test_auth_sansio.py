@@ -253,8 +253,8 @@ def test_challenge_header_values() -> None:
                and "N2" in v for v in second)
     legacy = DigestChallengeHeader(REALM, qop="", algo=Algo.MD5).values("N")
     assert legacy == ['Digest realm="realm", algorithm=MD5, nonce="N"']
-    for bad in ({"opaque": "a\r\nX: y"}, {"domain": "\x00"}, {"qop": "auth-int"},
-                {"algo": Algo(0)}):
+    for bad in ({"opaque": "a\r\nX: y"}, {"domain": "\x00"}, {"opaque": "a\tb"},
+                {"qop": "auth-int"}, {"algo": Algo(0)}):
         with pytest.raises(mhd2.UsageError):
             DigestChallengeHeader(REALM, **bad)
     with pytest.raises(mhd2.UsageError):

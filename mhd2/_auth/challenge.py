@@ -21,8 +21,10 @@ __all__ = ["DigestChallengeHeader", "basic_challenge"]
 
 def _header_text(what: str, value: str) -> str:
     """*value* if it can go into a header line, else :class:`UsageError`."""
-    if any(c in "\r\n\0" or ord(c) > 255 or (ord(c) < 32 and c != "\t") or ord(c) == 127
-           for c in value):
+    # The same rule as Response.add_header: no CR, LF, TAB or other control
+    # character, nothing beyond Latin-1 -- checked here so that a prepared
+    # challenge fails when it is made, not at its first send.
+    if any(ord(c) < 32 or ord(c) == 127 or ord(c) > 255 for c in value):
         raise UsageError(f"{what} {value!r} cannot be sent in a header: it has a control "
                          "character or a character beyond Latin-1 (use prefer_utf8=True for "
                          "a non-Latin-1 realm)", StatusCode.RESP_HEADER_VALUE_INVALID)
