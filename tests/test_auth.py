@@ -1,7 +1,8 @@
 """Basic (RFC 7617) and Digest (RFC 7616) authentication.
 
 Through the request-level API (``request.basic_auth``,
-``request.digest_auth_check``), which delegates to :mod:`mhd2.auth`.
+``request.digest_auth_check``), which calls the sans-IO code in ``mhd2._auth``;
+the challenge actions are the wrappers in :mod:`mhd2.auth`.
 """
 
 from __future__ import annotations
