@@ -28,7 +28,16 @@ from .actions import (
     upload_action_suspend,
     upload_action_upgrade,
 )
-from .auth import BasicAuth, action_basic_auth_challenge, action_digest_auth_challenge
+from .auth import (
+    BasicAuth,
+    DigestAuthInfo,
+    DigestChallenge,
+    action_basic_auth_challenge,
+    action_digest_auth_challenge,
+    digest_auth_calc_userdigest,
+    digest_auth_calc_userhash,
+    response_add_auth_basic_challenge,
+)
 from .connection_info import ConnectionInfo
 from .daemon import Daemon
 from .enums import (
@@ -84,7 +93,9 @@ __all__ = [
     "DaemonOptions",
     "DaemonStartError",
     "DigestAuthAlgo",
+    "DigestAuthInfo",
     "DigestAuthResult",
+    "DigestChallenge",
     "HTTPMethod",
     "HTTPStatus",
     "HTTPVersion",
@@ -126,7 +137,10 @@ __all__ = [
     "dcc_action_continue_zc",
     "dcc_action_finish",
     "dcc_action_suspend",
+    "digest_auth_calc_userdigest",
+    "digest_auth_calc_userhash",
     "request_resume",
+    "response_add_auth_basic_challenge",
     "upload_action_abort_request",
     "upload_action_continue",
     "upload_action_from_response",

@@ -8,13 +8,16 @@ little.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._auth import basic as _basic
+from ._auth import digest as _digest
+from ._auth.basic import BasicAuth
+from ._auth.digest import DigestAuthInfo
+from ._auth.nonces import registry_for
 from ._http1.values import parse_cookies, parse_query, split_target
-from .auth import BasicAuth, basic_auth_of
-from .auth import digest_auth_check as _digest_auth_check
 from .connection_info import ConnectionInfo
 from .enums import DigestAuthAlgo, DigestAuthResult, HTTPMethod, HTTPVersion, ValueKind
 from .post_field import PostField
@@ -297,7 +300,17 @@ class Request:
             AuthError: the header says ``Basic`` but is malformed (bad base64,
                 no colon ...); answer 400 or challenge again.
         """
-        return basic_auth_of(self)
+        return _basic.parse_basic(self.headers.get_all("authorization"))
+
+    @property
+    def digest_auth_info(self) -> DigestAuthInfo | None:
+        """What the Digest ``Authorization`` header claims (user or userhash, realm ...).
+
+        Nothing is verified: use it to find the user, then call
+        :meth:`digest_auth_check` or :meth:`digest_auth_check_digest`.
+        ``None`` when there is no Digest header or it is broken.
+        """
+        return _digest.digest_info(self.headers.get_all("authorization"))
 
     def digest_auth_check(
         self,
@@ -323,9 +336,53 @@ class Request:
         Returns:
             A :class:`~mhd2.DigestAuthResult`; ``OK`` only for a valid, fresh,
             not replayed response.  See :doc:`/auth`.
+
+        Raises:
+            UsageError: digest auth is off (no ``digest_auth_random``), or a
+                bad *qop* / *algo*.
         """
-        return _digest_auth_check(self, realm, username, password, max_nc=max_nc, qop=qop,
-                                  algo=algo)
+        return self._digest_check(realm, username, _digest.password_digest(
+            username, realm, password), max_nc, qop, algo)
+
+    def digest_auth_check_digest(
+        self,
+        realm: str,
+        username: str,
+        userdigest: bytes,
+        *,
+        max_nc: int = 0,
+        qop: str | Collection[str] = "auth",
+        algo: DigestAuthAlgo = DigestAuthAlgo.SHA256,
+    ) -> DigestAuthResult:
+        """As :meth:`digest_auth_check`, with a stored userdigest instead of the password.
+
+        Args:
+            userdigest: ``mhd2.digest_auth_calc_userdigest(algo, username,
+                realm, password)``, stored in place of the password.
+            algo: the single algorithm *userdigest* was made with; an answer
+                with another algorithm is ``WRONG_ALGO``.
+
+        Raises:
+            UsageError: digest auth is off, *algo* is not a single
+                algorithm, or *userdigest* is not that algorithm's size.
+        """
+        digest, single = _digest.stored_digest(userdigest, algo)
+        return self._digest_check(realm, username, digest, max_nc, qop, single)
+
+    def _digest_check(self, realm: str, username: str,
+                      userdigest: Callable[[DigestAuthAlgo], bytes], max_nc: int,
+                      qop: str | Collection[str], algo: DigestAuthAlgo) -> DigestAuthResult:
+        return _digest.check(
+            self.headers.get_all("authorization"), method=self.method, request_uri=self.uri,
+            target_matches=self._digest_target_matches, registry=registry_for(self),
+            realm=realm, username=username, userdigest=userdigest, max_nc=max_nc, qop=qop,
+            algo=algo)
+
+    def _digest_target_matches(self, target: str) -> bool:
+        """Whether the origin-form *target* (a Digest ``uri``) names this request's target."""
+        path, query = split_target(target)
+        plus = self._daemon_options.uri_query_plus_as_space
+        return path == self.path and parse_query(query, plus_as_space=plus) == self._arg_pairs()
 
     def __repr__(self) -> str:
         return f"<mhd2.Request {self.method} {self.uri} {self.version}>"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._auth.nonces import NonceRegistry
 from .pool import LargePool
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ class Shared:
         large_pool: the budget for in-memory bodies (``large_pool_size``).
         token: the daemon's trio token (for ``request_resume`` from threads).
         stopping: a graceful stop has begun.
-        nonces: the Digest nonce registry (made on first use).
+        nonces: the Digest nonce registry (``None`` unless ``digest_auth_random``).
     """
 
     __slots__ = ("large_pool", "nonces", "options", "request_cb", "stopping", "token")
@@ -40,4 +41,4 @@ class Shared:
         self.large_pool = LargePool(options.large_pool_size)
         self.token: trio.lowlevel.TrioToken | None = None
         self.stopping = False
-        self.nonces: Any = None
+        self.nonces: NonceRegistry | None = NonceRegistry.from_options(options)

@@ -1,7 +1,8 @@
 """Basic (RFC 7617) and Digest (RFC 7616) authentication.
 
 Through the request-level API (``request.basic_auth``,
-``request.digest_auth_check``), which delegates to :mod:`mhd2.auth`.
+``request.digest_auth_check``), which calls the sans-IO code in ``mhd2._auth``;
+the challenge actions are the wrappers in :mod:`mhd2.auth`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from conftest import WAIT, exchange, running, status_of, text_response
 import mhd2
 from mhd2 import DigestAuthAlgo as Algo
 from mhd2 import DigestAuthResult as R
+from mhd2._auth.digest import algo_list, qop_set
+from mhd2._auth.nonces import registry_for
 from mhd2.auth import (
     BasicAuth,
     DigestNonceRegistry,
-    _registry_lookup,
     action_basic_auth_challenge,
     action_digest_auth_challenge,
     basic_auth_check,
@@ -341,10 +343,10 @@ async def test_digest_results_over_the_wire() -> None:
 
 
 async def test_expired_nonce_is_stale_with_fresh_challenge() -> None:
-    daemon_options: list[mhd2.DaemonOptions] = []
+    requests: list[mhd2.Request] = []
 
     def app(request: mhd2.Request) -> mhd2.Action:
-        daemon_options.append(request._daemon_options)
+        requests.append(request)
         return digest_app()(request)
 
     async with running(app, digest_auth_random=RANDOM, digest_auth_nonce_timeout=30) as daemon:
@@ -352,7 +354,7 @@ async def test_expired_nonce_is_stale_with_fresh_challenge() -> None:
         async with httpx.AsyncClient() as client:
             with trio.fail_after(WAIT):
                 c = challenges(await client.get(url))[0]
-                registry = _registry_lookup(daemon_options[0])
+                registry = registry_for(requests[0])
                 real_clock = registry._clock
                 registry._clock = lambda: real_clock() + 31  # half a minute later
                 r = await client.get(url, headers={"Authorization": authorization(c, "GET", "/p")})
@@ -392,17 +394,30 @@ async def test_httpx_digest_auth() -> None:
 
 
 def curl_version() -> tuple[int, ...]:
+    """curl's (major, minor), or ``(0,)`` without curl."""
     import subprocess
 
+    if not shutil.which("curl"):
+        return (0,)
     out = subprocess.run(["curl", "--version"], capture_output=True, text=True).stdout
     return tuple(int(x) for x in out.split()[1].split(".")[:2])
 
 
+CURL_VERSION = curl_version()
+# Decided at collection: a pytest.skip() inside the trio test loses its reason.
+OLD_CURL_SHA512_256 = pytest.mark.skipif(
+    CURL_VERSION < (8, 8),
+    reason=f"curl {'.'.join(map(str, CURL_VERSION))} is older than 8.8: it hashes "
+           "algorithm=SHA-512-256 with SHA-256 (a curl bug fixed in 8.8), so its login "
+           "must fail; mhd2's SHA-512-256 is tested with hand-computed digests instead "
+           "(test_digest_sha512_256_and_rfc2069)")
+
+
 @pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
-@pytest.mark.parametrize("algo", [Algo.MD5, Algo.SHA256, Algo.SHA512_256, Algo.ANY])
+@pytest.mark.parametrize("algo", [Algo.MD5, Algo.SHA256,
+                                  pytest.param(Algo.SHA512_256, marks=OLD_CURL_SHA512_256),
+                                  Algo.ANY])
 async def test_curl_digest_login(algo: Algo) -> None:
-    if algo == Algo.SHA512_256 and curl_version() < (8, 8):
-        pytest.skip("curl before 8.8 computes SHA-512-256 digests with SHA-256")
     async with running(digest_app(challenge={"algo": algo}), digest_auth_random=RANDOM) as daemon:
         url = f"http://127.0.0.1:{daemon.port}/secret?a=1"
         with trio.fail_after(WAIT):
@@ -433,10 +448,8 @@ async def test_digest_needs_daemon_random(caplog: pytest.LogCaptureFixture) -> N
 def test_bad_challenge_arguments() -> None:
     with pytest.raises(mhd2.UsageError):
         digest_auth_calc_userhash(Algo.ANY, USER, REALM)
-    from mhd2.auth import _algo_flags, _qop_set
-
     with pytest.raises(mhd2.UsageError):
-        _qop_set("auth-int")
+        qop_set("auth-int")
     with pytest.raises(mhd2.UsageError):
-        _algo_flags(Algo(0))
-    assert _qop_set(("auth", "")) == {"auth", ""}
+        algo_list(Algo(0))
+    assert qop_set(("auth", "")) == {"auth", ""}

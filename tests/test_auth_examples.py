@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import ssl
@@ -100,6 +101,33 @@ async def test_digestauth_with_curl_and_httpx() -> None:
         headers = plain.headers.get_list("www-authenticate")
         assert [re.search(r"algorithm=([\w-]+)", h)[1] for h in headers  # type: ignore[index]
                 ] == ["SHA-256", "MD5"]
+
+
+@pytest.mark.skipif(not shutil.which("curl"), reason="needs curl")
+async def test_digestauth_stores_userdigests_userhash_and_utf8_names() -> None:
+    """The example keeps no passwords: users found by name or userhash, UTF-8 names work."""
+    async with example("digestauth.py", "--userhash", "--algo", "md5") as ex:
+        with trio.fail_after(10):
+            results = []
+            for user in ("testuser:testpass", "jürgen:geheim", "jürgen:testpass",
+                         "nobody:testpass"):
+                done = await trio.run_process(
+                    ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--digest",
+                     "-u", user, ex.url + "/x"], capture_stdout=True, capture_stderr=True)
+                results.append(done.stdout)
+            plain = await fetch(ex.url)
+            # a well-formed answer by a known user (by userhash) with an algorithm
+            # that was not offered: challenged again, not a crash
+            nonce = re.search(r'nonce="(\w+)"', plain.headers["www-authenticate"])[1]  # type: ignore[index]
+            uh = hashlib.sha256(b"testuser:test@example.com").hexdigest()
+            other = await fetch(ex.url, [("Authorization", (
+                f'Digest username="{uh}", userhash=true, realm="test@example.com", '
+                f'nonce="{nonce}", uri="/", response="00", algorithm=SHA-256, qop=auth, '
+                'nc=00000001, cnonce="c"'))])
+    assert results == [b"200", b"200", b"401", b"401"]
+    assert "userhash=true" in plain.headers["www-authenticate"]
+    assert plain.headers["content-type"] == "text/html"
+    assert other.status_code == 401
 
 
 async def test_sessions_form_flow_and_expiry() -> None:
