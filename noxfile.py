@@ -41,9 +41,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
-    """ruff check, then mypy --strict over mhd2, tests and examples."""
+    """ruff check, mypy --strict over mhd2, tests and examples, and the import layers."""
     session.install(".[lint]")
     session.run("ruff", "check", ".")
+    # The layer contract of docs/design.rst lives in [tool.importlinter].
+    session.run("lint-imports")
     # Which files, and the per-module settings, live in [tool.mypy].
     session.run("mypy", "--strict", *session.posargs)
 

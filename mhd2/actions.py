@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._http1.syntax import BAD_VALUE as _BAD_VALUE
+from ._http1.syntax import TOKEN as _TOKEN
 from .enums import StatusCode
 from .errors import UsageError
 
@@ -196,8 +198,6 @@ class UpgradeAction(Action):
 
 def _make_upgrade(request: Request, upgrade_hdr_value: str, upgrade_handler: Callable[..., Any],
                   headers: Sequence[tuple[str, str]]) -> UpgradeAction:
-    from .response import _BAD_VALUE, _TOKEN
-
     if request._x.shared.options.disallow_upgrade:
         raise UsageError("upgrades are disabled by the daemon option disallow_upgrade=True",
                          StatusCode.FEATURE_DISABLED)
@@ -509,8 +509,6 @@ def dcc_action_finish(ctx: DCCContext, footers: Sequence[tuple[str, str]] | None
     """
     checked: list[tuple[str, str]] | None = None
     if footers:
-        from .response import _BAD_VALUE, _TOKEN
-
         checked = []
         for name, value in footers:
             if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):

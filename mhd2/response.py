@@ -14,12 +14,12 @@ in :mod:`mhd2.reply`.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from ._http1.syntax import BAD_VALUE, TOKEN
 from ._http1.writer import encode_header_lines
 from .enums import PredefinedHeader, StatusCode, reason_phrase
 from .errors import ResponseHeaderError, UsageError
@@ -36,10 +36,10 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 
 # RFC 9110 §5.1: field-name = token; tchar = "!" / "#" / "$" / "%" / "&" / "'"
 # / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # MHD2 refuses CR, LF and TAB in values; mhd2 also refuses the other controls
 # (NUL, DEL ...), which RFC 9110 §5.5 forbids in field values.
-_BAD_VALUE = re.compile(r"[\x00-\x1f\x7f]|[^\x00-\xff]")
+_TOKEN = TOKEN
+_BAD_VALUE = BAD_VALUE
 
 
 @dataclass(slots=True)
