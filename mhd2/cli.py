@@ -152,8 +152,10 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-control",
         type=_cache_control,
+        default="no-cache",
         metavar="VALUE",
-        help="Cache-Control header for files, e.g. 'public, max-age=3600' (default: none)",
+        help="Cache-Control header for files, e.g. 'public, max-age=3600' "
+        "(default: %(default)s: caches revalidate every time)",
     )
 
 
