@@ -194,7 +194,7 @@ class StaticFiles:
             return self._directory(request, real, st, segments, slash)
         if not stat.S_ISREG(st.st_mode):
             return self._not_found(request)
-        return self._file(request, real)
+        return self._file(request, real, st)
 
     def request_ended(self, request: Request, code: object = None) -> None:
         """``notify_request_ended`` callback: writes the access log line."""
@@ -297,8 +297,14 @@ class StaticFiles:
             return self._send(request, r, 301, 0)
         for name in self.index:
             index = os.path.realpath(os.path.join(real, name))
-            if self._inside(index) and os.path.isfile(index):
-                return self._file(request, index)
+            try:
+                ist = os.stat(index)
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    return self._failed(request, exc)
+                continue
+            if stat.S_ISREG(ist.st_mode) and self._visible(index):
+                return self._file(request, index, ist)
         if not self.listing:
             return self._not_found(request)
         try:
@@ -363,11 +369,14 @@ class StaticFiles:
         if not self.precompressed:
             return found
         for coding, suffix in SIDECARS.items():
+            path = real + suffix  # *real* is resolved and visible, so is its directory
             try:
-                path = os.path.realpath(real + suffix)
-                if not self._visible(path):
-                    continue
-                sst = os.stat(path)
+                sst = os.lstat(path)  # usually ENOENT: one system call
+                if stat.S_ISLNK(sst.st_mode):
+                    path = os.path.realpath(path)
+                    if not self._visible(path):
+                        continue
+                    sst = os.stat(path)
             except (OSError, ValueError):
                 continue
             # an older sidecar is a stale copy of an earlier version: never send it
@@ -392,14 +401,12 @@ class StaticFiles:
         os.close(fd)
         return None
 
-    def _file(self, request: Request, real: str) -> Action:
+    def _file(self, request: Request, real: str, original: os.stat_result) -> Action:
+        """Serve the regular file *real* (resolved, visible; *original* is its stat)."""
+
         def header(name: str) -> str | None:
             return request.get_value(ValueKind.HEADER, name)
 
-        try:
-            original = os.stat(real)
-        except OSError as exc:
-            return self._failed(request, exc)
         sidecars = self._sidecars(real, original)
         coding = choose(header("Accept-Encoding"), sidecars) if sidecars else None
         opened = self._open(sidecars[coding]) if coding is not None else None
@@ -428,8 +435,6 @@ class StaticFiles:
             os.close(fd)
             return self._with_headers(request, Response.from_empty(status), headers, status, 0)
         ctype = content_type(real)  # the original's type, whatever the coding
-        if coding is not None:
-            headers.append(("Content-Encoding", coding))
         rng = header("Range")
         ranges = None
         if rng is not None and if_range(header("If-Range"), etag, mtime):
@@ -438,6 +443,8 @@ class StaticFiles:
             os.close(fd)
             headers.append(("Content-Range", f"bytes */{size}"))
             return self._with_headers(request, Response.from_empty(416), headers, 416, 0)
+        if coding is not None:
+            headers.append(("Content-Encoding", coding))
         if ranges and len(ranges) > 1:
             body = multipart(ranges, size, ctype, secrets.token_hex(16))
             creator = MultipartBody(fd, body)

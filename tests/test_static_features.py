@@ -149,6 +149,27 @@ async def test_range_and_conditionals_apply_to_the_encoded_bytes(server: Server)
     assert plain.status_code == 200 and plain.content == TEXT
 
 
+async def test_sidecar_linked_out_of_the_tree_is_not_used(server: Server, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.gz"
+    outside.write_bytes(b"OUTSIDE")
+    (server.root / "plain.txt.gz").symlink_to(outside)
+    answer = await raw_get(server.port, b"/plain.txt", b"Accept-Encoding: gzip")
+    assert b"OUTSIDE" not in answer
+    assert answer.partition(b"\r\n\r\n")[2] == b"plain\n"
+
+
+async def test_unsatisfiable_range_of_a_sidecar(server: Server) -> None:
+    answer = await raw_get(
+        server.port, b"/style.css", b"Accept-Encoding: gzip", b"Range: bytes=99999-"
+    )
+    head = answer.partition(b"\r\n\r\n")[0]
+    assert status_of(answer) == 416
+    size = len((server.root / "style.css.gz").read_bytes())
+    assert header_of(head, b"content-range") == f"bytes */{size}".encode()
+    assert b"content-encoding" not in head.lower()  # no body to decode
+    assert header_of(head, b"vary") == b"Accept-Encoding"
+
+
 async def test_sidecars_can_be_turned_off(tree: Path) -> None:
     async for server in running(tree, precompressed=False):
         answer = await raw_get(server.port, b"/style.css", b"Accept-Encoding: gzip, br")
