@@ -293,8 +293,8 @@ async def test_listing_has_a_validator(server: Server) -> None:
 
 async def test_listing_shows_size_and_date_with_inline_style(server: Server) -> None:
     page = (await get(server, "/files/")).text
-    assert "<style>" in page and "<link" not in page and "<script" not in page
-    assert "src=" not in page
+    assert "<style>" in page and "<script" not in page and "src=" not in page
+    assert re.findall(r"<link [^>]*>", page) == ['<link rel="icon" href="data:,">']
     assert 'title="5000 bytes"' in page and "4.9 KiB" in page
     assert 'title="10 bytes"' in page and "10 B" in page
     assert '<time datetime="2023-11-14T22:13:20Z">2023-11-14 22:13</time>' in page

@@ -195,6 +195,7 @@ def html_page(location: str, entries: Sequence[Entry], key: SortKey, order: Sort
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width,initial-scale=1">',
+            '<link rel="icon" href="data:,">',  # no favicon request from a listing
             f"<title>Index of {title}</title><style>{_STYLE}</style></head>",
             f"<body><main><h1>Index of {title}</h1>",
             "<table><thead><tr>"
