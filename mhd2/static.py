@@ -69,7 +69,7 @@ from ._accesslog import AccessLog
 from ._static import listing
 from ._static.conditionals import if_range, preconditions
 from ._static.encodings import SIDECARS, choose
-from ._static.files import MultipartBody, content_type, etag_of, http_date
+from ._static.files import MultipartBody, content_type, etag_of, http_date, last_modified
 from ._static.ranges import DEFAULT_MAX_RANGES, multipart, parse_ranges
 
 __all__ = ["StaticFiles"]
@@ -313,17 +313,18 @@ class StaticFiles:
             return self._failed(request, exc)
         key, order = listing.parse_sort(query)
         as_json = listing.wants_json(request.get_value(ValueKind.HEADER, "Accept"))
-        etag, last_modified = listing.validator(
+        etag, newest = listing.validator(
             st, entries, f"{'json' if as_json else 'html'}:{key}:{order}"
         )
+        modified = last_modified(newest)
         headers = [
             ("Cache-Control", "no-cache"),
             ("ETag", etag),
-            ("Last-Modified", http_date(last_modified)),
+            ("Last-Modified", http_date(modified)),
             ("Vary", "Accept"),
         ]
         status = preconditions(
-            lambda n: request.get_value(ValueKind.HEADER, n), etag, last_modified
+            lambda n: request.get_value(ValueKind.HEADER, n), etag, modified
         )
         if status is not None:
             return self._with_headers(request, Response.from_empty(status), headers, status, 0)
@@ -420,7 +421,7 @@ class StaticFiles:
         if opened is None:
             return self._not_found(request)
         fd, st = opened
-        size, mtime, etag = st.st_size, int(st.st_mtime), etag_of(st, coding)
+        size, mtime, etag = st.st_size, last_modified(st.st_mtime), etag_of(st, coding)
         headers = [
             ("Accept-Ranges", "bytes"),
             ("ETag", etag),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import os
 import resource
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -217,3 +219,28 @@ async def test_dotfiles_allow(tree: Path) -> None:
 def test_dotfiles_option_is_checked(tree: Path) -> None:
     with pytest.raises(mhd2.UsageError):
         StaticFiles(tree, dotfiles="yes")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------ odd modification times
+
+
+@pytest.mark.parametrize("mtime", [2**40, -(2**40), "future"])
+async def test_odd_modification_times(server: Server, mtime: int | str) -> None:
+    """A file dated in year 36812 made formatdate() raise (500). RFC 9110
+    §8.8.2.1: Last-Modified is never later than the response's Date."""
+    path = server.root / "list" / "odd.txt"
+    path.write_bytes(b"odd")
+    when = int(time.time()) + 86_400 if mtime == "future" else int(mtime)
+    try:
+        os.utime(path, (when, when))
+    except (OSError, OverflowError):
+        pytest.skip(f"this file system cannot store mtime {when}")
+    r = await get(server, "/list/odd.txt")
+    assert (r.status_code, r.content) == (200, b"odd")
+    lm = email.utils.parsedate_to_datetime(r.headers["last-modified"])
+    assert lm <= email.utils.parsedate_to_datetime(r.headers["date"])
+    if mtime != "future":  # a future file's Last-Modified is "now", which moves on
+        ims = r.headers["last-modified"]
+        assert (await get(server, "/list/odd.txt", **{"If-Modified-Since": ims})).status_code == 304
+    listing = await get(server, "/list/")
+    assert listing.status_code == 200 and "odd.txt" in listing.text

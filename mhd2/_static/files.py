@@ -7,11 +7,14 @@ import bisect
 import email.utils
 import mimetypes
 import os
+import time
 
 from .. import DCCAction, DCCContext, dcc_action_continue, dcc_action_finish
 from .ranges import Multipart
 
-__all__ = ["MultipartBody", "content_type", "etag_of", "http_date"]
+__all__ = ["MultipartBody", "content_type", "etag_of", "http_date", "last_modified"]
+
+_HAVE_PREADV = hasattr(os, "preadv")
 
 _ENCODED = {
     "gzip": "application/gzip",
@@ -38,7 +41,19 @@ def content_type(path: str) -> str:
     return ctype
 
 
+def last_modified(mtime: float) -> int:
+    """A modification time fit for ``Last-Modified``: whole seconds, not
+    before 1970 and not in the future.
+
+    RFC 9110 §8.8.2.1: "An origin server with a clock MUST NOT generate a
+    Last-Modified date that is later than the server's time of message
+    origination (Date)." (A file can carry any time: ``touch -d 2999-01-01``.)
+    """
+    return max(0, min(int(mtime), int(time.time())))
+
+
 def http_date(when: int) -> str:
+    """*when* (POSIX seconds, see :func:`last_modified`) as an IMF-fixdate."""
     return email.utils.formatdate(when, usegmt=True)
 
 
@@ -70,7 +85,12 @@ class MultipartBody:
         else:
             offset, length = seg
             want = min(length - skip, len(buf))
-            n = os.preadv(self.fd, [buf[:want]], offset + skip)
+            if _HAVE_PREADV:
+                n = os.preadv(self.fd, [buf[:want]], offset + skip)
+            else:
+                data = os.pread(self.fd, want, offset + skip)
+                n = len(data)
+                buf[:n] = data
             if n <= 0:  # the file shrank: end here (the daemon closes the connection)
                 return dcc_action_finish(ctx)
         return dcc_action_continue(ctx, n)

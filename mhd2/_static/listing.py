@@ -129,8 +129,12 @@ def _href(entry: Entry) -> str:
     return quote(os.fsencode(entry.name), safe="") + ("/" if entry.is_dir else "")
 
 
+#: 9999-12-31T23:59:59Z: the last time with a four-digit year.
+_LAST_TIME: Final = 253_402_300_799
+
+
 def _iso(mtime: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(0, min(mtime, _LAST_TIME))))
 
 
 def _human(size: int) -> str:
