@@ -154,7 +154,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         type=_cache_control,
         default="no-cache",
         metavar="VALUE",
-        help="Cache-Control header for files, e.g. 'public, max-age=3600' "
+        help="Cache-Control header for files, e.g. 'public, max-age=3600', '' for none "
         "(default: %(default)s: caches revalidate every time)",
     )
 
@@ -166,6 +166,8 @@ def _index_name(text: str) -> str:
 
 
 def _cache_control(text: str) -> str:
+    if text == "":
+        return text  # no header
     if not text.strip() or not all(c == "\t" or " " <= c <= "~" for c in text):
         raise argparse.ArgumentTypeError(f"not a printable ASCII header value: {text!r}")
     return text
@@ -177,7 +179,7 @@ def _static_options(args: argparse.Namespace) -> dict[str, Any]:
         "index": args.index if args.index is not None else "index.html",
         "listing": args.listing,
         "dotfiles": args.dotfiles,
-        "cache_control": args.cache_control,
+        "cache_control": args.cache_control or None,
     }
 
 

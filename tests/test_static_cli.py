@@ -88,12 +88,18 @@ async def test_flags(site: Path) -> None:
         assert (await fetch(url + "/")).status_code == 404  # no index, no listing
 
 
+async def test_no_cache_control(site: Path) -> None:
+    async with serve([str(site), "--cache-control", ""]) as url:
+        assert "cache-control" not in (await fetch(url + "/hello.txt")).headers
+
+
 @pytest.mark.parametrize(
     "args",
     [
         ["--dotfiles", "maybe"],
         ["--index", "a/b"],
         ["--cache-control", "x\x01"],
+        ["--cache-control", "  "],
     ],
 )
 def test_bad_flags_exit_2(site: Path, args: list[str]) -> None:
