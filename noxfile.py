@@ -6,6 +6,7 @@
     nox -s docs               # Sphinx, warnings are errors
     nox -s bench              # benchmarks (needs wrk)
     nox -s browser            # the chat demo in headless Chromium (needs /usr/bin/chromium)
+    nox -s redbot             # REDbot against a live `python -m mhd2 serve`
     nox -s conformance        # Autobahn|Testsuite, all 517 cases (~12 min)
 
 Every session builds a fresh virtualenv with Python 3.11 and installs mhd2
@@ -76,6 +77,19 @@ def browser(session: nox.Session) -> None:
     session.install(".[test]", "playwright")
     session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs,
                 env={"MHD2_BROWSER": "1"})
+
+
+@nox.session(python=PYTHON)
+def redbot(session: nox.Session) -> None:
+    """REDbot checks a live ``python -m mhd2 serve`` (tests/test_static_redbot.py).
+
+    The listing, a file with a gzip sidecar, a missing file and range
+    requests must get no BAD and no WARN note. Not a default session: REDbot
+    and its dependencies come from PyPI.
+    """
+    session.install(".[test,redbot]")
+    session.run("pytest", "tests/test_static_redbot.py", "-p", "no:cacheprovider", "-rs",
+                *session.posargs, env={"MHD2_REDBOT": "1"})
 
 
 @nox.session(python=PYTHON)

@@ -1,7 +1,8 @@
 """``python -m mhd2``: command-line entry points.
 
 ``python -m mhd2 serve [DIR] [--host H] [--port P] [--tls-cert F --tls-key F]
-[--workers N]`` serves *DIR* (default: the current directory) with
+[--workers N] [--index NAME]... [--no-listing] [--dotfiles allow|deny]
+[--cache-control VALUE]`` serves *DIR* (default: the current directory) with
 :class:`mhd2.static.StaticFiles` and writes an access log on stderr. It prints
 one startup line on stderr, ``mhd2: serving /abs/dir on http://127.0.0.1:8080/
 (Ctrl-C to stop)``, with the real port (``--port 0`` picks a free one).
@@ -128,6 +129,58 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="worker processes sharing one listening socket (default: %(default)s)",
     )
+    parser.add_argument(
+        "--index",
+        action="append",
+        type=_index_name,
+        metavar="NAME",
+        help="file served for a directory; repeat for several, first match wins "
+        "(default: index.html)",
+    )
+    parser.add_argument(
+        "--no-listing",
+        dest="listing",
+        action="store_false",
+        help="no generated listing for a directory without an index file (404 instead)",
+    )
+    parser.add_argument(
+        "--dotfiles",
+        choices=("allow", "deny"),
+        default="deny",
+        help="serve and list names starting with '.' (default: %(default)s: 404, not listed)",
+    )
+    parser.add_argument(
+        "--cache-control",
+        type=_cache_control,
+        default="no-cache",
+        metavar="VALUE",
+        help="Cache-Control header for files, e.g. 'public, max-age=3600', '' for none "
+        "(default: %(default)s: caches revalidate every time)",
+    )
+
+
+def _index_name(text: str) -> str:
+    if not text or "/" in text or text in (".", ".."):
+        raise argparse.ArgumentTypeError(f"an index is a plain file name, not {text!r}")
+    return text
+
+
+def _cache_control(text: str) -> str:
+    if text == "":
+        return text  # no header
+    if not text.strip() or not all(c == "\t" or " " <= c <= "~" for c in text):
+        raise argparse.ArgumentTypeError(f"not a printable ASCII header value: {text!r}")
+    return text
+
+
+def _static_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~mhd2.static.StaticFiles` options given by ``_serve_arguments``."""
+    return {
+        "index": args.index if args.index is not None else "index.html",
+        "listing": args.listing,
+        "dotfiles": args.dotfiles,
+        "cache_control": args.cache_control or None,
+    }
 
 
 def _tls_context(
@@ -165,7 +218,7 @@ async def _serve_one(
     from . import Daemon, DaemonStartError
     from .static import StaticFiles
 
-    files = StaticFiles(args.directory, access_log=sys.stderr)
+    files = StaticFiles(args.directory, access_log=sys.stderr, **_static_options(args))
     options: dict[str, Any] = {"notify_request_ended": files.request_ended}
     if tls is not None:
         options["tls"] = tls

@@ -16,31 +16,43 @@ What it does:
   the preconditions of RFC 9110 §13.2.2 in order: ``If-Match`` and
   ``If-Unmodified-Since`` (412), ``If-None-Match`` (``*``, lists, weak
   comparison) and, only without it, ``If-Modified-Since`` (304).
-* ``Accept-Ranges: bytes``; one range (``a-b``, ``a-``, ``-n``) → 206 with
-  ``Content-Range``; unsatisfiable → 416 with ``Content-Range: bytes */size``;
-  several ranges → the whole file (200); ``If-Range`` with an entity tag
+* Precompressed sidecars: ``x.css.br``, ``x.css.zst`` or ``x.css.gz``, when
+  present and not older than ``x.css``, are sent for ``x.css`` to clients
+  whose ``Accept-Encoding`` prefers them, with ``Content-Encoding``, their
+  own ``ETag``, and ``Vary: Accept-Encoding`` on every answer for a file that
+  has sidecars. Ranges and preconditions apply to the encoded bytes.
+* ``Accept-Ranges: bytes``; one range → 206 with ``Content-Range``; several
+  → 206 ``multipart/byteranges``; unsatisfiable → 416 with
+  ``Content-Range: bytes */size``; too many ranges (more than *max_ranges*),
+  ranges that add up to more than the file, numbers of more than 19 digits or
+  bad syntax → the header is ignored (200); ``If-Range`` with an entity tag
   (strong comparison) or a date (exact match).
-* Directories: ``/dir`` → 301 to ``/dir/``; ``index.html`` when present,
-  else an HTML listing with escaped names and URL-quoted links.
+* Directories: ``/dir`` → 301 to ``/dir/``; the first *index* file present,
+  else a listing (HTML with name, size and date, sortable with
+  ``?sort=name|size|date&order=asc|desc``; JSON when ``Accept`` prefers
+  ``application/json``), with an ``ETag`` and ``Last-Modified`` of its own.
+* Dot-files: with ``dotfiles="deny"`` (the default) any path segment that
+  starts with ``.`` is 404 and such names are not listed.
 * Nothing outside the root is ever served: a path with a NUL, a backslash or
   a ``..`` segment (after percent-decoding) is 404, and every path is resolved
   with :func:`os.path.realpath` and must stay inside the resolved root — so a
-  symbolic link that points out of the tree is 404 too. Other file types
-  (FIFOs, devices, sockets) are 404.
+  symbolic link that points out of the tree is 404 too, and is not listed.
+  Other file types (FIFOs, devices, sockets) are 404 and not listed.
+* Out of file descriptors or memory (``EMFILE``, ``ENFILE``, ``ENOMEM``) when
+  opening: 503 with ``Retry-After``, never 404.
 
 The callback is synchronous and does its file-system calls (``stat``,
-``open``, ``scandir``) inline: fine for local disks, but a slow network file
-system blocks the daemon while it waits.
+``open``, ``scandir``, ``pread`` for multipart bodies) inline: fine for local
+disks, but a slow network file system blocks the daemon while it waits.
 """
 
 from __future__ import annotations
 
-import email.utils
-import html
-import mimetypes
+import errno
 import os
+import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Sequence
 from typing import Literal, TextIO
 from urllib.parse import quote, unquote_to_bytes
 
@@ -49,10 +61,16 @@ from . import (
     HTTPStatus,
     Request,
     Response,
+    UsageError,
     ValueKind,
     action_from_response,
 )
 from ._accesslog import AccessLog
+from ._static import listing
+from ._static.conditionals import if_range, preconditions
+from ._static.encodings import SIDECARS, choose
+from ._static.files import MultipartBody, content_type, etag_of, http_date, last_modified
+from ._static.ranges import DEFAULT_MAX_RANGES, multipart, parse_ranges
 
 __all__ = ["StaticFiles"]
 
@@ -63,113 +81,37 @@ _OPEN_FLAGS = (
     | getattr(os, "O_CLOEXEC", 0)
     | getattr(os, "O_NONBLOCK", 0)  # never hang on a FIFO
 )
-
-
-_ENCODED = {
-    "gzip": "application/gzip",
-    "bzip2": "application/x-bzip2",
-    "xz": "application/x-xz",
-    "compress": "application/x-compress",
-}
-
-_Getter = Callable[[str], "str | None"]
-
-
-def _etag(st: os.stat_result) -> str:
-    return f'"{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}"'
-
-
-def _content_type(path: str) -> str:
-    ctype, encoding = mimetypes.guess_type(path, strict=False)
-    if encoding is not None:
-        # ``x.tar.gz`` is gzip bytes: say so, rather than ask the client to unpack it
-        return _ENCODED.get(encoding, "application/octet-stream")
-    if ctype is None:
-        return "application/octet-stream"
-    if ctype.startswith("text/"):
-        return ctype + "; charset=utf-8"
-    return ctype
-
-
-def _etags(value: str) -> Iterator[tuple[bool, str]]:
-    """Parse an ``If-None-Match`` / ``If-Match`` list → ``(weak, opaque)`` pairs."""
-    pos, end = 0, len(value)
-    while pos < end:
-        while pos < end and value[pos] in " \t,":
-            pos += 1
-        if pos >= end:
-            return
-        weak = value.startswith("W/", pos)
-        if weak:
-            pos += 2
-        if pos < end and value[pos] == '"':
-            close = value.find('"', pos + 1)
-            if close < 0:
-                return
-            yield weak, value[pos : close + 1]
-            pos = close + 1
-        else:  # not an entity-tag: skip the junk up to the next comma
-            comma = value.find(",", pos)
-            if comma < 0:
-                return
-            pos = comma + 1
-
-
-def _http_date(value: str) -> int | None:
-    """An HTTP date as a POSIX timestamp, or ``None`` if it is not one."""
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if parsed.tzinfo is None:
-        return None
-    return int(parsed.timestamp())
-
-
-def _parse_range(value: str, size: int) -> tuple[int, int] | Literal[False] | None:
-    """Parse a ``Range`` header for a representation of *size* bytes.
-
-    Returns ``(first, last)`` (inclusive) for one satisfiable range, ``False``
-    when the range is unsatisfiable (416), and ``None`` when the header is to
-    be ignored (bad syntax, another unit, several ranges).
-    """
-    unit, sep, spec = value.partition("=")
-    if not sep or unit.strip().lower() != "bytes":
-        return None
-    spec = spec.strip()
-    if "," in spec:
-        return None  # multipart/byteranges is not offered; the whole file is fine
-    first_text, dash, last_text = spec.partition("-")
-    first_text, last_text = first_text.strip(), last_text.strip()
-    if not dash or not (first_text.isdigit() or last_text.isdigit()):
-        return None
-    if any(t and not (t.isascii() and t.isdigit()) for t in (first_text, last_text)):
-        return None
-    if not first_text:  # suffix range: the last n bytes
-        length = int(last_text)
-        if length == 0 or size == 0:
-            return False
-        return max(0, size - length), size - 1
-    first = int(first_text)
-    if last_text:
-        last = int(last_text)
-        if last < first:
-            return None
-        last = min(last, size - 1)
-    else:
-        last = size - 1
-    if first >= size:
-        return False
-    return first, last
-
+#: errno values that mean "the server is short of resources", not "no such file".
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+#: Seconds in the Retry-After of a 503 for an exhausted resource.
+RETRY_AFTER = 1
 
 class StaticFiles:
     """Serve the files below *root*; :meth:`handle` is the request callback.
 
-    *access_log*: a text stream that gets one Combined Log Format line per
-    request, written by :meth:`request_ended` (pass it as the daemon's
-    ``notify_request_ended``). *index* is the file served for a directory;
-    *listing* turns the generated directory listing on or off (off: 404).
+    Args:
+        root: the directory to serve.
+        access_log: a text stream that gets one Combined Log Format line per
+            request, written by :meth:`request_ended` (pass it as the daemon's
+            ``notify_request_ended``).
+        index: the file name(s) served for a directory, first match wins
+            (default ``index.html``; ``None`` or ``()``: none).
+        listing: whether a directory without an index file gets a generated
+            listing (``False``: 404, so that a directory's existence is not
+            revealed either).
+        dotfiles: ``"deny"`` (default): any path segment starting with ``.``
+            is 404 and dot-names are left out of listings; ``"allow"``: they
+            are served like any other name.
+        cache_control: a ``Cache-Control`` value for file responses (200,
+            206, 304), e.g. ``"public, max-age=3600"``; ``None``: none.
+            Listings always say ``no-cache`` (and carry a validator).
+        precompressed: look for ``.br``, ``.zst`` and ``.gz`` sidecar files.
+        max_ranges: the most ranges one request may ask for; more, and the
+            whole file is sent (200).
+
+    Raises:
+        NotADirectoryError: *root* is not a directory.
+        UsageError: an option has a wrong value.
 
     The instance uses ``request.app_context`` to remember the status and
     size for the log.
@@ -180,15 +122,39 @@ class StaticFiles:
         root: str | os.PathLike[str],
         *,
         access_log: TextIO | None = None,
-        index: str | None = "index.html",
+        index: str | Sequence[str] | None = "index.html",
         listing: bool = True,
+        dotfiles: Literal["allow", "deny"] = "deny",
+        cache_control: str | None = None,
+        precompressed: bool = True,
+        max_ranges: int = DEFAULT_MAX_RANGES,
     ) -> None:
         real = os.path.realpath(os.fspath(root))
         if not os.path.isdir(real):
             raise NotADirectoryError(f"not a directory: {os.fspath(root)!r}")
+        if dotfiles not in ("allow", "deny"):
+            raise UsageError(f"dotfiles must be 'allow' or 'deny', not {dotfiles!r}")
+        if cache_control is not None and (
+            not isinstance(cache_control, str)
+            or not cache_control.strip()
+            or any(not (c == "\t" or " " <= c <= "~") for c in cache_control)
+        ):
+            raise UsageError(
+                f"cache_control must be a printable ASCII header value, not {cache_control!r}"
+            )
+        if isinstance(max_ranges, bool) or not isinstance(max_ranges, int) or max_ranges < 1:
+            raise UsageError(f"max_ranges must be an int >= 1, not {max_ranges!r}")
+        names = (index,) if isinstance(index, str) else tuple(index or ())
+        for name in names:
+            if not name or "/" in name or name in (".", ".."):
+                raise UsageError(f"index names are plain file names, not {name!r}")
         self.root = real
-        self.index = index
+        self.index: tuple[str, ...] = names
         self.listing = listing
+        self.dotfiles = dotfiles
+        self.cache_control = cache_control
+        self.precompressed = precompressed
+        self.max_ranges = max_ranges
         self._log = AccessLog(access_log) if access_log is not None else None
 
     # ------------------------------------------------------------------ callbacks
@@ -210,21 +176,25 @@ class StaticFiles:
         if parsed is None:
             return self._not_found(request)
         segments, slash = parsed
+        if self.dotfiles == "deny" and any(s.startswith(".") for s in segments):
+            return self._not_found(request)
         try:
             real = os.path.realpath(os.path.join(self.root, *segments))
         except (OSError, ValueError):
             return self._not_found(request)
-        if not self._inside(real):
+        if not self._visible(real):
             return self._not_found(request)
         try:
             st = os.stat(real)
-        except (OSError, ValueError):
+        except OSError as exc:
+            return self._failed(request, exc)
+        except ValueError:
             return self._not_found(request)
         if stat.S_ISDIR(st.st_mode):
-            return self._directory(request, real, segments, slash)
+            return self._directory(request, real, st, segments, slash)
         if not stat.S_ISREG(st.st_mode):
             return self._not_found(request)
-        return self._file(request, real)
+        return self._file(request, real, st)
 
     def request_ended(self, request: Request, code: object = None) -> None:
         """``notify_request_ended`` callback: writes the access log line."""
@@ -268,161 +238,229 @@ class StaticFiles:
         except ValueError:
             return False
 
+    def _visible(self, real: str) -> bool:
+        """*real* (resolved) is inside the root and, with ``dotfiles="deny"``,
+        no part of it below the root starts with ``.`` (a symbolic link to
+        ``.git`` does not open it)."""
+        if not self._inside(real):
+            return False
+        if self.dotfiles == "allow" or real == self.root:
+            return True
+        return not any(p.startswith(".") for p in os.path.relpath(real, self.root).split(os.sep))
+
     # ------------------------------------------------------------------ replies
 
     def _send(self, request: Request, response: Response, status: int, size: int) -> Action:
         request.app_context = (status, 0 if request.method == "HEAD" else size)
         return action_from_response(request, response)
 
-    def _not_found(self, request: Request) -> Action:
-        r = Response.from_buffer_static(HTTPStatus.NOT_FOUND, b"404 Not Found\n")
-        r.add_header("Content-Type", "text/plain; charset=utf-8")
-        return self._send(request, r, 404, 14)
-
-    def _directory(self, request: Request, real: str, segments: list[str], slash: bool) -> Action:
-        location = "/" + "".join(quote(os.fsencode(s), safe="") + "/" for s in segments)
-        if not slash:
-            query = request.uri.partition("?")[2]
-            r = Response.from_empty(HTTPStatus.MOVED_PERMANENTLY)
-            r.add_header("Location", location + ("?" + query if query else ""))
-            return self._send(request, r, 301, 0)
-        if self.index:
-            index = os.path.realpath(os.path.join(real, self.index))
-            if self._inside(index) and os.path.isfile(index):
-                return self._file(request, index)
-        if not self.listing:
-            return self._not_found(request)
-        try:
-            with os.scandir(real) as it:
-                entries = sorted((e.name, e.is_dir()) for e in it)
-        except OSError:
-            return self._not_found(request)
-        body = self._listing_page(location, entries)
-        r = Response.from_buffer_copy(HTTPStatus.OK, body)
-        r.add_header("Content-Type", "text/html; charset=utf-8")
-        r.add_header("Cache-Control", "no-cache")
-        return self._send(request, r, 200, len(body))
-
-    @staticmethod
-    def _listing_page(location: str, entries: list[tuple[str, bool]]) -> bytes:
-        def shown(name: str) -> str:
-            return html.escape(os.fsencode(name).decode("utf-8", "replace"), quote=True)
-
-        title = shown(os.fsdecode(unquote_to_bytes(location)))
-        lines = [
-            "<!DOCTYPE html>",
-            '<html><head><meta charset="utf-8">',
-            f"<title>Index of {title}</title></head>",
-            f"<body><h1>Index of {title}</h1><ul>",
-        ]
-        if location != "/":
-            lines.append('<li><a href="../">../</a></li>')
-        for name, is_dir in entries:
-            slash = "/" if is_dir else ""
-            href = quote(os.fsencode(name), safe="") + slash
-            lines.append(f'<li><a href="{href}">{shown(name)}{slash}</a></li>')
-        lines.append("</ul></body></html>\n")
-        return "\n".join(lines).encode("utf-8")
-
-    def _file(self, request: Request, real: str) -> Action:
-        try:
-            fd = os.open(real, _OPEN_FLAGS)
-        except OSError:
-            return self._not_found(request)
-        try:
-            st = os.fstat(fd)
-            regular = stat.S_ISREG(st.st_mode)
-            if regular:
-                os.set_blocking(fd, True)
-                status, first, last = self._plan(request, st)
-        except BaseException:
-            os.close(fd)
-            raise
-        if not regular:
-            os.close(fd)
-            return self._not_found(request)
-        size = st.st_size
-        headers = [
-            ("Accept-Ranges", "bytes"),
-            ("ETag", _etag(st)),
-            ("Last-Modified", email.utils.formatdate(int(st.st_mtime), usegmt=True)),
-        ]
-        if status in (200, 206):
-            length = last - first + 1
-            r = Response.from_fd(status, fd, offset=first, size=length)  # r owns fd now
-            headers.insert(0, ("Content-Type", _content_type(real)))
-            if status == 206:
-                headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
-        else:  # 304, 412, 416: no body
-            os.close(fd)
-            length = 0
-            r = Response.from_empty(status)
-            if status == 416:
-                headers.append(("Content-Range", f"bytes */{size}"))
+    def _with_headers(
+        self, request: Request, r: Response, headers: list[tuple[str, str]], status: int, size: int
+    ) -> Action:
         try:
             for name, value in headers:
                 r.add_header(name, value)
         except BaseException:
             r.destroy()
             raise
-        return self._send(request, r, status, length)
+        return self._send(request, r, status, size)
 
-    def _plan(self, request: Request, st: os.stat_result) -> tuple[int, int, int]:
-        """``(status, first, last)`` for the regular file described by *st*."""
-        size = st.st_size
-        mtime = int(st.st_mtime)
-        etag = _etag(st)
+    def _not_found(self, request: Request) -> Action:
+        r = Response.from_buffer_static(HTTPStatus.NOT_FOUND, b"404 Not Found\n")
+        r.add_header("Content-Type", "text/plain; charset=utf-8")
+        return self._send(request, r, 404, 14)
+
+    def _failed(self, request: Request, exc: OSError) -> Action:
+        """404 for a file-system error — except when the server is out of
+        descriptors or memory: that is 503 with ``Retry-After`` (RFC 9110
+        §15.6.4: "the server is currently unable to handle the request due to
+        a temporary overload")."""
+        if exc.errno not in _EXHAUSTED:
+            return self._not_found(request)
+        r = Response.from_buffer_static(
+            HTTPStatus.SERVICE_UNAVAILABLE, b"503 Service Unavailable\n"
+        )
+        headers = [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Retry-After", str(RETRY_AFTER)),
+        ]
+        return self._with_headers(request, r, headers, 503, 24)
+
+    def _directory(
+        self, request: Request, real: str, st: os.stat_result, segments: list[str], slash: bool
+    ) -> Action:
+        location = "/" + "".join(quote(os.fsencode(s), safe="") + "/" for s in segments)
+        query = request.uri.partition("?")[2].partition("#")[0]
+        if not slash:
+            r = Response.from_empty(HTTPStatus.MOVED_PERMANENTLY)
+            r.add_header("Location", location + ("?" + query if query else ""))
+            return self._send(request, r, 301, 0)
+        for name in self.index:
+            index = os.path.realpath(os.path.join(real, name))
+            try:
+                ist = os.stat(index)
+            except OSError as exc:
+                if exc.errno in _EXHAUSTED:
+                    return self._failed(request, exc)
+                continue
+            if stat.S_ISREG(ist.st_mode) and self._visible(index):
+                return self._file(request, index, ist)
+        if not self.listing:
+            return self._not_found(request)
+        try:
+            entries = self._entries(real)
+        except OSError as exc:
+            return self._failed(request, exc)
+        key, order = listing.parse_sort(query)
+        as_json = listing.wants_json(request.get_value(ValueKind.HEADER, "Accept"))
+        etag, newest = listing.validator(
+            st, entries, f"{'json' if as_json else 'html'}:{key}:{order}"
+        )
+        modified = last_modified(newest)
+        headers = [
+            ("Cache-Control", "no-cache"),
+            ("ETag", etag),
+            ("Last-Modified", http_date(modified)),
+            ("Vary", "Accept"),
+        ]
+        status = preconditions(
+            lambda n: request.get_value(ValueKind.HEADER, n), etag, modified
+        )
+        if status is not None:
+            return self._with_headers(request, Response.from_empty(status), headers, status, 0)
+        ordered = listing.sort_entries(entries, key, order)
+        if as_json:
+            body = listing.json_body(location, ordered)
+            ctype = "application/json"
+        else:
+            body = listing.html_page(location, ordered, key, order)
+            ctype = "text/html; charset=utf-8"
+        headers.insert(0, ("Content-Type", ctype))
+        r = Response.from_buffer_copy(HTTPStatus.OK, body)
+        return self._with_headers(request, r, headers, 200, len(body))
+
+    def _entries(self, real: str) -> list[listing.Entry]:
+        """What a listing of directory *real* shows: names that would be served."""
+        entries = []
+        with os.scandir(real) as it:
+            for e in it:
+                if self.dotfiles == "deny" and e.name.startswith("."):
+                    continue
+                try:
+                    if e.is_symlink():
+                        target = os.path.realpath(e.path)
+                        if not self._visible(target):
+                            continue  # never show where a link out of the tree goes
+                        est = os.stat(target)
+                    else:
+                        est = e.stat(follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno in _EXHAUSTED:
+                        raise
+                    continue
+                if stat.S_ISDIR(est.st_mode):
+                    entries.append(listing.Entry(e.name, True, None, int(est.st_mtime)))
+                elif stat.S_ISREG(est.st_mode):
+                    entries.append(listing.Entry(e.name, False, est.st_size, int(est.st_mtime)))
+        return entries
+
+    def _sidecars(self, real: str, st: os.stat_result) -> dict[str, str]:
+        """``{coding: path}`` of the usable precompressed files next to *real*."""
+        found: dict[str, str] = {}
+        if not self.precompressed:
+            return found
+        for coding, suffix in SIDECARS.items():
+            path = real + suffix  # *real* is resolved and visible, so is its directory
+            try:
+                sst = os.lstat(path)  # usually ENOENT: one system call
+                if stat.S_ISLNK(sst.st_mode):
+                    path = os.path.realpath(path)
+                    if not self._visible(path):
+                        continue
+                    sst = os.stat(path)
+            except (OSError, ValueError):
+                continue
+            # an older sidecar is a stale copy of an earlier version: never send it
+            if stat.S_ISREG(sst.st_mode) and sst.st_mtime_ns >= st.st_mtime_ns:
+                found[coding] = path
+        return found
+
+    def _open(self, path: str) -> tuple[int, os.stat_result] | OSError | None:
+        """``(fd, stat)`` of the regular file *path*, the error, or ``None`` (not regular)."""
+        try:
+            fd = os.open(path, _OPEN_FLAGS)
+        except OSError as exc:
+            return exc
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                os.set_blocking(fd, True)
+                return fd, st
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+        return None
+
+    def _file(self, request: Request, real: str, original: os.stat_result) -> Action:
+        """Serve the regular file *real* (resolved, visible; *original* is its stat)."""
 
         def header(name: str) -> str | None:
             return request.get_value(ValueKind.HEADER, name)
 
-        status = self._preconditions(header, etag, mtime)
-        if status is not None:
-            return status, 0, -1
+        sidecars = self._sidecars(real, original)
+        coding = choose(header("Accept-Encoding"), sidecars) if sidecars else None
+        opened = self._open(sidecars[coding]) if coding is not None else None
+        if not isinstance(opened, tuple):
+            if isinstance(opened, OSError) and opened.errno in _EXHAUSTED:
+                return self._failed(request, opened)
+            coding = None  # no usable sidecar after all: the file itself
+            opened = self._open(real)
+        if isinstance(opened, OSError):
+            return self._failed(request, opened)
+        if opened is None:
+            return self._not_found(request)
+        fd, st = opened
+        size, mtime, etag = st.st_size, last_modified(st.st_mtime), etag_of(st, coding)
+        headers = [
+            ("Accept-Ranges", "bytes"),
+            ("ETag", etag),
+            ("Last-Modified", http_date(mtime)),
+        ]
+        if sidecars:
+            headers.append(("Vary", "Accept-Encoding"))
+        if self.cache_control is not None:
+            headers.append(("Cache-Control", self.cache_control))
+        status = preconditions(header, etag, mtime)
+        if status is not None:  # 304 or 412
+            os.close(fd)
+            return self._with_headers(request, Response.from_empty(status), headers, status, 0)
+        ctype = content_type(real)  # the original's type, whatever the coding
         rng = header("Range")
-        if rng is not None and self._if_range(header("If-Range"), etag, mtime):
-            parsed = _parse_range(rng, size)
-            if parsed is False:
-                return 416, 0, -1
-            if parsed is not None:
-                return 206, parsed[0], parsed[1]
-        return 200, 0, size - 1
-
-    @staticmethod
-    def _preconditions(header: _Getter, etag: str, mtime: int) -> int | None:
-        """RFC 9110 §13.2.2 steps 1–4 for GET/HEAD: 412, 304 or ``None`` (go on)."""
-        if_match = header("If-Match")
-        if if_match is not None:
-            if if_match.strip() != "*" and not any(
-                not weak and tag == etag for weak, tag in _etags(if_match)
-            ):
-                return 412
+        ranges = None
+        if rng is not None and if_range(header("If-Range"), etag, mtime):
+            ranges = parse_ranges(rng, size, max_ranges=self.max_ranges)
+        if ranges is False:
+            os.close(fd)
+            headers.append(("Content-Range", f"bytes */{size}"))
+            return self._with_headers(request, Response.from_empty(416), headers, 416, 0)
+        if coding is not None:
+            headers.append(("Content-Encoding", coding))
+        if ranges and len(ranges) > 1:
+            body = multipart(ranges, size, ctype, secrets.token_hex(16))
+            creator = MultipartBody(fd, body)
+            try:
+                r = Response.from_callback(206, body.length, creator, creator.free)
+            except BaseException:
+                os.close(fd)
+                raise
+            headers.insert(0, ("Content-Type", body.content_type))
+            return self._with_headers(request, r, headers, 206, body.length)
+        headers.insert(0, ("Content-Type", ctype))
+        if ranges:
+            (first, last), status = ranges[0], 206
+            headers.append(("Content-Range", f"bytes {first}-{last}/{size}"))
         else:
-            ius = header("If-Unmodified-Since")
-            if ius is not None:
-                when = _http_date(ius)
-                if when is not None and mtime > when:
-                    return 412
-        inm = header("If-None-Match")
-        if inm is not None:
-            if inm.strip() == "*" or any(tag == etag for _weak, tag in _etags(inm)):
-                return 304
-            return None
-        ims = header("If-Modified-Since")
-        if ims is not None:
-            when = _http_date(ims)
-            if when is not None and mtime <= when:
-                return 304
-        return None
-
-    @staticmethod
-    def _if_range(value: str | None, etag: str, mtime: int) -> bool:
-        """Whether the ``Range`` header applies (no ``If-Range``, or it matches)."""
-        if value is None:
-            return True
-        value = value.strip()
-        if value.startswith('"'):
-            return value == etag
-        if value.startswith("W/"):
-            return False  # weak tags never match If-Range
-        return _http_date(value) == mtime
+            first, last, status = 0, size - 1, 200
+        r = Response.from_fd(status, fd, offset=first, size=last - first + 1)  # r owns fd now
+        return self._with_headers(request, r, headers, status, last - first + 1)
