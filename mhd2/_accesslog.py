@@ -73,10 +73,13 @@ def format_line(
     referer: str | None = None,
     user_agent: str | None = None,
     timestamp: str | None = None,
+    duration: float | None = None,
 ) -> str:
     """One Combined Log Format line (without the newline).
 
     ``status`` or ``size`` of ``None`` (and a *size* of 0) are written as ``-``.
+    A *duration* (seconds) is appended as a last field, in microseconds (as
+    Apache's ``%D``).
     """
     when = _clock.now() if timestamp is None else timestamp
     status_text = "-" if status is None else str(int(status))
@@ -86,15 +89,18 @@ def format_line(
         f"{status_text} {size_text} "
         f'"{"-" if referer is None else escape(referer)}" '
         f'"{"-" if user_agent is None else escape(user_agent)}"'
+        + ("" if duration is None else f" {round(duration * 1e6)}")
     )
 
 
 class AccessLog:
     """Writes one line per finished request to *stream*.
 
-    The status and body size come from ``request.app_context`` when the
-    application left a ``(status, size)`` tuple there (as
-    :class:`mhd2.static.StaticFiles` does); otherwise they are logged as ``-``.
+    The status is the one sent (``request.response_status``), the size the
+    body bytes actually written (``request.bytes_sent``: an aborted download
+    shows what the client got), and the last field the request's duration in
+    microseconds.  A status left in ``request.app_context`` as a
+    ``(status, size)`` tuple is used when no response was sent.
     Use an instance (or :meth:`mhd2.static.StaticFiles.request_ended`) as the
     daemon's ``notify_request_ended`` callback so that the line is written
     when the response is done.
@@ -103,7 +109,8 @@ class AccessLog:
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
 
-    def log(self, request: Request, status: int | None, size: int | None) -> None:
+    def log(self, request: Request, status: int | None, size: int | None,
+            duration: float | None = None) -> None:
         """Write the line for *request*."""
         from .enums import ValueKind
 
@@ -121,6 +128,7 @@ class AccessLog:
             size,
             request.get_value(ValueKind.HEADER, "Referer"),
             request.get_value(ValueKind.HEADER, "User-Agent"),
+            duration=duration,
         )
         try:
             self.stream.write(line + "\n")
@@ -130,9 +138,9 @@ class AccessLog:
 
     def __call__(self, request: Request, code: object = None) -> None:
         """``notify_request_ended`` callback: log what ``request.app_context`` says."""
-        ctx = request.app_context
-        status: int | None = None
-        size: int | None = None
-        if isinstance(ctx, tuple) and len(ctx) == 2:
-            status, size = ctx
-        self.log(request, status, size)
+        status = request.response_status
+        if status is None:
+            ctx = request.app_context
+            if isinstance(ctx, tuple) and len(ctx) == 2:
+                status = ctx[0]
+        self.log(request, status, request.bytes_sent, request.duration)

@@ -105,6 +105,7 @@ class Exchange:
         "_resume_scope",
         "_woken_for_stop",
         "action_slot",
+        "body_bytes_sent",
         "body_read",
         "ended",
         "footers",
@@ -116,6 +117,7 @@ class Exchange:
         "resume_pending",
         "shared",
         "started_at",
+        "status",
         "suspended",
         "upload_received",
         "upload_slot",
@@ -142,6 +144,10 @@ class Exchange:
         self._woken_for_stop = False
         self.ended = False
         self.response: Response | None = None
+        #: The status sent (``None`` until a status line has left).
+        self.status: int | None = None
+        #: Response body bytes actually written (not just announced).
+        self.body_bytes_sent = 0
         self.body_read = upload_size == 0
         self.upload_received = 0
         self.footers: list[tuple[str, str]] = []

@@ -82,10 +82,14 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         DaemonStopping: the daemon stopped while a content creator was suspended.
     """
     head = build_head(response, plan, add_date=add_date)
+    exchange.status = response.status
     if not plan.send_body:
         await transport.send(head)
         return RequestEndedCode.COMPLETED_OK
     body = response._body
+    # What was written beyond the head is the body (and its framing), as far
+    # as the client got it: an aborted download is not logged as complete.
+    body_starts = transport.bytes_sent + len(head)
     try:
         await _SENDERS[type(body)](transport, head, body, BODY_WRITERS[plan.framing], exchange)
     except _Aborted as exc:
@@ -97,6 +101,8 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
     except Exception:
         exchange.app_failed("a content creator")
         return RequestEndedCode.BY_APP_ERROR
+    finally:
+        exchange.body_bytes_sent = max(0, transport.bytes_sent - body_starts)
     return RequestEndedCode.COMPLETED_OK
 
 

@@ -8,6 +8,7 @@ little.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -169,6 +170,25 @@ class Request:
         if self.upload_size is None:
             return None if not self._x.body_read else 0
         return max(0, self.upload_size - self._x.upload_received)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of the response body written to the client so far.
+
+        Counted as written, not as announced: a download the client aborts
+        shows what it actually got (chunked framing bytes included).
+        """
+        return self._x.body_bytes_sent
+
+    @property
+    def response_status(self) -> int | None:
+        """The status code of the response sent, or ``None`` before its head left."""
+        return self._x.status
+
+    @property
+    def duration(self) -> float:
+        """Seconds since the request's head was parsed."""
+        return time.monotonic() - self._x.started_at
 
     @property
     def post_data(self) -> list[PostField]:
