@@ -27,7 +27,7 @@ def client_echo(request: mhd2.Request) -> mhd2.Action:
 async def test_unix_socket_with_httpx_and_file_handling(tmp_path: Path) -> None:
     path = tmp_path / "app.sock"
     path.touch()  # not a socket: binding must fail, not delete the file
-    with pytest.raises(mhd2.DaemonStartError, match="app.sock"):
+    with pytest.raises(mhd2.DaemonStartError, match=r"app\.sock"):
         async with running(client_echo, unix_path=str(path)):
             pass
     path.unlink()
@@ -106,7 +106,7 @@ async def test_serve_stream_serves_a_memory_stream_with_the_given_address() -> N
 
 async def test_serve_stream_needs_a_running_daemon_and_counts_against_limits() -> None:
     daemon = mhd2.Daemon(text_response)
-    client, server = trio.testing.memory_stream_pair()
+    _, server = trio.testing.memory_stream_pair()
     with pytest.raises(mhd2.UsageError, match="running daemon"):
         await daemon.serve_stream(server)
     async with running(text_response, connection_limit=1) as daemon:
