@@ -22,26 +22,29 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._http1.chunked_check import ChunkedChecker
-from ._http1.framing import plan_reply
-from ._http1.parser import CLOSED, NEED_DATA, BodyEnd, H11Parser, Head, ParseError
-from ._http1.request_checks import check_head, check_host, check_raw_head
-from ._http1.unread_body import consume_buffered_body
-from ._http1.writer import daemon_reply, switching_protocols_head
-from .actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
-from .callbacks import call_maybe_await, report
-from .enums import ConnectionEvent, RequestEndedCode, reason_phrase
-from .exchange import ClientGone, DaemonStopping, Ending, Exchange
-from .reply import send_reply
-from .transport import TransportError
-from .upgrade import UpgradeHandle
-from .upload import BodyError, run_upload
+from .._http1.chunked_check import ChunkedChecker
+from .._http1.framing import plan_reply
+from .._http1.parser import H11Parser, Head, ParseError
+from .._http1.request_checks import check_head, check_host
+from .._http1.unread_body import consume_buffered_body
+from .._http1.writer import daemon_reply, switching_protocols_head
+from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
+from ..callbacks import call_maybe_await, report
+from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
+from ..exchange import DaemonStopping, Ending, Exchange
+from ..reply import send_reply
+from ..transport import TransportError
+from ..upgrade import UpgradeHandle
+from ..upload import BodyError, run_upload
+from .body import RequestBody
+from .head import read_head
+from .watch import watch_until_gone
 
 if TYPE_CHECKING:
-    from .connection_info import ConnectionInfo
-    from .response import Response
-    from .shared import Shared
-    from .transport import Transport
+    from ..connection_info import ConnectionInfo
+    from ..response import Response
+    from ..shared import Shared
+    from ..transport import Transport
 
 __all__ = ["HTTP1Connection"]
 
@@ -51,8 +54,6 @@ logger = logging.getLogger("mhd2")
 RECV_SIZE = 16 * 1024
 #: Bytes per read while reading a body.
 BODY_RECV_SIZE = 256 * 1024
-#: Bytes asked for per read while watching a suspended request's connection.
-WATCH_RECV_SIZE = 16 * 1024
 #: Bound on writing an error response to a client that does not read.
 ERROR_WRITE_SECONDS = 5.0
 
@@ -81,7 +82,6 @@ class HTTP1Connection:
     """
 
     __slots__ = (
-        "_checker",
         "_closing_idle",
         "_exchange",
         "_head_started",
@@ -93,6 +93,7 @@ class HTTP1Connection:
         "_request_timeout",
         "_shared",
         "_upgraded",
+        "chunk_checker",
         "info",
         "transport",
     )
@@ -105,7 +106,7 @@ class HTTP1Connection:
         self._overridden = False
         self._parser: H11Parser | None = None
         self._exchange: Exchange | None = None
-        self._checker: ChunkedChecker | None = None
+        self.chunk_checker: ChunkedChecker | None = None
         self._kept: list[bytes] = []
         self._reply_started = False
         # True while no request is in progress (waiting for, or reading, a head).
@@ -171,33 +172,17 @@ class HTTP1Connection:
     # -- ExchangeHost ------------------------------------------------------------
 
     async def wait_client_gone(self) -> None:
-        """Watch the connection of a parked request; return when the client left.
-
-        What a pipelining client sends meanwhile is kept (up to
-        ``max_header_size``) for the parser; beyond that reading stops.
-        """
+        """Watch the connection of a parked request; return when the client left."""
         self.transport.disarm()
-        kept = self._kept
-        total = sum(len(k) for k in kept)
-        limit = self._shared.options.max_header_size
-        while total <= limit:
-            try:
-                data = await self.transport.receive(WATCH_RECV_SIZE)
-            except TransportError:
-                return
-            if not data:
-                return
-            kept.append(data)
-            total += len(data)
-        await trio.sleep_forever()
+        await watch_until_gone(self.transport, self._kept, self._shared.options.max_header_size)
 
     def resumed(self) -> None:
         """A parked request goes on: feed what came meanwhile, re-arm the deadline."""
         if self._kept and self._parser is not None:
             for data in self._kept:
                 self._parser.feed(data)
-                if self._checker is not None:
-                    self._checker.feed(data)
+                if self.chunk_checker is not None:
+                    self.chunk_checker.feed(data)
             self._kept.clear()
         self.transport.arm(force=True)
 
@@ -269,52 +254,17 @@ class HTTP1Connection:
                             else options.keep_alive_timeout)
 
     async def _read_head(self, parser: H11Parser, fed: int) -> Head | None:
-        """Parse until a request head is complete; answer and return None on errors."""
+        """Read until a request head is complete; answer and return None on errors."""
         self._head_started = True
-        waited = False
-        max_head = self._shared.options.max_header_size
-        while True:
-            result = parser.next_head()
-            if result is NEED_DATA:
-                if fed > max_head:
-                    await self._reject(431, "request header section too large")
-                    return None
-                if not waited:
-                    # The whole head must arrive within `timeout` of its first
-                    # byte: trickling more bytes does not extend it (slowloris).
-                    self.transport.arm(force=True)
-                    waited = True
-                data = await self.transport.receive(RECV_SIZE)
-                parser.feed(data)
-                fed += len(data)
-                continue
-            if isinstance(result, ParseError):
-                status = result.status
-                if status == 431 and b"\n" not in parser.raw_head_bytes()[:max_head]:
-                    # RFC 9112 §3: "A server that receives a request-target
-                    # longer than any URI it wishes to parse MUST respond with
-                    # a 414 (URI Too Long) status code."
-                    status = 414
-                await self._reject(status, result.detail)
-                return None
-            if result is CLOSED or not isinstance(result, Head):
-                return None  # the client left between requests (or mid-head)
+        options = self._shared.options
+        result = await read_head(self.transport, parser, fed, options.max_header_size,
+                                 strict=options.strict_level >= 1)
+        if isinstance(result, ParseError):
+            await self._reject(result.status, result.detail)
+            return None
+        if result is not None:
             self._head_started = False
-            strict = self._shared.options.strict_level >= 1
-            # The head is at most what was fed: measure it only when that is
-            # over the limit, or to check it byte by byte.
-            if fed > max_head or strict:
-                head_len = parser.head_length(fed)
-                if head_len > max_head:
-                    await self._reject(431, "request header section too large")
-                    return None
-                if strict:
-                    problem = check_raw_head(parser.raw_head_bytes()[:head_len])
-                    if problem is not None:
-                        await self._reject(*problem)
-                        return None
-            parser.stop_recording()
-            return result
+        return result
 
     async def _handle(self, parser: H11Parser, head: Head, last: bool) -> bool:
         """Serve one parsed request; return whether the connection stays open."""
@@ -350,10 +300,10 @@ class HTTP1Connection:
         must_close = last or (scan.has_transfer_encoding
                               and (scan.has_content_length or version != b"1.1"))
         if options.strict_level >= 1 and scan.upload_size is None:
-            self._checker = ChunkedChecker()
-            self._checker.feed(parser.leftover[0])
+            self.chunk_checker = ChunkedChecker()
+            self.chunk_checker.feed(parser.leftover[0])
         else:
-            self._checker = None
+            self.chunk_checker = None
 
         action = await exchange.call_app()
         while isinstance(action, SuspendAction):
@@ -367,7 +317,7 @@ class HTTP1Connection:
         elif isinstance(action, AbortAction):
             outcome = Ending(None, RequestEndedCode.BY_APP_ABORT)
         elif isinstance(action, UploadRequestAction):
-            outcome = await run_upload(_Body(self, parser, exchange), exchange, action)
+            outcome = await run_upload(RequestBody(self, parser, exchange), exchange, action)
         elif isinstance(action, UpgradeAction):
             outcome = action
         else:
@@ -389,7 +339,7 @@ class HTTP1Connection:
             body_done, drain = consume_buffered_body(parser, scan.upload_size)
             if not body_done and (not drain or parser.expects_continue):
                 must_close = True
-        if body_done and self._checker is not None and self._checker.problem is not None:
+        if body_done and self.chunk_checker is not None and self.chunk_checker.problem is not None:
             must_close = True
         http11 = head.version == b"1.1"
         plan = plan_reply(
@@ -428,7 +378,7 @@ class HTTP1Connection:
         if not body_done:
             # Read and discard the rest of a small unread body; keep the
             # connection.  A broken body ends it (the reply is already out).
-            body = _Body(self, parser, exchange)
+            body = RequestBody(self, parser, exchange)
             try:
                 while await body.next_piece() is not None:
                     pass
@@ -504,76 +454,3 @@ class HTTP1Connection:
             self._end(RequestEndedCode.TIMEOUT_REACHED)
         elif self._head_started:
             await self._send_error(408)
-
-
-class _Body:
-    """The body of one HTTP/1 request, read through the parser (a ``BodySource``).
-
-    Enforces ``min_body_rate``: over each window of *time spent waiting for
-    the client*, at least so many bytes must arrive (time the application
-    spends in its callbacks does not count), else 408 and close.
-    """
-
-    __slots__ = ("_conn", "_exchange", "_parser", "_rate_bytes", "_rate_waited")
-
-    def __init__(self, conn: HTTP1Connection, parser: H11Parser, exchange: Exchange) -> None:
-        self._conn = conn
-        self._parser = parser
-        self._exchange = exchange
-        self._rate_bytes = 0
-        self._rate_waited = 0.0
-
-    async def next_piece(self) -> bytes | None:
-        conn = self._conn
-        transport = conn.transport
-        exchange = self._exchange
-        while True:
-            result = self._parser.next_body()
-            if type(result) is bytes:
-                exchange.upload_received += len(result)
-                # One read may hold thousands of tiny chunks: give other
-                # connections a turn between the pieces handed over.
-                await trio.lowlevel.checkpoint()
-                return result
-            if result is NEED_DATA:
-                transport.arm()
-                started = trio.current_time()
-                data = await transport.receive(BODY_RECV_SIZE)
-                self._parser.feed(data)
-                if conn._checker is not None:
-                    conn._checker.feed(data)
-                self._check_rate(trio.current_time() - started, len(data))
-                continue
-            if isinstance(result, BodyEnd):
-                checker = conn._checker
-                if checker is not None and checker.problem is not None:
-                    raise BodyError(400, checker.problem)
-                exchange.footers = result.trailers
-                exchange.body_read = True
-                return None
-            if isinstance(result, ParseError):
-                raise BodyError(result.status, result.detail)
-            raise ClientGone("the client closed mid-body")
-
-    def _check_rate(self, waited: float, nbytes: int) -> None:
-        rule = self._conn._shared.options.min_body_rate
-        if rule is None:
-            return
-        min_bytes, window = rule
-        self._rate_waited += waited
-        self._rate_bytes += nbytes
-        if self._rate_waited >= window:
-            if self._rate_bytes < min_bytes:
-                raise BodyError(408, f"the body came slower than {min_bytes} bytes "
-                                     f"per {window:g} s")
-            self._rate_waited = 0.0
-            self._rate_bytes = 0
-
-    async def send_continue(self) -> None:
-        """``100 Continue``, sent only now that the application asked for the body."""
-        if self._parser.expects_continue:
-            # RFC 9110 §10.1.1: "A server that receives a 100-continue
-            # expectation in an HTTP/1.1 request ... MAY omit sending a 100
-            # (Continue) response if it has already received some or all of
-            # the content ... or if the framing indicates that there is no content."
-            await self._conn.transport.send(b"HTTP/1.1 100 Continue\r\n\r\n")

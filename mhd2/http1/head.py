@@ -1,0 +1,74 @@
+"""Reading one request head from the transport, within the head's limits.
+
+The whole head must arrive within ``timeout`` of its first byte (a trickled
+head does not extend it: slowloris) and be at most ``max_header_size`` bytes;
+at strict levels >= 1 its raw bytes are checked for bare LF and obs-fold.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._http1.parser import CLOSED, NEED_DATA, H11Parser, Head, ParseError
+from .._http1.request_checks import check_raw_head
+
+if TYPE_CHECKING:
+    from ..transport import Transport
+
+__all__ = ["read_head"]
+
+#: Bytes asked for per read while waiting for a request head.
+RECV_SIZE = 16 * 1024
+
+
+async def read_head(transport: Transport, parser: H11Parser, fed: int, max_head: int, *,
+                    strict: bool) -> Head | ParseError | None:
+    """Feed *parser* from *transport* until a request head is complete.
+
+    Args:
+        transport: the connection.
+        parser: a fresh parser, already fed *fed* bytes.
+        fed: how many bytes it was fed.
+        max_head: ``max_header_size``.
+        strict: check the raw bytes (strict levels >= 1).
+
+    Returns:
+        The head; a :class:`ParseError` to answer (then close); ``None`` when
+        the client left between requests (or mid-head).
+    """
+    waited = False
+    while True:
+        result = parser.next_head()
+        if result is NEED_DATA:
+            if fed > max_head:
+                return ParseError(431, "request header section too large")
+            if not waited:
+                # The whole head must arrive within `timeout` of its first
+                # byte: trickling more bytes does not extend it (slowloris).
+                transport.arm(force=True)
+                waited = True
+            data = await transport.receive(RECV_SIZE)
+            parser.feed(data)
+            fed += len(data)
+            continue
+        if isinstance(result, ParseError):
+            if result.status == 431 and b"\n" not in parser.raw_head_bytes()[:max_head]:
+                # RFC 9112 §3: "A server that receives a request-target longer
+                # than any URI it wishes to parse MUST respond with a 414 (URI
+                # Too Long) status code."
+                return ParseError(414, result.detail)
+            return result
+        if result is CLOSED or not isinstance(result, Head):
+            return None
+        # The head is at most what was fed: measure it only when that is over
+        # the limit, or to check it byte by byte.
+        if fed > max_head or strict:
+            head_len = parser.head_length(fed)
+            if head_len > max_head:
+                return ParseError(431, "request header section too large")
+            if strict:
+                problem = check_raw_head(parser.raw_head_bytes()[:head_len])
+                if problem is not None:
+                    return ParseError(*problem)
+        parser.stop_recording()
+        return result
