@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import trio
 from conftest import text_response
 from hypothesis import HealthCheck, given, settings
@@ -81,7 +82,7 @@ class Harness:
 
 
 @contextmanager
-def daemon_thread(**options: Any) -> Iterator[Harness]:
+def daemon_thread(app: Any = None, **options: Any) -> Iterator[Harness]:
     """Run one daemon in a background thread for the duration of the block."""
     harness = Harness()
     log = logging.getLogger("mhd2")
@@ -90,7 +91,7 @@ def daemon_thread(**options: Any) -> Iterator[Harness]:
     async def main() -> None:
         harness.stop = trio.Event()
         harness.token = trio.lowlevel.current_trio_token()
-        async with mhd2.Daemon(_app, port=0, **options) as daemon:
+        async with mhd2.Daemon(app or _app, port=0, **options) as daemon:
             harness.port = daemon.port
             harness.ready.set()
             await harness.stop.wait()
@@ -377,5 +378,81 @@ def test_fuzz_mutated_requests_lenient() -> None:
         @given(mutated_request())
         def check(data: bytes) -> None:
             check_example(harness, data)
+
+        check()
+
+
+# -- chunked request bodies ---------------------------------------------------------------
+
+
+def _upload_app(request: mhd2.Request) -> mhd2.Action:
+    """Reads every body (full upload) and answers with its length."""
+    if request.upload_size == 0:
+        return _app(request)
+
+    def done(request: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+        return mhd2.upload_action_from_response(
+            request, mhd2.Response.from_buffer_copy(200, b"len=%d" % len(data)))
+
+    return mhd2.action_process_upload_full(request, 65536, done)
+
+
+@st.composite
+def chunked_request(draw: st.DrawFn) -> tuple[bytes, int | None]:
+    """A chunked POST, well-formed or mutated, and the body length if well-formed."""
+    pieces = draw(st.lists(st.binary(min_size=1, max_size=40), max_size=8))
+    body = bytearray()
+    for piece in pieces:
+        ext = draw(st.sampled_from([b"", b";a=b", b';q="x;y"', b";" + b"e" * 50]))
+        body += b"%x%s\r\n%s\r\n" % (len(piece), ext, piece)
+    trailers = draw(st.sampled_from([b"", b"X-T: 1\r\n", b"A: 1\r\nB: 2\r\n"]))
+    body += b"0\r\n" + trailers + b"\r\n"
+    expected: int | None = sum(len(p) for p in pieces)
+    mutations = draw(st.lists(st.tuples(
+        st.sampled_from(["flip", "drop", "insert", "lf"]),
+        st.integers(min_value=0, max_value=10_000),
+        st.sampled_from([b"\n", b"\r", b" ", b"\t", b";", b"0", b"f" * 17, b"-1", b"\x00",
+                         b"\r\n \r\n", b"\r\n\r\n"]),
+    ), max_size=3))
+    for kind, where, junk in mutations:
+        if not body:
+            break
+        at = where % len(body)
+        if kind == "flip":
+            body[at] ^= 0x20
+        elif kind == "drop":
+            del body[at]
+        elif kind == "insert":
+            body[at:at] = junk
+        else:
+            line_end = body.find(b"\r\n", at)
+            if line_end >= 0:
+                del body[line_end]  # a bare LF where CRLF belongs
+        expected = None
+    head = b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    return head + bytes(body) + b"GET /next HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", expected
+
+
+def _check_chunked(harness: Harness, example: tuple[bytes, int | None], cuts: list[int]) -> None:
+    data, expected = example
+    check_example(harness, data, tuple(cuts))
+    if expected is not None:
+        answer, _ = trio.run(_one_example, harness.port, data, ())
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+        assert b"\r\n\r\nlen=%d" % expected in answer, answer[:300]
+        assert answer.endswith(b"GET /next"), answer[-300:]
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_fuzz_chunked_bodies(level: int) -> None:
+    """Chunked bodies, well-formed or broken, read by the application: the
+    daemon answers sanely, never smuggles, and a well-formed body arrives whole
+    with the pipelined request after it served."""
+    with daemon_thread(_upload_app, **OPTIONS, strict_level=level) as harness:
+
+        @settings(FUZZ_SETTINGS, max_examples=250)
+        @given(chunked_request(), st.lists(st.integers(min_value=0, max_value=2_000), max_size=3))
+        def check(example: tuple[bytes, int | None], cuts: list[int]) -> None:
+            _check_chunked(harness, example, cuts)
 
         check()
