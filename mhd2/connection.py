@@ -125,6 +125,7 @@ class HTTPConnection:
         "_stream",
         "_timeout",
         "_token",
+        "_upgraded",
         "can_sendfile",
         "info",
     )
@@ -160,6 +161,7 @@ class HTTPConnection:
         self._closing_idle = False
         self._head_started = False
         self._dcc_buf: bytearray | None = None
+        self._upgraded: UpgradeHandle | None = None  # told when a graceful stop begins
         self._plain = stream if isinstance(stream, PlainSocketStream) else None
         self.can_sendfile = self._plain is not None and hasattr(os, "sendfile")
 
@@ -180,6 +182,8 @@ class HTTPConnection:
             return True
         if self._parking is not None:
             self._parking.wake_for_stop()
+        if self._upgraded is not None:
+            self._upgraded.begin_stop()
         return False
 
     async def run(self) -> None:
@@ -437,6 +441,9 @@ class HTTPConnection:
         # against the connection limits until the handler is done.
         self._disarm()
         handle = UpgradeHandle(self._stream, bytes(conn.trailing_data[0]), request)
+        self._upgraded = handle
+        if self._is_stopping():
+            handle.begin_stop()
         try:
             result = action.handler(request, handle)
             if isawaitable(result):
