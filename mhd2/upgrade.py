@@ -14,7 +14,9 @@ import math
 import os
 import socket
 import ssl
-from typing import TYPE_CHECKING
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -29,6 +31,14 @@ from .plain_stream import PlainSocketStream
 
 if TYPE_CHECKING:
     from .request import Request
+
+fcntl: ModuleType | None
+termios: ModuleType | None
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = termios = None
 
 __all__ = ["UpgradeHandle"]
 
@@ -71,6 +81,7 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         self._closed = False
         self._corked = False
         self._stop = trio.Event()
+        self._moved = 0  # bytes received and sent so far (see _progress_mark)
         self.request = request
 
     # -- MHD2 API ----------------------------------------------------------------
@@ -114,8 +125,11 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             if isinstance(stream, PlainSocketStream):
                 # Yield first: in a busy server the peer's next bytes have
                 # usually arrived by then, and no epoll registration is needed.
-                return await stream.receive_some_later(max_size)
-            return bytes(await stream.receive_some(max_size))
+                data = await stream.receive_some_later(max_size)
+            else:
+                data = bytes(await stream.receive_some(max_size))
+            self._moved += len(data)
+            return data
         except trio.ClosedResourceError as exc:
             raise self._invalid_or(UpgradedClosed, exc) from exc
         except trio.BrokenResourceError as exc:
@@ -153,6 +167,7 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             sent = await self._send_stream(data, timeout)
         if not more_data_to_come:
             self._cork(False)
+        self._moved += sent
         return sent
 
     async def upgraded_close(self) -> None:
@@ -232,6 +247,27 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
 
     # -- internals ----------------------------------------------------------------------
 
+    def _progress_mark(self) -> tuple[int, int, int]:
+        """A mark that changes whenever the connection moves (for liveness checks).
+
+        It covers bytes received and sent through this handle and, on Linux,
+        the kernel's queues: bytes the peer sent that wait unread, and bytes
+        sent but not yet acknowledged by the peer (which shrink as a slow
+        reader reads, even while no write happens).
+        """
+        fd = _fd_of(self._stream)
+        unread = unacked = 0
+        if fd >= 0 and fcntl is not None and termios is not None:
+            buf = bytearray(4)
+            try:
+                fcntl.ioctl(fd, termios.FIONREAD, buf)
+                unread = int.from_bytes(buf, sys.byteorder)
+                fcntl.ioctl(fd, termios.TIOCOUTQ, buf)
+                unacked = int.from_bytes(buf, sys.byteorder)
+            except (OSError, AttributeError):  # pragma: no cover - not Linux
+                pass
+        return self._moved, unread, unacked
+
     def _check_open(self) -> None:
         if self._closed:
             raise UpgradedHandleInvalid("the upgraded handle was closed")
@@ -250,7 +286,9 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         if not isinstance(stream, PlainSocketStream):
             raise UpgradedTimeout("non-blocking receive is only available on plain TCP")
         try:
-            return stream.socket.recv(max_size)
+            data = stream.socket.recv(max_size)
+            self._moved += len(data)
+            return data
         except BlockingIOError:
             raise UpgradedTimeout("no data available now") from None
         except OSError as exc:
@@ -332,6 +370,19 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             self._corked = on
         except OSError:
             pass
+
+
+def _fd_of(stream: Any) -> int:
+    """The socket descriptor under *stream* (through TLS layers), or -1."""
+    for _ in range(4):
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            fileno = getattr(sock, "fileno", None)
+            return fileno() if callable(fileno) else -1
+        stream = getattr(stream, "transport_stream", None)
+        if stream is None:
+            return -1
+    return -1
 
 
 def _broken(exc: BaseException) -> Exception:

@@ -411,3 +411,58 @@ async def test_deflate_offers_with_bad_parameters_are_declined(offer: str, answe
             d.port, _handshake(extra=f"Sec-WebSocket-Extensions: {offer}\r\n"), half_close=True)
     assert status_of(reply) == 101
     assert _extensions_header(reply) == answer
+
+
+# -- 2. deadlines are inactivity limits: a slow but steady reader is alive -------------------
+
+
+async def test_keepalive_counts_a_slow_steady_reader_as_alive() -> None:
+    """ping_interval=0.3 while 8 MiB go to a client reading steadily for > 1 s: no 1011.
+
+    The ping waits behind the big message and the client reaches it only after
+    draining the kernel's buffers, long after ``ping_interval``; the send queue
+    shrinking meanwhile is progress.
+    """
+    size = 8 * MiB
+    closed: list[CloseReason | None] = []
+
+    async def handler(ws: WebSocket) -> None:
+        try:
+            await ws.send(b"b" * size)
+            await ws.send("done")
+            await ws.receive()  # pongs are noted here; ends with the client's close
+        finally:
+            closed.append(ws.closed)
+
+    async with running(_app(handler, ping_interval=0.3)) as d:
+        client, _ = await RawClient.open(d.port)
+        async with client.stream:
+            client.codec.max_payload_size = 0
+            got = 0
+            longest = 0.0
+            last = trio.current_time()
+            with trio.fail_after(WAIT * 2):
+                while True:
+                    if not client.buffer:
+                        chunk = await client.stream.receive_some(64 << 10)
+                        assert chunk, "the server closed the connection"
+                        now = trio.current_time()
+                        longest, last = max(longest, now - last), now
+                        client.buffer += chunk
+                        await trio.sleep(0.01)  # pacing: a slow but steady client
+                    status, payload, used = client.codec.decode(client.buffer)
+                    client.buffer = client.buffer[used:]
+                    if status == WebSocketStatus.BINARY_FRAME:
+                        got = len(payload or b"")
+                    elif status == WebSocketStatus.PING_FRAME:
+                        await client.send(client.codec.encode_pong(payload or b""))
+                    elif status == WebSocketStatus.TEXT_FRAME:
+                        assert payload == b"done"
+                        break
+                    else:
+                        assert status == WebSocketStatus.OK, (status, payload)
+            await client.send(client.codec.encode_close(1000))
+            assert await client.close_code() == 1000
+    assert got == size
+    assert longest < 0.3  # steady: never a gap as long as the interval
+    assert closed == [CloseReason(1000, "")]

@@ -515,6 +515,23 @@ class WebSocket:
             # server going down" (RFC 6455 §7.4.1).
             await self.close(1001, _REASONS[1001])
 
+    async def _pong_or_progress(self, interval: float) -> bool:
+        """Wait for the pong; ``False`` only when *interval* passes with nothing moving.
+
+        The deadline is an inactivity limit: a peer that reads what is sent
+        (even slowly: the kernel's send queue shrinks) or sends anything is
+        alive, and its pong may well be queued behind a large message.
+        """
+        mark = self._urh._progress_mark()
+        while True:
+            with trio.move_on_after(interval):
+                await self._pong_seen.wait()
+                return True
+            now = self._urh._progress_mark()
+            if now == mark or self.closed is not None:
+                return False
+            mark = now
+
     async def _keepalive(self, interval: float) -> None:
         payload = os.urandom(4)
         while self.closed is None:
@@ -524,8 +541,7 @@ class WebSocket:
                 await self.ping(payload)
             except ConnectionClosed:
                 return
-            with trio.move_on_after(interval):
-                await self._pong_seen.wait()
+            if await self._pong_or_progress(interval):
                 continue
             if self.closed is None:
                 self._finish(CloseReason(1011, "keepalive ping timeout"))
@@ -642,8 +658,10 @@ def action_websocket(
             larger ones close the connection with 1009.  Each continuation
             frame also costs :data:`FRAGMENT_OVERHEAD` bytes of it.
         ping_interval: send a ping every that many seconds and close
-            (1011) when no pong arrives within as many seconds; pongs are
-            seen while the handler receives.  ``None``: no keepalive.
+            (1011) when no pong arrives and nothing moves on the connection
+            (no byte read or written, the send queue not draining) within as
+            many seconds; pongs are seen while the handler receives.
+            ``None``: no keepalive.
         max_fragments: the most frames one message may arrive in; more
             close the connection with 1009.
 
