@@ -156,6 +156,21 @@ async def test_close_reasons_are_fixed_texts(frame: bytes, code: int, text: str,
                for r in caplog.records)
 
 
+async def test_bad_handshake_bodies_do_not_echo_the_request() -> None:
+    """The 400 for a bad key or method is a fixed text with nosniff, not the client's bytes."""
+    key = "<script>alert(1)</script>=="
+    async with running(_app(echo)) as d:
+        reply = await exchange(d.port, _handshake().replace(
+            b"dGhlIHNhbXBsZSBub25jZQ==", key.encode()), half_close=True)
+        assert status_of(reply) == 400
+        assert b"<script>" not in reply
+        assert b"\r\nX-Content-Type-Options: nosniff\r\n" in reply
+        reply = await exchange(d.port, _handshake().replace(b"GET /ws", b"X-MY-METHOD /ws"),
+                               half_close=True)
+        assert status_of(reply) == 400
+        assert b"X-MY-METHOD" not in reply.split(b"\r\n\r\n", 1)[1]
+
+
 # -- 3. many (empty) fragments ----------------------------------------------------------------
 
 

@@ -557,8 +557,10 @@ class WebSocket:
 
 
 def _bad_request(request: Request, reason: str, headers: Sequence[tuple[str, str]] = ()) -> Action:
+    """``400`` with *reason*: a fixed text that never echoes what the client sent."""
     response = Response.from_buffer_copy(400, f"Bad WebSocket handshake: {reason}\n".encode())
     response.add_header("Content-Type", "text/plain; charset=utf-8")
+    response.add_header("X-Content-Type-Options", "nosniff")
     for name, value in headers:
         response.add_header(name, value)
     return action_from_response(request, response)
@@ -678,9 +680,9 @@ def action_websocket(
         raise UsageError(f"ping_interval must be seconds > 0 or None, not {ping_interval!r}")
     headers = request.headers
     if request.method != "GET":
-        return _bad_request(request, f"the method must be GET, not {request.method}")
+        return _bad_request(request, "the method must be GET")
     if not check_http_version(request.version):
-        return _bad_request(request, f"{request.version} cannot upgrade; HTTP/1.1 is needed")
+        return _bad_request(request, "HTTP/1.1 is needed to upgrade")
     if not check_connection_header(", ".join(headers.get_all("Connection")) or None):
         return _bad_request(request, "the Connection header must list Upgrade")
     if not check_upgrade_header(", ".join(headers.get_all("Upgrade")) or None):
@@ -695,7 +697,8 @@ def action_websocket(
     try:
         accept = create_accept_header(keys[0])
     except ValueError as exc:
-        return _bad_request(request, str(exc))
+        logger.debug("mhd2: bad WebSocket handshake from %s: %s", request.client_address, exc)
+        return _bad_request(request, "Sec-WebSocket-Key must be 16 bytes in base64")
     if not request._body_read:
         return _bad_request(request, "a WebSocket handshake request has no body")
 
