@@ -215,7 +215,7 @@ async def test_empty_fragments_count_and_other_clients_stay_responsive() -> None
                         latencies.append(trio.current_time() - start)
     assert codes == [1009]
     # Without a checkpoint every few frames the other client waited ~0.7 s here.
-    assert latencies and max(latencies) < 0.3, max(latencies)
+    assert latencies and max(latencies) < 0.4, max(latencies)
 
 
 async def test_max_fragments_caps_frames_per_message() -> None:
@@ -432,13 +432,13 @@ async def test_deflate_offers_with_bad_parameters_are_declined(offer: str, answe
 
 
 async def test_keepalive_counts_a_slow_steady_reader_as_alive() -> None:
-    """ping_interval=0.3 while 8 MiB go to a client reading steadily for > 1 s: no 1011.
+    """ping_interval=0.4 while 6 MiB go to a client reading steadily for ~2 s: no 1011.
 
     The ping waits behind the big message and the client reaches it only after
     draining the kernel's buffers, long after ``ping_interval``; the send queue
     shrinking meanwhile is progress.
     """
-    size = 8 * MiB
+    size = 6 * MiB
     closed: list[CloseReason | None] = []
 
     async def handler(ws: WebSocket) -> None:
@@ -449,7 +449,7 @@ async def test_keepalive_counts_a_slow_steady_reader_as_alive() -> None:
         finally:
             closed.append(ws.closed)
 
-    async with running(_app(handler, ping_interval=0.3)) as d:
+    async with running(_app(handler, ping_interval=0.4)) as d:
         client, _ = await RawClient.open(d.port)
         async with client.stream:
             client.codec.max_payload_size = 0
@@ -464,7 +464,7 @@ async def test_keepalive_counts_a_slow_steady_reader_as_alive() -> None:
                         now = trio.current_time()
                         longest, last = max(longest, now - last), now
                         client.buffer += chunk
-                        await trio.sleep(0.01)  # pacing: a slow but steady client
+                        await trio.sleep(0.02)  # pacing: a slow but steady client
                     status, payload, used = client.codec.decode(client.buffer)
                     client.buffer = client.buffer[used:]
                     if status == WebSocketStatus.BINARY_FRAME:
@@ -479,5 +479,5 @@ async def test_keepalive_counts_a_slow_steady_reader_as_alive() -> None:
             await client.send(client.codec.encode_close(1000))
             assert await client.close_code() == 1000
     assert got == size
-    assert longest < 0.3  # steady: never a gap as long as the interval
+    assert longest < 0.4  # steady: never a gap as long as the interval
     assert closed == [CloseReason(1000, "")]
