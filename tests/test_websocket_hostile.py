@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from conftest import WAIT, exchange, running, status_of
 from test_websocket import RawClient, _app, _handshake, echo, masked
 
@@ -481,3 +482,46 @@ async def test_keepalive_counts_a_slow_steady_reader_as_alive() -> None:
     assert got == size
     assert longest < 0.4  # steady: never a gap as long as the interval
     assert closed == [CloseReason(1000, "")]
+
+
+async def test_upgrade_during_a_stop_is_told_at_once() -> None:
+    """A handshake in flight when the stop begins: the new WebSocket gets 1001 right away."""
+    arrived = trio.Event()
+    go_on = trio.Event()
+
+    async def answer(request: mhd2.Request) -> mhd2.Action:
+        arrived.set()
+        await go_on.wait()
+        return action_websocket(request, echo)
+
+    daemon = mhd2.Daemon(answer, port=0)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(daemon.serve)
+        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        async with stream:
+            await stream.send_all(_handshake())
+            with trio.fail_after(WAIT):
+                await arrived.wait()
+            start = trio.current_time()
+
+            async def stop() -> None:
+                await daemon.stop(grace=5)
+
+            nursery.start_soon(stop)
+            with trio.fail_after(WAIT):
+                await trio.testing.wait_all_tasks_blocked()  # the stop is under way
+            go_on.set()
+            client = RawClient(stream)
+            data = b""
+            with trio.fail_after(WAIT):
+                while b"\r\n\r\n" not in data:
+                    chunk = await stream.receive_some(65536)
+                    assert chunk, data
+                    data += chunk
+            head, client.buffer = data.split(b"\r\n\r\n", 1)
+            assert head.startswith(b"HTTP/1.1 101 ")
+            assert await client.close_code() == 1001
+            await client.send(client.codec.encode_close(1001))
+            with trio.fail_after(WAIT):
+                await daemon.stop()
+    assert trio.current_time() - start < 2.0
