@@ -14,7 +14,9 @@ import math
 import os
 import socket
 import ssl
-from typing import TYPE_CHECKING
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -30,9 +32,20 @@ from .plain_stream import PlainSocketStream
 if TYPE_CHECKING:
     from .request import Request
 
+fcntl: ModuleType | None
+termios: ModuleType | None
+try:
+    import fcntl
+    import termios
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = termios = None
+
 __all__ = ["UpgradeHandle"]
 
 _DEFAULT_RECV = 65536
+#: With a timeout, a stream without partial writes (TLS) is fed in pieces of
+#: one TLS record (RFC 8446 §5.1: at most 2^14 bytes of plaintext).
+_STREAM_PIECE = 16384
 
 
 class UpgradeHandle(trio.abc.HalfCloseableStream):
@@ -44,7 +57,15 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
     Resource handling:
         :meth:`upgraded_close` (or :meth:`aclose`) closes the connection; if
         the upgrade handler returns without closing, the daemon closes it.
-        A graceful daemon stop cancels the handler after the grace period.
+        A graceful daemon stop first calls :meth:`begin_stop` (so
+        :attr:`stopping` turns true and :meth:`wait_stopping` returns: the
+        handler can say goodbye in its own protocol), then cancels the
+        handler when the grace period ends.
+
+    Timeouts:
+        A *timeout* is an inactivity limit, as MHD's connection timeout: every
+        partial write re-arms it, so a large send to a slow but steady reader
+        is never cut; only *timeout* seconds without any progress end it.
 
     Error handling:
         Failures raise :class:`~mhd2.UpgradedError` subclasses carrying MHD2's
@@ -59,6 +80,8 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         self._extra = bytearray(extra_in)
         self._closed = False
         self._corked = False
+        self._stop = trio.Event()
+        self._moved = 0  # bytes received and sent so far (see _progress_mark)
         self.request = request
 
     # -- MHD2 API ----------------------------------------------------------------
@@ -102,8 +125,11 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             if isinstance(stream, PlainSocketStream):
                 # Yield first: in a busy server the peer's next bytes have
                 # usually arrived by then, and no epoll registration is needed.
-                return await stream.receive_some_later(max_size)
-            return bytes(await stream.receive_some(max_size))
+                data = await stream.receive_some_later(max_size)
+            else:
+                data = bytes(await stream.receive_some(max_size))
+            self._moved += len(data)
+            return data
         except trio.ClosedResourceError as exc:
             raise self._invalid_or(UpgradedClosed, exc) from exc
         except trio.BrokenResourceError as exc:
@@ -117,17 +143,18 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
 
         Args:
             data: the bytes to send.
-            timeout: seconds to wait for the socket to take the data; ``None``
-                waits indefinitely, ``0`` sends only what fits now.
+            timeout: seconds the send may go without progress (an inactivity
+                limit: every partial write re-arms it); ``None`` waits
+                indefinitely, ``0`` sends only what fits now.
             more_data_to_come: more follows soon, so a partial packet may be
                 held back (``TCP_CORK``); ``False`` pushes everything out now.
 
         Returns:
-            How many bytes were sent: all of them, or fewer when the timeout
-            hit after some were sent.
+            How many bytes were sent: all of them, or fewer when *timeout*
+            seconds passed without progress after some were sent.
 
         Raises:
-            UpgradedTimeout: the timeout hit before any byte was sent.
+            UpgradedTimeout: *timeout* seconds passed before any byte was sent.
             UpgradedBroken, UpgradedClosed, UpgradedTLSError: the connection failed.
             UpgradedHandleInvalid: the handle was closed.
         """
@@ -140,6 +167,7 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             sent = await self._send_stream(data, timeout)
         if not more_data_to_come:
             self._cork(False)
+        self._moved += sent
         return sent
 
     async def upgraded_close(self) -> None:
@@ -156,6 +184,26 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
     def closed(self) -> bool:
         """Whether :meth:`upgraded_close` was called."""
         return self._closed
+
+    # -- graceful stop ---------------------------------------------------------------
+
+    def begin_stop(self) -> None:
+        """Tell the handler that the daemon's graceful stop has begun (the engine calls this).
+
+        Sets :attr:`stopping` and wakes :meth:`wait_stopping`; idempotent.  The
+        handler has until the end of the grace period to finish; then it is
+        cancelled.
+        """
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the daemon is stopping: finish (say goodbye, close) within the grace period."""
+        return self._stop.is_set()
+
+    async def wait_stopping(self) -> None:
+        """Return once the daemon's graceful stop has begun (at once if it has)."""
+        await self._stop.wait()
 
     # -- trio.abc.HalfCloseableStream ------------------------------------------------
 
@@ -199,6 +247,27 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
 
     # -- internals ----------------------------------------------------------------------
 
+    def _progress_mark(self) -> tuple[int, int, int]:
+        """A mark that changes whenever the connection moves (for liveness checks).
+
+        It covers bytes received and sent through this handle and, on Linux,
+        the kernel's queues: bytes the peer sent that wait unread, and bytes
+        sent but not yet acknowledged by the peer (which shrink as a slow
+        reader reads, even while no write happens).
+        """
+        fd = _fd_of(self._stream)
+        unread = unacked = 0
+        if fd >= 0 and fcntl is not None and termios is not None:
+            buf = bytearray(4)
+            try:
+                fcntl.ioctl(fd, termios.FIONREAD, buf)
+                unread = int.from_bytes(buf, sys.byteorder)
+                fcntl.ioctl(fd, termios.TIOCOUTQ, buf)
+                unacked = int.from_bytes(buf, sys.byteorder)
+            except (OSError, AttributeError):  # pragma: no cover - not Linux
+                pass
+        return self._moved, unread, unacked
+
     def _check_open(self) -> None:
         if self._closed:
             raise UpgradedHandleInvalid("the upgraded handle was closed")
@@ -217,7 +286,9 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         if not isinstance(stream, PlainSocketStream):
             raise UpgradedTimeout("non-blocking receive is only available on plain TCP")
         try:
-            return stream.socket.recv(max_size)
+            data = stream.socket.recv(max_size)
+            self._moved += len(data)
+            return data
         except BlockingIOError:
             raise UpgradedTimeout("no data available now") from None
         except OSError as exc:
@@ -235,17 +306,25 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             while sent < total:
                 try:
                     sent += os.write(fd, view[sent:])
+                    if timeout:
+                        # Progress re-arms the inactivity deadline (MHD's
+                        # connection timeout counts from the last activity).
+                        deadline = trio.current_time() + timeout
                     continue
                 except BlockingIOError:
                     pass
                 except OSError as exc:
                     raise UpgradedBroken(f"the connection broke: {exc}") from exc
-                if timeout == 0:
+                if timeout == 0 or trio.current_time() >= deadline:
                     break
+                # Woken when writable, or at the deadline: either way the loop
+                # tries to write again.  The kernel reports "writable" only
+                # once much of its send buffer is free, so a slow but steady
+                # reader can drain it for longer than *timeout* without a
+                # wake-up; the write attempt at the deadline sees whether it
+                # took anything meanwhile (progress) or nothing (a timeout).
                 with trio.move_on_at(deadline):
                     await trio.lowlevel.wait_writable(fd)
-                    continue
-                break
         if sent == 0 and total:
             raise UpgradedTimeout(f"nothing could be sent within {timeout} s")
         await trio.lowlevel.checkpoint()
@@ -253,16 +332,31 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
 
     async def _send_stream(self, data: bytes | bytearray | memoryview, timeout: float | None) -> int:
         # A stream such as trio.SSLStream sends all or (when cancelled) leaves
-        # itself broken; the partial count is not observable there.
-        with trio.move_on_after(math.inf if timeout is None else timeout):
-            try:
-                await self._stream.send_all(data)
-            except trio.ClosedResourceError as exc:
-                raise self._invalid_or(UpgradedClosed, exc) from exc
-            except trio.BrokenResourceError as exc:
-                raise _broken(exc) from exc
-            return len(data)
-        raise UpgradedTimeout(f"the data could not be sent within {timeout} s")
+        # itself broken.  With a timeout the data goes in pieces of one TLS
+        # record, each piece with its own deadline: a finished piece is
+        # progress (the inactivity limit re-arms), and the count returned is
+        # that of the pieces sent whole.
+        view = memoryview(data).cast("B")
+        total = view.nbytes
+        step = total if timeout is None else _STREAM_PIECE
+        sent = 0
+        with view:
+            while True:
+                with trio.move_on_after(math.inf if timeout is None else timeout):
+                    try:
+                        await self._stream.send_all(view[sent:sent + step])
+                    except trio.ClosedResourceError as exc:
+                        raise self._invalid_or(UpgradedClosed, exc) from exc
+                    except trio.BrokenResourceError as exc:
+                        raise _broken(exc) from exc
+                    sent = min(total, sent + step)
+                    if sent >= total:
+                        return total
+                    continue
+                break
+        if sent:
+            return sent
+        raise UpgradedTimeout(f"nothing could be sent within {timeout} s")
 
     def _cork(self, on: bool) -> None:
         stream = self._stream
@@ -276,6 +370,19 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             self._corked = on
         except OSError:
             pass
+
+
+def _fd_of(stream: Any) -> int:
+    """The socket descriptor under *stream* (through TLS layers), or -1."""
+    for _ in range(4):
+        sock = getattr(stream, "socket", None)
+        if sock is not None:
+            fileno = getattr(sock, "fileno", None)
+            return fileno() if callable(fileno) else -1
+        stream = getattr(stream, "transport_stream", None)
+        if stream is None:
+            return -1
+    return -1
 
 
 def _broken(exc: BaseException) -> Exception:

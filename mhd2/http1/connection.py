@@ -133,9 +133,8 @@ class HTTP1Connection:
             return True
         if self._exchange is not None:
             self._exchange.wake_for_stop()
-        begin_stop = getattr(self._upgraded, "begin_stop", None)
-        if begin_stop is not None:
-            begin_stop()
+        if self._upgraded is not None:
+            self._upgraded.begin_stop()
         return False
 
     def cancel(self) -> None:
@@ -398,7 +397,9 @@ class HTTP1Connection:
         transport.timeout = None
         transport.disarm()
         handle = UpgradeHandle(transport.stream, parser.leftover[0], request)
-        self._upgraded = handle
+        self._upgraded = handle  # told when a graceful stop begins
+        if self._shared.stopping:
+            handle.begin_stop()
         try:
             await call_maybe_await(action.handler, request, handle)
         except Exception:

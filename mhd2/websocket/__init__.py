@@ -25,9 +25,20 @@ from .handshake import (
     check_version_header,
     create_accept_header,
 )
-from .session import CloseReason, ConnectionClosed, WebSocket, action_websocket
+from .session import (
+    CLOSE_TIMEOUT,
+    FRAGMENT_OVERHEAD,
+    MAX_FRAGMENTS,
+    CloseReason,
+    ConnectionClosed,
+    WebSocket,
+    action_websocket,
+)
 
 __all__ = [
+    "CLOSE_TIMEOUT",
+    "FRAGMENT_OVERHEAD",
+    "MAX_FRAGMENTS",
     "CloseCode",
     "CloseReason",
     "ConnectionClosed",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -22,7 +24,7 @@ from wsproto.frame_protocol import CloseReason as _WsCode
 from wsproto.frame_protocol import FrameDecoder, FrameProtocol
 
 from ..actions import Action, action_from_response, action_upgrade
-from ..errors import UpgradedError
+from ..errors import UpgradedError, UsageError
 from ..request import Request
 from ..response import Response
 from ..upgrade import UpgradeHandle
@@ -34,13 +36,45 @@ from .handshake import (
     create_accept_header,
 )
 
-__all__ = ["CloseReason", "ConnectionClosed", "WebSocket", "action_websocket"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "FRAGMENT_OVERHEAD",
+    "MAX_FRAGMENTS",
+    "CloseReason",
+    "ConnectionClosed",
+    "WebSocket",
+    "action_websocket",
+]
 
 logger = logging.getLogger("mhd2")
 
 _RECV_SIZE = 65536
 #: Seconds to wait for the peer's close frame (and its end of the connection).
 CLOSE_TIMEOUT = 5.0
+#: Default most frames (first frame and continuations) one message may have.
+MAX_FRAGMENTS = 1 << 17
+#: What each continuation frame costs against ``max_message_size`` besides its
+#: payload (its header and bookkeeping), so that empty fragments are not free.
+FRAGMENT_OVERHEAD = 16
+#: Received frames handled between two checkpoints (other tasks get to run).
+_CHECKPOINT_EVERY = 128
+
+#: The close reasons the daemon sends: fixed short texts, never parser detail
+#: (which goes to the ``mhd2`` logger at debug level).
+_REASONS = {
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1007: "invalid UTF-8",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "extension required",
+    1011: "internal error",
+}
+
+
+def _fixed_reason(code: int) -> str:
+    return _REASONS.get(code, "protocol error" if code < 3000 else "")
 
 
 class CloseReason:
@@ -132,20 +166,36 @@ class WebSocket:
     One task may :meth:`receive` at a time; any number of tasks may
     :meth:`send` (frames are never interleaved).  Pings are answered and
     pongs noted while a task receives.
+
+    When the daemon's graceful stop begins, the server sends a close frame
+    with ``1001`` (going away) at once: :attr:`stopping` turns true, sends
+    raise :class:`ConnectionClosed`, and :meth:`receive` raises it when the
+    peer answers (or when the grace period ends).
     """
 
     def __init__(self, urh: UpgradeHandle, conn: Connection, subprotocol: str | None,
-                 max_message_size: int, *, compressed: bool = False) -> None:
+                 max_message_size: int, *, compressed: bool = False,
+                 max_fragments: int = MAX_FRAGMENTS) -> None:
         self.request = urh.request
         self.subprotocol = subprotocol
         self.closed: CloseReason | None = None
         self._urh = urh
         self._conn = conn
         self._max = max_message_size
+        self._max_fragments = max_fragments
         self._send_lock = trio.Lock()
         self._receiving = False
+        # A close() waiting for the peer's close frame reads the connection
+        # itself; a receive() meanwhile waits for it to finish.
+        self._draining = False
+        # After a failure (RFC 6455 §7.1.7) no received byte is parsed again.
+        self._failed = False
+        # The message being received in fragments.
         self._parts: list[Any] = []
         self._size = 0
+        self._frames = 0
+        self._in_message = False
+        self._uncheckpointed = 0  # frames handled since the last checkpoint
         self._close_seen = trio.Event()
         self._pong_seen = trio.Event()
         # Without an extension a data frame is just a header and the payload:
@@ -154,6 +204,11 @@ class WebSocket:
         self._plain_frames = not compressed
 
     # -- public API ---------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the daemon is stopping (its close frame with 1001 is on its way)."""
+        return self._urh.stopping
 
     async def receive(self) -> str | bytes:
         """The next message: ``str`` for text, ``bytes`` for binary (fragments joined).
@@ -167,6 +222,10 @@ class WebSocket:
             raise trio.BusyResourceError("another task is already receiving on this WebSocket")
         self._receiving = True
         try:
+            if self._draining:
+                # A close() is reading until the peer's close frame.
+                await self._close_seen.wait()
+                raise ConnectionClosed(self.closed or CloseReason(1006, "connection lost"))
             return await self._receive()
         finally:
             self._receiving = False
@@ -228,45 +287,82 @@ class WebSocket:
             sent = await self._send_close(code, reason)
             if not sent:
                 return
-        if self._receiving:
-            # The receiving task sees the answer.
-            with trio.move_on_after(CLOSE_TIMEOUT):
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            if self._receiving or self._draining:
+                # The reading task sees the answer.
                 await self._close_seen.wait()
-        else:
-            with trio.move_on_after(CLOSE_TIMEOUT):
+            else:
+                self._draining = True
                 try:
                     while True:
                         await self._receive()
                 except ConnectionClosed:
                     pass
-        if self.closed is None:
-            self.closed = CloseReason(code, reason)
+                finally:
+                    self._draining = False
+        self._finish(CloseReason(code, reason))
         await self._shutdown()
 
     # -- internals ----------------------------------------------------------------------
 
+    def _reset_message(self) -> None:
+        self._parts = []
+        self._size = 0
+        self._frames = 0
+        self._in_message = False
+
+    def _finish(self, reason: CloseReason) -> None:
+        """Record why the connection closed (the first reason wins); wake who waits."""
+        if self.closed is None:
+            self.closed = reason
+        self._close_seen.set()
+
+    async def _too_big(self, what: str) -> None:
+        logger.debug("mhd2: WebSocket message from %s too big: %s",
+                     self.request.client_address, what)
+        await self._fail(1009)
+
     async def _receive(self) -> str | bytes:
         conn = self._conn
         while True:
-            if self.closed is not None:
-                raise ConnectionClosed(self.closed)
+            if self.closed is not None or self._failed:
+                raise ConnectionClosed(self.closed or CloseReason(1006, "connection failed"))
             event: Any
             for event in conn.events():
+                self._uncheckpointed += 1
+                if self._uncheckpointed >= _CHECKPOINT_EVERY:
+                    # A client sending many tiny frames must not starve the
+                    # other connections: let them run every so many frames
+                    # (also across receive() calls that return at once).
+                    self._uncheckpointed = 0
+                    await trio.lowlevel.checkpoint()
                 kind = type(event)
                 if kind is TextMessage or kind is BytesMessage:
                     data = event.data
-                    if event.message_finished and not self._parts:
+                    if event.message_finished and not self._in_message:
                         if len(data) > self._max:
-                            await self._fail(1009, "message too big")
+                            await self._too_big(f"{len(data)} bytes")
                             break
                         return data  # type: ignore[no-any-return]
+                    self._in_message = True
                     self._size += len(data)
+                    if event.frame_finished:
+                        # Every frame of a fragmented message counts: its
+                        # payload and, for a continuation, its overhead.
+                        self._frames += 1
+                        if self._frames > 1:
+                            self._size += FRAGMENT_OVERHEAD
+                        if self._frames > self._max_fragments:
+                            await self._too_big(f"more than {self._max_fragments} fragments")
+                            break
                     if self._size > self._max:
-                        await self._fail(1009, "message too big")
+                        await self._too_big(f"{self._size} bytes in {self._frames} frames")
                         break
-                    self._parts.append(data)
+                    if data:
+                        self._parts.append(data)
                     if event.message_finished:
-                        parts, self._parts, self._size = self._parts, [], 0
+                        parts = self._parts
+                        self._reset_message()
                         return ("" if kind is TextMessage else b"").join(parts)
                 elif kind is Ping:
                     if conn.state is ConnectionState.OPEN:
@@ -280,19 +376,18 @@ class WebSocket:
                 try:
                     data = await self._urh.upgraded_recv(_RECV_SIZE)
                 except UpgradedError as exc:
-                    self.closed = CloseReason(1006, f"the connection broke: {exc}")
-                    self._close_seen.set()
+                    self._finish(CloseReason(1006, f"the connection broke: {exc}"))
                     continue
+                self._uncheckpointed = 0  # receiving was a checkpoint
                 if not data:
                     if conn.state is ConnectionState.CLOSED:
-                        self.closed = self.closed or CloseReason(1006, "connection lost")
+                        self._finish(CloseReason(1006, "connection lost"))
                         continue
                     conn.receive_data(None)
                     for _ in conn.events():
                         pass
-                    self.closed = CloseReason(
-                        1006, "the peer closed the connection without a close frame")
-                    self._close_seen.set()
+                    self._finish(CloseReason(
+                        1006, "the peer closed the connection without a close frame"))
                     await self._shutdown()
                     continue
                 conn.receive_data(data)
@@ -310,38 +405,40 @@ class WebSocket:
             await self._shutdown()
         elif conn.state is ConnectionState.CLOSED:
             # The answer to our close frame.
-            if self.closed is None:
-                self.closed = CloseReason(event.code, event.reason or "")
-            self._close_seen.set()
+            self._finish(CloseReason(event.code, event.reason or ""))
             await self._shutdown()
         else:
-            # A protocol error found by wsproto (state still OPEN).
-            await self._fail(int(event.code), event.reason or "")
+            # A protocol error found by wsproto (state still OPEN): its
+            # message (codec text, parser detail) goes to the log only.
+            logger.debug("mhd2: WebSocket protocol error from %s (%s): %s",
+                         self.request.client_address, int(event.code), event.reason)
+            await self._fail(int(event.code))
 
-    async def _fail(self, code: int, reason: str) -> None:
-        """Fail the connection: send a close frame with *code*, wait briefly for the answer."""
-        if self._conn.state is ConnectionState.OPEN:
-            await self._send_close(code, reason[:120])
-        self.closed = CloseReason(code, reason)
-        self._close_seen.set()
-        # Signal the end (FIN), then read and drop what the peer still sends
-        # until its close frame or EOF, so that closing does not reset the
-        # connection under our close frame.
+    async def _fail(self, code: int) -> None:
+        """_Fail the WebSocket Connection_ (RFC 6455 §7.1.7) with *code*.
+
+        "An endpoint MUST NOT continue to attempt to process data (including
+        a responding Close frame) from the remote endpoint after being
+        instructed to _Fail the WebSocket Connection_."  So: send the close
+        frame, signal the end (FIN), then read and *drop* what the peer still
+        sends -- nothing is parsed or kept -- until its end of the connection
+        or :data:`CLOSE_TIMEOUT`, so that closing does not reset the
+        connection under our close frame.
+        """
+        self._failed = True
+        reason = _fixed_reason(code)
+        self._reset_message()
         with trio.move_on_after(CLOSE_TIMEOUT):
+            if self._conn.state is ConnectionState.OPEN:
+                await self._send_close(code, reason)
+            self._finish(CloseReason(code, reason))
             try:
                 await self._urh.send_eof()
-            except Exception:
+                while await self._urh.upgraded_recv(_RECV_SIZE):
+                    pass
+            except (UpgradedError, trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
-            try:
-                while self._conn.state is not ConnectionState.CLOSED:
-                    data = await self._urh.upgraded_recv(_RECV_SIZE)
-                    if not data:
-                        break
-                    self._conn.receive_data(data)
-                    for _ in self._conn.events():
-                        pass
-            except Exception:
-                pass
+        self._finish(CloseReason(code, reason))
         await self._shutdown()
 
     async def _send_close(self, code: int, reason: str) -> bool:
@@ -387,13 +484,53 @@ class WebSocket:
         try:
             await self._urh.upgraded_send(data)
         except UpgradedError as exc:
-            self.closed = self.closed or CloseReason(1006, f"the connection broke: {exc}")
-            self._close_seen.set()
-            raise ConnectionClosed(self.closed) from exc
+            self._finish(CloseReason(1006, f"the connection broke: {exc}"))
+            raise ConnectionClosed(self.closed or CloseReason(1006, "connection lost")) from exc
 
     async def _shutdown(self) -> None:
         if not self._urh.closed:
             await self._urh.aclose()
+
+    async def _abort(self) -> None:
+        """Cancelled (the grace period of a stop is over): close now, never wait.
+
+        A close frame with 1001 goes out only if the socket takes it at once.
+        """
+        with trio.CancelScope(shield=True):
+            if (self.closed is None and self._conn.state is ConnectionState.OPEN
+                    and not self._send_lock.locked()):
+                try:
+                    frame = self._conn.send(CloseConnection(code=1001, reason=_REASONS[1001]))
+                    await self._urh.upgraded_send(frame, timeout=0)
+                except Exception:
+                    pass
+            self._finish(CloseReason(1001, _REASONS[1001]))
+            await self._shutdown()
+
+    async def _watch_stop(self) -> None:
+        """Close with 1001 (going away) as soon as the daemon's graceful stop begins."""
+        await self._urh.wait_stopping()
+        if self.closed is None and self._conn.state is ConnectionState.OPEN:
+            # "1001 indicates that an endpoint is "going away", such as a
+            # server going down" (RFC 6455 §7.4.1).
+            await self.close(1001, _REASONS[1001])
+
+    async def _pong_or_progress(self, interval: float) -> bool:
+        """Wait for the pong; ``False`` only when *interval* passes with nothing moving.
+
+        The deadline is an inactivity limit: a peer that reads what is sent
+        (even slowly: the kernel's send queue shrinks) or sends anything is
+        alive, and its pong may well be queued behind a large message.
+        """
+        mark = self._urh._progress_mark()
+        while True:
+            with trio.move_on_after(interval):
+                await self._pong_seen.wait()
+                return True
+            now = self._urh._progress_mark()
+            if now == mark or self.closed is not None:
+                return False
+            mark = now
 
     async def _keepalive(self, interval: float) -> None:
         payload = os.urandom(4)
@@ -404,12 +541,10 @@ class WebSocket:
                 await self.ping(payload)
             except ConnectionClosed:
                 return
-            with trio.move_on_after(interval):
-                await self._pong_seen.wait()
+            if await self._pong_or_progress(interval):
                 continue
             if self.closed is None:
-                self.closed = CloseReason(1011, "keepalive ping timeout")
-                self._close_seen.set()
+                self._finish(CloseReason(1011, "keepalive ping timeout"))
                 with trio.move_on_after(0.5):
                     try:
                         async with self._send_lock:
@@ -422,21 +557,74 @@ class WebSocket:
 
 
 def _bad_request(request: Request, reason: str, headers: Sequence[tuple[str, str]] = ()) -> Action:
+    """``400`` with *reason*: a fixed text that never echoes what the client sent."""
     response = Response.from_buffer_copy(400, f"Bad WebSocket handshake: {reason}\n".encode())
     response.add_header("Content-Type", "text/plain; charset=utf-8")
+    response.add_header("X-Content-Type-Options", "nosniff")
     for name, value in headers:
         response.add_header(name, value)
     return action_from_response(request, response)
 
 
+#: The parameters of a permessage-deflate offer (RFC 7692 §7.1) and whether
+#: each takes a value: ``True`` required, ``None`` optional, ``False`` none.
+_DEFLATE_PARAMS: dict[str, bool | None] = {
+    "server_no_context_takeover": False,
+    "client_no_context_takeover": False,
+    "server_max_window_bits": True,
+    "client_max_window_bits": None,
+}
+_WINDOW_BITS = re.compile(r"[1-9][0-9]?")
+
+
+def _deflate_offer_params(offer: str) -> dict[str, str | None] | None:
+    """The parameters of one permessage-deflate offer, or ``None`` to decline it.
+
+    RFC 7692 §7: "A server MUST decline an extension negotiation offer for
+    this extension if any of the following conditions are met: The
+    negotiation offer contains an extension parameter not defined for use in
+    an offer.  The negotiation offer contains an extension parameter with an
+    invalid value.  The negotiation offer contains multiple extension
+    parameters with the same name."
+    """
+    params: dict[str, str | None] = {}
+    for item in offer.split(";")[1:]:
+        name, eq, raw = item.partition("=")
+        name = name.strip()
+        value: str | None = None
+        if eq:
+            value = raw.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]  # a quoted-string value (RFC 7692 §7.1.2.1)
+        if name not in _DEFLATE_PARAMS or name in params:
+            return None
+        takes = _DEFLATE_PARAMS[name]
+        if (takes is False and eq) or (takes is True and value is None):
+            return None
+        if value is not None and not (_WINDOW_BITS.fullmatch(value) and 8 <= int(value) <= 15):
+            return None
+        params[name] = value
+    return params
+
+
 def _negotiate_deflate(offers: list[str], max_message_size: int) -> tuple[_BoundedDeflate, str] | None:
+    """Accept the first acceptable permessage-deflate offer, in the client's order."""
     for header in offers:
         for offer in header.split(","):
             name = offer.split(";", 1)[0].strip()
             if name != PerMessageDeflate.name:
                 continue
+            params = _deflate_offer_params(offer)
+            if params is None:
+                logger.debug("mhd2: declined the permessage-deflate offer %r", offer.strip())
+                continue
+            canonical = "; ".join([name] + [k if v is None else f"{k}={v}"
+                                            for k, v in params.items()])
             ext = _BoundedDeflate(max_message_size)
-            accepted = ext.accept(offer)
+            try:
+                accepted = ext.accept(canonical)
+            except ValueError:
+                accepted = None
             if accepted is None:
                 continue
             value = name if accepted is True or not accepted else f"{name}; {accepted}"
@@ -452,6 +640,7 @@ def action_websocket(
     compression: bool = True,
     max_message_size: int = 1 << 20,
     ping_interval: float | None = None,
+    max_fragments: int = MAX_FRAGMENTS,
 ) -> Action:
     """Accept a WebSocket handshake and run ``await handler(ws)`` over the upgraded connection.
 
@@ -468,16 +657,32 @@ def action_websocket(
             the first one the client offers is chosen.
         compression: negotiate permessage-deflate (RFC 7692) if offered.
         max_message_size: the largest message accepted, after inflation;
-            larger ones close the connection with 1009.
+            larger ones close the connection with 1009.  Each continuation
+            frame also costs :data:`FRAGMENT_OVERHEAD` bytes of it.
         ping_interval: send a ping every that many seconds and close
-            (1011) when no pong arrives within as many seconds; pongs are
-            seen while the handler receives.  ``None``: no keepalive.
+            (1011) when no pong arrives and nothing moves on the connection
+            (no byte read or written, the send queue not draining) within as
+            many seconds; pongs are seen while the handler receives.
+            ``None``: no keepalive.
+        max_fragments: the most frames one message may arrive in; more
+            close the connection with 1009.
+
+    Raises:
+        UsageError: *max_message_size* or *max_fragments* is not a positive
+            integer, or *ping_interval* is not positive seconds.
     """
+    if not isinstance(max_message_size, int) or max_message_size <= 0:
+        raise UsageError(f"max_message_size must be a positive int, not {max_message_size!r}")
+    if not isinstance(max_fragments, int) or max_fragments <= 0:
+        raise UsageError(f"max_fragments must be a positive int, not {max_fragments!r}")
+    if ping_interval is not None and not (
+            isinstance(ping_interval, int | float) and ping_interval > 0):
+        raise UsageError(f"ping_interval must be seconds > 0 or None, not {ping_interval!r}")
     headers = request.headers
     if request.method != "GET":
-        return _bad_request(request, f"the method must be GET, not {request.method}")
+        return _bad_request(request, "the method must be GET")
     if not check_http_version(request.version):
-        return _bad_request(request, f"{request.version} cannot upgrade; HTTP/1.1 is needed")
+        return _bad_request(request, "HTTP/1.1 is needed to upgrade")
     if not check_connection_header(", ".join(headers.get_all("Connection")) or None):
         return _bad_request(request, "the Connection header must list Upgrade")
     if not check_upgrade_header(", ".join(headers.get_all("Upgrade")) or None):
@@ -492,7 +697,8 @@ def action_websocket(
     try:
         accept = create_accept_header(keys[0])
     except ValueError as exc:
-        return _bad_request(request, str(exc))
+        logger.debug("mhd2: bad WebSocket handshake from %s: %s", request.client_address, exc)
+        return _bad_request(request, "Sec-WebSocket-Key must be 16 bytes in base64")
     if not request._body_read:
         return _bad_request(request, "a WebSocket handshake request has no body")
 
@@ -511,7 +717,8 @@ def action_websocket(
 
     async def run(_request: Request, urh: UpgradeHandle) -> None:
         conn = Connection(ConnectionType.SERVER, extensions=extensions)
-        ws = WebSocket(urh, conn, chosen, max_message_size, compressed=bool(extensions))
+        ws = WebSocket(urh, conn, chosen, max_message_size, compressed=bool(extensions),
+                       max_fragments=max_fragments)
         failure: list[Exception] = []
 
         async def serve() -> None:
@@ -523,23 +730,29 @@ def action_websocket(
                 failure.append(exc)
 
         try:
-            if ping_interval is None:
-                await serve()
-            else:
-                async with trio.open_nursery() as nursery:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ws._watch_stop)
+                if ping_interval is not None:
                     nursery.start_soon(ws._keepalive, ping_interval)
-                    await serve()
-                    nursery.cancel_scope.cancel()
+                await serve()
+                nursery.cancel_scope.cancel()
         finally:
             if ws.closed is None and not urh.closed:
-                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
-                    try:
-                        if failure:
-                            await ws._fail(1011, "internal error")
-                        else:
-                            await ws.close(1000)
-                    except Exception:
-                        pass
+                if trio.current_effective_deadline() == -math.inf:
+                    # Cancelled: the grace period of a graceful stop is
+                    # over.  Close now; waiting here would outlive the grace.
+                    await ws._abort()
+                else:
+                    with trio.move_on_after(CLOSE_TIMEOUT):
+                        try:
+                            if failure:
+                                await ws._fail(1011)
+                            else:
+                                await ws.close(1000)
+                        except Exception:
+                            pass
+                    if not urh.closed:
+                        await ws._abort()
         if failure:
             raise failure[0]
 
