@@ -17,11 +17,10 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Callable
 
 import trio
 
-__all__ = ["PlainSocketStream"]
+__all__ = ["PlainSocketStream", "translate_error"]
 
 _BROKEN_ERRNOS = {errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT,
                   errno.ENOTCONN, errno.EHOSTUNREACH, errno.ENETUNREACH}
@@ -93,15 +92,13 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
             raise trio.ClosedResourceError("the stream was closed")
         return self._fd
 
-    async def send_all(self, data: bytes | bytearray | memoryview,
-                       progress: Callable[[], object] | None = None) -> None:
-        """Send all of *data*, waiting for the socket to drain as needed.
+    @property
+    def fd(self) -> int:
+        """The socket's descriptor (raises ``ClosedResourceError`` once closed)."""
+        return self._open_fd()
 
-        Args:
-            data: the bytes to send.
-            progress: called after every write that moved bytes (the
-                transport re-arms its inactivity deadline there).
-        """
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of *data*, waiting for the socket to drain as needed."""
         fd = self._open_fd()
         with memoryview(data) as view:
             total = view.nbytes
@@ -113,9 +110,6 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
                     pass
                 except OSError as exc:
                     raise _translate(exc) from exc
-                else:
-                    if progress is not None:
-                        progress()
                 if sent >= total:
                     break
                 await trio.lowlevel.wait_writable(fd)
@@ -145,6 +139,11 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         """Close the socket (a checkpoint, as trio streams are)."""
         self.close()
         await trio.lowlevel.checkpoint()
+
+
+def translate_error(exc: OSError) -> Exception:
+    """The trio exception for an ``OSError`` of a read or write on a socket."""
+    return _translate(exc)
 
 
 def _translate(exc: OSError) -> Exception:

@@ -24,7 +24,7 @@ from typing import cast
 
 import trio
 
-from .plain_stream import PlainSocketStream
+from .plain_stream import PlainSocketStream, translate_error
 
 __all__ = ["Transport", "TransportError"]
 
@@ -185,7 +185,7 @@ class Transport:
         self.arm()
         size = len(data)
         if self._plain is not None:
-            await self._plain.send_all(data, self.arm)
+            await self._send_plain(self._plain, data)
         elif size <= SEND_SLICE:
             await self.stream.send_all(data)
         else:
@@ -195,27 +195,71 @@ class Transport:
                     self.arm()
         self.bytes_sent += size
 
+    async def _send_plain(self, plain: PlainSocketStream,
+                          data: bytes | bytearray | memoryview) -> None:
+        """Write to a plain socket; every write that moves bytes re-arms the deadline.
+
+        The kernel reports a TCP socket writable only once much of its send
+        buffer is free, so a slow but steady reader can drain it for longer
+        than the timeout without a wake-up.  The wait therefore ends a moment
+        before the deadline to try a write: if the reader took anything
+        meanwhile, that is progress; if not, the deadline is let to pass.
+        """
+        fd = plain.fd
+        with memoryview(data) as view:
+            total = view.nbytes
+            sent = 0
+            tried_early = False
+            while True:
+                try:
+                    written = os.write(fd, view[sent:] if sent else view)
+                except BlockingIOError:
+                    written = 0
+                except OSError as exc:
+                    raise translate_error(exc) from exc
+                if written:
+                    sent += written
+                    tried_early = False
+                    self.arm()
+                if sent >= total:
+                    break
+                deadline = self.scope.deadline
+                if tried_early or deadline == math.inf:
+                    await trio.lowlevel.wait_writable(fd)
+                else:
+                    with trio.move_on_at(deadline - self._slack / 2):
+                        await trio.lowlevel.wait_writable(fd)
+                    tried_early = trio.current_time() >= deadline - self._slack / 2
+        if total == 0:
+            await trio.lowlevel.checkpoint()
+
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send up to *count* bytes of *fd* from *offset* with ``os.sendfile``.
 
-        Only when :attr:`can_sendfile`.  Each call that moves bytes re-arms.
+        Only when :attr:`can_sendfile`.  Each call that moves bytes re-arms
+        (with the early retry of :meth:`_send_plain`).
 
         Returns:
             The bytes sent (``0`` at the end of the file).
         """
         plain = cast(PlainSocketStream, self._plain)
-        sock = plain.socket
+        tried_early = False
         while True:
-            self.arm()
+            sock_fd = plain.fd
             try:
-                sent = os.sendfile(sock.fileno(), fd, offset, count)
+                sent = os.sendfile(sock_fd, fd, offset, count)
             except BlockingIOError:
-                await trio.lowlevel.wait_writable(sock)
+                deadline = self.scope.deadline
+                if tried_early or deadline == math.inf:
+                    await trio.lowlevel.wait_writable(sock_fd)
+                else:
+                    with trio.move_on_at(deadline - self._slack / 2):
+                        await trio.lowlevel.wait_writable(sock_fd)
+                    tried_early = trio.current_time() >= deadline - self._slack / 2
                 continue
             except OSError as exc:
-                if sock.fileno() == -1:
-                    raise trio.ClosedResourceError("the stream was closed") from exc
-                raise trio.BrokenResourceError(f"sendfile failed: {exc}") from exc
+                raise translate_error(exc) from exc
+            self.arm()
             self.bytes_sent += sent
             return sent
 
