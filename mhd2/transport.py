@@ -41,6 +41,8 @@ LINGER_MAX_BYTES = 1024 * 1024
 DRAIN_RECV_SIZE = 64 * 1024
 #: Bound on sending TLS close_notify when a connection ends.
 TLS_CLOSE_SECONDS = 1.0
+#: One TLS record's plaintext at most (RFC 8446 §5.1: 2^14 bytes).
+TLS_RECORD = 16384
 #: Bound on a TLS handshake (the inactivity timeout applies when it is shorter).
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
@@ -262,6 +264,119 @@ class Transport:
             self.arm()
             self.bytes_sent += sent
             return sent
+
+    # -- for upgraded connections ----------------------------------------------------
+
+    def receive_now(self, max_bytes: int) -> bytes | None:
+        """Receive without blocking: the bytes there now, or ``None`` if none are.
+
+        Only a plain socket can tell; on other streams this is always ``None``.
+        """
+        if self._plain is None:
+            return None
+        try:
+            return os.read(self._plain.fd, max_bytes)
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            raise translate_error(exc) from exc
+
+    async def send_within(self, data: bytes | bytearray | memoryview,
+                          timeout: float | None) -> int:
+        """Send *data* with an inactivity limit of *timeout* seconds for this call.
+
+        Every write that moves bytes re-arms the limit; ``0`` sends only what
+        fits now; ``None`` waits as long as needed.  (The connection's own
+        deadline is not involved: upgraded connections have none.)
+
+        Returns:
+            How many bytes were sent (fewer than all only when the limit hit).
+
+        Raises:
+            trio.TooSlowError: not a byte could be sent within *timeout*.
+            trio.BrokenResourceError, trio.ClosedResourceError: the connection failed.
+        """
+        view = memoryview(data).cast("B")
+        total = view.nbytes
+        with view:
+            if self._plain is not None:
+                sent = await self._send_plain_within(self._plain.fd, view, timeout)
+            else:
+                sent = await self._send_stream_within(view, timeout)
+        if sent == 0 and total:
+            raise trio.TooSlowError(f"nothing could be sent within {timeout} s")
+        self.bytes_sent += sent
+        return sent
+
+    async def _send_plain_within(self, fd: int, view: memoryview, timeout: float | None) -> int:
+        total = view.nbytes
+        sent = 0
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        while sent < total:
+            try:
+                sent += os.write(fd, view[sent:])
+                if timeout:
+                    deadline = trio.current_time() + timeout  # progress re-arms
+                continue
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise translate_error(exc) from exc
+            if timeout == 0 or trio.current_time() >= deadline:
+                break
+            # Woken when writable, or at the deadline: either way the loop
+            # tries to write again (see _send_plain on the kernel's wake-ups).
+            with trio.move_on_at(deadline):
+                await trio.lowlevel.wait_writable(fd)
+        await trio.lowlevel.checkpoint()
+        return sent
+
+    async def _send_stream_within(self, view: memoryview, timeout: float | None) -> int:
+        # A stream such as trio.SSLStream sends all or (when cancelled) leaves
+        # itself broken.  With a timeout the data goes in pieces of one TLS
+        # record (RFC 8446 §5.1: at most 2^14 bytes of plaintext), each with
+        # its own deadline: a finished piece is progress, and the count
+        # returned is that of the pieces sent whole.
+        total = view.nbytes
+        step = total if timeout is None else TLS_RECORD
+        sent = 0
+        while True:
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                await self.stream.send_all(view[sent:sent + step])
+                sent = min(total, sent + step)
+                if sent >= total:
+                    return total
+                continue
+            return sent
+
+    def set_cork(self, on: bool) -> bool:
+        """Hold back partial packets (``TCP_CORK``) or push them out; plain TCP only.
+
+        Returns:
+            Whether the socket option was set.
+        """
+        cork = getattr(socket, "TCP_CORK", None)
+        if self._plain is None or cork is None:
+            return False
+        try:
+            self._plain.socket.setsockopt(socket.IPPROTO_TCP, cork, 1 if on else 0)
+        except OSError:
+            return False
+        return True
+
+    @property
+    def fd(self) -> int:
+        """The socket descriptor under the stream (through TLS), or ``-1``."""
+        stream: object = self.stream
+        for _ in range(4):
+            sock = getattr(stream, "socket", None)
+            if sock is not None:
+                fileno = getattr(sock, "fileno", None)
+                return int(fileno()) if callable(fileno) else -1
+            stream = getattr(stream, "transport_stream", None)
+            if stream is None:
+                return -1
+        return -1
 
     # -- endings ----------------------------------------------------------------------
 

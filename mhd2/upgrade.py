@@ -10,13 +10,10 @@ glue, trio-websocket, h2 ...) can run over it.
 
 from __future__ import annotations
 
-import math
-import os
-import socket
 import ssl
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -27,10 +24,11 @@ from .errors import (
     UpgradedTimeout,
     UpgradedTLSError,
 )
-from .plain_stream import PlainSocketStream
+from .transport import TransportError
 
 if TYPE_CHECKING:
     from .request import Request
+    from .transport import Transport
 
 fcntl: ModuleType | None
 termios: ModuleType | None
@@ -43,9 +41,6 @@ except ImportError:  # pragma: no cover - not POSIX
 __all__ = ["UpgradeHandle"]
 
 _DEFAULT_RECV = 65536
-#: With a timeout, a stream without partial writes (TLS) is fed in pieces of
-#: one TLS record (RFC 8446 §5.1: at most 2^14 bytes of plaintext).
-_STREAM_PIECE = 16384
 
 
 class UpgradeHandle(trio.abc.HalfCloseableStream):
@@ -75,8 +70,9 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         (used after close).
     """
 
-    def __init__(self, stream: trio.abc.Stream, extra_in: bytes, request: Request) -> None:
-        self._stream = stream
+    def __init__(self, transport: Transport, extra_in: bytes, request: Request) -> None:
+        self._transport = transport
+        self._stream = transport.stream
         self._extra = bytearray(extra_in)
         self._closed = False
         self._corked = False
@@ -120,14 +116,10 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         raise UpgradedTimeout(f"nothing received within {timeout} s")
 
     async def _recv(self, max_size: int) -> bytes:
-        stream = self._stream
         try:
-            if isinstance(stream, PlainSocketStream):
-                # Yield first: in a busy server the peer's next bytes have
-                # usually arrived by then, and no epoll registration is needed.
-                data = await stream.receive_some_later(max_size)
-            else:
-                data = bytes(await stream.receive_some(max_size))
+            # Yield first: in a busy server the peer's next bytes have usually
+            # arrived by then, and no epoll registration is needed.
+            data = bytes(await self._transport.receive_later(max_size))
             self._moved += len(data)
             return data
         except trio.ClosedResourceError as exc:
@@ -159,12 +151,15 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
             UpgradedHandleInvalid: the handle was closed.
         """
         self._check_open()
-        stream = self._stream
         self._cork(more_data_to_come)
-        if isinstance(stream, PlainSocketStream):
-            sent = await self._send_plain(stream, memoryview(data), timeout)
-        else:
-            sent = await self._send_stream(data, timeout)
+        try:
+            sent = await self._transport.send_within(data, timeout)
+        except trio.TooSlowError:
+            raise UpgradedTimeout(f"nothing could be sent within {timeout} s") from None
+        except trio.ClosedResourceError as exc:
+            raise self._invalid_or(UpgradedClosed, exc) from exc
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise _broken(exc) from exc
         if not more_data_to_come:
             self._cork(False)
         self._moved += sent
@@ -174,11 +169,8 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         """Close the upgraded connection (``MHD_upgraded_close``); the handle is invalid after."""
         self._check_open()
         self._closed = True
-        if isinstance(self._stream, PlainSocketStream):
-            self._stream.close()
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.aclose_forcefully(self._stream)
+        await self._transport.close()
+        await trio.lowlevel.checkpoint()
 
     @property
     def closed(self) -> bool:
@@ -255,7 +247,7 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         sent but not yet acknowledged by the peer (which shrink as a slow
         reader reads, even while no write happens).
         """
-        fd = _fd_of(self._stream)
+        fd = self._transport.fd
         unread = unacked = 0
         if fd >= 0 and fcntl is not None and termios is not None:
             buf = bytearray(4)
@@ -282,107 +274,18 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         return kind(f"the connection was closed: {exc}")
 
     def _recv_now(self, max_size: int) -> bytes:
-        stream = self._stream
-        if not isinstance(stream, PlainSocketStream):
-            raise UpgradedTimeout("non-blocking receive is only available on plain TCP")
         try:
-            data = stream.socket.recv(max_size)
-            self._moved += len(data)
-            return data
-        except BlockingIOError:
-            raise UpgradedTimeout("no data available now") from None
-        except OSError as exc:
+            data = self._transport.receive_now(max_size)
+        except TransportError as exc:
             raise UpgradedBroken(f"the connection broke: {exc}") from exc
-
-    async def _send_plain(self, stream: PlainSocketStream, view: memoryview,
-                          timeout: float | None) -> int:
-        fd = stream.socket.fileno()
-        if fd < 0:
-            raise UpgradedClosed("the connection was closed")
-        total = view.nbytes
-        sent = 0
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
-        with view:
-            while sent < total:
-                try:
-                    sent += os.write(fd, view[sent:])
-                    if timeout:
-                        # Progress re-arms the inactivity deadline (MHD's
-                        # connection timeout counts from the last activity).
-                        deadline = trio.current_time() + timeout
-                    continue
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    raise UpgradedBroken(f"the connection broke: {exc}") from exc
-                if timeout == 0 or trio.current_time() >= deadline:
-                    break
-                # Woken when writable, or at the deadline: either way the loop
-                # tries to write again.  The kernel reports "writable" only
-                # once much of its send buffer is free, so a slow but steady
-                # reader can drain it for longer than *timeout* without a
-                # wake-up; the write attempt at the deadline sees whether it
-                # took anything meanwhile (progress) or nothing (a timeout).
-                with trio.move_on_at(deadline):
-                    await trio.lowlevel.wait_writable(fd)
-        if sent == 0 and total:
-            raise UpgradedTimeout(f"nothing could be sent within {timeout} s")
-        await trio.lowlevel.checkpoint()
-        return sent
-
-    async def _send_stream(self, data: bytes | bytearray | memoryview, timeout: float | None) -> int:
-        # A stream such as trio.SSLStream sends all or (when cancelled) leaves
-        # itself broken.  With a timeout the data goes in pieces of one TLS
-        # record, each piece with its own deadline: a finished piece is
-        # progress (the inactivity limit re-arms), and the count returned is
-        # that of the pieces sent whole.
-        view = memoryview(data).cast("B")
-        total = view.nbytes
-        step = total if timeout is None else _STREAM_PIECE
-        sent = 0
-        with view:
-            while True:
-                with trio.move_on_after(math.inf if timeout is None else timeout):
-                    try:
-                        await self._stream.send_all(view[sent:sent + step])
-                    except trio.ClosedResourceError as exc:
-                        raise self._invalid_or(UpgradedClosed, exc) from exc
-                    except trio.BrokenResourceError as exc:
-                        raise _broken(exc) from exc
-                    sent = min(total, sent + step)
-                    if sent >= total:
-                        return total
-                    continue
-                break
-        if sent:
-            return sent
-        raise UpgradedTimeout(f"nothing could be sent within {timeout} s")
+        if data is None:
+            raise UpgradedTimeout("no data available now")
+        self._moved += len(data)
+        return data
 
     def _cork(self, on: bool) -> None:
-        stream = self._stream
-        if on == self._corked or not isinstance(stream, PlainSocketStream):
-            return
-        cork = getattr(socket, "TCP_CORK", None)
-        if cork is None:  # pragma: no cover - not Linux
-            return
-        try:
-            stream.socket.setsockopt(socket.IPPROTO_TCP, cork, 1 if on else 0)
+        if on != self._corked and self._transport.set_cork(on):
             self._corked = on
-        except OSError:
-            pass
-
-
-def _fd_of(stream: Any) -> int:
-    """The socket descriptor under *stream* (through TLS layers), or -1."""
-    for _ in range(4):
-        sock = getattr(stream, "socket", None)
-        if sock is not None:
-            fileno = getattr(sock, "fileno", None)
-            return fileno() if callable(fileno) else -1
-        stream = getattr(stream, "transport_stream", None)
-        if stream is None:
-            return -1
-    return -1
 
 
 def _broken(exc: BaseException) -> Exception:

@@ -396,7 +396,7 @@ class HTTP1Connection:
         # against the connection limits until the handler is done.
         transport.timeout = None
         transport.disarm()
-        handle = UpgradeHandle(transport.stream, parser.leftover[0], request)
+        handle = UpgradeHandle(transport, parser.leftover[0], request)
         self._upgraded = handle  # told when a graceful stop begins
         if self._shared.stopping:
             handle.begin_stop()
