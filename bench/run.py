@@ -59,10 +59,22 @@ IDLE_TARGET_BYTES = 8 * 1024  # <= 8 KB per idle connection (mhd2)
 # --------------------------------------------------------------------------- servers
 
 
+#: With ``--baseline DIR``: the checkout whose ``mhd2`` the "mhd2-baseline"
+#: server imports (e.g. the previous main, in a temporary directory).
+BASELINE: Path | None = None
+
+
+def server_env(name: str) -> dict[str, str] | None:
+    """The environment of a server process (``None``: inherit)."""
+    if name == "mhd2-baseline" and BASELINE is not None:
+        return {**os.environ, "PYTHONPATH": str(BASELINE)}
+    return None
+
+
 def server_command(name: str, port: int) -> tuple[list[str], Path]:
     """The command line (without taskset) and working directory of a server."""
     py = sys.executable
-    if name == "mhd2":
+    if name in ("mhd2", "mhd2-baseline"):
         cmd = [
             py,
             str(SERVERS_DIR / "mhd2_hello.py"),
@@ -240,6 +252,7 @@ def running_server(
         proc = subprocess.Popen(
             taskset_prefix(cpu) + cmd,
             cwd=cwd,
+            env=server_env(name),
             stdin=subprocess.DEVNULL,
             stdout=logf,
             stderr=subprocess.STDOUT,
@@ -627,7 +640,7 @@ def print_report(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     print("ratios (req/s; in brackets req per server CPU-second, robust to other load)")
     for mode in MODES:
-        for other in ("hypercorn", "uvicorn"):
+        for other in ("mhd2-baseline", "hypercorn", "uvicorn"):
             a, b = rps("mhd2", mode), rps(other, mode)
             if a is not None and b:
                 pa, pb = per_cpu("mhd2", mode), per_cpu(other, mode)
@@ -713,6 +726,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="idle keep-alive connections for the RSS test (0: skip)",
     )
     ap.add_argument("--skip-wrk", action="store_true", help="only the idle-connection test")
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run 'mhd2-baseline': mhd2 imported from this checkout (e.g. the previous "
+        "main in a temporary directory), side by side in the same run",
+    )
     ap.add_argument("--server-cpu", default="0", help="CPU list for the server (taskset -c)")
     ap.add_argument("--client-cpu", default="1", help="CPU list for wrk (taskset -c)")
     ap.add_argument("--no-taskset", action="store_true", help="do not pin processes to CPUs")
@@ -727,6 +746,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("wrk not found on PATH", file=sys.stderr)
         return 2
     names: list[str] = list(dict.fromkeys(args.only or SERVER_NAMES))
+    if args.baseline is not None:
+        global BASELINE
+        BASELINE = args.baseline.resolve()
+        if not (BASELINE / "mhd2" / "__init__.py").is_file():
+            print(f"--baseline {args.baseline}: no mhd2 package there", file=sys.stderr)
+            return 2
+        names.insert(names.index("mhd2") + 1 if "mhd2" in names else 0, "mhd2-baseline")
     modes: list[str] = [] if args.skip_wrk else list(dict.fromkeys(args.mode or MODES))
     server_cpu = None if args.no_taskset else args.server_cpu
     client_cpu = None if args.no_taskset else args.client_cpu
