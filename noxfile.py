@@ -66,14 +66,18 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def browser(session: nox.Session) -> None:
-    """The chat demo in two headless Chromium pages (tests/browser; not a default session).
+    """The demo and the WebSocket chat example in headless Chromium (tests/browser; not a
+    default session): the three modes talking, a restart of the demo, and screenshots of
+    the page at desktop and phone widths, checked for overflow and visible controls.
 
     Needs Debian's ``chromium`` (/usr/bin/chromium; .ci/run installs it).
     Playwright drives that browser: ``playwright install`` is never run.
+    Screenshots go to ``.browser-screenshots/`` (``MHD2_SCREENSHOTS`` overrides).
     """
     session.install(".[test]", "playwright")
+    shots = os.environ.get("MHD2_SCREENSHOTS") or str(Path(".browser-screenshots").resolve())
     session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs,
-                env={"MHD2_BROWSER": "1"})
+                env={"MHD2_BROWSER": "1", "MHD2_SCREENSHOTS": shots})
 
 
 @nox.session(python=PYTHON)
