@@ -86,12 +86,23 @@ class Problems:
 
     def __init__(self, page: Any) -> None:
         self.seen: list[str] = []
-        page.on("console", lambda m: m.type == "error" and self.seen.append(f"console: {m.text}"))
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.seen.append(f"page error: {e}"))
-        # (a poll or stream cut by navigating to the next mode is aborted: fine)
-        page.on("requestfailed", lambda r: r.failure != "net::ERR_ABORTED"
-                and self.seen.append(f"failed ({r.failure}): {r.url}"))
-        page.on("response", lambda r: r.status >= 400 and self.seen.append(f"{r.status}: {r.url}"))
+        page.on("requestfailed", self._failed)
+        page.on("response", self._response)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.seen.append(f"console: {message.text}")
+
+    def _failed(self, request: Any) -> None:
+        # A poll or stream cut by navigating to the next mode is aborted: fine.
+        if request.failure != "net::ERR_ABORTED":
+            self.seen.append(f"failed ({request.failure}): {request.url}")
+
+    def _response(self, response: Any) -> None:
+        if response.status >= 400:
+            self.seen.append(f"{response.status}: {response.url}")
 
 
 def screenshot_dir(tmp_path: Path) -> Path:
