@@ -312,7 +312,7 @@ class CNames(SphinxDirective):
         container = nodes.container()
         self.state.nested_parse(StringList(lines, source="mhd2-cnames"), self.content_offset,
                                 container)
-        return container.children
+        return list(container.children)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
