@@ -300,3 +300,62 @@ async def test_example_in_foreground_of_terminal_stops_on_enter() -> None:
         with trio.fail_after(15):
             assert await ex.process.wait() == 0
 
+
+
+# -- the hello world of the README and the docs
+
+
+def _python_blocks_rst(text: str) -> list[str]:
+    """The ``.. code-block:: python`` blocks of a reST text, dedented."""
+    blocks = []
+    for match in re.finditer(r"^( *)\.\. code-block:: python\n\n((?:\1   .*\n|\n)+)", text, re.M):
+        indent = len(match[1]) + 3
+        blocks.append("".join(line[indent:] + "\n" for line in match[2].rstrip().split("\n")))
+    return blocks
+
+
+def hello_world() -> str:
+    """The README's hello world, after checking the docs show the very same program."""
+    readme = (REPO / "README.md").read_text()
+    blocks = re.findall(r"^```python\n(.*?)^```", readme, re.M | re.S)
+    hello = next(b for b in blocks if "Hello, browser!" in b)
+    for doc in ("index.rst", "getting-started.rst"):
+        shown = [b for b in _python_blocks_rst((REPO / "docs" / doc).read_text())
+                 if "Hello, browser!" in b]
+        assert shown == [hello], f"docs/{doc} shows another hello world than README.md"
+    return hello
+
+
+async def test_readme_hello_world_sends_content_type_and_stops_quietly_on_ctrl_c(
+        tmp_path: Path) -> None:
+    source = hello_world()
+    assert "port=8888" in source
+    script = tmp_path / "hello.py"
+    script.write_text(source.replace("port=8888", "port=0"))  # any free port, for the test
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    process = await trio.lowlevel.open_process(
+        [sys.executable, str(script)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=env)
+    ex = Example(process)
+    try:
+        with trio.fail_after(20):
+            first = await ex.line()
+        match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/ \(Ctrl-C to stop\)", first)
+        assert match is not None, first
+        ex.port = int(match[1])
+        r = await fetch(ex.url + "/")
+        assert r.status_code == 200
+        assert r.headers["content-type"] == "text/html; charset=utf-8"
+        assert r.content == b"<html><body>Hello, browser!</body></html>"
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        with trio.fail_after(15):
+            assert await process.wait() == 0
+        with trio.fail_after(10):
+            rest = await process.stderr.receive_some(65536) if process.stderr else b""
+        assert rest == b"", rest.decode(errors="replace")  # no traceback
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.fail_after(10):
+            await process.wait()
