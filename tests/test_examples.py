@@ -318,7 +318,7 @@ def hello_world() -> str:
     """The README's hello world, after checking the docs show the very same program."""
     readme = (REPO / "README.md").read_text()
     blocks = re.findall(r"^```python\n(.*?)^```", readme, re.M | re.S)
-    hello = next(b for b in blocks if "Hello, browser!" in b)
+    hello: str = next(b for b in blocks if "Hello, browser!" in b)
     for doc in ("index.rst", "getting-started.rst"):
         shown = [b for b in _python_blocks_rst((REPO / "docs" / doc).read_text())
                  if "Hello, browser!" in b]
