@@ -287,7 +287,8 @@ def _rows(rows: list[Row]) -> list[str]:
             problem = _resolve(target)
             if problem:
                 logger.warning("docs/_ext/mhd2_cnames.py: %s -> %s: %s", c_name, target, problem)
-            shown = f"``mhd2.{target}``"
+            path = target.partition("(")[0]  # a link to the API reference where it has one
+            shown = f":py:obj:`mhd2.{target} <mhd2.{path}>`"
         else:
             shown = "*no equivalent*"
         c_text = c_name if c_name.startswith("(") else f"``{c_name}``"
