@@ -207,7 +207,7 @@ def test_name_is_remembered_across_visits(browser: Any) -> None:
         assert line.locator(".name").text_content() == "dora"
 
 
-def test_open_pages_follow_a_restart_of_the_demo(browser: Any) -> None:
+def test_open_pages_follow_a_restart_of_the_demo(browser: Any, tmp_path: Path) -> None:
     """Ids start again at 1 after a restart; every mode must show the new messages."""
     with demo() as (url, port):
         pages = {}
@@ -233,8 +233,10 @@ def test_open_pages_follow_a_restart_of_the_demo(browser: Any) -> None:
         wait_status(pages["ws"], "WebSocket (GET /ws)")  # reconnected, not "reload"
         # And they keep working: one sent from the reconnected WebSocket page.
         send(pages["ws"], "over the new socket")
-        for page in pages.values():
+        shots = screenshot_dir(tmp_path)
+        for mode, page in pages.items():
             message(page, "over the new socket").wait_for(state="visible", timeout=WAIT_MS)
+            page.screenshot(path=str(shots / f"demo-restarted-{mode}.png"))
 
 
 def send_over_http(port: int, text: str) -> None:
