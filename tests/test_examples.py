@@ -261,18 +261,25 @@ async def example_on_terminal(where: str) -> AsyncIterator[tuple[Example, int, i
     finally:
         os.close(slave)
     ex = Example(process)
+    pid = 0
     try:
         with trio.fail_after(20):
             pid_line = await ex.err_line()
             first = await ex.line()
         assert pid_line.startswith("pid "), pid_line
+        pid = int(pid_line.split()[1])
         match = LISTENING.match(first)
         assert match is not None, first
         ex.port = int(match["port"])
         ex.first_line = first
-        yield ex, int(pid_line.split()[1]), master
+        yield ex, pid, master
     finally:
         if process.returncode is None:
+            if pid:  # the example has a process group of its own: it outlives the wrapper
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             process.kill()
         with trio.fail_after(10):
             await process.wait()
