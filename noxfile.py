@@ -19,8 +19,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import nox
@@ -69,14 +72,18 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def browser(session: nox.Session) -> None:
-    """The chat demo in two headless Chromium pages (tests/browser; not a default session).
+    """The demo and the WebSocket chat example in headless Chromium (tests/browser; not a
+    default session): the three modes talking, a restart of the demo, and screenshots of
+    the page at desktop and phone widths, checked for overflow and visible controls.
 
     Needs Debian's ``chromium`` (/usr/bin/chromium; .ci/run installs it).
     Playwright drives that browser: ``playwright install`` is never run.
+    Screenshots go to ``.browser-screenshots/`` (``MHD2_SCREENSHOTS`` overrides).
     """
     session.install(".[test]", "playwright")
+    shots = os.environ.get("MHD2_SCREENSHOTS") or str(Path(".browser-screenshots").resolve())
     session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs,
-                env={"MHD2_BROWSER": "1"})
+                env={"MHD2_BROWSER": "1", "MHD2_SCREENSHOTS": shots})
 
 
 @nox.session(python=PYTHON)
@@ -99,11 +106,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/run.py", *session.posargs)
 
 
-#: Autobahn|Testsuite harness (setup.sh, run.sh); MHD2_AUTOBAHN overrides.
-AUTOBAHN = os.environ.get(
-    "MHD2_AUTOBAHN",
-    str(Path(__file__).resolve().parent.parent / "shared" / "conformance" / "autobahn"),
-)
+#: Autobahn|Testsuite harness: a directory with setup.sh and run.sh (see conformance()).
+#: MHD2_AUTOBAHN names it; else ../shared/conformance/autobahn beside the checkout is used
+#: when it exists (the development machine's CI has it there).
+AUTOBAHN_SHARED = Path(__file__).resolve().parent.parent / "shared" / "conformance" / "autobahn"
+#: The Autobahn|Testsuite Docker image (its fuzzing client, wstest, is Python 2.7 code).
+AUTOBAHN_IMAGE = "crossbario/autobahn-testsuite"
 #: --quick: everything without compression plus the first deflate groups.
 QUICK_EXCLUDE = ",".join([f"12.{i}.*" for i in range(2, 6)] + [f"13.{i}.*" for i in range(2, 8)])
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
@@ -119,24 +127,23 @@ def conformance(session: nox.Session) -> None:
     unless every case is OK, NON-STRICT or INFORMATIONAL (UNIMPLEMENTED fails:
     compression must be negotiated).  The report goes to
     ``.conformance/autobahn`` (``index.html``).
+
+    Autobahn|Testsuite is not part of this repository; where it is looked for
+    (``MHD2_AUTOBAHN``, ``../shared/conformance/autobahn``, ``wstest`` on
+    PATH, Docker) is in :func:`_autobahn_runner`.  Without any, the session
+    is skipped with a message that says where to get it.
     """
-    session.install(".")
-    harness = Path(AUTOBAHN)
-    if not (harness / "run.sh").exists():
-        session.error(f"no Autobahn harness at {harness} (set MHD2_AUTOBAHN)")
-    venv = Path(os.environ.get("AUTOBAHN_VENV", Path.home() / ".cache" / "autobahn-venv"))
-    if not (venv / "bin" / "wstest").exists():
-        session.run("bash", str(harness / "setup.sh"), external=True)
-    quick = "--quick" in session.posargs
-    if quick:
-        args, expected = ["--cases", "*", "--exclude", QUICK_EXCLUDE], 337
+    if "--quick" in session.posargs:
+        exclude, expected = QUICK_EXCLUDE.split(","), 337
     else:
-        args, expected = ["--full"], 517
-    out = Path(".conformance") / "autobahn"
+        exclude, expected = [], 517
+    out = (Path(".conformance") / "autobahn").resolve()
+    runner = _autobahn_runner(session, out, ["*"], exclude)
+    session.install(".")
     python = str(Path(session.bin) / "python")
     server = subprocess.Popen(
         [python, "-u", "examples/ws_echo.py", "--port", "0"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
     )
     try:
         assert server.stdout is not None
@@ -144,12 +151,11 @@ def conformance(session: nox.Session) -> None:
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         if match is None:
             session.error(f"the echo server did not start: {line!r}")
-        url = f"ws://127.0.0.1:{match[1]}/"
-        session.run("bash", str(harness / "run.sh"), url, str(out), *args,
-                    "--timeout", "2400", external=True)
+        runner(f"ws://127.0.0.1:{match[1]}/")
     finally:
+        server.send_signal(signal.SIGTERM)  # the example stops gracefully
         try:
-            server.communicate("\n", timeout=30)  # Enter stops the example
+            server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
@@ -162,3 +168,75 @@ def conformance(session: nox.Session) -> None:
         session.error(f"cases not OK/NON-STRICT/INFORMATIONAL: {' '.join(bad[:40])}")
     if len(cases) != expected:
         session.error(f"{len(cases)} cases ran, expected {expected}")
+
+
+def _autobahn_runner(session: nox.Session, out: Path, cases: list[str],
+                     exclude: list[str]) -> Callable[[str], None]:
+    """How to run Autobahn|Testsuite's fuzzing client here, or skip the session.
+
+    In this order: the harness directory named by ``MHD2_AUTOBAHN`` (an error if it
+    is not one), the one in ``../shared/conformance/autobahn``, ``wstest`` on PATH
+    (the ``autobahntestsuite`` package, which needs Python 2.7), Docker's
+    ``crossbario/autobahn-testsuite`` image.  None of these: skip, saying where to
+    get one.  The report goes to *out* (``index.json``, ``index.html``).
+    """
+    named = os.environ.get("MHD2_AUTOBAHN")
+    if named and not (Path(named) / "run.sh").exists():
+        session.error(f"MHD2_AUTOBAHN={named} has no run.sh: point it at an Autobahn harness"
+                      " directory (setup.sh + run.sh), or unset it")
+    harness = Path(named) if named else AUTOBAHN_SHARED
+    if (harness / "run.sh").exists():
+        def run_harness(url: str) -> None:
+            venv = Path(os.environ.get("AUTOBAHN_VENV",
+                                       Path.home() / ".cache" / "autobahn-venv"))
+            if not (venv / "bin" / "wstest").exists():
+                session.run("bash", str(harness / "setup.sh"), external=True)
+            args = ["--full"] if not exclude else ["--cases", ",".join(cases),
+                                                   "--exclude", ",".join(exclude)]
+            session.run("bash", str(harness / "run.sh"), url, str(out), *args,
+                        "--timeout", "2400", external=True)
+        return run_harness
+
+    def spec(url: str, outdir: str) -> Path:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "index.json").unlink(missing_ok=True)
+        path = out / "spec.json"
+        path.write_text(json.dumps({
+            "outdir": outdir, "servers": [{"agent": "mhd2", "url": url}],
+            "cases": cases, "exclude-cases": exclude, "exclude-agent-cases": {},
+        }, indent=2))
+        return path
+
+    wstest = shutil.which("wstest")
+    if wstest is not None:
+        def run_wstest(url: str) -> None:
+            session.run(wstest, "-m", "fuzzingclient", "-s", str(spec(url, str(out))),
+                        external=True)
+        return run_wstest
+    docker = shutil.which("docker")
+    docker_says = ""
+    if docker is not None:
+        try:  # installed is not enough: the daemon must answer
+            info = subprocess.run([docker, "info"], capture_output=True, text=True, timeout=30)
+            docker_says = "" if info.returncode == 0 else (info.stderr.strip().splitlines()
+                                                           or ["docker info failed"])[-1]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            docker_says = str(exc)
+    if docker is not None and not docker_says:
+        def run_docker(url: str) -> None:
+            spec(url, "/report")
+            session.run(docker, "run", "--rm", "--network", "host",
+                        "-v", f"{out}:/report", AUTOBAHN_IMAGE,
+                        "wstest", "-m", "fuzzingclient", "-s", "/report/spec.json",
+                        external=True)
+        return run_docker
+    session.skip(
+        "no Autobahn|Testsuite found. It is not part of this repository: this session "
+        "runs its fuzzing client, wstest, which comes as the PyPI package "
+        "'autobahntestsuite' (Python 2.7 only: put a 2.7 virtualenv's wstest on PATH) or "
+        f"as the Docker image {AUTOBAHN_IMAGE} (install Docker; the image is pulled"
+        + (f"; docker is installed but not usable: {docker_says}" if docker_says else "")
+        + "). Or set MHD2_AUTOBAHN to a harness directory with setup.sh and run.sh "
+        f"(looked for {AUTOBAHN_SHARED})."
+    )
+    raise AssertionError("unreachable")  # session.skip raises

@@ -14,6 +14,8 @@ from typing import Any
 # Document the source tree next to this directory when mhd2 is not installed
 # (``nox -s docs`` installs it; a plain ``sphinx-build`` from a checkout works too).
 sys.path.insert(0, os.path.abspath(".."))
+# This documentation's own extension (docs/_ext): the C name tables of libmicrohttpd.rst.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
 
 project = "mhd2"
 author = "mhd2 contributors"
@@ -25,6 +27,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "mhd2_cnames",
 ]
 
 # No intersphinx: the build must work without internet access.

@@ -3,8 +3,9 @@
 Answers GET with the contents of a file (``picture.png`` in the current
 directory unless another path is given), sent straight from the file
 descriptor (``Response.from_fd``, i.e. ``sendfile``) with a ``Content-Type``
-header; if the file cannot be opened, a 500 page. Other methods get no reply
-(the C callback returns ``MHD_NO``)::
+header; if the file cannot be opened, a 500 page, and the reason on stderr (a
+missing file is also reported at startup).  Other methods get no reply (the
+C callback returns ``MHD_NO``)::
 
     python examples/responseheaders.py [FILE] [--mime TYPE] [--host H] [--port P]
 """
@@ -32,7 +33,10 @@ def make_answer(filename: str, mimetype: str) -> Callable[[mhd2.Request], mhd2.A
             return mhd2.action_abort_request(request)
         try:
             fd = os.open(filename, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        except OSError as exc:
+            # The C program answers 500 without a word; say why on the terminal.
+            print(f"responseheaders: cannot open {filename}: {exc.strerror}; answering 500",
+                  file=sys.stderr, flush=True)
             response = mhd2.Response.from_buffer_static(
                 mhd2.HTTPStatus.INTERNAL_SERVER_ERROR, ERROR_PAGE
             )
@@ -62,4 +66,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 if __name__ == "__main__":
     args = parse_args("Serve one file with a Content-Type header.", extra=_arguments)
     mime = args.mime or mimetypes.guess_type(args.file)[0] or MIMETYPE
+    if not os.path.isfile(args.file):
+        print(f"responseheaders: {args.file} not found (give a FILE to serve, e.g. "
+              f"`python examples/responseheaders.py some.png`); every GET will get a 500",
+              file=sys.stderr, flush=True)
     sys.exit(run("responseheaders", make_answer(args.file, mime), args))

@@ -13,7 +13,9 @@ so that clients can trust it::
     curl --cacert tlsauthentication-ca.pem -u 'a legitimate user:and his password' \\
         https://localhost:8888/
 
-Note that the startup line says ``http://``; this server speaks HTTPS only.
+The startup line says ``https://``: this server speaks HTTPS only (plain
+HTTP on its port gets no answer).  The throw-away certificates need trustme:
+``python3 -m pip install 'mhd2[examples]'`` (see ``examples/README.md``).
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ def load_pems(args: argparse.Namespace) -> tuple[bytes, bytes]:
             return Path(args.cert).read_bytes(), Path(args.key).read_bytes()
         except OSError as exc:
             sys.exit(f"tlsauthentication: the key/certificate files could not be read: {exc}")
-    import trustme
+    try:
+        import trustme
+    except ImportError:
+        sys.exit("tlsauthentication: without --cert/--key this example makes a test certificate "
+                 "with trustme: python3 -m pip install 'mhd2[examples]' (or: pip install trustme)")
 
     ca = trustme.CA()
     leaf = ca.issue_cert("localhost", "127.0.0.1", "::1")

@@ -316,7 +316,10 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 SUBCOMMANDS: dict[str, Subcommand] = {
     "serve": Subcommand("serve the files of a directory over HTTP", _serve_arguments, _serve),
     "demo": Subcommand(
-        "the long-polling chat demo (long polling and server-sent events)", _demo_arguments, _demo
+        "the chat demo: one room reached by long polling (GET /poll), server-sent events"
+        " (GET /events) and a WebSocket (GET /ws); the page links the three",
+        _demo_arguments,
+        _demo,
     ),
 }
 

@@ -1,30 +1,46 @@
-"""The long-polling chat demo: ``python -m mhd2 demo [--host H] [--port P]``.
+"""The chat demo: ``python -m mhd2 demo [--host H] [--port P]``.
 
-A small chat room served by one :class:`mhd2.Daemon`:
+A small chat room served by one :class:`mhd2.Daemon`, reachable three ways:
+long polling, server-sent events and a WebSocket.
 
 ``GET /``
-    one HTML page with a little JavaScript (no build step); ``/?mode=sse``
-    uses server-sent events and ``/?mode=ws`` a WebSocket instead of long
-    polling.
+    one HTML page with a little JavaScript (no build step, no external
+    assets; ``mhd2/demo_page.html``); ``/?mode=sse`` uses server-sent events
+    and ``/?mode=ws`` a WebSocket instead of long polling; the page links the
+    three.
+``GET /favicon.ico``
+    the page's icon (also inlined in the page), so browsers get no 404.
 ``POST /send``
     post a message: a JSON object ``{"name": ..., "text": ...}`` (or plain
     text, the name then comes from ``?name=``).  At most
     :data:`MAX_MESSAGE_BYTES` bytes, else ``413``.
-``GET /poll?since=N``
-    long polling: answers at once with the messages newer than *N* if there
-    are any; otherwise the request is parked with
+``GET /poll?since=CURSOR``
+    long polling: answers at once with ``{"epoch", "messages", "last"}`` if
+    there are messages after *CURSOR*; otherwise the request is parked with
     :func:`mhd2.action_suspend` until a message arrives (``200`` with JSON)
-    or the poll timeout passes (``204 No Content``).  A *since* that is not
-    a non-negative integer is ``400``.
-``GET /events?since=N``
+    or the poll timeout passes (``204 No Content``).  A malformed *CURSOR*
+    is ``400``.
+``GET /events?since=CURSOR``
     the same messages as server-sent events (``text/event-stream``, chunked):
-    a dynamic content creator that returns :func:`mhd2.dcc_action_suspend`
-    whenever it has nothing to send; a comment line is sent as a keep-alive
-    when nothing happened for the poll timeout.
-``GET /ws``
-    the WebSocket variant (``/?mode=ws``): every new message as a JSON text
-    message; a JSON ``{"name": ..., "text": ...}`` sent on it is published
-    like ``POST /send`` (an ``{"error": ...}`` message answers a bad one).
+    an ``epoch`` event first, then one ``message`` event per message, whose
+    ``id:`` is its cursor (so a reconnecting ``EventSource`` sends it back
+    as ``Last-Event-ID``).  A dynamic content creator that returns
+    :func:`mhd2.dcc_action_suspend` whenever it has nothing to send; a
+    comment line is sent as a keep-alive when nothing happened for the poll
+    timeout.
+``GET /ws?since=CURSOR``
+    the WebSocket variant (``/?mode=ws``): first ``{"epoch", "messages",
+    "last"}`` (the history after *CURSOR*, as ``/poll`` would answer), then
+    every new message as a JSON text message; a JSON ``{"name": ...,
+    "text": ...}`` sent on it is published like ``POST /send`` (an
+    ``{"error": ...}`` message answers a bad one).
+
+Cursors and restarts: message ids count from 1 in every run of the server,
+so every answer carries the room's ``epoch`` (random, new at each start) and
+a cursor is ``EPOCH:ID`` (a bare ``ID`` is taken as this run's).  A cursor
+from another epoch -- a page that stayed open across a restart -- gets the
+whole history and the new epoch, and the page replaces what it showed,
+instead of ignoring new messages whose ids it has "already seen".
 
 How waiting stays cheap: a parked request costs the daemon its connection
 task and the room one dictionary entry.  Every wait has the same length, so
@@ -40,16 +56,25 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import trio
 
+from ._demo_parts import (
+    FAVICON,
+    PAGE,
+    Message,
+    json_response,
+    parse_fields,
+    parse_message,
+    text_response,
+)
 from .actions import (
     Action,
     DCCAction,
@@ -72,6 +97,7 @@ from .websocket import ConnectionClosed, WebSocket, action_websocket
 
 __all__ = [
     "DEFAULT_PORT",
+    "FAVICON",
     "MAX_MESSAGE_BYTES",
     "POLL_SECONDS",
     "ChatRoom",
@@ -93,19 +119,6 @@ HISTORY = 200
 SSE_RETRY_MS = 2000
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One chat message; ``id`` counts up from 1."""
-
-    id: int
-    name: str
-    text: str
-    time: float
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "text": self.text, "time": self.time}
-
-
 class _Wait:
     """``request.app_context`` of a long poll or an event stream.
 
@@ -125,19 +138,6 @@ class _Wait:
         self.started = False
 
 
-def _json_response(status: int, payload: Any) -> Response:
-    response = Response.from_buffer_static(status, json.dumps(payload).encode())
-    response.add_header("Content-Type", "application/json")
-    response.add_header("Cache-Control", "no-store")
-    return response
-
-
-def _text_response(status: int, text: str) -> Response:
-    response = Response.from_buffer_static(status, text.encode())
-    response.add_header("Content-Type", "text/plain; charset=utf-8")
-    return response
-
-
 class ChatRoom:
     """The chat's state and its request callback.
 
@@ -145,6 +145,8 @@ class ChatRoom:
         poll_timeout: seconds a long poll waits before ``204`` (and the
             keep-alive interval of event streams).
         history: how many messages are kept for clients that come later.
+        epoch: this run's name in cursors (default: random); pages that
+            hold a cursor of another epoch reload the history.
 
     Use :meth:`handle` as the daemon's request callback,
     :meth:`request_ended` as its ``notify_request_ended``, and run
@@ -152,9 +154,13 @@ class ChatRoom:
     does all three).
     """
 
-    def __init__(self, *, poll_timeout: float = POLL_SECONDS, history: int = HISTORY) -> None:
+    def __init__(self, *, poll_timeout: float = POLL_SECONDS, history: int = HISTORY,
+                 epoch: str | None = None) -> None:
         if not poll_timeout > 0 or math.isinf(poll_timeout):
             raise ValueError(f"poll_timeout must be a positive number of seconds, not {poll_timeout!r}")
+        if epoch is not None and (not epoch or not epoch.isascii() or not epoch.isalnum()):
+            raise ValueError(f"epoch must be a non-empty ASCII letters-and-digits string, not {epoch!r}")
+        self.epoch = epoch if epoch is not None else secrets.token_hex(4)
         self.poll_timeout = poll_timeout
         self.messages: deque[Message] = deque(maxlen=history)
         self.last_id = 0
@@ -185,7 +191,7 @@ class ChatRoom:
     def publish(self, name: str, text: str) -> Message:
         """Add a message and wake every parked poll and stream."""
         self.last_id += 1
-        message = Message(self.last_id, name, text, time.time())
+        message = Message(self.last_id, name, text, time.time(), self.epoch)
         self.messages.append(message)
         news, self._news = self._news, trio.Event()
         news.set()
@@ -202,7 +208,8 @@ class ChatRoom:
         return message
 
     def newer_than(self, since: int) -> list[Message]:
-        """The remembered messages after *since* (all of them after a server restart)."""
+        """The remembered messages after *since* (all of them for ``-1``, a cursor of another
+        epoch, or for an id this run has not reached)."""
         if since >= self.last_id:
             return [] if since == self.last_id else list(self.messages)
         return [m for m in self.messages if m.id > since]
@@ -267,7 +274,11 @@ class ChatRoom:
         if path == "/events":
             return self._allow(request, ("GET",)) or self._events(request)
         if path == "/ws":
-            return action_websocket(request, self._ws_session, max_message_size=MAX_MESSAGE_BYTES)
+            since = self._since(request)
+            if isinstance(since, str):
+                return action_from_response(request, text_response(400, since))
+            return action_websocket(request, self._ws_session(since),
+                                    max_message_size=MAX_MESSAGE_BYTES)
         if path == "/send":
             return self._allow(request, ("POST",)) or action_process_upload_full(
                 request, MAX_MESSAGE_BYTES, self._on_message
@@ -279,42 +290,67 @@ class ChatRoom:
             response.add_header("Content-Type", "text/html; charset=utf-8")
             response.add_header("Cache-Control", "no-cache")
             return action_from_response(request, response)
-        return action_from_response(request, _text_response(404, f"404 Not Found: {path}\n"))
+        if path == "/favicon.ico" and method in ("GET", "HEAD"):
+            response = Response.from_buffer_static(200, FAVICON)
+            response.add_header("Content-Type", "image/svg+xml")
+            response.add_header("Cache-Control", "max-age=86400")
+            return action_from_response(request, response)
+        return action_from_response(request, text_response(404, f"404 Not Found: {path}\n"))
 
     @staticmethod
     def _allow(request: Request, methods: tuple[str, ...]) -> Action | None:
         if request.method in methods:
             return None
-        response = _text_response(405, f"405 Method Not Allowed: use {' or '.join(methods)}\n")
+        response = text_response(405, f"405 Method Not Allowed: use {' or '.join(methods)}\n")
         response.add_header("Allow", ", ".join(methods))
         return action_from_response(request, response)
 
-    @staticmethod
-    def _since(request: Request) -> int | str:
-        """The client's last message id, or an error text."""
+    def _cursor(self, text: str) -> int | None:
+        """The message id in a cursor ``[EPOCH:]ID``: ``-1`` for another epoch, ``None`` if bad."""
+        epoch, colon, number = text.rpartition(":")
+        if not number.isascii() or not number.isdigit():
+            return None
+        if colon and epoch != self.epoch:
+            return -1  # a client from before a restart: it gets the whole history
+        return int(number)
+
+    def _since(self, request: Request) -> int | str:
+        """Where the client is: from ``Last-Event-ID`` (an ``EventSource`` reconnecting)
+        or ``?since=``; ``0`` (everything) without either; an error text for a bad ``since``.
+
+        A bad ``Last-Event-ID`` is not an error but a fresh start: an
+        ``EventSource`` that got a non-200 answer would give up for good.
+        """
+        header = request.get_value(ValueKind.HEADER, "Last-Event-ID")
+        if header:
+            cursor = self._cursor(header)
+            return -1 if cursor is None else cursor
         text = request.get_value(ValueKind.GET_ARGUMENT, "since")
-        if text is None:
-            text = request.get_value(ValueKind.HEADER, "Last-Event-ID")
-        if text is None or text == "":
+        if not text:
             return 0
-        if not text.isascii() or not text.isdigit():
-            return f"400 Bad Request: 'since' must be a non-negative integer, not {text!r}\n"
-        return int(text)
+        cursor = self._cursor(text)
+        if cursor is None:
+            return ("400 Bad Request: 'since' must be a message id (a non-negative integer),"
+                    f" optionally after 'EPOCH:', not {text!r}\n")
+        return cursor
+
+    def _batch(self, since: int) -> dict[str, Any]:
+        """``{"epoch", "messages", "last"}``: what a client at *since* has not seen."""
+        return {"epoch": self.epoch, "messages": [m.as_json() for m in self.newer_than(since)],
+                "last": self.last_id}
 
     def _poll(self, request: Request) -> Action:
         wait = request.app_context
         if not isinstance(wait, _Wait):  # first call
             since = self._since(request)
             if isinstance(since, str):
-                return action_from_response(request, _text_response(400, since))
+                return action_from_response(request, text_response(400, since))
             wait = _Wait(since)
             request.app_context = wait
-        if wait.since != self.last_id:  # news (or a client from before a restart)
+        if wait.since != self.last_id:  # news, or a client from before a restart
             response = self._poll_answers.get(wait.since)
             if response is None:
-                payload = {"messages": [m.as_json() for m in self.newer_than(wait.since)],
-                           "last": self.last_id}
-                response = _json_response(200, payload)
+                response = json_response(200, self._batch(wait.since))
                 response.set_options(reusable=True)
                 self._poll_answers[wait.since] = response
             return action_from_response(request, response)
@@ -328,18 +364,22 @@ class ChatRoom:
     def _events(self, request: Request) -> Action:
         since = self._since(request)
         if isinstance(since, str):
-            return action_from_response(request, _text_response(400, since))
+            return action_from_response(request, text_response(400, since))
         wait = _Wait(since)
         request.app_context = wait
 
         def creator(ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
             parts: list[bytes] = []
             if not wait.started:
+                # Every (re)connection starts with the epoch: a page that
+                # knew another one drops what it shows and takes the history.
                 wait.started = True
-                parts.append(b"retry: %d\n\n" % SSE_RETRY_MS)
+                hello = json.dumps({"epoch": self.epoch, "last": self.last_id})
+                parts.append(b"retry: %d\n\nevent: epoch\ndata: %s\n\n"
+                             % (SSE_RETRY_MS, hello.encode()))
             for message in self.newer_than(wait.since):
                 line = json.dumps(message.as_json())
-                parts.append(f"id: {message.id}\nevent: message\ndata: {line}\n\n".encode())
+                parts.append(f"id: {message.cursor}\nevent: message\ndata: {line}\n\n".encode())
             wait.since = self.last_id
             if not parts and wait.expired:
                 wait.expired = False
@@ -359,78 +399,53 @@ class ChatRoom:
         response.add_header("X-Accel-Buffering", "no")
         return action_from_response(request, response)
 
-    async def _ws_session(self, ws: WebSocket) -> None:
-        """``GET /ws``: every message (from now on) as JSON; JSON messages in are published.
+    def _ws_session(self, since: int) -> Callable[[WebSocket], Awaitable[None]]:
+        """``GET /ws``: the history after *since*, then every new message as JSON;
+        JSON messages in are published.
 
-        One task sends what is new while this one receives; a received
-        ``{"name": ..., "text": ...}`` is published like ``POST /send``, a
-        malformed one is answered with ``{"error": ...}``.
+        The first message is ``{"epoch", "messages", "last"}``, as ``/poll``
+        answers.  One task sends what is new while this one receives; a
+        received ``{"name": ..., "text": ...}`` is published like ``POST
+        /send``, a malformed one is answered with ``{"error": ...}``.
         """
-        last = self.last_id
 
-        async def pump() -> None:
-            nonlocal last
-            while True:
-                news = self._news
-                for message in self.newer_than(last):
-                    await ws.send(json.dumps(message.as_json()))
-                    last = message.id
-                await news.wait()
+        async def session(ws: WebSocket) -> None:
+            hello = self._batch(since)
+            last = self.last_id
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(pump)
-            try:
+            async def pump() -> None:
+                nonlocal last
+                await ws.send(json.dumps(hello))
                 while True:
-                    data = await ws.receive()
-                    raw = data.encode("utf-8") if isinstance(data, str) else data
-                    problem, name, text = _parse_fields(raw, "application/json", None)
-                    if problem:
-                        await ws.send(json.dumps({"error": problem.strip()}))
-                    else:
-                        self.publish(name, text)
-            except ConnectionClosed:
-                pass
-            nursery.cancel_scope.cancel()
+                    news = self._news
+                    for message in self.newer_than(last):
+                        await ws.send(json.dumps(message.as_json()))
+                        last = message.id
+                    await news.wait()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pump)
+                try:
+                    while True:
+                        data = await ws.receive()
+                        raw = data.encode("utf-8") if isinstance(data, str) else data
+                        problem, name, text = parse_fields(raw, "application/json", None)
+                        if problem:
+                            await ws.send(json.dumps({"error": problem.strip()}))
+                        else:
+                            self.publish(name, text)
+                except ConnectionClosed:
+                    pass
+                nursery.cancel_scope.cancel()
+
+        return session
 
     def _on_message(self, request: Request, data: bytes) -> UploadAction:
-        problem, name, text = _parse_message(request, data)
+        problem, name, text = parse_message(request, data)
         if problem:
-            return upload_action_from_response(request, _text_response(400, problem))
+            return upload_action_from_response(request, text_response(400, problem))
         message = self.publish(name, text)
-        return upload_action_from_response(request, _json_response(200, {"id": message.id}))
-
-
-def _parse_message(request: Request, data: bytes) -> tuple[str, str, str]:
-    """``(problem, name, text)`` from a ``POST /send`` body."""
-    return _parse_fields(data, request.get_value(ValueKind.HEADER, "Content-Type"),
-                         request.get_value(ValueKind.GET_ARGUMENT, "name"))
-
-
-def _parse_fields(data: bytes, content_type: str | None, name_arg: str | None
-                  ) -> tuple[str, str, str]:
-    """``(problem, name, text)`` from a message body: JSON, or plain text with ``?name=``."""
-    try:
-        body = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "400 Bad Request: the message is not UTF-8\n", "", ""
-    content_type = (content_type or "").lower()
-    name: Any = name_arg or "anonymous"
-    text: Any = body
-    if content_type.split(";")[0].strip() == "application/json":
-        try:
-            obj = json.loads(body)
-        except ValueError:
-            return "400 Bad Request: the body is not valid JSON\n", "", ""
-        if not isinstance(obj, dict):
-            return '400 Bad Request: send a JSON object {"name": ..., "text": ...}\n', "", ""
-        name = obj.get("name") or "anonymous"
-        text = obj.get("text")
-    if not isinstance(name, str) or not isinstance(text, str):
-        return "400 Bad Request: 'name' and 'text' must be strings\n", "", ""
-    name, text = name.strip()[:40], text.strip()
-    if not text:
-        return "400 Bad Request: the message is empty\n", "", ""
-    return "", name or "anonymous", text
+        return upload_action_from_response(request, json_response(200, {"id": message.id}))
 
 
 @asynccontextmanager
@@ -486,124 +501,3 @@ async def main(host: str, port: int) -> int:
             print(f"mhd2 demo: cannot listen on {host} port {port}: {exc}{cause}", file=sys.stderr)
             return 1
     return 0
-
-
-PAGE = b"""<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>mhd2 chat</title>
-<style>
- body { font-family: system-ui, sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em; }
- #messages { list-style: none; padding: 0; border: 1px solid #ccc; height: 20em;
-             overflow-y: auto; margin: 0 0 1em 0; }
- #messages li { padding: .2em .5em; border-bottom: 1px solid #eee; }
- #messages .name { font-weight: bold; margin-right: .5em; }
- form { display: flex; gap: .5em; }
- #text { flex: 1; }
- #status { color: #666; font-size: .9em; }
-</style>
-</head>
-<body>
-<h1>mhd2 chat</h1>
-<p id="status">connecting&hellip;</p>
-<ul id="messages"></ul>
-<form id="send">
- <input id="name" placeholder="name" size="10" maxlength="40">
- <input id="text" placeholder="message" autocomplete="off" maxlength="4000" required>
- <button type="submit">Send</button>
-</form>
-<script>
-"use strict";
-const list = document.getElementById("messages");
-const status = document.getElementById("status");
-const seen = new Set();
-let last = 0;
-
-function show(messages) {
-  for (const m of messages) {
-    if (seen.has(m.id)) continue;
-    seen.add(m.id);
-    const li = document.createElement("li");
-    li.dataset.id = m.id;
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = m.name;
-    const text = document.createElement("span");
-    text.className = "text";
-    text.textContent = m.text;
-    li.append(name, text);
-    list.append(li);
-    list.scrollTop = list.scrollHeight;
-  }
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function longPoll() {
-  status.textContent = "long polling (GET /poll)";
-  for (;;) {
-    try {
-      const r = await fetch("/poll?since=" + last, {cache: "no-store"});
-      if (r.status === 200) {
-        const body = await r.json();
-        show(body.messages);
-        last = body.last;
-      } else if (r.status !== 204) {
-        await sleep(1000);
-      }
-    } catch (e) {
-      status.textContent = "disconnected, retrying";
-      await sleep(1000);
-      status.textContent = "long polling (GET /poll)";
-    }
-  }
-}
-
-function eventStream() {
-  status.textContent = "server-sent events (GET /events)";
-  const source = new EventSource("/events?since=0");
-  source.addEventListener("message", (e) => show([JSON.parse(e.data)]));
-  source.onerror = () => { status.textContent = "event stream: reconnecting"; };
-  source.onopen = () => { status.textContent = "server-sent events (GET /events)"; };
-}
-
-let socket = null;
-
-function webSocket() {
-  status.textContent = "WebSocket (GET /ws)";
-  const scheme = location.protocol === "https:" ? "wss://" : "ws://";
-  socket = new WebSocket(scheme + location.host + "/ws");
-  socket.onmessage = (e) => {
-    const m = JSON.parse(e.data);
-    if (m.error) status.textContent = m.error; else show([m]);
-  };
-  socket.onclose = () => { status.textContent = "WebSocket closed; reload to reconnect"; };
-}
-
-document.getElementById("send").addEventListener("submit", async (e) => {
-  e.preventDefault();
-  const input = document.getElementById("text");
-  const text = input.value;
-  if (!text.trim()) return;
-  const name = document.getElementById("name").value;
-  if (socket !== null) {
-    socket.send(JSON.stringify({name: name, text: text}));
-    input.value = "";
-    return;
-  }
-  const r = await fetch("/send", {method: "POST",
-    headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({name: name, text: text})});
-  if (r.ok) { input.value = ""; } else { status.textContent = await r.text(); }
-});
-
-const mode = new URLSearchParams(location.search).get("mode");
-if (mode === "sse") eventStream();
-else if (mode === "ws") webSocket();
-else longPoll();
-</script>
-</body>
-</html>
-"""

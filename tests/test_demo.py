@@ -145,7 +145,7 @@ async def test_poll_with_a_bad_since_is_400(since: str) -> None:
     async with chat() as (daemon, room):
         answer = await exchange(daemon.port, request("GET", f"/poll?since={since}"))
         assert status_of(answer) == 400
-        assert b"'since' must be a non-negative integer" in body_of(answer)
+        assert b"'since' must be a message id (a non-negative integer)" in body_of(answer)
         assert room.waiting == 0
 
 
@@ -232,8 +232,14 @@ class EventReader:
         return self.raw
 
 
-def events_of(raw: bytes) -> list[dict[str, Any]]:
-    return [json.loads(line[6:]) for line in raw.split(b"\n") if line.startswith(b"data: ")]
+def events_of(raw: bytes, kind: bytes = b"message") -> list[dict[str, Any]]:
+    """The JSON data of the events of one *kind* in a raw event stream."""
+    found = []
+    for block in raw.split(b"\n\n"):
+        lines = block.split(b"\n")
+        if b"event: " + kind in lines:
+            found += [json.loads(line[6:]) for line in lines if line.startswith(b"data: ")]
+    return found
 
 
 async def test_event_stream_delivers_history_then_live_messages_and_keepalives() -> None:
@@ -250,7 +256,8 @@ async def test_event_stream_delivers_history_then_live_messages_and_keepalives()
         await exchange(daemon.port, send_json("live"))
         raw = await reader.until(b'"text": "live"')
         assert [e["text"] for e in events_of(raw)] == ["before", "live"]
-        assert b"id: 2\nevent: message\n" in raw
+        assert f"id: {room.epoch}:2\nevent: message\n".encode() in raw
+        assert events_of(raw, b"epoch") == [{"epoch": room.epoch, "last": 1}]
         # Nothing happens for the poll timeout: a keep-alive comment.
         await reader.until(b": keep-alive\n\n")
         await stream.aclose()
@@ -280,10 +287,105 @@ async def test_httpx_client_streams_events() -> None:
                     await until(lambda: room.waiting == 1)
                     await exchange(daemon.port, send_json("via httpx"))
                     async for line in lines:
-                        if line.startswith("data: "):
+                        if line.startswith("data: ") and "text" in json.loads(line[6:]):
                             got.append(json.loads(line[6:])["text"])
                             break
         assert got == ["via httpx"]
+
+
+# -- restarts: cursors carry the room's epoch ----------------------------------------------------
+
+
+async def ws_first(port: int, target: str) -> dict[str, Any]:
+    """The first message on ``/ws...`` (the history batch)."""
+    from websockets.sync.client import connect
+
+    def client() -> dict[str, Any]:
+        with connect(f"ws://127.0.0.1:{port}{target}", open_timeout=WAIT) as ws:
+            first: dict[str, Any] = json.loads(ws.recv(timeout=WAIT))
+            return first
+
+    return await trio.to_thread.run_sync(client)
+
+
+async def test_client_from_before_a_restart_gets_the_new_history_at_once() -> None:
+    # The first run: three messages; an open page's cursor is "EPOCH1:3".
+    async with chat() as (daemon, before):
+        for text in ("one", "two", "three"):
+            await exchange(daemon.port, send_json(text))
+        old_cursor = f"{before.epoch}:3"
+        first = json.loads(body_of(await exchange(daemon.port, request("GET", "/poll?since=0"))))
+        assert first["epoch"] == before.epoch
+        assert [m["epoch"] for m in first["messages"]] == [before.epoch] * 3
+    # The restarted demo: ids start again at 1, under another epoch.
+    async with chat(poll_timeout=0.3) as (daemon, after):
+        assert after.epoch != before.epoch
+        # Empty room: the old page is told at once (no 30 s wait) to start over.
+        answer = await exchange(daemon.port, request("GET", f"/poll?since={old_cursor}"))
+        assert status_of(answer) == 200
+        assert json.loads(body_of(answer)) == {"epoch": after.epoch, "messages": [], "last": 0}
+        await exchange(daemon.port, send_json("new one"))
+        await exchange(daemon.port, send_json("new two"))
+        # id 1 and 2 again: an id-only client would think it had them ("three" was 3).
+        behind = json.loads(body_of(await exchange(
+            daemon.port, request("GET", f"/poll?since={before.epoch}:1"))))
+        assert behind["epoch"] == after.epoch
+        assert [(m["id"], m["text"]) for m in behind["messages"]] == [(1, "new one"), (2, "new two")]
+        # This run's own cursors work as before; a current one waits (then 204).
+        current = json.loads(body_of(await exchange(
+            daemon.port, request("GET", f"/poll?since={after.epoch}:1"))))
+        assert [m["text"] for m in current["messages"]] == ["new two"]
+        assert status_of(await exchange(
+            daemon.port, request("GET", f"/poll?since={after.epoch}:2"))) == 204
+        # An EventSource reconnecting with an old Last-Event-ID: epoch, then all of it.
+        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        await stream.send_all(request("GET", "/events",
+                                      headers=f"Last-Event-ID: {before.epoch}:3\r\n"))
+        raw = await EventReader(stream).until(b'"text": "new two"')
+        await stream.aclose()
+        assert events_of(raw, b"epoch") == [{"epoch": after.epoch, "last": 2}]
+        assert [e["text"] for e in events_of(raw)] == ["new one", "new two"]
+        assert f"id: {after.epoch}:1\n".encode() in raw
+        # A WebSocket reconnecting with an old cursor: the history under the new epoch.
+        hello = await ws_first(daemon.port, f"/ws?since={before.epoch}:3")
+        assert hello["epoch"] == after.epoch and hello["last"] == 2
+        assert [m["text"] for m in hello["messages"]] == ["new one", "new two"]
+        hello = await ws_first(daemon.port, f"/ws?since={after.epoch}:1")
+        assert [m["text"] for m in hello["messages"]] == ["new two"]
+        assert status_of(await exchange(daemon.port, request("GET", "/ws?since=x"))) == 400
+
+
+async def test_a_garbled_last_event_id_starts_over_instead_of_failing() -> None:
+    # EventSource gives up for good on a non-200 answer: a bad header is a fresh start.
+    async with chat() as (daemon, room):
+        await exchange(daemon.port, send_json("kept"))
+        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        await stream.send_all(request("GET", "/events", headers="Last-Event-ID: ?!\r\n"))
+        raw = await EventReader(stream).until(b'"text": "kept"')
+        await stream.aclose()
+        assert raw.startswith(b"HTTP/1.1 200 ")
+        assert events_of(raw, b"epoch") == [{"epoch": room.epoch, "last": 1}]
+
+
+def test_room_epoch_is_checked() -> None:
+    assert ChatRoom(epoch="abc123").epoch == "abc123"
+    assert ChatRoom().epoch != ChatRoom().epoch
+    for bad in ("", "a:b", "ä"):
+        with pytest.raises(ValueError, match="epoch must be"):
+            ChatRoom(epoch=bad)
+
+
+async def test_page_links_the_modes_and_has_an_icon() -> None:
+    async with chat() as (daemon, _):
+        page = body_of(await exchange(daemon.port, request("GET", "/")))
+        for link in (b'href="/"', b'href="/?mode=sse"', b'href="/?mode=ws"'):
+            assert link in page
+        assert b'<link rel="icon"' in page and b"localStorage" in page
+        assert b"https://" not in page and b"http://" not in page.replace(
+            b"http://www.w3.org/2000/svg", b"")  # no external assets
+        icon = await exchange(daemon.port, request("GET", "/favicon.ico"))
+        assert status_of(icon) == 200 and b"content-type: image/svg+xml" in icon.lower()
+        assert body_of(icon).startswith(b"<svg ")
 
 
 # -- graceful stop ---------------------------------------------------------------------------
@@ -345,6 +447,8 @@ async def test_websocket_variant_broadcasts_both_ways() -> None:
     def first_client(port: int, ready: trio.Event, token: trio.lowlevel.TrioToken) -> list[Any]:
         got: list[Any] = []
         with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
+            hello = json.loads(ws.recv(timeout=WAIT))  # the history: none yet
+            assert hello["messages"] == [] and hello["last"] == 0 and hello["epoch"]
             trio.from_thread.run_sync(ready.set, trio_token=token)
             got.append(json.loads(ws.recv(timeout=WAIT)))  # from the second client
             got.append(json.loads(ws.recv(timeout=WAIT)))  # from POST /send
@@ -354,6 +458,7 @@ async def test_websocket_variant_broadcasts_both_ways() -> None:
 
     def second_client(port: int) -> None:
         with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
+            assert json.loads(ws.recv(timeout=WAIT))["messages"] == []
             ws.send(json.dumps({"name": "ws", "text": "over the socket"}))
             assert json.loads(ws.recv(timeout=WAIT))["text"] == "over the socket"
 
@@ -394,6 +499,8 @@ def test_demo_subcommand_help() -> None:
     out = subprocess.run([sys.executable, "-m", "mhd2", "demo", "--help"], capture_output=True,
                          text=True, check=True, env=dict(os.environ, PYTHONPATH=str(REPO))).stdout
     assert "--port" in out and "--host" in out and "8888" in out
+    # all three ways to the room are named, the WebSocket one included
+    assert "GET /poll" in out and "GET /events" in out and "GET /ws" in out
     bad = subprocess.run([sys.executable, "-m", "mhd2", "demo", "--port", "x"],
                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert bad.returncode == 2 and "invalid port" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 from websockets.sync.client import connect
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
 STARTED = re.compile(r"^(\w+): listening on http://127\.0\.0\.1:(\d+)/")
 WAIT = 10.0
 
@@ -21,10 +23,15 @@ WAIT = 10.0
 def start() -> Iterator[object]:
     processes: list[subprocess.Popen[str]] = []
 
+    # This checkout's mhd2, whatever the interpreter has installed.
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+
     def launch(script: str) -> tuple[int, subprocess.Popen[str]]:
         process = subprocess.Popen(
             [sys.executable, "-u", str(EXAMPLES / script), "--port", "0"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env)
         processes.append(process)
         assert process.stdout is not None
         line = process.stdout.readline()

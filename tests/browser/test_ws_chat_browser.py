@@ -34,9 +34,12 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def chat_url() -> Iterator[str]:
+    env = dict(os.environ)  # this checkout's mhd2, whatever the interpreter has installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     process = subprocess.Popen(
         [sys.executable, "-u", str(REPO / "examples" / "websocket_chat.py"), "--port", "0"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
     )
     try:
         assert process.stdout is not None

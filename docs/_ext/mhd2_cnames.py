@@ -1,0 +1,321 @@
+"""Sphinx extension: the libmicrohttpd (MHD2) C name → mhd2 name tables.
+
+``.. mhd2-cnames:: SECTION`` inserts one table, built when the documentation
+is built:
+
+* ``enums`` — every member of every enum in :mod:`mhd2.enums`, with its C
+  name (the enum's C prefix + the member name) and value, read from the
+  code itself;
+* ``actions``, ``responses``, ``response-options``, ``daemon``,
+  ``daemon-options``, ``request``, ``auth`` — the hand-kept maps below.
+  Every mhd2 name in them is looked up in the code (a keyword in the
+  signature of the callable it belongs to), and every public ``action_*`` /
+  ``dcc_action_*`` / ``upload_action_*`` function, ``Response.from_*``
+  constructor, ``Response.set_options`` keyword and ``Daemon`` option must
+  appear somewhere; anything missing or renamed is a warning, i.e. a failed
+  build under ``-W``.
+
+So the page cannot drift from the code: a new enum member appears by
+itself, and a renamed or new function breaks the build until the map says
+what it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import inspect
+from typing import Any
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+
+logger = logging.getLogger("mhd2.docs.cnames")
+
+#: enum class → (C enum, C prefix, member-name rewrite)
+ENUMS: dict[str, tuple[str, str, Any]] = {
+    "HTTPStatus": ("enum MHD_HTTP_StatusCode", "MHD_HTTP_STATUS_", None),
+    "HTTPMethod": ("enum MHD_HTTP_Method", "MHD_HTTP_METHOD_", None),
+    "HTTPVersion": ("enum MHD_HTTP_ProtocolVersion", "MHD_HTTP_VERSION_",
+                    lambda n: n.removeprefix("HTTP_")),
+    "ValueKind": ("enum MHD_ValueKind", "MHD_VK_", None),
+    "PredefinedHeader": ("enum MHD_PredefinedHeader", "MHD_PREDEF_", None),
+    "StatusCode": ("enum MHD_StatusCode", "MHD_SC_", None),
+    "RequestEndedCode": ("enum MHD_RequestEndedCode", "MHD_REQUEST_ENDED_", None),
+    "StrictLevel": ("enum MHD_ProtocolStrictLevel", "MHD_PSL_", None),
+    "AddressFamily": ("enum MHD_AddressFamily", "MHD_AF_", None),
+    "ConnectionEvent": ("enum MHD_ConnectionNotificationCode", "MHD_CONNECTION_NOTIFY_", None),
+    "PostEncoding": ("enum MHD_HTTP_PostEncoding", "MHD_HTTP_POST_ENCODING_", None),
+    "PostParseResult": ("enum MHD_PostParseResult", "MHD_POST_PARSE_RES_", None),
+    "DigestAuthResult": ("enum MHD_DigestAuthResult", "MHD_DAUTH_", None),
+    "DigestAuthAlgo": ("enum MHD_DigestAuthMultiAlgo", "MHD_DIGEST_AUTH_MULT_ALGO_", None),
+}
+
+# A row is (C name, mhd2 name or None, note).  An mhd2 name is a dotted path
+# from the mhd2 package ("action_suspend", "Response.from_fd",
+# "Request.basic_auth"), optionally with one keyword: "Daemon(timeout=)"
+# (a DaemonOptions field) or "Response.set_options(reusable=)".  None: no
+# equivalent, and the note says why.
+Row = tuple[str, "str | None", str]
+
+ACTIONS: list[Row] = [
+    ("MHD_action_from_response", "action_from_response", "``None`` as the response aborts"),
+    ("MHD_action_abort_request", "action_abort_request",
+     "returning ``None`` from the callback does the same"),
+    ("MHD_action_suspend", "action_suspend", "resumed with ``request_resume``"),
+    ("MHD_action_process_upload_full", "action_process_upload_full", ""),
+    ("MHD_action_process_upload_inc", "action_process_upload_inc", ""),
+    ("MHD_action_process_upload", "action_process_upload", ""),
+    ("MHD_action_parse_post", "action_parse_post", ""),
+    ("MHD_action_upgrade", "action_upgrade", "the handler gets an ``UpgradeHandle``"),
+    ("MHD_action_basic_auth_challenge", "action_basic_auth_challenge", ""),
+    ("MHD_action_digest_auth_challenge", "action_digest_auth_challenge", ""),
+    ("MHD_DCC_action_continue", "dcc_action_continue", ""),
+    ("MHD_DCC_action_continue_zc", "dcc_action_continue_zc", ""),
+    ("MHD_DCC_action_finish", "dcc_action_finish", "``footers`` become trailers"),
+    ("MHD_DCC_action_suspend", "dcc_action_suspend", ""),
+    ("MHD_DCC_action_abort", "dcc_action_abort", ""),
+    ("MHD_upload_action_continue", "upload_action_continue", ""),
+    ("MHD_upload_action_suspend", "upload_action_suspend", ""),
+    ("MHD_upload_action_from_response", "upload_action_from_response", ""),
+    ("MHD_upload_action_abort_request", "upload_action_abort_request", ""),
+    ("MHD_upload_action_upgrade", "upload_action_upgrade", ""),
+]
+
+RESPONSES: list[Row] = [
+    ("MHD_response_from_empty", "Response.from_empty", ""),
+    ("MHD_response_from_buffer", "Response.from_buffer", "``free_cb`` runs once when done"),
+    ("MHD_response_from_buffer_static", "Response.from_buffer_static", ""),
+    ("MHD_response_from_buffer_copy", "Response.from_buffer_copy", ""),
+    ("MHD_response_from_iovec", "Response.from_iovec", ""),
+    ("MHD_response_from_fd", "Response.from_fd", "``sendfile`` on plain TCP; the fd is closed"),
+    ("MHD_response_from_pipe", "Response.from_pipe", ""),
+    ("MHD_response_from_callback", "Response.from_callback",
+     "the dynamic content creator; ``None`` as size = unknown"),
+    ("MHD_response_add_header", "Response.add_header", "refusals raise ``ResponseHeaderError``"),
+    ("MHD_response_add_predef_header", "Response.add_predef_header", ""),
+    ("MHD_response_set_option / MHD_response_set_options", "Response.set_options",
+     "keywords, see the next table"),
+    ("MHD_response_destroy", "Response.destroy",
+     "needed only for reusable responses; others are destroyed once sent"),
+    ("MHD_response_add_auth_basic_challenge", None,
+     "build the 401 once and answer with ``action_basic_auth_challenge``"),
+    ("MHD_response_add_auth_digest_challenge", None,
+     "``action_digest_auth_challenge`` adds the challenge to any response"),
+]
+
+RESPONSE_OPTIONS: list[Row] = [
+    ("MHD_R_O_REUSABLE", "Response.set_options(reusable=)", ""),
+    ("MHD_R_O_HEAD_ONLY_RESPONSE", "Response.set_options(head_only=)", ""),
+    ("MHD_R_O_CHUNKED_ENC", "Response.set_options(chunked=)", ""),
+    ("MHD_R_O_CONN_CLOSE", "Response.set_options(conn_close=)", ""),
+    ("MHD_R_O_HTTP_1_0_COMPATIBLE_STRICT", "Response.set_options(http10_compatible_strict=)", ""),
+    ("MHD_R_O_HTTP_1_0_SERVER", "Response.set_options(http10_server=)", ""),
+    ("MHD_R_O_INSANITY_HEADER_CONTENT_LENGTH",
+     "Response.set_options(insanity_header_content_length=)", ""),
+    ("MHD_R_O_TERMINATION_CALLBACK", "Response.set_options(termination_callback=)", ""),
+]
+
+DAEMON: list[Row] = [
+    ("MHD_daemon_create", "Daemon", "the request callback and the options as keywords"),
+    ("MHD_daemon_start", "Daemon.serve", "or ``async with daemon:``"),
+    ("MHD_daemon_quiesce", "Daemon.quiesce", ""),
+    ("MHD_daemon_destroy", "Daemon.stop", "or leaving ``async with daemon:``; graceful"),
+    ("MHD_daemon_set_options", None, "options are keywords of ``Daemon(...)``, fixed at creation"),
+    ("MHD_daemon_get_info_fixed (BIND_PORT)", "Daemon.port", ""),
+    ("MHD_daemon_process_blocking / MHD_daemon_event_update / MHD_daemon_get_watched_fds",
+     None, "trio is the event loop: there is no external polling mode to drive"),
+    ("MHD_daemon_add_connection", None, "pass a listening socket as ``listen_socket=``"),
+    ("MHD_request_resume", "request_resume", "from any trio task or thread"),
+]
+
+DAEMON_OPTIONS: list[Row] = [
+    ("MHD_D_O_WORK_MODE", None, "one trio task per connection; no thread pools to choose"),
+    ("MHD_D_O_POLL_SYSCALL", None, "trio picks epoll/kqueue itself"),
+    ("MHD_D_O_LOG_CALLBACK", None, "mhd2 logs nothing itself; errors are exceptions"),
+    ("MHD_D_O_BIND_PORT", "Daemon(port=)", "with ``host=`` and ``family=``"),
+    ("MHD_D_O_BIND_PORT (its address family)", "Daemon(family=)", "an ``AddressFamily``"),
+    ("MHD_D_O_BIND_SA", "Daemon(host=)", "an address string, not a sockaddr"),
+    ("MHD_D_O_LISTEN_SOCKET", "Daemon(listen_socket=)", ""),
+    ("MHD_D_O_LISTEN_ADDR_REUSE", "Daemon(reuse_port=)", ""),
+    ("MHD_D_O_TCP_FASTOPEN", None, "not offered"),
+    ("MHD_D_O_LISTEN_BACKLOG", "Daemon(backlog=)", ""),
+    ("MHD_D_O_SIGPIPE_SUPPRESSED", None, "Python ignores SIGPIPE already"),
+    ("MHD_D_O_TLS", "Daemon(tls=)", "an ``ssl.SSLContext``; Python's ssl is the backend"),
+    ("MHD_D_O_TLS_KEY_CERT", "Daemon(tls=)", "``mhd2.tls.server_context(cert_pem, key_pem)``"),
+    ("MHD_D_O_TLS_CLIENT_CA", "Daemon(tls=)", "``server_context(..., client_ca_pem=...)``"),
+    ("MHD_D_O_TLS_PSK_CALLBACK", None, "Python's ssl has no server-side PSK callback for TLS 1.3"),
+    ("MHD_D_O_NO_ALPN", "Daemon(tls=)", "``server_context(..., alpn=...)``"),
+    ("MHD_D_O_DEFAULT_TIMEOUT", "Daemon(timeout=)", "seconds; default 60, not MHD's unsafe 0"),
+    ("MHD_D_O_GLOBAL_CONNECTION_LIMIT", "Daemon(connection_limit=)", ""),
+    ("MHD_D_O_PER_IP_LIMIT", "Daemon(per_ip_limit=)", ""),
+    ("MHD_D_O_ACCEPT_POLICY", "Daemon(accept_policy=)", ""),
+    ("MHD_D_O_PROTOCOL_STRICT_LEVEL", "Daemon(strict_level=)", "a ``StrictLevel``"),
+    ("MHD_D_O_EARLY_URI_LOGGER", "Daemon(early_uri_logger=)", ""),
+    ("MHD_D_O_DISABLE_URI_QUERY_PLUS_AS_SPACE", "Daemon(uri_query_plus_as_space=)",
+     "inverted: ``False`` disables"),
+    ("MHD_D_O_SUPPRESS_DATE_HEADER", "Daemon(suppress_date_header=)", ""),
+    ("MHD_D_O_ENABLE_SHOUTCAST", None, "ICY responses are not HTTP; not offered"),
+    ("MHD_D_O_CONN_MEMORY_LIMIT", "Daemon(max_header_size=)",
+     "bounds the request line and headers (431 beyond)"),
+    ("MHD_D_O_LARGE_POOL_SIZE", "Daemon(large_pool_size=)", ""),
+    ("MHD_D_O_STACK_SIZE", None, "mhd2 starts no threads"),
+    ("MHD_D_O_FD_NUMBER_LIMIT", None, "no select(); use ``connection_limit``"),
+    ("MHD_D_O_TURBO", None, "no unsafe shortcuts to enable"),
+    ("MHD_D_O_DISABLE_THREAD_SAFETY", None, "one trio run is single-threaded by design"),
+    ("MHD_D_O_DISALLOW_UPGRADE", "Daemon(disallow_upgrade=)", ""),
+    ("MHD_D_O_DISALLOW_SUSPEND_RESUME", "Daemon(disallow_suspend_resume=)", ""),
+    ("MHD_D_O_DAEMON_READY_CALLBACK", None, "``await nursery.start(daemon.serve)`` returns when ready"),
+    ("MHD_D_O_NOTIFY_CONNECTION", "Daemon(notify_connection=)", ""),
+    ("MHD_D_O_NOTIFY_STREAM", None, "HTTP/1.x only: a stream is its connection"),
+    ("MHD_D_O_RANDOM_ENTROPY", "Daemon(digest_auth_random=)", "enables Digest auth"),
+    ("MHD_D_O_DAUTH_MAP_SIZE", "Daemon(digest_auth_map_size=)", ""),
+    ("MHD_D_O_DAUTH_NONCE_BIND_TYPE", None, "nonces are not bound to a client address or URI"),
+    ("MHD_D_O_DAUTH_DEF_NONCE_TIMEOUT", "Daemon(digest_auth_nonce_timeout=)", "seconds"),
+    ("MHD_D_O_DAUTH_DEF_MAX_NC", "Daemon(digest_auth_max_nc=)", ""),
+    ("MHD 0.9's MHD_OPTION_NOTIFY_COMPLETED", "Daemon(notify_request_ended=)",
+     "every request ends with exactly one call"),
+    ("(MHD 0.9: no cookie parsing option)", "Daemon(disable_cookies=)",
+     "skip parsing ``Cookie`` headers"),
+]
+
+REQUEST: list[Row] = [
+    ("MHD_request_get_value", "Request.get_value", "``ValueKind`` says where to look"),
+    ("MHD_request_get_values_cb / MHD_request_get_values_list", "Request.get_values",
+     "a list of ``(name, value)`` in arrival order"),
+    ("MHD_request_get_info_fixed (HTTP_METHOD)", "Request.http_method", "``Request.method``: the string"),
+    ("MHD_request_get_info_fixed (HTTP_VER)", "Request.http_version", ""),
+    ("MHD_request_get_info_dynamic (URI)", "Request.path", "``Request.uri``: as sent"),
+    ("MHD_request_get_info_dynamic (UPLOAD_SIZE)", "Request.upload_size", "``None``: chunked"),
+    ("MHD_request_get_info_fixed (CONNECTION / CLIENT_ADDR)", "Request.connection",
+     "a ``ConnectionInfo``; ``Request.client_address`` directly"),
+    ("MHD_request_get_info_dynamic (APP_CONTEXT)", "Request.app_context", "a free slot"),
+]
+
+AUTH: list[Row] = [
+    ("MHD_request_get_info_dynamic (AUTH_BASIC_CREDS)", "Request.basic_auth",
+     "``BasicAuth(username, password)`` or ``None``"),
+    ("MHD_action_basic_auth_challenge", "action_basic_auth_challenge", ""),
+    ("(compare Basic credentials in constant time)", "auth.basic_auth_check", ""),
+    ("MHD_digest_auth_check", "Request.digest_auth_check", "→ ``DigestAuthResult``"),
+    ("MHD_action_digest_auth_challenge", "action_digest_auth_challenge", ""),
+    ("MHD_digest_auth_calc_userhash", "auth.digest_auth_calc_userhash", ""),
+]
+
+SECTIONS: dict[str, list[Row]] = {
+    "actions": ACTIONS, "responses": RESPONSES, "response-options": RESPONSE_OPTIONS,
+    "daemon": DAEMON, "daemon-options": DAEMON_OPTIONS, "request": REQUEST, "auth": AUTH,
+}
+
+
+def _resolve(target: str) -> str | None:
+    """Why *target* does not name something in mhd2 (``None``: it does)."""
+    import mhd2
+
+    path, _, keyword = target.partition("(")
+    keyword = keyword.rstrip(")").rstrip("=")
+    obj: Any = mhd2
+    for part in path.split("."):
+        if hasattr(obj, part):
+            obj = getattr(obj, part)
+        elif part in getattr(obj, "__annotations__", {}):
+            obj = None  # an instance attribute declared on the class
+        else:
+            try:
+                obj = __import__(f"{obj.__name__}.{part}", fromlist=["x"])
+            except (ImportError, AttributeError):
+                return f"mhd2.{path} does not exist"
+    if keyword:
+        if path == "Daemon":
+            fields = {f.name for f in dataclasses.fields(mhd2.DaemonOptions)}
+            if keyword not in fields:
+                return f"{keyword!r} is not a Daemon option (mhd2.DaemonOptions)"
+        elif keyword not in inspect.signature(obj).parameters:
+            return f"mhd2.{path} has no keyword {keyword!r}"
+    return None
+
+
+def _check_coverage() -> list[str]:
+    """Public mhd2 names that no table mentions."""
+    import mhd2
+
+    named = {target for rows in SECTIONS.values() for _, target, _ in rows if target}
+    wanted = [n for n in mhd2.__all__
+              if n.startswith(("action_", "dcc_action_", "upload_action_")) or n == "request_resume"]
+    wanted += [f"Response.{n}" for n in dir(mhd2.Response)
+               if n.startswith("from_") or n in ("add_header", "set_options", "destroy")]
+    wanted += [f"Response.set_options({n}=)"
+               for n in inspect.signature(mhd2.Response.set_options).parameters if n != "self"]
+    wanted += [f"Daemon({f.name}=)" for f in dataclasses.fields(mhd2.DaemonOptions)
+               if f.name not in ("host",)]
+    return [f"mhd2.{n} is in no table of docs/_ext/mhd2_cnames.py" for n in wanted
+            if n not in named]
+
+
+def _enum_rows() -> list[str]:
+    from mhd2 import enums
+
+    lines: list[str] = []
+    classes = [getattr(enums, n) for n in enums.__all__
+               if isinstance(getattr(enums, n), type) and issubclass(getattr(enums, n), enum.Enum)]
+    for cls in classes:
+        if cls.__name__ not in ENUMS:
+            logger.warning("mhd2.%s has no C prefix in docs/_ext/mhd2_cnames.py ENUMS",
+                           cls.__name__)
+            continue
+        c_enum, prefix, rename = ENUMS[cls.__name__]
+        lines += [f".. rubric:: {c_enum} → mhd2.{cls.__name__}", "",
+                  ".. list-table::", "   :header-rows: 1", "   :widths: 50 40 10", "",
+                  "   * - C name", "     - mhd2", "     - value"]
+        for name, member in cls.__members__.items():
+            c_name = prefix + (rename(name) if rename else name)
+            value = member.value
+            lines += [f"   * - ``{c_name}``", f"     - ``{cls.__name__}.{name}``",
+                      f"     - ``{value!r}``" if isinstance(value, str) else f"     - {value}"]
+        lines.append("")
+    return lines
+
+
+def _rows(rows: list[Row]) -> list[str]:
+    lines = [".. list-table::", "   :header-rows: 1", "   :widths: 40 35 25", "",
+             "   * - MHD2 (C)", "     - mhd2", "     - notes"]
+    for c_name, target, note in rows:
+        if target is not None:
+            problem = _resolve(target)
+            if problem:
+                logger.warning("docs/_ext/mhd2_cnames.py: %s -> %s: %s", c_name, target, problem)
+            path = target.partition("(")[0]  # a link to the API reference where it has one
+            shown = f":py:obj:`mhd2.{target} <mhd2.{path}>`"
+        else:
+            shown = "*no equivalent*"
+        c_text = c_name if c_name.startswith("(") else f"``{c_name}``"
+        lines += [f"   * - {c_text}", f"     - {shown}", f"     - {note or ' '}"]
+    return [*lines, ""]
+
+
+class CNames(SphinxDirective):
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        section = self.arguments[0]
+        if section == "enums":
+            lines = _enum_rows()
+        elif section in SECTIONS:
+            lines = _rows(SECTIONS[section])
+            if section == "auth":  # once per build: is every public name somewhere?
+                for problem in _check_coverage():
+                    logger.warning(problem)
+        else:
+            raise self.error(f"unknown section {section!r}: enums or {', '.join(SECTIONS)}")
+        container = nodes.container()
+        self.state.nested_parse(StringList(lines, source="mhd2-cnames"), self.content_offset,
+                                container)
+        return list(container.children)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.add_directive("mhd2-cnames", CNames)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
