@@ -1,0 +1,297 @@
+"""The sans-IO PROXY protocol parser (HAProxy's proxy-protocol.txt, v1 and v2)."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+
+from mhd2._proxy.protocol import (
+    NEED_DATA,
+    V2_SIGNATURE,
+    Command,
+    Family,
+    ProxyHeader,
+    ProxyHeaderReader,
+    ProxyProtocolError,
+    parse_proxy_header,
+)
+
+HTTP = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def v2(cmd: int, fam: int, body: bytes, *, length: int | None = None) -> bytes:
+    return V2_SIGNATURE + bytes([0x20 | cmd, fam]) + struct.pack(
+        "!H", len(body) if length is None else length
+    ) + body
+
+
+def tcp4_body(src: str, dst: str, sport: int, dport: int) -> bytes:
+    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+
+
+def tcp6_body(src: str, dst: str, sport: int, dport: int) -> bytes:
+    return (
+        socket.inet_pton(socket.AF_INET6, src)
+        + socket.inet_pton(socket.AF_INET6, dst)
+        + struct.pack("!HH", sport, dport)
+    )
+
+
+def tlv(kind: int, value: bytes) -> bytes:
+    return struct.pack("!BH", kind, len(value)) + value
+
+
+def parsed(data: bytes) -> ProxyHeader:
+    result = parse_proxy_header(data)
+    assert isinstance(result, ProxyHeader), result
+    return result
+
+
+# ------------------------------------------------------------------ v1
+
+
+def test_v1_tcp4() -> None:
+    header = b"PROXY TCP4 203.0.113.9 192.0.2.1 4711 80\r\n"
+    result = parsed(header + HTTP)
+    assert result == ProxyHeader(
+        1, Command.PROXY, Family.TCP4, ("203.0.113.9", 4711), ("192.0.2.1", 80), (), len(header)
+    )
+    assert result.client_address == ("203.0.113.9", 4711)
+    assert (header + HTTP)[result.consumed :] == HTTP
+
+
+def test_v1_tcp6() -> None:
+    header = b"PROXY TCP6 2001:db8:0::1 ::1 65535 8080\r\n"
+    result = parsed(header)
+    assert result.family is Family.TCP6
+    assert result.source == ("2001:db8::1", 65535)
+    assert result.destination == ("::1", 8080)
+    assert result.consumed == len(header)
+
+
+def test_v1_unknown_ignores_the_rest_of_the_line() -> None:
+    header = b"PROXY UNKNOWN ffff:f...f:ffff ffff:f...f:ffff 65535 65535\r\n"
+    result = parsed(header + HTTP)
+    assert (result.family, result.source, result.client_address) == (Family.UNSPEC, None, None)
+    assert result.consumed == len(header)
+    assert parsed(b"PROXY UNKNOWN\r\n").consumed == 15
+
+
+def test_v1_longest_line_is_accepted() -> None:
+    # the spec's worst case: 107 bytes including the CRLF
+    header = (b"PROXY UNKNOWN " + b"f" * 91 + b"\r\n")
+    assert len(header) == 107
+    assert parsed(header).consumed == 107
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 4711 80\n",  # no CR
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 4711\r\n",  # a field short
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 4711 80 1\r\n",  # a field too many
+        b"PROXY TCP4  203.0.113.9 192.0.2.1 4711 80\r\n",  # two spaces
+        b"PROXY TCP4 203.0.113.256 192.0.2.1 4711 80\r\n",  # bad IPv4
+        b"PROXY TCP4 010.0.0.1 192.0.2.1 4711 80\r\n",  # leading zero: ambiguous
+        b"PROXY TCP4 ::1 ::1 4711 80\r\n",  # IPv6 under TCP4
+        b"PROXY TCP6 127.0.0.1 127.0.0.1 4711 80\r\n",  # IPv4 under TCP6
+        b"PROXY TCP6 fe80::1%eth0 ::1 4711 80\r\n",  # scope id
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 65536 80\r\n",  # port too big
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 -1 80\r\n",  # negative port
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 +80 80\r\n",
+        b"PROXY UDP4 203.0.113.9 192.0.2.1 4711 80\r\n",  # unknown protocol
+        b"PROXY tcp4 203.0.113.9 192.0.2.1 4711 80\r\n",  # case matters
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 4711 8\x000\r\n",  # control byte
+        b"PROXY TCP4 203.0.113.9 192.0.2.1 4711 80\r\r\n",
+        b"PROXY \r\n",
+    ],
+)
+def test_v1_malformed(line: bytes) -> None:
+    with pytest.raises(ProxyProtocolError):
+        parse_proxy_header(line + HTTP)
+
+
+def test_v1_oversized_without_crlf() -> None:
+    assert parse_proxy_header(b"PROXY UNKNOWN " + b"x" * 92) is NEED_DATA  # 106 bytes
+    with pytest.raises(ProxyProtocolError, match="107"):
+        parse_proxy_header(b"PROXY UNKNOWN " + b"x" * 93)  # 107 bytes, no LF
+    with pytest.raises(ProxyProtocolError, match="107"):
+        parse_proxy_header(b"PROXY UNKNOWN " + b"x" * 92 + b"\r\n")  # 108 bytes with CRLF
+
+
+def test_v1_garbage_is_refused_early() -> None:
+    # a control byte is refused before the line is complete
+    with pytest.raises(ProxyProtocolError):
+        parse_proxy_header(b"PROXY TCP4 1\x00")
+
+
+# ------------------------------------------------------------------ v2
+
+
+def test_v2_tcp4() -> None:
+    data = v2(1, 0x11, tcp4_body("203.0.113.9", "192.0.2.1", 4711, 443)) + HTTP
+    result = parsed(data)
+    assert (result.version, result.command, result.family) == (2, Command.PROXY, Family.TCP4)
+    assert (result.source, result.destination) == (("203.0.113.9", 4711), ("192.0.2.1", 443))
+    assert result.consumed == 16 + 12
+    assert data[result.consumed :] == HTTP
+
+
+def test_v2_tcp6() -> None:
+    result = parsed(v2(1, 0x21, tcp6_body("2001:db8::7", "2001:db8::1", 1, 65535)))
+    assert result.family is Family.TCP6
+    assert result.client_address == ("2001:db8::7", 1)
+    assert result.destination == ("2001:db8::1", 65535)
+    assert result.consumed == 16 + 36
+
+
+def test_v2_unix() -> None:
+    body = b"/run/client.sock".ljust(108, b"\x00") + b"/run/mhd2.sock".ljust(108, b"\x00")
+    result = parsed(v2(1, 0x31, body))
+    assert (result.family, result.source, result.destination) == (
+        Family.UNIX, "/run/client.sock", "/run/mhd2.sock")
+    abstract = b"\x00hidden".ljust(108, b"\x00") + b"\x00" * 108
+    assert parsed(v2(1, 0x31, abstract)).source == "@hidden"
+
+
+def test_v2_local_uses_the_socket_addresses() -> None:
+    # health check: LOCAL, AF_UNSPEC, no addresses
+    result = parsed(v2(0, 0x00, b"") + HTTP)
+    assert (result.command, result.family, result.client_address) == (
+        Command.LOCAL, Family.UNSPEC, None)
+    assert result.consumed == 16
+    # LOCAL with an address block: "discard the protocol block including the family"
+    result = parsed(v2(0, 0x11, tcp4_body("1.2.3.4", "5.6.7.8", 1, 2)))
+    assert (result.source, result.client_address) == (None, None)
+    assert result.consumed == 28
+
+
+def test_v2_proxy_unspec_keeps_the_socket_address() -> None:
+    result = parsed(v2(1, 0x00, b"\x01\x02\x03"))
+    assert (result.command, result.family, result.client_address) == (
+        Command.PROXY, Family.UNSPEC, None)
+    assert result.consumed == 19
+
+
+def test_v2_tlvs_are_skipped() -> None:
+    tlvs = tlv(0x01, b"h2") + tlv(0x02, b"example.com") + tlv(0x04, b"") + tlv(0xE0, b"x" * 300)
+    data = v2(1, 0x11, tcp4_body("203.0.113.9", "192.0.2.1", 4711, 443) + tlvs) + HTTP
+    result = parsed(data)
+    assert result.source == ("203.0.113.9", 4711)
+    assert result.tlvs == ((0x01, b"h2"), (0x02, b"example.com"), (0x04, b""), (0xE0, b"x" * 300))
+    assert data[result.consumed :] == HTTP
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # TLV header cut short / TLV value longer than the header
+        v2(1, 0x11, tcp4_body("1.2.3.4", "5.6.7.8", 1, 2) + b"\x01\x00"),
+        v2(1, 0x11, tcp4_body("1.2.3.4", "5.6.7.8", 1, 2) + b"\x01\x00\x05abc"),
+        # address block shorter than the family needs
+        v2(1, 0x11, b"\x01\x02\x03\x04"),
+        v2(1, 0x21, tcp4_body("1.2.3.4", "5.6.7.8", 1, 2)),
+        v2(1, 0x31, b"/x".ljust(108, b"\x00")),
+        # unknown command, version, family, transport; datagram
+        v2(2, 0x11, tcp4_body("1.2.3.4", "5.6.7.8", 1, 2)),
+        V2_SIGNATURE + b"\x11\x11\x00\x0c" + tcp4_body("1.2.3.4", "5.6.7.8", 1, 2),
+        v2(1, 0x41, b"\x00" * 12),
+        v2(1, 0x13, tcp4_body("1.2.3.4", "5.6.7.8", 1, 2)),
+        v2(1, 0x12, tcp4_body("1.2.3.4", "5.6.7.8", 1, 2)),
+    ],
+)
+def test_v2_malformed(data: bytes) -> None:
+    with pytest.raises(ProxyProtocolError):
+        parse_proxy_header(data + HTTP)
+
+
+def test_v2_length_cap() -> None:
+    body = tcp4_body("1.2.3.4", "5.6.7.8", 1, 2) + tlv(0xE0, b"x" * 5000)
+    # refused from the fixed 16 bytes alone, before the body arrives
+    with pytest.raises(ProxyProtocolError, match="cap"):
+        parse_proxy_header(v2(1, 0x11, body)[:16])
+    assert parsed(v2(1, 0x11, body[:12])).consumed == 28
+    result = parse_proxy_header(v2(1, 0x11, body), max_v2_length=6000)
+    assert isinstance(result, ProxyHeader) and result.consumed == 16 + len(body)
+
+
+def test_v2_truncated_needs_data() -> None:
+    data = v2(1, 0x11, tcp4_body("1.2.3.4", "5.6.7.8", 1, 2))
+    for cut in range(len(data)):
+        assert parse_proxy_header(data[:cut]) is NEED_DATA
+
+
+# ------------------------------------------------------------------ neither
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        HTTP,
+        b"\x16\x03\x01\x02\x00",  # a TLS ClientHello
+        b"PRI * HTTP/2.0\r\n",  # an h2c preface
+        b"\r\n\r\n\x00\r\nQUIZ\n" + b"\x21\x11\x00\x00",  # signature off by one byte
+        b"\r\n\r\nGET",
+        b"PROXX TCP4",
+        b"\x00",
+    ],
+)
+def test_garbage(data: bytes) -> None:
+    with pytest.raises(ProxyProtocolError):
+        parse_proxy_header(data)
+
+
+def test_empty_needs_data() -> None:
+    assert parse_proxy_header(b"") is NEED_DATA
+
+
+# ------------------------------------------------------------------ feeding
+
+
+SAMPLES = [
+    b"PROXY TCP4 203.0.113.9 192.0.2.1 4711 80\r\n",
+    b"PROXY TCP6 2001:db8::7 2001:db8::1 4711 80\r\n",
+    b"PROXY UNKNOWN\r\n",
+    v2(1, 0x11, tcp4_body("203.0.113.9", "192.0.2.1", 4711, 443) + tlv(1, b"h2")),
+    v2(1, 0x21, tcp6_body("2001:db8::7", "2001:db8::1", 4711, 443)),
+    v2(1, 0x31, b"/a".ljust(108, b"\x00") + b"/b".ljust(108, b"\x00")),
+    v2(0, 0x00, b""),
+]
+
+
+@pytest.mark.parametrize("header", SAMPLES)
+def test_split_at_every_byte(header: bytes) -> None:
+    whole = parsed(header + HTTP)
+    data = header + HTTP
+    for cut in range(1, len(data)):
+        reader = ProxyHeaderReader()
+        first = reader.feed(data[:cut])
+        if cut < len(header):
+            assert first is NEED_DATA
+            assert reader.feed(data[cut:]) == whole
+        else:
+            assert first == whole
+            assert reader.rest == data[len(header) : cut]
+            continue
+        assert reader.rest == HTTP
+
+
+@pytest.mark.parametrize("header", SAMPLES)
+def test_one_byte_at_a_time(header: bytes) -> None:
+    reader = ProxyHeaderReader()
+    results = [reader.feed(bytes([b])) for b in header]
+    assert all(r is NEED_DATA for r in results[:-1])
+    assert isinstance(results[-1], ProxyHeader)
+    assert results[-1].consumed == len(header)
+    assert reader.rest == b""
+    with pytest.raises(ProxyProtocolError, match="already complete"):
+        reader.feed(b"x")
+
+
+def test_end_of_stream_inside_the_header() -> None:
+    reader = ProxyHeaderReader()
+    assert reader.feed(b"PROXY TCP4 1.2") is NEED_DATA
+    with pytest.raises(ProxyProtocolError, match="ended"):
+        reader.feed(b"")
