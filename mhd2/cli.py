@@ -499,8 +499,7 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
         parser.error("--fd excludes --uds, --host and --port")
     if args.uds is not None and (args.host or args.port is not None):
         parser.error("--uds excludes --host and --port")
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(name)s: %(levelname)s: %(message)s")
+    _configure_logging(args.log_level)
     workers = args.workers
     if workers is None and args.max_requests is not None:
         workers = 1
@@ -523,6 +522,21 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
         return 0
     finally:
         listener.close()
+
+
+def _configure_logging(level: str) -> None:
+    """``--log-level``: the ``mhd2`` logger writes to stderr from *level* up.
+
+    Only mhd2's own logger is configured; the application's logging stays as
+    the application sets it up.
+    """
+    logger = logging.getLogger("mhd2")
+    logger.setLevel(level.upper())
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def _supervise(plan: _Plan, listener: _Listener, workers: int) -> int:

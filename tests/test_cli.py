@@ -394,6 +394,9 @@ def make_daemon():
 def make_callback():
     return handle
 
+def boom(request):
+    raise RuntimeError("boom in the app")
+
 not_callable = 42
 """
 
@@ -564,3 +567,48 @@ async def test_ctrl_c_during_a_download_with_workers_exits_0(tmp_path: Path) -> 
             process.kill()
             with trio.fail_after(10):
                 await process.wait()
+
+
+@pytest.mark.parametrize(("level", "logged"), [("info", True), ("critical", False)])
+async def test_log_level(app_dir: Path, level: str, logged: bool) -> None:
+    argv = ["run", "cli_app:boom", "--port", "0", "--log-level", level, "--no-access-log"]
+    async with running(argv, app_dir) as (process, stderr, port):
+        assert (await get(port)).status_code == 500
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await process.wait() == 0
+        text = await stderr.rest()
+    assert ("RuntimeError: boom in the app" in text) is logged
+
+
+async def test_tls_client_ca_requires_a_client_certificate(app_dir: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    client = ca.issue_cert("client@example.com")
+    files = {name: app_dir / f"{name}.pem" for name in ("cert", "key", "ca")}
+    files["cert"].write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    server.private_key_pem.write_to_path(str(files["key"]))
+    ca.cert_pem.write_to_path(str(files["ca"]))
+    argv = ["run", "cli_app:handle", "--port", "0", "--tls-cert", str(files["cert"]),
+            "--tls-key", str(files["key"]), "--tls-client-ca", str(files["ca"])]
+    process, stderr = await start(argv, cwd=app_dir)
+    try:
+        line = await stderr.until("mhd2: running", timeout=30)
+        assert " on https://127.0.0.1:" in line
+        port = int(line.split(":")[-1].split("/")[0])
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        with trio.fail_after(20):
+            async with httpx.AsyncClient(verify=context) as anonymous:
+                with pytest.raises(httpx.HTTPError):
+                    await anonymous.get(f"https://127.0.0.1:{port}/")
+            client.configure_cert(context)
+            async with httpx.AsyncClient(verify=context) as known:
+                r = await known.get(f"https://127.0.0.1:{port}/")
+        assert r.status_code == 200
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with trio.fail_after(10):
+            await process.wait()
