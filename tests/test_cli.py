@@ -537,6 +537,14 @@ def test_fd_that_is_not_a_listening_socket(tmp_path: Path) -> None:
         result = run_quick(["serve", str(tmp_path), "--fd", str(fd)], pass_fds=[fd])
     assert result.returncode == 1
     assert f"--fd {fd} is not a listening socket" in result.stderr
+    if "unix_path" not in DaemonOptions.__dataclass_fields__:
+        with socket.socket(socket.AF_UNIX) as unix:
+            unix.bind(str(tmp_path / "u.sock"))
+            unix.listen()
+            fd = unix.fileno()
+            result = run_quick(["serve", str(tmp_path), "--fd", str(fd)], pass_fds=[fd])
+        assert result.returncode == 2
+        assert "not supported by this mhd2 yet" in result.stderr
 
 
 async def test_ctrl_c_during_a_download_with_workers_exits_0(tmp_path: Path) -> None:
