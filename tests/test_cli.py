@@ -620,3 +620,58 @@ async def test_tls_client_ca_requires_a_client_certificate(app_dir: Path) -> Non
             process.kill()
         with trio.fail_after(10):
             await process.wait()
+
+
+async def test_sighup_reload_runs_new_code_without_failed_requests(tmp_path: Path) -> None:
+    module = tmp_path / "reload_app.py"
+    source = """
+import mhd2
+VERSION = {version!r}
+
+def handle(request):
+    return mhd2.action_from_response(
+        request, mhd2.Response.from_buffer_copy(200, VERSION.encode()))
+"""
+    module.write_text(source.format(version="one"))
+    argv = ["run", "reload_app:handle", "--port", "0", "--workers", "2", "--no-access-log"]
+    statuses: list[int] = []
+    bodies: list[bytes] = []
+    async with running(argv, tmp_path) as (process, stderr, port):
+        done = trio.Event()
+        # wake the test once this many answers came, the last 10 of them in accept
+        wanted, accept, reached = 10, {b"one"}, trio.Event()
+
+        async def load() -> None:
+            # A new connection per request: a kept-alive connection to a
+            # stopping worker can be closed just as the next request is sent
+            # (a race every server has; clients retry idempotent requests).
+            async with httpx.AsyncClient(headers={"Connection": "close"}) as client:
+                while not done.is_set():
+                    r = await client.get(f"http://127.0.0.1:{port}/")
+                    statuses.append(r.status_code)
+                    bodies.append(r.content)
+                    if len(bodies) >= wanted and set(bodies[-10:]) <= accept:
+                        reached.set()
+
+        async def answers(n: int, body: bytes) -> None:
+            nonlocal wanted, accept, reached
+            wanted, accept, reached = len(bodies) + n, {body}, trio.Event()
+            await reached.wait()
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(load)
+                await answers(10, b"one")  # under load, from the old code
+                module.write_text(source.format(version="second"))
+                process.send_signal(signal.SIGHUP)
+                await stderr.until("reload done")
+                # the old workers finish what they accepted; then every answer
+                # comes from the new code
+                await answers(10, b"second")
+                done.set()
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(40):
+            assert await process.wait() == 0
+    assert set(statuses) == {200}
+    assert bodies[0] == b"one" and bodies[-1] == b"second"
