@@ -13,6 +13,7 @@ from mhd2._proxy.forwarded import (
     parse_forwarded,
     parse_x_forwarded_for,
     resolve_client,
+    resolve_from_headers,
 )
 from mhd2.errors import UsageError
 
@@ -233,3 +234,19 @@ def test_spoofed_trusted_address_in_the_header() -> None:
     result = resolve_client(
         ("127.0.0.1", 1), LAN, scheme="http", x_forwarded_for=["127.0.0.1, 198.51.100.7"])
     assert result.client_address == ("198.51.100.7", 0)
+
+
+def test_resolve_from_raw_headers() -> None:
+    headers: list[tuple[str | bytes, str | bytes]] = [
+        (b"Host", b"example.com"),
+        (b"x-forwarded-for", b"1.1.1.1"),
+        (b"X-Forwarded-For", b"198.51.100.7, 10.0.0.2"),  # a second line continues the list
+        ("X-Forwarded-Proto", "https"),
+    ]
+    result = resolve_from_headers(("127.0.0.1", 1), LAN, headers, scheme="http")
+    assert result == ForwardedResult(("198.51.100.7", 0), "https", True)
+    untrusted = resolve_from_headers(("203.0.113.1", 7), LAN, headers, scheme="http")
+    assert untrusted == ForwardedResult(("203.0.113.1", 7), "http", False)
+    # a non-ASCII value is garbage: that header is ignored, the peer kept
+    bad: list[tuple[str | bytes, str | bytes]] = [(b"Forwarded", "for=1.2.3.4\xe9".encode())]
+    assert resolve_from_headers(("::1", 1), LAN, bad, scheme="http").from_headers is False

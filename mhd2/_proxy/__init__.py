@@ -15,6 +15,7 @@ from .forwarded import (
     parse_forwarded,
     parse_x_forwarded_for,
     resolve_client,
+    resolve_from_headers,
 )
 from .protocol import (
     NEED_DATA,
@@ -41,4 +42,5 @@ __all__ = [
     "parse_proxy_header",
     "parse_x_forwarded_for",
     "resolve_client",
+    "resolve_from_headers",
 ]

@@ -33,6 +33,7 @@ __all__ = [
     "parse_forwarded",
     "parse_x_forwarded_for",
     "resolve_client",
+    "resolve_from_headers",
 ]
 
 #: The default of ``trusted_proxies``: loopback and Unix-domain peers.
@@ -392,3 +393,59 @@ def _walk(
     if proto in ("http", "https"):
         scheme = proto
     return ForwardedResult((for_, port or 0), scheme, True)
+
+
+_WANTED: Final = {"forwarded": 0, "x-forwarded-for": 1, "x-forwarded-proto": 2}
+
+
+def resolve_from_headers(
+    peer: Peer,
+    trusted: TrustedProxies,
+    headers: Iterable[tuple[str | bytes, str | bytes]],
+    *,
+    scheme: str,
+    use: Literal["auto", "forwarded", "x-forwarded"] = "auto",
+) -> ForwardedResult:
+    """:func:`resolve_client` from a request's raw header list.
+
+    Args:
+        peer: as for :func:`resolve_client`.
+        trusted: as for :func:`resolve_client`.
+        headers: every ``(name, value)`` field line of the request in order,
+            as ``str`` or as ``bytes`` (h11's form); names in any case.
+        scheme: the connection's own scheme.
+        use: as for :func:`resolve_client`.
+
+    Returns:
+        The same as :func:`resolve_client`. A value that is not ASCII makes
+        its header count as garbage (ignored as a whole).
+    """
+    host, port = (peer, 0) if isinstance(peer, str) else (str(peer[0]), int(peer[1]))
+    unchanged = ForwardedResult((host, port), scheme, False)
+    if peer not in trusted:  # the common case: no need to look at the headers
+        return unchanged
+    found: tuple[list[str], list[str], list[str]] = ([], [], [])
+    broken = [False, False, False]
+    for name, value in headers:
+        key = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
+        slot = _WANTED.get(key)
+        if slot is None:
+            continue
+        try:
+            text = value.decode("ascii") if isinstance(value, bytes) else value
+            text.encode("ascii")
+        except UnicodeError:
+            broken[slot] = True
+            continue
+        found[slot].append(text)
+    forwarded, xff, xfp = found
+    # a broken header that would be used makes the request keep its peer
+    uses_forwarded = use == "forwarded" or (use == "auto" and (forwarded or broken[0]))
+    if broken[0] and uses_forwarded:
+        return unchanged
+    if broken[1] and not uses_forwarded:
+        return unchanged
+    if broken[2]:
+        xfp = []
+    return resolve_client(peer, trusted, scheme=scheme, forwarded=forwarded,
+                          x_forwarded_for=xff, x_forwarded_proto=xfp, use=use)
