@@ -424,7 +424,10 @@ class Supervisor:
         replacement_of = proc.replaces
         if replacement_of is not None:
             replacement_of.replaced_by = None
-        if proc.stopping or self._stopping:
+        if self._stopping:
+            return
+        if proc.stopping:
+            self.log(f"worker {proc.index} (pid {proc.pid}) stopped (replaced)")
             return
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
         if proc.reload and not proc.ready:

@@ -63,6 +63,8 @@ def worker_main(sock, worker):
         return WORKER_BOOT_ERROR
     if MODE == "crash" and worker.index == 0:
         return 1
+    if os.path.exists(os.path.join(os.path.dirname(__file__), "broken")):
+        return 1  # "the new code" cannot start
     return trio.run(serve, sock, worker)
 
 
@@ -169,7 +171,10 @@ async def test_sighup_reload_under_load_only_200s(running: App) -> None:
                 nursery.start_soon(load)
             running.process.send_signal(signal.SIGHUP)
             await running.stderr.until("reload done")
-            # old workers may still be finishing; keep the load on a little more
+            for pid in before:  # the old workers finish what they accepted, then exit
+                needle = f"(pid {pid}) stopped (replaced)"
+                if not any(needle in line for line in running.stderr.seen):
+                    await running.stderr.until(needle)
             for _ in range(20):
                 after.add((await get(running.port))[1])
             reloaded.set()
@@ -272,3 +277,21 @@ def test_bad_arguments() -> None:
         Supervisor(lambda s, w: 0, None, workers=1, graceful_timeout=-1)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="worker_main"):
         Supervisor(None, None, workers=1)  # type: ignore[arg-type]
+
+
+async def test_reload_with_a_failing_new_worker_keeps_the_old_ones(
+        running: App, app_file: Path) -> None:
+    with trio.fail_after(30):
+        before = await pids_seen(running.port, 2)
+        (app_file.parent / "broken").write_text("")
+        running.process.send_signal(signal.SIGHUP)
+        await running.stderr.until("reload abandoned, the old workers keep serving")
+        for _ in range(10):
+            status, pid = await get(running.port)
+            assert status == 200 and pid in before
+        # once the code is fixed, a reload goes through
+        (app_file.parent / "broken").unlink()
+        running.process.send_signal(signal.SIGHUP)
+        await running.stderr.until("reload done")
+        after = await pids_seen(running.port, 2, exclude=before)
+    assert after.isdisjoint(before)
