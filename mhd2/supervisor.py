@@ -31,7 +31,9 @@ What the supervisor does:
 
 The worker side of the protocol is a pipe per worker: one byte ``R`` for
 "ready", ``Q`` for "recycle me". Workers get SIGTERM to stop; they must stop
-accepting at once and exit within ``graceful_timeout``.
+accepting at once and exit within ``graceful_timeout``. In a worker SIGTERM
+and SIGCHLD have their default handlers, SIGINT raises KeyboardInterrupt
+(a worker's ``KeyboardInterrupt`` is exit status 0) and SIGHUP is ignored.
 """
 
 from __future__ import annotations
@@ -280,8 +282,11 @@ class Supervisor:
         code = 1
         try:
             signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGHUP, signal.SIGCHLD, signal.SIGTERM):
+            for signum in (signal.SIGCHLD, signal.SIGTERM):
                 signal.signal(signum, signal.SIG_DFL)
+            # SIGHUP is the supervisor's business (reload); a hang-up of the
+            # terminal's process group must not kill the workers under it.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             assert self._selector is not None and self._wakeup is not None
             for fd in self._by_fd:

@@ -51,7 +51,8 @@ async def serve(sock, worker):
 
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with mhd2.Daemon(answer, listen_socket=sock, notify_request_ended=ended) as daemon:
-            worker.ready()
+            if MODE != "never-ready":
+                worker.ready()
             async for _ in signals:
                 break
             await drain_and_stop(daemon, worker.graceful_timeout)
@@ -71,6 +72,7 @@ def worker_main(sock, worker):
 sock = socket.create_server(("127.0.0.1", 0))
 port = sock.getsockname()[1]
 supervisor = Supervisor(worker_main, sock, workers=WORKERS, graceful_timeout=GRACE,
+                        ready_timeout=float(os.environ.get("READY_TIMEOUT", "30")),
                         log=lambda m: log("sup: " + m), on_ready=lambda: log(f"READY {port}"))
 sys.exit(supervisor.run())
 '''
@@ -90,13 +92,13 @@ def app_file(tmp_path: Path) -> Path:
     return path
 
 
-async def start_app(app_file: Path, args: Sequence[str]) -> App:
+async def start_app(app_file: Path, args: Sequence[str], **env: str) -> App:
     process = await trio.lowlevel.open_process(
         [sys.executable, str(app_file), *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=child_env(),
+        env={**child_env(), **env},
     )
     assert process.stderr is not None
     return App(process, Lines(process.stderr))
@@ -295,3 +297,21 @@ async def test_reload_with_a_failing_new_worker_keeps_the_old_ones(
         await running.stderr.until("reload done")
         after = await pids_seen(running.port, 2, exclude=before)
     assert after.isdisjoint(before)
+
+
+async def test_a_worker_that_never_reports_ready_is_replaced(app_file: Path) -> None:
+    app = await start_app(app_file, ["1", "0", "5", "never-ready"], READY_TIMEOUT="0.5")
+    try:
+        with trio.fail_after(30):
+            line = await app.stderr.until("not ready after 0.5 s; killing it")
+            first = line.split("(pid ")[1].split(")")[0]
+            await app.stderr.until(f"(pid {first}) was killed by SIGKILL; restarting")
+            line = await app.stderr.until("not ready after 0.5 s; killing it")
+            assert f"(pid {first})" not in line  # its replacement, given the same time
+            app.process.send_signal(signal.SIGTERM)
+            assert await app.process.wait() == 0
+    finally:
+        if app.process.returncode is None:
+            app.process.kill()
+            with trio.fail_after(10):
+                await app.process.wait()
