@@ -311,6 +311,8 @@ class Supervisor:
                 os._exit(code)
 
     def _read_control(self, proc: _Proc) -> None:
+        if self._by_fd.get(proc.fd) is not proc:
+            return  # closed already (its number may belong to a newer worker's pipe now)
         try:
             data = os.read(proc.fd, 64)
         except BlockingIOError:
