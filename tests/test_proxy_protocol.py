@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 
 import pytest
+import trio
+import trio.testing
 
 from mhd2._proxy.protocol import (
     NEED_DATA,
@@ -17,6 +20,7 @@ from mhd2._proxy.protocol import (
     ProxyProtocolError,
     parse_proxy_header,
 )
+from mhd2._proxy.receive import receive_proxy_header
 
 HTTP = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -295,3 +299,104 @@ def test_end_of_stream_inside_the_header() -> None:
     assert reader.feed(b"PROXY TCP4 1.2") is NEED_DATA
     with pytest.raises(ProxyProtocolError, match="ended"):
         reader.feed(b"")
+
+
+# ------------------------------------------------------------------ off a real socket
+
+
+async def tcp_pair() -> tuple[socket.socket, trio.SocketStream]:
+    """(server side: a non-blocking stdlib socket as the daemon accepts it, client stream)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = await trio.open_tcp_stream("127.0.0.1", listener.getsockname()[1])
+        server, _ = listener.accept()
+    server.setblocking(False)
+    return server, client
+
+
+async def test_receive_leaves_the_http_bytes_in_the_socket() -> None:
+    header = v2(1, 0x11, tcp4_body("203.0.113.9", "192.0.2.1", 4711, 80) + tlv(1, b"h2"))
+    server, client = await tcp_pair()
+    with server:
+        async with client:
+            await client.send_all(header + HTTP)
+            with trio.fail_after(10):
+                result = await receive_proxy_header(server)
+                assert result.client_address == ("203.0.113.9", 4711)
+                rest = b""
+                while len(rest) < len(HTTP):
+                    await trio.lowlevel.wait_readable(server)
+                    rest += server.recv(65536)
+    assert rest == HTTP
+
+
+@pytest.mark.parametrize("header", SAMPLES)
+async def test_receive_a_byte_at_a_time(header: bytes) -> None:
+    server, client = await tcp_pair()
+    with server:
+        async with client, trio.open_nursery() as nursery:
+            results: list[ProxyHeader] = []
+
+            async def read() -> None:
+                results.append(await receive_proxy_header(server))
+
+            nursery.start_soon(read)
+            with trio.fail_after(20):
+                for i in range(len(header)):
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert not results  # still waiting, not spinning
+                    await client.send_all(header[i : i + 1])
+                await client.send_all(HTTP)
+        assert results[0] == parse_proxy_header(header)
+        server.setblocking(True)
+        server.settimeout(10)
+        assert server.recv(65536) == HTTP
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (HTTP, "not a PROXY protocol header"),
+        (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", "CRLF"),
+        (b"PROXY TCP4 1.2.3", "ended inside"),  # then the peer closes
+    ],
+)
+async def test_receive_refuses(data: bytes, message: str) -> None:
+    server, client = await tcp_pair()
+    with server:
+        async with client:
+            await client.send_all(data)
+            await client.send_eof()
+            with trio.fail_after(10), pytest.raises(ProxyProtocolError, match=message):
+                await receive_proxy_header(server)
+
+
+async def test_receive_before_tls() -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    header = v2(1, 0x21, tcp6_body("2001:db8::7", "2001:db8::1", 4711, 443))
+    server, client = await tcp_pair()
+    async with trio.open_nursery() as nursery:
+
+        async def client_side() -> None:
+            # HAProxy's send-proxy-v2: the header, then at once the ClientHello
+            await client.send_all(header)
+            tls = trio.SSLStream(client, client_ctx, server_hostname="127.0.0.1")
+            await tls.send_all(b"ping")
+            assert await tls.receive_some(10) == b"pong"
+            await tls.aclose()
+
+        nursery.start_soon(client_side)
+        with trio.fail_after(20):
+            result = await receive_proxy_header(server)
+            assert result.source == ("2001:db8::7", 4711)
+            stream = trio.SSLStream(
+                trio.SocketStream(trio.socket.from_stdlib_socket(server)), server_ctx,
+                server_side=True)
+            assert await stream.receive_some(10) == b"ping"
+            await stream.send_all(b"pong")
+            await trio.aclose_forcefully(stream)

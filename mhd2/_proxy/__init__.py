@@ -5,6 +5,10 @@
 * :mod:`mhd2._proxy.forwarded`: RFC 7239 ``Forwarded`` and
   ``X-Forwarded-For`` / ``X-Forwarded-Proto``, believed only from trusted
   peers (:class:`~mhd2._proxy.forwarded.TrustedProxies`).
+
+The one exception to "no I/O" is :func:`~mhd2._proxy.receive.receive_proxy_header`,
+which takes exactly the header off an accepted socket (peeking first), so
+that TLS and HTTP find their bytes untouched.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .protocol import (
     ProxyProtocolError,
     parse_proxy_header,
 )
+from .receive import receive_proxy_header
 
 __all__ = [
     "NEED_DATA",
@@ -41,6 +46,7 @@ __all__ = [
     "parse_forwarded",
     "parse_proxy_header",
     "parse_x_forwarded_for",
+    "receive_proxy_header",
     "resolve_client",
     "resolve_from_headers",
 ]
