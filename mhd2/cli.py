@@ -470,7 +470,7 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
                 worker.recycle()
 
         options["notify_request_ended"] = _chain(options.get("notify_request_ended"), count)
-    with stop_signals() as signals:
+    with stop_signals() as signals, trio.CancelScope() as everything:
         try:
             async with plan.open_app(options) as daemon:
                 if worker is None:
@@ -482,10 +482,22 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
                         name = signal.Signals(signum).name
                         print(plan.stopping_line.format(signal=name), file=sys.stderr, flush=True)
                     break
-                if worker is None:
-                    await daemon.stop(grace=plan.graceful_timeout)
-                else:
-                    await drain_and_stop(daemon, plan.graceful_timeout)
+
+                async def second_signal() -> None:
+                    # Ctrl-C again: do not wait for the grace period
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        print(f"mhd2: {name} again, stopping now", file=sys.stderr, flush=True)
+                        everything.cancel()
+                        return
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(second_signal)
+                    if worker is None:
+                        await daemon.stop(grace=plan.graceful_timeout)
+                    else:
+                        await drain_and_stop(daemon, plan.graceful_timeout)
+                    nursery.cancel_scope.cancel()
         except DaemonStartError as exc:
             print(f"mhd2: cannot serve on {listener.url}: {exc}", file=sys.stderr)
             return 1

@@ -675,3 +675,30 @@ def handle(request):
             assert await process.wait() == 0
     assert set(statuses) == {200}
     assert bodies[0] == b"one" and bodies[-1] == b"second"
+
+
+async def test_second_ctrl_c_does_not_wait_for_the_grace_period(tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    root.mkdir()
+    (root / "huge.bin").write_bytes(b"\0" * (64 * 1024 * 1024))
+    process, stderr = await start(["serve", str(root), "--port", "0"])  # grace: 30 s
+    try:
+        line = await stderr.until("mhd2: serving", timeout=30)
+        match = STARTUP.match(line)
+        assert match is not None, line
+        with trio.fail_after(15):
+            stream = await trio.open_tcp_stream("127.0.0.1", int(match["port"]))
+            async with stream:
+                await stream.send_all(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
+                process.send_signal(signal.SIGINT)
+                await stderr.until("mhd2: SIGINT, stopping")
+                process.send_signal(signal.SIGINT)
+                await stderr.until("mhd2: SIGINT again, stopping now")
+                assert await process.wait() == 0
+        assert "Traceback" not in await stderr.rest()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            with trio.fail_after(10):
+                await process.wait()
