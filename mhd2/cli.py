@@ -484,7 +484,11 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
                     break
 
                 async def second_signal() -> None:
-                    # Ctrl-C again: do not wait for the grace period
+                    # Ctrl-C again: do not wait for the grace period. (Not in a
+                    # worker: Ctrl-C reaches it and then the supervisor's SIGTERM;
+                    # the supervisor kills its workers on a second signal itself.)
+                    if worker is not None:
+                        return
                     async for signum in signals:
                         name = signal.Signals(signum).name
                         print(f"mhd2: {name} again, stopping now", file=sys.stderr, flush=True)

@@ -397,6 +397,12 @@ def make_callback():
 def boom(request):
     raise RuntimeError("boom in the app")
 
+async def slow(request):
+    import sys, trio
+    print("slow request started", file=sys.stderr, flush=True)
+    await trio.sleep(1)
+    return handle(request)
+
 not_callable = 42
 """
 
@@ -702,3 +708,22 @@ async def test_second_ctrl_c_does_not_wait_for_the_grace_period(tmp_path: Path) 
             process.kill()
             with trio.fail_after(10):
                 await process.wait()
+
+
+async def test_ctrl_c_with_workers_lets_requests_in_flight_finish(app_dir: Path) -> None:
+    argv = ["run", "cli_app:slow", "--port", "0", "--workers", "2", "--no-access-log"]
+    async with running(argv, app_dir, start_new_session=True) as (process, stderr, port):
+        answers: list[httpx.Response] = []
+
+        async def ask() -> None:
+            answers.append(await get(port))
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(ask)
+                await stderr.until("slow request started")
+                # the terminal's Ctrl-C: SIGINT to the supervisor and every worker,
+                # then the supervisor's SIGTERM to the workers
+                os.killpg(process.pid, signal.SIGINT)
+            assert await process.wait() == 0
+    assert answers[0].status_code == 200
