@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from mhd2._proxy.forwarded import TrustedProxies
 from mhd2._proxy.protocol import (
     NEED_DATA,
     V2_SIGNATURE,
@@ -20,7 +21,7 @@ from mhd2._proxy.protocol import (
     ProxyProtocolError,
     parse_proxy_header,
 )
-from mhd2._proxy.receive import receive_proxy_header
+from mhd2._proxy.receive import peer_address, proxied_client_address, receive_proxy_header
 
 HTTP = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -400,3 +401,64 @@ async def test_receive_before_tls() -> None:
             assert await stream.receive_some(10) == b"ping"
             await stream.send_all(b"pong")
             await trio.aclose_forcefully(stream)
+
+
+async def test_proxied_client_address() -> None:
+    trusted = TrustedProxies()
+    header = b"PROXY TCP4 203.0.113.9 192.0.2.1 4711 80\r\n"
+    server, client = await tcp_pair()
+    with server:
+        async with client:
+            await client.send_all(header + HTTP)
+            with trio.fail_after(10):
+                address = await proxied_client_address(
+                    server, server.getpeername(), trusted, timeout=5)
+    assert address == ("203.0.113.9", 4711)
+
+
+async def test_proxied_client_address_local_keeps_the_peer() -> None:
+    server, client = await tcp_pair()
+    with server:
+        async with client:
+            await client.send_all(v2(0, 0x00, b""))
+            peer = server.getpeername()
+            with trio.fail_after(10):
+                address = await proxied_client_address(server, peer, TrustedProxies(), timeout=5)
+    assert address == peer
+
+
+async def test_proxied_client_address_untrusted_peer_reads_nothing() -> None:
+    server, client = await tcp_pair()
+    with server:
+        async with client:
+            await client.send_all(b"PROXY TCP4 127.0.0.1 127.0.0.1 1 2\r\n")
+            with pytest.raises(ProxyProtocolError, match="not a trusted proxy"):
+                await proxied_client_address(server, server.getpeername(),
+                                             TrustedProxies(["10.0.0.0/8"]), timeout=5)
+            await trio.lowlevel.wait_readable(server)
+            assert server.recv(100).startswith(b"PROXY TCP4")  # still unread
+
+
+async def test_proxied_client_address_timeout() -> None:
+    server, client = await tcp_pair()
+    with server:
+        async with client:
+            await client.send_all(b"PROXY TCP4 1.2.3.4 ")  # and then nothing
+            with trio.fail_after(10), pytest.raises(ProxyProtocolError, match=r"within 0\.2 s"):
+                await proxied_client_address(server, server.getpeername(), TrustedProxies(),
+                                             timeout=0.2)
+
+
+async def test_proxied_client_address_over_a_unix_socket() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with a, b:
+        a.setblocking(False)
+        assert peer_address(a.getpeername()) == ("unix", 0)
+        unix_header = v2(1, 0x31, b"/run/c".ljust(108, b"\x00") + b"/run/s".ljust(108, b"\x00"))
+        b.sendall(unix_header + v2(1, 0x21, tcp6_body("2001:db8::9", "::1", 5, 6)))
+        with trio.fail_after(10):
+            first = await proxied_client_address(a, a.getpeername(), TrustedProxies(), timeout=5)
+            second = await proxied_client_address(a, "", TrustedProxies(), timeout=5)
+        assert (first, second) == (("unix", 0), ("2001:db8::9", 5))
+        with pytest.raises(ProxyProtocolError, match="not a trusted proxy"):
+            await proxied_client_address(a, "", TrustedProxies(["127.0.0.1"]), timeout=5)

@@ -6,9 +6,11 @@
   ``X-Forwarded-For`` / ``X-Forwarded-Proto``, believed only from trusted
   peers (:class:`~mhd2._proxy.forwarded.TrustedProxies`).
 
-The one exception to "no I/O" is :func:`~mhd2._proxy.receive.receive_proxy_header`,
-which takes exactly the header off an accepted socket (peeking first), so
-that TLS and HTTP find their bytes untouched.
+The exception to "no I/O" is :mod:`mhd2._proxy.receive`:
+:func:`~mhd2._proxy.receive.receive_proxy_header` takes exactly the header off
+an accepted socket (peeking first), so that TLS and HTTP find their bytes
+untouched, and :func:`~mhd2._proxy.receive.proxied_client_address` adds the
+trust check and the timeout: the one call the accept path makes.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .protocol import (
     ProxyProtocolError,
     parse_proxy_header,
 )
-from .receive import receive_proxy_header
+from .receive import peer_address, proxied_client_address, receive_proxy_header
 
 __all__ = [
     "NEED_DATA",
@@ -46,6 +48,8 @@ __all__ = [
     "parse_forwarded",
     "parse_proxy_header",
     "parse_x_forwarded_for",
+    "peer_address",
+    "proxied_client_address",
     "receive_proxy_header",
     "resolve_client",
     "resolve_from_headers",

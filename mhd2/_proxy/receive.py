@@ -18,18 +18,21 @@ header must not hold the connection.
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import trio
 
+from .forwarded import TrustedProxies
 from .protocol import (
     DEFAULT_MAX_V2_LENGTH,
     MAX_V1_LENGTH,
+    Family,
     ProxyHeader,
     ProxyProtocolError,
     parse_proxy_header,
 )
 
-__all__ = ["receive_proxy_header"]
+__all__ = ["proxied_client_address", "receive_proxy_header"]
 
 
 async def receive_proxy_header(
@@ -81,3 +84,59 @@ def _receive_exactly(sock: socket.socket, size: int) -> bytes:
             raise ProxyProtocolError("the connection ended inside the PROXY header")
         data += chunk
     return data
+
+
+def peer_address(peer: Any) -> tuple[str, int]:
+    """A socket's peer name as ``(host, port)``; ``("unix", 0)`` for a Unix-domain peer."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return str(peer[0]), int(peer[1])
+    return "unix", 0
+
+
+async def proxied_client_address(
+    sock: socket.socket,
+    peer: Any,
+    trusted: TrustedProxies,
+    *,
+    timeout: float | None,
+    max_v2_length: int = DEFAULT_MAX_V2_LENGTH,
+) -> tuple[str, int]:
+    """The client of a ``proxy_protocol=True`` connection, its header taken off.
+
+    What the accept path calls before anything else reads the socket (and
+    before TLS): the peer must be a trusted proxy, and the connection must
+    start with a complete, valid header within *timeout* seconds.
+
+    Args:
+        sock: the accepted socket (non-blocking, nothing read yet).
+        peer: the socket's peer name as ``accept()`` gave it.
+        trusted: the proxies allowed to send PROXY headers.
+        timeout: seconds for the whole header, or ``None`` for no limit.
+        max_v2_length: the largest v2 length field accepted.
+
+    Returns:
+        ``(host, port)``: the header's source address; the socket's own peer
+        (``("unix", 0)`` for a Unix-domain one) for ``LOCAL`` and ``UNSPEC``
+        headers; ``("unix", 0)`` when the header's source is a Unix socket.
+
+    Raises:
+        ProxyProtocolError: close the connection: the peer is not trusted
+            (nothing was read), the header is invalid or incomplete, the
+            timeout passed, or the socket failed.
+    """
+    own = peer_address(peer)
+    if own not in trusted:
+        raise ProxyProtocolError(f"PROXY header from {own[0]}, which is not a trusted proxy")
+    try:
+        with trio.fail_after(timeout if timeout is not None else float("inf")):
+            header = await receive_proxy_header(sock, max_v2_length=max_v2_length)
+    except trio.TooSlowError:
+        raise ProxyProtocolError(f"no complete PROXY header within {timeout} s") from None
+    except OSError as exc:
+        raise ProxyProtocolError(f"the connection failed inside the PROXY header: {exc}") from exc
+    address = header.client_address
+    if address is None:
+        return own
+    if header.family is Family.UNIX or isinstance(address, str):
+        return "unix", 0
+    return address
