@@ -134,6 +134,11 @@ class Daemon:
         return [(str(a[0]), int(a[1])) if isinstance(a, tuple) else UNIX_CLIENT for a in names]
 
     @property
+    def request_cb(self) -> RequestCallback:
+        """The application's request callback."""
+        return self._shared.request_cb
+
+    @property
     def connection_count(self) -> int:
         """How many client connections are open now."""
         return self._count
