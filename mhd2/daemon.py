@@ -24,6 +24,8 @@ from typing import Any, cast
 
 import trio
 
+from ._proxy.protocol import ProxyProtocolError
+from ._proxy.receive import proxied_client_address
 from .connection_info import ConnectionInfo, connection_info_for
 from .enums import AddressFamily, StatusCode
 from .errors import DaemonStartError, UsageError
@@ -309,26 +311,47 @@ class Daemon:
                 burst = 0
                 await trio.lowlevel.checkpoint()
             address = _client_address(peer)
-            ip = address[0]
-            if self._over_limit(ip):
+            # Behind a PROXY header the client's address is known only once
+            # the header is read: per-IP counting waits for it.
+            ip = None if self.options.proxy_protocol else address[0]
+            if self._over_limit(ip, address[0]):
                 _refuse(sock)
                 continue
             self._count += 1
-            self._per_ip[ip] += 1
-            nursery.start_soon(self._run_connection, sock, address)
+            if ip is not None:
+                self._per_ip[ip] += 1
+            nursery.start_soon(self._run_connection, sock, peer, address, ip)
 
-    def _over_limit(self, ip: str) -> bool:
+    def _over_limit(self, ip: str | None, seen: str) -> bool:
+        """Whether a new connection (from client *ip*, if known) is over the limits."""
         opts = self.options
         if (opts.connection_limit is not None and self._count >= opts.connection_limit) or (
-            opts.per_ip_limit is not None and self._per_ip[ip] >= opts.per_ip_limit
+            ip is not None and opts.per_ip_limit is not None
+            and self._per_ip[ip] >= opts.per_ip_limit
         ):
-            self._refusals.refused(ip)
+            self._refusals.refused(seen)
             return True
         return False
 
-    async def _run_connection(self, sock: stdlib_socket.socket, address: tuple[str, int]) -> None:
+    async def _run_connection(self, sock: stdlib_socket.socket, peer: Any,
+                              address: tuple[str, int], ip: str | None) -> None:
         opts = self.options
         try:
+            if opts.proxy_protocol:
+                sock.setblocking(False)
+                try:
+                    address = await proxied_client_address(sock, peer, self._shared.trusted,
+                                                           timeout=opts.timeout)
+                except ProxyProtocolError as exc:
+                    logger.debug("mhd2: connection from %s closed: %s", address[0], exc)
+                    sock.close()
+                    return
+                if opts.per_ip_limit is not None and self._per_ip[address[0]] >= opts.per_ip_limit:
+                    self._refusals.refused(address[0])
+                    _refuse(sock)
+                    return
+                ip = address[0]
+                self._per_ip[ip] += 1
             if opts.accept_policy is not None and not await self._accepted(address):
                 sock.close()
                 return
@@ -342,10 +365,10 @@ class Daemon:
             assert transport is not None
             tls = transport.tls
             info = connection_info_for(address, local if isinstance(local, tuple) else UNIX_CLIENT,
-                                       tls, sni_server_name(tls))
+                                       tls, sni_server_name(tls), _client_address(peer))
             await self._serve_transport(transport, info)
         finally:
-            self._forget(address[0])
+            self._forget(ip)
 
     async def _accepted(self, address: tuple[str, int]) -> bool:
         try:
@@ -366,11 +389,12 @@ class Daemon:
             self._connections.discard(conn)
             await transport.close()
 
-    def _forget(self, ip: str) -> None:
+    def _forget(self, ip: str | None) -> None:
         self._count -= 1
-        self._per_ip[ip] -= 1
-        if not self._per_ip[ip]:
-            del self._per_ip[ip]
+        if ip is not None:
+            self._per_ip[ip] -= 1
+            if not self._per_ip[ip]:
+                del self._per_ip[ip]
         if self._shared.stopping and not self._connections:
             self._drained.set()
 
@@ -399,7 +423,7 @@ class Daemon:
                              "'async with daemon' (or after nursery.start(daemon.serve))")
         address = (str(client_address[0]), int(client_address[1]))
         ip = address[0]
-        if self._over_limit(ip):
+        if self._over_limit(ip, ip):
             await trio.aclose_forcefully(stream)
             return
         self._count += 1

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._auth.nonces import NonceRegistry
+from ._proxy.forwarded import TrustedProxies
 from .pool import LargePool
 
 if TYPE_CHECKING:
@@ -31,9 +32,10 @@ class Shared:
         token: the daemon's trio token (for ``request_resume`` from threads).
         stopping: a graceful stop has begun.
         nonces: the Digest nonce registry (``None`` unless ``digest_auth_random``).
+        trusted: the peers whose PROXY and forwarded headers are believed.
     """
 
-    __slots__ = ("large_pool", "nonces", "options", "request_cb", "stopping", "token")
+    __slots__ = ("large_pool", "nonces", "options", "request_cb", "stopping", "token", "trusted")
 
     def __init__(self, options: DaemonOptions, request_cb: Callable[..., Any]) -> None:
         self.options = options
@@ -42,3 +44,4 @@ class Shared:
         self.token: trio.lowlevel.TrioToken | None = None
         self.stopping = False
         self.nonces: NonceRegistry | None = NonceRegistry.from_options(options)
+        self.trusted = TrustedProxies(options.trusted_proxies)

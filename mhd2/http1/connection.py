@@ -28,6 +28,7 @@ from .._http1.parser import H11Parser, Head, ParseError
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
+from .._proxy.forwarded import resolve_from_headers
 from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
 from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
@@ -278,6 +279,12 @@ class HTTP1Connection:
         )
         self._exchange = exchange
         request = exchange.request
+        if options.forwarded_headers:
+            found = resolve_from_headers(self.info.client_address, shared.trusted,
+                                         head.lower_fields, scheme=exchange.scheme)
+            if found.from_headers:
+                exchange.client_address = found.client_address
+                exchange.scheme = found.scheme
         if options.early_uri_logger is not None:
             try:
                 await call_maybe_await(options.early_uri_logger, request, request.uri,
