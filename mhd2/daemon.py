@@ -220,7 +220,12 @@ class Daemon:
             )
 
     def quiesce(self) -> None:
-        """Stop accepting new connections; open connections are still served."""
+        """Stop accepting new connections; open connections are still served.
+
+        Replies sent from now on say ``Connection: close``, so kept-alive
+        clients move to another server (or worker) after their current request.
+        """
+        self._shared.quiescing = True
         for listener in self._listeners:
             if listener.fileno() != -1:
                 trio.lowlevel.notify_closing(listener)

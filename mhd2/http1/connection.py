@@ -362,7 +362,7 @@ class HTTP1Connection:
             http10_compatible_strict=response.http10_compatible_strict,
             http10_server=response.http10_server,
             app_content_length=response._app_content_length,
-            daemon_stopping=self._shared.stopping,
+            daemon_stopping=self._shared.quiescing,
         )
         self._reply_started = True
         sent_before = self.transport.bytes_sent
