@@ -205,42 +205,38 @@ class HTTP1Connection:
     async def _serve(self) -> None:
         options = self._shared.options
         transport = self.transport
-        leftover = b""
-        eof = False
+        parser = H11Parser(options.max_header_size)
+        self._parser = parser
         served = 0
         idle_timeout = options.timeout
         while True:
             self._idle = True
-            if not leftover:
-                if eof or self._shared.stopping:
+            if not parser.has_next:
+                if parser.at_eof or self._shared.stopping:
                     return
                 if transport.timeout != idle_timeout:
                     transport.set_timeout(idle_timeout)
                 else:
                     transport.arm(force=served == 0)
-                leftover = await (transport.receive_later(RECV_SIZE) if served
-                                  else transport.receive(RECV_SIZE))
-                while leftover[:1] in (b"\r", b"\n"):
+                data = await (transport.receive_later(RECV_SIZE) if served
+                              else transport.receive(RECV_SIZE))
+                while data[:1] in (b"\r", b"\n"):
                     # RFC 9112 §2.2: "a server that is expecting to receive and
                     # parse a request-line SHOULD ignore at least one empty
                     # line (CRLF) received prior to the request-line."  They
                     # are not progress: the idle deadline is not moved.
-                    leftover = leftover.lstrip(b"\r\n")
-                    if not leftover:
-                        leftover = await transport.receive(RECV_SIZE)
-                        if not leftover:
+                    data = data.lstrip(b"\r\n")
+                    if not data:
+                        data = await transport.receive(RECV_SIZE)
+                        if not data:
                             return
-                if not leftover:
+                if not data:
                     return
+                parser.feed(data)
             if transport.timeout != self._request_timeout:
                 transport.set_timeout(self._request_timeout)
-            parser = H11Parser(options.max_header_size)
-            self._parser = parser
-            parser.feed(leftover)
-            if eof:
-                parser.feed(b"")
             self._reply_started = False
-            head = await self._read_head(parser, len(leftover))
+            head = await self._read_head(parser)
             self._idle = False
             if head is None:
                 return
@@ -249,15 +245,15 @@ class HTTP1Connection:
                     and served >= options.max_requests_per_connection)
             if not await self._handle(parser, head, last):
                 return
-            leftover, eof = parser.leftover
+            parser.next_request()
             idle_timeout = (self._request_timeout if self._overridden
                             else options.keep_alive_timeout)
 
-    async def _read_head(self, parser: H11Parser, fed: int) -> Head | None:
+    async def _read_head(self, parser: H11Parser) -> Head | None:
         """Read until a request head is complete; answer and return None on errors."""
         self._head_started = True
         options = self._shared.options
-        result = await read_head(self.transport, parser, fed, options.max_header_size,
+        result = await read_head(self.transport, parser, options.max_header_size,
                                  strict=options.strict_level >= 1)
         if isinstance(result, ParseError):
             await self._reject(result.status, result.detail)
@@ -307,7 +303,7 @@ class HTTP1Connection:
                               and (scan.has_content_length or version != b"1.1"))
         if options.strict_level >= 1 and scan.upload_size is None:
             self.chunk_checker = ChunkedChecker()
-            self.chunk_checker.feed(parser.leftover[0])
+            self.chunk_checker.feed(parser.unparsed())
         else:
             self.chunk_checker = None
 
@@ -378,7 +374,7 @@ class HTTP1Connection:
             return False
         self._end(code)
         if not plan.keep_alive:
-            if not body_done or parser.leftover[0]:
+            if not body_done or parser.unparsed():
                 await self.transport.linger()
             return False
         if not body_done:
@@ -403,7 +399,7 @@ class HTTP1Connection:
         # against the connection limits until the handler is done.
         transport.timeout = None
         transport.disarm()
-        handle = UpgradeHandle(transport, parser.leftover[0], request)
+        handle = UpgradeHandle(transport, parser.unparsed(), request)
         self._upgraded = handle  # told when a graceful stop begins
         if self._shared.stopping:
             handle.begin_stop()
