@@ -727,3 +727,44 @@ async def test_ctrl_c_with_workers_lets_requests_in_flight_finish(app_dir: Path)
                 os.killpg(process.pid, signal.SIGINT)
             assert await process.wait() == 0
     assert answers[0].status_code == 200
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+async def test_serve_on_a_unix_socket_with_curl(site: Path, tmp_path: Path) -> None:
+    path = tmp_path / "serve.sock"
+    process, stderr = await start(["serve", str(site), "--uds", str(path)])
+    try:
+        line = await stderr.until("mhd2: serving")
+        assert str(path) in line
+        with trio.fail_after(20):
+            result = await trio.run_process(
+                ["curl", "--silent", "--show-error", "--unix-socket", str(path),
+                 "http://localhost/hello.txt"], capture_stdout=True)
+        assert result.stdout == b"Hello from the CLI!\n"
+        log = await stderr.until('"GET /hello.txt HTTP/1.1"')
+        assert log.startswith("unix - - [")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            assert await process.wait() == 0
+    assert not path.exists()
+
+
+async def test_proxy_protocol_flag_logs_the_real_client(site: Path) -> None:
+    process, stderr = await start(["serve", str(site), "--port", "0", "--proxy-protocol"])
+    try:
+        match = STARTUP.match(await stderr.until("mhd2: serving"))
+        assert match is not None
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", int(match["port"]))
+            async with stream:
+                await stream.send_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 4711 80\r\n"
+                                      b"GET /hello.txt HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                while await stream.receive_some(65536):
+                    pass
+        log = await stderr.until('"GET /hello.txt HTTP/1.1"')
+        assert log.startswith("203.0.113.9 - - [")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10):
+            await process.wait()
