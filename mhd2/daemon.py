@@ -174,6 +174,7 @@ class Daemon:
             if stack is not None:
                 await stack.aclose()
 
+    @trio.lowlevel.enable_ki_protection
     async def serve(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind (if not yet bound) and serve until :meth:`stop` or cancellation.
 
@@ -285,6 +286,11 @@ class Daemon:
 
     # -- accepting ---------------------------------------------------------------------
 
+    # The daemon's own tasks are protected from KeyboardInterrupt: Ctrl-C is
+    # delivered to the application's main task (which leaves `async with
+    # daemon` and so stops the daemon), never raised inside a connection task
+    # in the middle of a write, where it would surface as an ExceptionGroup.
+    @trio.lowlevel.enable_ki_protection
     async def _accept_loop(self, listener: stdlib_socket.socket, nursery: trio.Nursery) -> None:
         """Accept connections until the listener is closed.
 
@@ -338,6 +344,7 @@ class Daemon:
             return True
         return False
 
+    @trio.lowlevel.enable_ki_protection
     async def _run_connection(self, sock: stdlib_socket.socket, peer: Any,
                               address: tuple[str, int], ip: str | None) -> None:
         opts = self.options
