@@ -368,6 +368,13 @@ async def test_readme_hello_world_sends_content_type_and_stops_quietly_on_ctrl_c
             await process.wait()
 
 
+async def _poke(url: str) -> None:
+    try:
+        await fetch(url)
+    except httpx.HTTPError:
+        pass  # the server may stop first: that is the point
+
+
 async def test_ctrl_c_never_surfaces_inside_a_connection_task(tmp_path: Path) -> None:
     """SIGINT arriving while a connection task runs (not the main task) still
     reaches the main task as a plain KeyboardInterrupt: the daemon's tasks are
@@ -387,16 +394,10 @@ async def test_ctrl_c_never_surfaces_inside_a_connection_task(tmp_path: Path) ->
                 match = re.search(r":(\d+)/", await ex.line())
             assert match is not None
             ex.port = int(match[1])
-            async def poke() -> None:
-                try:
-                    await fetch(ex.url + "/")
-                except httpx.HTTPError:
-                    pass  # the server may stop first: that is the point
-
             # Keep connection tasks busy while the signal arrives.
             async with trio.open_nursery() as nursery:
                 for _ in range(4):
-                    nursery.start_soon(poke)
+                    nursery.start_soon(_poke, ex.url + "/")
                 await trio.sleep(0.005)
                 process.send_signal(signal.SIGINT)
             with trio.fail_after(15):
