@@ -7,8 +7,6 @@ Only public names are re-exported here; nothing is defined in this module.
 
 from .actions import (
     Action,
-    DCCAction,
-    DCCContext,
     UploadAction,
     action_abort_request,
     action_from_response,
@@ -17,11 +15,6 @@ from .actions import (
     action_process_upload_inc,
     action_suspend,
     action_upgrade,
-    dcc_action_abort,
-    dcc_action_continue,
-    dcc_action_continue_zc,
-    dcc_action_finish,
-    dcc_action_suspend,
     upload_action_abort_request,
     upload_action_continue,
     upload_action_from_response,
@@ -40,6 +33,15 @@ from .auth import (
 )
 from .connection_info import ConnectionInfo
 from .daemon import Daemon
+from .dcc import (
+    DCCAction,
+    DCCContext,
+    dcc_action_abort,
+    dcc_action_continue,
+    dcc_action_continue_zc,
+    dcc_action_finish,
+    dcc_action_suspend,
+)
 from .enums import (
     AddressFamily,
     ConnectionEvent,

@@ -22,15 +22,13 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .request import Request
-    from .response import Buffer, FreeCallback, Response
+    from .response import Response
 
 _A = TypeVar("_A")
 
 __all__ = [
     "AbortAction",
     "Action",
-    "DCCAction",
-    "DCCContext",
     "ResponseAction",
     "Slot",
     "SuspendAction",
@@ -44,11 +42,6 @@ __all__ = [
     "action_process_upload_inc",
     "action_suspend",
     "action_upgrade",
-    "dcc_action_abort",
-    "dcc_action_continue",
-    "dcc_action_continue_zc",
-    "dcc_action_finish",
-    "dcc_action_suspend",
     "upload_action_abort_request",
     "upload_action_continue",
     "upload_action_from_response",
@@ -393,141 +386,6 @@ def upload_action_from_response(request: Request, response: Response | None) -> 
 def upload_action_abort_request(request: Request) -> UploadAction:
     """Close the connection without a reply (``MHD_upload_action_abort_request``)."""
     return _upload_claim(request, UploadAction(request, "abort"))
-
-
-# -- dynamic content creator actions ------------------------------------------
-
-
-class DCCContext:
-    """Passed to a dynamic content creator: which request, and its one action slot."""
-
-    __slots__ = ("_slot", "request")
-
-    def __init__(self, request: Request) -> None:
-        self.request = request
-        self._slot = Slot("a DCC action", "content creator")
-
-    @property
-    def _action(self) -> DCCAction | None:
-        return self._slot.value  # type: ignore[no-any-return]
-
-
-class DCCAction:
-    """What a dynamic content creator tells the daemon (see the ``dcc_action_*`` functions).
-
-    Attributes:
-        kind: ``"continue"``, ``"finish"``, ``"suspend"`` or ``"abort"``.
-    """
-
-    __slots__ = ("chunk_ext", "data_size", "footers", "free_cb", "iov", "kind")
-
-    def __init__(
-        self,
-        kind: str,
-        data_size: int = 0,
-        iov: list[memoryview] | None = None,
-        chunk_ext: str | None = None,
-        footers: list[tuple[str, str]] | None = None,
-        free_cb: FreeCallback | None = None,
-    ) -> None:
-        self.kind = kind
-        self.data_size = data_size
-        self.iov = iov
-        self.chunk_ext = chunk_ext
-        self.footers = footers
-        self.free_cb = free_cb
-
-
-def _dcc_claim(ctx: DCCContext, action: DCCAction) -> DCCAction:
-    return ctx._slot.claim(action)
-
-
-def _check_chunk_ext(chunk_ext: str | None) -> None:
-    if chunk_ext is not None and (
-        not isinstance(chunk_ext, str) or any(c in chunk_ext for c in "\r\n\0")
-        or chunk_ext.startswith(";")
-    ):
-        raise UsageError(
-            f"chunk_ext {chunk_ext!r} must be a str without CR, LF, NUL or a leading ';' "
-            "(e.g. 'name=value')", StatusCode.DCC_ACTION_INVALID,
-        )
-
-
-def dcc_action_continue(ctx: DCCContext, data_size: int, chunk_ext: str | None = None) -> DCCAction:
-    """*data_size* (> 0) bytes were written into ``buf``; call again for more.
-
-    Args:
-        ctx: the context the creator was given.
-        data_size: how many bytes of ``buf`` hold body data.
-        chunk_ext: a chunk extension without the leading ``;`` (``"foo=bar"``),
-            sent when the body is chunked and ignored otherwise.
-    """
-    if isinstance(data_size, bool) or not isinstance(data_size, int) or data_size <= 0:
-        raise UsageError(
-            f"dcc_action_continue data_size {data_size!r} must be an int > 0; "
-            "use dcc_action_finish at the end or dcc_action_suspend when no data is ready",
-            StatusCode.DCC_ACTION_INVALID,
-        )
-    _check_chunk_ext(chunk_ext)
-    return _dcc_claim(ctx, DCCAction("continue", data_size, chunk_ext=chunk_ext))
-
-
-def dcc_action_continue_zc(
-    ctx: DCCContext,
-    data_size: int,
-    iov: Sequence[Buffer] | None,
-    chunk_ext: str | None = None,
-    free_cb: FreeCallback | None = None,
-) -> DCCAction:
-    """``buf[:data_size]`` and then the buffers in *iov* (zero-copy) are the next data.
-
-    Args:
-        ctx: the context the creator was given.
-        data_size: bytes written into ``buf`` (may be 0 if *iov* has data).
-        iov: buffers sent after ``buf[:data_size]``, not copied.
-        chunk_ext: as for :func:`dcc_action_continue`.
-        free_cb: called once the daemon no longer needs *iov*.
-    """
-    views = [memoryview(b).cast("B") for b in (iov or ())]
-    if isinstance(data_size, bool) or not isinstance(data_size, int) or data_size < 0:
-        raise UsageError("dcc_action_continue_zc data_size must be an int >= 0",
-                         StatusCode.DCC_ACTION_INVALID)
-    if data_size == 0 and not any(len(v) for v in views):
-        raise UsageError("dcc_action_continue_zc needs data in buf or in iov",
-                         StatusCode.DCC_ACTION_INVALID)
-    _check_chunk_ext(chunk_ext)
-    return _dcc_claim(
-        ctx, DCCAction("continue", data_size, iov=views, chunk_ext=chunk_ext, free_cb=free_cb)
-    )
-
-
-def dcc_action_finish(ctx: DCCContext, footers: Sequence[tuple[str, str]] | None = None) -> DCCAction:
-    """The body is complete; *footers* become HTTP trailers when the body is chunked.
-
-    Finishing short of a declared size closes the connection (the client
-    cannot be told otherwise that the body is incomplete).
-    """
-    checked: list[tuple[str, str]] | None = None
-    if footers:
-        checked = []
-        for name, value in footers:
-            if not _TOKEN.fullmatch(name) or _BAD_VALUE.search(value):
-                raise UsageError(f"footer {name!r}: {value!r} is not a valid header line",
-                                 StatusCode.DCC_ACTION_INVALID)
-            checked.append((name, value))
-    return _dcc_claim(ctx, DCCAction("finish", footers=checked))
-
-
-def dcc_action_suspend(ctx: DCCContext) -> DCCAction:
-    """No data yet: pause until ``request_resume(ctx.request)``, then call the creator again."""
-    ctx._slot.check_free()
-    ctx.request._x.mark_suspended()
-    return _dcc_claim(ctx, DCCAction("suspend"))
-
-
-def dcc_action_abort(ctx: DCCContext) -> DCCAction:
-    """Stop: close the connection (the body stays incomplete)."""
-    return _dcc_claim(ctx, DCCAction("abort"))
 
 
 def upload_action_upgrade(

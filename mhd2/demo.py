@@ -76,18 +76,20 @@ from ._demo_parts import (
 )
 from .actions import (
     Action,
-    DCCAction,
-    DCCContext,
     UploadAction,
     action_from_response,
     action_process_upload_full,
     action_suspend,
-    dcc_action_continue,
-    dcc_action_continue_zc,
-    dcc_action_suspend,
     upload_action_from_response,
 )
 from .daemon import Daemon
+from .dcc import (
+    DCCAction,
+    DCCContext,
+    dcc_action_continue,
+    dcc_action_continue_zc,
+    dcc_action_suspend,
+)
 from .enums import RequestEndedCode, ValueKind
 from .exchange import request_resume
 from .request import Request

@@ -22,8 +22,8 @@ import trio
 from ._http1.date import date_header_line
 from ._http1.framing import ReplyPlan
 from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
-from .actions import DCCAction, DCCContext
 from .callbacks import call_maybe_await
+from .dcc import DCCAction, DCCContext
 from .enums import RequestEndedCode, StatusCode
 from .errors import UsageError
 from .exchange import DaemonStopping, Exchange

@@ -25,7 +25,7 @@ from .enums import PredefinedHeader, StatusCode, reason_phrase
 from .errors import ResponseHeaderError, UsageError
 
 if TYPE_CHECKING:
-    from .actions import DCCContext
+    from .dcc import DCCContext
 
 __all__ = ["DynamicContentCreator", "FreeCallback", "Response"]
 

@@ -128,7 +128,8 @@ DAEMON: list[Row] = [
     ("MHD_daemon_get_info_fixed (BIND_PORT)", "Daemon.port", ""),
     ("MHD_daemon_process_blocking / MHD_daemon_event_update / MHD_daemon_get_watched_fds",
      None, "trio is the event loop: there is no external polling mode to drive"),
-    ("MHD_daemon_add_connection", None, "pass a listening socket as ``listen_socket=``"),
+    ("MHD_daemon_add_connection", "Daemon.serve_stream",
+     "any ``trio.abc.Stream``, e.g. a memory stream in tests"),
     ("MHD_request_resume", "request_resume", "from any trio task or thread"),
 ]
 
@@ -180,6 +181,20 @@ DAEMON_OPTIONS: list[Row] = [
      "every request ends with exactly one call"),
     ("(MHD 0.9: no cookie parsing option)", "Daemon(disable_cookies=)",
      "skip parsing ``Cookie`` headers"),
+    ("MHD_C_O_TIMEOUT (its default, between requests)", "Daemon(keep_alive_timeout=)",
+     "mhd2 times the wait for the next request apart from ``timeout``"),
+    ("(no MHD2 option)", "Daemon(max_requests_per_connection=)",
+     "then ``Connection: close``"),
+    ("(no MHD2 option)", "Daemon(min_body_rate=)",
+     "``(bytes, seconds)``: a trickled body gets 408"),
+    ("MHD_D_O_LISTEN_SOCKET (an AF_UNIX one)", "Daemon(unix_path=)",
+     "mhd2 binds the Unix-domain socket itself"),
+    ("(no MHD2 option)", "Daemon(unix_mode=)", "the socket file's permissions"),
+    ("(no MHD2 option)", "Daemon(proxy_protocol=)", "HAProxy's PROXY protocol v1/v2"),
+    ("(no MHD2 option)", "Daemon(trusted_proxies=)",
+     "whose PROXY and forwarded headers are believed"),
+    ("(no MHD2 option)", "Daemon(forwarded_headers=)",
+     "``Forwarded`` / ``X-Forwarded-For`` from trusted proxies"),
 ]
 
 REQUEST: list[Row] = [

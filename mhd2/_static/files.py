@@ -9,7 +9,7 @@ import mimetypes
 import os
 import time
 
-from ..actions import DCCAction, DCCContext, dcc_action_continue, dcc_action_finish
+from ..dcc import DCCAction, DCCContext, dcc_action_continue, dcc_action_finish
 from .ranges import Multipart
 
 __all__ = ["MultipartBody", "content_type", "etag_of", "http_date", "last_modified"]

@@ -9,6 +9,7 @@
   ``handler(ws)`` with a :class:`WebSocket` (wsproto inside).
 """
 
+from .action import action_websocket
 from .codec import (
     CloseCode,
     Fragmentation,
@@ -32,7 +33,6 @@ from .session import (
     CloseReason,
     ConnectionClosed,
     WebSocket,
-    action_websocket,
 )
 
 __all__ = [

@@ -1,17 +1,14 @@
-"""``action_websocket``: a WebSocket over an upgraded connection, with wsproto inside."""
+"""A WebSocket connection over an upgraded handle, with wsproto inside (what handlers get)."""
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import re
-import zlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import trio
-from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.connection import Connection, ConnectionState
 from wsproto.events import (
     BytesMessage,
     CloseConnection,
@@ -19,22 +16,9 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
-from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import CloseReason as _WsCode
-from wsproto.frame_protocol import FrameDecoder, FrameProtocol
 
-from ..actions import Action, action_from_response, action_upgrade
-from ..errors import UpgradedError, UsageError
-from ..request import Request
-from ..response import Response
+from ..errors import UpgradedError
 from ..upgrade import UpgradeHandle
-from .handshake import (
-    check_connection_header,
-    check_http_version,
-    check_upgrade_header,
-    check_version_header,
-    create_accept_header,
-)
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -43,7 +27,6 @@ __all__ = [
     "CloseReason",
     "ConnectionClosed",
     "WebSocket",
-    "action_websocket",
 ]
 
 logger = logging.getLogger("mhd2")
@@ -107,52 +90,6 @@ class ConnectionClosed(Exception):
     def __init__(self, reason: CloseReason) -> None:
         super().__init__(f"the WebSocket is closed: {reason.code} {reason.reason}".rstrip())
         self.reason = reason
-
-
-class _BoundedDeflate(PerMessageDeflate):
-    """permessage-deflate whose inflation stops at *max_message_size* (no decompression bombs)."""
-
-    def __init__(self, max_message_size: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.max_message_size = max_message_size
-        self._produced = 0
-
-    def frame_inbound_header(self, proto: FrameDecoder | FrameProtocol, opcode: Any, rsv: Any,
-                             payload_length: int) -> Any:
-        if self._inbound_compressed is None:
-            self._produced = 0  # a new message
-        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
-
-    def frame_inbound_payload_data(self, proto: FrameDecoder | FrameProtocol,
-                                   data: bytes) -> bytes | _WsCode:
-        if not self._inbound_compressed or not self._inbound_is_compressible:
-            return data
-        assert self._decompressor is not None
-        return self._inflate(data)
-
-    def _inflate(self, data: bytes) -> bytes | _WsCode:
-        assert self._decompressor is not None
-        room = self.max_message_size - self._produced
-        try:
-            out = self._decompressor.decompress(data, room + 1)
-        except zlib.error:
-            return _WsCode.INVALID_FRAME_PAYLOAD_DATA
-        self._produced += len(out)
-        if len(out) > room:
-            return _WsCode.MESSAGE_TOO_BIG
-        return out
-
-    def frame_inbound_complete(self, proto: FrameDecoder | FrameProtocol,
-                               fin: bool) -> bytes | _WsCode | None:
-        if not fin or not self._inbound_is_compressible or not self._inbound_compressed:
-            return super().frame_inbound_complete(proto, fin)
-        out = self._inflate(b"\x00\x00\xff\xff")
-        if isinstance(out, _WsCode):
-            return out
-        if self.client_no_context_takeover:
-            self._decompressor = None
-        self._inbound_compressed = None
-        return out
 
 
 class WebSocket:
@@ -554,206 +491,3 @@ class WebSocket:
                         pass
                 await self._shutdown()
             return
-
-
-def _bad_request(request: Request, reason: str, headers: Sequence[tuple[str, str]] = ()) -> Action:
-    """``400`` with *reason*: a fixed text that never echoes what the client sent."""
-    response = Response.from_buffer_copy(400, f"Bad WebSocket handshake: {reason}\n".encode())
-    response.add_header("Content-Type", "text/plain; charset=utf-8")
-    response.add_header("X-Content-Type-Options", "nosniff")
-    for name, value in headers:
-        response.add_header(name, value)
-    return action_from_response(request, response)
-
-
-#: The parameters of a permessage-deflate offer (RFC 7692 §7.1) and whether
-#: each takes a value: ``True`` required, ``None`` optional, ``False`` none.
-_DEFLATE_PARAMS: dict[str, bool | None] = {
-    "server_no_context_takeover": False,
-    "client_no_context_takeover": False,
-    "server_max_window_bits": True,
-    "client_max_window_bits": None,
-}
-_WINDOW_BITS = re.compile(r"[1-9][0-9]?")
-
-
-def _deflate_offer_params(offer: str) -> dict[str, str | None] | None:
-    """The parameters of one permessage-deflate offer, or ``None`` to decline it.
-
-    RFC 7692 §7: "A server MUST decline an extension negotiation offer for
-    this extension if any of the following conditions are met: The
-    negotiation offer contains an extension parameter not defined for use in
-    an offer.  The negotiation offer contains an extension parameter with an
-    invalid value.  The negotiation offer contains multiple extension
-    parameters with the same name."
-    """
-    params: dict[str, str | None] = {}
-    for item in offer.split(";")[1:]:
-        name, eq, raw = item.partition("=")
-        name = name.strip()
-        value: str | None = None
-        if eq:
-            value = raw.strip()
-            if len(value) >= 2 and value[0] == value[-1] == '"':
-                value = value[1:-1]  # a quoted-string value (RFC 7692 §7.1.2.1)
-        if name not in _DEFLATE_PARAMS or name in params:
-            return None
-        takes = _DEFLATE_PARAMS[name]
-        if (takes is False and eq) or (takes is True and value is None):
-            return None
-        if value is not None and not (_WINDOW_BITS.fullmatch(value) and 8 <= int(value) <= 15):
-            return None
-        params[name] = value
-    return params
-
-
-def _negotiate_deflate(offers: list[str], max_message_size: int) -> tuple[_BoundedDeflate, str] | None:
-    """Accept the first acceptable permessage-deflate offer, in the client's order."""
-    for header in offers:
-        for offer in header.split(","):
-            name = offer.split(";", 1)[0].strip()
-            if name != PerMessageDeflate.name:
-                continue
-            params = _deflate_offer_params(offer)
-            if params is None:
-                logger.debug("mhd2: declined the permessage-deflate offer %r", offer.strip())
-                continue
-            canonical = "; ".join([name] + [k if v is None else f"{k}={v}"
-                                            for k, v in params.items()])
-            ext = _BoundedDeflate(max_message_size)
-            try:
-                accepted = ext.accept(canonical)
-            except ValueError:
-                accepted = None
-            if accepted is None:
-                continue
-            value = name if accepted is True or not accepted else f"{name}; {accepted}"
-            return ext, value
-    return None
-
-
-def action_websocket(
-    request: Request,
-    handler: Callable[[WebSocket], Awaitable[Any]],
-    *,
-    subprotocols: Sequence[str] = (),
-    compression: bool = True,
-    max_message_size: int = 1 << 20,
-    ping_interval: float | None = None,
-    max_fragments: int = MAX_FRAGMENTS,
-) -> Action:
-    """Accept a WebSocket handshake and run ``await handler(ws)`` over the upgraded connection.
-
-    The handshake is checked as RFC 6455 §4.2.1 asks (``GET``, HTTP/1.1,
-    ``Connection: Upgrade``, ``Upgrade: websocket``, ``Sec-WebSocket-Version:
-    13``, a ``Sec-WebSocket-Key`` of 16 bytes in base64, no body); a bad one
-    is answered ``400`` with the reason in the body (never ``101``).
-
-    Args:
-        request: the request to answer.
-        handler: ``async def handler(ws: WebSocket)``; when it returns the
-            connection is closed with 1000, when it raises with 1011.
-        subprotocols: the subprotocols the server speaks, preferred first;
-            the first one the client offers is chosen.
-        compression: negotiate permessage-deflate (RFC 7692) if offered.
-        max_message_size: the largest message accepted, after inflation;
-            larger ones close the connection with 1009.  Each continuation
-            frame also costs :data:`FRAGMENT_OVERHEAD` bytes of it.
-        ping_interval: send a ping every that many seconds and close
-            (1011) when no pong arrives and nothing moves on the connection
-            (no byte read or written, the send queue not draining) within as
-            many seconds; pongs are seen while the handler receives.
-            ``None``: no keepalive.
-        max_fragments: the most frames one message may arrive in; more
-            close the connection with 1009.
-
-    Raises:
-        UsageError: *max_message_size* or *max_fragments* is not a positive
-            integer, or *ping_interval* is not positive seconds.
-    """
-    if not isinstance(max_message_size, int) or max_message_size <= 0:
-        raise UsageError(f"max_message_size must be a positive int, not {max_message_size!r}")
-    if not isinstance(max_fragments, int) or max_fragments <= 0:
-        raise UsageError(f"max_fragments must be a positive int, not {max_fragments!r}")
-    if ping_interval is not None and not (
-            isinstance(ping_interval, int | float) and ping_interval > 0):
-        raise UsageError(f"ping_interval must be seconds > 0 or None, not {ping_interval!r}")
-    headers = request.headers
-    if request.method != "GET":
-        return _bad_request(request, "the method must be GET")
-    if not check_http_version(request.version):
-        return _bad_request(request, "HTTP/1.1 is needed to upgrade")
-    if not check_connection_header(", ".join(headers.get_all("Connection")) or None):
-        return _bad_request(request, "the Connection header must list Upgrade")
-    if not check_upgrade_header(", ".join(headers.get_all("Upgrade")) or None):
-        return _bad_request(request, "the Upgrade header must be websocket")
-    versions = headers.get_all("Sec-WebSocket-Version")
-    if len(versions) != 1 or not check_version_header(versions[0]):
-        return _bad_request(request, "Sec-WebSocket-Version must be 13",
-                            [("Sec-WebSocket-Version", "13")])
-    keys = headers.get_all("Sec-WebSocket-Key")
-    if len(keys) != 1:
-        return _bad_request(request, "exactly one Sec-WebSocket-Key is needed")
-    try:
-        accept = create_accept_header(keys[0])
-    except ValueError as exc:
-        logger.debug("mhd2: bad WebSocket handshake from %s: %s", request.client_address, exc)
-        return _bad_request(request, "Sec-WebSocket-Key must be 16 bytes in base64")
-    if not request._body_read:
-        return _bad_request(request, "a WebSocket handshake request has no body")
-
-    extra = [("Sec-WebSocket-Accept", accept)]
-    offered = [p.strip() for h in headers.get_all("Sec-WebSocket-Protocol") for p in h.split(",")]
-    chosen = next((p for p in subprotocols if p in offered), None)
-    if chosen is not None:
-        extra.append(("Sec-WebSocket-Protocol", chosen))
-    extensions: list[Any] = []
-    if compression:
-        negotiated = _negotiate_deflate(headers.get_all("Sec-WebSocket-Extensions"),
-                                        max_message_size)
-        if negotiated is not None:
-            extensions.append(negotiated[0])
-            extra.append(("Sec-WebSocket-Extensions", negotiated[1]))
-
-    async def run(_request: Request, urh: UpgradeHandle) -> None:
-        conn = Connection(ConnectionType.SERVER, extensions=extensions)
-        ws = WebSocket(urh, conn, chosen, max_message_size, compressed=bool(extensions),
-                       max_fragments=max_fragments)
-        failure: list[Exception] = []
-
-        async def serve() -> None:
-            try:
-                await handler(ws)
-            except ConnectionClosed:
-                pass
-            except Exception as exc:
-                failure.append(exc)
-
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(ws._watch_stop)
-                if ping_interval is not None:
-                    nursery.start_soon(ws._keepalive, ping_interval)
-                await serve()
-                nursery.cancel_scope.cancel()
-        finally:
-            if ws.closed is None and not urh.closed:
-                if trio.current_effective_deadline() == -math.inf:
-                    # Cancelled: the grace period of a graceful stop is
-                    # over.  Close now; waiting here would outlive the grace.
-                    await ws._abort()
-                else:
-                    with trio.move_on_after(CLOSE_TIMEOUT):
-                        try:
-                            if failure:
-                                await ws._fail(1011)
-                            else:
-                                await ws.close(1000)
-                        except Exception:
-                            pass
-                    if not urh.closed:
-                        await ws._abort()
-        if failure:
-            raise failure[0]
-
-    return action_upgrade(request, "websocket", run, extra)
