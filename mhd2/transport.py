@@ -225,15 +225,25 @@ class Transport:
                     self.arm()
                 if sent >= total:
                     break
-                deadline = self.scope.deadline
-                if tried_early or deadline == math.inf:
-                    await trio.lowlevel.wait_writable(fd)
-                else:
-                    with trio.move_on_at(deadline - self._slack / 2):
-                        await trio.lowlevel.wait_writable(fd)
-                    tried_early = trio.current_time() >= deadline - self._slack / 2
+                tried_early = await self._wait_writable(fd, tried_early)
         if total == 0:
             await trio.lowlevel.checkpoint()
+
+    async def _wait_writable(self, fd: int, tried_early: bool) -> bool:
+        """Wait until *fd* is writable, or until just before the inactivity deadline.
+
+        Returns:
+            Whether this wait ended early, at the deadline (the caller's next
+            write without progress then waits for the deadline itself).
+        """
+        deadline = self.scope.deadline
+        if tried_early or deadline == math.inf:
+            await trio.lowlevel.wait_writable(fd)
+            return False
+        early = deadline - self._slack / 2
+        with trio.move_on_at(early):
+            await trio.lowlevel.wait_writable(fd)
+        return trio.current_time() >= early
 
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
         """Send up to *count* bytes of *fd* from *offset* with ``os.sendfile``.
@@ -251,13 +261,7 @@ class Transport:
             try:
                 sent = os.sendfile(sock_fd, fd, offset, count)
             except BlockingIOError:
-                deadline = self.scope.deadline
-                if tried_early or deadline == math.inf:
-                    await trio.lowlevel.wait_writable(sock_fd)
-                else:
-                    with trio.move_on_at(deadline - self._slack / 2):
-                        await trio.lowlevel.wait_writable(sock_fd)
-                    tried_early = trio.current_time() >= deadline - self._slack / 2
+                tried_early = await self._wait_writable(sock_fd, tried_early)
                 continue
             except OSError as exc:
                 raise translate_error(exc) from exc
