@@ -23,7 +23,9 @@ from h2.events import (
     TrailersReceived,
 )
 from h2.exceptions import ProtocolError
-from h2.settings import SettingCodes
+from h2.frame_buffer import FrameBuffer
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import Frame
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 WAIT = 10.0
@@ -68,8 +70,14 @@ class RawH2:
         self.closed = False
         self.auto_ack = auto_ack
         self.events: list[Event] = []
+        self._send_lock = trio.Lock()
+        #: Every frame received, as parsed independently of h2's state machine.
+        self.frames: list[Frame] = []
+        self._frame_log = FrameBuffer(server=False)
+        self._frame_log.max_frame_size = 2**24 - 1
         if window is not None:
-            self.conn.local_settings.initial_window_size = window
+            self.conn.local_settings = Settings(
+                client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: window})
         self.conn.initiate_connection()
 
     @classmethod
@@ -80,13 +88,14 @@ class RawH2:
         return client
 
     async def flush(self) -> None:
-        data = self.conn.data_to_send()
-        if data:
-            await self.stream.send_all(data)
+        async with self._send_lock:
+            data = self.conn.data_to_send()
+            if data:
+                await self.stream.send_all(data)
 
     async def send_raw(self, data: bytes) -> None:
-        await self.flush()
-        await self.stream.send_all(data)
+        async with self._send_lock:
+            await self.stream.send_all(self.conn.data_to_send() + data)
 
     def request(self, path: str = "/", method: str = "GET",
                 headers: list[tuple[str, str]] | None = None, *, end: bool = True,
@@ -109,6 +118,8 @@ class RawH2:
         if not data:
             self.closed = True
             return []
+        self._frame_log.add_data(data)
+        self.frames.extend(self._frame_log)
         try:
             events = self.conn.receive_data(data)
         except ProtocolError:

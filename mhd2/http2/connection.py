@@ -260,6 +260,7 @@ class HTTP2Connection:
             self._notify(ConnectionEvent.STARTED)
         transport = self.transport
         code = RequestEndedCode.CONNECTION_ERROR
+        linger = False
         try:
             with transport.scope:
                 self._settle_deadline()
@@ -269,9 +270,11 @@ class HTTP2Connection:
                     nursery.start_soon(self._writer)
                     code = await self._read_loop()
                     self._cut(code)
-                    if not self._dead:
-                        await self.flushed()
+                    await self.flushed()
                     nursery.cancel_scope.cancel()
+            # The client may still be sending: drain a while after the GOAWAY
+            # so that a reset does not destroy it before the client read it.
+            linger = code is not RequestEndedCode.CLIENT_ABORT
         except TransportError:
             code = RequestEndedCode.CLIENT_ABORT
         except Exception:
@@ -280,7 +283,9 @@ class HTTP2Connection:
         finally:
             self._cut(code)
             if transport.scope.cancelled_caught and not self._closing:
-                await self._final_goaway()
+                linger = await self._final_goaway()
+            if linger:
+                await transport.linger()
             await transport.close()
             self._notify(ConnectionEvent.CLOSED)
 
@@ -474,17 +479,23 @@ class HTTP2Connection:
         self._extra.append(frame.serialize())
         self._wake.set()
 
-    async def _final_goaway(self) -> None:
-        """The connection timed out while idle: ``GOAWAY`` if the stream is in one piece."""
+    async def _final_goaway(self) -> bool:
+        """The connection timed out: ``GOAWAY`` if the byte stream is in one piece.
+
+        Returns:
+            Whether it was sent.
+        """
         if self._writing or self._dead:
-            return
+            return False
         self._send_goaway()
         data = self.h2.data_to_send() + b"".join(self._extra)
         with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_SECONDS):
             try:
                 await self.transport.send(data)
+                return True
             except TransportError:
                 pass
+        return False
 
     def _cut(self, code: RequestEndedCode) -> None:
         """End every stream still running with *code*."""
