@@ -142,6 +142,7 @@ class HTTP2Connection:
 
     __slots__ = (
         "_batch",
+        "_broken",
         "_closing",
         "_dead",
         "_extra",
@@ -187,6 +188,7 @@ class HTTP2Connection:
         self._goaway_sent = False
         self._closing = False
         self._dead = False
+        self._broken = False
         self._served = 0
         self._last_stream_id = 0
         self._read_scope = trio.CancelScope()
@@ -229,6 +231,9 @@ class HTTP2Connection:
 
     async def flushed(self) -> None:
         """Wait until what is queued now has been written."""
+        if self._broken:
+            await trio.lowlevel.checkpoint()
+            return
         batch = self._batch
         self._wake.set()
         await batch.wait()
@@ -274,7 +279,9 @@ class HTTP2Connection:
                     nursery.cancel_scope.cancel()
             # The client may still be sending: drain a while after the GOAWAY
             # so that a reset does not destroy it before the client read it.
-            linger = code is not RequestEndedCode.CLIENT_ABORT
+            # (On TLS, which cannot half-close, the close_notify says it.)
+            linger = (not self._broken and code is not RequestEndedCode.CLIENT_ABORT
+                      and transport.tls is None)
         except TransportError:
             code = RequestEndedCode.CLIENT_ABORT
         except Exception:
@@ -283,7 +290,7 @@ class HTTP2Connection:
         finally:
             self._cut(code)
             if transport.scope.cancelled_caught and not self._closing:
-                linger = await self._final_goaway()
+                linger = await self._final_goaway() and transport.tls is None
             if linger:
                 await transport.linger()
             await transport.close()
@@ -303,16 +310,21 @@ class HTTP2Connection:
         # The decoder's limit would only apply once the client acknowledged
         # our SETTINGS; an HPACK bomb in its first HEADERS must be cut too.
         h2.decoder.max_header_list_size = options.max_header_size
+        self._wake.set()
+
+    def _open_connection_window(self) -> None:
+        """Widen the connection's receive window (once the client's preface is in)."""
+        window = self.shared.options.http2_initial_window_size
         target = max(window, min(window * CONNECTION_WINDOW_STREAMS, MAX_CONNECTION_WINDOW))
         if target > 65535:
-            h2.increment_flow_control_window(target - 65535)
-        self._wake.set()
+            self.h2.increment_flow_control_window(target - 65535)
 
     async def _read_loop(self) -> RequestEndedCode:
         """Read and handle frames until the connection is to end; return the code for
         streams still running then."""
         data, self._initial = self._initial, b""
         transport = self.transport
+        opened = False
         with self._read_scope:
             while True:
                 if data:
@@ -324,13 +336,20 @@ class HTTP2Connection:
                                      self.info.client_address, exc)
                         self._goaway_sent = True
                         return RequestEndedCode.HTTP_PROTOCOL_ERROR
+                    if not opened:
+                        opened = True
+                        self._open_connection_window()
                     if events:
                         self._handle(events)
                     if self._goaway_sent and self._dead:
                         return RequestEndedCode.HTTP_PROTOCOL_ERROR
                     await self.flushed()
-                data = await transport.receive(RECV_SIZE)
+                try:
+                    data = await transport.receive(RECV_SIZE)
+                except TransportError:
+                    data = b""
                 if not data:
+                    self._broken = True
                     return RequestEndedCode.CLIENT_ABORT
         return RequestEndedCode.DAEMON_SHUTDOWN if self.shared.stopping \
             else RequestEndedCode.CONNECTION_ERROR
@@ -346,9 +365,17 @@ class HTTP2Connection:
             if self._extra:
                 data += b"".join(self._extra)
                 self._extra.clear()
-            if data:
+            if data and not self._broken:
                 self._writing = True
-                await transport.send(data)
+                try:
+                    await transport.send(data)
+                except TransportError:
+                    # The client is gone: end the streams and the reader.
+                    self._broken = True
+                    self._cut(RequestEndedCode.CLIENT_ABORT)
+                    self._read_scope.cancel()
+                    done.set()
+                    return
                 self._writing = False
                 self._settle_deadline()
             done.set()
@@ -392,6 +419,10 @@ class HTTP2Connection:
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     try:
+                        if event.stream_ended is None:
+                            # RFC 9113 §8.1: a trailer section is "a HEADERS
+                            # frame ... with the END_STREAM flag set".
+                            raise Malformed("a second HEADERS frame without END_STREAM")
                         stream.trailers = check_trailers(event.headers)
                     except Malformed as exc:
                         self._malformed(stream.id, str(exc))
@@ -485,7 +516,7 @@ class HTTP2Connection:
         Returns:
             Whether it was sent.
         """
-        if self._writing or self._dead:
+        if self._writing or self._dead or self._broken:
             return False
         self._send_goaway()
         data = self.h2.data_to_send() + b"".join(self._extra)
