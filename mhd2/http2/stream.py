@@ -49,6 +49,9 @@ logger = logging.getLogger("mhd2")
 
 #: Queue at most this many body bytes before waiting for the writer.
 FLUSH_BYTES = 64 * 1024
+#: An unread request body of at most this many bytes is read and discarded
+#: before the response (see ``H2Stream._discard_small_body``).
+DISCARD_LIMIT = 64 * 1024
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
@@ -370,11 +373,39 @@ class H2Stream:
                 await self._error_reply(outcome.status)
             return outcome.code
         exchange.response = outcome
+        if not self.body_ended:
+            await self._discard_small_body()
         code = await send_response(self, exchange, outcome, is_head=request.method == "HEAD",
                                    add_date=not options.suppress_date_header)
         if code is RequestEndedCode.BY_APP_ERROR and not self.headers_sent:
             await self._error_reply(500)
         return code
+
+    async def _discard_small_body(self) -> None:
+        """The application answers without reading the body: if what is left of it
+        is small, read and discard it before the answer, so the request is
+        complete (and checked) when the response starts -- as HTTP/1 reads a
+        small unread body to keep the connection.  A larger rest (declared, or
+        past the limit while reading) is not waited for: the response goes at
+        once, then RST_STREAM(NO_ERROR).
+        """
+        size = self.exchange.request.upload_size
+        if size is not None and size - self.exchange.upload_received > DISCARD_LIMIT:
+            return
+        discarded = 0
+        while not self.body_ended and discarded <= DISCARD_LIMIT:
+            if self.gone.is_set():
+                raise ClientGone("the client reset the stream mid-body")
+            if self._pieces:
+                flow = sum(p[1] for p in self._pieces)
+                discarded += sum(len(p[0]) for p in self._pieces)
+                self._pieces.clear()
+                self.conn.acknowledge(self.id, flow)
+                self.arm()
+                continue
+            self._data_event = trio.Event()
+            await self._data_event.wait()
+        self._ack_consumed()
 
     async def _refuse_upgrade(self, action: UpgradeAction) -> RequestEndedCode:
         """``action_upgrade`` on an HTTP/2 stream: 501, logged with the reason.
