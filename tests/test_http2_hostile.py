@@ -292,3 +292,26 @@ async def test_malformed_stream_does_not_disturb_its_neighbours() -> None:
             await client.aclose()
     assert bad_reply.reset == ErrorCodes.PROTOCOL_ERROR
     assert (slow_reply.status, slow_reply.body) == (200, b"/slow")
+
+
+async def test_malformed_trailers_reset_the_stream(ended: Ended) -> None:
+    """A small unread body is read before the answer, so its trailers are checked:
+    a pseudo-header in them (RFC 9113 §8.1) or a trailer HEADERS without
+    END_STREAM is a stream error, and the request never ends as COMPLETED_OK."""
+    async with running(text_response,
+                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.request("/t", "POST", end=False)
+            client.conn.send_data(sid, b"body")
+            await client.flush()
+            trailer = client.conn.encoder.encode([(b":path", b"/x")])
+            await send_quietly(client, HeadersFrame(sid, data=trailer,
+                                                    flags=["END_HEADERS", "END_STREAM"]).serialize())
+            reply = await client.response(sid)
+            good = await client.response(client.request("/after"))
+            await client.aclose()
+    assert reply.reset == ErrorCodes.PROTOCOL_ERROR and reply.status is None
+    assert good.status == 200
+    assert sorted((r.path, c) for r, c in ended) == [
+        ("/after", RequestEndedCode.COMPLETED_OK), ("/t", RequestEndedCode.HTTP_PROTOCOL_ERROR)]

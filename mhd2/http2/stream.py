@@ -373,7 +373,8 @@ class H2Stream:
                 await self._error_reply(outcome.status)
             return outcome.code
         exchange.response = outcome
-        if not self.body_ended:
+        if not self.body_ended and not self.expects_continue:
+            # (A client waiting for 100 Continue sends no body: answer at once.)
             await self._discard_small_body()
         code = await send_response(self, exchange, outcome, is_head=request.method == "HEAD",
                                    add_date=not options.suppress_date_header)
