@@ -180,6 +180,12 @@ DAEMON_OPTIONS: list[Row] = [
      "every request ends with exactly one call"),
     ("(MHD 0.9: no cookie parsing option)", "Daemon(disable_cookies=)",
      "skip parsing ``Cookie`` headers"),
+    ("(MHD2: HTTP/2 only as enums; its h2 ALPN entry is compiled out)", "Daemon(http2=)",
+     "HTTP/2 on by default: ALPN ``h2``, prior knowledge on plain TCP"),
+    ("(none: SETTINGS_MAX_CONCURRENT_STREAMS)", "Daemon(http2_max_concurrent_streams=)",
+     "default 100"),
+    ("(none: SETTINGS_INITIAL_WINDOW_SIZE)", "Daemon(http2_initial_window_size=)",
+     "default 65535"),
 ]
 
 REQUEST: list[Row] = [

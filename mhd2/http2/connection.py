@@ -470,6 +470,10 @@ class HTTP2Connection:
         self.streams[stream_id] = stream
         self._last_stream_id = stream_id
         self._served += 1
+        limit = options.max_requests_per_connection
+        if limit is not None and self._served >= limit:
+            # As HTTP/1's "Connection: close" after the last request: GOAWAY.
+            self._send_goaway()
         self._settle_deadline()
         assert self._nursery is not None
         self._nursery.start_soon(stream.run)
