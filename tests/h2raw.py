@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import trio
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
@@ -25,7 +25,7 @@ from h2.events import (
 from h2.exceptions import ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import Frame
+from hyperframe.frame import Frame, GoAwayFrame
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 WAIT = 10.0
@@ -119,14 +119,22 @@ class RawH2:
             self.closed = True
             return []
         self._frame_log.add_data(data)
-        self.frames.extend(self._frame_log)
-        try:
-            events = self.conn.receive_data(data)
-        except ProtocolError:
-            self.closed = True
-            return []
-        for event in events:
-            self._note(event)
+        frames = list(self._frame_log)
+        self.frames.extend(frames)
+        events: list[Event] = []
+        for frame in frames:
+            try:
+                got = self.conn.receive_data(frame.serialize())
+            except ProtocolError:
+                self.closed = True
+                break
+            for event in got:
+                self._note(event)
+            events.extend(got)
+            if isinstance(frame, GoAwayFrame) and frame.error_code == 0:
+                # h2 closes its state on any GOAWAY; RFC 9113 §6.8 lets the
+                # streams up to the last id finish: read on.
+                self.conn.state_machine.state = ConnectionState.CLIENT_OPEN
         try:
             await self.flush()
         except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -546,9 +546,6 @@ async def test_graceful_stop_sends_goaway_and_lets_running_streams_finish(ended:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(daemon.stop, 5.0)
                 goaway = await client.until_goaway()
-                # h2 (the client library) closes its state on any GOAWAY; RFC 9113
-                # §6.8 lets streams up to the last id finish, so read on.
-                client.conn.state_machine.state = client.conn.state_machine.state.CLIENT_OPEN
                 assert goaway.error_code == 0 and goaway.last_stream_id == sid
                 release.set()
                 reply = await client.response(sid)
@@ -616,3 +613,64 @@ async def test_nghttp_and_h2load(ended: Ended) -> None:
     assert "400 succeeded, 0 failed, 0 errored" in out, out
     assert "status codes: 400 2xx" in out
     assert len(ended) == 403 and {c for _, c in ended} == {RequestEndedCode.COMPLETED_OK}
+
+
+async def test_stop_wakes_parked_streams_with_503_and_refuses_new_ones(ended: Ended) -> None:
+    parked = trio.Event()
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        parked.set()
+        return mhd2.action_suspend(request)
+
+    daemon = mhd2.Daemon(cb, port=0, notify_request_ended=lambda r, c: ended.append((r, c)))
+    async with daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.request("/parked")
+            await client.flush()
+            await parked.wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(daemon.stop, 5.0)
+                goaway = await client.until_goaway()
+                reply = await client.response(sid)
+                await client.until_closed()
+    assert goaway.last_stream_id == sid and reply.status == 503
+    assert [c for _, c in ended] == [RequestEndedCode.DAEMON_SHUTDOWN]
+
+
+async def test_max_requests_per_connection_sends_goaway() -> None:
+    async with running(text_response, max_requests_per_connection=2) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            first = await client.response(client.request("/1"))
+            second = await client.response(client.request("/2"))
+            goaway = await client.until_goaway()
+            await client.until_closed()
+    assert first.status == second.status == 200
+    assert goaway.error_code == 0 and goaway.last_stream_id == 3
+
+
+async def test_connection_timeout_is_per_stream(ended: Ended) -> None:
+    """request.connection_timeout sets the limit of the request's own stream:
+    a stream waiting for a body that does not come is cut, its neighbour is not."""
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.path == "/short":
+            request.connection_timeout = 0.3
+
+        def full(req: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+            return mhd2.upload_action_from_response(req, mhd2.Response.from_buffer_copy(200, data))
+        return mhd2.action_process_upload_full(request, 1000, full)
+
+    async with running(cb, timeout=30,
+                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            short = client.request("/short", "POST", end=False)
+            long = client.request("/long", "POST", end=False)
+            cut = await client.response(short)
+            client.conn.send_data(long, b"late but fine", end_stream=True)
+            fine = await client.response(long)
+            await client.aclose()
+    assert cut.reset == 8 and fine.body == b"late but fine"
+    assert [(r.path, c) for r, c in ended] == [
+        ("/short", RequestEndedCode.TIMEOUT_REACHED), ("/long", RequestEndedCode.COMPLETED_OK)]
