@@ -273,6 +273,9 @@ class HTTP2Connection:
                     self._nursery = nursery
                     self._start()
                     nursery.start_soon(self._writer)
+                    if self.shared.stopping:
+                        # Handed over (h2c) while the daemon began to stop.
+                        self.close_if_idle()
                     code = await self._read_loop()
                     self._cut(code)
                     await self.flushed()
