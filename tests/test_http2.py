@@ -674,3 +674,22 @@ async def test_connection_timeout_is_per_stream(ended: Ended) -> None:
     assert cut.reset == 8 and fine.body == b"late but fine"
     assert [(r.path, c) for r, c in ended] == [
         ("/short", RequestEndedCode.TIMEOUT_REACHED), ("/long", RequestEndedCode.COMPLETED_OK)]
+
+
+async def test_prior_knowledge_over_serve_stream(ended: Ended) -> None:
+    """The preface is recognised on any transport, e.g. a memory stream handed to
+    serve_stream; the connection counts and its streams end once each."""
+    from conftest import open_stream
+
+    async with running(echo_request,
+                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        with trio.fail_after(WAIT):
+            stream = await open_stream(daemon)
+            client = RawH2(stream)
+            await client.flush()
+            replies = [await client.response(client.request(f"/m{i}")) for i in range(3)]
+            assert daemon.connection_count == 1
+            await client.aclose()
+    assert [r.body.split(b" ")[:3] for r in replies] == [
+        [b"HTTP/2", b"GET", f"/m{i}".encode()] for i in range(3)]
+    assert [c for _, c in ended] == [RequestEndedCode.COMPLETED_OK] * 3

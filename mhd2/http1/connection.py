@@ -228,7 +228,8 @@ class HTTP1Connection:
                     transport.arm(force=served == 0)
                 leftover = await (transport.receive_later(RECV_SIZE) if served
                                   else transport.receive(RECV_SIZE))
-                if not served and leftover[:3] == b"PRI" and options.http2:
+                if (not served and leftover[:1] == b"P" and options.http2
+                        and H2_PREFACE.startswith(leftover[:len(H2_PREFACE)])):
                     leftover = await self._complete_preface(leftover)
                     if leftover.startswith(H2_PREFACE):
                         self.handoff = leftover

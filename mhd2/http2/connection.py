@@ -225,6 +225,11 @@ class HTTP2Connection:
 
     # -- used by the streams ------------------------------------------------------------
 
+    @property
+    def ending(self) -> bool:
+        """The connection is being torn down (protocol error, abuse, or gone)."""
+        return self._dead or self._broken
+
     def wake_writer(self) -> None:
         """Frames were queued: have the writer send them."""
         self._wake.set()

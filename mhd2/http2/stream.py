@@ -205,8 +205,8 @@ class H2Stream:
     # -- output (used by mhd2.http2.reply) --------------------------------------------
 
     def _check_open(self) -> None:
-        if self.gone.is_set():
-            raise ClientGone("the client reset the stream")
+        if self.gone.is_set() or self.conn.ending:
+            raise ClientGone("the client reset the stream, or the connection is ending")
 
     async def send_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
                            final: bool = True, flush: bool = True) -> None:
