@@ -47,6 +47,8 @@ __all__ = ["H2Stream"]
 
 logger = logging.getLogger("mhd2")
 
+#: A stream's deadline may lag its progress by this many seconds at most.
+ARM_SLACK = 1.0
 #: Queue at most this many body bytes before waiting for the writer.
 FLUSH_BYTES = 64 * 1024
 #: An unread request body of at most this many bytes is read and discarded
@@ -68,6 +70,7 @@ class H2Stream:
     __slots__ = (
         "_data_event",
         "_pieces",
+        "_armed_at",
         "_timeout",
         "_unacked",
         "_window_event",
@@ -91,6 +94,7 @@ class H2Stream:
         self.id = stream_id
         self.scope = trio.CancelScope()
         self._timeout = conn.shared.options.timeout
+        self._armed_at = -math.inf
         self.gone = trio.Event()
         self.cancel_code: RequestEndedCode | None = None
         self._pieces: deque[tuple[bytes, int]] = deque()
@@ -144,7 +148,7 @@ class H2Stream:
 
     def resumed(self) -> None:
         """The parked request goes on: re-arm the stream's deadline."""
-        self.arm()
+        self.arm(force=True)
 
     @property
     def timeout(self) -> float | None:
@@ -154,12 +158,22 @@ class H2Stream:
     def set_timeout(self, seconds: float | None) -> None:
         """Override the inactivity timeout of this stream."""
         self._timeout = seconds
-        self.arm()
+        self.arm(force=True)
 
-    def arm(self) -> None:
-        """Progress: the stream's deadline moves to its timeout from now."""
+    def arm(self, *, force: bool = False) -> None:
+        """Progress: the stream's deadline moves to its timeout from now.
+
+        Unless *force*, only when it was last moved more than an eighth of the
+        timeout (at most a second) ago: moving a deadline is not free.
+        """
         timeout = self._timeout
-        self.scope.deadline = math.inf if timeout is None else trio.current_time() + timeout
+        if timeout is None:
+            self.scope.deadline = math.inf
+            return
+        now = trio.current_time()
+        if force or now - self._armed_at > min(ARM_SLACK, timeout / 8):
+            self._armed_at = now
+            self.scope.deadline = now + timeout
 
     # -- BodySource -------------------------------------------------------------------
 
@@ -291,7 +305,7 @@ class H2Stream:
                 code = self.cancel_code or RequestEndedCode.CLIENT_ABORT
                 return
             with self.scope:
-                self.arm()
+                self.arm(force=True)
                 code = await self._serve()
             if self.scope.cancelled_caught:
                 code = self.cancel_code or RequestEndedCode.TIMEOUT_REACHED
