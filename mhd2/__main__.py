@@ -1,4 +1,4 @@
-"""``python -m mhd2 serve [DIR] [--host H] [--port P]`` — see :mod:`mhd2.cli`."""
+"""``python -m mhd2 run MODULE:ATTR | serve [DIR] | demo [options]`` — see :mod:`mhd2.cli`."""
 
 import sys
 

@@ -15,7 +15,9 @@ class ConnectionInfo:
     """One client connection, as ``request.connection`` and ``notify_connection`` see it.
 
     Attributes:
-        client_address: ``(host, port)`` of the peer.
+        client_address: ``(host, port)`` of the client: the socket's peer, or
+            what a trusted proxy's PROXY protocol header said
+            (``proxy_protocol=True``).
         server_address: ``(host, port)`` of the local end.
         tls_version: e.g. ``"TLSv1.3"``, or ``None`` on plain TCP.
         cipher: the negotiated cipher suite name, or ``None``.
@@ -28,6 +30,8 @@ class ConnectionInfo:
         peer_issuer: the client certificate's issuer as an RFC 4514 string.
         peer_serial: the client certificate's serial number.
         peer_not_before, peer_not_after: the certificate's validity (UTC).
+        peer_address: ``(host, port)`` of the socket's peer (the proxy, behind
+            one); ``client_address`` when not given.
     """
 
     client_address: tuple[str, int]
@@ -43,6 +47,11 @@ class ConnectionInfo:
     peer_serial: int | None = None
     peer_not_before: datetime | None = None
     peer_not_after: datetime | None = None
+    peer_address: tuple[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.peer_address is None:
+            object.__setattr__(self, "peer_address", self.client_address)
 
 
 def _address(addr: Any) -> tuple[str, int]:
@@ -53,7 +62,7 @@ def _address(addr: Any) -> tuple[str, int]:
 
 def connection_info_for(
     client_address: Any, server_address: Any, ssl_object: ssl.SSLObject | None = None,
-    server_name: str | None = None,
+    server_name: str | None = None, peer_address: tuple[str, int] | None = None,
 ) -> ConnectionInfo:
     """Build the :class:`ConnectionInfo` of an accepted connection.
 
@@ -63,7 +72,8 @@ def connection_info_for(
         server_name: the SNI name seen during the handshake, if any.
     """
     if ssl_object is None:
-        return ConnectionInfo(_address(client_address), _address(server_address))
+        return ConnectionInfo(_address(client_address), _address(server_address),
+                              peer_address=peer_address)
     from .tls import certificate_details
 
     cert = ssl_object.getpeercert()
@@ -83,4 +93,5 @@ def connection_info_for(
         peer_serial=details["serial_number"],
         peer_not_before=details["not_before"],
         peer_not_after=details["not_after"],
+        peer_address=peer_address,
     )

@@ -24,6 +24,8 @@ from typing import Any, cast
 
 import trio
 
+from ._proxy.protocol import ProxyProtocolError
+from ._proxy.receive import proxied_client_address
 from .connection_info import ConnectionInfo, connection_info_for
 from .enums import AddressFamily, StatusCode
 from .errors import DaemonStartError, UsageError
@@ -139,6 +141,11 @@ class Daemon:
         return [(str(a[0]), int(a[1])) if isinstance(a, tuple) else UNIX_CLIENT for a in names]
 
     @property
+    def request_cb(self) -> RequestCallback:
+        """The application's request callback."""
+        return self._shared.request_cb
+
+    @property
     def connection_count(self) -> int:
         """How many client connections are open now."""
         return self._count
@@ -172,6 +179,7 @@ class Daemon:
             if stack is not None:
                 await stack.aclose()
 
+    @trio.lowlevel.enable_ki_protection
     async def serve(self, *, task_status: trio.TaskStatus[Daemon] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind (if not yet bound) and serve until :meth:`stop` or cancellation.
 
@@ -218,7 +226,12 @@ class Daemon:
             )
 
     def quiesce(self) -> None:
-        """Stop accepting new connections; open connections are still served."""
+        """Stop accepting new connections; open connections are still served.
+
+        Replies sent from now on say ``Connection: close``, so kept-alive
+        clients move to another server (or worker) after their current request.
+        """
+        self._shared.quiescing = True
         for listener in self._listeners:
             if listener.fileno() != -1:
                 trio.lowlevel.notify_closing(listener)
@@ -278,6 +291,11 @@ class Daemon:
 
     # -- accepting ---------------------------------------------------------------------
 
+    # The daemon's own tasks are protected from KeyboardInterrupt: Ctrl-C is
+    # delivered to the application's main task (which leaves `async with
+    # daemon` and so stops the daemon), never raised inside a connection task
+    # in the middle of a write, where it would surface as an ExceptionGroup.
+    @trio.lowlevel.enable_ki_protection
     async def _accept_loop(self, listener: stdlib_socket.socket, nursery: trio.Nursery) -> None:
         """Accept connections until the listener is closed.
 
@@ -309,26 +327,48 @@ class Daemon:
                 burst = 0
                 await trio.lowlevel.checkpoint()
             address = _client_address(peer)
-            ip = address[0]
-            if self._over_limit(ip):
+            # Behind a PROXY header the client's address is known only once
+            # the header is read: per-IP counting waits for it.
+            ip = None if self.options.proxy_protocol else address[0]
+            if self._over_limit(ip, address[0]):
                 _refuse(sock)
                 continue
             self._count += 1
-            self._per_ip[ip] += 1
-            nursery.start_soon(self._run_connection, sock, address)
+            if ip is not None:
+                self._per_ip[ip] += 1
+            nursery.start_soon(self._run_connection, sock, peer, address, ip)
 
-    def _over_limit(self, ip: str) -> bool:
+    def _over_limit(self, ip: str | None, seen: str) -> bool:
+        """Whether a new connection (from client *ip*, if known) is over the limits."""
         opts = self.options
         if (opts.connection_limit is not None and self._count >= opts.connection_limit) or (
-            opts.per_ip_limit is not None and self._per_ip[ip] >= opts.per_ip_limit
+            ip is not None and opts.per_ip_limit is not None
+            and self._per_ip[ip] >= opts.per_ip_limit
         ):
-            self._refusals.refused(ip)
+            self._refusals.refused(seen)
             return True
         return False
 
-    async def _run_connection(self, sock: stdlib_socket.socket, address: tuple[str, int]) -> None:
+    @trio.lowlevel.enable_ki_protection
+    async def _run_connection(self, sock: stdlib_socket.socket, peer: Any,
+                              address: tuple[str, int], ip: str | None) -> None:
         opts = self.options
         try:
+            if opts.proxy_protocol:
+                sock.setblocking(False)
+                try:
+                    address = await proxied_client_address(sock, peer, self._shared.trusted,
+                                                           timeout=opts.timeout)
+                except ProxyProtocolError as exc:
+                    logger.debug("mhd2: connection from %s closed: %s", address[0], exc)
+                    sock.close()
+                    return
+                if opts.per_ip_limit is not None and self._per_ip[address[0]] >= opts.per_ip_limit:
+                    self._refusals.refused(address[0])
+                    _refuse(sock)
+                    return
+                ip = address[0]
+                self._per_ip[ip] += 1
             if opts.accept_policy is not None and not await self._accepted(address):
                 sock.close()
                 return
@@ -342,10 +382,10 @@ class Daemon:
             assert transport is not None
             tls = transport.tls
             info = connection_info_for(address, local if isinstance(local, tuple) else UNIX_CLIENT,
-                                       tls, sni_server_name(tls))
+                                       tls, sni_server_name(tls), _client_address(peer))
             await self._serve_transport(transport, info)
         finally:
-            self._forget(address[0])
+            self._forget(ip)
 
     async def _accepted(self, address: tuple[str, int]) -> bool:
         try:
@@ -378,11 +418,12 @@ class Daemon:
             self._connections.discard(conn)
             await transport.close()
 
-    def _forget(self, ip: str) -> None:
+    def _forget(self, ip: str | None) -> None:
         self._count -= 1
-        self._per_ip[ip] -= 1
-        if not self._per_ip[ip]:
-            del self._per_ip[ip]
+        if ip is not None:
+            self._per_ip[ip] -= 1
+            if not self._per_ip[ip]:
+                del self._per_ip[ip]
         if self._shared.stopping and not self._connections:
             self._drained.set()
 
@@ -411,7 +452,7 @@ class Daemon:
                              "'async with daemon' (or after nursery.start(daemon.serve))")
         address = (str(client_address[0]), int(client_address[1]))
         ip = address[0]
-        if self._over_limit(ip):
+        if self._over_limit(ip, ip):
             await trio.aclose_forcefully(stream)
             return
         self._count += 1

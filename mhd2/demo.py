@@ -57,7 +57,6 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -481,23 +480,3 @@ async def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     async with chat_server(host=host, port=port) as (daemon, _):
         task_status.started(daemon.port)
         await trio.sleep_forever()
-
-
-async def main(host: str, port: int) -> int:
-    """``python -m mhd2 demo``: run until SIGINT/SIGTERM; the exit status."""
-    from .cli import stop_signals, url_for
-    from .errors import DaemonStartError
-
-    with stop_signals() as signals:
-        try:
-            async with chat_server(host=host, port=port) as (daemon, _):
-                print(f"mhd2 demo: chat on {url_for(host, daemon.port)} (Ctrl-C to stop)",
-                      file=sys.stderr, flush=True)
-                async for _ in signals:
-                    print("mhd2 demo: stopping", file=sys.stderr, flush=True)
-                    break
-        except DaemonStartError as exc:
-            cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-            print(f"mhd2 demo: cannot listen on {host} port {port}: {exc}{cause}", file=sys.stderr)
-            return 1
-    return 0

@@ -107,6 +107,7 @@ class Exchange:
         "action_slot",
         "body_bytes_sent",
         "body_read",
+        "client_address",
         "ended",
         "footers",
         "host",
@@ -115,6 +116,7 @@ class Exchange:
         "request",
         "response",
         "resume_pending",
+        "scheme",
         "shared",
         "started_at",
         "status",
@@ -155,6 +157,9 @@ class Exchange:
         #: Called once when the request ends, however it ends (library hooks).
         self.on_end: list[Callable[[], object]] = []
         self.started_at = time.monotonic()
+        #: The real client after forwarded headers (``None``: the connection's).
+        self.client_address: tuple[str, int] | None = None
+        self.scheme = "https" if info.tls_version is not None else "http"
         self.request = Request(self, method, uri, version, headers, upload_size, info)
 
     # -- calling the application ---------------------------------------------------

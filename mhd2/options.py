@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from ._proxy.forwarded import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from .enums import AddressFamily, StatusCode, StrictLevel
 from .errors import UsageError
 
@@ -92,6 +93,9 @@ class DaemonOptions:
     min_body_rate: tuple[int, float] | None = (DEFAULT_MIN_BODY_BYTES, DEFAULT_MIN_BODY_WINDOW)
     unix_path: str | None = None
     unix_mode: int | None = None
+    proxy_protocol: bool = False
+    trusted_proxies: Any = DEFAULT_TRUSTED_PROXIES
+    forwarded_headers: bool = False
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
     large_pool_size: int = DEFAULT_LARGE_POOL_SIZE
     accept_policy: Callable[..., Any] | None = None
@@ -149,6 +153,21 @@ class DaemonOptions:
             if self.listen_socket is not None:
                 raise _bad("unix_path", self.unix_path, "no listen_socket with it (pass one)")
         _check_int("unix_mode", self.unix_mode, 0, allow_none=True)
+        for flag in ("proxy_protocol", "forwarded_headers"):
+            if not isinstance(getattr(self, flag), bool):
+                raise _bad(flag, getattr(self, flag), "True or False")
+        if isinstance(self.trusted_proxies, str):
+            object.__setattr__(self, "trusted_proxies", tuple(
+                p.strip() for p in self.trusted_proxies.split(",") if p.strip()))
+        if not isinstance(self.trusted_proxies, tuple | list) or not all(
+                isinstance(p, str) for p in self.trusted_proxies):
+            raise _bad("trusted_proxies", self.trusted_proxies,
+                       'addresses, networks or "unix", e.g. ("127.0.0.1", "10.0.0.0/8", "unix")')
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
+        try:
+            TrustedProxies(self.trusted_proxies)
+        except UsageError as exc:
+            raise _bad("trusted_proxies", self.trusted_proxies, str(exc)) from None
         _check_int("max_header_size", self.max_header_size, 256)
         _check_int("large_pool_size", self.large_pool_size, 0)
         for name in ("accept_policy", "early_uri_logger", "notify_connection",

@@ -154,8 +154,20 @@ class Request:
 
     @property
     def client_address(self) -> tuple[str, int]:
-        """``(host, port)`` of the client."""
-        return self.connection.client_address
+        """``(host, port)`` of the client.
+
+        The real client: after a PROXY protocol header and, with
+        ``forwarded_headers=True``, after the ``Forwarded`` /
+        ``X-Forwarded-For`` headers of a trusted proxy.  The connection's own
+        view is ``request.connection.client_address`` (after PROXY only) and
+        ``request.connection.peer_address`` (the socket's peer).
+        """
+        return self._x.client_address or self.connection.client_address
+
+    @property
+    def scheme(self) -> str:
+        """``"https"`` or ``"http"``: TLS, or what a trusted proxy said it was."""
+        return self._x.scheme
 
     # -- progress and per-connection settings ----------------------------------------
 

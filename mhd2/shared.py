@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._auth.nonces import NonceRegistry
+from ._proxy.forwarded import TrustedProxies
 from .pool import LargePool
 
 if TYPE_CHECKING:
@@ -30,10 +31,13 @@ class Shared:
         large_pool: the budget for in-memory bodies (``large_pool_size``).
         token: the daemon's trio token (for ``request_resume`` from threads).
         stopping: a graceful stop has begun.
+        quiescing: no new connections are accepted (``quiesce`` or a stop):
+            replies close their connections.
         nonces: the Digest nonce registry (``None`` unless ``digest_auth_random``).
+        trusted: the peers whose PROXY and forwarded headers are believed.
     """
 
-    __slots__ = ("large_pool", "nonces", "options", "request_cb", "stopping", "token")
+    __slots__ = ("large_pool", "nonces", "options", "quiescing", "request_cb", "stopping", "token", "trusted")
 
     def __init__(self, options: DaemonOptions, request_cb: Callable[..., Any]) -> None:
         self.options = options
@@ -41,4 +45,6 @@ class Shared:
         self.large_pool = LargePool(options.large_pool_size)
         self.token: trio.lowlevel.TrioToken | None = None
         self.stopping = False
+        self.quiescing = False
         self.nonces: NonceRegistry | None = NonceRegistry.from_options(options)
+        self.trusted = TrustedProxies(options.trusted_proxies)

@@ -64,7 +64,7 @@ async def open_stream(target: int | mhd2.Daemon) -> trio.abc.HalfCloseableStream
     nursery = target._nursery
     assert nursery is not None, "the daemon is not running"
     nursery.start_soon(partial(target.serve_stream, server, client_address=MEMORY_CLIENT))
-    return client  # type: ignore[return-value]
+    return client  # type: ignore[return-value, unused-ignore]
 
 
 async def exchange(target: int | mhd2.Daemon, data: bytes, *, half_close: bool = False) -> bytes:

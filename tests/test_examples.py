@@ -366,3 +366,47 @@ async def test_readme_hello_world_sends_content_type_and_stops_quietly_on_ctrl_c
             process.kill()
         with trio.fail_after(10):
             await process.wait()
+
+
+async def _poke(url: str) -> None:
+    try:
+        await fetch(url)
+    except httpx.HTTPError:
+        pass  # the server may stop first: that is the point
+
+
+async def test_ctrl_c_never_surfaces_inside_a_connection_task(tmp_path: Path) -> None:
+    """SIGINT arriving while a connection task runs (not the main task) still
+    reaches the main task as a plain KeyboardInterrupt: the daemon's tasks are
+    protected, so no ExceptionGroup traceback and exit status 0, every time."""
+    source = hello_world().replace("port=8888", "port=0")
+    script = tmp_path / "hello.py"
+    script.write_text(source)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    for _ in range(8):
+        process = await trio.lowlevel.open_process(
+            [sys.executable, str(script)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, env=env)
+        ex = Example(process)
+        try:
+            with trio.fail_after(20):
+                match = re.search(r":(\d+)/", await ex.line())
+            assert match is not None
+            ex.port = int(match[1])
+            # Keep connection tasks busy while the signal arrives.
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(_poke, ex.url + "/")
+                await trio.sleep(0.005)
+                process.send_signal(signal.SIGINT)
+            with trio.fail_after(15):
+                assert await process.wait() == 0
+            with trio.fail_after(10):
+                rest = await process.stderr.receive_some(65536) if process.stderr else b""
+            assert rest == b"", rest.decode(errors="replace")
+        finally:
+            if process.returncode is None:
+                process.kill()
+            with trio.fail_after(10):
+                await process.wait()

@@ -8,7 +8,7 @@ import pytest
 
 from mhd2._http1.date import date_header_line
 from mhd2._http1.framing import Framing, plan_reply
-from mhd2._http1.parser import H11Parser, Head
+from mhd2._http1.parser import BodyEnd, H11Parser, Head
 from mhd2._http1.request_checks import check_head, check_host, check_raw_head, has_length_conflict
 from mhd2._http1.unread_body import DRAIN_LIMIT, consume_buffered_body
 from mhd2._http1.values import parse_cookies, parse_query, split_target
@@ -183,3 +183,24 @@ def test_unread_body_done_drainable_or_not() -> None:
     chunked = _parsed(head + b"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
     assert consume_buffered_body(chunked, None) == (False, False)
     assert consume_buffered_body(_parsed(head + b"\r\n"), 0) == (True, True)
+
+
+def test_parser_keeps_no_copy_of_the_body_and_moves_to_the_next_request() -> None:
+    parser = H11Parser(16384)
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 300000\r\n\r\n")
+    assert isinstance(parser.next_head(), Head)
+    parser.stop_recording()
+    got = 0
+    for _ in range(3):
+        parser.feed(b"x" * 100_000)
+        piece = parser.next_body()
+        assert isinstance(piece, bytes)
+        got += len(piece)
+        assert parser._fed == []  # the body is handed over, not kept
+    parser.feed(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert got == 300_000
+    assert parser.next_body() == BodyEnd([])
+    parser.next_request()
+    assert parser.has_next and not parser.at_eof
+    head = parser.next_head()
+    assert isinstance(head, Head) and head.target == b"/next"

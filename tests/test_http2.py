@@ -693,3 +693,20 @@ async def test_prior_knowledge_over_serve_stream(ended: Ended) -> None:
     assert [r.body.split(b" ")[:3] for r in replies] == [
         [b"HTTP/2", b"GET", f"/m{i}".encode()] for i in range(3)]
     assert [c for _, c in ended] == [RequestEndedCode.COMPLETED_OK] * 3
+
+
+async def test_forwarded_headers_apply_to_streams() -> None:
+    seen: list[mhd2.Request] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        seen.append(request)
+        return text_response(request)
+
+    async with running(cb, forwarded_headers=True) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            await client.response(client.request("/f", headers=[
+                ("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]))
+            await client.aclose()
+    assert seen[0].client_address[0] == "203.0.113.9" and seen[0].scheme == "https"
+    assert seen[0].connection.client_address[0] == "127.0.0.1"

@@ -141,3 +141,22 @@ async def test_graceful_stop_ends_serve_stream_connections() -> None:
             with trio.fail_after(WAIT):
                 await daemon.stop(grace=1)
                 await done.wait()  # the idle kept-alive connection was closed
+
+
+async def test_replies_after_quiesce_close_their_connection() -> None:
+    from conftest import open_stream, read_response
+
+    async with running(text_response) as daemon:
+        stream = await open_stream(daemon.port)
+        async with stream:
+            buffer = bytearray()
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            first = await read_response(stream, buffer)
+            assert b"Connection: close" not in first
+            daemon.quiesce()
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            second = await read_response(stream, buffer)
+            assert status_of(second) == 200
+            assert b"\r\nConnection: close\r\n" in second
+            with trio.fail_after(WAIT):
+                assert await read_until_close(stream) == b""

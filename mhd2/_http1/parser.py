@@ -90,29 +90,65 @@ class ParseError:
 
 
 class H11Parser:
-    """Parse one request (head, body, trailers) with a fresh :class:`h11.Connection`.
+    """The requests of one connection, parsed with h11.
 
-    h11 only parses here; mhd2 writes its responses itself.  A new parser is
-    made per request (about 1 µs); bytes of the next pipelined request are
-    carried over through :attr:`leftover`.
+    One parser serves a connection; :meth:`next_request` moves it to the next
+    request.  Underneath, each request gets a fresh :class:`h11.Connection`
+    (about 1 µs), which only parses (mhd2 writes its responses itself); bytes
+    of the next pipelined request are carried over to it.
 
     Args:
         max_head: the most bytes h11 buffers for an incomplete head.
     """
 
-    __slots__ = ("_conn", "_fed", "_pending")
+    __slots__ = ("_carried", "_conn", "_eof", "_fed", "_max_head", "_pending", "_recording",
+                 "fed_count")
 
     def __init__(self, max_head: int) -> None:
+        self._max_head = max_head
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
+        # Copies of what is fed, kept only while a head is being parsed.
         self._fed: list[bytes] = []
+        self._recording = True
+        self._carried = 0
+        self._eof = False
+        #: Bytes fed since the current request began (its head is at most this).
+        self.fed_count = 0
         # A result found while merging body pieces, returned by the next call.
         self._pending: BodyEnd | ParseError | _Marker | None = None
 
     def feed(self, data: bytes) -> None:
         """Give the parser bytes read from the client (``b""`` means end of input)."""
         self._conn.receive_data(data)
-        if data and self._fed is not None:
-            self._fed.append(data)
+        if data:
+            self.fed_count += len(data)
+            if self._recording:
+                self._fed.append(data)
+
+    def next_request(self) -> None:
+        """The current request is done: parse what follows as the next one."""
+        data, eof = self._conn.trailing_data
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+        self._fed = []
+        self._recording = True
+        self.fed_count = 0
+        self._pending = None
+        self._carried = len(data)
+        self._eof = eof
+        if data:
+            self.feed(bytes(data))
+        if eof:
+            self._conn.receive_data(b"")
+
+    @property
+    def has_next(self) -> bool:
+        """Bytes of the next request were already received (pipelining)."""
+        return self._carried > 0
+
+    @property
+    def at_eof(self) -> bool:
+        """The client closed its sending side."""
+        return self._eof
 
     def raw_head_bytes(self) -> bytes:
         """The bytes fed while the head was parsed (for byte-level head checks)."""
@@ -137,12 +173,13 @@ class H11Parser:
                         scan_fields(event.headers))
         return CLOSED
 
-    def head_length(self, fed: int) -> int:
-        """How many of the *fed* bytes the head took (the rest is body or next request)."""
-        return fed - len(self._conn.trailing_data[0])
+    def head_length(self) -> int:
+        """How many of the bytes fed the head took (the rest is body or next request)."""
+        return self.fed_count - len(self._conn.trailing_data[0])
 
     def stop_recording(self) -> None:
         """The head is parsed: stop keeping copies of what is fed."""
+        self._recording = False
         self._fed = []
 
     def next_body(self) -> bytes | BodyEnd | ParseError | _Marker:
@@ -186,11 +223,9 @@ class H11Parser:
         """The client sent ``Expect: 100-continue`` and waits for it."""
         return bool(self._conn.they_are_waiting_for_100_continue)
 
-    @property
-    def leftover(self) -> tuple[bytes, bool]:
-        """Bytes received beyond this request, and whether the client closed."""
-        data, eof = self._conn.trailing_data
-        return bytes(data), eof
+    def unparsed(self) -> bytes:
+        """Bytes received but not parsed yet (after the head: body, or what follows)."""
+        return bytes(self._conn.trailing_data[0])
 
 
 def _body_end(event: h11.EndOfMessage) -> BodyEnd:

@@ -28,6 +28,7 @@ from .._http1.parser import H11Parser, Head, ParseError
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
+from .._proxy.forwarded import resolve_from_headers
 from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
 from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
@@ -213,48 +214,44 @@ class HTTP1Connection:
     async def _serve(self) -> None:
         options = self._shared.options
         transport = self.transport
-        leftover = b""
-        eof = False
+        parser = H11Parser(options.max_header_size)
+        self._parser = parser
         served = 0
         idle_timeout = options.timeout
         while True:
             self._idle = True
-            if not leftover:
-                if eof or self._shared.stopping:
+            if not parser.has_next:
+                if parser.at_eof or self._shared.stopping:
                     return
                 if transport.timeout != idle_timeout:
                     transport.set_timeout(idle_timeout)
                 else:
                     transport.arm(force=served == 0)
-                leftover = await (transport.receive_later(RECV_SIZE) if served
-                                  else transport.receive(RECV_SIZE))
-                if (not served and leftover[:1] == b"P" and options.http2
-                        and H2_PREFACE.startswith(leftover[:len(H2_PREFACE)])):
-                    leftover = await self._complete_preface(leftover)
-                    if leftover.startswith(H2_PREFACE):
-                        self.handoff = leftover
+                data = await (transport.receive_later(RECV_SIZE) if served
+                              else transport.receive(RECV_SIZE))
+                if (not served and data[:1] == b"P" and options.http2
+                        and H2_PREFACE.startswith(data[:len(H2_PREFACE)])):
+                    data = await self._complete_preface(data)
+                    if data.startswith(H2_PREFACE):
+                        self.handoff = data
                         return
-                while leftover[:1] in (b"\r", b"\n"):
+                while data[:1] in (b"\r", b"\n"):
                     # RFC 9112 §2.2: "a server that is expecting to receive and
                     # parse a request-line SHOULD ignore at least one empty
                     # line (CRLF) received prior to the request-line."  They
                     # are not progress: the idle deadline is not moved.
-                    leftover = leftover.lstrip(b"\r\n")
-                    if not leftover:
-                        leftover = await transport.receive(RECV_SIZE)
-                        if not leftover:
+                    data = data.lstrip(b"\r\n")
+                    if not data:
+                        data = await transport.receive(RECV_SIZE)
+                        if not data:
                             return
-                if not leftover:
+                if not data:
                     return
+                parser.feed(data)
             if transport.timeout != self._request_timeout:
                 transport.set_timeout(self._request_timeout)
-            parser = H11Parser(options.max_header_size)
-            self._parser = parser
-            parser.feed(leftover)
-            if eof:
-                parser.feed(b"")
             self._reply_started = False
-            head = await self._read_head(parser, len(leftover))
+            head = await self._read_head(parser)
             self._idle = False
             if head is None:
                 return
@@ -263,7 +260,7 @@ class HTTP1Connection:
                     and served >= options.max_requests_per_connection)
             if not await self._handle(parser, head, last):
                 return
-            leftover, eof = parser.leftover
+            parser.next_request()
             idle_timeout = (self._request_timeout if self._overridden
                             else options.keep_alive_timeout)
 
@@ -276,11 +273,11 @@ class HTTP1Connection:
             data += more
         return data
 
-    async def _read_head(self, parser: H11Parser, fed: int) -> Head | None:
+    async def _read_head(self, parser: H11Parser) -> Head | None:
         """Read until a request head is complete; answer and return None on errors."""
         self._head_started = True
         options = self._shared.options
-        result = await read_head(self.transport, parser, fed, options.max_header_size,
+        result = await read_head(self.transport, parser, options.max_header_size,
                                  strict=options.strict_level >= 1)
         if isinstance(result, ParseError):
             await self._reject(result.status, result.detail)
@@ -302,6 +299,12 @@ class HTTP1Connection:
         )
         self._exchange = exchange
         request = exchange.request
+        if options.forwarded_headers:
+            found = resolve_from_headers(self.info.client_address, shared.trusted,
+                                         head.lower_fields, scheme=exchange.scheme)
+            if found.from_headers:
+                exchange.client_address = found.client_address
+                exchange.scheme = found.scheme
         if options.early_uri_logger is not None:
             try:
                 await call_maybe_await(options.early_uri_logger, request, request.uri,
@@ -324,7 +327,7 @@ class HTTP1Connection:
                               and (scan.has_content_length or version != b"1.1"))
         if options.strict_level >= 1 and scan.upload_size is None:
             self.chunk_checker = ChunkedChecker()
-            self.chunk_checker.feed(parser.leftover[0])
+            self.chunk_checker.feed(parser.unparsed())
         else:
             self.chunk_checker = None
 
@@ -379,7 +382,7 @@ class HTTP1Connection:
             http10_compatible_strict=response.http10_compatible_strict,
             http10_server=response.http10_server,
             app_content_length=response._app_content_length,
-            daemon_stopping=self._shared.stopping,
+            daemon_stopping=self._shared.quiescing,
         )
         self._reply_started = True
         sent_before = self.transport.bytes_sent
@@ -395,7 +398,7 @@ class HTTP1Connection:
             return False
         self._end(code)
         if not plan.keep_alive:
-            if not body_done or parser.leftover[0]:
+            if not body_done or parser.unparsed():
                 await self.transport.linger()
             return False
         if not body_done:
@@ -420,7 +423,7 @@ class HTTP1Connection:
         # against the connection limits until the handler is done.
         transport.timeout = None
         transport.disarm()
-        handle = UpgradeHandle(transport, parser.leftover[0], request)
+        handle = UpgradeHandle(transport, parser.unparsed(), request)
         self._upgraded = handle  # told when a graceful stop begins
         if self._shared.stopping:
             handle.begin_stop()

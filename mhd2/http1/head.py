@@ -21,14 +21,13 @@ __all__ = ["read_head"]
 RECV_SIZE = 16 * 1024
 
 
-async def read_head(transport: Transport, parser: H11Parser, fed: int, max_head: int, *,
+async def read_head(transport: Transport, parser: H11Parser, max_head: int, *,
                     strict: bool) -> Head | ParseError | None:
     """Feed *parser* from *transport* until a request head is complete.
 
     Args:
         transport: the connection.
-        parser: a fresh parser, already fed *fed* bytes.
-        fed: how many bytes it was fed.
+        parser: the connection's parser, at the start of a request.
         max_head: ``max_header_size``.
         strict: check the raw bytes (strict levels >= 1).
 
@@ -40,16 +39,14 @@ async def read_head(transport: Transport, parser: H11Parser, fed: int, max_head:
     while True:
         result = parser.next_head()
         if result is NEED_DATA:
-            if fed > max_head:
+            if parser.fed_count > max_head:
                 return ParseError(431, "request header section too large")
             if not waited:
                 # The whole head must arrive within `timeout` of its first
                 # byte: trickling more bytes does not extend it (slowloris).
                 transport.arm(force=True)
                 waited = True
-            data = await transport.receive(RECV_SIZE)
-            parser.feed(data)
-            fed += len(data)
+            parser.feed(await transport.receive(RECV_SIZE))
             continue
         if isinstance(result, ParseError):
             if result.status == 431 and b"\n" not in parser.raw_head_bytes()[:max_head]:
@@ -62,8 +59,8 @@ async def read_head(transport: Transport, parser: H11Parser, fed: int, max_head:
             return None
         # The head is at most what was fed: measure it only when that is over
         # the limit, or to check it byte by byte.
-        if fed > max_head or strict:
-            head_len = parser.head_length(fed)
+        if parser.fed_count > max_head or strict:
+            head_len = parser.head_length()
             if head_len > max_head:
                 return ParseError(431, "request header section too large")
             if strict:

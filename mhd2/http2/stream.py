@@ -30,6 +30,7 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
 from .._http1.date import date_header_line
+from .._proxy.forwarded import resolve_from_headers
 from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
 from ..callbacks import call_maybe_await
 from ..enums import RequestEndedCode, reason_phrase
@@ -68,9 +69,9 @@ class H2Stream:
     """
 
     __slots__ = (
+        "_armed_at",
         "_data_event",
         "_pieces",
-        "_armed_at",
         "_timeout",
         "_unacked",
         "_window_event",
@@ -353,7 +354,14 @@ class H2Stream:
     async def _serve(self) -> RequestEndedCode:
         exchange = self.exchange
         request = exchange.request
-        options = self.conn.shared.options
+        shared = self.conn.shared
+        options = shared.options
+        if options.forwarded_headers:
+            found = resolve_from_headers(self.conn.info.client_address, shared.trusted,
+                                         request._headers, scheme=exchange.scheme)
+            if found.from_headers:
+                exchange.client_address = found.client_address
+                exchange.scheme = found.scheme
         if options.early_uri_logger is not None:
             try:
                 await call_maybe_await(options.early_uri_logger, request, request.uri,

@@ -1,0 +1,525 @@
+"""Supervised pre-fork workers: bind once, fork N, keep N alive.
+
+The supervisor is a small, synchronous parent process; it knows nothing about
+HTTP. It owns one listening socket (bound by the caller, or handed in by
+systemd) and forks *N* workers, each of which runs ``worker_main(sock,
+worker)`` -- typically a trio loop with an :class:`mhd2.Daemon` on
+``listen_socket=sock``. All workers accept on the same socket, so the kernel
+spreads the connections and keeps them queued while a worker is replaced: a
+connection waits in the listen backlog instead of being refused.
+
+What the supervisor does:
+
+* **restart**: a worker that dies is forked again; one that dies within
+  ``min_uptime`` seconds of its start is restarted after a growing back-off
+  (0.1 s, 0.2 s, 0.4 s ... up to ``max_backoff``) so that a crash loop does
+  not eat the machine. A worker that exits with :data:`WORKER_BOOT_ERROR`
+  before it was ready (the application cannot even be imported) stops the
+  supervisor when it is first starting, and is given up on during a reload.
+* **recycle**: a worker that calls :meth:`Worker.recycle` (for instance after
+  ``--max-requests`` requests) keeps serving until its replacement reports
+  :meth:`Worker.ready`; only then is it sent SIGTERM, after which it stops
+  accepting and finishes its requests in flight.
+* **reload** (SIGHUP): every worker is replaced the same way, one at a time:
+  the new one is ready before the old one is told to stop. If a new worker
+  fails before it is ready, the reload stops there and the old workers keep
+  serving.
+* **stop** (SIGINT / SIGTERM): every worker gets SIGTERM and has
+  ``graceful_timeout`` seconds (plus a second of slack) to exit before it is
+  killed; then :meth:`Supervisor.run` returns 0. A second SIGINT/SIGTERM
+  kills the workers at once.
+
+The worker side of the protocol is a pipe per worker: one byte ``R`` for
+"ready", ``Q`` for "recycle me". Workers get SIGTERM to stop; they must stop
+accepting at once and exit within ``graceful_timeout``. In a worker SIGTERM
+and SIGCHLD have their default handlers, SIGINT raises KeyboardInterrupt
+(a worker's ``KeyboardInterrupt`` is exit status 0) and SIGHUP is ignored.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .errors import UsageError
+
+__all__ = ["WORKER_BOOT_ERROR", "Supervisor", "Worker", "WorkerMain", "drain_and_stop"]
+
+#: Exit status of a worker that could not start its application at all (it
+#: is not restarted in a loop).
+WORKER_BOOT_ERROR: Final = 3
+
+_READY: Final = b"R"
+_RECYCLE: Final = b"Q"
+_KILL_SLACK: Final = 1.0
+_STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
+class Worker:
+    """What a worker process knows about itself; handed to ``worker_main``.
+
+    Attributes:
+        index: the worker's slot, ``0`` to ``workers - 1``; a replacement
+            gets the slot of the worker it replaces.
+        graceful_timeout: seconds the worker has between SIGTERM and its end.
+    """
+
+    def __init__(self, index: int, control_fd: int, graceful_timeout: float) -> None:
+        self.index = index
+        self.graceful_timeout = graceful_timeout
+        self._fd = control_fd
+        self._recycle_asked = False
+
+    def ready(self) -> None:
+        """Tell the supervisor this worker accepts connections now.
+
+        Call it once the daemon listens; the worker it replaces is stopped
+        only after this. A worker that never calls it is killed after the
+        supervisor's ``ready_timeout``.
+        """
+        self._send(_READY)
+
+    def recycle(self) -> None:
+        """Ask to be replaced; keep serving until SIGTERM arrives.
+
+        The supervisor starts a new worker and, once that one is ready,
+        sends this one SIGTERM. Calling it more than once has no effect.
+        """
+        if not self._recycle_asked:
+            self._recycle_asked = True
+            self._send(_RECYCLE)
+
+    def _send(self, message: bytes) -> None:
+        try:
+            os.write(self._fd, message)
+        except OSError:
+            pass  # the supervisor is gone: nothing to tell
+
+
+#: ``worker_main(sock, worker)`` runs in the worker process; its return value
+#: (an int, or ``None`` for 0) is the worker's exit status.
+WorkerMain = Callable[[socket.socket, Worker], "int | None"]
+
+
+@dataclass(eq=False)
+class _Proc:
+    pid: int
+    index: int
+    fd: int
+    started: float
+    ready: bool = False
+    stopping: bool = False
+    kill_at: float | None = None
+    reload: bool = False
+    given_up: bool = False
+    replaces: _Proc | None = None
+    replaced_by: _Proc | None = None
+    buffer: bytes = field(default=b"", repr=False)
+
+
+def _log_stderr(message: str) -> None:
+    print(f"mhd2: {message}", file=sys.stderr, flush=True)
+
+
+class Supervisor:
+    """Forks and supervises *workers* processes that share *sock*.
+
+    Args:
+        worker_main: ``worker_main(sock, worker)``, run in each worker.
+        sock: a bound, listening socket (the workers inherit it).
+        workers: how many workers to keep running.
+        graceful_timeout: seconds a stopping worker gets before SIGKILL
+            (it should finish its requests in that time).
+        ready_timeout: seconds a new worker gets to call :meth:`Worker.ready`.
+        min_uptime: a worker that dies sooner than this after its start
+            counts as a crash loop and is restarted after a back-off.
+        max_backoff: the longest back-off, in seconds.
+        log: where progress and problems are written (one line each).
+        on_ready: called once, when all first workers are ready.
+
+    Raises:
+        UsageError: a bad argument.
+    """
+
+    def __init__(
+        self,
+        worker_main: WorkerMain,
+        sock: socket.socket,
+        *,
+        workers: int,
+        graceful_timeout: float = 30.0,
+        ready_timeout: float = 30.0,
+        min_uptime: float = 1.0,
+        max_backoff: float = 10.0,
+        log: Callable[[str], None] = _log_stderr,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        if not callable(worker_main):
+            raise UsageError("Supervisor needs worker_main(sock, worker), a callable")
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise UsageError(f"workers must be an int >= 1, not {workers!r}")
+        for name, value in (("graceful_timeout", graceful_timeout),
+                            ("ready_timeout", ready_timeout), ("min_uptime", min_uptime),
+                            ("max_backoff", max_backoff)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise UsageError(f"{name} must be seconds >= 0, not {value!r}")
+        self.worker_main = worker_main
+        self.sock = sock
+        self.workers = workers
+        self.graceful_timeout = float(graceful_timeout)
+        self.ready_timeout = float(ready_timeout)
+        self.min_uptime = float(min_uptime)
+        self.max_backoff = float(max_backoff)
+        self.log = log
+        self.on_ready = on_ready
+        self._procs: dict[int, _Proc] = {}
+        self._by_fd: dict[int, _Proc] = {}
+        self._failures: dict[int, int] = {}
+        self._spawn_at: dict[int, tuple[float, _Proc | None]] = {}
+        self._reload_queue: list[_Proc] = []
+        self._reloading: _Proc | None = None
+        self._signals: list[int] = []
+        self._stopping = False
+        self._status = 0
+        self._announced = False
+        self._selector: selectors.BaseSelector | None = None
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+
+    # ------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        """Fork the workers and supervise them until SIGINT/SIGTERM.
+
+        Returns:
+            0 after a stop by signal; 1 if the workers could not start
+            (a worker exited with :data:`WORKER_BOOT_ERROR` before it was
+            ready, while the supervisor was first starting).
+        """
+        if self._selector is not None:
+            raise UsageError("Supervisor.run() runs once")
+        self._selector = selectors.DefaultSelector()
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        self._wakeup = (wake_r, wake_w)
+        self._selector.register(wake_r, selectors.EVENT_READ)
+        handled = (*_STOP_SIGNALS, signal.SIGHUP, signal.SIGCHLD)
+        previous = {signum: signal.getsignal(signum) for signum in handled}
+        old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        for signum in handled:
+            signal.signal(signum, self._on_signal)
+        try:
+            for index in range(self.workers):
+                self._spawn(index)
+            while self._procs or (not self._stopping and self._spawn_at):
+                self._step()
+        finally:
+            signal.set_wakeup_fd(old_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            for proc in list(self._procs.values()):  # only on an unexpected error
+                _kill(proc.pid, signal.SIGKILL)
+            self._selector.close()
+            wake_r.close()
+            wake_w.close()
+        return self._status
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signals.append(signum)
+
+    def _step(self) -> None:
+        assert self._selector is not None and self._wakeup is not None
+        now = time.monotonic()
+        deadlines = [at for at, _ in self._spawn_at.values()]
+        deadlines += [p.kill_at for p in self._procs.values() if p.kill_at is not None]
+        deadlines += [p.started + self.ready_timeout for p in self._procs.values()
+                      if not (p.ready or p.stopping or p.given_up)]
+        timeout = max(0.0, min(deadlines) - now) if deadlines else None
+        if not self._signals:
+            for key, _ in self._selector.select(timeout):
+                if key.fileobj is self._wakeup[0]:
+                    try:
+                        while self._wakeup[0].recv(4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                else:
+                    self._read_control(self._by_fd[int(key.fd)])
+        self._handle_signals()
+        self._reap()
+        self._timers()
+
+    # ------------------------------------------------------------ workers
+
+    def _spawn(self, index: int, replaces: _Proc | None = None, *, reload: bool = False) -> None:
+        assert self._selector is not None
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            self._child(index, write_fd)  # never returns
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        proc = _Proc(pid, index, read_fd, time.monotonic(), reload=reload, replaces=replaces)
+        if replaces is not None:
+            replaces.replaced_by = proc
+        self._procs[pid] = proc
+        self._by_fd[read_fd] = proc
+        self._selector.register(read_fd, selectors.EVENT_READ)
+
+    def _child(self, index: int, control_fd: int) -> None:
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            for signum in (signal.SIGCHLD, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+            # SIGHUP is the supervisor's business (reload); a hang-up of the
+            # terminal's process group must not kill the workers under it.
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            assert self._selector is not None and self._wakeup is not None
+            for fd in self._by_fd:
+                os.close(fd)
+            self._selector.close()
+            self._wakeup[0].close()
+            self._wakeup[1].close()
+            result = self.worker_main(self.sock, Worker(index, control_fd, self.graceful_timeout))
+            code = 0 if result is None else int(result)
+        except KeyboardInterrupt:
+            code = 0  # SIGINT from the terminal before the worker's own handler was in place
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+    def _read_control(self, proc: _Proc) -> None:
+        if self._by_fd.get(proc.fd) is not proc:
+            return  # closed already (its number may belong to a newer worker's pipe now)
+        try:
+            data = os.read(proc.fd, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the worker closed its end (it is exiting): SIGCHLD will tell
+            self._unregister(proc)
+            return
+        for byte in data:
+            message = bytes([byte])
+            if message == _READY and not proc.ready:
+                self._on_ready(proc)
+            elif message == _RECYCLE:
+                self._on_recycle(proc)
+
+    def _unregister(self, proc: _Proc) -> None:
+        if self._by_fd.pop(proc.fd, None) is not None:
+            assert self._selector is not None
+            self._selector.unregister(proc.fd)
+            os.close(proc.fd)
+
+    def _on_ready(self, proc: _Proc) -> None:
+        proc.ready = True
+        if proc.stopping:
+            return
+        old = proc.replaces
+        if old is not None:
+            proc.replaces = None
+            self._stop(old)
+        if proc is self._reloading:
+            self._reloading = None
+            self._next_reload()
+        if not self._announced and all(p.ready for p in self._procs.values() if not p.stopping):
+            self._announced = True
+            if self.on_ready is not None:
+                self.on_ready()
+
+    def _on_recycle(self, proc: _Proc) -> None:
+        if self._stopping or proc.stopping or proc.replaced_by is not None:
+            return
+        self.log(f"worker {proc.index} (pid {proc.pid}) asked to be recycled")
+        self._spawn(proc.index, proc)
+
+    def _stop(self, proc: _Proc, *, kill: bool = False) -> None:
+        if kill:
+            _kill(proc.pid, signal.SIGKILL)
+        if proc.stopping:
+            return
+        proc.stopping = True
+        proc.kill_at = time.monotonic() + self.graceful_timeout + _KILL_SLACK
+        _kill(proc.pid, signal.SIGTERM)
+
+    # ------------------------------------------------------------ reload
+
+    def _start_reload(self) -> None:
+        current = [p for p in self._procs.values()
+                   if not p.stopping and p.replaced_by is None and p.replaces is None]
+        self.log(f"SIGHUP: reloading {len(current)} workers one at a time")
+        self._reload_queue.extend(p for p in current if p not in self._reload_queue)
+        if self._reloading is None:
+            self._next_reload()
+
+    def _next_reload(self) -> None:
+        while self._reload_queue:
+            old = self._reload_queue.pop(0)
+            if old.pid in self._procs and not old.stopping and old.replaced_by is None:
+                self._spawn(old.index, old, reload=True)
+                self._reloading = old.replaced_by
+                return
+        if self._procs:
+            self.log("reload done")
+
+    # ------------------------------------------------------------ events
+
+    def _handle_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.pop(0)
+            if signum in _STOP_SIGNALS:
+                if self._stopping:
+                    self.log(f"{signal.Signals(signum).name} again: killing the workers")
+                    for proc in self._procs.values():
+                        self._stop(proc, kill=True)
+                    continue
+                self.log(f"{signal.Signals(signum).name}, stopping "
+                         f"(graceful timeout {self.graceful_timeout:g} s)")
+                self._stopping = True
+                self._spawn_at.clear()
+                self._reload_queue.clear()
+                for proc in self._procs.values():
+                    self._stop(proc)
+            elif signum == signal.SIGHUP and not self._stopping:
+                self._start_reload()
+
+    def _reap(self) -> None:
+        while self._procs:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except OSError as exc:  # pragma: no cover - EINTR is retried by Python
+                if exc.errno == errno.EINTR:
+                    continue
+                raise
+            if pid == 0:
+                return
+            proc = self._procs.pop(pid, None)
+            if proc is not None:
+                self._read_control(proc)  # a last "ready"/"recycle" before it died
+                self._unregister(proc)
+                self._exited(proc, os.waitstatus_to_exitcode(status))
+
+    def _exited(self, proc: _Proc, code: int) -> None:
+        if proc.replaced_by is not None:
+            proc.replaced_by.replaces = None
+        replacement_of = proc.replaces
+        if replacement_of is not None:
+            replacement_of.replaced_by = None
+        if self._stopping:
+            return
+        if proc.stopping:
+            self.log(f"worker {proc.index} (pid {proc.pid}) stopped (replaced)")
+            return
+        how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
+        if proc.reload and not proc.ready:
+            self.log(f"new worker {proc.index} (pid {proc.pid}) {how} before it was ready: "
+                     "reload abandoned, the old workers keep serving")
+            self._reloading = None
+            self._reload_queue.clear()
+            return
+        if code == WORKER_BOOT_ERROR and not proc.ready and not self._announced:
+            self.log(f"worker {proc.index} (pid {proc.pid}) could not start; stopping")
+            self._status = 1
+            self._stopping = True
+            self._spawn_at.clear()
+            for other in self._procs.values():
+                self._stop(other)
+            return
+        if proc.replaced_by is not None:
+            return  # its replacement is already on its way
+        uptime = time.monotonic() - proc.started
+        if uptime < self.min_uptime:
+            failures = self._failures.get(proc.index, 0) + 1
+            self._failures[proc.index] = failures
+            delay = min(self.max_backoff, 0.1 * 2 ** (failures - 1))
+        else:
+            self._failures[proc.index] = 0
+            delay = 0.0
+        self.log(f"worker {proc.index} (pid {proc.pid}) {how}; restarting"
+                 + (f" in {delay:.1f} s" if delay else ""))
+        self._spawn_at[proc.index] = (time.monotonic() + delay, replacement_of)
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        for index, (at, replaces) in list(self._spawn_at.items()):
+            if at <= now and not self._stopping:
+                del self._spawn_at[index]
+                alive = replaces if replaces is not None and replaces.pid in self._procs else None
+                if alive is not None and (alive.stopping or alive.replaced_by is not None):
+                    alive = None
+                self._spawn(index, alive)
+        for proc in list(self._procs.values()):
+            if proc.kill_at is not None and proc.kill_at <= now:
+                self.log(f"worker {proc.index} (pid {proc.pid}) did not stop in time; killing it")
+                proc.kill_at = None
+                _kill(proc.pid, signal.SIGKILL)
+            elif not (proc.ready or proc.stopping or proc.given_up) and (
+                    now >= proc.started + self.ready_timeout):
+                self.log(f"worker {proc.index} (pid {proc.pid}) not ready after "
+                         f"{self.ready_timeout:g} s; killing it")
+                proc.given_up = True  # its end is handled like any other death
+                _kill(proc.pid, signal.SIGKILL)
+
+
+#: How long :func:`drain_and_stop` waits for just-accepted connections.
+DRAIN_SECONDS: Final = 1.0
+
+
+async def drain_and_stop(daemon: Any, grace: float, *, drain: float = DRAIN_SECONDS) -> None:
+    """A worker's graceful stop: stop accepting, let connections finish, then stop.
+
+    :meth:`mhd2.Daemon.stop` closes every connection that is between
+    requests at once -- a connection accepted a moment ago whose first
+    request is still on its way included. A worker that is being replaced
+    must not drop those, so it first only quiesces (the listening socket stays
+    open in the other workers) and waits up to *drain* seconds for its
+    connections to end on their own, then stops with what is left of
+    *grace* (idle keep-alive connections are closed, requests in flight
+    finish, then what remains is cancelled).
+
+    Args:
+        daemon: a running :class:`mhd2.Daemon`.
+        grace: the whole time the stop may take, in seconds.
+        drain: the longest wait for connections to end by themselves.
+    """
+    import trio
+
+    deadline = trio.current_time() + grace
+    daemon.quiesce()
+    with trio.move_on_after(min(drain, grace)):
+        while daemon.connection_count:
+            await trio.sleep(0.02)  # the daemon offers no "connection ended" event to wait on
+    await daemon.stop(grace=max(0.0, deadline - trio.current_time()))
+
+
+def _kill(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
