@@ -29,6 +29,7 @@ from .connection_info import ConnectionInfo, connection_info_for
 from .enums import StatusCode
 from .errors import DaemonStartError, UsageError
 from .http1 import HTTP1Connection
+from .http2 import HTTP2Connection
 from .listen import adopt, bind_sockets, bind_unix
 from .options import DaemonOptions
 from .request import Request
@@ -102,10 +103,14 @@ class Daemon:
             raise UsageError("listen_socket excludes host and port: pass one or the other",
                              StatusCode.CONFIGURATION_WRONG_OPTION_VALUE)
         self.options = DaemonOptions(**options)
+        if not self.options.http2 and self.options.tls is not None:
+            # http2=False: ALPN must not agree on h2 (the context is shared
+            # with the caller; this changes what it offers, documented).
+            self.options.tls.set_alpn_protocols(["http/1.1"])
         self._shared = Shared(self.options, request_cb)
         self._listeners: list[stdlib_socket.socket] = []
         self._unix_path: str | None = None
-        self._connections: set[HTTP1Connection] = set()
+        self._connections: set[HTTP1Connection | HTTP2Connection] = set()
         self._per_ip: Counter[str] = Counter()
         self._count = 0
         self._refusals = _RefusalLog()
@@ -393,10 +398,22 @@ class Daemon:
         return bool(allowed)
 
     async def _serve_transport(self, transport: Transport, info: ConnectionInfo) -> None:
-        conn = HTTP1Connection(transport, info, self._shared)
+        shared = self._shared
+        tls = transport.tls
+        conn: HTTP1Connection | HTTP2Connection
+        if shared.options.http2 and tls is not None and tls.selected_alpn_protocol() == "h2":
+            conn = HTTP2Connection(transport, info, shared)
+        else:
+            conn = HTTP1Connection(transport, info, shared)
         self._connections.add(conn)
         try:
             await conn.run()
+            if isinstance(conn, HTTP1Connection) and conn.handoff is not None:
+                # h2c with prior knowledge: the HTTP/1 loop saw the preface.
+                self._connections.discard(conn)
+                conn = HTTP2Connection(transport, info, shared, conn.handoff, notified=True)
+                self._connections.add(conn)
+                await conn.run()
         finally:
             self._connections.discard(conn)
             await transport.close()

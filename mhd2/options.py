@@ -30,6 +30,8 @@ DEFAULT_LARGE_POOL_SIZE = 8 * 1024 * 1024
 DEFAULT_MIN_BODY_BYTES = 1024
 #: ... per this many seconds spent waiting for the client.
 DEFAULT_MIN_BODY_WINDOW = 20.0
+#: The largest HTTP/2 flow-control window (RFC 9113 §6.9.1: 2^31-1 octets).
+MAX_WINDOW = 2**31 - 1
 
 
 class _SameAsTimeout(float):
@@ -110,6 +112,9 @@ class DaemonOptions:
     digest_auth_nonce_timeout: float = 300.0
     digest_auth_max_nc: int = 1000
     digest_auth_map_size: int = 1000
+    http2: bool = True
+    http2_max_concurrent_streams: int = 100
+    http2_initial_window_size: int = 65535
 
     def __post_init__(self) -> None:
         if self.listen_socket is not None:
@@ -182,3 +187,12 @@ class DaemonOptions:
             raise _bad("digest_auth_nonce_timeout", self.digest_auth_nonce_timeout, "seconds > 0")
         _check_int("digest_auth_max_nc", self.digest_auth_max_nc, 1)
         _check_int("digest_auth_map_size", self.digest_auth_map_size, 1)
+        if not isinstance(self.http2, bool):
+            raise _bad("http2", self.http2, "True or False")
+        _check_int("http2_max_concurrent_streams", self.http2_max_concurrent_streams, 1)
+        _check_int("http2_initial_window_size", self.http2_initial_window_size, 1)
+        if self.http2_initial_window_size > MAX_WINDOW:
+            # RFC 9113 §6.5.2: "Values above the maximum flow-control window
+            # size of 2^31-1 MUST be treated as a connection error".
+            raise _bad("http2_initial_window_size", self.http2_initial_window_size,
+                       f"1 .. {MAX_WINDOW} (2**31 - 1)")

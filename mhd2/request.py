@@ -216,7 +216,8 @@ class Request:
         """The inactivity timeout of this request's connection (``MHD_C_O_TIMEOUT``).
 
         Setting it overrides the daemon's ``timeout`` for this connection only
-        (``None`` disables it); it applies from the next wait on.
+        (``None`` disables it); it applies from the next wait on.  On HTTP/2
+        it is the limit of this request's stream (see :doc:`/http2`).
         """
         return self._x.host.timeout  # type: ignore[attr-defined,no-any-return]
 

@@ -109,7 +109,7 @@ def server_context(
     client_cert_optional: bool = False,
     sni: SNIHandler | None = None,
     sni_strict: bool = False,
-    alpn: Iterable[str] = ("http/1.1",),
+    alpn: Iterable[str] = ("h2", "http/1.1"),
 ) -> ssl.SSLContext:
     """Build a server-side TLS context.
 
@@ -130,7 +130,8 @@ def server_context(
             the client asks for a name that *sni* does not know; by default
             unknown names, and clients that send no name, get the default
             certificate.
-        alpn: ALPN protocols to offer, most preferred first.
+        alpn: ALPN protocols to offer, most preferred first (HTTP/2, then
+            HTTP/1.1; a daemon with ``http2=False`` never selects ``h2``).
 
     Returns:
         A context to pass as ``Daemon(tls=...)``.

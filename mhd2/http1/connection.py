@@ -57,6 +57,9 @@ RECV_SIZE = 16 * 1024
 BODY_RECV_SIZE = 256 * 1024
 #: Bound on writing an error response to a client that does not read.
 ERROR_WRITE_SECONDS = 5.0
+#: RFC 9113 §3.4: "the connection preface starts with the string
+#: PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" -- HTTP/2 with prior knowledge.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 class _Close(Exception):
@@ -95,6 +98,7 @@ class HTTP1Connection:
         "_shared",
         "_upgraded",
         "chunk_checker",
+        "handoff",
         "info",
         "transport",
     )
@@ -115,6 +119,10 @@ class HTTP1Connection:
         self._closing_idle = False
         self._head_started = False
         self._upgraded: UpgradeHandle | None = None
+        #: The bytes read so far when the connection turned out to start with
+        #: the HTTP/2 preface: :meth:`run` then returns without closing, and the
+        #: daemon hands the transport and these bytes to the HTTP/2 loop.
+        self.handoff: bytes | None = None
 
     # -- daemon-facing --------------------------------------------------------
 
@@ -166,8 +174,9 @@ class HTTP1Connection:
             if self._exchange is not None:
                 self._end(RequestEndedCode.DAEMON_SHUTDOWN if self._shared.stopping
                           else RequestEndedCode.CONNECTION_ERROR)
-            await transport.close()
-            self._notify(ConnectionEvent.CLOSED)
+            if self.handoff is None:
+                await transport.close()
+                self._notify(ConnectionEvent.CLOSED)
 
     # -- ExchangeHost ------------------------------------------------------------
 
@@ -220,6 +229,12 @@ class HTTP1Connection:
                     transport.arm(force=served == 0)
                 data = await (transport.receive_later(RECV_SIZE) if served
                               else transport.receive(RECV_SIZE))
+                if (not served and data[:1] == b"P" and options.http2
+                        and H2_PREFACE.startswith(data[:len(H2_PREFACE)])):
+                    data = await self._complete_preface(data)
+                    if data.startswith(H2_PREFACE):
+                        self.handoff = data
+                        return
                 while data[:1] in (b"\r", b"\n"):
                     # RFC 9112 §2.2: "a server that is expecting to receive and
                     # parse a request-line SHOULD ignore at least one empty
@@ -248,6 +263,15 @@ class HTTP1Connection:
             parser.next_request()
             idle_timeout = (self._request_timeout if self._overridden
                             else options.keep_alive_timeout)
+
+    async def _complete_preface(self, data: bytes) -> bytes:
+        """Read on while *data* could still become the HTTP/2 preface."""
+        while len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
+            more = await self.transport.receive(RECV_SIZE)
+            if not more:
+                break
+            data += more
+        return data
 
     async def _read_head(self, parser: H11Parser) -> Head | None:
         """Read until a request head is complete; answer and return None on errors."""

@@ -1,0 +1,11 @@
+"""The HTTP/2 connection loop: streams that drive the same exchange as HTTP/1 requests.
+
+See :mod:`mhd2.http2.connection` (the connection, its writer and its limits),
+:mod:`mhd2.http2.stream` (one stream: exchange host, body source, task),
+:mod:`mhd2.http2.reply` (a response as HEADERS and DATA frames) and
+:mod:`mhd2.http2.checks` (the request-head rules of RFC 9113 §8).
+"""
+
+from .connection import HTTP2Connection
+
+__all__ = ["HTTP2Connection"]

@@ -1,0 +1,564 @@
+"""The HTTP/2 connection loop: one ``h2`` state machine over one transport.
+
+One task per connection owns a nursery; in it run the connection's reader
+(this task), its one writer, and one task per stream
+(:class:`~mhd2.http2.stream.H2Stream`), so every stream ends before its
+connection does.  All ``h2`` calls happen in trio tasks of one thread without
+an ``await`` in the middle, so the state machine needs no lock.
+
+* **One writer.**  Everyone queues frames into the ``h2`` object and wakes
+  the writer; the writer sends what is queued in one write.  Streams and the
+  reader wait until their frames are written (:meth:`flushed`) before they
+  queue more, so what waits for the socket is bounded: a window's worth per
+  stream, and the reader reads nothing while its answers (``PING`` and
+  ``SETTINGS`` acks) cannot be written.
+* **Flow control is the backpressure.**  Received DATA is acknowledged only
+  when the application has consumed it (:meth:`acknowledge`).
+* **Limits.**  ``http2_max_concurrent_streams`` running streams (more are
+  refused with ``REFUSED_STREAM`` -- a stream reset by the client still counts
+  until its task has ended, so a rapid reset cannot pile up work);
+  ``max_header_size`` as ``SETTINGS_MAX_HEADER_LIST_SIZE`` (a larger decoded
+  header list ends the connection, ENHANCE_YOUR_CALM); resets, ``PING`` and
+  ``SETTINGS`` frames per :data:`RATE_WINDOW` seconds (past them:
+  ``GOAWAY`` ENHANCE_YOUR_CALM).
+* **Timeouts.**  With no stream running the connection waits for one for
+  ``keep_alive_timeout`` (the first one: ``timeout``), then sends ``GOAWAY``
+  and closes; a write that moves no byte for ``timeout`` ends the connection;
+  each stream has its own inactivity limit (see the stream module).
+* **Graceful stop.**  ``GOAWAY`` with the last stream id processed; the
+  streams running finish (within the daemon's grace period), then the
+  connection closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import trio
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    PingReceived,
+    RemoteSettingsChanged,
+    RequestReceived,
+    StreamEnded,
+    StreamReset,
+    TrailersReceived,
+    WindowUpdated,
+)
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
+
+from ..callbacks import report
+from ..enums import ConnectionEvent, RequestEndedCode
+from ..transport import TransportError
+from .checks import Malformed, check_request_head, check_trailers
+from .stream import H2Stream
+
+if TYPE_CHECKING:
+    from ..connection_info import ConnectionInfo
+    from ..shared import Shared
+    from ..transport import Transport
+
+__all__ = ["HTTP2Connection"]
+
+logger = logging.getLogger("mhd2")
+
+#: Bytes asked for per read.
+RECV_SIZE = 64 * 1024
+#: The window for the rates below, in seconds.
+RATE_WINDOW = 10.0
+#: PING frames a client may send per window.
+MAX_PINGS = 100
+#: SETTINGS frames a client may send per window.
+MAX_SETTINGS = 100
+#: Stream resets by the client per window: at least this many, or twice the
+#: stream limit.
+MIN_RESETS = 200
+#: The connection-level receive window: this many streams' windows, at most
+#: :data:`MAX_CONNECTION_WINDOW` (and never less than one stream's window).
+CONNECTION_WINDOW_STREAMS = 16
+MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
+#: Bound on the last writes (GOAWAY) when a connection ends.
+FINAL_WRITE_SECONDS = 2.0
+
+
+class _H2(H2Connection):
+    """``h2``'s connection with mhd2's own stream limit.
+
+    ``h2`` treats a stream beyond ``SETTINGS_MAX_CONCURRENT_STREAMS`` as a
+    connection error; RFC 9113 §5.1.2 makes it a stream error ("MUST treat
+    this as a stream error of type PROTOCOL_ERROR or REFUSED_STREAM"), which
+    :class:`HTTP2Connection` answers with ``REFUSED_STREAM`` itself.
+    """
+
+    @property
+    def open_inbound_streams(self) -> int:
+        super().open_inbound_streams  # noqa: B018 -- h2 forgets closed streams here
+        return 0
+
+
+class _Rate:
+    """Counts events in fixed windows of :data:`RATE_WINDOW` seconds."""
+
+    __slots__ = ("_count", "_limit", "_start")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._count = 0
+        self._start = trio.current_time()
+
+    def over(self) -> bool:
+        """Count one; True when the limit of this window is passed."""
+        now = trio.current_time()
+        if now - self._start >= RATE_WINDOW:
+            self._start = now
+            self._count = 0
+        self._count += 1
+        return self._count > self._limit
+
+
+class HTTP2Connection:
+    """Serve HTTP/2 streams on one transport until the connection ends.
+
+    Args:
+        transport: the connection's transport (closed at the end).
+        info: what is known about the peer.
+        shared: the daemon's shared record.
+        initial: bytes already read (the preface, when the HTTP/1 loop saw it).
+        notified: ``ConnectionEvent.STARTED`` was already reported.
+
+    Resource handling:
+        :meth:`run` always closes the transport and reports
+        ``ConnectionEvent.CLOSED`` once; every stream's request has ended
+        (``notify_request_ended`` once each) when it returns.
+    """
+
+    __slots__ = (
+        "_batch",
+        "_broken",
+        "_closing",
+        "_dead",
+        "_extra",
+        "_goaway_sent",
+        "_initial",
+        "_last_stream_id",
+        "_notified",
+        "_nursery",
+        "_pings",
+        "_read_scope",
+        "_resets",
+        "_served",
+        "_settings",
+        "_wake",
+        "_writing",
+        "h2",
+        "info",
+        "shared",
+        "streams",
+        "transport",
+    )
+
+    def __init__(self, transport: Transport, info: ConnectionInfo, shared: Shared,
+                 initial: bytes = b"", *, notified: bool = False) -> None:
+        self.transport = transport
+        # A connection handed over by the HTTP/1 loop has run in the
+        # transport's scope already; a scope serves one `with` block.
+        transport.scope = trio.CancelScope()
+        self.info = info
+        self.shared = shared
+        self._initial = initial
+        self._notified = notified
+        options = shared.options
+        config = H2Configuration(client_side=False, header_encoding=None,
+                                 validate_inbound_headers=False,
+                                 normalize_inbound_headers=False)
+        self.h2 = _H2(config=config)
+        self.streams: dict[int, H2Stream] = {}
+        self._wake = trio.Event()
+        self._batch = trio.Event()
+        self._extra: list[bytes] = []
+        self._writing = False
+        self._goaway_sent = False
+        self._closing = False
+        self._dead = False
+        self._broken = False
+        self._served = 0
+        self._last_stream_id = 0
+        self._read_scope = trio.CancelScope()
+        self._nursery: trio.Nursery | None = None
+        self._pings = _Rate(MAX_PINGS)
+        self._settings = _Rate(MAX_SETTINGS)
+        self._resets = _Rate(max(MIN_RESETS, 2 * options.http2_max_concurrent_streams))
+
+    # -- daemon-facing ----------------------------------------------------------------
+
+    def close_if_idle(self) -> bool:
+        """Graceful stop: ``GOAWAY`` now; close at once if no stream runs.
+
+        Parked requests are woken (they end with ``DAEMON_SHUTDOWN``, answered
+        503); running ones finish within the grace period.
+
+        Returns:
+            True if no stream was running.
+        """
+        self._send_goaway()
+        for stream in list(self.streams.values()):
+            stream.exchange.wake_for_stop()
+        if not self.streams:
+            self._closing = True
+            self._read_scope.cancel()
+            return True
+        return False
+
+    def cancel(self) -> None:
+        """End the connection now (the grace period is over)."""
+        self._cut(RequestEndedCode.DAEMON_SHUTDOWN)
+        self._closing = True
+        self.transport.scope.cancel()
+
+    # -- used by the streams ------------------------------------------------------------
+
+    @property
+    def ending(self) -> bool:
+        """The connection is being torn down (protocol error, abuse, or gone)."""
+        return self._dead or self._broken
+
+    def wake_writer(self) -> None:
+        """Frames were queued: have the writer send them."""
+        self._wake.set()
+
+    async def flushed(self) -> None:
+        """Wait until what is queued now has been written."""
+        if self._broken:
+            await trio.lowlevel.checkpoint()
+            return
+        batch = self._batch
+        self._wake.set()
+        await batch.wait()
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """*size* flow-controlled bytes of *stream_id* are consumed: WINDOW_UPDATE."""
+        if size and not self._dead:
+            try:
+                self.h2.acknowledge_received_data(size, stream_id)
+            except ProtocolError:
+                return
+            self._wake.set()
+
+    def stream_done(self, stream: H2Stream) -> None:
+        """A stream's task has ended (its request too)."""
+        self.streams.pop(stream.id, None)
+        self._wake.set()
+        if not self.streams:
+            if self._goaway_sent:
+                self._read_scope.cancel()
+            else:
+                self._settle_deadline()
+
+    # -- the connection's task ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection to its end (see the class docstring)."""
+        if not self._notified:
+            self._notify(ConnectionEvent.STARTED)
+        transport = self.transport
+        code = RequestEndedCode.CONNECTION_ERROR
+        linger = False
+        try:
+            with transport.scope:
+                self._settle_deadline()
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    self._start()
+                    nursery.start_soon(self._writer)
+                    if self.shared.stopping:
+                        # Handed over (h2c) while the daemon began to stop.
+                        self.close_if_idle()
+                    code = await self._read_loop()
+                    self._cut(code)
+                    await self.flushed()
+                    nursery.cancel_scope.cancel()
+            # The client may still be sending: drain a while after the GOAWAY
+            # so that a reset does not destroy it before the client read it.
+            # (On TLS, which cannot half-close, the close_notify says it.)
+            linger = (not self._broken and code is not RequestEndedCode.CLIENT_ABORT
+                      and transport.tls is None)
+        except TransportError:
+            code = RequestEndedCode.CLIENT_ABORT
+        except Exception:
+            logger.exception("mhd2: internal error while serving HTTP/2 to %s",
+                             self.info.client_address)
+        finally:
+            self._cut(code)
+            if transport.scope.cancelled_caught and not self._closing:
+                linger = await self._final_goaway() and transport.tls is None
+            if linger:
+                await transport.linger()
+            await transport.close()
+            self._notify(ConnectionEvent.CLOSED)
+
+    def _start(self) -> None:
+        options = self.shared.options
+        window = options.http2_initial_window_size
+        h2 = self.h2
+        h2.local_settings = Settings(client=False, initial_values={
+            SettingCodes.MAX_CONCURRENT_STREAMS: options.http2_max_concurrent_streams,
+            SettingCodes.INITIAL_WINDOW_SIZE: window,
+            SettingCodes.MAX_HEADER_LIST_SIZE: options.max_header_size,
+            SettingCodes.ENABLE_PUSH: 0,
+        })
+        h2.initiate_connection()
+        # The decoder's limit would only apply once the client acknowledged
+        # our SETTINGS; an HPACK bomb in its first HEADERS must be cut too.
+        h2.decoder.max_header_list_size = options.max_header_size
+        self._wake.set()
+
+    def _open_connection_window(self) -> None:
+        """Widen the connection's receive window (once the client's preface is in)."""
+        window = self.shared.options.http2_initial_window_size
+        target = max(window, min(window * CONNECTION_WINDOW_STREAMS, MAX_CONNECTION_WINDOW))
+        if target > 65535:
+            self.h2.increment_flow_control_window(target - 65535)
+
+    async def _read_loop(self) -> RequestEndedCode:
+        """Read and handle frames until the connection is to end; return the code for
+        streams still running then."""
+        data, self._initial = self._initial, b""
+        transport = self.transport
+        opened = False
+        with self._read_scope:
+            while True:
+                if data:
+                    try:
+                        events = self.h2.receive_data(data)
+                    except ProtocolError as exc:
+                        # h2 queued GOAWAY with the error code.
+                        logger.debug("mhd2: HTTP/2 protocol error from %s: %s",
+                                     self.info.client_address, exc)
+                        self._goaway_sent = True
+                        return RequestEndedCode.HTTP_PROTOCOL_ERROR
+                    if not opened:
+                        opened = True
+                        self._open_connection_window()
+                    if events:
+                        self._handle(events)
+                    if self._goaway_sent and self._dead:
+                        return RequestEndedCode.HTTP_PROTOCOL_ERROR
+                    await self.flushed()
+                try:
+                    data = await transport.receive(RECV_SIZE)
+                except TransportError:
+                    data = b""
+                if not data:
+                    self._broken = True
+                    return RequestEndedCode.CLIENT_ABORT
+        return RequestEndedCode.DAEMON_SHUTDOWN if self.shared.stopping \
+            else RequestEndedCode.CONNECTION_ERROR
+
+    async def _writer(self) -> None:
+        transport = self.transport
+        h2 = self.h2
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            done, self._batch = self._batch, trio.Event()
+            data = h2.data_to_send()
+            if self._extra:
+                data += b"".join(self._extra)
+                self._extra.clear()
+            if data and not self._broken:
+                self._writing = True
+                try:
+                    await transport.send(data)
+                except TransportError:
+                    # The client is gone: end the streams and the reader.
+                    self._broken = True
+                    self._cut(RequestEndedCode.CLIENT_ABORT)
+                    self._read_scope.cancel()
+                    done.set()
+                    return
+                self._writing = False
+                self._settle_deadline()
+            done.set()
+
+    # -- frames in -------------------------------------------------------------------------
+
+    def _handle(self, events: list[Event]) -> None:
+        streams = self.streams
+        for event in events:
+            if isinstance(event, DataReceived):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.feed(event.data, event.flow_controlled_length)
+                else:
+                    self.acknowledge(event.stream_id, event.flow_controlled_length)
+            elif isinstance(event, RequestReceived):
+                self._on_request(event)
+            elif isinstance(event, StreamEnded):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.feed_end()
+            elif isinstance(event, WindowUpdated):
+                if event.stream_id == 0:
+                    for stream in streams.values():
+                        stream.window_opened()
+                else:
+                    stream = streams.get(event.stream_id)
+                    if stream is not None:
+                        stream.window_opened()
+            elif isinstance(event, StreamReset):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.closed_local = True
+                    stream.body_ended = True
+                    stream.cancel(RequestEndedCode.CLIENT_ABORT)
+                if event.remote_reset and self._resets.over():
+                    # CVE-2023-44487 ("rapid reset").
+                    self._calm("too many stream resets")
+                    return
+            elif isinstance(event, TrailersReceived):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    try:
+                        if event.stream_ended is None:
+                            # RFC 9113 §8.1: a trailer section is "a HEADERS
+                            # frame ... with the END_STREAM flag set".
+                            raise Malformed("a second HEADERS frame without END_STREAM")
+                        stream.trailers = check_trailers(event.headers)
+                    except Malformed as exc:
+                        self._malformed(stream.id, str(exc))
+                        stream.cancel(RequestEndedCode.HTTP_PROTOCOL_ERROR)
+            elif isinstance(event, PingReceived):
+                if self._pings.over():
+                    self._calm("PING flood")
+                    return
+            elif isinstance(event, RemoteSettingsChanged):
+                if self._settings.over():
+                    self._calm("SETTINGS flood")
+                    return
+                if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    for stream in streams.values():
+                        stream.window_opened()
+            elif isinstance(event, ConnectionTerminated):
+                # The client's GOAWAY: no new streams; end when the last one has.
+                self._goaway_sent = True
+                if not streams:
+                    self._read_scope.cancel()
+
+    def _on_request(self, event: RequestReceived) -> None:
+        stream_id = event.stream_id
+        if stream_id is None:
+            return
+        options = self.shared.options
+        if self._goaway_sent or self.shared.stopping:
+            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        if len(self.streams) >= options.http2_max_concurrent_streams:
+            # RFC 9113 §5.1.2: "An endpoint that receives a HEADERS frame that
+            # causes its advertised concurrent stream limit to be exceeded MUST
+            # treat this as a stream error of type PROTOCOL_ERROR or REFUSED_STREAM."
+            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
+            return
+        ended = event.stream_ended is not None
+        try:
+            head = check_request_head(event.headers)
+            if ended and head.content_length:
+                raise Malformed("Content-Length without a body")
+        except Malformed as exc:
+            self._malformed(stream_id, str(exc))
+            return
+        stream = H2Stream(self, stream_id, head, ended)
+        self.streams[stream_id] = stream
+        self._last_stream_id = stream_id
+        self._served += 1
+        limit = options.max_requests_per_connection
+        if limit is not None and self._served >= limit:
+            # As HTTP/1's "Connection: close" after the last request: GOAWAY.
+            self._send_goaway()
+        self._settle_deadline()
+        assert self._nursery is not None
+        self._nursery.start_soon(stream.run)
+
+    def _malformed(self, stream_id: int, detail: str) -> None:
+        # RFC 9113 §8.1.1: "Malformed requests or responses that are detected
+        # MUST be treated as a stream error of type PROTOCOL_ERROR."
+        logger.debug("mhd2: malformed HTTP/2 request on stream %d from %s: %s", stream_id,
+                     self.info.client_address, detail)
+        self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
+
+    def _refuse(self, stream_id: int, code: ErrorCodes) -> None:
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except ProtocolError:
+            pass
+
+    def _calm(self, why: str) -> None:
+        """Abuse: ``GOAWAY`` ENHANCE_YOUR_CALM, then end the connection."""
+        logger.warning("mhd2: HTTP/2 connection from %s ended: %s", self.info.client_address, why)
+        self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM,
+                                 last_stream_id=self._last_stream_id)
+        self._goaway_sent = True
+        self._dead = True
+
+    # -- endings ----------------------------------------------------------------------------
+
+    def _send_goaway(self) -> None:
+        """A graceful ``GOAWAY`` (NO_ERROR, the last stream id processed), once.
+
+        Built by hand: ``h2`` moves to its closed state on any GOAWAY it
+        sends and would then refuse the frames of the streams still running.
+        """
+        if self._goaway_sent:
+            return
+        self._goaway_sent = True
+        frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        self._extra.append(frame.serialize())
+        self._wake.set()
+
+    async def _final_goaway(self) -> bool:
+        """The connection timed out: ``GOAWAY`` if the byte stream is in one piece.
+
+        Returns:
+            Whether it was sent.
+        """
+        if self._writing or self._dead or self._broken:
+            return False
+        self._send_goaway()
+        data = self.h2.data_to_send() + b"".join(self._extra)
+        with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_SECONDS):
+            try:
+                await self.transport.send(data)
+                return True
+            except TransportError:
+                pass
+        return False
+
+    def _cut(self, code: RequestEndedCode) -> None:
+        """End every stream still running with *code*."""
+        for stream in list(self.streams.values()):
+            stream.cancel(code)
+
+    def _settle_deadline(self) -> None:
+        """The connection's deadline: none while streams run (each has its own)
+        except during a write; else the idle limit."""
+        transport = self.transport
+        options = self.shared.options
+        if self.streams:
+            transport.timeout = options.timeout
+            if not self._writing:
+                transport.disarm()
+        else:
+            idle = options.keep_alive_timeout if self._served else options.timeout
+            transport.set_timeout(idle)
+
+    def _notify(self, event: ConnectionEvent) -> None:
+        notify = self.shared.options.notify_connection
+        if notify is not None:
+            report(notify, self.info, event)

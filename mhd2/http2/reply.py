@@ -1,0 +1,225 @@
+"""Writing one response on an HTTP/2 stream: a HEADERS block, then DATA by body source.
+
+The same body sources as HTTP/1 (:mod:`mhd2.reply`) -- buffers, iovecs,
+files (read, no ``sendfile``: the bytes go into DATA frames), pipes and
+dynamic content creators -- but no framing to decide: the stream carries
+the body's end (END_STREAM), trailers are a second HEADERS block, and
+``Content-Length`` is sent only when it is the truth.  RFC 9113 §8.2.2:
+"An endpoint MUST NOT generate an HTTP/2 message containing
+connection-specific header fields", so ``Connection`` and
+``Transfer-Encoding`` never leave.
+
+:func:`send_response` *returns* how the request ended; only the client's
+going away (:class:`~mhd2.exchange.ClientGone`, transport errors) and
+:class:`~mhd2.exchange.DaemonStopping` propagate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from .._http1.date import date_header_line
+from ..callbacks import call_maybe_await
+from ..dcc import DCCAction, DCCContext
+from ..enums import RequestEndedCode, StatusCode
+from ..errors import UsageError
+from ..exchange import DaemonStopping, Exchange
+from ..response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
+from .checks import strip_response_fields
+
+if TYPE_CHECKING:
+    from .stream import H2Stream
+
+__all__ = ["response_headers", "send_response"]
+
+logger = logging.getLogger("mhd2")
+
+#: Read size for file and pipe bodies.
+READ_SIZE = 64 * 1024
+#: Size of the buffer handed to dynamic content creators.
+DCC_BUFFER_SIZE = 32 * 1024
+
+
+class _Aborted(Exception):
+    """Internal to this module: the body cannot be completed."""
+
+    def __init__(self, code: RequestEndedCode, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+
+
+def _encode(fields: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(n.encode("latin-1"), v.encode("latin-1")) for n, v in fields]
+
+
+def response_headers(response: Response, *, add_date: bool,
+                     body_allowed: bool) -> list[tuple[bytes, bytes]]:
+    """The HEADERS block of *response*: ``:status``, its fields, ``date``, ``content-length``.
+
+    RFC 9110 §8.6: "A server MUST NOT send a Content-Length header field in
+    any response with a status code of 1xx (Informational) or 204 (No
+    Content)"; mhd2 sends one only when the body's size is known.
+    """
+    status = response.status
+    headers = [(b":status", b"%d" % status), *_encode(strip_response_fields(response._headers))]
+    if add_date and not response._has_date:
+        headers.append((b"date", date_header_line()[6:-2]))
+    size = response.size
+    if size is not None and status != 204 and status >= 200 and (body_allowed or status != 304):
+        headers.append((b"content-length", b"%d" % size))
+    return headers
+
+
+async def send_response(stream: H2Stream, exchange: Exchange, response: Response, *,
+                        is_head: bool, add_date: bool) -> RequestEndedCode:
+    """Send *response* on *stream*.
+
+    Returns:
+        ``COMPLETED_OK``; or how the request ended when the body could not be
+        completed (``FILE_ERROR``, ``BY_APP_ABORT``, ``BY_APP_ERROR``); the
+        stream is then reset by the caller.
+
+    Raises:
+        ClientGone, trio.BrokenResourceError: the client reset the stream or left.
+        DaemonStopping: the daemon stopped while a content creator was suspended.
+    """
+    status = response.status
+    body_allowed = not (is_head or response.head_only or status in (204, 304))
+    headers = response_headers(response, add_date=add_date, body_allowed=body_allowed)
+    exchange.status = status
+    if not body_allowed:
+        await stream.send_headers(headers, end=True)
+        return RequestEndedCode.COMPLETED_OK
+    body = response._body
+    if type(body) is BufferBody and not body.data:
+        await stream.send_headers(headers, end=True)
+        return RequestEndedCode.COMPLETED_OK
+    try:
+        await stream.send_headers(headers, end=False, flush=False)
+        await _SENDERS[type(body)](stream, body, exchange)
+    except _Aborted as exc:
+        logger.debug("mhd2: HTTP/2 reply to %s %s cut: %s", exchange.request.method,
+                     exchange.request.uri, exc)
+        return exc.code
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, DaemonStopping):
+        raise
+    except Exception:
+        exchange.app_failed("a content creator")
+        return RequestEndedCode.BY_APP_ERROR
+    finally:
+        exchange.body_bytes_sent = stream.body_sent
+    return RequestEndedCode.COMPLETED_OK
+
+
+async def _send_buffer(stream: H2Stream, body: Any, exchange: Exchange) -> None:
+    await stream.send_data(body.data, end=True)
+
+
+async def _send_iovec(stream: H2Stream, body: Any, exchange: Exchange) -> None:
+    parts = [p for p in body.parts if len(p)]
+    if body.size <= READ_SIZE:
+        await stream.send_data(b"".join(parts), end=True)
+        return
+    for part in parts:
+        await stream.send_data(part)
+    await stream.send_data(b"", end=True)
+
+
+async def _send_fd(stream: H2Stream, body: Any, exchange: Exchange) -> None:
+    offset, remaining = body.offset, body.size
+    while remaining:
+        chunk = os.pread(body.fd, min(READ_SIZE, remaining), offset)
+        if not chunk:
+            raise _Aborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
+        offset += len(chunk)
+        remaining -= len(chunk)
+        await stream.send_data(chunk, end=not remaining)
+    if body.size == 0:
+        await stream.send_data(b"", end=True)
+
+
+async def _send_pipe(stream: H2Stream, body: Any, exchange: Exchange) -> None:
+    # FdStream makes its fd non-blocking and closes it: give it a duplicate.
+    async with trio.lowlevel.FdStream(os.dup(body.fd)) as pipe:
+        while True:
+            chunk = await pipe.receive_some(READ_SIZE)
+            if not chunk:
+                break
+            await stream.send_data(chunk)
+    await stream.send_data(b"", end=True)
+
+
+async def _send_callback(stream: H2Stream, body: Any, exchange: Exchange) -> None:
+    size: int | None = body.size
+    buf = bytearray(DCC_BUFFER_SIZE)
+    request = exchange.request
+    pos = 0
+    while size is None or pos < size:
+        room = len(buf) if size is None else min(len(buf), size - pos)
+        ctx = DCCContext(request)
+        with memoryview(buf)[:room] as view:
+            result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
+            action = _check_dcc_result(ctx, result)
+            kind = action.kind
+            if kind == "continue":
+                iov = action.iov or []
+                if action.data_size > room:
+                    raise UsageError(f"DCC data_size {action.data_size} exceeds the buffer ({room})",
+                                     StatusCode.DCC_ACTION_INVALID)
+                total = action.data_size + sum(len(v) for v in iov)
+                if size is not None and pos + total > size:
+                    raise UsageError(
+                        f"the content creator yielded {pos + total} bytes, more than the "
+                        f"declared size {size}", StatusCode.DCC_ACTION_INVALID)
+                data: bytes | memoryview = view[:action.data_size]
+                if iov:
+                    data = b"".join([data, *iov])
+                if total:
+                    await stream.send_data(data)
+                if action.free_cb is not None:
+                    action.free_cb()
+                pos += total
+                continue
+        if kind == "finish":
+            if size is not None and pos < size:
+                raise _Aborted(RequestEndedCode.BY_APP_ABORT,
+                               f"the content creator finished at {pos} of {size} bytes")
+            footers = strip_response_fields(action.footers or [])
+            if footers:
+                # RFC 9113 §8.1: a trailer section is a HEADERS frame that ends the stream.
+                await stream.send_trailers(_encode(footers))
+            else:
+                await stream.send_data(b"", end=True)
+            return
+        if kind == "suspend":
+            await exchange.park()
+            continue
+        raise _Aborted(RequestEndedCode.BY_APP_ABORT, "the content creator aborted")
+    await stream.send_data(b"", end=True)
+
+
+def _check_dcc_result(ctx: DCCContext, result: object) -> DCCAction:
+    if result is None:
+        return DCCAction("abort")
+    if not isinstance(result, DCCAction) or result is not ctx._action:
+        raise UsageError(
+            "a content creator must return the DCC action made from its own ctx "
+            "(dcc_action_continue(ctx, ...), dcc_action_finish(ctx) ...)",
+            StatusCode.DCC_ACTION_INVALID,
+        )
+    return result
+
+
+_Sender = Callable[["H2Stream", Any, Exchange], Awaitable[None]]
+_SENDERS: dict[type, _Sender] = {
+    BufferBody: _send_buffer,
+    IovecBody: _send_iovec,
+    FdBody: _send_fd,
+    PipeBody: _send_pipe,
+    CallbackBody: _send_callback,
+}

@@ -1,0 +1,472 @@
+"""One HTTP/2 stream: the exchange's host, its body source, and its task.
+
+An :class:`H2Stream` is to an HTTP/2 request what the HTTP/1 connection is to
+an HTTP/1 request: it makes the :class:`~mhd2.exchange.Exchange`, calls the
+application, carries out the action and reports the end once.  It is also
+
+* the exchange's :class:`~mhd2.exchange.ExchangeHost` -- the client is "gone"
+  when it resets the stream or the connection ends; its timeout is the
+  stream's own inactivity limit (``timeout``, or ``request.connection_timeout``);
+* the :class:`~mhd2.upload.BodySource` of uploads -- DATA frames queued by the
+  connection, acknowledged to the peer (``WINDOW_UPDATE``) only once the
+  application has consumed them, so a slow application stops the client's
+  window instead of buffering;
+* the sink of :mod:`mhd2.http2.reply` -- HEADERS and DATA frames within the
+  peer's flow-control windows, written by the connection's one writer.
+
+Nothing here touches the socket; the connection (:mod:`mhd2.http2.connection`)
+owns the ``h2`` state machine and the transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+
+from .._http1.date import date_header_line
+from .._proxy.forwarded import resolve_from_headers
+from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
+from ..callbacks import call_maybe_await
+from ..enums import RequestEndedCode, reason_phrase
+from ..errors import UsageError
+from ..exchange import ClientGone, DaemonStopping, Ending, Exchange
+from ..upload import run_upload
+from .checks import RequestHead
+from .reply import send_response
+
+if TYPE_CHECKING:
+    from ..response import Response
+    from .connection import HTTP2Connection
+
+__all__ = ["H2Stream"]
+
+logger = logging.getLogger("mhd2")
+
+#: A stream's deadline may lag its progress by this many seconds at most.
+ARM_SLACK = 1.0
+#: Queue at most this many body bytes before waiting for the writer.
+FLUSH_BYTES = 64 * 1024
+#: An unread request body of at most this many bytes is read and discarded
+#: before the response (see ``H2Stream._discard_small_body``).
+DISCARD_LIMIT = 64 * 1024
+_TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class H2Stream:
+    """One request/response exchange on an HTTP/2 connection (see the module docstring).
+
+    Args:
+        conn: the connection carrying the stream.
+        stream_id: the client's stream id.
+        head: the checked request head.
+        ended: the request came with END_STREAM on its HEADERS (no body).
+    """
+
+    __slots__ = (
+        "_armed_at",
+        "_data_event",
+        "_pieces",
+        "_timeout",
+        "_unacked",
+        "_window_event",
+        "body_ended",
+        "body_sent",
+        "cancel_code",
+        "closed_local",
+        "conn",
+        "exchange",
+        "expects_continue",
+        "gone",
+        "headers_sent",
+        "id",
+        "scope",
+        "trailers",
+    )
+
+    def __init__(self, conn: HTTP2Connection, stream_id: int, head: RequestHead,
+                 ended: bool) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.scope = trio.CancelScope()
+        self._timeout = conn.shared.options.timeout
+        self._armed_at = -math.inf
+        self.gone = trio.Event()
+        self.cancel_code: RequestEndedCode | None = None
+        self._pieces: deque[tuple[bytes, int]] = deque()
+        self._unacked = 0
+        self._data_event = trio.Event()
+        self._window_event = trio.Event()
+        self.body_ended = ended
+        self.trailers: list[tuple[str, str]] = []
+        self.headers_sent = False
+        self.closed_local = False
+        self.body_sent = 0
+        self.expects_continue = head.expects_continue and not ended
+        upload_size = 0 if ended else head.content_length
+        self.exchange = Exchange(conn.shared, self, conn.info, head.method, head.uri, "HTTP/2",
+                                 head.fields, upload_size)
+
+    # -- fed by the connection (synchronous, from its reader) ------------------------
+
+    def feed(self, data: bytes, flow: int) -> None:
+        """DATA arrived for this stream (*flow*: its flow-controlled length)."""
+        if self.closed_local and self.gone.is_set():
+            self.conn.acknowledge(self.id, flow)
+            return
+        self._pieces.append((data, flow))
+        self._data_event.set()
+
+    def feed_end(self) -> None:
+        """The client ended its side of the stream (END_STREAM)."""
+        self.body_ended = True
+        self._data_event.set()
+
+    def window_opened(self) -> None:
+        """The peer opened a flow-control window this stream may use."""
+        self._window_event.set()
+
+    def cancel(self, code: RequestEndedCode) -> None:
+        """End the stream's work now; the request ends with *code*."""
+        if self.cancel_code is None:
+            self.cancel_code = code
+        self.gone.set()
+        self._data_event.set()
+        self._window_event.set()
+        self.scope.cancel()
+
+    # -- ExchangeHost -----------------------------------------------------------------
+
+    async def wait_client_gone(self) -> None:
+        """Return when the client reset the stream or the connection ended."""
+        self.scope.deadline = math.inf
+        await self.gone.wait()
+
+    def resumed(self) -> None:
+        """The parked request goes on: re-arm the stream's deadline."""
+        self.arm(force=True)
+
+    @property
+    def timeout(self) -> float | None:
+        """The stream's inactivity timeout (``request.connection_timeout``)."""
+        return self._timeout
+
+    def set_timeout(self, seconds: float | None) -> None:
+        """Override the inactivity timeout of this stream."""
+        self._timeout = seconds
+        self.arm(force=True)
+
+    def arm(self, *, force: bool = False) -> None:
+        """Progress: the stream's deadline moves to its timeout from now.
+
+        Unless *force*, only when it was last moved more than an eighth of the
+        timeout (at most a second) ago: moving a deadline is not free.
+        """
+        timeout = self._timeout
+        if timeout is None:
+            self.scope.deadline = math.inf
+            return
+        now = trio.current_time()
+        if force or now - self._armed_at > min(ARM_SLACK, timeout / 8):
+            self._armed_at = now
+            self.scope.deadline = now + timeout
+
+    # -- BodySource -------------------------------------------------------------------
+
+    async def next_piece(self) -> bytes | None:
+        """The next piece of the body (what has arrived, merged), or ``None`` at its end."""
+        self._ack_consumed()
+        while True:
+            if self._pieces:
+                pieces = self._pieces
+                data = b"".join(p[0] for p in pieces)
+                self._unacked += sum(p[1] for p in pieces)
+                pieces.clear()
+                self.arm()
+                if not data:
+                    self._ack_consumed()  # padding only
+                    continue
+                self.exchange.upload_received += len(data)
+                await trio.lowlevel.checkpoint()
+                return data
+            if self.body_ended:
+                self.exchange.footers = self.trailers
+                self.exchange.body_read = True
+                return None
+            if self.gone.is_set():
+                raise ClientGone("the client reset the stream mid-body")
+            self._data_event = trio.Event()
+            await self._data_event.wait()
+
+    def _ack_consumed(self) -> None:
+        """Tell the peer the bytes handed to the application are consumed (WINDOW_UPDATE)."""
+        if self._unacked:
+            self.conn.acknowledge(self.id, self._unacked)
+            self._unacked = 0
+
+    async def send_continue(self) -> None:
+        """An informational ``100`` HEADERS, now that the application asked for the body."""
+        if self.expects_continue and not self._pieces and not self.body_ended:
+            # RFC 9110 §10.1.1: the server MAY omit the 100 "if it has already
+            # received some or all of the content".
+            self.expects_continue = False
+            await self.send_headers([(b":status", b"100")], end=False, final=False)
+
+    # -- output (used by mhd2.http2.reply) --------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.gone.is_set() or self.conn.ending:
+            raise ClientGone("the client reset the stream, or the connection is ending")
+
+    async def send_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
+                           final: bool = True, flush: bool = True) -> None:
+        """Send a HEADERS block (``final``: the response head, not a 1xx)."""
+        self._check_open()
+        self.conn.h2.send_headers(self.id, headers, end_stream=end)
+        if final:
+            self.headers_sent = True
+        if end:
+            self.closed_local = True
+        if flush or end:
+            await self.conn.flushed()
+            self.arm()
+        else:
+            self.conn.wake_writer()
+
+    async def send_data(self, data: bytes | bytearray | memoryview, *, end: bool = False) -> None:
+        """Send *data* as DATA frames within the flow-control windows; *end*: END_STREAM.
+
+        Waits for ``WINDOW_UPDATE`` when a window is closed; the stream's
+        deadline moves only when bytes leave (a window that never opens is
+        cut at the timeout).
+        """
+        h2 = self.conn.h2
+        with memoryview(data) as raw, raw.cast("B") as view:
+            total = view.nbytes
+            pos = 0
+            queued = 0
+            while pos < total:
+                self._check_open()
+                window = h2.local_flow_control_window(self.id)
+                if window <= 0:
+                    if queued:
+                        await self.conn.flushed()
+                        self.arm()
+                        queued = 0
+                        continue
+                    self._window_event = trio.Event()
+                    await self._window_event.wait()
+                    continue
+                n = min(total - pos, window, h2.max_outbound_frame_size)
+                h2.send_data(self.id, bytes(view[pos:pos + n]), end_stream=end and pos + n == total)
+                pos += n
+                queued += n
+                self.body_sent += n
+                if queued >= FLUSH_BYTES and pos < total:
+                    await self.conn.flushed()
+                    self.arm()
+                    queued = 0
+        if end:
+            if total == 0:
+                self._check_open()
+                h2.end_stream(self.id)
+            self.closed_local = True
+        await self.conn.flushed()
+        self.arm()
+
+    async def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
+        """End the stream with a trailer section (DCC footers)."""
+        await self.send_headers(fields, end=True, final=False)
+
+    def reset(self, code: ErrorCodes) -> None:
+        """Send RST_STREAM (once; nothing if the stream is closed already)."""
+        if self.closed_local and self.body_ended:
+            return
+        self.closed_local = True
+        try:
+            self.conn.h2.reset_stream(self.id, code)
+        except ProtocolError:
+            return
+        self.conn.wake_writer()
+
+    # -- the stream's task ------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the request to its end; report the end once; free the stream."""
+        exchange = self.exchange
+        code = RequestEndedCode.CONNECTION_ERROR
+        try:
+            if self.gone.is_set():
+                # Reset before its task ran (rapid reset): no application work.
+                code = self.cancel_code or RequestEndedCode.CLIENT_ABORT
+                return
+            with self.scope:
+                self.arm(force=True)
+                code = await self._serve()
+            if self.scope.cancelled_caught:
+                code = self.cancel_code or RequestEndedCode.TIMEOUT_REACHED
+                if self.cancel_code is None:
+                    logger.debug("mhd2: HTTP/2 stream %d of %s timed out", self.id,
+                                 self.conn.info.client_address)
+                    self.reset(ErrorCodes.CANCEL)
+        except ClientGone:
+            code = self.cancel_code or RequestEndedCode.CLIENT_ABORT
+        except DaemonStopping:
+            code = RequestEndedCode.DAEMON_SHUTDOWN
+            await self._error_reply(503)
+        except _TRANSPORT_ERRORS:
+            code = self.cancel_code or RequestEndedCode.CLIENT_ABORT
+        except Exception:
+            logger.exception("mhd2: internal error on HTTP/2 stream %d of %s", self.id,
+                             self.conn.info.client_address)
+            self.reset(ErrorCodes.INTERNAL_ERROR)
+        finally:
+            exchange.end(code)
+            self._finish()
+
+    def _finish(self) -> None:
+        """After the end: free what the stream holds in the connection's windows."""
+        if not self.closed_local:
+            self.reset(ErrorCodes.INTERNAL_ERROR if not self.gone.is_set() else ErrorCodes.CANCEL)
+        elif not self.body_ended:
+            # RFC 9113 §8.1: "A server can send a complete response prior to the
+            # client sending an entire request ... the server MAY request that
+            # the client abort transmission of a request without error by
+            # sending a RST_STREAM with an error code of NO_ERROR".
+            self.body_ended = True
+            try:
+                self.conn.h2.reset_stream(self.id, ErrorCodes.NO_ERROR)
+            except ProtocolError:
+                pass
+        unread = self._unacked + sum(p[1] for p in self._pieces)
+        self._pieces.clear()
+        self._unacked = 0
+        self.gone.set()
+        if unread:
+            self.conn.acknowledge(self.id, unread)
+        self.conn.stream_done(self)
+
+    async def _serve(self) -> RequestEndedCode:
+        exchange = self.exchange
+        request = exchange.request
+        shared = self.conn.shared
+        options = shared.options
+        if options.forwarded_headers:
+            found = resolve_from_headers(self.conn.info.client_address, shared.trusted,
+                                         request._headers, scheme=exchange.scheme)
+            if found.from_headers:
+                exchange.client_address = found.client_address
+                exchange.scheme = found.scheme
+        if options.early_uri_logger is not None:
+            try:
+                await call_maybe_await(options.early_uri_logger, request, request.uri,
+                                       request.method)
+            except Exception:
+                logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
+        action = await exchange.call_app()
+        while isinstance(action, SuspendAction):
+            await exchange.park()
+            action = await exchange.call_app()
+        outcome: Response | UpgradeAction | Ending
+        if action is None:
+            self.reset(ErrorCodes.INTERNAL_ERROR)
+            return RequestEndedCode.BY_APP_ABORT
+        if isinstance(action, Ending):
+            outcome = action
+        elif isinstance(action, AbortAction):
+            outcome = Ending(None, RequestEndedCode.BY_APP_ABORT)
+        elif isinstance(action, UploadRequestAction):
+            outcome = await run_upload(self, exchange, action)
+        elif isinstance(action, UpgradeAction):
+            outcome = action
+        else:
+            outcome = action.response  # type: ignore[attr-defined]
+        if isinstance(outcome, UpgradeAction):
+            return await self._refuse_upgrade(outcome)
+        if isinstance(outcome, Ending):
+            if outcome.status is None:
+                self.reset(ErrorCodes.INTERNAL_ERROR)
+            else:
+                await self._error_reply(outcome.status)
+            return outcome.code
+        exchange.response = outcome
+        if not self.body_ended and not self.expects_continue:
+            # (A client waiting for 100 Continue sends no body: answer at once.)
+            await self._discard_small_body()
+        code = await send_response(self, exchange, outcome, is_head=request.method == "HEAD",
+                                   add_date=not options.suppress_date_header)
+        if code is RequestEndedCode.BY_APP_ERROR and not self.headers_sent:
+            await self._error_reply(500)
+        return code
+
+    async def _discard_small_body(self) -> None:
+        """The application answers without reading the body: if what is left of it
+        is small, read and discard it before the answer, so the request is
+        complete (and checked) when the response starts -- as HTTP/1 reads a
+        small unread body to keep the connection.  A larger rest (declared, or
+        past the limit while reading) is not waited for: the response goes at
+        once, then RST_STREAM(NO_ERROR).
+        """
+        size = self.exchange.request.upload_size
+        if size is not None and size - self.exchange.upload_received > DISCARD_LIMIT:
+            return
+        discarded = 0
+        while not self.body_ended and discarded <= DISCARD_LIMIT:
+            if self.gone.is_set():
+                raise ClientGone("the client reset the stream mid-body")
+            if self._pieces:
+                flow = sum(p[1] for p in self._pieces)
+                discarded += sum(len(p[0]) for p in self._pieces)
+                self._pieces.clear()
+                self.conn.acknowledge(self.id, flow)
+                self.arm()
+                continue
+            self._data_event = trio.Event()
+            await self._data_event.wait()
+        self._ack_consumed()
+
+    async def _refuse_upgrade(self, action: UpgradeAction) -> RequestEndedCode:
+        """``action_upgrade`` on an HTTP/2 stream: 501, logged with the reason.
+
+        RFC 9113 §8.6: "HTTP/2 removes support for the 101 (Switching
+        Protocols) informational status code" -- there is no connection of
+        this request's own to hand to an upgrade handler.
+        """
+        try:
+            raise UsageError(
+                f"action_upgrade({action.value!r}) on an HTTP/2 stream: HTTP/2 has no "
+                "Upgrade (RFC 9113 §8.6); answered 501. Serve this endpoint over HTTP/1.1 "
+                "(e.g. a TLS context without 'h2' in its ALPN list, or Daemon(http2=False))"
+            )
+        except UsageError:
+            logger.exception("mhd2: refused an upgrade for %s %s", self.exchange.request.method,
+                             self.exchange.request.uri)
+        await self._error_reply(501)
+        return RequestEndedCode.BY_APP_ERROR
+
+    async def _error_reply(self, status: int) -> None:
+        """A daemon-made error page (fixed text per status), or a reset if too late."""
+        if self.headers_sent or self.closed_local or self.gone.is_set():
+            self.reset(ErrorCodes.INTERNAL_ERROR)
+            return
+        body = b"%d %s\n" % (status, reason_phrase(status).encode("latin-1"))
+        headers = [(b":status", b"%d" % status),
+                   (b"content-type", b"text/plain; charset=utf-8"),
+                   (b"x-content-type-options", b"nosniff"),
+                   (b"content-length", b"%d" % len(body))]
+        if not self.conn.shared.options.suppress_date_header:
+            headers.append((b"date", date_header_line()[6:-2]))
+        self.exchange.status = status
+        try:
+            with trio.move_on_after(5.0):
+                await self.send_headers(headers, end=False, flush=False)
+                await self.send_data(body, end=True)
+        except (ClientGone, *_TRANSPORT_ERRORS):
+            pass
+        if not self.closed_local:
+            self.reset(ErrorCodes.INTERNAL_ERROR)

@@ -1,0 +1,712 @@
+"""HTTP/2 end to end: every action over streams, with httpx, a frame-level client, curl, nghttp.
+
+The daemon speaks HTTP/2 with prior knowledge (h2c) on plain TCP and after
+ALPN ``h2`` with TLS; each stream drives the same exchange as an HTTP/1
+request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import ssl
+import subprocess
+from typing import Any
+
+import httpx
+import pytest
+import trio
+import trustme
+from conftest import WAIT, read_until_close, running, text_response
+from h2raw import RawH2
+from test_auth import PASSWORD, RANDOM, USER, basic_app, digest_app
+
+import mhd2
+from mhd2.enums import RequestEndedCode
+from mhd2.tls import server_context
+
+Ended = list[tuple[mhd2.Request, mhd2.RequestEndedCode]]
+
+
+def h2_client(port: int, **kwargs: Any) -> httpx.AsyncClient:
+    """httpx speaking HTTP/2 with prior knowledge to 127.0.0.1:*port*."""
+    return httpx.AsyncClient(http1=False, http2=True, base_url=f"http://127.0.0.1:{port}",
+                             **kwargs)
+
+
+def echo_request(request: mhd2.Request) -> mhd2.Action:
+    body = (f"{request.version} {request.method} {request.path} "
+            f"{sorted(request.args.items())} {request.headers.get('host')}").encode()
+    return text_response(request, body)
+
+
+# -- the protocol is picked ----------------------------------------------------------------
+
+
+async def test_prior_knowledge_on_plain_tcp_and_http1_beside_it() -> None:
+    async with running(echo_request) as daemon:
+        async with h2_client(daemon.port) as client:
+            with trio.fail_after(WAIT):
+                r = await client.get("/a%20b/c?x=1&y=two")
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(WAIT):
+                r1 = await client.get(f"http://127.0.0.1:{daemon.port}/h1")
+        port = daemon.port
+    assert r.http_version == "HTTP/2"
+    assert r.text == f"HTTP/2 GET /a b/c [('x', '1'), ('y', 'two')] 127.0.0.1:{port}"
+    assert r.headers["content-length"] == str(len(r.content))
+    assert r1.http_version == "HTTP/1.1" and r1.text.startswith("HTTP/1.1 GET /h1")
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def tls_pair(ca: trustme.CA) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    cert = ca.issue_cert("localhost", "127.0.0.1")
+    server = server_context(cert.cert_chain_pems[0].bytes(), cert.private_key_pem.bytes())
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return server, client
+
+
+async def test_tls_alpn_offers_h2_then_http11(ca: trustme.CA) -> None:
+    server, client_ctx = tls_pair(ca)
+    seen: list[mhd2.Request] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        seen.append(request)
+        return echo_request(request)
+
+    async with running(cb, tls=server) as daemon:
+        url = f"https://127.0.0.1:{daemon.port}/x?q=1"
+        async with httpx.AsyncClient(http2=True, verify=client_ctx) as client:
+            with trio.fail_after(WAIT):
+                r2 = await client.get(url)
+        async with httpx.AsyncClient(verify=client_ctx) as client:
+            with trio.fail_after(WAIT):
+                r1 = await client.get(url)
+    assert r2.http_version == "HTTP/2" and r2.text.startswith("HTTP/2 GET /x")
+    assert r1.http_version == "HTTP/1.1"
+    assert [r.connection.alpn_protocol for r in seen] == ["h2", "http/1.1"]
+
+
+async def test_http2_false_turns_off_prior_knowledge_and_alpn(ca: trustme.CA) -> None:
+    async with running(echo_request, http2=False) as daemon:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            async with stream:
+                await stream.send_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                answer = await read_until_close(stream)
+    assert answer.startswith(b"HTTP/1.1 505 ")
+    server, client_ctx = tls_pair(ca)
+    async with running(echo_request, tls=server, http2=False) as daemon:
+        async with httpx.AsyncClient(http2=True, verify=client_ctx) as client:
+            with trio.fail_after(WAIT):
+                r = await client.get(f"https://127.0.0.1:{daemon.port}/")
+    assert r.http_version == "HTTP/1.1"
+
+
+async def test_preface_in_pieces_is_recognised() -> None:
+    async with running(echo_request) as daemon:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            client = RawH2(stream)
+            data = client.conn.data_to_send()
+            for i in range(0, 24, 5):  # the 24-byte preface, trickled
+                await stream.send_all(data[i:min(i + 5, 24)])
+                await trio.sleep(0.01)
+            await stream.send_all(data[24:])
+            sid = client.request("/p")
+            reply = await client.response(sid)
+            await client.aclose()
+    assert reply.status == 200 and reply.body.startswith(b"HTTP/2 GET /p")
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+def kinds_app(tmp_file: str) -> Any:
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        path = request.path
+        if path == "/iovec":
+            response = mhd2.Response.from_iovec(200, [b"a" * 40000, b"b" * 50000, b"c"])
+        elif path == "/fd":
+            fd = os.open(tmp_file, os.O_RDONLY)
+            response = mhd2.Response.from_fd(200, fd, 10, 200000)
+        elif path == "/pipe":
+            r, w = os.pipe()
+            os.write(w, b"through a pipe " * 1000)
+            os.close(w)
+            response = mhd2.Response.from_pipe(200, r)
+        elif path == "/callback":
+            def dyn(ctx: mhd2.DCCContext, pos: int, buf: memoryview) -> mhd2.DCCAction:
+                if pos >= 100000:
+                    return mhd2.dcc_action_finish(ctx, [("X-Checksum", "abc"), ("Connection", "x")])
+                if pos == 1000:
+                    return mhd2.dcc_action_continue_zc(ctx, 0, [b"z" * 999])
+                buf[:1000] = b"y" * 1000
+                return mhd2.dcc_action_continue(ctx, 1000)
+            response = mhd2.Response.from_callback(200, None, dyn)
+        elif path == "/chunked":
+            response = mhd2.Response.from_buffer_copy(200, b"framed by the stream")
+            response.add_header("Transfer-Encoding", "chunked")
+            response.add_header("Connection", "close")
+            response.add_header("X-Kept", "yes")
+        elif path == "/empty":
+            response = mhd2.Response.from_empty(204)
+        else:
+            response = mhd2.Response.from_buffer_copy(200, b"buffer " * 20000)
+        return mhd2.action_from_response(request, response)
+    return cb
+
+
+async def test_every_response_kind_over_streams_concurrently(tmp_path: Any) -> None:
+    data = os.urandom(300000)
+    file = tmp_path / "f.bin"
+    file.write_bytes(data)
+    async with running(kinds_app(str(file))) as daemon:
+        async with h2_client(daemon.port) as client:
+            results: dict[str, httpx.Response] = {}
+
+            async def get(path: str) -> None:
+                results[path] = await client.get(path)
+
+            with trio.fail_after(WAIT):
+                async with trio.open_nursery() as nursery:
+                    for path in ("/buffer", "/iovec", "/fd", "/pipe", "/callback", "/chunked",
+                                 "/empty"):
+                        nursery.start_soon(get, path)
+                head = await client.head("/buffer")
+    assert results["/buffer"].content == b"buffer " * 20000
+    assert results["/iovec"].content == b"a" * 40000 + b"b" * 50000 + b"c"
+    assert results["/fd"].content == data[10:200010]
+    assert results["/pipe"].content == b"through a pipe " * 1000
+    assert len(results["/callback"].content) == 100999
+    assert results["/callback"].content.startswith(b"y" * 1000 + b"z" * 999)
+    chunked = results["/chunked"]
+    assert chunked.content == b"framed by the stream" and chunked.headers["x-kept"] == "yes"
+    for r in results.values():
+        # RFC 9113 §8.2.2: no connection-specific fields on HTTP/2.
+        assert "connection" not in r.headers and "transfer-encoding" not in r.headers
+        assert r.http_version == "HTTP/2"
+    assert results["/empty"].status_code == 204 and "content-length" not in results["/empty"].headers
+    assert head.content == b"" and head.headers["content-length"] == str(7 * 20000)
+
+
+async def test_dcc_footers_are_trailers_and_suspend_resumes() -> None:
+    parked: list[mhd2.Request] = []
+    suspended = trio.Event()
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        state = {"n": 0}
+
+        def dyn(ctx: mhd2.DCCContext, pos: int, buf: memoryview) -> mhd2.DCCAction:
+            state["n"] += 1
+            if state["n"] == 2:
+                parked.append(ctx.request)
+                suspended.set()
+                return mhd2.dcc_action_suspend(ctx)
+            if pos >= 6:
+                return mhd2.dcc_action_finish(ctx, [("X-Sum", "42"), ("Transfer-Encoding", "x")])
+            buf[:3] = b"abc"
+            return mhd2.dcc_action_continue(ctx, 3)
+        return mhd2.action_from_response(request, mhd2.Response.from_callback(200, None, dyn))
+
+    async with running(cb) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.request("/t", headers=[("te", "trailers")])
+            await client.flush()
+            await suspended.wait()
+            mhd2.request_resume(parked[0])
+            reply = await client.response(sid)
+            await client.aclose()
+    assert reply.status == 200 and reply.body == b"abcabc"
+    assert reply.trailers == [(b"x-sum", b"42")]
+
+
+async def test_action_suspend_and_resume_from_a_thread_on_many_streams() -> None:
+    parked: list[mhd2.Request] = []
+    all_parked = trio.Event()
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.app_context is None:
+            request.app_context = "resumed"
+            parked.append(request)
+            if len(parked) == 10:
+                all_parked.set()
+            return mhd2.action_suspend(request)
+        return text_response(request, request.path.encode())
+
+    async with running(cb) as daemon:
+        async with h2_client(daemon.port) as client:
+            results: list[httpx.Response] = []
+
+            async def get(i: int) -> None:
+                results.append(await client.get(f"/{i}"))
+
+            with trio.fail_after(WAIT):
+                async with trio.open_nursery() as nursery:
+                    for i in range(10):
+                        nursery.start_soon(get, i)
+                    await all_parked.wait()
+                    for request in parked:
+                        await trio.to_thread.run_sync(mhd2.request_resume, request)
+    assert sorted(r.text for r in results) == sorted(f"/{i}" for i in range(10))
+
+
+# -- uploads ------------------------------------------------------------------------------
+
+
+async def test_full_and_incremental_uploads() -> None:
+    pieces: list[int] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.path == "/full":
+            def full(req: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+                return mhd2.upload_action_from_response(
+                    req, mhd2.Response.from_buffer_copy(200, b"%d %d" % (len(data), sum(data))))
+            return mhd2.action_process_upload_full(request, 4 * 1024 * 1024, full)
+
+        total = [0]
+
+        def inc(req: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+            if data:
+                pieces.append(len(data))
+                total[0] += len(data)
+                return mhd2.upload_action_continue(req)
+            return mhd2.upload_action_from_response(
+                req, mhd2.Response.from_buffer_copy(200, b"%d" % total[0]))
+        return mhd2.action_process_upload_inc(request, inc)
+
+    body = os.urandom(1_000_000)
+    async with running(cb) as daemon:
+        async with h2_client(daemon.port) as client:
+            with trio.fail_after(WAIT):
+                full = await client.post("/full", content=body)
+                inc = await client.post("/inc", content=body)
+        with trio.fail_after(WAIT):
+            # (httpx waits for window forever when a response comes before the
+            # whole body is sent: the raw client shows the early answer.)
+            raw = await RawH2.connect(daemon.port)
+            sid = raw.request("/full", "POST", [("content-length", str(5 * 1024 * 1024))],
+                              end=False)
+            raw.conn.send_data(sid, b"x" * 16384)
+            too_big = await raw.response(sid)
+            after = await raw.response(raw.request("/inc", "POST"))
+            await raw.aclose()
+    assert full.text == f"{len(body)} {sum(body)}"
+    assert inc.text == str(len(body)) and sum(pieces) == len(body)
+    # The early answer, then RST_STREAM(NO_ERROR) for the rest of the body (RFC 9113 §8.1).
+    assert too_big.status == 413 and too_big.ended and too_big.reset in (None, 0)
+    assert after.status == 200 and after.body == b"0"
+
+
+async def test_slow_application_stops_the_window_instead_of_buffering() -> None:
+    """Flow control is the backpressure: a suspended upload callback gets no more
+    than the stream's window, and the client's window stays closed."""
+    got = [0]
+    parked_in, parked_out = trio.open_memory_channel[mhd2.Request](100)
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        def inc(req: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+            if not data:
+                return mhd2.upload_action_from_response(
+                    req, mhd2.Response.from_buffer_copy(200, b"%d" % got[0]))
+            got[0] += len(data)
+            parked_in.send_nowait(req)
+            return mhd2.upload_action_suspend(req)
+        return mhd2.action_process_upload_inc(request, inc)
+
+    async def resume_all() -> None:
+        async for request in parked_out:
+            mhd2.request_resume(request)
+
+    body = b"u" * 300_000
+    async with running(cb, http2_initial_window_size=16384) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            await client.until(lambda: client.conn.remote_settings.initial_window_size == 16384)
+            sid = client.request("/", "POST", end=False)
+            n = client.conn.local_flow_control_window(sid)
+            client.conn.send_data(sid, body[:n])
+            await client.flush()
+            first = await parked_out.receive()
+            # The application holds the first piece and has not consumed it:
+            # no WINDOW_UPDATE, the client can send nothing more.
+            for _ in range(3):
+                with trio.move_on_after(0.1):
+                    await client.receive()
+            assert client.conn.local_flow_control_window(sid) == 0 and got[0] == n == 16384
+            sent = n
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(resume_all)
+                mhd2.request_resume(first)
+                while sent < len(body):
+                    window = client.conn.local_flow_control_window(sid)
+                    n = min(window, client.conn.max_outbound_frame_size, len(body) - sent)
+                    if n == 0:
+                        await client.receive()
+                        continue
+                    client.conn.send_data(sid, body[sent:sent + n])
+                    sent += n
+                    await client.flush()
+                client.conn.end_stream(sid)
+                reply = await client.response(sid)
+                nursery.cancel_scope.cancel()
+            await client.aclose()
+    assert reply.body == b"%d" % len(body)
+
+
+async def test_post_form_over_http2() -> None:
+    from test_post import Seen, make_app
+
+    seen = Seen()
+    async with running(make_app(seen)) as daemon:
+        async with h2_client(daemon.port) as client:
+            with trio.fail_after(WAIT):
+                r = await client.post("/", data={"name": "Jürgen", "x": "1+1"})
+    assert r.status_code == 200 and r.http_version == "HTTP/2"
+    assert r.json()["values"] == [["name", "Jürgen"], ["x", "1+1"]]
+
+
+async def test_expect_100_continue_when_the_app_asks_for_the_body() -> None:
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.path == "/no":
+            return text_response(request, b"not wanted", 403)
+
+        def full(req: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+            return mhd2.upload_action_from_response(req, mhd2.Response.from_buffer_copy(200, data))
+        return mhd2.action_process_upload_full(request, 1000, full)
+
+    async with running(cb) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.request("/yes", "POST", [("expect", "100-continue")], end=False)
+            await client.flush()
+            await client.until(lambda: client.replies[sid].informational)
+            client.conn.send_data(sid, b"the body", end_stream=True)
+            yes = await client.response(sid)
+            sid2 = client.request("/no", "POST", [("expect", "100-continue")], end=False)
+            no = await client.response(sid2)
+            await client.aclose()
+    assert yes.informational == [100] and (yes.status, yes.body) == (200, b"the body")
+    assert no.informational == [] and no.status == 403
+
+
+# -- request semantics ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("headers", [
+    [("connection", "keep-alive")],
+    [("keep-alive", "5")],
+    [("proxy-connection", "x")],
+    [("transfer-encoding", "chunked")],
+    [("upgrade", "websocket")],
+    [("te", "gzip")],
+    [("X-Upper", "1")],
+    [("x-bad", " padded")],
+])
+async def test_connection_specific_and_malformed_fields_reset_the_stream(
+        headers: list[tuple[str, str]]) -> None:
+    calls: list[str] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        calls.append(request.path)
+        return text_response(request)
+
+    async with running(cb) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            bad = await client.response(client.request("/bad", headers=headers))
+            good = await client.response(client.request("/good", headers=[("te", "trailers")]))
+            await client.aclose()
+    assert bad.reset == 1  # PROTOCOL_ERROR, a stream error: the connection goes on
+    assert good.status == 200 and calls == ["/good"]
+
+
+@pytest.mark.parametrize("fields", [
+    [(":method", "GET"), (":scheme", "http"), (":authority", "a")],              # no :path
+    [(":method", "GET"), (":path", "/"), (":authority", "a")],                   # no :scheme
+    [(":scheme", "http"), (":path", "/"), (":authority", "a")],                  # no :method
+    [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":path", "/")],   # twice
+    [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":status", "200")],
+    [(":method", "GET"), (":scheme", "http"), ("x", "1"), (":path", "/")],       # after regular
+    [(":method", "GET"), (":scheme", "http"), (":path", "no-slash")],
+    [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "a"),
+     ("host", "b")],
+])
+async def test_pseudo_headers_are_validated(fields: list[tuple[str, str]]) -> None:
+    async with running(text_response) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.conn.get_next_available_stream_id()
+            client.conn.send_headers(sid, [(k.encode(), v.encode()) for k, v in fields],
+                                     end_stream=True)
+            reply = await client.response(sid)
+            await client.aclose()
+    assert reply.reset == 1 and reply.status is None
+
+
+async def test_host_from_authority_and_cookies_joined() -> None:
+    seen: list[mhd2.Request] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        seen.append(request)
+        return text_response(request)
+
+    async with running(cb) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            await client.response(client.request(
+                "/c?a=1", headers=[("cookie", "a=1"), ("cookie", "b=2")], authority="ex.org:8"))
+            await client.aclose()
+    request = seen[0]
+    assert request.version == "HTTP/2" and request.http_version is mhd2.HTTPVersion.HTTP_2
+    assert request.headers["Host"] == "ex.org:8" and request.uri == "/c?a=1"
+    assert dict(request.cookies) == {"a": "1", "b": "2"}
+
+
+async def test_request_ended_once_per_stream_and_client_reset_is_client_abort(
+        ended: Ended) -> None:
+    parked = trio.Event()
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.path == "/park":
+            parked.set()
+            return mhd2.action_suspend(request)
+        return text_response(request)
+
+    async with running(cb, notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            park = client.request("/park")
+            ok = client.request("/ok")
+            await client.response(ok)
+            await parked.wait()
+            client.conn.reset_stream(park, 8)  # CANCEL
+            await client.flush()
+            while len(ended) < 2:
+                await trio.sleep(0.01)
+            await client.aclose()
+    assert sorted((r.path, c) for r, c in ended) == [
+        ("/ok", RequestEndedCode.COMPLETED_OK), ("/park", RequestEndedCode.CLIENT_ABORT)]
+
+
+async def test_upgrade_on_an_http2_stream_is_refused_with_501(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        return mhd2.action_upgrade(request, "websocket", lambda req, urh: None)
+
+    async with running(cb) as daemon:
+        async with h2_client(daemon.port) as client:
+            with caplog.at_level(logging.ERROR, "mhd2"), trio.fail_after(WAIT):
+                r = await client.get("/ws")
+    assert r.status_code == 501
+    assert "HTTP/2 has no Upgrade" in caplog.text
+
+
+async def test_basic_and_digest_challenges_work_unchanged() -> None:
+    async with running(basic_app) as daemon:
+        async with h2_client(daemon.port) as client:
+            with trio.fail_after(WAIT):
+                r1 = await client.get("/")
+                r2 = await client.get("/", auth=(USER, PASSWORD))
+    assert r1.status_code == 401 and r1.headers["www-authenticate"].startswith("Basic realm=")
+    assert (r2.status_code, r2.text) == (200, "hello root")
+    async with running(digest_app(), digest_auth_random=RANDOM) as daemon:
+        async with h2_client(daemon.port, auth=httpx.DigestAuth(USER, PASSWORD)) as client:
+            with trio.fail_after(WAIT):
+                r = await client.get("/s/1?q=1")
+    assert (r.status_code, r.text, r.http_version) == (200, "welcome", "HTTP/2")
+
+
+# -- graceful stop and idle timeout ---------------------------------------------------------------
+
+
+async def test_graceful_stop_sends_goaway_and_lets_running_streams_finish(ended: Ended) -> None:
+    release = trio.Event()
+    started = trio.Event()
+
+    async def cb(request: mhd2.Request) -> mhd2.Action:
+        started.set()
+        await release.wait()
+        return text_response(request, b"finished")
+
+    daemon = mhd2.Daemon(cb, port=0, notify_request_ended=lambda r, c: ended.append((r, c)))
+    async with daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.request("/slow")
+            await client.flush()
+            await started.wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(daemon.stop, 5.0)
+                goaway = await client.until_goaway()
+                assert goaway.error_code == 0 and goaway.last_stream_id == sid
+                release.set()
+                reply = await client.response(sid)
+                await client.until_closed()
+    assert (reply.status, reply.body) == (200, b"finished")
+    assert [c for _, c in ended] == [RequestEndedCode.COMPLETED_OK]
+
+
+async def test_idle_connection_gets_goaway_at_the_keep_alive_timeout() -> None:
+    async with running(text_response, timeout=5, keep_alive_timeout=0.3) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            reply = await client.response(client.request("/"))
+            start = trio.current_time()
+            goaway = await client.until_goaway()
+            await client.until_closed()
+    assert reply.status == 200 and goaway.error_code == 0 and goaway.last_stream_id == 1
+    assert trio.current_time() - start < 3
+
+
+# -- real clients ---------------------------------------------------------------------------------
+
+
+async def run_tool(*args: str) -> subprocess.CompletedProcess[bytes]:
+    with trio.fail_after(30):
+        return await trio.run_process(list(args), capture_stdout=True, capture_stderr=True,
+                                      check=False)
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+async def test_curl_prior_knowledge_and_tls(ca: trustme.CA, tmp_path: Any) -> None:
+    async with running(echo_request) as daemon:
+        done = await run_tool("curl", "-s", "--http2-prior-knowledge", "-w", "\n%{http_version}",
+                              f"http://127.0.0.1:{daemon.port}/c?x=1")
+        port = daemon.port
+    assert done.stdout.decode().splitlines() == [
+        f"HTTP/2 GET /c [('x', '1')] 127.0.0.1:{port}", "2"]
+    server, _ = tls_pair(ca)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    async with running(echo_request, tls=server) as daemon:
+        done = await run_tool("curl", "-s", "--http2", "--cacert", str(ca_file), "-w",
+                              "\n%{http_version}", f"https://localhost:{daemon.port}/t")
+        port = daemon.port
+    assert done.stdout.decode().splitlines() == [
+        f"HTTP/2 GET /t [] localhost:{port}", "2"]
+
+
+NGHTTP = shutil.which("nghttp")
+H2LOAD = shutil.which("h2load")
+
+
+@pytest.mark.skipif(NGHTTP is None or H2LOAD is None,
+                    reason="nghttp/h2load not found: apt-get install -y nghttp2-client")
+async def test_nghttp_and_h2load(ended: Ended) -> None:
+    body = b"x" * 100_000
+    async with running(lambda r: text_response(r, body),
+                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        url = f"http://127.0.0.1:{daemon.port}/n"
+        nghttp = await run_tool("nghttp", "-s", url, url + "?2", url + "?3")
+        load = await run_tool("h2load", "-n", "400", "-c", "4", "-m", "10", url)
+    assert nghttp.returncode == 0, nghttp.stderr
+    assert load.returncode == 0, load.stderr
+    out = load.stdout.decode()
+    assert "400 succeeded, 0 failed, 0 errored" in out, out
+    assert "status codes: 400 2xx" in out
+    assert len(ended) == 403 and {c for _, c in ended} == {RequestEndedCode.COMPLETED_OK}
+
+
+async def test_stop_wakes_parked_streams_with_503_and_refuses_new_ones(ended: Ended) -> None:
+    parked = trio.Event()
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        parked.set()
+        return mhd2.action_suspend(request)
+
+    daemon = mhd2.Daemon(cb, port=0, notify_request_ended=lambda r, c: ended.append((r, c)))
+    async with daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.request("/parked")
+            await client.flush()
+            await parked.wait()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(daemon.stop, 5.0)
+                goaway = await client.until_goaway()
+                reply = await client.response(sid)
+                await client.until_closed()
+    assert goaway.last_stream_id == sid and reply.status == 503
+    assert [c for _, c in ended] == [RequestEndedCode.DAEMON_SHUTDOWN]
+
+
+async def test_max_requests_per_connection_sends_goaway() -> None:
+    async with running(text_response, max_requests_per_connection=2) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            first = await client.response(client.request("/1"))
+            second = await client.response(client.request("/2"))
+            goaway = await client.until_goaway()
+            await client.until_closed()
+    assert first.status == second.status == 200
+    assert goaway.error_code == 0 and goaway.last_stream_id == 3
+
+
+async def test_connection_timeout_is_per_stream(ended: Ended) -> None:
+    """request.connection_timeout sets the limit of the request's own stream:
+    a stream waiting for a body that does not come is cut, its neighbour is not."""
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.path == "/short":
+            request.connection_timeout = 0.3
+
+        def full(req: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+            return mhd2.upload_action_from_response(req, mhd2.Response.from_buffer_copy(200, data))
+        return mhd2.action_process_upload_full(request, 1000, full)
+
+    async with running(cb, timeout=30,
+                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            short = client.request("/short", "POST", end=False)
+            long = client.request("/long", "POST", end=False)
+            cut = await client.response(short)
+            client.conn.send_data(long, b"late but fine", end_stream=True)
+            fine = await client.response(long)
+            await client.aclose()
+    assert cut.reset == 8 and fine.body == b"late but fine"
+    assert [(r.path, c) for r, c in ended] == [
+        ("/short", RequestEndedCode.TIMEOUT_REACHED), ("/long", RequestEndedCode.COMPLETED_OK)]
+
+
+async def test_prior_knowledge_over_serve_stream(ended: Ended) -> None:
+    """The preface is recognised on any transport, e.g. a memory stream handed to
+    serve_stream; the connection counts and its streams end once each."""
+    from conftest import open_stream
+
+    async with running(echo_request,
+                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        with trio.fail_after(WAIT):
+            stream = await open_stream(daemon)
+            client = RawH2(stream)
+            await client.flush()
+            replies = [await client.response(client.request(f"/m{i}")) for i in range(3)]
+            assert daemon.connection_count == 1
+            await client.aclose()
+    assert [r.body.split(b" ")[:3] for r in replies] == [
+        [b"HTTP/2", b"GET", f"/m{i}".encode()] for i in range(3)]
+    assert [c for _, c in ended] == [RequestEndedCode.COMPLETED_OK] * 3
+
+
+async def test_forwarded_headers_apply_to_streams() -> None:
+    seen: list[mhd2.Request] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        seen.append(request)
+        return text_response(request)
+
+    async with running(cb, forwarded_headers=True) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            await client.response(client.request("/f", headers=[
+                ("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]))
+            await client.aclose()
+    assert seen[0].client_address[0] == "203.0.113.9" and seen[0].scheme == "https"
+    assert seen[0].connection.client_address[0] == "127.0.0.1"
