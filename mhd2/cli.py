@@ -726,16 +726,6 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="directory to serve (default: the current directory)",
     )
-    add_address_arguments(parser, port=8080)
-    parser.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain): serve HTTPS")
-    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
-    parser.add_argument(
-        "--workers",
-        type=_workers,
-        default=1,
-        metavar="N",
-        help="worker processes sharing one listening socket (default: %(default)s)",
-    )
     parser.add_argument(
         "--index",
         action="append",
