@@ -43,6 +43,7 @@ import trio
 from ._demo_parts import Message, json_response, parse_message, text_response
 from .actions import UploadAction, upload_action_from_response, upload_action_suspend
 from .demo import HISTORY, POLL_SECONDS, ChatRoom
+from .errors import UsageError
 from .exchange import request_resume
 from .request import Request
 
@@ -94,14 +95,24 @@ async def check_redis(url: str) -> None:
         with trio.fail_after(10):
             async with client:
                 info = await client.info("server")
-    except (OSError, trio.TooSlowError, Exception) as exc:
-        if isinstance(exc, RedisUnavailable):
-            raise
-        raise RedisUnavailable(f"cannot use Redis at {url}: {exc or type(exc).__name__}") from None
+    except RedisUnavailable:
+        raise
+    except trio.TooSlowError:
+        raise RedisUnavailable(f"cannot use Redis at {url}: no answer in 10 s") from None
+    except Exception as exc:  # coredis' ConnectionError, OSError ... maybe in a group
+        raise RedisUnavailable(f"cannot use Redis at {url}: {_reason(exc)}") from None
     version = str(info.get("redis_version", "0"))
     major = version.split(".")[0]
     if not major.isdigit() or int(major) < 7:
         raise RedisUnavailable(f"Redis at {url} is version {version}; the demo needs 7 or later")
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in one line (the first leaf of exception groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _message(identifier: str | bytes, fields: Mapping[Any, Any], epoch: str) -> Message | None:
@@ -205,7 +216,7 @@ class RedisChatRoom(ChatRoom):
                             self.deliver(message)
             except Exception as exc:  # coredis' ConnectionError, TimeoutError ...
                 log.warning("Redis at %s: %s; trying again in %.1f s", self.url,
-                            exc or type(exc).__name__, backoff)
+                            _reason(exc), backoff)
                 await trio.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
                 try:
@@ -231,8 +242,13 @@ class RedisChatRoom(ChatRoom):
         return await self._xadd(name, text)
 
     def publish(self, name: str, text: str) -> Message:
-        raise RuntimeError("RedisChatRoom.publish: messages go through Redis; "
-                           "use 'await room.post(name, text)'")
+        """Not here: a message must go through Redis first.
+
+        Raises:
+            UsageError: always; use ``await room.post(name, text)``.
+        """
+        raise UsageError("RedisChatRoom.publish: messages go through Redis to keep one order "
+                         "across processes; use 'await room.post(name, text)'")
 
     def _on_message(self, request: Request, data: bytes) -> UploadAction:
         """``POST /send``: parked while ``XADD`` runs, answered with the stream's id."""
@@ -258,7 +274,7 @@ class RedisChatRoom(ChatRoom):
             with trio.fail_after(10):
                 send.ident = await self._xadd(name, text)
         except Exception as exc:
-            send.error = f"Redis: {exc or type(exc).__name__}"
+            send.error = f"Redis: {_reason(exc)}"
             log.warning("XADD to %s failed: %s", self.url, send.error)
         request_resume(request)
 

@@ -500,3 +500,53 @@ async def test_haproxy_to_mhd2_over_a_unix_socket(tmp_path: Path, nursery: trio.
         assert response.status_code == 200 and response.text == "over a socket\n"
         line = (await serve.until(r'"GET /hello.txt\?via=unix ')).string
         assert line.startswith(f"{CLIENT_IP} - - ["), line
+
+
+async def test_the_room_is_the_redis_stream_and_its_epoch_outlives_the_demo(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    """Ids are the stream's (XADD 0-*), the epoch is the one stored in Redis, a
+    restarted demo keeps both, and a cursor ahead of a process waits instead of
+    getting the history again."""
+    import coredis
+
+    async with AsyncExitStack() as stack:
+        url = await start_redis(stack, nursery, tmp_path)
+        port = free_port()
+        argv = ["demo", "--redis", url, "--port", str(port)]
+        demo = await stack.enter_async_context(child(
+            nursery, "demo", [sys.executable, "-m", "mhd2", *argv]))
+        await demo.until("chat on")
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=WAIT) as http:
+            for text in ("one", "two"):
+                assert (await http.post("/send", json={"text": text})).status_code == 200
+            answer = (await http.get("/poll", params={"since": "0"})).json()
+        redis = coredis.Redis.from_url(url, decode_responses=True)
+        async with redis:
+            entries = await redis.xrange("mhd2:demo:chat")
+            assert [e.identifier for e in entries] == ["0-1", "0-2"]
+            assert [e.field_values["text"] for e in entries] == ["one", "two"]
+            assert await redis.get("mhd2:demo:epoch") == answer["epoch"]
+        epoch = answer["epoch"]
+
+        await stop(demo.process)
+        demo = await stack.enter_async_context(child(
+            nursery, "demo again", [sys.executable, "-m", "mhd2", *argv]))
+        await demo.until("chat on")
+        async with httpx.AsyncClient(base_url=base, timeout=WAIT) as http:
+            again = (await http.get("/poll", params={"since": f"{epoch}:1"})).json()
+            assert again["epoch"] == epoch
+            assert texts(again["messages"]) == [(2, "two")]
+
+            # a client that saw message 3 elsewhere, before this process did:
+            # it waits for 4 instead of taking 1..2 again
+            async def ahead() -> Any:
+                return (await http.get("/poll", params={"since": f"{epoch}:3"})).json()
+
+            async def later() -> list[int]:
+                return [await post(port, None, "three"), await post(port, None, "four")]
+
+            with trio.fail_after(WAIT):
+                waited, posted = await gather(ahead, later)
+        assert posted == [3, 4]
+        assert texts(waited["messages"]) == [(4, "four")]
