@@ -441,8 +441,11 @@ class ChatRoom:
             async def pump() -> None:
                 nonlocal last
                 await ws.send(json.dumps(hello))
+                epoch = self.epoch
                 while True:
                     news = self._news
+                    if self.epoch != epoch:  # the room started over (Redis lost it)
+                        epoch, last = self.epoch, -1
                     for message in self.newer_than(last):
                         await ws.send(json.dumps(message.as_json()))
                         last = message.id

@@ -42,7 +42,7 @@ import trio
 
 from ._demo_parts import Message, json_response, parse_message, text_response
 from .actions import UploadAction, upload_action_from_response, upload_action_suspend
-from .demo import HISTORY, POLL_SECONDS, ChatRoom
+from .demo import HISTORY, POLL_SECONDS, ChatRoom, _Wait
 from .errors import UsageError
 from .exchange import request_resume
 from .request import Request
@@ -191,6 +191,10 @@ class RedisChatRoom(ChatRoom):
             self.epoch = epoch
             self.messages.clear()
             self.last_id = 0
+            for request in self._parked.values():
+                wait = request.app_context
+                if isinstance(wait, _Wait):
+                    wait.since = -1  # its cursor is of the old epoch: send everything
         for entry in entries:
             message = _message(entry.identifier, entry.field_values, epoch)
             if message is not None and message.id > self.last_id:
@@ -204,25 +208,26 @@ class RedisChatRoom(ChatRoom):
         every new one delivered to the local room.  Redis going away is logged and
         retried with back-off; on return the epoch and history are checked again."""
         backoff = 0.1
+        lost = False
         while True:
             try:
-                while True:
-                    answer = await client.xread({STREAM_KEY: f"0-{self.last_id}"},
-                                                count=500, block=BLOCK_MS)
-                    backoff = 0.1
-                    for entry in (answer or {}).get(STREAM_KEY, ()):
-                        message = _message(entry.identifier, entry.field_values, self.epoch)
-                        if message is not None and message.id > self.last_id:
-                            self.deliver(message)
+                if lost:  # never XREAD after a stream that may have started over
+                    await self._sync(client)
+                    lost = False
+                    log.warning("Redis at %s: back", self.url)
+                answer = await client.xread({STREAM_KEY: f"0-{self.last_id}"},
+                                            count=500, block=BLOCK_MS)
+                backoff = 0.1
+                for entry in (answer or {}).get(STREAM_KEY, ()):
+                    message = _message(entry.identifier, entry.field_values, self.epoch)
+                    if message is not None and message.id > self.last_id:
+                        self.deliver(message)
             except Exception as exc:  # coredis' ConnectionError, TimeoutError ...
                 log.warning("Redis at %s: %s; trying again in %.1f s", self.url,
                             _reason(exc), backoff)
+                lost = True
                 await trio.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
-                try:
-                    await self._sync(client)
-                except Exception:
-                    continue
 
     async def _xadd(self, name: str, text: str) -> int:
         if self._redis is None:

@@ -150,13 +150,15 @@ async def until_accepting(address: str | tuple[str, int]) -> None:
             return
 
 
-async def start_redis(stack: AsyncExitStack, nursery: trio.Nursery, tmp: Path) -> str:
+async def start_redis(stack: AsyncExitStack, nursery: trio.Nursery, tmp: Path,
+                      port: int = 0) -> str:
+    """Start redis-server (on *port*, or a free one) without persistence; its URL."""
     if MISSING:
         pytest.fail(f"MHD2_DEPLOY=1 but missing: {', '.join(MISSING)}")
     assert REDIS_SERVER is not None
-    port = free_port()
-    (tmp / "redis").mkdir()
-    await stack.enter_async_context(child(nursery, "redis", [
+    port = port or free_port()
+    (tmp / "redis").mkdir(exist_ok=True)
+    await stack.enter_async_context(child(nursery, f"redis {port}", [
         REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(tmp / "redis"),
         "--save", "", "--appendonly", "no", "--logfile", ""]))
     await until_accepting(("127.0.0.1", port))
@@ -550,3 +552,50 @@ async def test_the_room_is_the_redis_stream_and_its_epoch_outlives_the_demo(
                 waited, posted = await gather(ahead, later)
         assert posted == [3, 4]
         assert texts(waited["messages"]) == [(4, "four")]
+
+
+async def test_redis_lost_and_back_makes_a_new_epoch_that_every_client_follows(
+        tmp_path: Path, nursery: trio.Nursery) -> None:
+    """Redis restarts empty: posting is 503 while it is away, then the demo's reader
+    comes back, takes a new epoch, and a poll parked with an old cursor, a
+    WebSocket and a page's old cursor all get the new room from its start."""
+    from websockets.sync.client import connect
+
+    async with AsyncExitStack() as stack:
+        redis_stack = await stack.enter_async_context(AsyncExitStack())
+        url = await start_redis(redis_stack, nursery, tmp_path)
+        redis_port = int(url.rsplit(":", 1)[1].split("/")[0])
+        port = free_port()
+        demo = await stack.enter_async_context(child(
+            nursery, "demo", [sys.executable, "-m", "mhd2", "demo", "--redis", url,
+                              "--port", str(port), "--log-level", "warning"]))
+        await demo.until("chat on")
+        assert await post(port, None, "one") == 1
+        _, old = await poll_until(port, None, "0", 1)
+        ws = await trio.to_thread.run_sync(lambda: stack.enter_context(connect(
+            f"ws://127.0.0.1:{port}/ws?since={old}:1", open_timeout=WAIT, close_timeout=5)))
+        assert json.loads(await trio.to_thread.run_sync(ws.recv, WAIT))["messages"] == []
+
+        async def parked() -> Any:
+            async with client(port) as http:
+                return (await http.get("/poll", params={"since": f"{old}:1"})).json()
+
+        async def outage() -> None:
+            await redis_stack.aclose()  # SIGTERM: without persistence the room is gone
+            start = len(demo.lines)
+            async with client(port) as http:
+                response = await http.post("/send", json={"text": "lost"})
+            assert response.status_code == 503, response.text
+            await demo.until("Redis at .*trying again", start=start)
+            await start_redis(stack, nursery, tmp_path, redis_port)
+            await demo.until("Redis at .*: back", start=start)
+            assert await post(port, None, "after") == 1  # the new stream counts from 1
+
+        with trio.fail_after(WAIT * 2):
+            answer, _ = await gather(parked, outage)
+        assert answer["epoch"] != old
+        assert texts(answer["messages"]) in ([], [(1, "after")])
+        fresh, epoch = await poll_until(port, None, f"{old}:1", 1)
+        assert epoch == answer["epoch"] and texts(fresh) == [(1, "after")]
+        got = json.loads(await trio.to_thread.run_sync(ws.recv, WAIT))
+        assert (got["epoch"], got["id"], got["text"]) == (epoch, 1, "after")
