@@ -21,8 +21,9 @@ The room's epoch (the ``EPOCH`` of cursors ``EPOCH:ID``) lives beside the
 stream (key ``mhd2:demo:epoch``, set once with ``SET NX``), so it is the same
 in every process and survives restarts of the demo: a page that reconnects to
 another process, or after a restart, carries on where it was.  If Redis loses
-both keys (a Redis restart without persistence, or ``DEL``), the next process
-to look makes a new epoch and the pages reload the history.
+both keys (a Redis restart without persistence, ``FLUSHDB``), the reader makes
+a new epoch when it reconnects and the pages reload the history.  (Delete both
+keys, never the stream alone: ids would start again at 1 in the old epoch.)
 
 Redis is reached with coredis, which runs on trio through anyio
 (``pip install 'mhd2[redis]'``).
