@@ -387,6 +387,10 @@ async def test_each_backend_sees_the_clients_address_not_haproxys(demo: Demo) ->
         line = (await demo.backends[name].until(rf'"GET /\?probe={name} HTTP/1.1" 200 ')).string
         # PROXY v2 from HAProxy (127.0.0.1) carried the client's 127.0.0.2
         assert line.startswith(f"{CLIENT_IP} - - ["), line
+    # HAProxy's health checks (a PROXY v2 LOCAL header, then nothing) are no trouble
+    for backend in demo.backends.values():
+        assert not [line for line in backend.lines if "Traceback" in line or ": ERROR:" in line
+                    or ": WARNING:" in line], backend.lines
 
 
 async def test_killing_a_backend_loses_no_message_for_clients_that_reconnect(
