@@ -75,7 +75,9 @@ def docs(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """The demo and the WebSocket chat example in headless Chromium (tests/browser; not a
     default session): the three modes talking, a restart of the demo, and screenshots of
-    the page at desktop and phone widths, checked for overflow and visible controls.
+    the page at desktop and phone widths, checked for overflow and visible controls; and
+    ``demo --redis``: pages on two demo processes in one room, one process restarted
+    (needs ``redis-server``, which ``nox -s deploy`` installs; skipped without it).
 
     Needs Debian's ``chromium`` (/usr/bin/chromium; .ci/run installs it).
     Playwright drives that browser: ``playwright install`` is never run.
