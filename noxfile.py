@@ -8,6 +8,7 @@
     nox -s browser            # the chat demo in headless Chromium (needs /usr/bin/chromium)
     nox -s redbot             # REDbot against a live `python -m mhd2 serve`
     nox -s conformance        # Autobahn|Testsuite, all 517 cases (~12 min)
+    nox -s deploy             # redis-server + HAProxy + mhd2 processes (apt-installs them)
 
 Every session builds a fresh virtualenv with Python 3.11 and installs mhd2
 with the matching extra from pyproject.toml, so nothing installed by hand is
@@ -74,7 +75,9 @@ def docs(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """The demo and the WebSocket chat example in headless Chromium (tests/browser; not a
     default session): the three modes talking, a restart of the demo, and screenshots of
-    the page at desktop and phone widths, checked for overflow and visible controls.
+    the page at desktop and phone widths, checked for overflow and visible controls; and
+    ``demo --redis``: pages on two demo processes in one room, one process restarted
+    (needs ``redis-server``, which ``nox -s deploy`` installs; skipped without it).
 
     Needs Debian's ``chromium`` (/usr/bin/chromium; .ci/run installs it).
     Playwright drives that browser: ``playwright install`` is never run.
@@ -97,6 +100,51 @@ def redbot(session: nox.Session) -> None:
     session.install(".[test,redbot]")
     session.run("pytest", "tests/test_static_redbot.py", "-p", "no:cacheprovider", "-rs",
                 *session.posargs, env={"MHD2_REDBOT": "1"})
+
+
+#: Debian packages the deploy session needs, by the program it runs.
+DEPLOY_PACKAGES = {"redis-server": "redis-server", "haproxy": "haproxy"}
+
+
+def _which(program: str) -> str | None:
+    # haproxy lives in /usr/sbin, which a non-root PATH may lack
+    return shutil.which(program) or shutil.which(program, path="/usr/sbin:/sbin:/usr/bin")
+
+
+@nox.session(python=PYTHON)
+def deploy(session: nox.Session) -> None:
+    """mhd2 deployed with real parts (tests/deploy): a real redis-server and a real
+    HAProxy in front of ``python -m mhd2 demo --redis`` and ``serve`` processes.
+
+    Installs Debian's ``redis-server`` and ``haproxy`` with apt-get when they are
+    missing (as root, or through sudo); skips with a message only where there is
+    no apt-get. Runs pytest on tests/deploy with ``MHD2_DEPLOY=1``, so a part that
+    is still missing fails the tests instead of skipping them.
+    """
+    missing = [package for program, package in DEPLOY_PACKAGES.items() if _which(program) is None]
+    if missing:
+        apt = shutil.which("apt-get")
+        if apt is None:
+            session.skip(f"needs {' and '.join(missing)} and there is no apt-get to install "
+                         "them: install them with your package manager and run again")
+        root: list[str] = []
+        if os.geteuid() != 0:
+            sudo = shutil.which("sudo")
+            if sudo is None:
+                session.error(f"need root or sudo to apt-get install {' '.join(missing)}")
+            root = [sudo]
+        env = {"DEBIAN_FRONTEND": "noninteractive"}
+        session.run(*root, apt, "update", external=True, env=env)
+        session.run(*root, apt, "install", "-y", "--no-install-recommends", *missing,
+                    external=True, env=env)
+        still = [program for program in DEPLOY_PACKAGES if _which(program) is None]
+        if still:
+            session.error(f"apt-get install did not provide {' '.join(still)}")
+    session.run(_which("redis-server") or "redis-server", "--version", external=True)
+    session.run(_which("haproxy") or "haproxy", "-v", external=True)
+    session.install(".[deploy]")
+    session.run("pytest", "tests/deploy", "-p", "no:cacheprovider", "-rs", *session.posargs,
+                env={"MHD2_DEPLOY": "1"})
 
 
 @nox.session(python=PYTHON)

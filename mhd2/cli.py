@@ -815,16 +815,33 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     add_address_arguments(parser, port=8888)
+    parser.add_argument(
+        "--redis", metavar="URL",
+        help="keep the room in this Redis (redis://HOST:PORT/DB, Redis 7+), so that every "
+             "demo process using it serves one room (needs mhd2[redis])")
 
 
 def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from . import demo
 
     tls = _tls_context(parser, args)
+    if args.redis is not None:
+        from . import demo_redis
+
+        try:  # one line and exit status 1 when Redis cannot be used, like a busy port
+            trio.run(demo_redis.check_redis, args.redis)
+        except demo_redis.RedisUnavailable as exc:
+            print(f"mhd2 demo: {exc}", file=sys.stderr)
+            return 1
 
     @asynccontextmanager
     async def open_app(options: dict[str, Any]) -> AsyncIterator[Daemon]:
-        async with demo.chat_server(**options) as (daemon, _):
+        room = None
+        if args.redis is not None:
+            from .demo_redis import RedisChatRoom
+
+            room = RedisChatRoom(args.redis)
+        async with demo.chat_server(room, **options) as (daemon, _):
             yield daemon
 
     options = _engine_options(args)

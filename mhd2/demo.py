@@ -189,11 +189,30 @@ class ChatRoom:
         """Entries in the deadline FIFO (bounded by about twice :attr:`waiting`)."""
         return len(self._deadlines)
 
+    #: ``True`` where a client may be ahead of this process (a room shared
+    #: through Redis): a cursor past :attr:`last_id` in this epoch then means
+    #: "not here yet, wait" instead of "from before a restart".
+    ahead_is_lag = False
+
     def publish(self, name: str, text: str) -> Message:
         """Add a message and wake every parked poll and stream."""
-        self.last_id += 1
-        message = Message(self.last_id, name, text, time.time(), self.epoch)
+        message = Message(self.last_id + 1, name, text, time.time(), self.epoch)
+        self.deliver(message)
+        return message
+
+    async def post(self, name: str, text: str) -> int:
+        """Publish a message from a task (a WebSocket session); returns its id."""
+        return self.publish(name, text).id
+
+    def deliver(self, message: Message) -> None:
+        """Take *message* (the next one in the room's order) and wake every parked
+        poll, stream and WebSocket."""
+        self.last_id = message.id
         self.messages.append(message)
+        self.wake()
+
+    def wake(self) -> None:
+        """Resume every parked request and WebSocket pump (news, or a new epoch)."""
         news, self._news = self._news, trio.Event()
         news.set()
         for response in self._poll_answers.values():
@@ -206,13 +225,16 @@ class ChatRoom:
             if isinstance(wait, _Wait):
                 wait.ticket = 0
             request_resume(request)
-        return message
+
+    def has_news(self, since: int) -> bool:
+        """Whether a client at *since* gets an answer now (else it waits)."""
+        return since < self.last_id if self.ahead_is_lag else since != self.last_id
 
     def newer_than(self, since: int) -> list[Message]:
         """The remembered messages after *since* (all of them for ``-1``, a cursor of another
         epoch, or for an id this run has not reached)."""
         if since >= self.last_id:
-            return [] if since == self.last_id else list(self.messages)
+            return [] if since == self.last_id or self.ahead_is_lag else list(self.messages)
         return [m for m in self.messages if m.id > since]
 
     # -- parking --------------------------------------------------------------------
@@ -238,6 +260,10 @@ class ChatRoom:
             wait.ticket = 0
             if not self._parked:
                 self._deadlines.clear()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Everything the room runs beside the daemon (here: :meth:`run_timers`)."""
+        await self.run_timers(task_status=task_status)
 
     async def run_timers(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Resume parked requests whose wait has expired; runs until cancelled.
@@ -348,7 +374,7 @@ class ChatRoom:
                 return action_from_response(request, text_response(400, since))
             wait = _Wait(since)
             request.app_context = wait
-        if wait.since != self.last_id:  # news, or a client from before a restart
+        if self.has_news(wait.since):  # news, or a client from before a restart
             response = self._poll_answers.get(wait.since)
             if response is None:
                 response = json_response(200, self._batch(wait.since))
@@ -381,7 +407,7 @@ class ChatRoom:
             for message in self.newer_than(wait.since):
                 line = json.dumps(message.as_json())
                 parts.append(f"id: {message.cursor}\nevent: message\ndata: {line}\n\n".encode())
-            wait.since = self.last_id
+            wait.since = max(wait.since, self.last_id) if self.ahead_is_lag else self.last_id
             if not parts and wait.expired:
                 wait.expired = False
                 parts.append(b": keep-alive\n\n")
@@ -412,13 +438,16 @@ class ChatRoom:
 
         async def session(ws: WebSocket) -> None:
             hello = self._batch(since)
-            last = self.last_id
+            last = max(since, self.last_id) if self.ahead_is_lag else self.last_id
 
             async def pump() -> None:
                 nonlocal last
                 await ws.send(json.dumps(hello))
+                epoch = self.epoch
                 while True:
                     news = self._news
+                    if self.epoch != epoch:  # the room started over (Redis lost it)
+                        epoch, last = self.epoch, -1
                     for message in self.newer_than(last):
                         await ws.send(json.dumps(message.as_json()))
                         last = message.id
@@ -434,7 +463,7 @@ class ChatRoom:
                         if problem:
                             await ws.send(json.dumps({"error": problem.strip()}))
                         else:
-                            self.publish(name, text)
+                            await self.post(name, text)
                 except ConnectionClosed:
                     pass
                 nursery.cancel_scope.cancel()
@@ -470,7 +499,7 @@ async def chat_server(
             notify(request, code)
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(room.run_timers)
+        await nursery.start(room.run)
         async with Daemon(room.handle, notify_request_ended=request_ended, **options) as daemon:
             yield daemon, room
         nursery.cancel_scope.cancel()
