@@ -265,9 +265,11 @@ class Supervisor:
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
+        supervisor = os.getpid()
         pid = os.fork()
         if pid == 0:
             os.close(read_fd)
+            _stop_with(supervisor)
             self._child(index, write_fd)  # never returns
         os.close(write_fd)
         os.set_blocking(read_fd, False)
@@ -523,3 +525,21 @@ def _kill(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
+
+
+def _stop_with(supervisor: int) -> None:
+    """In a new worker: be sent SIGTERM (a graceful stop) if the supervisor dies.
+
+    A supervisor that is killed outright (``kill -9``, an OOM kill) cannot stop
+    its workers; on Linux ``prctl(PR_SET_PDEATHSIG)`` has the kernel do it,
+    so no worker is left serving, orphaned, on the shared socket.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        return
+    if os.getppid() != supervisor:  # it died before the prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)

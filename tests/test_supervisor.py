@@ -315,3 +315,23 @@ async def test_a_worker_that_never_reports_ready_is_replaced(app_file: Path) -> 
             app.process.kill()
             with trio.fail_after(10):
                 await app.process.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(running: App) -> None:
+    """A supervisor killed outright leaves no orphaned worker serving the socket."""
+    with trio.fail_after(30):
+        pids = await pids_seen(running.port, 2)
+    running.process.kill()  # SIGKILL: the supervisor cannot stop its workers itself
+    with trio.fail_after(10):
+        await running.process.wait()
+    with trio.fail_after(15):
+        while any(_alive(pid) for pid in pids):
+            await trio.sleep(0.05)
