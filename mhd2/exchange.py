@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import trio
@@ -76,6 +77,12 @@ _APP_ERROR = Ending(500, RequestEndedCode.BY_APP_ERROR)
 ABORTED = Ending(None, RequestEndedCode.BY_APP_ABORT)
 
 
+#: The shared empty list of an exchange's optional collections (never appended
+#: to: :meth:`Exchange.add_post_field` and :meth:`Exchange.add_end_hook` make
+#: a list of the exchange's own first).
+_NONE: list[Any] = []
+
+
 class ExchangeHost(Protocol):
     """What an exchange needs from the protocol that carries it."""
 
@@ -103,6 +110,7 @@ class Exchange:
 
     __slots__ = (
         "_resume_scope",
+        "_upload_slot",
         "_woken_for_stop",
         "action_slot",
         "body_bytes_sent",
@@ -122,7 +130,6 @@ class Exchange:
         "status",
         "suspended",
         "upload_received",
-        "upload_slot",
     )
 
     def __init__(
@@ -139,7 +146,7 @@ class Exchange:
         self.shared = shared
         self.host = host
         self.action_slot = Slot("an action", "request callback")
-        self.upload_slot = Slot("an upload action", "upload callback")
+        self._upload_slot: Slot | None = None  # made when an upload callback runs
         self.suspended = False
         self.resume_pending = False
         self._resume_scope: trio.CancelScope | None = None
@@ -152,10 +159,11 @@ class Exchange:
         self.body_bytes_sent = 0
         self.body_read = upload_size == 0
         self.upload_received = 0
-        self.footers: list[tuple[str, str]] = []
-        self.post_fields: list[Any] = []
+        self.footers: list[tuple[str, str]] = _NONE
+        #: Form fields the POST parser kept in memory (``PostField`` records).
+        self.post_fields: list[Any] = _NONE
         #: Called once when the request ends, however it ends (library hooks).
-        self.on_end: list[Callable[[], object]] = []
+        self.on_end: list[Callable[[], object]] = _NONE
         self.started_at = time.monotonic()
         #: The real client after forwarded headers (``None``: the connection's).
         self.client_address: tuple[str, int] | None = None
@@ -176,7 +184,9 @@ class Exchange:
         slot = self.action_slot
         slot.value = None
         try:
-            result = await call_maybe_await(self.shared.request_cb, request)
+            result = self.shared.request_cb(request)
+            if isawaitable(result) and not isinstance(result, Action):
+                result = await result
             if result is None:
                 self._release(slot.take())
                 self.end(RequestEndedCode.BY_APP_ABORT)
@@ -236,6 +246,26 @@ class Exchange:
         response = getattr(action, "response", None)
         if response is not None:
             response._finish_use()
+
+    @property
+    def upload_slot(self) -> Slot:
+        """The action slot of upload callbacks (made on first use)."""
+        slot = self._upload_slot
+        if slot is None:
+            slot = self._upload_slot = Slot("an upload action", "upload callback")
+        return slot
+
+    def add_post_field(self, field: Any) -> None:
+        """Keep a form field the POST parser collected (``request.post_data``)."""
+        if self.post_fields is _NONE:
+            self.post_fields = []
+        self.post_fields.append(field)
+
+    def add_end_hook(self, hook: Callable[[], object]) -> None:
+        """Call *hook* once when the request ends, however it ends (library hooks)."""
+        if self.on_end is _NONE:
+            self.on_end = []
+        self.on_end.append(hook)
 
     # -- suspension ---------------------------------------------------------------
 

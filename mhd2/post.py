@@ -180,7 +180,7 @@ class _PostState:
         # client went away, a callback raised ...).
         self._pool: LargePool = request._x.shared.large_pool
         self._held = [0]
-        request._x.on_end.append(lambda: _release(self._pool, self._held))
+        request._x.add_end_hook(lambda: _release(self._pool, self._held))
 
     # -- the upload callback ---------------------------------------------------------
 
@@ -293,7 +293,7 @@ class _PostState:
             return action
         field = self._field
         assert field is not None
-        request._x.post_fields.append(PostField(
+        request._x.add_post_field(PostField(
             field.name, self._value.decode("utf-8", "surrogateescape"), field.filename,
             field.content_type, field.transfer_encoding))
         self._value = bytearray()

@@ -14,6 +14,7 @@ carrying the status to answer with.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -67,7 +68,7 @@ class Head:
     method: bytes
     target: bytes
     version: bytes
-    lower_fields: list[tuple[bytes, bytes]]
+    lower_fields: Sequence[tuple[bytes, bytes]]
     scan: FieldScan
 
 
@@ -169,8 +170,9 @@ class H11Parser:
         if event is h11.NEED_DATA:
             return NEED_DATA
         if type(event) is h11.Request:
-            return Head(event.method, event.target, event.http_version, list(event.headers),
-                        scan_fields(event.headers))
+            headers = event.headers
+            return Head(event.method, event.target, event.http_version, headers,
+                        scan_fields(headers))
         return CLOSED
 
     def head_length(self) -> int:
