@@ -344,11 +344,13 @@ def test_version() -> None:
         assert (result.returncode, result.stdout.strip()) == (0, f"mhd2 {__version__}")
 
 
-@pytest.mark.parametrize("flag", sorted(ENGINE_OPTIONS))
+#: The engine-backed flags this mhd2's Daemon does not implement (yet).
+UNSUPPORTED = sorted(flag for flag, needed in ENGINE_OPTIONS.items()
+                     if not all(name in DaemonOptions.__dataclass_fields__ for name in needed))
+
+
+@pytest.mark.parametrize("flag", UNSUPPORTED)
 def test_engine_options_not_supported_yet_exit_2(flag: str, tmp_path: Path) -> None:
-    needed = ENGINE_OPTIONS[flag]
-    if all(name in DaemonOptions.__dataclass_fields__ for name in needed):
-        pytest.skip(f"the engine supports --{flag} now")
     extra = {
         "uds": [str(tmp_path / "s.sock")],
         "forwarded_allow_ips": ["127.0.0.1"],

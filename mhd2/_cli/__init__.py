@@ -1,0 +1,1 @@
+"""The pieces of ``python -m mhd2`` (:mod:`mhd2.cli`): shared options, binding, running."""

@@ -1,0 +1,262 @@
+"""The command line's shared option set (API.md §10.5) and what it turns into."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import ssl
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import trio
+
+if TYPE_CHECKING:
+    pass
+
+
+#: Where the default host is when ``--host`` is not given.
+DEFAULT_HOST = "127.0.0.1"
+
+
+class Subcommand(NamedTuple):
+    """A ``python -m mhd2`` subcommand.
+
+    ``run(parser, args)`` gets its own sub-parser (for ``parser.error``) and
+    the parsed arguments, starts trio itself (``trio.run``) and returns the
+    exit status. ``port`` is its default port.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.ArgumentParser, argparse.Namespace], int]
+    port: int = 8000
+
+
+def url_for(host: str, port: int) -> str:
+    """``http://host:port/`` with IPv6 literals in brackets."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port out of range (0-65535): {value}")
+    return value
+
+
+def add_address_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
+    """``--host/-b`` and ``--port/-p`` (``--port 0`` picks a free port)."""
+    parser.add_argument(
+        "--host", "-b", metavar="HOST",
+        help=f"address to listen on (default: {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "--port", "-p", type=_port, metavar="PORT",
+        help=f"port to listen on, 0 for any free port (default: {port})",
+    )
+    parser.set_defaults(default_port=port)
+
+
+def address_of(args: argparse.Namespace) -> tuple[str, int]:
+    """The ``(host, port)`` to listen on: the command line's, else the defaults."""
+    host = args.host or DEFAULT_HOST
+    port = args.port if args.port is not None else args.default_port
+    return host, int(port)
+
+
+def stop_signals() -> AbstractContextManager[Any]:
+    """A trio signal receiver for SIGINT and SIGTERM (where they exist)."""
+    wanted = [signal.SIGINT]
+    if hasattr(signal, "SIGTERM"):
+        wanted.append(signal.SIGTERM)
+    return trio.open_signal_receiver(*wanted)
+
+
+# ---------------------------------------------------------------------- shared options
+
+
+def _positive_int(what: str) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {what}: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{what} must be >= 0: {value}")
+        return value
+
+    return convert
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be > 0: {text}")
+    return value
+
+
+def _trusted(text: str) -> tuple[str, ...]:
+    from .._proxy.forwarded import TrustedProxies
+    from ..errors import UsageError
+
+    try:
+        return TrustedProxies(text).entries
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _has(parser: argparse.ArgumentParser, option: str) -> bool:
+    return option in parser._option_string_actions
+
+
+def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
+    """The options ``run``, ``serve`` and ``demo`` share (API.md section 10.5).
+
+    Options the sub-command already defined itself are left as they are.
+    """
+
+    def add(*names: str, **kwargs: Any) -> None:
+        if not any(_has(parser, name) for name in names):
+            parser.add_argument(*names, **kwargs)
+
+    if not _has(parser, "--host"):
+        add_address_arguments(parser, port=port)
+    where = parser.add_argument_group("where to listen (one of)")
+    where.add_argument("--uds", metavar="PATH", help="listen on this Unix-domain socket")
+    where.add_argument("--fd", type=_positive_int("file descriptor"), metavar="N",
+                       help="serve on the listening socket inherited as file descriptor N "
+                            "(systemd socket activation: --fd 3)")
+    add("--workers", type=_workers, metavar="N",
+        help="supervised worker processes sharing the socket (default: one process)")
+    add("--tls-cert", metavar="FILE", help="PEM certificate (chain): serve HTTPS")
+    add("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
+    add("--tls-key-password", metavar="PASSWORD", help="password of an encrypted --tls-key")
+    add("--tls-client-ca", metavar="FILE",
+        help="PEM CA certificate(s): require client certificates signed by them")
+    add("--proxy-protocol", action="store_true",
+        help="every connection starts with a PROXY protocol header (HAProxy send-proxy / "
+             "send-proxy-v2) from a trusted peer")
+    add("--forwarded-allow-ips", type=_trusted, metavar="LIST",
+        help="comma-separated trusted proxies (addresses, networks, 'unix', '*'); "
+             "believe Forwarded / X-Forwarded-For / X-Forwarded-Proto from them")
+    add("--timeout", type=_seconds, metavar="SECONDS",
+        help="idle and trickle limit of a connection (default: 60)")
+    add("--keep-alive-timeout", type=_seconds, metavar="SECONDS",
+        help="how long a kept-alive connection waits for its next request "
+             "(default: --timeout)")
+    add("--graceful-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+        help="on SIGINT/SIGTERM (and when a worker is replaced), how long requests in "
+             "flight may take to finish (default: %(default)s)")
+    add("--max-requests", type=_positive_int("number of requests"), metavar="N",
+        help="recycle a worker after about N requests (implies --workers 1)")
+    add("--max-requests-jitter", type=_positive_int("jitter"), default=0, metavar="N",
+        help="add 0..N to --max-requests per worker, so workers do not recycle together")
+    add("--log-level", choices=_LOG_LEVELS, default="info", type=str.lower,
+        help="level of the 'mhd2' logger on stderr (default: %(default)s)")
+    add("--access-log", action=argparse.BooleanOptionalAction, default=None,
+        help="one line per request on stderr (default: on, off for demo)")
+    add("--parser", choices=("auto", "h11", "httptools"),
+        help="HTTP/1.1 parser backend (default: auto)")
+    add("--no-http2", action="store_true", help="do not offer HTTP/2")
+    add("--version", action="version", version=_version())
+    parser.set_defaults(workers=None)
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return f"mhd2 {__version__}"
+
+
+#: Command-line flag -> the Daemon options it needs from the engine.
+ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "uds": ("unix_path",),
+    "proxy_protocol": ("proxy_protocol", "trusted_proxies"),
+    "forwarded_allow_ips": ("trusted_proxies", "forwarded_headers"),
+    "keep_alive_timeout": ("keep_alive_timeout",),
+    "parser": ("parser",),
+    "no_http2": ("http2",),
+}
+
+
+def _unsupported(args: argparse.Namespace) -> str | None:
+    """The first option given that the Daemon cannot take yet, as an error message."""
+    from ..options import DaemonOptions
+
+    known = DaemonOptions.__dataclass_fields__
+    for dest, needed in ENGINE_OPTIONS.items():
+        if getattr(args, dest, None) in (None, False):
+            continue
+        missing = [name for name in needed if name not in known]
+        if missing:
+            flag = "--" + dest.replace("_", "-")
+            return (f"{flag} is not supported by this mhd2 yet "
+                    f"(its Daemon has no {', '.join(missing)} option)")
+    return None
+
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Daemon options from the command line (only those given)."""
+    options: dict[str, Any] = {}
+    if args.timeout is not None:
+        options["timeout"] = args.timeout
+    if args.keep_alive_timeout is not None:
+        options["keep_alive_timeout"] = args.keep_alive_timeout
+    if args.proxy_protocol:
+        options["proxy_protocol"] = True
+    if args.forwarded_allow_ips is not None:
+        options["trusted_proxies"] = args.forwarded_allow_ips
+        options["forwarded_headers"] = True
+    if args.parser is not None:
+        options["parser"] = args.parser
+    if args.no_http2:
+        options["http2"] = False
+    return options
+
+
+def _tls_context(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> ssl.SSLContext | None:
+    extras = args.tls_key_password is not None or args.tls_client_ca is not None
+    if args.tls_cert is None and args.tls_key is None:
+        if extras:
+            parser.error("--tls-key-password and --tls-client-ca need --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        parser.error("--tls-cert and --tls-key go together")
+    from ..tls import server_context
+
+    try:
+        with open(args.tls_cert, "rb") as f:
+            cert = f.read()
+        with open(args.tls_key, "rb") as f:
+            key = f.read()
+        client_ca = None
+        if args.tls_client_ca is not None:
+            with open(args.tls_client_ca, "rb") as f:
+                client_ca = f.read()
+        return server_context(cert, key, password=args.tls_key_password,
+                              client_ca_pem=client_ca)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        parser.error(f"cannot use the TLS certificate/key: {exc}")
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of workers: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("at least one worker is needed")
+    return value
