@@ -183,11 +183,39 @@ class Transport:
 
         On a plain socket each partial ``write`` counts; on other streams
         (TLS, memory) each slice of :data:`SEND_SLICE` bytes does.
+
+        The kernel reports a TCP socket writable only once much of its send
+        buffer is free, so a slow but steady reader can drain it for longer
+        than the timeout without a wake-up.  The wait therefore ends a moment
+        before the deadline to try a write: if the reader took anything
+        meanwhile, that is progress; if not, the deadline is let to pass.
+        (The plain loop is written out here, not in a helper coroutine: it
+        is the path of every response.)
         """
         self.arm()
         size = len(data)
-        if self._plain is not None:
-            await self._send_plain(self._plain, data)
+        plain = self._plain
+        if plain is not None:
+            fd = plain.fd
+            with memoryview(data) as view:
+                sent = 0
+                tried_early = False
+                while True:
+                    try:
+                        written = os.write(fd, view[sent:] if sent else view)
+                    except BlockingIOError:
+                        written = 0
+                    except OSError as exc:
+                        raise translate_error(exc) from exc
+                    sent += written
+                    if sent >= size:
+                        break
+                    if written:  # progress on a partial write re-arms the deadline
+                        tried_early = False
+                        self.arm()
+                    tried_early = await self._wait_writable(fd, tried_early)
+            if size == 0:
+                await trio.lowlevel.checkpoint()
         elif size <= SEND_SLICE:
             await self.stream.send_all(data)
         else:
@@ -196,38 +224,6 @@ class Transport:
                     await self.stream.send_all(view[start:start + SEND_SLICE])
                     self.arm()
         self.bytes_sent += size
-
-    async def _send_plain(self, plain: PlainSocketStream,
-                          data: bytes | bytearray | memoryview) -> None:
-        """Write to a plain socket; every write that moves bytes re-arms the deadline.
-
-        The kernel reports a TCP socket writable only once much of its send
-        buffer is free, so a slow but steady reader can drain it for longer
-        than the timeout without a wake-up.  The wait therefore ends a moment
-        before the deadline to try a write: if the reader took anything
-        meanwhile, that is progress; if not, the deadline is let to pass.
-        """
-        fd = plain.fd
-        with memoryview(data) as view:
-            total = view.nbytes
-            sent = 0
-            tried_early = False
-            while True:
-                try:
-                    written = os.write(fd, view[sent:] if sent else view)
-                except BlockingIOError:
-                    written = 0
-                except OSError as exc:
-                    raise translate_error(exc) from exc
-                if written:
-                    sent += written
-                    tried_early = False
-                    self.arm()
-                if sent >= total:
-                    break
-                tried_early = await self._wait_writable(fd, tried_early)
-        if total == 0:
-            await trio.lowlevel.checkpoint()
 
     async def _wait_writable(self, fd: int, tried_early: bool) -> bool:
         """Wait until *fd* is writable, or until just before the inactivity deadline.
@@ -249,7 +245,7 @@ class Transport:
         """Send up to *count* bytes of *fd* from *offset* with ``os.sendfile``.
 
         Only when :attr:`can_sendfile`.  Each call that moves bytes re-arms
-        (with the early retry of :meth:`_send_plain`).
+        (with the early retry of :meth:`send`).
 
         Returns:
             The bytes sent (``0`` at the end of the file).
@@ -329,7 +325,7 @@ class Transport:
             if timeout == 0 or trio.current_time() >= deadline:
                 break
             # Woken when writable, or at the deadline: either way the loop
-            # tries to write again (see _send_plain on the kernel's wake-ups).
+            # tries to write again (see send() on the kernel's wake-ups).
             with trio.move_on_at(deadline):
                 await trio.lowlevel.wait_writable(fd)
         await trio.lowlevel.checkpoint()

@@ -251,10 +251,16 @@ class HTTP1Connection:
             if transport.timeout != self._request_timeout:
                 transport.set_timeout(self._request_timeout)
             self._reply_started = False
-            head = await self._read_head(parser)
+            self._head_started = True
+            head = await read_head(transport, parser, options.max_header_size,
+                                   strict=options.strict_level >= 1)
             self._idle = False
             if head is None:
                 return
+            if isinstance(head, ParseError):
+                await self._reject(head.status, head.detail)
+                return
+            self._head_started = False
             served += 1
             last = (options.max_requests_per_connection is not None
                     and served >= options.max_requests_per_connection)
@@ -272,19 +278,6 @@ class HTTP1Connection:
                 break
             data += more
         return data
-
-    async def _read_head(self, parser: H11Parser) -> Head | None:
-        """Read until a request head is complete; answer and return None on errors."""
-        self._head_started = True
-        options = self._shared.options
-        result = await read_head(self.transport, parser, options.max_header_size,
-                                 strict=options.strict_level >= 1)
-        if isinstance(result, ParseError):
-            await self._reject(result.status, result.detail)
-            return None
-        if result is not None:
-            self._head_started = False
-        return result
 
     async def _handle(self, parser: H11Parser, head: Head, last: bool) -> bool:
         """Serve one parsed request; return whether the connection stays open."""
