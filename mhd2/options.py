@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from ._http1.backend import PARSER_CHOICES, httptools_available
 from ._proxy.forwarded import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from .enums import AddressFamily, StatusCode, StrictLevel
 from .errors import UsageError
@@ -112,6 +113,7 @@ class DaemonOptions:
     digest_auth_nonce_timeout: float = 300.0
     digest_auth_max_nc: int = 1000
     digest_auth_map_size: int = 1000
+    parser: str = "auto"
     http2: bool = True
     http2_max_concurrent_streams: int = 100
     http2_initial_window_size: int = 65535
@@ -187,6 +189,11 @@ class DaemonOptions:
             raise _bad("digest_auth_nonce_timeout", self.digest_auth_nonce_timeout, "seconds > 0")
         _check_int("digest_auth_max_nc", self.digest_auth_max_nc, 1)
         _check_int("digest_auth_map_size", self.digest_auth_map_size, 1)
+        if self.parser not in PARSER_CHOICES:
+            raise _bad("parser", self.parser, '"auto", "h11" or "httptools"')
+        if self.parser == "httptools" and not httptools_available():
+            raise UsageError('parser="httptools" needs httptools: pip install "mhd2[speedups]"'
+                             ' (or use parser="auto", which falls back to h11)')
         if not isinstance(self.http2, bool):
             raise _bad("http2", self.http2, "True or False")
         _check_int("http2_max_concurrent_streams", self.http2_max_concurrent_streams, 1)

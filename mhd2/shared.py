@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._auth.nonces import NonceRegistry
+from ._http1.backend import parser_factory
 from ._proxy.forwarded import TrustedProxies
 from .pool import LargePool
 
@@ -37,7 +38,8 @@ class Shared:
         trusted: the peers whose PROXY and forwarded headers are believed.
     """
 
-    __slots__ = ("large_pool", "nonces", "options", "quiescing", "request_cb", "stopping", "token", "trusted")
+    __slots__ = ("large_pool", "make_parser", "nonces", "options", "quiescing", "request_cb",
+                 "stopping", "token", "trusted")
 
     def __init__(self, options: DaemonOptions, request_cb: Callable[..., Any]) -> None:
         self.options = options
@@ -48,3 +50,5 @@ class Shared:
         self.quiescing = False
         self.nonces: NonceRegistry | None = NonceRegistry.from_options(options)
         self.trusted = TrustedProxies(options.trusted_proxies)
+        #: Makes one HTTP/1 connection's parser (the backend ``options.parser`` names).
+        self.make_parser = parser_factory(options.parser)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import h11
 
@@ -30,6 +30,7 @@ __all__ = [
     "H11Parser",
     "Head",
     "ParseError",
+    "Parser",
 ]
 
 
@@ -88,6 +89,52 @@ class ParseError:
 
     status: int
     detail: str
+
+
+class Parser(Protocol):
+    """What the HTTP/1 loop needs of a backend (:class:`H11Parser` is the reference).
+
+    One parser serves one connection, request after request.
+    """
+
+    #: Bytes fed since the current request began (its head is at most this).
+    fed_count: int
+
+    def feed(self, data: bytes) -> None:
+        """Give the parser bytes read from the client (``b""`` means end of input)."""
+
+    def next_request(self) -> None:
+        """The current request is done: parse what follows as the next one."""
+
+    @property
+    def has_next(self) -> bool:
+        """Bytes of the next request were already received (pipelining)."""
+
+    @property
+    def at_eof(self) -> bool:
+        """The client closed its sending side."""
+
+    def raw_head_bytes(self) -> bytes:
+        """The bytes fed while the head was parsed (for byte-level head checks)."""
+
+    def next_head(self) -> Head | ParseError | _Marker:
+        """The request head once complete, a :class:`ParseError`, or a marker."""
+
+    def head_length(self) -> int:
+        """How many of the bytes fed the head took."""
+
+    def stop_recording(self) -> None:
+        """The head is parsed: stop keeping copies of what is fed."""
+
+    def next_body(self) -> bytes | BodyEnd | ParseError | _Marker:
+        """The next piece of body, its end, or a marker."""
+
+    @property
+    def expects_continue(self) -> bool:
+        """The client sent ``Expect: 100-continue`` and waits for it."""
+
+    def unparsed(self) -> bytes:
+        """Bytes received but not parsed yet (after the head: body, or what follows)."""
 
 
 class H11Parser:

@@ -11,7 +11,7 @@ reply close the connection.
 
 from __future__ import annotations
 
-from .parser import NEED_DATA, BodyEnd, H11Parser
+from .parser import NEED_DATA, BodyEnd, Parser
 
 __all__ = ["DRAIN_LIMIT", "consume_buffered_body"]
 
@@ -20,7 +20,7 @@ __all__ = ["DRAIN_LIMIT", "consume_buffered_body"]
 DRAIN_LIMIT = 256 * 1024
 
 
-def consume_buffered_body(parser: H11Parser, upload_size: int | None) -> tuple[bool, bool]:
+def consume_buffered_body(parser: Parser, upload_size: int | None) -> tuple[bool, bool]:
     """Consume what the parser has buffered of an unread body (no I/O).
 
     Args:

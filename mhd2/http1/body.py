@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._http1.parser import NEED_DATA, BodyEnd, H11Parser, ParseError
+from .._http1.parser import NEED_DATA, BodyEnd, ParseError, Parser
 from ..exchange import ClientGone
 from ..upload import BodyError
 
@@ -37,7 +37,7 @@ class RequestBody:
 
     __slots__ = ("_conn", "_exchange", "_parser", "_rate_bytes", "_rate_waited")
 
-    def __init__(self, conn: HTTP1Connection, parser: H11Parser, exchange: Exchange) -> None:
+    def __init__(self, conn: HTTP1Connection, parser: Parser, exchange: Exchange) -> None:
         self._conn = conn
         self._parser = parser
         self._exchange = exchange

@@ -24,7 +24,7 @@ import trio
 
 from .._http1.chunked_check import ChunkedChecker
 from .._http1.framing import plan_reply
-from .._http1.parser import H11Parser, Head, ParseError
+from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
@@ -109,7 +109,7 @@ class HTTP1Connection:
         self._shared = shared
         self._request_timeout = shared.options.timeout
         self._overridden = False
-        self._parser: H11Parser | None = None
+        self._parser: Parser | None = None
         self._exchange: Exchange | None = None
         self.chunk_checker: ChunkedChecker | None = None
         self._kept: list[bytes] = []
@@ -214,7 +214,7 @@ class HTTP1Connection:
     async def _serve(self) -> None:
         options = self._shared.options
         transport = self.transport
-        parser = H11Parser(options.max_header_size)
+        parser = self._shared.make_parser(options.max_header_size)
         self._parser = parser
         served = 0
         idle_timeout = options.timeout
@@ -279,7 +279,7 @@ class HTTP1Connection:
             data += more
         return data
 
-    async def _handle(self, parser: H11Parser, head: Head, last: bool) -> bool:
+    async def _handle(self, parser: Parser, head: Head, last: bool) -> bool:
         """Serve one parsed request; return whether the connection stays open."""
         shared = self._shared
         options = shared.options
@@ -349,7 +349,7 @@ class HTTP1Connection:
             return False
         return await self._reply(parser, exchange, outcome, head, must_close)
 
-    async def _reply(self, parser: H11Parser, exchange: Exchange, response: Response,
+    async def _reply(self, parser: Parser, exchange: Exchange, response: Response,
                      head: Head, must_close: bool) -> bool:
         exchange.response = response
         scan = head.scan
@@ -405,7 +405,7 @@ class HTTP1Connection:
                 return False
         return True
 
-    async def _upgrade(self, parser: H11Parser, exchange: Exchange, action: UpgradeAction) -> None:
+    async def _upgrade(self, parser: Parser, exchange: Exchange, action: UpgradeAction) -> None:
         """Send ``101 Switching Protocols`` and run the upgrade handler; never keep HTTP."""
         transport = self.transport
         await transport.send(switching_protocols_head(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._http1.parser import CLOSED, NEED_DATA, H11Parser, Head, ParseError
+from .._http1.parser import CLOSED, NEED_DATA, Head, ParseError, Parser
 from .._http1.request_checks import check_raw_head
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ __all__ = ["read_head"]
 RECV_SIZE = 16 * 1024
 
 
-async def read_head(transport: Transport, parser: H11Parser, max_head: int, *,
+async def read_head(transport: Transport, parser: Parser, max_head: int, *,
                     strict: bool) -> Head | ParseError | None:
     """Feed *parser* from *transport* until a request head is complete.
 

@@ -1,0 +1,4 @@
+"""placeholder"""
+from .parser import H11Parser as LlhttpParser
+
+__all__ = ["LlhttpParser"]
