@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-__all__ = ["FieldScan", "scan_fields"]
+__all__ = ["FieldScan", "scan_fields", "scan_items"]
 
 
 class FieldScan(NamedTuple):
@@ -41,6 +41,11 @@ def scan_fields(headers: Any) -> FieldScan:
     items = getattr(headers, "_full_items", None)
     if items is None:  # pragma: no cover - other h11 versions
         items = [(raw, raw.lower(), v) for raw, v in headers.raw_items()]
+    return scan_items(items)
+
+
+def scan_items(items: Any) -> FieldScan:
+    """Scan ``(name as sent, lower-case name, value)`` triples of one request."""
     upload_size: int | None = 0
     has_te = has_cl = wants_close = wants_keep_alive = False
     fields = []

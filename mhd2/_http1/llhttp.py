@@ -1,4 +1,268 @@
-"""placeholder"""
-from .parser import H11Parser as LlhttpParser
+"""The httptools (llhttp) backend of the request parser, with h11 as its referee.
+
+llhttp and h11 do not accept the same language: llhttp knows only registered
+methods and refuses obs-fold, h11 accepts bare LF and any method token, they
+differ on ``Transfer-Encoding`` lists, ``Content-Length`` lists, versions,
+``Host`` rules and the bytes allowed in a target.  mhd2 promises one behaviour
+whatever the backend (API.md §10.4), so this backend is built as a fast path
+with a referee:
+
+* llhttp parses the heads that are plainly well-formed -- CRLF line ends
+  only, printable ASCII only, no obs-fold, one request line with single
+  spaces, ``HTTP/1.0`` or ``HTTP/1.1``, at most one ``Host`` (exactly one on
+  1.1), at most one all-digit ``Content-Length``, no ``Transfer-Encoding``,
+  no ``Expect`` -- and this module frames their bodies by ``Content-Length``
+  itself.  On that language h11 and llhttp agree, and mhd2's own checks
+  (:mod:`.request_checks`, :mod:`.head_checks`) run on the result either way.
+* Any other request -- and anything llhttp refuses or hands over as an
+  upgrade (``CONNECT``, ``Connection: upgrade``) -- is given, from its first
+  byte, to an :class:`~.parser.H11Parser`, whose answer is final.  The next
+  request goes back to the fast path.
+
+So the bad-input answers are h11's by construction, and the common request
+(a GET, or a body with ``Content-Length``) never builds an h11 event.
+
+Each request head gets a fresh llhttp parser (a third of a microsecond),
+fed exactly the head's bytes, so llhttp never runs ahead into a body or a
+pipelined request.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import httptools
+
+from .fields import scan_items
+from .parser import CLOSED, MERGE_BYTES, NEED_DATA, BodyEnd, H11Parser, Head, ParseError, _Marker
 
 __all__ = ["LlhttpParser"]
+
+# Anything but printable ASCII, SP, HTAB, CR and LF sends the head to h11:
+# control bytes (h11 refuses them), DEL, and obs-text (h11 refuses it in the
+# target and allows it in values; llhttp's rules differ).
+_UNUSUAL_BYTE: Final = re.compile(rb"[^\t\r\n\x20-\x7e]")
+# RFC 9110 §5.1: field-name = token.
+_TOKEN: Final = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_OWS: Final = (0x20, 0x09)
+_VERSIONS: Final = {"1.1": b"1.1", "1.0": b"1.0"}
+
+
+class _Collector:
+    """llhttp's callbacks for one head: the target and the fields."""
+
+    __slots__ = ("fields", "target")
+
+    def __init__(self) -> None:
+        self.target = b""
+        self.fields: list[tuple[bytes, bytes]] = []
+
+    def on_url(self, url: bytes) -> None:
+        self.target += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.fields.append((name, value))
+
+
+class LlhttpParser:
+    """The requests of one connection, parsed with llhttp where h11 would agree.
+
+    Same interface and results as :class:`~.parser.H11Parser`.
+
+    Args:
+        max_head: the most bytes of an incomplete head kept before refusing it.
+    """
+
+    __slots__ = ("_eof", "_head", "_head_len", "_max_head", "_pending", "_referee", "_remaining",
+                 "_started")
+
+    def __init__(self, max_head: int) -> None:
+        self._max_head = max_head
+        # Received, not yet handed out: the head being read, then body bytes
+        # and whatever follows.
+        self._pending = b""
+        self._eof = False
+        # Bytes fed since the current request began.
+        self._started = 0
+        self._head_len = 0
+        # The head's bytes, kept for the byte-level checks until stop_recording().
+        self._head = b""
+        # Body bytes still to come (Content-Length framing), once the head is parsed.
+        self._remaining = 0
+        # The h11 parser deciding the current request, if the fast path gave it up.
+        self._referee: H11Parser | None = None
+
+    # -- feeding -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        """Give the parser bytes read from the client (``b""`` means end of input)."""
+        referee = self._referee
+        if referee is not None:
+            referee.feed(data)
+        elif data:
+            if type(data) is not bytes:
+                data = bytes(data)  # memory streams hand out bytearrays
+            self._started += len(data)
+            self._pending = self._pending + data if self._pending else data
+        if not data:
+            self._eof = True
+
+    @property
+    def fed_count(self) -> int:
+        """Bytes fed since the current request began (its head is at most this)."""
+        referee = self._referee
+        return self._started if referee is None else referee.fed_count
+
+    def next_request(self) -> None:
+        """The current request is done: parse what follows as the next one."""
+        referee = self._referee
+        if referee is not None:
+            self._referee = None
+            data, eof = referee.leftover()
+            self._pending = data
+            self._eof = eof
+        self._started = len(self._pending)
+        self._head_len = 0
+        self._remaining = 0
+
+    @property
+    def has_next(self) -> bool:
+        """Bytes of the next request were already received (pipelining)."""
+        return bool(self._pending)
+
+    @property
+    def at_eof(self) -> bool:
+        """The client closed its sending side."""
+        return self._eof
+
+    # -- the head --------------------------------------------------------------
+
+    def next_head(self) -> Head | ParseError | _Marker:
+        """The request head, once complete."""
+        if self._referee is not None:
+            return self._referee.next_head()
+        pending = self._pending
+        end = pending.find(b"\r\n\r\n")
+        if end < 0:
+            # h11 also ends a head at LF LF or LF CR LF.
+            if (self._eof or len(pending) > self._max_head or b"\n\n" in pending
+                    or b"\n\r\n" in pending):
+                return self._refer()
+            return NEED_DATA
+        end += 4
+        head = pending[:end]
+        # RFC 9112 §2.2: a bare CR or LF, an empty line before the request
+        # line, obs-fold, a control byte or obs-text: h11 rules on it.
+        crlf = head.count(b"\r\n")
+        if (head.count(b"\n") != crlf or head.count(b"\r") != crlf
+                or pending[0] in b"\r\n" or b"\n " in head or b"\n\t" in head
+                or _UNUSUAL_BYTE.search(head) is not None):
+            return self._refer()
+        collector = _Collector()
+        llhttp = httptools.HttpRequestParser(collector)
+        try:
+            llhttp.feed_data(head)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            return self._refer()
+        version = _VERSIONS.get(llhttp.get_http_version())
+        method = llhttp.get_method()
+        target = collector.target
+        line_end = head.find(b"\r\n")
+        if (version is None or head[:line_end] != b"%s %s HTTP/%s" % (method, target, version)):
+            return self._refer()
+        triples = []
+        lower_fields = []
+        hosts = lengths = 0
+        for name, value in collector.fields:
+            lower = name.lower()
+            if value and value[-1] in _OWS:
+                # RFC 9112 §5.1: OWS around the value is not part of it
+                # (llhttp drops the leading OWS only).
+                value = value.rstrip(b" \t")
+            if lower == b"host":
+                hosts += 1
+            elif lower == b"content-length":
+                lengths += 1
+                if not value.isdigit():
+                    return self._refer()
+            elif lower == b"transfer-encoding" or lower == b"expect":
+                return self._refer()
+            if _TOKEN.fullmatch(name) is None:
+                return self._refer()
+            triples.append((name, lower, value))
+            lower_fields.append((lower, value))
+        # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
+        # code to any HTTP/1.1 request message that lacks a Host header field
+        # and to any request message that contains more than one Host header
+        # field line" -- h11 words that refusal.
+        if hosts > 1 or (hosts == 0 and version == b"1.1") or lengths > 1:
+            return self._refer()
+        scan = scan_items(triples)
+        self._head_len = end
+        self._head = head
+        self._pending = pending[end:]
+        self._remaining = scan.upload_size or 0
+        return Head(method, target, version, lower_fields, scan)
+
+    def _refer(self) -> Head | ParseError | _Marker:
+        """Give the current request, from its first byte, to h11."""
+        referee = H11Parser(self._max_head)
+        if self._pending:
+            referee.feed(self._pending)
+        if self._eof:
+            referee.feed(b"")
+        self._pending = b""
+        self._referee = referee
+        return referee.next_head()
+
+    def head_length(self) -> int:
+        """How many of the bytes fed the head took (the rest is body or next request)."""
+        referee = self._referee
+        return self._head_len if referee is None else referee.head_length()
+
+    def raw_head_bytes(self) -> bytes:
+        """The bytes fed while the head was parsed (for byte-level head checks)."""
+        referee = self._referee
+        if referee is not None:
+            return referee.raw_head_bytes()
+        return self._head if self._head_len else self._pending
+
+    def stop_recording(self) -> None:
+        """The head is parsed: stop keeping copies of what is fed."""
+        self._head = b""
+        if self._referee is not None:
+            self._referee.stop_recording()
+
+    # -- the body --------------------------------------------------------------
+
+    def next_body(self) -> bytes | BodyEnd | ParseError | _Marker:
+        """The next piece of body, its end, or a marker."""
+        referee = self._referee
+        if referee is not None:
+            return referee.next_body()
+        remaining = self._remaining
+        if not remaining:
+            return BodyEnd([])
+        pending = self._pending
+        if not pending:
+            return CLOSED if self._eof else NEED_DATA
+        take = min(remaining, MERGE_BYTES)
+        if len(pending) <= take:
+            self._pending = b""
+            self._remaining = remaining - len(pending)
+            return pending
+        self._pending = pending[take:]
+        self._remaining = remaining - take
+        return pending[:take]
+
+    @property
+    def expects_continue(self) -> bool:
+        """The client sent ``Expect: 100-continue`` and waits for it."""
+        referee = self._referee
+        return referee is not None and referee.expects_continue
+
+    def unparsed(self) -> bytes:
+        """Bytes received but not parsed yet (after the head: body, or what follows)."""
+        referee = self._referee
+        return self._pending if referee is None else referee.unparsed()

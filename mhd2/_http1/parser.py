@@ -97,8 +97,9 @@ class Parser(Protocol):
     One parser serves one connection, request after request.
     """
 
-    #: Bytes fed since the current request began (its head is at most this).
-    fed_count: int
+    @property
+    def fed_count(self) -> int:
+        """Bytes fed since the current request began (its head is at most this)."""
 
     def feed(self, data: bytes) -> None:
         """Give the parser bytes read from the client (``b""`` means end of input)."""
@@ -192,6 +193,11 @@ class H11Parser:
     def has_next(self) -> bool:
         """Bytes of the next request were already received (pipelining)."""
         return self._carried > 0
+
+    def leftover(self) -> tuple[bytes, bool]:
+        """After the request: the bytes received beyond it, and whether input ended."""
+        data, eof = self._conn.trailing_data
+        return bytes(data), eof
 
     @property
     def at_eof(self) -> bool:
