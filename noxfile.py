@@ -1,7 +1,8 @@
 """Developer tasks for mhd2.
 
     nox                       # tests, lint, docs (the defaults)
-    nox -s tests -- -k upload # extra arguments go to pytest
+    nox -s tests -- -k upload # extra arguments go to pytest; runs on both parser backends
+    nox -s "tests(parser='httptools')"   # one backend only
     nox -s lint               # ruff check + mypy --strict
     nox -s docs               # Sphinx, warnings are errors
     nox -s bench              # benchmarks (needs wrk)
@@ -38,10 +39,17 @@ nox.options.error_on_missing_interpreters = True
 
 
 @nox.session(python=PYTHON)
-def tests(session: nox.Session) -> None:
-    """Run the test suite with pytest (extra arguments are passed on)."""
-    session.install(".[test]")
-    session.run("pytest", *session.posargs)
+@nox.parametrize("parser", ["h11", "httptools"])
+def tests(session: nox.Session, parser: str) -> None:
+    """Run the test suite with pytest, once per parser backend (extra arguments go to pytest).
+
+    ``tests(parser='h11')`` installs mhd2 without httptools, so ``parser="auto"``
+    (what every test and example uses) is h11; ``tests(parser='httptools')``
+    installs ``mhd2[speedups]``.  The test run checks it got the backend it was
+    meant to (``MHD2_EXPECT_PARSER``, see tests/conftest.py).
+    """
+    session.install(".[test]" if parser == "h11" else ".[test,speedups]")
+    session.run("pytest", *session.posargs, env={"MHD2_EXPECT_PARSER": parser})
 
 
 @nox.session(python=PYTHON)

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from .daemon import Daemon
 
 from ._cli.options import (
-    ENGINE_OPTIONS,
     Subcommand,
     _engine_options,
     _tls_context,
@@ -70,7 +69,6 @@ from ._cli.running import (
 )
 
 __all__ = [
-    "ENGINE_OPTIONS",
     "SUBCOMMANDS",
     "Subcommand",
     "add_shared_arguments",

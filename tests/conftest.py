@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -12,6 +13,23 @@ import trio
 import trio.testing
 
 import mhd2
+from mhd2._http1.backend import resolve_parser
+
+#: The HTTP/1 parser ``parser="auto"`` picks here (what nearly every test runs on).
+PARSER = resolve_parser("auto")
+
+
+def pytest_report_header() -> str:
+    return f"mhd2 HTTP/1 parser backend: {PARSER}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # nox's tests(parser=...) sessions say which backend they installed for:
+    # running the suite on the other one by mistake must fail, not pass.
+    expected = os.environ.get("MHD2_EXPECT_PARSER")
+    if expected and expected != PARSER:
+        raise pytest.UsageError(f"MHD2_EXPECT_PARSER={expected} but parser='auto' is {PARSER} "
+                                "here (is httptools installed as it should be?)")
 
 #: Upper bound for any single network wait in a test.
 WAIT = 10.0

@@ -19,8 +19,8 @@ import httpx
 import pytest
 import trio
 
-from mhd2.cli import ENGINE_OPTIONS, address_of, build_parser, url_for
-from mhd2.options import DaemonOptions
+from mhd2._http1.backend import httptools_available
+from mhd2.cli import address_of, build_parser, url_for
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP = re.compile(r"^mhd2: serving (?P<dir>.+) on https?://127\.0\.0\.1:(?P<port>\d+)/ ")
@@ -344,22 +344,34 @@ def test_version() -> None:
         assert (result.returncode, result.stdout.strip()) == (0, f"mhd2 {__version__}")
 
 
-#: The engine-backed flags this mhd2's Daemon does not implement (yet).
-UNSUPPORTED = sorted(flag for flag, needed in ENGINE_OPTIONS.items()
-                     if not all(name in DaemonOptions.__dataclass_fields__ for name in needed))
-
-
-@pytest.mark.parametrize("flag", UNSUPPORTED)
-def test_engine_options_not_supported_yet_exit_2(flag: str, tmp_path: Path) -> None:
-    extra = {
-        "uds": [str(tmp_path / "s.sock")],
-        "forwarded_allow_ips": ["127.0.0.1"],
-        "keep_alive_timeout": ["5"],
-        "parser": ["h11"],
-    }.get(flag, [])
-    result = run_quick(["serve", str(tmp_path), "--" + flag.replace("_", "-"), *extra])
+def test_parser_flag_without_httptools_says_what_to_install(tmp_path: Path) -> None:
+    if httptools_available():
+        pytest.skip("httptools is installed here (tests(parser='h11') runs this)")
+    result = run_quick(["serve", str(tmp_path), "--parser", "httptools"])
     assert result.returncode == 2
-    assert "is not supported by this mhd2 yet" in result.stderr
+    assert 'pip install "mhd2[speedups]"' in result.stderr
+
+
+@pytest.mark.parametrize("choice", ["auto", "h11", "httptools"])
+async def test_parser_flag_serves_with_the_backend_it_names(choice: str, site: Path) -> None:
+    if choice == "httptools" and not httptools_available():
+        pytest.skip("needs httptools (mhd2[speedups])")
+    process, stderr = await start(["serve", str(site), "--port", "0", "--parser", choice,
+                                     "--log-level", "debug"])
+    try:
+        backend = "httptools" if choice == "auto" and httptools_available() else choice
+        backend = "h11" if backend == "auto" else backend
+        await stderr.until(f"HTTP/1 parser: {backend}")
+        match = STARTUP.match(await stderr.until("mhd2: serving"))
+        assert match is not None
+        with trio.fail_after(10):
+            async with httpx.AsyncClient() as client:
+                r = await client.get(f"http://127.0.0.1:{match['port']}/hello.txt")
+        assert (r.status_code, r.content) == (200, b"Hello from the CLI!\n")
+    finally:
+        process.kill()
+        with trio.fail_after(10):
+            await process.wait()
 
 
 @pytest.mark.parametrize(
@@ -545,14 +557,6 @@ def test_fd_that_is_not_a_listening_socket(tmp_path: Path) -> None:
         result = run_quick(["serve", str(tmp_path), "--fd", str(fd)], pass_fds=[fd])
     assert result.returncode == 1
     assert f"--fd {fd} is not a listening socket" in result.stderr
-    if "unix_path" not in DaemonOptions.__dataclass_fields__:
-        with socket.socket(socket.AF_UNIX) as unix:
-            unix.bind(str(tmp_path / "u.sock"))
-            unix.listen()
-            fd = unix.fileno()
-            result = run_quick(["serve", str(tmp_path), "--fd", str(fd)], pass_fds=[fd])
-        assert result.returncode == 2
-        assert "not supported by this mhd2 yet" in result.stderr
 
 
 async def test_ctrl_c_during_a_download_with_workers_exits_0(tmp_path: Path) -> None:

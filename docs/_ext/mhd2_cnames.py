@@ -195,6 +195,8 @@ DAEMON_OPTIONS: list[Row] = [
      "whose PROXY and forwarded headers are believed"),
     ("(no MHD2 option)", "Daemon(forwarded_headers=)",
      "``Forwarded`` / ``X-Forwarded-For`` from trusted proxies"),
+    ("(none: libmicrohttpd has its own parser)", "Daemon(parser=)",
+     "``auto``, ``h11`` or ``httptools`` (``mhd2[speedups]``)"),
     ("(MHD2: HTTP/2 only as enums; its h2 ALPN entry is compiled out)", "Daemon(http2=)",
      "HTTP/2 on by default: ALPN ``h2``, prior knowledge on plain TCP"),
     ("(none: SETTINGS_MAX_CONCURRENT_STREAMS)", "Daemon(http2_max_concurrent_streams=)",

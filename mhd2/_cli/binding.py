@@ -26,10 +26,6 @@ class _BindError(Exception):
     pass
 
 
-class _Unsupported(Exception):
-    pass
-
-
 @dataclass
 class _Listener:
     sock: socket.socket
@@ -59,12 +55,6 @@ def _bind(args: argparse.Namespace, scheme: str) -> _Listener:
             raise _BindError(f"--fd {args.fd} is not a listening socket")
         name = sock.getsockname()
         if sock.family == socket.AF_UNIX:
-            from ..options import DaemonOptions
-
-            if "unix_path" not in DaemonOptions.__dataclass_fields__:
-                sock.detach()
-                raise _Unsupported(f"--fd {args.fd} is a Unix-domain socket: "
-                                   "not supported by this mhd2 yet")
             url = f"unix:{name}"
         else:
             url = url_for(str(name[0]), int(name[1]))

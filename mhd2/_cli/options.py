@@ -180,33 +180,6 @@ def _version() -> str:
     return f"mhd2 {__version__}"
 
 
-#: Command-line flag -> the Daemon options it needs from the engine.
-ENGINE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "uds": ("unix_path",),
-    "proxy_protocol": ("proxy_protocol", "trusted_proxies"),
-    "forwarded_allow_ips": ("trusted_proxies", "forwarded_headers"),
-    "keep_alive_timeout": ("keep_alive_timeout",),
-    "parser": ("parser",),
-    "no_http2": ("http2",),
-}
-
-
-def _unsupported(args: argparse.Namespace) -> str | None:
-    """The first option given that the Daemon cannot take yet, as an error message."""
-    from ..options import DaemonOptions
-
-    known = DaemonOptions.__dataclass_fields__
-    for dest, needed in ENGINE_OPTIONS.items():
-        if getattr(args, dest, None) in (None, False):
-            continue
-        missing = [name for name in needed if name not in known]
-        if missing:
-            flag = "--" + dest.replace("_", "-")
-            return (f"{flag} is not supported by this mhd2 yet "
-                    f"(its Daemon has no {', '.join(missing)} option)")
-    return None
-
-
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """Daemon options from the command line (only those given)."""
     options: dict[str, Any] = {}

@@ -19,14 +19,13 @@ if TYPE_CHECKING:
     from ..daemon import Daemon
     from ..supervisor import Worker
 
+from .._http1.backend import httptools_available, resolve_parser
 from .binding import (
     _bind,
     _BindError,
     _Listener,
-    _Unsupported,
 )
 from .options import (
-    _unsupported,
     stop_signals,
 )
 
@@ -135,9 +134,8 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
 def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _Plan,
              scheme: str) -> int:
     """Bind, then serve in this process or under a supervisor; the exit status."""
-    problem = _unsupported(args)
-    if problem is not None:
-        parser.error(problem)
+    if args.parser == "httptools" and not httptools_available():
+        parser.error('--parser httptools needs httptools: pip install "mhd2[speedups]"')
     if args.fd is not None and (args.uds is not None or args.host or args.port is not None):
         parser.error("--fd excludes --uds, --host and --port")
     if args.uds is not None and (args.host or args.port is not None):
@@ -154,11 +152,12 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
             return 1
     try:
         listener = _bind(args, scheme)
-    except _Unsupported as exc:
-        parser.error(str(exc))
     except _BindError as exc:
         print(f"mhd2: {exc}", file=sys.stderr)
         return 1
+    logging.getLogger("mhd2").debug(
+        "HTTP/1 parser: %s%s", resolve_parser(args.parser or "auto"),
+        "" if args.parser not in (None, "auto") else " (auto)")
     try:
         if workers is None:
             return trio.run(_serve_process, plan, listener, None)
