@@ -115,6 +115,9 @@ def request_lines() -> Iterator[Case]:
                    5 * MAX_HEADER_SIZE):
         yield case(f"target of {length} bytes", get(b"/" + b"t" * length))
         yield case(f"target of {length} bytes, no line end", b"GET /" + b"t" * length)
+        whole = get(b"/" + b"t" * length)
+        yield Case(f"target of {length} bytes, in 1000-byte parts",
+                   tuple(whole[i:i + 1000] for i in range(0, len(whole), 1000)))
     yield case("lone method, half-close", b"GET", half_close=True)
     yield case("partial line, half-close", b"GET / HTT", half_close=True)
     yield case("partial line, open", b"GET / HTT")
@@ -203,6 +206,8 @@ def field_lines() -> Iterator[Case]:
         data = get(b"/big", headers=b"Host: h\r\nX: " + filler + b"\r\n")
         assert len(data) == total
         yield case(f"head of {total} bytes", data)
+        yield Case(f"head of {total} bytes, last byte apart", (data[:-1], data[-1:]))
+        yield Case(f"head of {total} bytes, in halves", (data[:total // 2], data[total // 2:]))
         yield case(f"head of {total} bytes, incomplete", data[:-2])
 
 
