@@ -381,6 +381,41 @@ def upgrade() -> Iterator[Case]:
     yield case("PRI as a method", b"PRI * HTTP/1.1\r\nHost: h\r\n\r\n")
 
 
+def app_paths() -> Iterator[Case]:
+    """What the parser hands on after the head: upgrade leftovers, parked requests,
+    bodies the application never reads (RFC 9112 §9.3: not a next request)."""
+    up = b"GET /up HTTP/1.1\r\nHost: h\r\n"
+    yield case("upgrade without Upgrade field + bytes", up + b"\r\nextra bytes")
+    yield Case("upgrade without Upgrade field, then bytes", (up + b"\r\n", b"later"))
+    yield case("upgrade after CL body + bytes", up + b"Content-Length: 3\r\n\r\nabcextra")
+    yield Case("upgrade after CL body in parts", (up + b"Content-Length: 3\r\n\r\na",
+                                                  b"bcextra"))
+    yield case("upgrade on 1.0 + bytes", up.replace(b"1.1", b"1.0") + b"\r\nextra")
+    yield case("upgrade + pipelined request", up + b"\r\n" + get(b"/next"))
+    parked = get(b"/suspend")
+    yield case("suspend", parked)
+    yield case("suspend + pipelined", parked + get(b"/next"))
+    yield Case("suspend, next request while parked", (parked, get(b"/next")))
+    yield Case("suspend, bad request while parked", (parked, b"GET /x HTTP/1.1\r\n\r\n"))
+    yield Case("suspend, half-close while parked", (parked,), half_close=True)
+    for name, framing, body in [("CL", b"Content-Length: 5\r\n", b"hello"),
+                                ("chunked", b"Transfer-Encoding: chunked\r\n",
+                                 b"5\r\nhello\r\n0\r\nX-T: 1\r\n\r\n"),
+                                ("Expect", b"Content-Length: 5\r\nExpect: 100-continue\r\n",
+                                 b"hello")]:
+        head = post(b"/suspend", framing, b"")
+        yield case(f"suspend, {name} body with the head", head + body)
+        yield Case(f"suspend, {name} body while parked", (head, body))
+        yield Case(f"suspend, {name} body + next while parked", (head, body + get(b"/next")))
+        yield Case(f"suspend, {name} half the body while parked", (head, body[:3]),
+                   half_close=True)
+    for size, sent in [(200_000, 100), (300_000, 100), (300_000, 300_000), (262_144, 10),
+                       (262_145, 10), (262_144 + 12, 12)]:
+        data = post(b"/noread", b"Content-Length: %d\r\n" % size, b"n" * sent) + get(b"/next")
+        yield case(f"unread CL {size} body, {sent} sent", data)
+        yield Case(f"unread CL {size} body, {sent} sent later", (data[:200], data[200:]))
+
+
 # -- pipelining (RFC 9112 §9.3.2) ---------------------------------------------------------
 
 GOOD = [
@@ -444,7 +479,7 @@ def half_close() -> Iterator[Case]:
 def corpus() -> list[Case]:
     """Every systematic case (names are unique)."""
     cases = [*request_lines(), *line_endings(), *field_lines(), *framing(), *expect(),
-             *connection(), *upgrade(), *pipelining(), *half_close()]
+             *connection(), *upgrade(), *app_paths(), *pipelining(), *half_close()]
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), [n for n in names if names.count(n) > 1][:5]
     return cases
