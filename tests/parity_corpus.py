@@ -107,6 +107,15 @@ def request_lines() -> Iterator[Case]:
                  b"GET / ", b"GET", b"GET / HTTP/1.1 extra", b"/ HTTP/1.1", b"GET HTTP/1.1",
                  b"", b" ", b"GET /\x00 HTTP/1.1"]:
         yield case(f"line {line!r}", line + b"\r\nHost: h\r\n\r\n")
+    # h11 refuses a head whose first byte is < 0x21 at once, before its end
+    # arrives ("cheap sanity check", e.g. a TLS ClientHello on a plain port).
+    for byte in range(0x22):
+        start = bytes([byte])
+        yield case(f"incomplete head starting {byte:#04x}", start + b"GET / HTTP/1.1\r\nHost: h")
+        yield case(f"pipelined incomplete head starting {byte:#04x}",
+                   get(b"/first") + start + b"GET / HTTP/1.1\r\nHost: h")
+    yield case("TLS ClientHello on the plain port",
+               b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" + bytes(range(32)))
     yield case("HTTP/0.9 simple request", b"GET /\r\n")
     yield case("HTTP/0.9 simple request, half-close", b"GET /\r\n", half_close=True)
     yield case("HTTP/0.9 simple request + blank", b"GET /\r\n\r\n")
@@ -148,6 +157,16 @@ def line_endings() -> Iterator[Case]:
             yield case(f"line {position} ends {style}, then GET", data + get(b"/next"))
     for lead in [b"\r\n", b"\n", b"\r\n\r\n", b"\n\n", b"\r", b" \r\n", b"\t\r\n", b"\r\n" * 50]:
         yield case(f"leading {lead[:8]!r}", lead + get(b"/lead"))
+        # RFC 9112 §2.2: "a server that is expecting to receive and parse a
+        # request-line SHOULD ignore at least one empty line (CRLF) received
+        # prior to the request-line" -- also between pipelined requests, and
+        # after a POST body (old clients add a CRLF there).
+        yield case(f"trailing {lead[:8]!r}", get(b"/trail") + lead)
+        yield case(f"trailing {lead[:8]!r}, half-close", get(b"/trail") + lead, half_close=True)
+        yield case(f"trailing {lead[:8]!r}, then GET", get(b"/trail") + lead + get(b"/next"))
+        yield Case(f"trailing {lead[:8]!r}, GET later", (get(b"/trail") + lead, get(b"/next")))
+        yield case(f"after a POST body {lead[:8]!r}",
+                   b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok" + lead)
     yield case("LF-only POST with body", b"POST /le HTTP/1.1\nHost: h\nContent-Length: 3\n\nabc")
     yield case("LF-only chunked", b"POST /le HTTP/1.1\nHost: h\nTransfer-Encoding: chunked\n\n"
                b"3\nabc\n0\n\n")
@@ -550,4 +569,32 @@ def mutations(count: int, seed: int = 20261125) -> list[Case]:
     for i in range(count):
         data = mutate(VALID_HEADS[i % len(VALID_HEADS)], rng)
         out.append(case(f"mutation #{i} {data[:80]!r}", data + SMUGGLED))
+    return out
+
+
+def assembled(count: int, seed: int = 11) -> list[Case]:
+    """*count* seeded requests assembled from the corpus' own pieces: a request line
+    (method, spacing, target, version), up to five field lines, a body, mixed line
+    ends, often a pipelined request after it, cut into up to four parts."""
+    rng = random.Random(seed)
+    ends = [*ENDINGS.values(), *[b"\r\n"] * 12]
+    fields = [*FIELD_LINES, *HOST_HEADERS, *(b"Content-Length: " + v for v in CONTENT_LENGTHS),
+              *(b"Transfer-Encoding: " + v for v in TRANSFER_CODINGS),
+              *(b"Connection: " + v for v in CONNECTION_VALUES),
+              *[b"Expect: 100-continue", b"Upgrade: websocket", b"Host: h"] * 5]
+    bodies = [*CHUNKED_BODIES, b"hello", b"", b"abc", b"\r\n"]
+    spaces = [*[b" "] * 8, b"  ", b"\t", b""]
+    out = []
+    for i in range(count):
+        data = (rng.choice(METHODS[:20] * 3 + METHODS) + rng.choice(spaces)
+                + rng.choice([b"/echo", b"/noread", b"/up", *TARGETS]) + rng.choice(spaces)
+                + rng.choice(VERSIONS[:2] * 8 + VERSIONS) + rng.choice(ends))
+        for _ in range(rng.randint(0, 5)):
+            data += rng.choice(fields) + rng.choice(ends)
+        data += rng.choice(ends) + rng.choice(bodies)
+        if rng.random() < 0.7:
+            data += rng.choice([*GOOD, SMUGGLED])
+        cuts = sorted({rng.randrange(1, len(data)) for _ in range(rng.choice([0, 0, 1, 2, 3]))})
+        parts = tuple(data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True))
+        out.append(Case(f"assembled #{i} {data[:80]!r}", parts, rng.random() < 0.3))
     return out

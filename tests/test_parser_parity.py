@@ -48,6 +48,7 @@ from parity_corpus import (
     SPLIT_REQUESTS,
     VALID_HEADS,
     Case,
+    assembled,
     corpus,
     mutations,
     queries,
@@ -452,9 +453,10 @@ async def test_split_at_every_byte_boundary(name: str) -> None:
 
 
 async def test_seeded_mutations_are_identical() -> None:
-    """Random edits of valid heads (fixed seed), each followed by a request that must
-    not be answered when the mutated one was refused (no smuggling)."""
-    cases = mutations(400)
+    """Random edits of valid heads and requests assembled at random from the corpus'
+    pieces (fixed seeds), mostly followed by a request that must not be answered
+    when the one before was refused (no smuggling)."""
+    cases = [*mutations(300), *assembled(500)]
     mismatches, total = await compare_in_memory("mutation", cases)
     assert not mismatches, report(mismatches, total)
 
