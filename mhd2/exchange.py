@@ -185,7 +185,9 @@ class Exchange:
         slot.value = None
         try:
             result = self.shared.request_cb(request)
-            if isawaitable(result) and not isinstance(result, Action):
+            # A plain callback returns the action it just made: skip the
+            # awaitable check (an ABC isinstance) on that common path.
+            if result is not slot.value and isawaitable(result):
                 result = await result
             if result is None:
                 self._release(slot.take())

@@ -189,31 +189,25 @@ class Transport:
         than the timeout without a wake-up.  The wait therefore ends a moment
         before the deadline to try a write: if the reader took anything
         meanwhile, that is progress; if not, the deadline is let to pass.
-        (The plain loop is written out here, not in a helper coroutine: it
-        is the path of every response.)
+        (The first write is made here, with no view and no helper coroutine:
+        it is the path of every response, and usually the only write.)
         """
         self.arm()
         size = len(data)
         plain = self._plain
         if plain is not None:
             fd = plain.fd
-            with memoryview(data) as view:
+            try:
+                # Most responses fit the socket buffer: one write, no view.
+                sent = os.write(fd, data) if size else 0
+            except BlockingIOError:
                 sent = 0
-                tried_early = False
-                while True:
-                    try:
-                        written = os.write(fd, view[sent:] if sent else view)
-                    except BlockingIOError:
-                        written = 0
-                    except OSError as exc:
-                        raise translate_error(exc) from exc
-                    sent += written
-                    if sent >= size:
-                        break
-                    if written:  # progress on a partial write re-arms the deadline
-                        tried_early = False
-                        self.arm()
-                    tried_early = await self._wait_writable(fd, tried_early)
+            except OSError as exc:
+                raise translate_error(exc) from exc
+            if sent < size:
+                if sent:  # progress on a partial write re-arms the deadline
+                    self.arm()
+                await self._send_rest(fd, data, sent)
             if size == 0:
                 await trio.lowlevel.checkpoint()
         elif size <= SEND_SLICE:
@@ -224,6 +218,26 @@ class Transport:
                     await self.stream.send_all(view[start:start + SEND_SLICE])
                     self.arm()
         self.bytes_sent += size
+
+    async def _send_rest(self, fd: int, data: bytes | bytearray | memoryview, sent: int) -> None:
+        """Write *data* from offset *sent* on, waiting for the socket as needed."""
+        size = len(data)
+        with memoryview(data) as view:
+            tried_early = False
+            while True:
+                tried_early = await self._wait_writable(fd, tried_early)
+                try:
+                    written = os.write(fd, view[sent:])
+                except BlockingIOError:
+                    written = 0
+                except OSError as exc:
+                    raise translate_error(exc) from exc
+                sent += written
+                if sent >= size:
+                    return
+                if written:  # progress on a partial write re-arms the deadline
+                    tried_early = False
+                    self.arm()
 
     async def _wait_writable(self, fd: int, tried_early: bool) -> bool:
         """Wait until *fd* is writable, or until just before the inactivity deadline.
