@@ -401,6 +401,11 @@ class Response:
     # -- life cycle -----------------------------------------------------------
 
     @property
+    def in_memory(self) -> bool:
+        """The body is bytes in memory (a buffer or an iovec), sent without waiting."""
+        return type(self._body) is BufferBody or type(self._body) is IovecBody
+
+    @property
     def size(self) -> int | None:
         """The body size in bytes, ``None`` when unknown."""
         body = self._body

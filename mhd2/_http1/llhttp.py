@@ -131,6 +131,14 @@ class LlhttpParser:
         return bool(self._pending)
 
     @property
+    def has_more(self) -> bool:
+        """Once the body is read: bytes beyond this request were received (pipelining)."""
+        referee = self._referee
+        if referee is not None:
+            return referee.has_more
+        return not self._remaining and bool(self._pending)
+
+    @property
     def at_eof(self) -> bool:
         """The client closed its sending side."""
         return self._eof

@@ -115,6 +115,10 @@ class Parser(Protocol):
     def at_eof(self) -> bool:
         """The client closed its sending side."""
 
+    @property
+    def has_more(self) -> bool:
+        """Once the body is read: bytes beyond this request were received (pipelining)."""
+
     def raw_head_bytes(self) -> bytes:
         """The bytes fed while the head was parsed (for byte-level head checks)."""
 
@@ -193,6 +197,11 @@ class H11Parser:
     def has_next(self) -> bool:
         """Bytes of the next request were already received (pipelining)."""
         return self._carried > 0
+
+    @property
+    def has_more(self) -> bool:
+        """Once the body is read: bytes beyond this request were received (pipelining)."""
+        return bool(self._conn.trailing_data[0])
 
     def leftover(self) -> tuple[bytes, bool]:
         """After the request: the bytes received beyond it, and whether input ended."""

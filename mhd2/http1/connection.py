@@ -292,6 +292,8 @@ class HTTP1Connection:
         )
         self._exchange = exchange
         request = exchange.request
+        if self.transport.holding and shared.app_may_wait:
+            await self.transport.flush()  # the earlier responses must not wait for this one
         if options.forwarded_headers:
             found = resolve_from_headers(self.info.client_address, shared.trusted,
                                          head.lower_fields, scheme=exchange.scheme)
@@ -378,9 +380,17 @@ class HTTP1Connection:
             daemon_stopping=self._shared.quiescing,
         )
         self._reply_started = True
-        sent_before = self.transport.bytes_sent
-        code = await send_reply(self.transport, exchange, response, plan,
-                                add_date=not self._shared.options.suppress_date_header)
+        transport = self.transport
+        sent_before = transport.bytes_sent
+        # More pipelined requests already here: their in-memory responses
+        # leave together, in one write (a body made on the fly never waits).
+        transport.batch = (plan.keep_alive and body_done and response.in_memory
+                           and parser.has_more)
+        try:
+            code = await send_reply(transport, exchange, response, plan,
+                                    add_date=not self._shared.options.suppress_date_header)
+        finally:
+            transport.batch = False
         if code is not RequestEndedCode.COMPLETED_OK:
             if code is RequestEndedCode.BY_APP_ERROR and self.transport.bytes_sent == sent_before:
                 # A content creator failed before the head left: still time for a 500.
