@@ -28,7 +28,6 @@ from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
-from .._proxy.forwarded import resolve_from_headers
 from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
 from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
@@ -291,21 +290,10 @@ class HTTP1Connection:
             scan.fields, scan.upload_size,
         )
         self._exchange = exchange
-        request = exchange.request
         if self.transport.holding and shared.app_may_wait:
             await self.transport.flush()  # the earlier responses must not wait for this one
-        if options.forwarded_headers:
-            found = resolve_from_headers(self.info.client_address, shared.trusted,
-                                         head.lower_fields, scheme=exchange.scheme)
-            if found.from_headers:
-                exchange.client_address = found.client_address
-                exchange.scheme = found.scheme
-        if options.early_uri_logger is not None:
-            try:
-                await call_maybe_await(options.early_uri_logger, request, request.uri,
-                                       request.method)
-            except Exception:
-                logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
+        if options.forwarded_headers or options.early_uri_logger is not None:
+            await exchange.begin(head.lower_fields)
 
         problem = check_host(scan.host_values)
         if problem is None and (head.target[:1] != b"/" or version != b"1.1"
