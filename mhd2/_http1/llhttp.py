@@ -30,7 +30,6 @@ pipelined request.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import httptools
@@ -42,8 +41,9 @@ __all__ = ["LlhttpParser"]
 
 # Anything but printable ASCII, SP, HTAB, CR and LF sends the head to h11:
 # control bytes (h11 refuses them), DEL, and obs-text (h11 refuses it in the
-# target and allows it in values; llhttp's rules differ).
-_UNUSUAL_BYTE: Final = re.compile(rb"[^\t\r\n\x20-\x7e]")
+# target and allows it in values; llhttp's rules differ).  Deleting these
+# from a head leaves nothing when there is no other byte (faster than a regex).
+_PLAIN_BYTES: Final = b"\t\r\n" + bytes(range(0x20, 0x7F))
 _OWS: Final = (0x20, 0x09)
 _VERSIONS: Final = {b" HTTP/1.1": b"1.1", b" HTTP/1.0": b"1.0"}
 
@@ -164,7 +164,7 @@ class LlhttpParser:
         crlf = head.count(b"\r\n")
         if (head.count(b"\n") != crlf or head.count(b"\r") != crlf
                 or pending[0] in b"\r\n" or b"\n " in head or b"\n\t" in head
-                or _UNUSUAL_BYTE.search(head) is not None):
+                or head.translate(None, _PLAIN_BYTES)):
             return self._refer()
         collector = _Collector()
         llhttp = httptools.HttpRequestParser(collector)
