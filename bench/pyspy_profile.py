@@ -129,8 +129,9 @@ def read_speedscope(text: str) -> list[Stack]:
     frames = [f"{f['name']} ({f.get('file') or '?'})" for f in data["shared"]["frames"]]
     out: list[Stack] = []
     for profile in data["profiles"]:
-        for sample, weight in zip(profile["samples"], profile["weights"], strict=True):
-            out.append(([frames[i] for i in sample], int(weight)))
+        # py-spy's weights are seconds (1 / rate each): count samples instead
+        for sample in profile["samples"]:
+            out.append(([frames[i] for i in sample], 1))
     return out
 
 
