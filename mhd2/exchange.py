@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import trio
 
+from ._proxy.forwarded import resolve_from_headers
 from .actions import Action, Slot, UploadAction
 from .callbacks import call_maybe_await, report
 from .enums import RequestEndedCode, StatusCode
@@ -172,6 +173,29 @@ class Exchange:
 
     # -- calling the application ---------------------------------------------------
 
+    async def begin(self, fields: Iterable[tuple[str | bytes, str | bytes]]) -> None:
+        """What every protocol does before the request callback.
+
+        With ``forwarded_headers``, believe a trusted proxy's ``Forwarded`` /
+        ``X-Forwarded-*`` among *fields* (the request's header pairs, as the
+        protocol has them) for :attr:`client_address` and :attr:`scheme`;
+        then call ``early_uri_logger`` (its failure is logged, not fatal).
+        """
+        options = self.shared.options
+        request = self.request
+        if options.forwarded_headers:
+            found = resolve_from_headers(request.connection.client_address,
+                                         self.shared.trusted, fields, scheme=self.scheme)
+            if found.from_headers:
+                self.client_address = found.client_address
+                self.scheme = found.scheme
+        if options.early_uri_logger is not None:
+            try:
+                await call_maybe_await(options.early_uri_logger, request, request.uri,
+                                       request.method)
+            except Exception:
+                logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
+
     async def call_app(self) -> Action | Ending | None:
         """Call the request callback once.
 
@@ -185,7 +209,9 @@ class Exchange:
         slot.value = None
         try:
             result = self.shared.request_cb(request)
-            if isawaitable(result) and not isinstance(result, Action):
+            # A plain callback returns the action it just made: skip the
+            # awaitable check (an ABC isinstance) on that common path.
+            if result is not slot.value and isawaitable(result):
                 result = await result
             if result is None:
                 self._release(slot.take())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -81,12 +81,14 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         trio.BrokenResourceError, trio.ClosedResourceError: the client went away.
         DaemonStopping: the daemon stopped while a content creator was suspended.
     """
+    body = response._body
+    if response.reusable and type(body) is BufferBody and len(body.data) <= COALESCE_LIMIT:
+        return await _send_reusable(transport, exchange, response, plan, add_date)
     head = build_head(response, plan, add_date=add_date)
     exchange.status = response.status
     if not plan.send_body:
         await transport.send(head)
         return RequestEndedCode.COMPLETED_OK
-    body = response._body
     # What was written beyond the head is the body (and its framing), as far
     # as the client got it: an aborted download is not logged as complete.
     body_starts = transport.bytes_sent + len(head)
@@ -103,6 +105,33 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         return RequestEndedCode.BY_APP_ERROR
     finally:
         exchange.body_bytes_sent = max(0, transport.bytes_sent - body_starts)
+    return RequestEndedCode.COMPLETED_OK
+
+
+async def _send_reusable(transport: Transport, exchange: Exchange, response: Response,
+                         plan: ReplyPlan, add_date: bool) -> RequestEndedCode:
+    """A reusable buffer response: its bytes on the wire are made once per plan and second.
+
+    The head of a frozen response changes only with the plan (version,
+    framing, keep-alive) and the ``Date`` line, which is the same object for
+    a whole second; the joined head and body are kept on the response.
+    """
+    date = date_header_line() if add_date and not response._has_date else b""
+    wire = response._wire
+    if wire is None or wire[0] is not plan or wire[1] is not date:
+        head = build_head(response, plan, add_date=add_date)
+        data = body = cast(BufferBody, response._body).data
+        writer = BODY_WRITERS[plan.framing]
+        if not plan.send_body:
+            data = head
+        elif not body:
+            data = head + writer.end()
+        else:
+            data = b"".join([head, *writer.frame(body), writer.end()])
+        wire = response._wire = (plan, date, data, len(data) - len(head))
+    exchange.status = response.status
+    await transport.send(wire[2])
+    exchange.body_bytes_sent = wire[3]
     return RequestEndedCode.COMPLETED_OK
 
 

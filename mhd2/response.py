@@ -118,6 +118,7 @@ class Response:
         "_in_use",
         "_released",
         "_sent_once",
+        "_wire",
         "chunked",
         "conn_close",
         "head_only",
@@ -148,6 +149,9 @@ class Response:
         self._released = False
         self._sent_once = False
         self._in_use = 0
+        #: For a reusable buffer response: (plan, Date line, bytes, body length)
+        #: of its last send (see mhd2.reply).
+        self._wire: tuple[Any, bytes, bytes, int] | None = None
         self.reusable = False
         self.head_only = False
         self.chunked = False
@@ -399,6 +403,11 @@ class Response:
             self.termination_callback = termination_callback
 
     # -- life cycle -----------------------------------------------------------
+
+    @property
+    def in_memory(self) -> bool:
+        """The body is bytes in memory (a buffer or an iovec), sent without waiting."""
+        return type(self._body) is BufferBody or type(self._body) is IovecBody
 
     @property
     def size(self) -> int | None:

@@ -7,6 +7,7 @@ lower layers never import the daemon.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ class Shared:
         trusted: the peers whose PROXY and forwarded headers are believed.
     """
 
-    __slots__ = ("large_pool", "make_parser", "nonces", "options", "quiescing", "request_cb",
+    __slots__ = ("app_may_wait", "large_pool", "make_parser", "nonces", "options", "quiescing", "request_cb",
                  "stopping", "token", "trusted")
 
     def __init__(self, options: DaemonOptions, request_cb: Callable[..., Any]) -> None:
@@ -52,3 +53,7 @@ class Shared:
         self.trusted = TrustedProxies(options.trusted_proxies)
         #: Makes one HTTP/1 connection's parser (the backend ``options.parser`` names).
         self.make_parser = parser_factory(options.parser)
+        #: The request callback or early_uri_logger is ``async def``: calling it
+        #: may wait, so held pipelined responses are written first.
+        self.app_may_wait = (inspect.iscoroutinefunction(request_cb)
+                             or inspect.iscoroutinefunction(options.early_uri_logger))

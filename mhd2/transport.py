@@ -16,6 +16,7 @@ layer says they count as progress (a trickled request head does not).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -34,6 +35,8 @@ ARM_SLACK = 1.0
 #: On streams other than plain sockets a large write is cut into slices of
 #: this size; each slice written is progress that re-arms the deadline.
 SEND_SLICE = 64 * 1024
+#: At most this many bytes of responses are held back for one write (:meth:`Transport.hold`).
+HOLD_LIMIT = 64 * 1024
 #: After answering and half-closing, how long unread input is drained so the
 #: client sees the answer instead of a reset (a "lingering close").
 LINGER_SECONDS = 2.0
@@ -75,8 +78,10 @@ class Transport:
     __slots__ = (
         "_armed_at",
         "_closed",
+        "_held",
         "_plain",
         "_slack",
+        "batch",
         "bytes_sent",
         "can_sendfile",
         "scope",
@@ -94,6 +99,12 @@ class Transport:
         self._slack = ARM_SLACK if timeout is None else min(ARM_SLACK, timeout / 8)
         self._closed = False
         self.bytes_sent = 0
+        # Responses held back while more pipelined requests are being served
+        # (see hold()); written before any other I/O.
+        self._held: list[bytes] = []
+        #: Set by the protocol layer while more pipelined responses will follow
+        #: the one being sent: small sends are then held (see :meth:`hold`).
+        self.batch = False
 
     # -- making one ---------------------------------------------------------------
 
@@ -165,7 +176,12 @@ class Transport:
     # -- bytes ----------------------------------------------------------------------
 
     async def receive(self, max_bytes: int) -> bytes:
-        """Receive up to *max_bytes*; ``b""`` at end of input.  Does not re-arm."""
+        """Receive up to *max_bytes*; ``b""`` at end of input.  Does not re-arm.
+
+        Held responses (:meth:`hold`) are written first.
+        """
+        if self._held:
+            await self.flush()
         return cast(bytes, await self.stream.receive_some(max_bytes))
 
     async def receive_later(self, max_bytes: int) -> bytes:
@@ -174,9 +190,44 @@ class Transport:
         After a response the client's next request usually arrives while other
         connections are served: reading after a checkpoint then finds it.
         """
+        if self._held:
+            await self.flush()
         if self._plain is not None:
             return await self._plain.receive_some_later(max_bytes)
         return cast(bytes, await self.stream.receive_some(max_bytes))
+
+    def hold(self, data: bytes | bytearray | memoryview) -> bool:
+        """Keep a complete small response to write with the next ones (pipelining).
+
+        While a client's pipelined requests are already received, their
+        responses can leave in one write instead of one each.  The held bytes
+        are written by the next :meth:`send` (in front of its data), by any
+        receive, by :meth:`flush`, and at :meth:`close`; they count as sent.
+
+        Returns:
+            Whether *data* was held (up to :data:`HOLD_LIMIT` bytes in all); if
+            not, the caller sends it.
+        """
+        held = self._held
+        if len(data) + sum(map(len, held)) > HOLD_LIMIT:
+            return False
+        held.append(bytes(data))
+        self.bytes_sent += len(data)
+        return True
+
+    @property
+    def holding(self) -> bool:
+        """Responses are held back (:meth:`hold`), waiting for the next write."""
+        return bool(self._held)
+
+    async def flush(self) -> None:
+        """Write the held responses now."""
+        held = self._held
+        if held:
+            data = b"".join(held)
+            held.clear()
+            self.bytes_sent -= len(data)
+            await self.send(data)
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of *data*; every write that moves bytes re-arms the deadline.
@@ -189,31 +240,32 @@ class Transport:
         than the timeout without a wake-up.  The wait therefore ends a moment
         before the deadline to try a write: if the reader took anything
         meanwhile, that is progress; if not, the deadline is let to pass.
-        (The plain loop is written out here, not in a helper coroutine: it
-        is the path of every response.)
+        (The first write is made here, with no view and no helper coroutine:
+        it is the path of every response, and usually the only write.)
         """
+        if self.batch and self.hold(data):
+            return
         self.arm()
+        if self._held:
+            self._held.append(bytes(data))
+            data = b"".join(self._held)
+            self.bytes_sent -= len(data) - len(self._held[-1])
+            self._held.clear()
         size = len(data)
         plain = self._plain
         if plain is not None:
             fd = plain.fd
-            with memoryview(data) as view:
+            try:
+                # Most responses fit the socket buffer: one write, no view.
+                sent = os.write(fd, data) if size else 0
+            except BlockingIOError:
                 sent = 0
-                tried_early = False
-                while True:
-                    try:
-                        written = os.write(fd, view[sent:] if sent else view)
-                    except BlockingIOError:
-                        written = 0
-                    except OSError as exc:
-                        raise translate_error(exc) from exc
-                    sent += written
-                    if sent >= size:
-                        break
-                    if written:  # progress on a partial write re-arms the deadline
-                        tried_early = False
-                        self.arm()
-                    tried_early = await self._wait_writable(fd, tried_early)
+            except OSError as exc:
+                raise translate_error(exc) from exc
+            if sent < size:
+                if sent:  # progress on a partial write re-arms the deadline
+                    self.arm()
+                await self._send_rest(fd, data, sent)
             if size == 0:
                 await trio.lowlevel.checkpoint()
         elif size <= SEND_SLICE:
@@ -224,6 +276,26 @@ class Transport:
                     await self.stream.send_all(view[start:start + SEND_SLICE])
                     self.arm()
         self.bytes_sent += size
+
+    async def _send_rest(self, fd: int, data: bytes | bytearray | memoryview, sent: int) -> None:
+        """Write *data* from offset *sent* on, waiting for the socket as needed."""
+        size = len(data)
+        with memoryview(data) as view:
+            tried_early = False
+            while True:
+                tried_early = await self._wait_writable(fd, tried_early)
+                try:
+                    written = os.write(fd, view[sent:])
+                except BlockingIOError:
+                    written = 0
+                except OSError as exc:
+                    raise translate_error(exc) from exc
+                sent += written
+                if sent >= size:
+                    return
+                if written:  # progress on a partial write re-arms the deadline
+                    tried_early = False
+                    self.arm()
 
     async def _wait_writable(self, fd: int, tried_early: bool) -> bool:
         """Wait until *fd* is writable, or until just before the inactivity deadline.
@@ -250,6 +322,8 @@ class Transport:
         Returns:
             The bytes sent (``0`` at the end of the file).
         """
+        if self._held:
+            await self.flush()
         plain = cast(PlainSocketStream, self._plain)
         tried_early = False
         while True:
@@ -296,6 +370,8 @@ class Transport:
             trio.TooSlowError: not a byte could be sent within *timeout*.
             trio.BrokenResourceError, trio.ClosedResourceError: the connection failed.
         """
+        if self._held:
+            await self.flush()
         view = memoryview(data).cast("B")
         total = view.nbytes
         with view:
@@ -384,6 +460,8 @@ class Transport:
         """Half-close, then discard input for a while so the reply is not reset away."""
         with trio.move_on_after(LINGER_SECONDS):
             try:
+                if self._held:
+                    await self.flush()
                 if isinstance(self.stream, trio.abc.HalfCloseableStream):
                     await self.stream.send_eof()
                 got = 0
@@ -401,11 +479,20 @@ class Transport:
             return
         self._closed = True
         if self._plain is not None:
+            if self._held:
+                # Best effort, never blocking: what fits in the socket buffer.
+                with contextlib.suppress(OSError):
+                    os.write(self._plain.fd, b"".join(self._held))
+                self._held.clear()
             self._plain.close()
             return
         with trio.CancelScope(shield=True):
             with trio.move_on_after(TLS_CLOSE_SECONDS) as closing:
                 try:
+                    if self._held:
+                        data = b"".join(self._held)
+                        self._held.clear()
+                        await self.stream.send_all(data)
                     await self.stream.aclose()
                 except TransportError:
                     pass

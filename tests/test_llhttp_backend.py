@@ -142,3 +142,76 @@ def test_an_oversized_head_gets_h11s_answer() -> None:
     parser.feed(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"x" * 2000)
     result = parser.next_head()
     assert isinstance(result, ParseError) and result.status == 431
+
+
+# -- the property: on any bytes, the backend's answer is h11's ---------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = [b" ", b"  ", b"\t", b"\r\n", b"\n", b"\r", b":", b": ", b",", b";", b"/", b"?",
+           b"%", b"%2", b"+", b"*", b"#", b"\x00", b"\x7f", b"\xff", b"\x80", b"\"",
+           b"GET", b"POST", b"get", b"FROB", b"CONNECT", b"OPTIONS", b"HTTP/1.1", b"HTTP/1.0",
+           b"HTTP/2.0", b"HTTP/0.9", b"http/1.1", b"Host", b"host", b"Content-Length",
+           b"Transfer-Encoding", b"chunked", b"Expect", b"100-continue", b"Connection",
+           b"Upgrade", b"websocket", b"close", b"a", b"0", b"5", b"-1", b"x.y:80"]
+
+
+def _compare(data: bytes) -> None:
+    fast_parser = LlhttpParser(MAX_HEAD)
+    reference = H11Parser(MAX_HEAD)
+    fast_parser.feed(data)
+    reference.feed(data)
+    got, want = fast_parser.next_head(), reference.next_head()
+    assert type(got) is type(want), (data, got, want)
+    if isinstance(got, Head) and isinstance(want, Head):
+        assert (got.method, got.target, got.version, list(got.lower_fields), got.scan) == (
+            want.method, want.target, want.version, list(want.lower_fields), want.scan), data
+        assert fast_parser.unparsed() == reference.unparsed(), data
+    elif isinstance(got, ParseError) and isinstance(want, ParseError):
+        assert got.status == want.status, (data, got, want)
+    else:
+        assert got is want, (data, got, want)
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_PIECES), max_size=40))
+def test_any_mutated_head_gets_the_same_answer_as_from_h11(pieces: list[bytes]) -> None:
+    # A valid head with pieces spliced into its lines, so most examples are
+    # near-misses of a well-formed request rather than noise.
+    lines = [b"GET /p?q=1 HTTP/1.1", b"Host: example.com", b"X-A: 1"]
+    for i, piece in enumerate(pieces):
+        line = i % len(lines)
+        cut = (i * 7) % (len(lines[line]) + 1)
+        lines[line] = lines[line][:cut] + piece + lines[line][cut:]
+    _compare(b"\r\n".join(lines) + b"\r\n\r\n" + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+
+
+_LINES = [b"Host: a", b"Host: b:80", b"host: a", b"Host:", b"Host: a b", b"Content-Length: 5",
+          b"Content-Length: 0", b"Content-Length: 5, 5", b"Content-Length: +5",
+          b"Transfer-Encoding: chunked", b"Transfer-Encoding: gzip, chunked",
+          b"Expect: 100-continue", b"Connection: close", b"Connection: upgrade",
+          b"Upgrade: websocket", b"X: 1", b" folded", b"\tfolded", b"X : 1", b": no name",
+          b"Cookie: a=b", b"X-Empty:", b"X-Space:   "]
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True)
+@given(st.sampled_from([b"GET / HTTP/1.1", b"GET / HTTP/1.0", b"POST /u HTTP/1.1",
+                        b"CONNECT a:1 HTTP/1.1", b"OPTIONS * HTTP/1.1"]),
+       st.lists(st.sampled_from(_LINES), max_size=6))
+def test_any_set_of_field_lines_gets_the_same_answer_as_from_h11(
+        line: bytes, fields: list[bytes]) -> None:
+    _compare(b"\r\n".join([line, *fields]) + b"\r\n\r\nhello")
+
+
+@settings(max_examples=800, deadline=None, derandomize=True)
+@given(st.binary(max_size=120))
+def test_random_bytes_before_a_head_end_get_the_same_answer(noise: bytes) -> None:
+    _compare(b"GET /" + noise + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    _compare(b"GET / HTTP/1.1\r\nHost: a\r\nX: " + noise + b"\r\n\r\n")
+
+
+@pytest.mark.parametrize("byte", [bytes([b]) for b in range(0x21, 0x7f) if bytes([b]) != b":"])
+def test_every_printable_byte_in_a_field_name_gets_h11s_answer(byte: bytes) -> None:
+    _compare(b"GET / HTTP/1.1\r\nHost: a\r\nX" + byte + b"Y: 1\r\n\r\n")

@@ -115,6 +115,10 @@ class Parser(Protocol):
     def at_eof(self) -> bool:
         """The client closed its sending side."""
 
+    @property
+    def has_more(self) -> bool:
+        """Once the body is read: bytes beyond this request were received (pipelining)."""
+
     def raw_head_bytes(self) -> bytes:
         """The bytes fed while the head was parsed (for byte-level head checks)."""
 
@@ -150,12 +154,22 @@ class H11Parser:
         max_head: the most bytes h11 buffers for an incomplete head.
     """
 
-    __slots__ = ("_carried", "_conn", "_eof", "_fed", "_max_head", "_pending", "_recording",
-                 "fed_count")
+    __slots__ = (
+        "_carried",
+        "_eof",
+        "_fed",
+        "_h11",
+        "_max_head",
+        "_pending",
+        "_recording",
+        "fed_count",
+    )
 
     def __init__(self, max_head: int) -> None:
         self._max_head = max_head
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=max_head)
+        # Made on first use: an idle kept-alive connection holds no h11
+        # state machine (about 900 bytes each).
+        self._h11: h11.Connection | None = None
         # Copies of what is fed, kept only while a head is being parsed.
         self._fed: list[bytes] = []
         self._recording = True
@@ -165,6 +179,14 @@ class H11Parser:
         self.fed_count = 0
         # A result found while merging body pieces, returned by the next call.
         self._pending: BodyEnd | ParseError | _Marker | None = None
+
+    @property
+    def _conn(self) -> h11.Connection:
+        conn = self._h11
+        if conn is None:
+            conn = self._h11 = h11.Connection(h11.SERVER,
+                                              max_incomplete_event_size=self._max_head)
+        return conn
 
     def feed(self, data: bytes) -> None:
         """Give the parser bytes read from the client (``b""`` means end of input)."""
@@ -177,7 +199,7 @@ class H11Parser:
     def next_request(self) -> None:
         """The current request is done: parse what follows as the next one."""
         data, eof = self._conn.trailing_data
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self._max_head)
+        self._h11 = None
         self._fed = []
         self._recording = True
         self.fed_count = 0
@@ -193,6 +215,11 @@ class H11Parser:
     def has_next(self) -> bool:
         """Bytes of the next request were already received (pipelining)."""
         return self._carried > 0
+
+    @property
+    def has_more(self) -> bool:
+        """Once the body is read: bytes beyond this request were received (pipelining)."""
+        return bool(self._conn.trailing_data[0])
 
     def leftover(self) -> tuple[bytes, bool]:
         """After the request: the bytes received beyond it, and whether input ended."""

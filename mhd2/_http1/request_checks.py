@@ -92,6 +92,10 @@ def check_head(
     return None
 
 
+#: The last Host value found well-formed (checking it again is wasted work).
+_last_good_host = b""
+
+
 def check_host(values: Sequence[bytes]) -> HeadRejection | None:
     """Check the request's ``Host`` field lines (at every strict level).
 
@@ -105,8 +109,12 @@ def check_host(values: Sequence[bytes]) -> HeadRejection | None:
         return None
     if len(values) > 1:
         return 400, "more than one Host field line"
-    if _HOST.fullmatch(values[0]) is None:
-        return 400, "malformed Host field value"
+    global _last_good_host
+    value = values[0]
+    if value != _last_good_host:  # most requests repeat the previous one's Host
+        if _HOST.fullmatch(value) is None:
+            return 400, "malformed Host field value"
+        _last_good_host = value
     return None
 
 

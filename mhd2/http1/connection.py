@@ -28,7 +28,6 @@ from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
-from .._proxy.forwarded import resolve_from_headers
 from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
 from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
@@ -291,19 +290,10 @@ class HTTP1Connection:
             scan.fields, scan.upload_size,
         )
         self._exchange = exchange
-        request = exchange.request
-        if options.forwarded_headers:
-            found = resolve_from_headers(self.info.client_address, shared.trusted,
-                                         head.lower_fields, scheme=exchange.scheme)
-            if found.from_headers:
-                exchange.client_address = found.client_address
-                exchange.scheme = found.scheme
-        if options.early_uri_logger is not None:
-            try:
-                await call_maybe_await(options.early_uri_logger, request, request.uri,
-                                       request.method)
-            except Exception:
-                logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
+        if self.transport.holding and shared.app_may_wait:
+            await self.transport.flush()  # the earlier responses must not wait for this one
+        if options.forwarded_headers or options.early_uri_logger is not None:
+            await exchange.begin(head.lower_fields)
 
         problem = check_host(scan.host_values)
         if problem is None and (head.target[:1] != b"/" or version != b"1.1"
@@ -378,9 +368,17 @@ class HTTP1Connection:
             daemon_stopping=self._shared.quiescing,
         )
         self._reply_started = True
-        sent_before = self.transport.bytes_sent
-        code = await send_reply(self.transport, exchange, response, plan,
-                                add_date=not self._shared.options.suppress_date_header)
+        transport = self.transport
+        sent_before = transport.bytes_sent
+        # More pipelined requests already here: their in-memory responses
+        # leave together, in one write (a body made on the fly never waits).
+        transport.batch = (plan.keep_alive and body_done and response.in_memory
+                           and parser.has_more)
+        try:
+            code = await send_reply(transport, exchange, response, plan,
+                                    add_date=not self._shared.options.suppress_date_header)
+        finally:
+            transport.batch = False
         if code is not RequestEndedCode.COMPLETED_OK:
             if code is RequestEndedCode.BY_APP_ERROR and self.transport.bytes_sent == sent_before:
                 # A content creator failed before the head left: still time for a 500.

@@ -1,0 +1,141 @@
+"""Pipelined requests: their small responses leave in one write, and a held
+response never waits for a later request that waits (suspended, async, upload).
+
+The write count is read off the in-memory stream the daemon serves
+(``serve_stream``): each ``send_all`` of the daemon is one call of the hook.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import trio
+import trio.testing
+from conftest import MEMORY_CLIENT, WAIT, read_response, running, text_response
+
+import mhd2
+
+
+def echo_path(request: mhd2.Request) -> mhd2.Action:
+    return text_response(request, request.path.encode())
+
+
+def pipelined(*paths: str, last_close: bool = False) -> bytes:
+    reqs = [b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % p.encode() for p in paths]
+    if last_close:
+        reqs[-1] = reqs[-1].replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+    return b"".join(reqs)
+
+
+async def counted_stream(daemon: mhd2.Daemon) -> tuple[trio.abc.Stream, list[int]]:
+    """A client stream to *daemon*; the list collects the size of each daemon write."""
+    client, server = trio.testing.memory_stream_pair()
+    writes: list[int] = []
+    send_stream = server.send_stream
+    hook = send_stream.send_all_hook
+
+    async def counting_hook() -> None:
+        writes.append(len(send_stream._outgoing._data))
+        if hook is not None:
+            await hook()
+
+    send_stream.send_all_hook = counting_hook
+    nursery = daemon._nursery
+    assert nursery is not None
+    nursery.start_soon(partial(daemon.serve_stream, server, client_address=MEMORY_CLIENT))
+    return client, writes
+
+
+async def test_ten_pipelined_responses_leave_in_one_write() -> None:
+    async with running(echo_path) as daemon:
+        stream, writes = await counted_stream(daemon)
+        paths = [f"/{i}" for i in range(10)]
+        await stream.send_all(pipelined(*paths))
+        buffer = bytearray()
+        replies = [await read_response(stream, buffer) for _ in paths]
+        assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in replies] == [p.encode() for p in paths]
+        assert len(writes) == 1, writes
+        await stream.aclose()
+
+
+async def test_the_last_pipelined_request_closing_still_gets_every_response() -> None:
+    async with running(echo_path) as daemon:
+        stream, writes = await counted_stream(daemon)
+        await stream.send_all(pipelined("/a", "/b", "/c", last_close=True))
+        with trio.fail_after(WAIT):
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+        assert [p.rsplit(b"\r\n\r\n", 1)[-1] for p in data.split(b"HTTP/1.1 ")[1:]] == [
+            b"/a", b"/b", b"/c"]
+        assert len(writes) == 1
+
+
+async def test_a_held_response_is_sent_before_a_later_request_suspends() -> None:
+    parked: list[mhd2.Request] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.path == "/park":
+            parked.append(request)
+            return mhd2.action_suspend(request)
+        return echo_path(request)
+
+    async with running(cb) as daemon:
+        stream, _ = await counted_stream(daemon)
+        await stream.send_all(pipelined("/first", "/park"))
+        buffer = bytearray()
+        first = await read_response(stream, buffer)  # while /park is parked
+        assert first.endswith(b"/first") and len(parked) == 1
+        mhd2.request_resume(parked[0])
+        await stream.aclose()
+
+
+async def test_a_held_response_is_sent_before_an_async_callback_waits() -> None:
+    release = trio.Event()
+
+    async def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.path == "/slow":
+            await release.wait()
+        return echo_path(request)
+
+    async with running(cb) as daemon:
+        stream, _ = await counted_stream(daemon)
+        await stream.send_all(pipelined("/first", "/slow"))
+        buffer = bytearray()
+        assert (await read_response(stream, buffer)).endswith(b"/first")
+        release.set()
+        assert (await read_response(stream, buffer)).endswith(b"/slow")
+        await stream.aclose()
+
+
+async def test_a_held_response_is_sent_before_a_later_upload_is_read() -> None:
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.method == "POST":
+            return mhd2.action_process_upload_full(
+                request, 1 << 20,
+                lambda req, data: mhd2.upload_action_from_response(
+                    req, mhd2.Response.from_buffer_copy(200, b"got %d" % len(data))))
+        return echo_path(request)
+
+    async with running(cb) as daemon:
+        stream, _ = await counted_stream(daemon)
+        await stream.send_all(pipelined("/first")
+                              + b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab")
+        buffer = bytearray()
+        assert (await read_response(stream, buffer)).endswith(b"/first")  # body incomplete
+        await stream.send_all(b"cde")
+        assert (await read_response(stream, buffer)).endswith(b"got 5")
+        await stream.aclose()
+
+
+async def test_pipelined_over_tcp_answers_everything_in_order() -> None:
+    async with running(echo_path) as daemon:
+        paths = [f"/{i}" for i in range(200)]
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            await stream.send_all(pipelined(*paths, last_close=True))
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+        bodies = [p.rsplit(b"\r\n\r\n", 1)[-1] for p in data.split(b"HTTP/1.1 ")[1:]]
+        assert bodies == [p.encode() for p in paths]
