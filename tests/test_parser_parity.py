@@ -540,12 +540,19 @@ async def test_corpus_over_tcp_is_identical() -> None:
         async with trio.open_nursery() as nursery:
             for case in cases:
                 nursery.start_soon(one, case)
-        # Confirm each suspect alone, with a longer quiet period.
-        mismatches = []
-        for case in suspects:
-            outcomes = await both(case, QUIET_CONFIRM)
+        # Confirm each suspect with a longer quiet period.
+        mismatches: list[Mismatch] = []
+
+        async def confirm(case: Case) -> None:
+            async with limiter:
+                outcomes = await both(case, QUIET_CONFIRM)
             if outcomes["h11"].lines() != outcomes["httptools"].lines():
                 mismatches.append(Mismatch("tcp", case, outcomes))
+
+        async with trio.open_nursery() as nursery:
+            for case in suspects:
+                nursery.start_soon(confirm, case)
+        mismatches.sort(key=lambda m: cases.index(m.case))
     assert not mismatches, report(mismatches, len(cases))
 
 
