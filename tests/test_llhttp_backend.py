@@ -215,3 +215,10 @@ def test_random_bytes_before_a_head_end_get_the_same_answer(noise: bytes) -> Non
 @pytest.mark.parametrize("byte", [bytes([b]) for b in range(0x21, 0x7f) if bytes([b]) != b":"])
 def test_every_printable_byte_in_a_field_name_gets_h11s_answer(byte: bytes) -> None:
     _compare(b"GET / HTTP/1.1\r\nHost: a\r\nX" + byte + b"Y: 1\r\n\r\n")
+
+
+@pytest.mark.parametrize("first", [bytes([b]) for b in range(0x21)])
+@pytest.mark.parametrize("complete", [False, True])
+def test_a_head_starting_below_0x21_gets_h11s_early_answer(first: bytes, complete: bool) -> None:
+    # h11 refuses such a head at once, before its end has arrived.
+    _compare(first + b"GET / HTTP/1.1\r\nHost: h" + (b"\r\n\r\n" if complete else b""))

@@ -150,6 +150,10 @@ class LlhttpParser:
         if self._referee is not None:
             return self._referee.next_head()
         pending = self._pending
+        # h11 refuses a head at once when its first byte is below 0x21 (an
+        # empty line, a space, a control byte), before the head is complete.
+        if pending and pending[0] < 0x21:
+            return self._refer()
         end = pending.find(b"\r\n\r\n")
         if end < 0:
             # h11 also ends a head at LF LF or LF CR LF.
@@ -159,11 +163,11 @@ class LlhttpParser:
             return NEED_DATA
         end += 4
         head = pending[:end]
-        # RFC 9112 §2.2: a bare CR or LF, an empty line before the request
-        # line, obs-fold, a control byte or obs-text: h11 rules on it.
+        # RFC 9112 §2.2: a bare CR or LF, obs-fold, a control byte or
+        # obs-text: h11 rules on it.
         crlf = head.count(b"\r\n")
         if (head.count(b"\n") != crlf or head.count(b"\r") != crlf
-                or pending[0] in b"\r\n" or b"\n " in head or b"\n\t" in head
+                or b"\n " in head or b"\n\t" in head
                 or head.translate(None, _PLAIN_BYTES)):
             return self._refer()
         collector = _Collector()
