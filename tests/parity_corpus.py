@@ -428,6 +428,15 @@ def app_paths() -> Iterator[Case]:
         yield Case(f"suspend, {name} body + next while parked", (head, body + get(b"/next")))
         yield Case(f"suspend, {name} half the body while parked", (head, body[:3]),
                    half_close=True)
+    for size in (0, 5, 99_999, 100_000, 100_001, 150_000):
+        body = b"f" * size
+        yield case(f"full upload CL {size}",
+                   post(b"/full", b"Content-Length: %d\r\n" % size, body) + get(b"/next"))
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (size, body) if size else b"0\r\n\r\n"
+        yield case(f"full upload chunked {size}",
+                   post(b"/full", b"Transfer-Encoding: chunked\r\n", chunked) + get(b"/next"))
+    yield case("full upload, Expect, too large",
+               post(b"/full", b"Content-Length: 200000\r\nExpect: 100-continue\r\n", b""))
     for size, sent in [(200_000, 100), (300_000, 100), (300_000, 300_000), (262_144, 10),
                        (262_145, 10), (262_144 + 12, 12)]:
         data = post(b"/noread", b"Content-Length: %d\r\n" % size, b"n" * sent) + get(b"/next")
@@ -473,6 +482,11 @@ def pipelining() -> Iterator[Case]:
         yield case(f"pipeline good, bad #{index}, good", GOOD[0] + bad + SMUGGLED)
         yield case(f"pipeline bad #{index} first", bad + SMUGGLED)
         yield case(f"pipeline bad #{index} after chunked", GOOD[3] + bad + SMUGGLED)
+    yield case("100 pipelined GETs", get(b"/p") * 100)
+    yield case("60 pipelined CL POSTs", b"".join(
+        post(b"/echo", b"Content-Length: %d\r\n" % (i % 7), b"x" * (i % 7)) for i in range(60)))
+    yield case("40 pipelined chunked POSTs, unread", post(
+        b"/noread", b"Transfer-Encoding: chunked\r\n", b"2\r\nab\r\n0\r\n\r\n") * 40)
     yield case("pipeline after Connection: close",
                get(b"/last", headers=b"Host: h\r\nConnection: close\r\n") + SMUGGLED)
     yield case("pipeline, half-close", b"".join(GOOD), half_close=True)
@@ -587,7 +601,7 @@ def assembled(count: int, seed: int = 11) -> list[Case]:
     out = []
     for i in range(count):
         data = (rng.choice(METHODS[:20] * 3 + METHODS) + rng.choice(spaces)
-                + rng.choice([b"/echo", b"/noread", b"/up", *TARGETS]) + rng.choice(spaces)
+                + rng.choice([b"/echo", b"/noread", b"/up", b"/full", *TARGETS]) + rng.choice(spaces)
                 + rng.choice(VERSIONS[:2] * 8 + VERSIONS) + rng.choice(ends))
         for _ in range(rng.randint(0, 5)):
             data += rng.choice(fields) + rng.choice(ends)

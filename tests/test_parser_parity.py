@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -68,6 +69,10 @@ PARSERS = ("h11", "httptools")
 #: thresholds (today: < 0 lenient, 0 default, >= 1 strict), so the levels next
 #: to 0 and the two extremes cover every rule, one added at -2 or 2 included.
 STRICT_LEVELS = (-3, -1, 0, 1, 3)
+#: ``large_buffer_size`` of the ``/full`` path.
+FULL_LIMIT = 100_000
+#: Multiplies the number of random cases (``MHD2_PARITY_SCALE=50`` for a long hunt).
+SCALE = int(os.environ.get("MHD2_PARITY_SCALE", "1"))
 #: Bound for one case on both daemons.
 WAIT = 20.0
 #: TCP cases: the server has said all it will once it is quiet this long.
@@ -133,7 +138,9 @@ class EchoApp:
 
     Paths: ``/noread...`` answers without reading the body; ``/ws...`` is a
     WebSocket echo (``action_websocket``); ``/up...`` reads the body, then
-    upgrades to a raw byte echo; ``/suspend...`` parks the request first
+    upgrades to a raw byte echo; ``/full...`` reads the body whole
+    (``action_process_upload_full``, 413 over :data:`FULL_LIMIT`);
+    ``/suspend...`` parks the request first
     (:attr:`parked`; the test resumes it); anything else reads the whole body
     and answers the request's :func:`snapshot` with the body and trailers.
     """
@@ -158,9 +165,14 @@ class EchoApp:
             self.parked.append(request)
             return mhd2.action_suspend(request)
         request.app_context = bytearray()
+        if path.startswith("/full"):
+            return mhd2.action_process_upload_full(request, FULL_LIMIT, self.upload)
         return mhd2.action_process_upload_inc(request, self.upload)
 
     def upload(self, request: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+        if data and request.path.startswith("/full"):
+            request.app_context += data  # the whole body, in one call
+            data = b""
         if data:
             request.app_context += data
             return mhd2.upload_action_continue(request)
@@ -291,13 +303,19 @@ class Outcome:
 # -- running a case -----------------------------------------------------------------------
 
 
-async def run_in_memory(daemon: mhd2.Daemon, app: EchoApp, case: Case) -> Outcome:
+async def run_in_memory(daemon: mhd2.Daemon, app: EchoApp, case: Case, *,
+                        until_closed: bool = False) -> Outcome:
     """Serve *case* over an in-memory stream; the daemon has processed each part before
-    the next is sent (all tasks blocked), so the outcome does not depend on timing."""
+    the next is sent (all tasks blocked), so the outcome does not depend on timing.
+
+    With *until_closed*, wait (bounded) for the server to close the connection
+    before looking, e.g. for a timeout to pass.
+    """
     port = next(_ports)
     client, server = trio.testing.memory_stream_pair()
     received = bytearray()
     closed = False
+    closed_event = trio.Event()
     refused: int | None = None
     served = trio.Event()
 
@@ -316,6 +334,7 @@ async def run_in_memory(daemon: mhd2.Daemon, app: EchoApp, case: Case) -> Outcom
                 chunk = b""
             if not chunk:
                 closed = True
+                closed_event.set()
                 return
             received.extend(chunk)
 
@@ -347,6 +366,9 @@ async def run_in_memory(daemon: mhd2.Daemon, app: EchoApp, case: Case) -> Outcom
             # later parts arrive while they are parked.
             while app.parked:
                 mhd2.request_resume(app.parked.pop(0))
+                await trio.testing.wait_all_tasks_blocked()
+            if until_closed:
+                await closed_event.wait()
                 await trio.testing.wait_all_tasks_blocked()
             raw, was_closed = bytes(received), closed
             reader.cancel()
@@ -456,7 +478,7 @@ async def test_seeded_mutations_are_identical() -> None:
     """Random edits of valid heads and requests assembled at random from the corpus'
     pieces (fixed seeds), mostly followed by a request that must not be answered
     when the one before was refused (no smuggling)."""
-    cases = [*mutations(300), *assembled(500)]
+    cases = [*mutations(300 * SCALE), *assembled(500 * SCALE)]
     mismatches, total = await compare_in_memory("mutation", cases)
     assert not mismatches, report(mismatches, total)
 
@@ -471,6 +493,40 @@ async def test_websocket_echo_is_identical() -> None:
         assert outcome.raw.startswith(b"HTTP/1.1 101 ")
         assert b"\x81\x05hello" in outcome.raw and b"\x82\x02\x00\xff" in outcome.raw
     assert outcomes["h11"].lines() == outcomes["httptools"].lines()
+
+
+TIMEOUT_CASES = (
+    Case("partial request line", (b"GET /slow HT",)),
+    Case("partial head", (b"GET /slow HTTP/1.1\r\nHost: h\r\n",)),
+    Case("partial head, 0.9 form", (b"GET /slow\r\n",)),
+    Case("idle after a response", (b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n",)),
+    Case("partial CL body", (b"POST /echo HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\nab",)),
+    Case("partial CL body, unread", (b"POST /noread HTTP/1.1\r\nHost: h\r\n"
+                                     b"Content-Length: 9\r\n\r\nab",)),
+    Case("partial chunked body", (b"POST /echo HTTP/1.1\r\nHost: h\r\n"
+                                  b"Transfer-Encoding: chunked\r\n\r\n5\r\nab",)),
+    Case("Expect, body never sent", (b"POST /echo HTTP/1.1\r\nHost: h\r\n"
+                                     b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n",)),
+    Case("pipelined partial head", (b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\n",)),
+    Case("trickled head", (b"GET /slow", b" HTTP/1.1\r\n", b"Host: h\r\n")),
+)
+
+
+async def test_timeouts_are_identical() -> None:
+    """What an unfinished request gets when the inactivity timeout passes (408 or a
+    close) is the same on both backends."""
+    app = EchoApp()
+    mismatches = []
+    async with daemons(app, timeout=0.2) as by_parser:
+        for case in TIMEOUT_CASES:
+            outcomes = {p: await run_in_memory(by_parser[p], app, case, until_closed=True)
+                        for p in PARSERS}
+            assert all(o.closed for o in outcomes.values())
+            if case.name == "partial head":
+                assert outcomes["httptools"].raw.startswith(b"HTTP/1.1 408 ")
+            if outcomes["h11"].lines() != outcomes["httptools"].lines():
+                mismatches.append(Mismatch("timeout", case, outcomes))
+    assert not mismatches, report(mismatches, len(TIMEOUT_CASES))
 
 
 # -- the same over real TCP sockets ---------------------------------------------------------
@@ -641,7 +697,7 @@ def mutated_heads(draw: st.DrawFn) -> tuple[list[bytes], bool]:
     return parts, draw(st.booleans())
 
 
-@settings(max_examples=1200, derandomize=True, deadline=None,
+@settings(max_examples=1200 * SCALE, derandomize=True, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_heads())
 def test_parsers_agree_on_random_mutations(example: tuple[list[bytes], bool]) -> None:
