@@ -139,3 +139,21 @@ async def test_pipelined_over_tcp_answers_everything_in_order() -> None:
                 data += chunk
         bodies = [p.rsplit(b"\r\n\r\n", 1)[-1] for p in data.split(b"HTTP/1.1 ")[1:]]
         assert bodies == [p.encode() for p in paths]
+
+
+async def test_empty_lines_between_pipelined_requests_are_ignored() -> None:
+    # RFC 9112 §2.2: "a server that is expecting to receive and parse a
+    # request-line SHOULD ignore at least one empty line (CRLF) received
+    # prior to the request-line" -- here already buffered behind a request.
+    async with running(echo_path) as daemon:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            await stream.send_all(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n\r\n\r\n"
+                                  b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok\r\n"
+                                  b"GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := await stream.receive_some(65536):
+                data += chunk
+        assert [p.split(b"\r\n", 1)[0] for p in data.split(b"HTTP/1.1 ")[1:]] == [b"200 OK"] * 3
+        assert [p.rsplit(b"\r\n\r\n", 1)[-1] for p in data.split(b"HTTP/1.1 ")[1:]] == [
+            b"/a", b"/b", b"/c"]

@@ -121,6 +121,10 @@ class LlhttpParser:
             data, eof = referee.leftover()
             self._pending = data
             self._eof = eof
+        # RFC 9112 §2.2: empty lines before a request line are ignored, as
+        # by H11Parser.next_request.
+        if self._pending[:1] in (b"\r", b"\n"):
+            self._pending = self._pending.lstrip(b"\r\n")
         self._started = len(self._pending)
         self._head_len = 0
         self._remaining = 0

@@ -199,6 +199,10 @@ class H11Parser:
     def next_request(self) -> None:
         """The current request is done: parse what follows as the next one."""
         data, eof = self._conn.trailing_data
+        # RFC 9112 §2.2: "a server that is expecting to receive and parse a
+        # request-line SHOULD ignore at least one empty line (CRLF) received
+        # prior to the request-line" -- also between pipelined requests.
+        data = bytes(data).lstrip(b"\r\n")
         self._h11 = None
         self._fed = []
         self._recording = True
