@@ -176,9 +176,15 @@ class HTTP2Connection:
         self._initial = initial
         self._notified = notified
         options = shared.options
+        # Inbound fields are checked by mhd2.http2.checks; outbound ones are
+        # made by mhd2 already lower-case and valid (Response.add_header and
+        # the DCC footers check them; checks.strip_response_fields lowers
+        # them): h2's own passes over every header list cost ~5 % per request.
         config = H2Configuration(client_side=False, header_encoding=None,
                                  validate_inbound_headers=False,
-                                 normalize_inbound_headers=False)
+                                 normalize_inbound_headers=False,
+                                 validate_outbound_headers=False,
+                                 normalize_outbound_headers=False)
         self.h2 = _H2(config=config)
         self.streams: dict[int, H2Stream] = {}
         self._wake = trio.Event()
