@@ -25,9 +25,8 @@ import trio
 
 from .._http1.date import date_header_line
 from ..callbacks import call_maybe_await
-from ..dcc import DCCAction, DCCContext
-from ..enums import RequestEndedCode, StatusCode
-from ..errors import UsageError
+from ..dcc import DCCContext, dcc_step
+from ..enums import RequestEndedCode
 from ..exchange import DaemonStopping, Exchange
 from ..response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .checks import strip_response_fields
@@ -164,55 +163,27 @@ async def _send_callback(stream: H2Stream, body: Any, exchange: Exchange) -> Non
         ctx = DCCContext(request)
         with memoryview(buf)[:room] as view:
             result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
-            action = _check_dcc_result(ctx, result)
-            kind = action.kind
-            if kind == "continue":
-                iov = action.iov or []
-                if action.data_size > room:
-                    raise UsageError(f"DCC data_size {action.data_size} exceeds the buffer ({room})",
-                                     StatusCode.DCC_ACTION_INVALID)
-                total = action.data_size + sum(len(v) for v in iov)
-                if size is not None and pos + total > size:
-                    raise UsageError(
-                        f"the content creator yielded {pos + total} bytes, more than the "
-                        f"declared size {size}", StatusCode.DCC_ACTION_INVALID)
-                data: bytes | memoryview = view[:action.data_size]
-                if iov:
-                    data = b"".join([data, *iov])
-                if total:
-                    await stream.send_data(data)
-                if action.free_cb is not None:
-                    action.free_cb()
-                pos += total
+            step = dcc_step(ctx, result, view, pos, size)
+            if step.kind == "data":
+                if step.data:
+                    await stream.send_data(step.data)
+                if step.action.free_cb is not None:
+                    step.action.free_cb()
+                pos += len(step.data)
                 continue
-        if kind == "finish":
-            if size is not None and pos < size:
-                raise _Aborted(RequestEndedCode.BY_APP_ABORT,
-                               f"the content creator finished at {pos} of {size} bytes")
-            footers = strip_response_fields(action.footers or [])
+        if step.kind == "finish":
+            footers = strip_response_fields(step.action.footers or [])
             if footers:
                 # RFC 9113 §8.1: a trailer section is a HEADERS frame that ends the stream.
                 await stream.send_trailers(_encode(footers))
             else:
                 await stream.send_data(b"", end=True)
             return
-        if kind == "suspend":
+        if step.kind == "suspend":
             await exchange.park()
             continue
-        raise _Aborted(RequestEndedCode.BY_APP_ABORT, "the content creator aborted")
+        raise _Aborted(RequestEndedCode.BY_APP_ABORT, step.why)
     await stream.send_data(b"", end=True)
-
-
-def _check_dcc_result(ctx: DCCContext, result: object) -> DCCAction:
-    if result is None:
-        return DCCAction("abort")
-    if not isinstance(result, DCCAction) or result is not ctx._action:
-        raise UsageError(
-            "a content creator must return the DCC action made from its own ctx "
-            "(dcc_action_continue(ctx, ...), dcc_action_finish(ctx) ...)",
-            StatusCode.DCC_ACTION_INVALID,
-        )
-    return result
 
 
 _Sender = Callable[["H2Stream", Any, Exchange], Awaitable[None]]
