@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import trio
 from h2.config import H2Configuration
 from h2.connection import H2Connection
+from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
+from hyperframe.frame import Frame
 
 if TYPE_CHECKING:
     from ..options import DaemonOptions
@@ -24,6 +26,7 @@ __all__ = [
     "MAX_SETTINGS",
     "MIN_RESETS",
     "RATE_WINDOW",
+    "EarlyFrameBuffer",
     "FloodGuard",
     "ServerH2",
     "connection_window",
@@ -62,6 +65,25 @@ class ServerH2(H2Connection):
         return 0
 
 
+class EarlyFrameBuffer(FrameBuffer):
+    """``h2``'s frame buffer, refusing an oversized frame from its 9-byte header.
+
+    ``h2`` checks a frame's length against ``SETTINGS_MAX_FRAME_SIZE`` only
+    once the whole frame is buffered: one header announcing 2**24 - 1 bytes
+    would make the connection hold 16 MB before the error.  RFC 9113 §4.2:
+    "An endpoint MUST send an error code of FRAME_SIZE_ERROR if a frame
+    exceeds the size defined in SETTINGS_MAX_FRAME_SIZE" -- here as soon as
+    the header says so (``FrameTooLargeError``, a ``ProtocolError``: h2 queues
+    ``GOAWAY(FRAME_SIZE_ERROR)``).
+    """
+
+    def __next__(self) -> Frame:
+        data = self._data
+        if len(data) >= 9:
+            self._validate_frame_length(int.from_bytes(data[:3], "big"))
+        return super().__next__()
+
+
 def new_h2(options: DaemonOptions) -> ServerH2:
     """The server side of a connection, its SETTINGS queued (the server preface).
 
@@ -79,6 +101,7 @@ def new_h2(options: DaemonOptions) -> ServerH2:
                              validate_outbound_headers=False,
                              normalize_outbound_headers=False)
     h2 = ServerH2(config=config)
+    h2.incoming_buffer = EarlyFrameBuffer(server=True)
     h2.local_settings = Settings(client=False, initial_values={
         SettingCodes.MAX_CONCURRENT_STREAMS: options.http2_max_concurrent_streams,
         SettingCodes.INITIAL_WINDOW_SIZE: options.http2_initial_window_size,
