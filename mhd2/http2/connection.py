@@ -31,6 +31,7 @@ an ``await`` in the middle, so the state machine needs no lock.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -345,7 +346,8 @@ class HTTP2Connection(FramesIn):
         options = self.shared.options
         if self.streams:
             transport.timeout = options.timeout
-            if not self._writing:
+            if not self._writing and transport.scope.deadline != math.inf:
+                # (Moving a deadline is not free: only when one is set.)
                 transport.disarm()
         else:
             idle = options.keep_alive_timeout if self._served else options.timeout
