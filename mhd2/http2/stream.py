@@ -36,8 +36,9 @@ from ..callbacks import call_maybe_await
 from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError
 from ..exchange import ClientGone, DaemonStopping, Ending, Exchange
-from ..upload import run_upload
+from ..upload import BodyError, run_upload
 from .checks import RequestHead
+from .guard import BodyRate
 from .reply import send_response
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ class H2Stream:
         "_armed_at",
         "_data_event",
         "_pieces",
+        "_rate",
         "_timeout",
         "_unacked",
         "_window_event",
@@ -102,6 +104,8 @@ class H2Stream:
         self._unacked = 0
         self._data_event = trio.Event()
         self._window_event = trio.Event()
+        rule = conn.shared.options.min_body_rate
+        self._rate = BodyRate(rule) if rule is not None and not ended else None
         self.body_ended = ended
         self.trailers: list[tuple[str, str]] = []
         self.headers_sent = False
@@ -201,7 +205,15 @@ class H2Stream:
             if self.gone.is_set():
                 raise ClientGone("the client reset the stream mid-body")
             self._data_event = trio.Event()
+            started = trio.current_time()
             await self._data_event.wait()
+            if self._rate is not None:
+                slow = self._rate.add(trio.current_time() - started,
+                                      sum(len(p[0]) for p in self._pieces))
+                if slow is not None:
+                    # As HTTP/1: 408; the stream is then reset (NO_ERROR: the
+                    # response is complete, the rest of the body unwanted).
+                    raise BodyError(408, slow)
 
     def _ack_consumed(self) -> None:
         """Tell the peer the bytes handed to the application are consumed (WINDOW_UPDATE)."""
