@@ -185,12 +185,21 @@ class HTTP2Connection(FramesIn):
     def stream_done(self, stream: H2Stream) -> None:
         """A stream's task has ended (its request too)."""
         self.streams.pop(stream.id, None)
-        self._wake.set()
+        if self._queued():
+            self._wake.set()
         if not self.streams:
             if self._goaway_sent:
                 self._read_scope.cancel()
             else:
                 self._settle_deadline()
+
+    def _queued(self) -> bool:
+        """Frames wait to be written (so the writer has something to do).
+
+        Looks at ``h2``'s outbound buffer without taking it; should a later
+        ``h2`` not have it, the answer is always yes (correct, one wake-up
+        more per read)."""
+        return bool(getattr(self.h2, "_data_to_send", True)) or bool(self._extra)
 
     # -- the connection's task ------------------------------------------------------------
 
@@ -264,7 +273,8 @@ class HTTP2Connection(FramesIn):
                         self._handle(events)
                     if self._goaway_sent and self._dead:
                         return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                    await self.flushed()
+                    if self._queued():
+                        await self.flushed()
                 try:
                     data = await transport.receive(RECV_SIZE)
                 except TransportError:
