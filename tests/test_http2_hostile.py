@@ -16,9 +16,8 @@ from typing import Any
 
 import trio
 from _harness import h2_attack, request_block, send_quietly
-from conftest import WAIT, running, text_response
+from conftest import WAIT, text_response
 from h2.errors import ErrorCodes
-from h2raw import RawH2
 from hpack.hpack import encode_integer
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, RstStreamFrame
 
@@ -340,15 +339,14 @@ async def test_malformed_stream_does_not_disturb_its_neighbours() -> None:
             await release.wait()
         return text_response(request, request.path.encode())
 
-    async with running(cb) as daemon:
+    async with h2_attack(cb) as attack:
+        client = attack.client
         with trio.fail_after(WAIT):
-            client = await RawH2.connect(daemon.port)
             slow = client.request("/slow")
             bad = client.request("/bad", headers=[("connection", "close")])
             bad_reply = await client.response(bad)
             release.set()
             slow_reply = await client.response(slow)
-            await client.aclose()
     assert bad_reply.reset == ErrorCodes.PROTOCOL_ERROR
     assert (slow_reply.status, slow_reply.body) == (200, b"/slow")
 
@@ -357,10 +355,10 @@ async def test_malformed_trailers_reset_the_stream(ended: Ended) -> None:
     """A small unread body is read before the answer, so its trailers are checked:
     a pseudo-header in them (RFC 9113 §8.1) or a trailer HEADERS without
     END_STREAM is a stream error, and the request never ends as COMPLETED_OK."""
-    async with running(text_response,
-                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+    async with h2_attack(text_response,
+                         notify_request_ended=lambda r, c: ended.append((r, c))) as attack:
+        client = attack.client
         with trio.fail_after(WAIT):
-            client = await RawH2.connect(daemon.port)
             sid = client.request("/t", "POST", end=False)
             client.conn.send_data(sid, b"body")
             await client.flush()
@@ -369,8 +367,7 @@ async def test_malformed_trailers_reset_the_stream(ended: Ended) -> None:
                                                     flags=["END_HEADERS", "END_STREAM"]).serialize())
             reply = await client.response(sid)
             good = await client.response(client.request("/after"))
-            await client.aclose()
     assert reply.reset == ErrorCodes.PROTOCOL_ERROR and reply.status is None
     assert good.status == 200
-    assert sorted((r.path, c) for r, c in ended) == [
+    assert sorted((r.path, c) for r, c in ended if r.path != "/fine") == [
         ("/after", RequestEndedCode.COMPLETED_OK), ("/t", RequestEndedCode.HTTP_PROTOCOL_ERROR)]
