@@ -11,7 +11,9 @@ connection-specific header fields", so ``Connection`` and
 
 :func:`send_response` *returns* how the request ended; only the client's
 going away (:class:`~mhd2.exchange.ClientGone`, transport errors) and
-:class:`~mhd2.exchange.DaemonStopping` propagate.
+:class:`~mhd2.exchange.DaemonStopping` propagate.  :func:`send_error_page`
+and :func:`refuse_upgrade` send the pages the daemon makes itself (503 when
+stopping, 4xx of uploads, 500, 501 for ``action_upgrade``).
 """
 
 from __future__ import annotations
@@ -22,19 +24,22 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
+from h2.errors import ErrorCodes
 
 from .._http1.date import date_header_line
 from ..callbacks import call_maybe_await
 from ..dcc import DCCContext, dcc_step
-from ..enums import RequestEndedCode
-from ..exchange import DaemonStopping, Exchange
+from ..enums import RequestEndedCode, reason_phrase
+from ..errors import UsageError
+from ..exchange import ClientGone, DaemonStopping, Exchange
 from ..response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .checks import strip_response_fields
 
 if TYPE_CHECKING:
+    from ..actions import UpgradeAction
     from .stream import H2Stream
 
-__all__ = ["response_headers", "send_response"]
+__all__ = ["refuse_upgrade", "response_headers", "send_error_page", "send_response"]
 
 logger = logging.getLogger("mhd2")
 
@@ -42,6 +47,8 @@ logger = logging.getLogger("mhd2")
 READ_SIZE = 64 * 1024
 #: Size of the buffer handed to dynamic content creators.
 DCC_BUFFER_SIZE = 32 * 1024
+#: Bound on sending a daemon-made error page.
+ERROR_PAGE_SECONDS = 5.0
 
 
 class _Aborted(Exception):
@@ -194,3 +201,52 @@ _SENDERS: dict[type, _Sender] = {
     PipeBody: _send_pipe,
     CallbackBody: _send_callback,
 }
+
+
+# -- pages made by the daemon --------------------------------------------------------------
+
+
+async def refuse_upgrade(stream: H2Stream, action: UpgradeAction) -> RequestEndedCode:
+    """``action_upgrade`` on an HTTP/2 stream: 501, logged with the reason.
+
+    RFC 9113 §8.6: "HTTP/2 removes support for the 101 (Switching
+    Protocols) informational status code" -- there is no connection of
+    this request's own to hand to an upgrade handler.
+    """
+    request = stream.exchange.request
+    try:
+        raise UsageError(
+            f"action_upgrade({action.value!r}) on an HTTP/2 stream: HTTP/2 has no "
+            "Upgrade (RFC 9113 §8.6); answered 501. Serve this endpoint over HTTP/1.1 "
+            "(e.g. a TLS context without 'h2' in its ALPN list, or Daemon(http2=False))"
+        )
+    except UsageError:
+        logger.exception("mhd2: refused an upgrade for %s %s", request.method, request.uri)
+    await send_error_page(stream, 501)
+    return RequestEndedCode.BY_APP_ERROR
+
+
+async def send_error_page(stream: H2Stream, status: int) -> None:
+    """A daemon-made error page (fixed text per status) on *stream*, or a reset if too late.
+
+    Never raises for a client that is gone: the stream is then reset (or was).
+    """
+    if stream.headers_sent or stream.closed_local or stream.gone.is_set():
+        stream.reset(ErrorCodes.INTERNAL_ERROR)
+        return
+    body = b"%d %s\n" % (status, reason_phrase(status).encode("latin-1"))
+    headers = [(b":status", b"%d" % status),
+               (b"content-type", b"text/plain; charset=utf-8"),
+               (b"x-content-type-options", b"nosniff"),
+               (b"content-length", b"%d" % len(body))]
+    if not stream.conn.shared.options.suppress_date_header:
+        headers.append((b"date", date_header_line()[6:-2]))
+    stream.exchange.status = status
+    try:
+        with trio.move_on_after(ERROR_PAGE_SECONDS):
+            await stream.send_headers(headers, end=False, flush=False)
+            await stream.send_data(body, end=True)
+    except (ClientGone, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    if not stream.closed_local:
+        stream.reset(ErrorCodes.INTERNAL_ERROR)
