@@ -9,7 +9,7 @@ made by a ``dcc_action_*`` function from its own :class:`DCCContext` (whose
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._http1.syntax import BAD_VALUE as _BAD_VALUE
 from ._http1.syntax import TOKEN as _TOKEN
@@ -25,11 +25,13 @@ if TYPE_CHECKING:
 __all__ = [
     "DCCAction",
     "DCCContext",
+    "DCCStep",
     "dcc_action_abort",
     "dcc_action_continue",
     "dcc_action_continue_zc",
     "dcc_action_finish",
     "dcc_action_suspend",
+    "dcc_step",
 ]
 
 
@@ -165,3 +167,73 @@ def dcc_action_abort(ctx: DCCContext) -> DCCAction:
     return _dcc_claim(ctx, DCCAction("abort"))
 
 
+
+
+# -- carrying out one result (used by the HTTP/1 and HTTP/2 senders) --------------------
+
+
+class DCCStep(NamedTuple):
+    """One content-creator call, validated (see :func:`dcc_step`).
+
+    Attributes:
+        kind: ``"data"``, ``"finish"``, ``"suspend"`` or ``"abort"``.
+        action: the creator's action (``chunk_ext``, ``footers``, ``free_cb``).
+        data: for ``"data"``, the bytes to send: ``buf[:data_size]`` then the
+            *iov* buffers (a view of ``buf`` when there is no *iov*: send it
+            before the next call, which reuses ``buf``); else empty.
+        why: for ``"abort"``, why the body cannot be completed.
+    """
+
+    kind: str
+    action: DCCAction
+    data: bytes | memoryview
+    why: str
+
+
+def dcc_step(ctx: DCCContext, result: object, buf: memoryview, pos: int,
+             size: int | None) -> DCCStep:
+    """Validate what a content creator returned and say what to send: bytes, the end, or a pause.
+
+    Sans-IO: the sender calls ``dyn_cont(ctx, pos, buf)`` and hands the result
+    here, then sends ``data``, ends the body, parks, or gives up.
+
+    Args:
+        ctx: the context the creator was called with.
+        result: what it returned (``None`` counts as ``dcc_action_abort``).
+        buf: the buffer it was given (``buf[:data_size]`` holds its data).
+        pos: the body offset of this call (bytes produced before it).
+        size: the declared body size, or ``None`` when unknown.
+
+    Raises:
+        UsageError: the result is not the action made from *ctx*, its
+            ``data_size`` exceeds *buf*, or the data runs past *size*.
+    """
+    if result is None:
+        return DCCStep("abort", DCCAction("abort"), b"", "the content creator aborted")
+    if not isinstance(result, DCCAction) or result is not ctx._action:
+        raise UsageError(
+            "a content creator must return the DCC action made from its own ctx "
+            "(dcc_action_continue(ctx, ...), dcc_action_finish(ctx) ...)",
+            StatusCode.DCC_ACTION_INVALID,
+        )
+    kind = result.kind
+    if kind == "continue":
+        room = len(buf)
+        if result.data_size > room:
+            raise UsageError(f"DCC data_size {result.data_size} exceeds the buffer ({room})",
+                             StatusCode.DCC_ACTION_INVALID)
+        iov = result.iov or []
+        total = result.data_size + sum(len(v) for v in iov)
+        if size is not None and pos + total > size:
+            raise UsageError(
+                f"the content creator yielded {pos + total} bytes, more than the "
+                f"declared size {size}", StatusCode.DCC_ACTION_INVALID)
+        data: bytes | memoryview = buf[:result.data_size]
+        if iov:
+            data = b"".join([data, *iov])
+        return DCCStep("data", result, data, "")
+    if kind == "finish" and size is not None and pos < size:
+        return DCCStep("abort", result, b"",
+                       f"the content creator finished at {pos} of {size} bytes")
+    why = "the content creator aborted" if kind == "abort" else ""
+    return DCCStep(kind, result, b"", why)

@@ -23,9 +23,8 @@ from ._http1.date import date_header_line
 from ._http1.framing import ReplyPlan
 from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
 from .callbacks import call_maybe_await
-from .dcc import DCCAction, DCCContext
-from .enums import RequestEndedCode, StatusCode
-from .errors import UsageError
+from .dcc import DCCContext, dcc_step
+from .enums import RequestEndedCode
 from .exchange import DaemonStopping, Exchange
 from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .transport import Transport
@@ -206,43 +205,27 @@ async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWr
         ctx = DCCContext(request)
         with memoryview(buf)[:room] as view:
             result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
-            action = _check_dcc_result(ctx, result)
-            kind = action.kind
-            if kind == "continue":
-                iov = action.iov or []
-                if action.data_size > room:
-                    raise UsageError(f"DCC data_size {action.data_size} exceeds the buffer ({room})",
-                                     StatusCode.DCC_ACTION_INVALID)
-                total = action.data_size + sum(len(v) for v in iov)
-                if size is not None and pos + total > size:
-                    raise UsageError(
-                        f"the content creator yielded {pos + total} bytes, more than the "
-                        f"declared size {size}", StatusCode.DCC_ACTION_INVALID)
-                data: bytes | memoryview = view[:action.data_size]
-                if iov:
-                    data = b"".join([data, *iov])
-                pieces = writer.frame(data, action.chunk_ext)
+            step = dcc_step(ctx, result, view, pos, size)
+            if step.kind == "data":
+                pieces = writer.frame(step.data, step.action.chunk_ext)
                 if pending:
                     pieces = [pending, *pieces]
                     pending = b""
                 await sink.send(b"".join(pieces) if len(pieces) > 1 else pieces[0])
-                if action.free_cb is not None:
-                    action.free_cb()
-                pos += total
+                if step.action.free_cb is not None:
+                    step.action.free_cb()
+                pos += len(step.data)
                 continue
-        if kind == "finish":
-            if size is not None and pos < size:
-                raise _Aborted(RequestEndedCode.BY_APP_ABORT,
-                                   f"the content creator finished at {pos} of {size} bytes")
-            await sink.send(pending + writer.end(action.footers or ()))
+        if step.kind == "finish":
+            await sink.send(pending + writer.end(step.action.footers or ()))
             return
-        if kind == "suspend":
+        if step.kind == "suspend":
             if pending:
                 await sink.send(pending)
                 pending = b""
             await exchange.park()
             continue
-        raise _Aborted(RequestEndedCode.BY_APP_ABORT, "the content creator aborted")
+        raise _Aborted(RequestEndedCode.BY_APP_ABORT, step.why)
     await sink.send(pending + writer.end())
 
 
@@ -259,18 +242,6 @@ async def _send_end(sink: Transport, writer: BodyWriter) -> None:
     tail = writer.end()
     if tail:
         await sink.send(tail)
-
-
-def _check_dcc_result(ctx: DCCContext, result: object) -> DCCAction:
-    if result is None:
-        return DCCAction("abort")
-    if not isinstance(result, DCCAction) or result is not ctx._action:
-        raise UsageError(
-            "a content creator must return the DCC action made from its own ctx "
-            "(dcc_action_continue(ctx, ...), dcc_action_finish(ctx) ...)",
-            StatusCode.DCC_ACTION_INVALID,
-        )
-    return result
 
 
 _Sender = Callable[[Transport, bytes, Any, BodyWriter, Exchange], Awaitable[None]]

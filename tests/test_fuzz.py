@@ -12,23 +12,18 @@ thread that throws bytes at it over a raw socket.  Properties, per example:
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import trio
+from _harness import BOUND, Harness, daemon_thread
 from conftest import text_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mhd2
 
-#: Bound for one fuzz exchange, client side.
-BOUND = 5.0
 GOOD = b"GET /good HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
 #: Statuses the daemon may legitimately answer random input with.
 SANE = {200, 400, 408, 413, 414, 431, 501, 505}
@@ -45,81 +40,8 @@ FUZZ_SETTINGS = settings(
 # -- the daemon in a thread, and what it logs -------------------------------------------
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-        self._lock = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._lock:
-            self.records.append(record)
-
-    def internal_errors(self) -> list[str]:
-        with self._lock:
-            return [r.getMessage() for r in self.records if "internal error" in r.getMessage()]
-
-
 def _app(request: mhd2.Request) -> mhd2.Action:
     return text_response(request, f"{request.method} {request.path}".encode("utf-8", "replace"))
-
-
-class Harness:
-    """A daemon serving in a background thread, and what it logged."""
-
-    def __init__(self) -> None:
-        self.collector = _Collect()
-        self.ready = threading.Event()
-        self.port = 0
-        self.error: BaseException | None = None
-        self.stop: trio.Event | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.thread: threading.Thread | None = None
-
-    def check_alive(self) -> None:
-        assert self.error is None, f"the daemon's trio.run failed: {self.error!r}"
-        assert self.thread is not None and self.thread.is_alive(), "the daemon's thread ended"
-
-
-@contextmanager
-def daemon_thread(app: Any = None, **options: Any) -> Iterator[Harness]:
-    """Run one daemon in a background thread for the duration of the block."""
-    harness = Harness()
-    log = logging.getLogger("mhd2")
-    log.addHandler(harness.collector)
-
-    async def main() -> None:
-        harness.stop = trio.Event()
-        harness.token = trio.lowlevel.current_trio_token()
-        async with mhd2.Daemon(app or _app, port=0, **options) as daemon:
-            harness.port = daemon.port
-            harness.ready.set()
-            await harness.stop.wait()
-
-    def target() -> None:
-        try:
-            trio.run(main)
-        except BaseException as exc:  # reported to the test by check_alive
-            harness.error = exc
-            harness.ready.set()
-
-    harness.thread = threading.Thread(target=target, name="mhd2-fuzz-daemon", daemon=True)
-    harness.thread.start()
-    try:
-        assert harness.ready.wait(BOUND), "daemon did not start"
-        harness.check_alive()
-        yield harness
-        harness.check_alive()
-    finally:
-        if harness.stop is not None and harness.token is not None:
-            try:
-                trio.from_thread.run_sync(harness.stop.set, trio_token=harness.token)
-            except trio.RunFinishedError:
-                pass  # the daemon's run ended early: check_alive reported it
-        harness.thread.join(BOUND + 10)
-        log.removeHandler(harness.collector)
-    assert not harness.thread.is_alive(), "daemon did not stop"
-    assert harness.error is None, repr(harness.error)
 
 
 # -- one example -------------------------------------------------------------------------
@@ -326,7 +248,7 @@ OPTIONS: dict[str, Any] = {"timeout": 2.0, "max_header_size": 4096}
 
 
 def test_fuzz_random_bytes() -> None:
-    with daemon_thread(**OPTIONS) as harness:
+    with daemon_thread(_app, **OPTIONS) as harness:
 
         @settings(FUZZ_SETTINGS, max_examples=500)
         @given(
@@ -342,7 +264,7 @@ def test_fuzz_random_bytes() -> None:
 
 
 def test_fuzz_mutated_requests() -> None:
-    with daemon_thread(**OPTIONS) as harness:
+    with daemon_thread(_app, **OPTIONS) as harness:
 
         @settings(FUZZ_SETTINGS, max_examples=800)
         @given(mutated_request())
@@ -354,7 +276,7 @@ def test_fuzz_mutated_requests() -> None:
 
 def test_fuzz_mutated_requests_in_pieces() -> None:
     """The same inputs arriving in several writes exercise incremental parsing."""
-    with daemon_thread(**OPTIONS) as harness:
+    with daemon_thread(_app, **OPTIONS) as harness:
 
         @settings(FUZZ_SETTINGS, max_examples=300)
         @given(mutated_request(), st.lists(st.integers(min_value=0, max_value=10_000), max_size=4))
@@ -365,7 +287,7 @@ def test_fuzz_mutated_requests_in_pieces() -> None:
 
 
 def test_fuzz_mutated_requests_strict() -> None:
-    with daemon_thread(**OPTIONS, strict_level=2) as harness:
+    with daemon_thread(_app, **OPTIONS, strict_level=2) as harness:
 
         @settings(FUZZ_SETTINGS, max_examples=300)
         @given(mutated_request())
@@ -376,7 +298,7 @@ def test_fuzz_mutated_requests_strict() -> None:
 
 
 def test_fuzz_mutated_requests_lenient() -> None:
-    with daemon_thread(**OPTIONS, strict_level=-3) as harness:
+    with daemon_thread(_app, **OPTIONS, strict_level=-3) as harness:
 
         @settings(FUZZ_SETTINGS, max_examples=300)
         @given(mutated_request())

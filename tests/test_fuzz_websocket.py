@@ -17,15 +17,12 @@ sending side.  Properties, per example:
 
 from __future__ import annotations
 
-import logging
 import os
 import struct
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import trio
+from _harness import BOUND, Harness, daemon_thread
 from conftest import text_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -34,8 +31,6 @@ from test_websocket import _handshake
 import mhd2
 from mhd2.websocket import WebSocket, action_websocket
 
-#: Bound for one fuzz exchange, client side.
-BOUND = 5.0
 #: Close reasons the daemon itself may send (RFC 6455 §7.4.1 codes, fixed texts).
 DAEMON_REASONS = {"", "going away", "protocol error", "unsupported data", "invalid UTF-8",
                   "policy violation", "message too big", "extension required",
@@ -52,21 +47,6 @@ FUZZ_SETTINGS = settings(
 # -- the daemon in a thread ---------------------------------------------------------------
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.ERROR)
-        self.records: list[str] = []
-        self._lock = threading.Lock()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with self._lock:
-            self.records.append(record.getMessage())
-
-    def errors(self) -> list[str]:
-        with self._lock:
-            return list(self.records)
-
-
 async def _echo(ws: WebSocket) -> None:
     while True:
         await ws.send(await ws.receive())
@@ -76,61 +56,6 @@ def _app(request: mhd2.Request) -> mhd2.Action:
     if request.path == "/ws":
         return action_websocket(request, _echo, max_message_size=4096, max_fragments=64)
     return text_response(request)
-
-
-class Harness:
-    def __init__(self) -> None:
-        self.collector = _Collect()
-        self.ready = threading.Event()
-        self.port = 0
-        self.error: BaseException | None = None
-        self.stop: trio.Event | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.thread: threading.Thread | None = None
-
-    def check_alive(self) -> None:
-        assert self.error is None, f"the daemon's trio.run failed: {self.error!r}"
-        assert self.thread is not None and self.thread.is_alive(), "the daemon's thread ended"
-
-
-@contextmanager
-def daemon_thread() -> Iterator[Harness]:
-    harness = Harness()
-    log = logging.getLogger("mhd2")
-    log.addHandler(harness.collector)
-
-    async def main() -> None:
-        harness.stop = trio.Event()
-        harness.token = trio.lowlevel.current_trio_token()
-        async with mhd2.Daemon(_app, port=0) as daemon:
-            harness.port = daemon.port
-            harness.ready.set()
-            await harness.stop.wait()
-
-    def target() -> None:
-        try:
-            trio.run(main)
-        except BaseException as exc:  # reported to the test by check_alive
-            harness.error = exc
-            harness.ready.set()
-
-    harness.thread = threading.Thread(target=target, name="mhd2-ws-fuzz-daemon", daemon=True)
-    harness.thread.start()
-    try:
-        assert harness.ready.wait(BOUND), "daemon did not start"
-        harness.check_alive()
-        yield harness
-        harness.check_alive()
-    finally:
-        if harness.stop is not None and harness.token is not None:
-            try:
-                trio.from_thread.run_sync(harness.stop.set, trio_token=harness.token)
-            except trio.RunFinishedError:
-                pass
-        harness.thread.join(BOUND + 10)
-        log.removeHandler(harness.collector)
-    assert not harness.thread.is_alive(), "daemon did not stop"
-    assert harness.error is None, repr(harness.error)
 
 
 # -- frames ---------------------------------------------------------------------------------
@@ -271,7 +196,7 @@ def check_example(harness: Harness, offer: str, data: bytes, cuts: tuple[int, ..
     head, _, frames = answer.partition(b"\r\n\r\n")
     _check_server_frames(frames, deflate=b"permessage-deflate" in head)
     assert good.startswith(b"HTTP/1.1 101 ")
-    errors = harness.collector.errors()
+    errors = harness.collector.messages()
     assert not errors, errors
     harness.check_alive()
 
@@ -283,7 +208,7 @@ _OFFER = st.sampled_from([
 
 
 def test_fuzz_websocket_frames() -> None:
-    with daemon_thread() as harness:
+    with daemon_thread(_app, name="mhd2-ws-fuzz-daemon") as harness:
 
         @FUZZ_SETTINGS
         @given(offer=_OFFER, data=_stream(),
@@ -297,7 +222,7 @@ def test_fuzz_websocket_frames() -> None:
 def test_fuzz_harness_sees_a_daemon_reply() -> None:
     """The properties are not vacuous: a valid text frame is echoed, a bad one closed."""
     seen: dict[str, Any] = {}
-    with daemon_thread() as harness:
+    with daemon_thread(_app, name="mhd2-ws-fuzz-daemon") as harness:
         answer, _ = trio.run(_one_example, harness.port, "",
                              _frame(True, 0, 1, b"hi", True, 0) + _frame(True, 0, 3, b"", True, 0),
                              ())

@@ -361,6 +361,41 @@ async def test_slow_application_stops_the_window_instead_of_buffering() -> None:
     assert reply.body == b"%d" % len(body)
 
 
+async def test_trickled_body_is_cut_with_408_and_the_connection_serves_on(
+        ended: list[tuple[mhd2.Request, RequestEndedCode]]) -> None:
+    """``min_body_rate`` on HTTP/2: a stream whose DATA trickles below the rate
+    is answered 408 (then RST_STREAM(NO_ERROR) for the rest of the body), as
+    HTTP/1 answers 408; the connection's other streams are not affected."""
+    def app(request: mhd2.Request) -> mhd2.Action:
+        return mhd2.action_process_upload_full(
+            request, 1000, lambda r, data: mhd2.upload_action_from_response(
+                r, mhd2.Response.from_buffer_copy(200, b"got %d" % len(data))))
+
+    async with running(app, min_body_rate=(100, 0.5), timeout=30,
+                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.request("/slow", "POST", [("content-length", "100")], end=False)
+            reply = client.replies[sid]
+            start = trio.current_time()
+            while reply.status is None and reply.reset is None:
+                client.conn.send_data(sid, b"a")  # 1 byte per 0.1 s: far below 100 per 0.5 s
+                await client.flush()
+                with trio.move_on_after(0.1):
+                    await client.receive()
+            cut_after = trio.current_time() - start
+            await client.response(sid)
+            fast = client.request("/fast", "POST", [("content-length", "100")], end=False)
+            client.conn.send_data(fast, b"b" * 100, end_stream=True)
+            fast_reply = await client.response(fast)
+            await client.aclose()
+    assert reply.status == 408 and reply.ended
+    assert 0.4 < cut_after < 5
+    assert (fast_reply.status, fast_reply.body) == (200, b"got 100")
+    assert [(r.path, c) for r, c in ended] == [
+        ("/slow", RequestEndedCode.HTTP_PROTOCOL_ERROR), ("/fast", RequestEndedCode.COMPLETED_OK)]
+
+
 async def test_post_form_over_http2() -> None:
     from test_post import Seen, make_app
 

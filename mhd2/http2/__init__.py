@@ -1,6 +1,8 @@
 """The HTTP/2 connection loop: streams that drive the same exchange as HTTP/1 requests.
 
-See :mod:`mhd2.http2.connection` (the connection, its writer and its limits),
+See :mod:`mhd2.http2.connection` (the connection: its reader, writer, timeouts and endings),
+:mod:`mhd2.http2.frames_in` (what received frames do to streams),
+:mod:`mhd2.http2.guard` (the ``h2`` state machine as configured, flood rates),
 :mod:`mhd2.http2.stream` (one stream: exchange host, body source, task),
 :mod:`mhd2.http2.reply` (a response as HEADERS and DATA frames) and
 :mod:`mhd2.http2.checks` (the request-head rules of RFC 9113 §8).

@@ -167,10 +167,15 @@ _NEVER_SENT = frozenset({"connection", "keep-alive", "proxy-connection", "transf
 
 
 def strip_response_fields(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The application's response fields, lower-cased, without connection-specific ones."""
+    """The application's response fields, lower-cased, without connection-specific ones.
+
+    RFC 9113 §8.2.1: "A field value MUST NOT start or end with an ASCII
+    whitespace character": outer spaces and tabs are stripped (the name and
+    the rest of the value were checked when the application set them).
+    """
     out = []
     for name, value in headers:
         lower = name.lower()
         if lower not in _NEVER_SENT:
-            out.append((lower, value))
+            out.append((lower, value.strip(" \t")))
     return out

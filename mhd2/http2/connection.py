@@ -14,13 +14,11 @@ an ``await`` in the middle, so the state machine needs no lock.
   ``SETTINGS`` acks) cannot be written.
 * **Flow control is the backpressure.**  Received DATA is acknowledged only
   when the application has consumed it (:meth:`acknowledge`).
-* **Limits.**  ``http2_max_concurrent_streams`` running streams (more are
-  refused with ``REFUSED_STREAM`` -- a stream reset by the client still counts
-  until its task has ended, so a rapid reset cannot pile up work);
-  ``max_header_size`` as ``SETTINGS_MAX_HEADER_LIST_SIZE`` (a larger decoded
-  header list ends the connection, ENHANCE_YOUR_CALM); resets, ``PING`` and
-  ``SETTINGS`` frames per :data:`RATE_WINDOW` seconds (past them:
-  ``GOAWAY`` ENHANCE_YOUR_CALM).
+* **Limits.**  The received frames are handled by
+  :class:`~mhd2.http2.frames_in.FramesIn` (streams beyond
+  ``http2_max_concurrent_streams`` refused, malformed ones reset, floods
+  ended with ``GOAWAY`` ENHANCE_YOUR_CALM); the ``h2`` state machine and the
+  flood rates are made in :mod:`mhd2.http2.guard`.
 * **Timeouts.**  With no stream running the connection waits for one for
   ``keep_alive_timeout`` (the first one: ``timeout``), then sends ``GOAWAY``
   and closes; a write that moves no byte for ``timeout`` ends the connection;
@@ -33,38 +31,25 @@ an ``await`` in the middle, so the state machine needs no lock.
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING
 
 import trio
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
-from h2.events import (
-    ConnectionTerminated,
-    DataReceived,
-    Event,
-    PingReceived,
-    RemoteSettingsChanged,
-    RequestReceived,
-    StreamEnded,
-    StreamReset,
-    TrailersReceived,
-    WindowUpdated,
-)
 from h2.exceptions import ProtocolError
-from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
-from .checks import Malformed, check_request_head, check_trailers
-from .stream import H2Stream
+from .frames_in import FramesIn
+from .guard import FloodGuard, connection_window, new_h2
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
     from ..shared import Shared
     from ..transport import Transport
+    from .stream import H2Stream
 
 __all__ = ["HTTP2Connection"]
 
@@ -72,59 +57,11 @@ logger = logging.getLogger("mhd2")
 
 #: Bytes asked for per read.
 RECV_SIZE = 64 * 1024
-#: The window for the rates below, in seconds.
-RATE_WINDOW = 10.0
-#: PING frames a client may send per window.
-MAX_PINGS = 100
-#: SETTINGS frames a client may send per window.
-MAX_SETTINGS = 100
-#: Stream resets by the client per window: at least this many, or twice the
-#: stream limit.
-MIN_RESETS = 200
-#: The connection-level receive window: this many streams' windows, at most
-#: :data:`MAX_CONNECTION_WINDOW` (and never less than one stream's window).
-CONNECTION_WINDOW_STREAMS = 16
-MAX_CONNECTION_WINDOW = 16 * 1024 * 1024
 #: Bound on the last writes (GOAWAY) when a connection ends.
 FINAL_WRITE_SECONDS = 2.0
 
 
-class _H2(H2Connection):
-    """``h2``'s connection with mhd2's own stream limit.
-
-    ``h2`` treats a stream beyond ``SETTINGS_MAX_CONCURRENT_STREAMS`` as a
-    connection error; RFC 9113 §5.1.2 makes it a stream error ("MUST treat
-    this as a stream error of type PROTOCOL_ERROR or REFUSED_STREAM"), which
-    :class:`HTTP2Connection` answers with ``REFUSED_STREAM`` itself.
-    """
-
-    @property
-    def open_inbound_streams(self) -> int:
-        super().open_inbound_streams  # noqa: B018 -- h2 forgets closed streams here
-        return 0
-
-
-class _Rate:
-    """Counts events in fixed windows of :data:`RATE_WINDOW` seconds."""
-
-    __slots__ = ("_count", "_limit", "_start")
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._count = 0
-        self._start = trio.current_time()
-
-    def over(self) -> bool:
-        """Count one; True when the limit of this window is passed."""
-        now = trio.current_time()
-        if now - self._start >= RATE_WINDOW:
-            self._start = now
-            self._count = 0
-        self._count += 1
-        return self._count > self._limit
-
-
-class HTTP2Connection:
+class HTTP2Connection(FramesIn):
     """Serve HTTP/2 streams on one transport until the connection ends.
 
     Args:
@@ -144,18 +81,12 @@ class HTTP2Connection:
         "_batch",
         "_broken",
         "_closing",
-        "_dead",
         "_extra",
-        "_goaway_sent",
+        "_guard",
         "_initial",
-        "_last_stream_id",
         "_notified",
         "_nursery",
-        "_pings",
         "_read_scope",
-        "_resets",
-        "_served",
-        "_settings",
         "_wake",
         "_writing",
         "h2",
@@ -176,10 +107,11 @@ class HTTP2Connection:
         self._initial = initial
         self._notified = notified
         options = shared.options
-        config = H2Configuration(client_side=False, header_encoding=None,
-                                 validate_inbound_headers=False,
-                                 normalize_inbound_headers=False)
-        self.h2 = _H2(config=config)
+        # Inbound fields are checked by mhd2.http2.checks; outbound ones are
+        # made by mhd2 already lower-case and valid (Response.add_header and
+        # the DCC footers check them; checks.strip_response_fields lowers
+        # them): h2's own passes over every header list cost ~5 % per request.
+        self.h2 = new_h2(options)
         self.streams: dict[int, H2Stream] = {}
         self._wake = trio.Event()
         self._batch = trio.Event()
@@ -193,9 +125,7 @@ class HTTP2Connection:
         self._last_stream_id = 0
         self._read_scope = trio.CancelScope()
         self._nursery: trio.Nursery | None = None
-        self._pings = _Rate(MAX_PINGS)
-        self._settings = _Rate(MAX_SETTINGS)
-        self._resets = _Rate(max(MIN_RESETS, 2 * options.http2_max_concurrent_streams))
+        self._guard = FloodGuard(options.http2_max_concurrent_streams)
 
     # -- daemon-facing ----------------------------------------------------------------
 
@@ -255,12 +185,21 @@ class HTTP2Connection:
     def stream_done(self, stream: H2Stream) -> None:
         """A stream's task has ended (its request too)."""
         self.streams.pop(stream.id, None)
-        self._wake.set()
+        if self._queued():
+            self._wake.set()
         if not self.streams:
             if self._goaway_sent:
                 self._read_scope.cancel()
             else:
                 self._settle_deadline()
+
+    def _queued(self) -> bool:
+        """Frames wait to be written (so the writer has something to do).
+
+        Looks at ``h2``'s outbound buffer without taking it; should a later
+        ``h2`` not have it, the answer is always yes (correct, one wake-up
+        more per read)."""
+        return bool(getattr(self.h2, "_data_to_send", True)) or bool(self._extra)
 
     # -- the connection's task ------------------------------------------------------------
 
@@ -276,7 +215,7 @@ class HTTP2Connection:
                 self._settle_deadline()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self._start()
+                    self._wake.set()  # the server preface (SETTINGS) new_h2 queued
                     nursery.start_soon(self._writer)
                     if self.shared.stopping:
                         # Handed over (h2c) while the daemon began to stop.
@@ -304,28 +243,11 @@ class HTTP2Connection:
             await transport.close()
             self._notify(ConnectionEvent.CLOSED)
 
-    def _start(self) -> None:
-        options = self.shared.options
-        window = options.http2_initial_window_size
-        h2 = self.h2
-        h2.local_settings = Settings(client=False, initial_values={
-            SettingCodes.MAX_CONCURRENT_STREAMS: options.http2_max_concurrent_streams,
-            SettingCodes.INITIAL_WINDOW_SIZE: window,
-            SettingCodes.MAX_HEADER_LIST_SIZE: options.max_header_size,
-            SettingCodes.ENABLE_PUSH: 0,
-        })
-        h2.initiate_connection()
-        # The decoder's limit would only apply once the client acknowledged
-        # our SETTINGS; an HPACK bomb in its first HEADERS must be cut too.
-        h2.decoder.max_header_list_size = options.max_header_size
-        self._wake.set()
-
     def _open_connection_window(self) -> None:
         """Widen the connection's receive window (once the client's preface is in)."""
-        window = self.shared.options.http2_initial_window_size
-        target = max(window, min(window * CONNECTION_WINDOW_STREAMS, MAX_CONNECTION_WINDOW))
-        if target > 65535:
-            self.h2.increment_flow_control_window(target - 65535)
+        increment = connection_window(self.shared.options)
+        if increment:
+            self.h2.increment_flow_control_window(increment)
 
     async def _read_loop(self) -> RequestEndedCode:
         """Read and handle frames until the connection is to end; return the code for
@@ -351,7 +273,8 @@ class HTTP2Connection:
                         self._handle(events)
                     if self._goaway_sent and self._dead:
                         return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                    await self.flushed()
+                    if self._queued():
+                        await self.flushed()
                 try:
                     data = await transport.receive(RECV_SIZE)
                 except TransportError:
@@ -387,125 +310,6 @@ class HTTP2Connection:
                 self._writing = False
                 self._settle_deadline()
             done.set()
-
-    # -- frames in -------------------------------------------------------------------------
-
-    def _handle(self, events: list[Event]) -> None:
-        streams = self.streams
-        for event in events:
-            if isinstance(event, DataReceived):
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    stream.feed(event.data, event.flow_controlled_length)
-                else:
-                    self.acknowledge(event.stream_id, event.flow_controlled_length)
-            elif isinstance(event, RequestReceived):
-                self._on_request(event)
-            elif isinstance(event, StreamEnded):
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    stream.feed_end()
-            elif isinstance(event, WindowUpdated):
-                if event.stream_id == 0:
-                    for stream in streams.values():
-                        stream.window_opened()
-                else:
-                    stream = streams.get(event.stream_id)
-                    if stream is not None:
-                        stream.window_opened()
-            elif isinstance(event, StreamReset):
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    stream.closed_local = True
-                    stream.body_ended = True
-                    stream.cancel(RequestEndedCode.CLIENT_ABORT)
-                if event.remote_reset and self._resets.over():
-                    # CVE-2023-44487 ("rapid reset").
-                    self._calm("too many stream resets")
-                    return
-            elif isinstance(event, TrailersReceived):
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    try:
-                        if event.stream_ended is None:
-                            # RFC 9113 §8.1: a trailer section is "a HEADERS
-                            # frame ... with the END_STREAM flag set".
-                            raise Malformed("a second HEADERS frame without END_STREAM")
-                        stream.trailers = check_trailers(event.headers)
-                    except Malformed as exc:
-                        self._malformed(stream.id, str(exc))
-                        stream.cancel(RequestEndedCode.HTTP_PROTOCOL_ERROR)
-            elif isinstance(event, PingReceived):
-                if self._pings.over():
-                    self._calm("PING flood")
-                    return
-            elif isinstance(event, RemoteSettingsChanged):
-                if self._settings.over():
-                    self._calm("SETTINGS flood")
-                    return
-                if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-                    for stream in streams.values():
-                        stream.window_opened()
-            elif isinstance(event, ConnectionTerminated):
-                # The client's GOAWAY: no new streams; end when the last one has.
-                self._goaway_sent = True
-                if not streams:
-                    self._read_scope.cancel()
-
-    def _on_request(self, event: RequestReceived) -> None:
-        stream_id = event.stream_id
-        if stream_id is None:
-            return
-        options = self.shared.options
-        if self._goaway_sent or self.shared.stopping:
-            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
-        if len(self.streams) >= options.http2_max_concurrent_streams:
-            # RFC 9113 §5.1.2: "An endpoint that receives a HEADERS frame that
-            # causes its advertised concurrent stream limit to be exceeded MUST
-            # treat this as a stream error of type PROTOCOL_ERROR or REFUSED_STREAM."
-            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
-        ended = event.stream_ended is not None
-        try:
-            head = check_request_head(event.headers)
-            if ended and head.content_length:
-                raise Malformed("Content-Length without a body")
-        except Malformed as exc:
-            self._malformed(stream_id, str(exc))
-            return
-        stream = H2Stream(self, stream_id, head, ended)
-        self.streams[stream_id] = stream
-        self._last_stream_id = stream_id
-        self._served += 1
-        limit = options.max_requests_per_connection
-        if limit is not None and self._served >= limit:
-            # As HTTP/1's "Connection: close" after the last request: GOAWAY.
-            self._send_goaway()
-        self._settle_deadline()
-        assert self._nursery is not None
-        self._nursery.start_soon(stream.run)
-
-    def _malformed(self, stream_id: int, detail: str) -> None:
-        # RFC 9113 §8.1.1: "Malformed requests or responses that are detected
-        # MUST be treated as a stream error of type PROTOCOL_ERROR."
-        logger.debug("mhd2: malformed HTTP/2 request on stream %d from %s: %s", stream_id,
-                     self.info.client_address, detail)
-        self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
-
-    def _refuse(self, stream_id: int, code: ErrorCodes) -> None:
-        try:
-            self.h2.reset_stream(stream_id, code)
-        except ProtocolError:
-            pass
-
-    def _calm(self, why: str) -> None:
-        """Abuse: ``GOAWAY`` ENHANCE_YOUR_CALM, then end the connection."""
-        logger.warning("mhd2: HTTP/2 connection from %s ended: %s", self.info.client_address, why)
-        self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM,
-                                 last_stream_id=self._last_stream_id)
-        self._goaway_sent = True
-        self._dead = True
 
     # -- endings ----------------------------------------------------------------------------
 
@@ -552,7 +356,8 @@ class HTTP2Connection:
         options = self.shared.options
         if self.streams:
             transport.timeout = options.timeout
-            if not self._writing:
+            if not self._writing and transport.scope.deadline != math.inf:
+                # (Moving a deadline is not free: only when one is set.)
                 transport.disarm()
         else:
             idle = options.keep_alive_timeout if self._served else options.timeout

@@ -11,7 +11,9 @@ connection-specific header fields", so ``Connection`` and
 
 :func:`send_response` *returns* how the request ended; only the client's
 going away (:class:`~mhd2.exchange.ClientGone`, transport errors) and
-:class:`~mhd2.exchange.DaemonStopping` propagate.
+:class:`~mhd2.exchange.DaemonStopping` propagate.  :func:`send_error_page`
+and :func:`refuse_upgrade` send the pages the daemon makes itself (503 when
+stopping, 4xx of uploads, 500, 501 for ``action_upgrade``).
 """
 
 from __future__ import annotations
@@ -22,20 +24,22 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
+from h2.errors import ErrorCodes
 
 from .._http1.date import date_header_line
 from ..callbacks import call_maybe_await
-from ..dcc import DCCAction, DCCContext
-from ..enums import RequestEndedCode, StatusCode
+from ..dcc import DCCContext, dcc_step
+from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError
-from ..exchange import DaemonStopping, Exchange
+from ..exchange import ClientGone, DaemonStopping, Exchange
 from ..response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .checks import strip_response_fields
 
 if TYPE_CHECKING:
+    from ..actions import UpgradeAction
     from .stream import H2Stream
 
-__all__ = ["response_headers", "send_response"]
+__all__ = ["refuse_upgrade", "response_headers", "send_error_page", "send_response"]
 
 logger = logging.getLogger("mhd2")
 
@@ -43,6 +47,8 @@ logger = logging.getLogger("mhd2")
 READ_SIZE = 64 * 1024
 #: Size of the buffer handed to dynamic content creators.
 DCC_BUFFER_SIZE = 32 * 1024
+#: Bound on sending a daemon-made error page.
+ERROR_PAGE_SECONDS = 5.0
 
 
 class _Aborted(Exception):
@@ -164,55 +170,27 @@ async def _send_callback(stream: H2Stream, body: Any, exchange: Exchange) -> Non
         ctx = DCCContext(request)
         with memoryview(buf)[:room] as view:
             result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
-            action = _check_dcc_result(ctx, result)
-            kind = action.kind
-            if kind == "continue":
-                iov = action.iov or []
-                if action.data_size > room:
-                    raise UsageError(f"DCC data_size {action.data_size} exceeds the buffer ({room})",
-                                     StatusCode.DCC_ACTION_INVALID)
-                total = action.data_size + sum(len(v) for v in iov)
-                if size is not None and pos + total > size:
-                    raise UsageError(
-                        f"the content creator yielded {pos + total} bytes, more than the "
-                        f"declared size {size}", StatusCode.DCC_ACTION_INVALID)
-                data: bytes | memoryview = view[:action.data_size]
-                if iov:
-                    data = b"".join([data, *iov])
-                if total:
-                    await stream.send_data(data)
-                if action.free_cb is not None:
-                    action.free_cb()
-                pos += total
+            step = dcc_step(ctx, result, view, pos, size)
+            if step.kind == "data":
+                if step.data:
+                    await stream.send_data(step.data)
+                if step.action.free_cb is not None:
+                    step.action.free_cb()
+                pos += len(step.data)
                 continue
-        if kind == "finish":
-            if size is not None and pos < size:
-                raise _Aborted(RequestEndedCode.BY_APP_ABORT,
-                               f"the content creator finished at {pos} of {size} bytes")
-            footers = strip_response_fields(action.footers or [])
+        if step.kind == "finish":
+            footers = strip_response_fields(step.action.footers or [])
             if footers:
                 # RFC 9113 §8.1: a trailer section is a HEADERS frame that ends the stream.
                 await stream.send_trailers(_encode(footers))
             else:
                 await stream.send_data(b"", end=True)
             return
-        if kind == "suspend":
+        if step.kind == "suspend":
             await exchange.park()
             continue
-        raise _Aborted(RequestEndedCode.BY_APP_ABORT, "the content creator aborted")
+        raise _Aborted(RequestEndedCode.BY_APP_ABORT, step.why)
     await stream.send_data(b"", end=True)
-
-
-def _check_dcc_result(ctx: DCCContext, result: object) -> DCCAction:
-    if result is None:
-        return DCCAction("abort")
-    if not isinstance(result, DCCAction) or result is not ctx._action:
-        raise UsageError(
-            "a content creator must return the DCC action made from its own ctx "
-            "(dcc_action_continue(ctx, ...), dcc_action_finish(ctx) ...)",
-            StatusCode.DCC_ACTION_INVALID,
-        )
-    return result
 
 
 _Sender = Callable[["H2Stream", Any, Exchange], Awaitable[None]]
@@ -223,3 +201,52 @@ _SENDERS: dict[type, _Sender] = {
     PipeBody: _send_pipe,
     CallbackBody: _send_callback,
 }
+
+
+# -- pages made by the daemon --------------------------------------------------------------
+
+
+async def refuse_upgrade(stream: H2Stream, action: UpgradeAction) -> RequestEndedCode:
+    """``action_upgrade`` on an HTTP/2 stream: 501, logged with the reason.
+
+    RFC 9113 §8.6: "HTTP/2 removes support for the 101 (Switching
+    Protocols) informational status code" -- there is no connection of
+    this request's own to hand to an upgrade handler.
+    """
+    request = stream.exchange.request
+    try:
+        raise UsageError(
+            f"action_upgrade({action.value!r}) on an HTTP/2 stream: HTTP/2 has no "
+            "Upgrade (RFC 9113 §8.6); answered 501. Serve this endpoint over HTTP/1.1 "
+            "(e.g. a TLS context without 'h2' in its ALPN list, or Daemon(http2=False))"
+        )
+    except UsageError:
+        logger.exception("mhd2: refused an upgrade for %s %s", request.method, request.uri)
+    await send_error_page(stream, 501)
+    return RequestEndedCode.BY_APP_ERROR
+
+
+async def send_error_page(stream: H2Stream, status: int) -> None:
+    """A daemon-made error page (fixed text per status) on *stream*, or a reset if too late.
+
+    Never raises for a client that is gone: the stream is then reset (or was).
+    """
+    if stream.headers_sent or stream.closed_local or stream.gone.is_set():
+        stream.reset(ErrorCodes.INTERNAL_ERROR)
+        return
+    body = b"%d %s\n" % (status, reason_phrase(status).encode("latin-1"))
+    headers = [(b":status", b"%d" % status),
+               (b"content-type", b"text/plain; charset=utf-8"),
+               (b"x-content-type-options", b"nosniff"),
+               (b"content-length", b"%d" % len(body))]
+    if not stream.conn.shared.options.suppress_date_header:
+        headers.append((b"date", date_header_line()[6:-2]))
+    stream.exchange.status = status
+    try:
+        with trio.move_on_after(ERROR_PAGE_SECONDS):
+            await stream.send_headers(headers, end=False, flush=False)
+            await stream.send_data(body, end=True)
+    except (ClientGone, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    if not stream.closed_local:
+        stream.reset(ErrorCodes.INTERNAL_ERROR)

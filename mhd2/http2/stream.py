@@ -29,16 +29,15 @@ import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
-from .._http1.date import date_header_line
 from .._proxy.forwarded import resolve_from_headers
 from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
 from ..callbacks import call_maybe_await
-from ..enums import RequestEndedCode, reason_phrase
-from ..errors import UsageError
+from ..enums import RequestEndedCode
 from ..exchange import ClientGone, DaemonStopping, Ending, Exchange
-from ..upload import run_upload
+from ..upload import BodyError, run_upload
 from .checks import RequestHead
-from .reply import send_response
+from .guard import BodyRate
+from .reply import refuse_upgrade, send_error_page, send_response
 
 if TYPE_CHECKING:
     from ..response import Response
@@ -72,6 +71,7 @@ class H2Stream:
         "_armed_at",
         "_data_event",
         "_pieces",
+        "_rate",
         "_timeout",
         "_unacked",
         "_window_event",
@@ -102,6 +102,8 @@ class H2Stream:
         self._unacked = 0
         self._data_event = trio.Event()
         self._window_event = trio.Event()
+        rule = conn.shared.options.min_body_rate
+        self._rate = BodyRate(rule) if rule is not None and not ended else None
         self.body_ended = ended
         self.trailers: list[tuple[str, str]] = []
         self.headers_sent = False
@@ -201,7 +203,15 @@ class H2Stream:
             if self.gone.is_set():
                 raise ClientGone("the client reset the stream mid-body")
             self._data_event = trio.Event()
+            started = trio.current_time()
             await self._data_event.wait()
+            if self._rate is not None:
+                slow = self._rate.add(trio.current_time() - started,
+                                      sum(len(p[0]) for p in self._pieces))
+                if slow is not None:
+                    # As HTTP/1: 408; the stream is then reset (NO_ERROR: the
+                    # response is complete, the rest of the body unwanted).
+                    raise BodyError(408, slow)
 
     def _ack_consumed(self) -> None:
         """Tell the peer the bytes handed to the application are consumed (WINDOW_UPDATE)."""
@@ -318,7 +328,7 @@ class H2Stream:
             code = self.cancel_code or RequestEndedCode.CLIENT_ABORT
         except DaemonStopping:
             code = RequestEndedCode.DAEMON_SHUTDOWN
-            await self._error_reply(503)
+            await send_error_page(self, 503)
         except _TRANSPORT_ERRORS:
             code = self.cancel_code or RequestEndedCode.CLIENT_ABORT
         except Exception:
@@ -387,12 +397,12 @@ class H2Stream:
         else:
             outcome = action.response  # type: ignore[attr-defined]
         if isinstance(outcome, UpgradeAction):
-            return await self._refuse_upgrade(outcome)
+            return await refuse_upgrade(self, outcome)
         if isinstance(outcome, Ending):
             if outcome.status is None:
                 self.reset(ErrorCodes.INTERNAL_ERROR)
             else:
-                await self._error_reply(outcome.status)
+                await send_error_page(self, outcome.status)
             return outcome.code
         exchange.response = outcome
         if not self.body_ended and not self.expects_continue:
@@ -401,7 +411,7 @@ class H2Stream:
         code = await send_response(self, exchange, outcome, is_head=request.method == "HEAD",
                                    add_date=not options.suppress_date_header)
         if code is RequestEndedCode.BY_APP_ERROR and not self.headers_sent:
-            await self._error_reply(500)
+            await send_error_page(self, 500)
         return code
 
     async def _discard_small_body(self) -> None:
@@ -429,44 +439,3 @@ class H2Stream:
             self._data_event = trio.Event()
             await self._data_event.wait()
         self._ack_consumed()
-
-    async def _refuse_upgrade(self, action: UpgradeAction) -> RequestEndedCode:
-        """``action_upgrade`` on an HTTP/2 stream: 501, logged with the reason.
-
-        RFC 9113 §8.6: "HTTP/2 removes support for the 101 (Switching
-        Protocols) informational status code" -- there is no connection of
-        this request's own to hand to an upgrade handler.
-        """
-        try:
-            raise UsageError(
-                f"action_upgrade({action.value!r}) on an HTTP/2 stream: HTTP/2 has no "
-                "Upgrade (RFC 9113 §8.6); answered 501. Serve this endpoint over HTTP/1.1 "
-                "(e.g. a TLS context without 'h2' in its ALPN list, or Daemon(http2=False))"
-            )
-        except UsageError:
-            logger.exception("mhd2: refused an upgrade for %s %s", self.exchange.request.method,
-                             self.exchange.request.uri)
-        await self._error_reply(501)
-        return RequestEndedCode.BY_APP_ERROR
-
-    async def _error_reply(self, status: int) -> None:
-        """A daemon-made error page (fixed text per status), or a reset if too late."""
-        if self.headers_sent or self.closed_local or self.gone.is_set():
-            self.reset(ErrorCodes.INTERNAL_ERROR)
-            return
-        body = b"%d %s\n" % (status, reason_phrase(status).encode("latin-1"))
-        headers = [(b":status", b"%d" % status),
-                   (b"content-type", b"text/plain; charset=utf-8"),
-                   (b"x-content-type-options", b"nosniff"),
-                   (b"content-length", b"%d" % len(body))]
-        if not self.conn.shared.options.suppress_date_header:
-            headers.append((b"date", date_header_line()[6:-2]))
-        self.exchange.status = status
-        try:
-            with trio.move_on_after(5.0):
-                await self.send_headers(headers, end=False, flush=False)
-                await self.send_data(body, end=True)
-        except (ClientGone, *_TRANSPORT_ERRORS):
-            pass
-        if not self.closed_local:
-            self.reset(ErrorCodes.INTERNAL_ERROR)
