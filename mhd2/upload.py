@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from .response import Response
 
-__all__ = ["BodyError", "BodySource", "run_upload"]
+__all__ = ["BodyError", "BodyRate", "BodySource", "run_upload"]
 
 _TOO_LARGE = Ending(413, RequestEndedCode.HTTP_PROTOCOL_ERROR)
 _POOL_IN_USE = Ending(413, RequestEndedCode.NO_RESOURCES)
@@ -163,3 +163,31 @@ def _final(exchange: Exchange, result: UploadAction) -> Response | UpgradeAction
         )
     except UsageError:
         return exchange.app_failed("an upload callback misused the API")
+
+
+class BodyRate:
+    """``min_body_rate`` for one request body: enough bytes per time spent waiting.
+
+    Over each window of *seconds* spent waiting for the client's body bytes (time
+    the application spends with what arrived does not count, nor does a
+    window the application keeps closed), at least *min_bytes* must arrive.
+    """
+
+    __slots__ = ("_bytes", "_min_bytes", "_waited", "_window")
+
+    def __init__(self, rule: tuple[int, float]) -> None:
+        self._min_bytes, self._window = rule
+        self._bytes = 0
+        self._waited = 0.0
+
+    def add(self, waited: float, nbytes: int) -> str | None:
+        """*nbytes* arrived after waiting *waited* seconds; why the body is too slow, or ``None``."""
+        self._waited += waited
+        self._bytes += nbytes
+        if self._waited < self._window:
+            return None
+        if self._bytes < self._min_bytes:
+            return f"the body came slower than {self._min_bytes} bytes per {self._window:g} s"
+        self._waited = 0.0
+        self._bytes = 0
+        return None

@@ -15,7 +15,7 @@ import trio
 
 from .._http1.parser import NEED_DATA, BodyEnd, ParseError, Parser
 from ..exchange import ClientGone
-from ..upload import BodyError
+from ..upload import BodyError, BodyRate
 
 if TYPE_CHECKING:
     from ..exchange import Exchange
@@ -35,14 +35,14 @@ class RequestBody:
     spends in its callbacks does not count), else 408 and close.
     """
 
-    __slots__ = ("_conn", "_exchange", "_parser", "_rate_bytes", "_rate_waited")
+    __slots__ = ("_conn", "_exchange", "_parser", "_rate")
 
     def __init__(self, conn: HTTP1Connection, parser: Parser, exchange: Exchange) -> None:
         self._conn = conn
         self._parser = parser
         self._exchange = exchange
-        self._rate_bytes = 0
-        self._rate_waited = 0.0
+        rule = exchange.shared.options.min_body_rate
+        self._rate = BodyRate(rule) if rule is not None else None
 
     async def next_piece(self) -> bytes | None:
         conn = self._conn
@@ -63,7 +63,11 @@ class RequestBody:
                 self._parser.feed(data)
                 if conn.chunk_checker is not None:
                     conn.chunk_checker.feed(data)
-                self._check_rate(trio.current_time() - started, len(data))
+                rate = self._rate
+                if rate is not None:
+                    slow = rate.add(trio.current_time() - started, len(data))
+                    if slow is not None:
+                        raise BodyError(408, slow)
                 continue
             if isinstance(result, BodyEnd):
                 checker = conn.chunk_checker
@@ -75,20 +79,6 @@ class RequestBody:
             if isinstance(result, ParseError):
                 raise BodyError(result.status, result.detail)
             raise ClientGone("the client closed mid-body")
-
-    def _check_rate(self, waited: float, nbytes: int) -> None:
-        rule = self._exchange.shared.options.min_body_rate
-        if rule is None:
-            return
-        min_bytes, window = rule
-        self._rate_waited += waited
-        self._rate_bytes += nbytes
-        if self._rate_waited >= window:
-            if self._rate_bytes < min_bytes:
-                raise BodyError(408, f"the body came slower than {min_bytes} bytes "
-                                     f"per {window:g} s")
-            self._rate_waited = 0.0
-            self._rate_bytes = 0
 
     async def send_continue(self) -> None:
         """``100 Continue``, sent only now that the application asked for the body."""

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from ..options import DaemonOptions
 
 __all__ = [
-    "BodyRate",
     "MAX_PINGS",
     "MAX_SETTINGS",
     "MIN_RESETS",
@@ -168,31 +167,3 @@ class FloodGuard:
     def reset(self) -> str | None:
         """The client reset a stream (CVE-2023-44487, "rapid reset")."""
         return "too many stream resets" if self._resets.over() else None
-
-
-class BodyRate:
-    """``min_body_rate`` for one request body: enough bytes per time spent waiting.
-
-    Over each window of *seconds* spent waiting for the client's DATA (time
-    the application spends with what arrived does not count, nor does a
-    window the application keeps closed), at least *min_bytes* must arrive.
-    """
-
-    __slots__ = ("_bytes", "_min_bytes", "_waited", "_window")
-
-    def __init__(self, rule: tuple[int, float]) -> None:
-        self._min_bytes, self._window = rule
-        self._bytes = 0
-        self._waited = 0.0
-
-    def add(self, waited: float, nbytes: int) -> str | None:
-        """*nbytes* arrived after waiting *waited* seconds; why the body is too slow, or ``None``."""
-        self._waited += waited
-        self._bytes += nbytes
-        if self._waited < self._window:
-            return None
-        if self._bytes < self._min_bytes:
-            return f"the body came slower than {self._min_bytes} bytes per {self._window:g} s"
-        self._waited = 0.0
-        self._bytes = 0
-        return None

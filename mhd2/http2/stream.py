@@ -29,14 +29,11 @@ import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
-from .._proxy.forwarded import resolve_from_headers
 from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
-from ..callbacks import call_maybe_await
 from ..enums import RequestEndedCode
 from ..exchange import ClientGone, DaemonStopping, Ending, Exchange
-from ..upload import BodyError, run_upload
+from ..upload import BodyError, BodyRate, run_upload
 from .checks import RequestHead
-from .guard import BodyRate
 from .reply import refuse_upgrade, send_error_page, send_response
 
 if TYPE_CHECKING:
@@ -364,20 +361,9 @@ class H2Stream:
     async def _serve(self) -> RequestEndedCode:
         exchange = self.exchange
         request = exchange.request
-        shared = self.conn.shared
-        options = shared.options
-        if options.forwarded_headers:
-            found = resolve_from_headers(self.conn.info.client_address, shared.trusted,
-                                         request._headers, scheme=exchange.scheme)
-            if found.from_headers:
-                exchange.client_address = found.client_address
-                exchange.scheme = found.scheme
-        if options.early_uri_logger is not None:
-            try:
-                await call_maybe_await(options.early_uri_logger, request, request.uri,
-                                       request.method)
-            except Exception:
-                logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
+        options = self.conn.shared.options
+        if options.forwarded_headers or options.early_uri_logger is not None:
+            await exchange.begin(request._headers)
         action = await exchange.call_app()
         while isinstance(action, SuspendAction):
             await exchange.park()
