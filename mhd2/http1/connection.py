@@ -18,7 +18,7 @@ read is progress; a body must also keep up ``min_body_rate``.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import trio
 
@@ -28,14 +28,15 @@ from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
-from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
+from ..actions import UpgradeAction
 from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
+from ..outcome import app_outcome
 from ..reply import send_reply
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle
-from ..upload import BodyError, run_upload
+from ..upload import BodyError
 from .body import RequestBody
 from .head import read_head
 from .watch import watch_until_gone
@@ -314,23 +315,9 @@ class HTTP1Connection:
         else:
             self.chunk_checker = None
 
-        action = await exchange.call_app()
-        while isinstance(action, SuspendAction):
-            await exchange.park()
-            action = await exchange.call_app()
-        outcome: Response | UpgradeAction | Ending
-        if action is None:
+        outcome = await app_outcome(exchange, self._upload_body)
+        if outcome is None:
             return False
-        if isinstance(action, Ending):
-            outcome = action
-        elif isinstance(action, AbortAction):
-            outcome = Ending(None, RequestEndedCode.BY_APP_ABORT)
-        elif isinstance(action, UploadRequestAction):
-            outcome = await run_upload(RequestBody(self, parser, exchange), exchange, action)
-        elif isinstance(action, UpgradeAction):
-            outcome = action
-        else:
-            outcome = action.response  # type: ignore[attr-defined]
         if isinstance(outcome, Ending):
             await self._finish_early(outcome)
             return False
@@ -338,6 +325,10 @@ class HTTP1Connection:
             await self._upgrade(parser, exchange, outcome)
             return False
         return await self._reply(parser, exchange, outcome, head, must_close)
+
+    def _upload_body(self) -> RequestBody:
+        """The current request's body, for an upload action."""
+        return RequestBody(self, cast(Parser, self._parser), cast(Exchange, self._exchange))
 
     async def _reply(self, parser: Parser, exchange: Exchange, response: Response,
                      head: Head, must_close: bool) -> bool:

@@ -29,15 +29,15 @@ import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
-from ..actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
+from ..actions import UpgradeAction
 from ..enums import RequestEndedCode
 from ..exchange import ClientGone, DaemonStopping, Ending, Exchange
-from ..upload import BodyError, BodyRate, run_upload
+from ..outcome import app_outcome
+from ..upload import BodyError, BodyRate
 from .checks import RequestHead
 from .reply import refuse_upgrade, send_error_page, send_response
 
 if TYPE_CHECKING:
-    from ..response import Response
     from .connection import HTTP2Connection
 
 __all__ = ["H2Stream"]
@@ -358,30 +358,20 @@ class H2Stream:
             self.conn.acknowledge(self.id, unread)
         self.conn.stream_done(self)
 
+    def _body_source(self) -> H2Stream:
+        """The stream is its own request body source (for an upload action)."""
+        return self
+
     async def _serve(self) -> RequestEndedCode:
         exchange = self.exchange
         request = exchange.request
         options = self.conn.shared.options
         if options.forwarded_headers or options.early_uri_logger is not None:
             await exchange.begin(request._headers)
-        action = await exchange.call_app()
-        while isinstance(action, SuspendAction):
-            await exchange.park()
-            action = await exchange.call_app()
-        outcome: Response | UpgradeAction | Ending
-        if action is None:
+        outcome = await app_outcome(exchange, self._body_source)
+        if outcome is None:
             self.reset(ErrorCodes.INTERNAL_ERROR)
             return RequestEndedCode.BY_APP_ABORT
-        if isinstance(action, Ending):
-            outcome = action
-        elif isinstance(action, AbortAction):
-            outcome = Ending(None, RequestEndedCode.BY_APP_ABORT)
-        elif isinstance(action, UploadRequestAction):
-            outcome = await run_upload(self, exchange, action)
-        elif isinstance(action, UpgradeAction):
-            outcome = action
-        else:
-            outcome = action.response  # type: ignore[attr-defined]
         if isinstance(outcome, UpgradeAction):
             return await refuse_upgrade(self, outcome)
         if isinstance(outcome, Ending):

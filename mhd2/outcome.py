@@ -1,0 +1,55 @@
+"""What the application's action for one request comes to, whatever the protocol.
+
+Both connection loops (HTTP/1 and HTTP/2) ask the same question after a
+request head: call the request callback -- again after each resume while it
+suspends -- and turn the action it made into what the protocol must do next:
+send a :class:`~mhd2.Response`, run an upgrade, or end the request early
+(an :class:`~mhd2.exchange.Ending`).  An upload action is run here, through
+the body source its protocol provides, and comes to one of the same three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeAlias
+
+from .actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
+from .enums import RequestEndedCode
+from .exchange import Ending, Exchange
+from .response import Response
+from .upload import BodySource, run_upload
+
+__all__ = ["Outcome", "app_outcome"]
+
+#: What a request comes to before its reply.
+Outcome: TypeAlias = Response | UpgradeAction | Ending
+
+_ABORTED = Ending(None, RequestEndedCode.BY_APP_ABORT)
+
+
+async def app_outcome(exchange: Exchange, make_body: Callable[[], BodySource]) -> Outcome | None:
+    """Call the request callback and run its action up to the reply.
+
+    Args:
+        exchange: the request, its head read.
+        make_body: makes the protocol's body source, where an upload action
+            reads the request body from (called only for upload actions).
+
+    Returns:
+        The response to send, the upgrade to run, or how the request ended
+        early; ``None`` when the callback returned ``None`` (the request has
+        already ended as aborted: close without a reply).
+    """
+    action = await exchange.call_app()
+    while isinstance(action, SuspendAction):
+        await exchange.park()
+        action = await exchange.call_app()
+    if action is None or isinstance(action, Ending):
+        return action
+    if isinstance(action, AbortAction):
+        return _ABORTED
+    if isinstance(action, UploadRequestAction):
+        return await run_upload(make_body(), exchange, action)
+    if isinstance(action, UpgradeAction):
+        return action
+    return action.response  # type: ignore[attr-defined, no-any-return]
