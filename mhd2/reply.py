@@ -29,7 +29,7 @@ from .exchange import DaemonStopping, Exchange
 from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .transport import Transport
 
-__all__ = ["build_head", "send_reply"]
+__all__ = ["BodyAborted", "build_head", "guard_body", "send_reply"]
 
 logger = logging.getLogger("mhd2")
 
@@ -43,19 +43,43 @@ READ_SIZE = 64 * 1024
 DCC_BUFFER_SIZE = 32 * 1024
 
 
-class _Aborted(Exception):
-    """Internal to this module: the body cannot be completed."""
+class BodyAborted(Exception):
+    """A body sender's way to say the body cannot be completed, and how it ends."""
 
     def __init__(self, code: RequestEndedCode, why: str) -> None:
         super().__init__(why)
         self.code = code
 
 
-def build_head(response: Response, plan: ReplyPlan, *, add_date: bool) -> bytes:
-    """The status line and header section of *response* under *plan*."""
-    parts = [status_line(plan.version, response.status, response.reason), response._blob]
-    if add_date and not response._has_date:
-        parts.append(date_header_line())
+async def guard_body(exchange: Exchange, sending: Awaitable[None], what: str) -> RequestEndedCode:
+    """Await *sending* (a response's body going out); how the request ended.
+
+    Shared by the HTTP/1 and HTTP/2 senders: a :class:`BodyAborted` is the
+    code it carries (logged at debug), a failure of the application's content
+    creator is ``BY_APP_ERROR`` (logged), and the transport's own errors and
+    :class:`~mhd2.exchange.DaemonStopping` propagate.
+    """
+    try:
+        await sending
+    except BodyAborted as exc:
+        logger.debug("mhd2: %s to %s %s cut: %s", what, exchange.request.method,
+                     exchange.request.uri, exc)
+        return exc.code
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, DaemonStopping):
+        raise
+    except Exception:
+        exchange.app_failed("a content creator")
+        return RequestEndedCode.BY_APP_ERROR
+    return RequestEndedCode.COMPLETED_OK
+
+
+def build_head(response: Response, plan: ReplyPlan, date_line: bytes) -> bytes:
+    """The status line and header section of *response* under *plan*.
+
+    *date_line* is the ``Date`` header line to add (``b""`` for none).
+    """
+    parts = [status_line(plan.version, response.status, response.reason), response._blob,
+             date_line]
     if not response._app_content_length:
         parts.append(framing_header_line(plan.framing, response.size))
     if not plan.keep_alive:
@@ -81,9 +105,10 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         DaemonStopping: the daemon stopped while a content creator was suspended.
     """
     body = response._body
+    date = date_header_line() if add_date and not response._has_date else b""
     if response.reusable and type(body) is BufferBody and len(body.data) <= COALESCE_LIMIT:
-        return await _send_reusable(transport, exchange, response, plan, add_date)
-    head = build_head(response, plan, add_date=add_date)
+        return await _send_reusable(transport, exchange, response, plan, date)
+    head = build_head(response, plan, date)
     exchange.status = response.status
     if not plan.send_body:
         await transport.send(head)
@@ -92,41 +117,26 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
     # as the client got it: an aborted download is not logged as complete.
     body_starts = transport.bytes_sent + len(head)
     try:
-        await _SENDERS[type(body)](transport, head, body, BODY_WRITERS[plan.framing], exchange)
-    except _Aborted as exc:
-        logger.debug("mhd2: reply to %s %s cut: %s", exchange.request.method,
-                     exchange.request.uri, exc)
-        return exc.code
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, DaemonStopping):
-        raise
-    except Exception:
-        exchange.app_failed("a content creator")
-        return RequestEndedCode.BY_APP_ERROR
+        return await guard_body(exchange, _SENDERS[type(body)](
+            transport, head, body, BODY_WRITERS[plan.framing], exchange), "reply")
     finally:
         exchange.body_bytes_sent = max(0, transport.bytes_sent - body_starts)
-    return RequestEndedCode.COMPLETED_OK
 
 
 async def _send_reusable(transport: Transport, exchange: Exchange, response: Response,
-                         plan: ReplyPlan, add_date: bool) -> RequestEndedCode:
+                         plan: ReplyPlan, date: bytes) -> RequestEndedCode:
     """A reusable buffer response: its bytes on the wire are made once per plan and second.
 
     The head of a frozen response changes only with the plan (version,
     framing, keep-alive) and the ``Date`` line, which is the same object for
     a whole second; the joined head and body are kept on the response.
     """
-    date = date_header_line() if add_date and not response._has_date else b""
     wire = response._wire
     if wire is None or wire[0] is not plan or wire[1] is not date:
-        head = build_head(response, plan, add_date=add_date)
-        data = body = cast(BufferBody, response._body).data
-        writer = BODY_WRITERS[plan.framing]
-        if not plan.send_body:
-            data = head
-        elif not body:
-            data = head + writer.end()
-        else:
-            data = b"".join([head, *writer.frame(body), writer.end()])
+        head = build_head(response, plan, date)
+        data = (_head_and_buffer(head, cast(BufferBody, response._body).data,
+                                 BODY_WRITERS[plan.framing])
+                if plan.send_body else head)
         wire = response._wire = (plan, date, data, len(data) - len(head))
     exchange.status = response.status
     await transport.send(wire[2])
@@ -134,12 +144,17 @@ async def _send_reusable(transport: Transport, exchange: Exchange, response: Res
     return RequestEndedCode.COMPLETED_OK
 
 
+def _head_and_buffer(head: bytes, data: bytes | bytearray | memoryview, writer: BodyWriter) -> bytes:
+    """*head* and a whole in-memory body, framed by *writer*, as one ``bytes``."""
+    if not data:
+        return head + writer.end()
+    return b"".join([head, *writer.frame(data), writer.end()])
+
+
 async def _send_buffer(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
     data = body.data
-    if not data:
-        await sink.send(head + writer.end())
-    elif not writer.raw or len(data) <= COALESCE_LIMIT:
-        await sink.send(b"".join([head, *writer.frame(data), writer.end()]))
+    if not data or not writer.raw or len(data) <= COALESCE_LIMIT:
+        await sink.send(_head_and_buffer(head, data, writer))
     else:
         await sink.send(head)
         await sink.send(data)
@@ -167,14 +182,14 @@ async def _send_fd(sink: Transport, head: bytes, body: Any, writer: BodyWriter, 
         while remaining:
             sent = await sink.sendfile(body.fd, offset, remaining)
             if sent == 0:
-                raise _Aborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
+                raise BodyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
             offset += sent
             remaining -= sent
         return
     while remaining:
         chunk = os.pread(body.fd, min(READ_SIZE, remaining), offset)
         if not chunk:
-            raise _Aborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
+            raise BodyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
         await _send_framed(sink, writer, chunk)
         offset += len(chunk)
         remaining -= len(chunk)
@@ -225,7 +240,7 @@ async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWr
                 pending = b""
             await exchange.park()
             continue
-        raise _Aborted(RequestEndedCode.BY_APP_ABORT, step.why)
+        raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)
     await sink.send(pending + writer.end())
 
 

@@ -31,7 +31,8 @@ from ..callbacks import call_maybe_await
 from ..dcc import DCCContext, dcc_step
 from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError
-from ..exchange import ClientGone, DaemonStopping, Exchange
+from ..exchange import ClientGone, Exchange
+from ..reply import BodyAborted, guard_body
 from ..response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .checks import strip_response_fields
 
@@ -49,14 +50,6 @@ READ_SIZE = 64 * 1024
 DCC_BUFFER_SIZE = 32 * 1024
 #: Bound on sending a daemon-made error page.
 ERROR_PAGE_SECONDS = 5.0
-
-
-class _Aborted(Exception):
-    """Internal to this module: the body cannot be completed."""
-
-    def __init__(self, code: RequestEndedCode, why: str) -> None:
-        super().__init__(why)
-        self.code = code
 
 
 def _encode(fields: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
@@ -106,20 +99,16 @@ async def send_response(stream: H2Stream, exchange: Exchange, response: Response
         await stream.send_headers(headers, end=True)
         return RequestEndedCode.COMPLETED_OK
     try:
-        await stream.send_headers(headers, end=False, flush=False)
-        await _SENDERS[type(body)](stream, body, exchange)
-    except _Aborted as exc:
-        logger.debug("mhd2: HTTP/2 reply to %s %s cut: %s", exchange.request.method,
-                     exchange.request.uri, exc)
-        return exc.code
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, DaemonStopping):
-        raise
-    except Exception:
-        exchange.app_failed("a content creator")
-        return RequestEndedCode.BY_APP_ERROR
+        return await guard_body(exchange, _send_head_and_body(stream, headers, body, exchange),
+                                "HTTP/2 reply")
     finally:
         exchange.body_bytes_sent = stream.body_sent
-    return RequestEndedCode.COMPLETED_OK
+
+
+async def _send_head_and_body(stream: H2Stream, headers: list[tuple[bytes, bytes]], body: Any,
+                              exchange: Exchange) -> None:
+    await stream.send_headers(headers, end=False, flush=False)
+    await _SENDERS[type(body)](stream, body, exchange)
 
 
 async def _send_buffer(stream: H2Stream, body: Any, exchange: Exchange) -> None:
@@ -141,7 +130,7 @@ async def _send_fd(stream: H2Stream, body: Any, exchange: Exchange) -> None:
     while remaining:
         chunk = os.pread(body.fd, min(READ_SIZE, remaining), offset)
         if not chunk:
-            raise _Aborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
+            raise BodyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
         offset += len(chunk)
         remaining -= len(chunk)
         await stream.send_data(chunk, end=not remaining)
@@ -189,7 +178,7 @@ async def _send_callback(stream: H2Stream, body: Any, exchange: Exchange) -> Non
         if step.kind == "suspend":
             await exchange.park()
             continue
-        raise _Aborted(RequestEndedCode.BY_APP_ABORT, step.why)
+        raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)
     await stream.send_data(b"", end=True)
 
 
