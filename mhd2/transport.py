@@ -79,6 +79,7 @@ class Transport:
         "_armed_at",
         "_closed",
         "_held",
+        "_held_size",
         "_plain",
         "_slack",
         "batch",
@@ -102,6 +103,7 @@ class Transport:
         # Responses held back while more pipelined requests are being served
         # (see hold()); written before any other I/O.
         self._held: list[bytes] = []
+        self._held_size = 0
         #: Set by the protocol layer while more pipelined responses will follow
         #: the one being sent: small sends are then held (see :meth:`hold`).
         self.batch = False
@@ -208,12 +210,20 @@ class Transport:
             Whether *data* was held (up to :data:`HOLD_LIMIT` bytes in all); if
             not, the caller sends it.
         """
-        held = self._held
-        if len(data) + sum(map(len, held)) > HOLD_LIMIT:
+        size = len(data)
+        if self._held_size + size > HOLD_LIMIT:
             return False
-        held.append(bytes(data))
-        self.bytes_sent += len(data)
+        self._held.append(bytes(data))
+        self._held_size += size
+        self.bytes_sent += size
         return True
+
+    def _take_held(self, after: bytes | bytearray | memoryview = b"") -> bytes:
+        """The held bytes (then *after*) as one ``bytes``; nothing is held any more."""
+        data = b"".join([*self._held, after])
+        self._held.clear()
+        self._held_size = 0
+        return data
 
     @property
     def holding(self) -> bool:
@@ -222,12 +232,8 @@ class Transport:
 
     async def flush(self) -> None:
         """Write the held responses now."""
-        held = self._held
-        if held:
-            data = b"".join(held)
-            held.clear()
-            self.bytes_sent -= len(data)
-            await self.send(data)
+        if self._held:
+            await self.send(b"")  # send() writes the held bytes in front
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of *data*; every write that moves bytes re-arms the deadline.
@@ -246,11 +252,10 @@ class Transport:
         if self.batch and self.hold(data):
             return
         self.arm()
+        counted = 0  # held bytes were counted as sent when held
         if self._held:
-            self._held.append(bytes(data))
-            data = b"".join(self._held)
-            self.bytes_sent -= len(data) - len(self._held[-1])
-            self._held.clear()
+            counted = self._held_size
+            data = self._take_held(data)
         size = len(data)
         plain = self._plain
         if plain is not None:
@@ -275,7 +280,7 @@ class Transport:
                 for start in range(0, size, SEND_SLICE):
                     await self.stream.send_all(view[start:start + SEND_SLICE])
                     self.arm()
-        self.bytes_sent += size
+        self.bytes_sent += size - counted
 
     async def _send_rest(self, fd: int, data: bytes | bytearray | memoryview, sent: int) -> None:
         """Write *data* from offset *sent* on, waiting for the socket as needed."""
@@ -482,17 +487,14 @@ class Transport:
             if self._held:
                 # Best effort, never blocking: what fits in the socket buffer.
                 with contextlib.suppress(OSError):
-                    os.write(self._plain.fd, b"".join(self._held))
-                self._held.clear()
+                    os.write(self._plain.fd, self._take_held())
             self._plain.close()
             return
         with trio.CancelScope(shield=True):
             with trio.move_on_after(TLS_CLOSE_SECONDS) as closing:
                 try:
                     if self._held:
-                        data = b"".join(self._held)
-                        self._held.clear()
-                        await self.stream.send_all(data)
+                        await self.stream.send_all(self._take_held())
                     await self.stream.aclose()
                 except TransportError:
                     pass
