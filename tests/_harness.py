@@ -123,6 +123,26 @@ def daemon_thread(app: Any, *, name: str = "mhd2-fuzz-daemon", **options: Any) -
 MEMORY_BOUND = 20 * 1024 * 1024
 
 
+async def send_in_pieces(stream: trio.abc.HalfCloseableStream, data: bytes,
+                         cuts: tuple[int, ...], *, half_close: bool) -> None:
+    """Send *data* cut at *cuts* (taken modulo its length), each piece alone.
+
+    The daemon may answer early and close: what it said is then for the
+    caller to read.
+    """
+    try:
+        start = 0
+        for cut in sorted({c % (len(data) + 1) for c in cuts}):
+            await stream.send_all(data[start:cut])
+            await trio.sleep(0.001)  # let the daemon handle the piece alone
+            start = cut
+        await stream.send_all(data[start:])
+        if half_close:
+            await stream.send_eof()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the daemon answered early and closed: read what it said
+
+
 async def get_fine(port: int) -> None:
     """A well-behaved HTTP/2 client (httpx, new connection) gets ``/fine``."""
     async with httpx.AsyncClient(http1=False, http2=True) as client:

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import trio
-from _harness import BOUND, Harness, daemon_thread
-from conftest import text_response
+from _harness import BOUND, Harness, daemon_thread, send_in_pieces
+from conftest import read_until_close, text_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -52,27 +52,8 @@ async def _send_and_read(
 ) -> bytes:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        try:
-            start = 0
-            for cut in sorted({c % (len(data) + 1) for c in cuts}):
-                await stream.send_all(data[start:cut])
-                await trio.sleep(0.001)  # let the daemon parse the piece alone
-                start = cut
-            await stream.send_all(data[start:])
-            if half_close:
-                await stream.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the daemon answered early and closed: read what it said
-        chunks = []
-        while True:
-            try:
-                chunk = await stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                break  # reset: a close
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+        await send_in_pieces(stream, data, cuts, half_close=half_close)
+        return await read_until_close(stream)
 
 
 async def _one_example(port: int, data: bytes, cuts: tuple[int, ...]) -> tuple[bytes, bytes]:

@@ -22,8 +22,8 @@ import struct
 from typing import Any
 
 import trio
-from _harness import BOUND, Harness, daemon_thread
-from conftest import text_response
+from _harness import BOUND, Harness, daemon_thread, send_in_pieces
+from conftest import read_until_close, text_response
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_websocket import _handshake
@@ -148,35 +148,13 @@ def _check_server_frames(data: bytes, deflate: bool) -> None:
                     assert reason in DAEMON_REASONS, reason
 
 
-async def _read_all(stream: trio.SocketStream) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = await stream.receive_some(65536)
-        except trio.BrokenResourceError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _one_example(port: int, offer: str, data: bytes, cuts: tuple[int, ...]) -> tuple[bytes, bytes]:
     with trio.fail_after(BOUND):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
             await stream.send_all(_handshake(extra=offer))
-            try:
-                start = 0
-                for cut in sorted({c % (len(data) + 1) for c in cuts}):
-                    await stream.send_all(data[start:cut])
-                    await trio.sleep(0.001)  # let the daemon handle the piece alone
-                    start = cut
-                await stream.send_all(data[start:])
-                await stream.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the daemon closed early: read what it said
-            answer = await _read_all(stream)
+            await send_in_pieces(stream, data, cuts, half_close=True)
+            answer = await read_until_close(stream)
     with trio.fail_after(BOUND):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
