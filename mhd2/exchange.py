@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -184,11 +184,7 @@ class Exchange:
         options = self.shared.options
         request = self.request
         if options.forwarded_headers:
-            found = resolve_from_headers(request.connection.client_address,
-                                         self.shared.trusted, fields, scheme=self.scheme)
-            if found.from_headers:
-                self.client_address = found.client_address
-                self.scheme = found.scheme
+            self.believe_proxy(fields)
         if options.early_uri_logger is not None:
             try:
                 await call_maybe_await(options.early_uri_logger, request, request.uri,
@@ -196,45 +192,88 @@ class Exchange:
             except Exception:
                 logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
 
+    def believe_proxy(self, fields: Iterable[tuple[str | bytes, str | bytes]]) -> None:
+        """Take :attr:`client_address` and :attr:`scheme` from a trusted proxy's
+        ``Forwarded`` / ``X-Forwarded-*`` among *fields* (``forwarded_headers``)."""
+        found = resolve_from_headers(self.request.connection.client_address,
+                                     self.shared.trusted, fields, scheme=self.scheme)
+        if found.from_headers:
+            self.client_address = found.client_address
+            self.scheme = found.scheme
+
     async def call_app(self) -> Action | Ending | None:
-        """Call the request callback once.
+        """Call the request callback once (awaiting it if it is a coroutine function).
 
         Returns:
             The action it made; ``None`` when it returned ``None`` (an abort,
             already ended); a :class:`Ending` when it raised or misused the
             API (logged; the response of a claimed action is released).
         """
-        request = self.request
+        result = self.call_app_now()
+        if result is None or isinstance(result, (Action, Ending)):
+            return result
+        return await self.finish_app(result)
+
+    def call_app_now(self) -> Action | Ending | Awaitable[Any] | None:
+        """Call the request callback once, without awaiting what it returned.
+
+        What a protocol loop calls when it can serve a plain callback's
+        answer without a task switch (HTTP/2 streams answered in the reader).
+
+        Returns:
+            As :meth:`call_app`; or, when the callback returned an awaitable
+            (a coroutine function), that awaitable: pass it to :meth:`finish_app`.
+        """
         slot = self.action_slot
         slot.value = None
         try:
-            result = self.shared.request_cb(request)
+            result = self.shared.request_cb(self.request)
             # A plain callback returns the action it just made: skip the
             # awaitable check (an ABC isinstance) on that common path.
             if result is not slot.value and isawaitable(result):
-                result = await result
-            if result is None:
-                self._release(slot.take())
-                self.end(RequestEndedCode.BY_APP_ABORT)
-                return None
-            if result is not slot.value or not isinstance(result, Action):
-                raise UsageError(
-                    "the request callback must return the action made for this request "
-                    f"by an mhd2.action_* function, not {result!r}"
-                )
-            return result
-        except AuthError as exc:
+                return result
+            return self._checked(result)
+        except Exception as exc:
+            return self._failed(exc)
+
+    async def finish_app(self, pending: Awaitable[Any]) -> Action | Ending | None:
+        """Await what an async request callback returned; then as :meth:`call_app`."""
+        try:
+            return self._checked(await pending)
+        except Exception as exc:
+            return self._failed(exc)
+
+    def _checked(self, result: object) -> Action | None:
+        """The callback's result, if it is the action it made for this request.
+
+        Raises:
+            UsageError: it is not.
+        """
+        slot = self.action_slot
+        if result is None:
+            self._release(slot.take())
+            self.end(RequestEndedCode.BY_APP_ABORT)
+            return None
+        if result is not slot.value or not isinstance(result, Action):
+            raise UsageError(
+                "the request callback must return the action made for this request "
+                f"by an mhd2.action_* function, not {result!r}"
+            )
+        return result
+
+    def _failed(self, exc: Exception) -> Ending:
+        """The callback raised *exc* (being handled): log it, release its action."""
+        request = self.request
+        self._release(self.action_slot.take())
+        if isinstance(exc, AuthError):
             # A malformed Authorization header surfaced through request.basic_auth:
             # the client's fault, not the application's.
             logger.debug("mhd2: malformed credentials in %s %s: %s", request.method,
                          request.uri, exc)
-            self._release(slot.take())
             return Ending(400, RequestEndedCode.HTTP_PROTOCOL_ERROR)
-        except Exception:
-            self._release(slot.take())
-            logger.exception("mhd2: the request callback failed for %s %s",
-                             request.method, request.uri)
-            return _APP_ERROR
+        logger.exception("mhd2: the request callback failed for %s %s",
+                         request.method, request.uri)
+        return _APP_ERROR
 
     async def call_upload(self, cb: Callable[..., Any], data: bytes) -> UploadAction | Ending:
         """Call an upload callback once and check it returned its own upload action."""

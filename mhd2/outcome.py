@@ -10,37 +10,58 @@ the body source its protocol provides, and comes to one of the same three.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeAlias
+import enum
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeAlias
 
-from .actions import AbortAction, SuspendAction, UpgradeAction, UploadRequestAction
+from .actions import AbortAction, Action, SuspendAction, UpgradeAction, UploadRequestAction
 from .enums import RequestEndedCode
 from .exchange import Ending, Exchange
 from .response import Response
 from .upload import BodySource, run_upload
 
-__all__ = ["Outcome", "app_outcome"]
+__all__ = ["NOT_STARTED", "Outcome", "Started", "app_outcome"]
 
 #: What a request comes to before its reply.
 Outcome: TypeAlias = Response | UpgradeAction | Ending
 
+
+class _NotStarted(enum.Enum):
+    NOT_STARTED = "the request callback has not been called"
+
+
+#: The request callback has not been called yet (``app_outcome`` calls it).
+NOT_STARTED = _NotStarted.NOT_STARTED
+#: What :meth:`Exchange.call_app_now <mhd2.exchange.Exchange.call_app_now>`
+#: returned, or :data:`NOT_STARTED`.
+Started: TypeAlias = Action | Ending | Awaitable[Any] | Literal[_NotStarted.NOT_STARTED] | None
+
 _ABORTED = Ending(None, RequestEndedCode.BY_APP_ABORT)
 
 
-async def app_outcome(exchange: Exchange, make_body: Callable[[], BodySource]) -> Outcome | None:
+async def app_outcome(exchange: Exchange, make_body: Callable[[], BodySource],
+                      started: Started = NOT_STARTED) -> Outcome | None:
     """Call the request callback and run its action up to the reply.
 
     Args:
         exchange: the request, its head read.
         make_body: makes the protocol's body source, where an upload action
             reads the request body from (called only for upload actions).
+        started: what the first call of the callback returned, when the
+            caller made it already (:meth:`Exchange.call_app_now
+            <mhd2.exchange.Exchange.call_app_now>`).
 
     Returns:
         The response to send, the upgrade to run, or how the request ended
         early; ``None`` when the callback returned ``None`` (the request has
         already ended as aborted: close without a reply).
     """
-    action = await exchange.call_app()
+    if started is NOT_STARTED:
+        action = await exchange.call_app()
+    elif started is None or isinstance(started, (Action, Ending)):
+        action = started
+    else:
+        action = await exchange.finish_app(started)
     while isinstance(action, SuspendAction):
         await exchange.park()
         action = await exchange.call_app()
