@@ -18,7 +18,7 @@ an ``await`` in the middle, so the state machine needs no lock.
   :class:`~mhd2.http2.frames_in.FramesIn` (streams beyond
   ``http2_max_concurrent_streams`` refused, malformed ones reset, floods
   ended with ``GOAWAY`` ENHANCE_YOUR_CALM); the ``h2`` state machine and the
-  flood rates are made in :mod:`mhd2.http2.guard`.
+  flood rates are made in :mod:`mhd2.http2.machine` and :mod:`mhd2.http2.guard`.
 * **Timeouts.**  With no stream running the connection waits for one for
   ``keep_alive_timeout`` (the first one: ``timeout``), then sends ``GOAWAY``
   and closes; a write that moves no byte for ``timeout`` ends the connection;
@@ -43,7 +43,8 @@ from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
 from .frames_in import FramesIn
-from .guard import FloodGuard, connection_window, new_h2
+from .guard import FloodGuard
+from .machine import connection_window, new_h2
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
@@ -82,6 +83,7 @@ class HTTP2Connection(FramesIn):
         "_broken",
         "_closing",
         "_extra",
+        "_flush_asked",
         "_guard",
         "_initial",
         "_notified",
@@ -117,6 +119,7 @@ class HTTP2Connection(FramesIn):
         self._batch = trio.Event()
         self._extra: list[bytes] = []
         self._writing = False
+        self._flush_asked = False
         self._goaway_sent = False
         self._closing = False
         self._dead = False
@@ -170,6 +173,7 @@ class HTTP2Connection(FramesIn):
             await trio.lowlevel.checkpoint()
             return
         batch = self._batch
+        self._flush_asked = True
         self._wake.set()
         await batch.wait()
 
@@ -182,10 +186,11 @@ class HTTP2Connection(FramesIn):
                 return
             self._wake.set()
 
-    def stream_done(self, stream: H2Stream) -> None:
-        """A stream's task has ended (its request too)."""
+    def stream_done(self, stream: H2Stream, *, in_reader: bool = False) -> None:
+        """A stream has ended (its request too); *in_reader*: it was served by the
+        reader, which writes what it queued (no need to wake the writer)."""
         self.streams.pop(stream.id, None)
-        if self._queued():
+        if not in_reader and self._queued():
             self._wake.set()
         if not self.streams:
             if self._goaway_sent:
@@ -255,6 +260,7 @@ class HTTP2Connection(FramesIn):
         data, self._initial = self._initial, b""
         transport = self.transport
         opened = False
+        answered = False
         with self._read_scope:
             while True:
                 if data:
@@ -273,10 +279,18 @@ class HTTP2Connection(FramesIn):
                         self._handle(events)
                     if self._goaway_sent and self._dead:
                         return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                    if self._queued():
-                        await self.flushed()
+                    answered = self._queued()
+                    if answered:
+                        if self._writing:
+                            await self.flushed()
+                        elif not await self._write():
+                            return RequestEndedCode.CLIENT_ABORT
                 try:
-                    data = await transport.receive(RECV_SIZE)
+                    # After an answer the client's next frames come a moment
+                    # later: reading after the other connections' turn finds
+                    # them, where reading at once would find nothing and wait.
+                    data = await (transport.receive_later(RECV_SIZE) if answered
+                                  else transport.receive(RECV_SIZE))
                 except TransportError:
                     data = b""
                 if not data:
@@ -286,30 +300,52 @@ class HTTP2Connection(FramesIn):
             else RequestEndedCode.CONNECTION_ERROR
 
     async def _writer(self) -> None:
-        transport = self.transport
-        h2 = self.h2
+        """The connection's writer: writes what the streams queued when they wake it."""
         while True:
             await self._wake.wait()
             self._wake = trio.Event()
-            done, self._batch = self._batch, trio.Event()
-            data = h2.data_to_send()
-            if self._extra:
-                data += b"".join(self._extra)
-                self._extra.clear()
-            if data and not self._broken:
-                self._writing = True
-                try:
-                    await transport.send(data)
-                except TransportError:
-                    # The client is gone: end the streams and the reader.
-                    self._broken = True
-                    self._cut(RequestEndedCode.CLIENT_ABORT)
-                    self._read_scope.cancel()
-                    done.set()
-                    return
-                self._writing = False
-                self._settle_deadline()
-            done.set()
+            # While the reader writes, its write takes what is queued (see _write).
+            if not self._writing and not await self._write():
+                return
+
+    async def _write(self) -> bool:
+        """Write what is queued, until nothing is (one task at a time: not :attr:`_writing`).
+
+        The writer task and the reader call this; a stream only ever asks the
+        writer (:meth:`flushed`): a stream's task may be cancelled, and a write
+        cut in the middle of a frame would break the connection.
+
+        Returns:
+            False if the client is gone (the streams and the reader are then ended).
+        """
+        transport = self.transport
+        h2 = self.h2
+        self._writing = True
+        try:
+            while True:
+                done, self._batch = self._batch, trio.Event()
+                self._flush_asked = False
+                data = h2.data_to_send()
+                if self._extra:
+                    data += b"".join(self._extra)
+                    self._extra.clear()
+                if data and not self._broken:
+                    try:
+                        await transport.send(data)
+                    except TransportError:
+                        # The client is gone: end the streams and the reader.
+                        self._broken = True
+                        self._cut(RequestEndedCode.CLIENT_ABORT)
+                        self._read_scope.cancel()
+                        done.set()
+                        return False
+                done.set()
+                # Frames queued, or a flush asked for, during this write: once more.
+                if not (self._flush_asked or self._queued()):
+                    return True
+        finally:
+            self._writing = False
+            self._settle_deadline()
 
     # -- endings ----------------------------------------------------------------------------
 
@@ -361,7 +397,10 @@ class HTTP2Connection(FramesIn):
                 transport.disarm()
         else:
             idle = options.keep_alive_timeout if self._served else options.timeout
-            transport.set_timeout(idle)
+            if transport.timeout != idle or transport.scope.deadline == math.inf:
+                transport.set_timeout(idle)
+            else:
+                transport.arm()  # (moved only once the slack has passed)
 
     def _notify(self, event: ConnectionEvent) -> None:
         notify = self.shared.options.notify_connection

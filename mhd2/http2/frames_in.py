@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 
     from ..connection_info import ConnectionInfo
     from ..shared import Shared
-    from .guard import FloodGuard, ServerH2
+    from .guard import FloodGuard
+    from .machine import ServerH2
 
 __all__ = ["FramesIn"]
 
@@ -79,7 +80,30 @@ class FramesIn:
         raise NotImplementedError
 
     def _handle(self, events: list[Event]) -> None:
-        """Act on the events of one read, in order; stop at a flood."""
+        """Act on the events of one read, in order (stop at a flood); then start
+        the streams they opened.
+
+        A stream starts only once all the frames of the read are handled: a
+        request reset in the same read (rapid reset) costs no application
+        work and counts against the reset rate.
+        """
+        fresh: list[H2Stream] = []
+        try:
+            self._handle_events(events, fresh)
+        finally:
+            for stream in fresh:
+                self._start(stream)
+
+    def _start(self, stream: H2Stream) -> None:
+        """Serve *stream* in the reader if it can be (:meth:`H2Stream.serve_now`), else
+        in a task of its own."""
+        if not stream.gone.is_set() and stream.serve_now():
+            return
+        self._settle_deadline()
+        assert self._nursery is not None
+        self._nursery.start_soon(stream.run)
+
+    def _handle_events(self, events: list[Event], fresh: list[H2Stream]) -> None:
         streams = self.streams
         for event in events:
             if isinstance(event, DataReceived):
@@ -89,7 +113,9 @@ class FramesIn:
                 else:
                     self.acknowledge(event.stream_id, event.flow_controlled_length)
             elif isinstance(event, RequestReceived):
-                self._on_request(event)
+                stream = self._on_request(event)
+                if stream is not None:
+                    fresh.append(stream)
             elif isinstance(event, StreamEnded):
                 stream = streams.get(event.stream_id)
                 if stream is not None:
@@ -127,20 +153,21 @@ class FramesIn:
                 if not streams:
                     self._read_scope.cancel()
 
-    def _on_request(self, event: RequestReceived) -> None:
+    def _on_request(self, event: RequestReceived) -> H2Stream | None:
+        """Open a stream for a request (or refuse it); the caller starts it."""
         stream_id = event.stream_id
         if stream_id is None:
-            return
+            return None
         options = self.shared.options
         if self._goaway_sent or self.shared.stopping:
             self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
+            return None
         if len(self.streams) >= options.http2_max_concurrent_streams:
             # RFC 9113 §5.1.2: "An endpoint that receives a HEADERS frame that
             # causes its advertised concurrent stream limit to be exceeded MUST
             # treat this as a stream error of type PROTOCOL_ERROR or REFUSED_STREAM."
             self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
-            return
+            return None
         ended = event.stream_ended is not None
         try:
             head = check_request_head(event.headers)
@@ -148,7 +175,7 @@ class FramesIn:
                 raise Malformed("Content-Length without a body")
         except Malformed as exc:
             self._malformed(stream_id, str(exc))
-            return
+            return None
         stream = H2Stream(self, stream_id, head, ended)  # type: ignore[arg-type]
         self.streams[stream_id] = stream
         self._last_stream_id = stream_id
@@ -157,9 +184,7 @@ class FramesIn:
         if limit is not None and self._served >= limit:
             # As HTTP/1's "Connection: close" after the last request: GOAWAY.
             self._send_goaway()
-        self._settle_deadline()
-        assert self._nursery is not None
-        self._nursery.start_soon(stream.run)
+        return stream
 
     def _on_trailers(self, event: TrailersReceived) -> None:
         stream = self.streams.get(event.stream_id) if event.stream_id is not None else None

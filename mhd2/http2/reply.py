@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from ..actions import UpgradeAction
     from .stream import H2Stream
 
-__all__ = ["refuse_upgrade", "response_headers", "send_error_page", "send_response"]
+__all__ = ["refuse_upgrade", "reply_now", "response_headers", "send_error_page", "send_response"]
 
 logger = logging.getLogger("mhd2")
 
@@ -72,6 +72,40 @@ def response_headers(response: Response, *, add_date: bool,
     if size is not None and status != 204 and status >= 200 and (body_allowed or status != 304):
         headers.append((b"content-length", b"%d" % size))
     return headers
+
+
+def reply_now(stream: H2Stream, exchange: Exchange, response: Response, *, is_head: bool,
+              add_date: bool) -> bool:
+    """Queue all of *response* on *stream* at once, if that needs no waiting.
+
+    For a response without a body, or with a body in memory that one DATA
+    frame can carry within the peer's flow-control windows: HEADERS (and
+    DATA) are queued with END_STREAM for the connection's writer.
+
+    Returns:
+        Whether the response was queued (``exchange.response`` and
+        ``exchange.status`` are then set); if not, nothing was done and the
+        caller sends it with :func:`send_response`.
+    """
+    status = response.status
+    if status < 200:
+        return False
+    body_allowed = not (is_head or response.head_only or status in (204, 304))
+    data = b""
+    if body_allowed:
+        body = response._body
+        if type(body) is not BufferBody:
+            return False
+        raw = body.data
+        if (raw.nbytes if type(raw) is memoryview else len(raw)) > stream.room():
+            return False
+        data = bytes(raw)  # (no copy of bytes)
+    headers = response_headers(response, add_date=add_date, body_allowed=body_allowed)
+    exchange.response = response
+    exchange.status = status
+    stream.queue_response(headers, data)
+    exchange.body_bytes_sent = len(data)
+    return True
 
 
 async def send_response(stream: H2Stream, exchange: Exchange, response: Response, *,

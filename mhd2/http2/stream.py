@@ -29,13 +29,13 @@ import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
-from ..actions import UpgradeAction
+from ..actions import ResponseAction, UpgradeAction
 from ..enums import RequestEndedCode
 from ..exchange import ClientGone, DaemonStopping, Ending, Exchange
-from ..outcome import app_outcome
+from ..outcome import NOT_STARTED, Started, app_outcome
 from ..upload import BodyError, BodyRate
 from .checks import RequestHead
-from .reply import refuse_upgrade, send_error_page, send_response
+from .reply import refuse_upgrade, reply_now, send_error_page, send_response
 
 if TYPE_CHECKING:
     from .connection import HTTP2Connection
@@ -69,6 +69,7 @@ class H2Stream:
         "_data_event",
         "_pieces",
         "_rate",
+        "_started",
         "_timeout",
         "_unacked",
         "_window_event",
@@ -110,6 +111,8 @@ class H2Stream:
         upload_size = 0 if ended else head.content_length
         self.exchange = Exchange(conn.shared, self, conn.info, head.method, head.uri, "HTTP/2",
                                  head.fields, upload_size)
+        #: What the request callback returned, when :meth:`serve_now` called it.
+        self._started: Started = NOT_STARTED
 
     # -- fed by the connection (synchronous, from its reader) ------------------------
 
@@ -230,20 +233,42 @@ class H2Stream:
         if self.gone.is_set() or self.conn.ending:
             raise ClientGone("the client reset the stream, or the connection is ending")
 
-    async def send_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
-                           final: bool = True, flush: bool = True) -> None:
-        """Send a HEADERS block (``final``: the response head, not a 1xx)."""
+    def queue_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
+                      final: bool = True) -> None:
+        """Queue a HEADERS block (``final``: the response head, not a 1xx) for the writer."""
         self._check_open()
         self.conn.h2.send_headers(self.id, headers, end_stream=end)
         if final:
             self.headers_sent = True
         if end:
             self.closed_local = True
+
+    async def send_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
+                           final: bool = True, flush: bool = True) -> None:
+        """Send a HEADERS block (``final``: the response head, not a 1xx)."""
+        self.queue_headers(headers, end=end, final=final)
         if flush or end:
             await self.conn.flushed()
             self.arm()
         else:
             self.conn.wake_writer()
+
+    def room(self) -> int:
+        """How many body bytes one DATA frame may carry now (flow control, frame size)."""
+        h2 = self.conn.h2
+        return min(h2.local_flow_control_window(self.id), h2.max_outbound_frame_size)
+
+    def queue_response(self, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """Queue a final response whole (*body* at most :meth:`room` bytes), ending the stream."""
+        self._check_open()
+        h2 = self.conn.h2
+        if not h2.send_whole_response(self.id, headers, body):
+            h2.send_headers(self.id, headers, end_stream=not body)
+            if body:
+                h2.send_data(self.id, body, end_stream=True)
+        self.headers_sent = True
+        self.closed_local = True
+        self.body_sent += len(body)
 
     async def send_data(self, data: bytes | bytearray | memoryview, *, end: bool = False) -> None:
         """Send *data* as DATA frames within the flow-control windows; *end*: END_STREAM.
@@ -301,6 +326,47 @@ class H2Stream:
             return
         self.conn.wake_writer()
 
+    # -- served in the reader ----------------------------------------------------------
+
+    def serve_now(self) -> bool:
+        """Serve the request here and now, if that needs no waiting.
+
+        Called by the connection's reader as the request's HEADERS arrive.  A
+        bodiless request whose callback answers synchronously with a response
+        in memory that fits the peer's windows is answered without a task of
+        its own: its frames are queued for the reader's next write, and the
+        request ends here.  Anything else -- a coroutine callback, a suspend,
+        an upload, a body source to stream -- goes on in :meth:`run`, from
+        what the callback returned.
+
+        Returns:
+            Whether the request has ended (else the caller starts :meth:`run`).
+        """
+        options = self.conn.shared.options
+        if not self.body_ended or options.early_uri_logger is not None or self.conn.ending:
+            return False
+        exchange = self.exchange
+        if options.forwarded_headers:
+            exchange.believe_proxy(exchange.request._headers)
+        started = exchange.call_app_now()
+        self._started = started
+        if type(started) is not ResponseAction:
+            return False
+        code = RequestEndedCode.COMPLETED_OK
+        try:
+            if not reply_now(self, exchange, started.response,
+                             is_head=exchange.request.method == "HEAD",
+                             add_date=not options.suppress_date_header):
+                return False
+        except Exception:
+            logger.exception("mhd2: internal error on HTTP/2 stream %d of %s", self.id,
+                             self.conn.info.client_address)
+            self.reset(ErrorCodes.INTERNAL_ERROR)
+            code = RequestEndedCode.CONNECTION_ERROR
+        exchange.end(code)
+        self._finish(in_reader=True)
+        return True
+
     # -- the stream's task ------------------------------------------------------------
 
     async def run(self) -> None:
@@ -336,8 +402,9 @@ class H2Stream:
             exchange.end(code)
             self._finish()
 
-    def _finish(self) -> None:
-        """After the end: free what the stream holds in the connection's windows."""
+    def _finish(self, *, in_reader: bool = False) -> None:
+        """After the end: free what the stream holds in the connection's windows
+        (*in_reader*: as :meth:`HTTP2Connection.stream_done`)."""
         if not self.closed_local:
             self.reset(ErrorCodes.INTERNAL_ERROR if not self.gone.is_set() else ErrorCodes.CANCEL)
         elif not self.body_ended:
@@ -356,7 +423,7 @@ class H2Stream:
         self.gone.set()
         if unread:
             self.conn.acknowledge(self.id, unread)
-        self.conn.stream_done(self)
+        self.conn.stream_done(self, in_reader=in_reader)
 
     def _body_source(self) -> H2Stream:
         """The stream is its own request body source (for an upload action)."""
@@ -366,9 +433,11 @@ class H2Stream:
         exchange = self.exchange
         request = exchange.request
         options = self.conn.shared.options
-        if options.forwarded_headers or options.early_uri_logger is not None:
+        started = self._started
+        if started is NOT_STARTED and (options.forwarded_headers
+                                       or options.early_uri_logger is not None):
             await exchange.begin(request._headers)
-        outcome = await app_outcome(exchange, self._body_source)
+        outcome = await app_outcome(exchange, self._body_source, started)
         if outcome is None:
             self.reset(ErrorCodes.INTERNAL_ERROR)
             return RequestEndedCode.BY_APP_ABORT
