@@ -23,7 +23,6 @@ from h2.events import (
     TrailersReceived,
 )
 from h2.exceptions import ProtocolError
-from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import Frame, GoAwayFrame
 
@@ -73,8 +72,7 @@ class RawH2:
         self._send_lock = trio.Lock()
         #: Every frame received, as parsed independently of h2's state machine.
         self.frames: list[Frame] = []
-        self._frame_log = FrameBuffer(server=False)
-        self._frame_log.max_frame_size = 2**24 - 1
+        self._unparsed = bytearray()
         if window is not None:
             self.conn.local_settings = Settings(
                 client=True, initial_values={SettingCodes.INITIAL_WINDOW_SIZE: window})
@@ -118,13 +116,12 @@ class RawH2:
         if not data:
             self.closed = True
             return []
-        self._frame_log.add_data(data)
-        frames = list(self._frame_log)
-        self.frames.extend(frames)
+        frames = self._split(data)
+        self.frames.extend(frame for frame, _ in frames)
         events: list[Event] = []
-        for frame in frames:
+        for frame, raw in frames:
             try:
-                got = self.conn.receive_data(frame.serialize())
+                got = self.conn.receive_data(raw)
             except ProtocolError:
                 self.closed = True
                 break
@@ -141,6 +138,21 @@ class RawH2:
             self.closed = True
         self.events.extend(events)
         return events
+
+    def _split(self, data: bytes | bytearray) -> list[tuple[Frame, bytes]]:
+        """The whole frames received so far, each parsed and as it came (h2's own
+        FrameBuffer would merge CONTINUATION frames into their HEADERS)."""
+        self._unparsed += data
+        frames = []
+        while len(self._unparsed) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(bytes(self._unparsed[:9])))
+            if len(self._unparsed) < 9 + length:
+                break
+            raw = bytes(self._unparsed[:9 + length])
+            del self._unparsed[:9 + length]
+            frame.parse_body(memoryview(raw)[9:])
+            frames.append((frame, raw))
+        return frames
 
     def _note(self, event: Event) -> None:
         sid = getattr(event, "stream_id", None)

@@ -745,3 +745,82 @@ async def test_forwarded_headers_apply_to_streams() -> None:
             await client.aclose()
     assert seen[0].client_address[0] == "203.0.113.9" and seen[0].scheme == "https"
     assert seen[0].connection.client_address[0] == "127.0.0.1"
+
+
+# -- answers made in the reader and in stream tasks ------------------------------------------
+
+
+async def test_reader_answers_and_task_answers_share_one_connection(ended: Ended) -> None:
+    """Small answers are queued by the connection's reader, everything else by stream
+    tasks; on one connection, in one burst, every stream gets its own answer whole."""
+    parked: list[mhd2.Request] = []
+    all_parked = trio.Event()
+    big = bytes(range(256)) * 400  # 102,400 B: more than a stream's window
+
+    async def async_cb(request: mhd2.Request) -> mhd2.Action:
+        await trio.lowlevel.checkpoint()
+        return text_response(request, b"async " + request.path.encode())
+
+    def cb(request: mhd2.Request) -> mhd2.Action | Any:
+        kind = request.path.split("/")[1]
+        if kind == "async":
+            return async_cb(request)
+        if kind == "park" and request.app_context is None:
+            request.app_context = "resumed"
+            parked.append(request)
+            if len(parked) == 10:
+                all_parked.set()
+            return mhd2.action_suspend(request)
+        if kind == "big":
+            return text_response(request, big)
+        if kind == "hdr":
+            response = mhd2.Response.from_buffer_copy(200, b"long head")
+            response.add_header("X-Long", "h" * 20000)  # a block beyond one frame
+            return mhd2.action_from_response(request, response)
+        if kind == "none":
+            return mhd2.action_from_response(request, mhd2.Response.from_buffer_copy(204, b""))
+        return text_response(request, request.path.encode())
+
+    async with running(cb, notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        client = await RawH2.connect(daemon.port)
+        async with client.stream:
+            paths = [f"/{kind}/{i}" for i in range(10)
+                     for kind in ("now", "async", "park", "big", "hdr", "none")]
+            sids = {client.request(path, method="HEAD" if path == "/now/3" else "GET"): path
+                    for path in paths}
+            await client.flush()
+            with trio.fail_after(WAIT):
+                await all_parked.wait()
+                for request in parked:
+                    mhd2.request_resume(request)
+                await client.until(lambda: all(client.replies[s].ended for s in sids))
+    for sid, path in sids.items():
+        reply = client.replies[sid]
+        kind = path.split("/")[1]
+        assert reply.reset is None, path
+        if kind == "big":
+            assert reply.body == big
+        elif kind == "async":
+            assert reply.body == b"async " + path.encode()
+        elif kind == "hdr":
+            assert reply.header(b"x-long") == b"h" * 20000 and reply.body == b"long head"
+        elif kind == "none":
+            assert reply.status == 204 and reply.body == b""
+        elif path == "/now/3":
+            assert reply.body == b"" and reply.header(b"content-length") == b"6"
+        else:
+            assert reply.body == path.encode()
+        if kind != "none":
+            assert reply.status == 200
+    # Each request ended once, completed.
+    assert sorted(r.path for r, _ in ended) == sorted(paths)
+    assert {c for _, c in ended} == {RequestEndedCode.COMPLETED_OK}
+    # The 20 KB head went out as HEADERS + CONTINUATION; the small answers whole,
+    # END_STREAM on their DATA frame.
+    kinds = {type(f).__name__ for f in client.frames}
+    assert "ContinuationFrame" in kinds
+    now = next(s for s, p in sids.items() if p == "/now/1")
+    frames = [f for f in client.frames if f.stream_id == now]
+    assert [type(f).__name__ for f in frames] == ["HeadersFrame", "DataFrame"]
+    assert "END_HEADERS" in frames[0].flags and "END_STREAM" not in frames[0].flags
+    assert "END_STREAM" in frames[1].flags
