@@ -1,17 +1,22 @@
 """The HTTP/2 connection loop: one ``h2`` state machine over one transport.
 
 One task per connection owns a nursery; in it run the connection's reader
-(this task), its one writer, and one task per stream
+(this task), its writer, and one task per stream that needs one
 (:class:`~mhd2.http2.stream.H2Stream`), so every stream ends before its
-connection does.  All ``h2`` calls happen in trio tasks of one thread without
-an ``await`` in the middle, so the state machine needs no lock.
+connection does.  A request answered at once from memory needs none: the
+reader serves it (:meth:`H2Stream.serve_now
+<mhd2.http2.stream.H2Stream.serve_now>`).  All ``h2`` calls happen in trio
+tasks of one thread without an ``await`` in the middle, so the state machine
+needs no lock.
 
-* **One writer.**  Everyone queues frames into the ``h2`` object and wakes
-  the writer; the writer sends what is queued in one write.  Streams and the
-  reader wait until their frames are written (:meth:`flushed`) before they
-  queue more, so what waits for the socket is bounded: a window's worth per
-  stream, and the reader reads nothing while its answers (``PING`` and
-  ``SETTINGS`` acks) cannot be written.
+* **One write at a time.**  Everyone queues frames into the ``h2`` object.
+  The reader writes what is queued after each read it handled, unless a
+  write is under way; streams wake the writer task instead (a stream's task
+  may be cancelled, and a write cut mid-frame would break the connection).
+  Streams and the reader wait until their frames are written
+  (:meth:`flushed`) before they queue more, so what waits for the socket is
+  bounded: a window's worth per stream, and the reader reads nothing while
+  its answers (responses, ``PING`` and ``SETTINGS`` acks) cannot be written.
 * **Flow control is the backpressure.**  Received DATA is acknowledged only
   when the application has consumed it (:meth:`acknowledge`).
 * **Limits.**  The received frames are handled by
