@@ -23,6 +23,7 @@ from hyperframe.frame import ContinuationFrame, DataFrame, Frame, HeadersFrame, 
 
 import mhd2
 from mhd2.enums import RequestEndedCode
+from mhd2.http2.guard import MIN_RESETS
 
 Ended = list[tuple[mhd2.Request, mhd2.RequestEndedCode]]
 MB = 1024 * 1024
@@ -96,6 +97,33 @@ async def test_rapid_reset_is_bounded_and_ends_with_enhance_your_calm() -> None:
     assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     # Past the reset rate the connection ended; work the application saw is bounded.
     assert len(calls) <= 400
+
+
+async def test_resets_after_each_answer_count_against_the_rate_too() -> None:
+    """The rapid reset with each RST_STREAM sent after its stream was answered (h2
+    drops those without an event): the connection still ends at the reset rate."""
+    calls: list[str] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        calls.append(request.path)
+        return text_response(request)
+
+    async with h2_attack(fine_or(cb)) as attack:
+        client = attack.client
+        with trio.fail_after(WAIT):
+            for i in range(10_000):
+                sid = client.request(f"/{i}")
+                reply = await client.response(sid)
+                if client.goaway is not None or client.closed:
+                    break
+                assert reply.status == 200
+                # (h2 would refuse to reset a closed stream: the frame by hand.)
+                await send_quietly(client, RstStreamFrame(sid, error_code=ErrorCodes.CANCEL)
+                                   .serialize())
+            goaway = await client.until_goaway()
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    # MIN_RESETS per window (200), then the GOAWAY: not 10,000 answers.
+    assert len(calls) <= 2 * MIN_RESETS
 
 
 async def test_continuation_flood_is_bounded_and_ends_the_connection() -> None:

@@ -280,6 +280,8 @@ class HTTP2Connection(FramesIn):
                     if not opened:
                         opened = True
                         self._open_connection_window()
+                    if self._reset_flood():
+                        return RequestEndedCode.HTTP_PROTOCOL_ERROR
                     if events:
                         self._handle(events)
                     if self._goaway_sent and self._dead:

@@ -94,6 +94,21 @@ class FramesIn:
             for stream in fresh:
                 self._start(stream)
 
+    def _reset_flood(self) -> bool:
+        """Count the ``RST_STREAM`` frames of the last read against the reset rate
+        (CVE-2023-44487, "rapid reset"): every one, also for streams already
+        answered.
+
+        Returns:
+            Whether the connection is to end (``GOAWAY`` ENHANCE_YOUR_CALM queued).
+        """
+        frames = self.h2.incoming_buffer
+        count = frames.resets
+        if not count:
+            return False
+        frames.resets = 0
+        return self._flood(self._guard.resets(count))
+
     def _start(self, stream: H2Stream) -> None:
         """Serve *stream* in the reader if it can be (:meth:`H2Stream.serve_now`), else
         in a task of its own."""
@@ -134,8 +149,6 @@ class FramesIn:
                     stream.closed_local = True
                     stream.body_ended = True
                     stream.cancel(RequestEndedCode.CLIENT_ABORT)
-                if event.remote_reset and self._flood(self._guard.reset()):
-                    return
             elif isinstance(event, TrailersReceived):
                 self._on_trailers(event)
             elif isinstance(event, PingReceived):

@@ -32,13 +32,13 @@ class Rate:
         self._count = 0
         self._start = trio.current_time()
 
-    def over(self) -> bool:
-        """Count one; True when the limit of this window is passed."""
+    def over(self, count: int = 1) -> bool:
+        """Count *count*; True when the limit of this window is passed."""
         now = trio.current_time()
         if now - self._start >= RATE_WINDOW:
             self._start = now
             self._count = 0
-        self._count += 1
+        self._count += count
         return self._count > self._limit
 
 
@@ -64,6 +64,6 @@ class FloodGuard:
         """A ``SETTINGS`` frame arrived."""
         return "SETTINGS flood" if self._settings.over() else None
 
-    def reset(self) -> str | None:
-        """The client reset a stream (CVE-2023-44487, "rapid reset")."""
-        return "too many stream resets" if self._resets.over() else None
+    def resets(self, count: int) -> str | None:
+        """The client sent *count* ``RST_STREAM`` frames (CVE-2023-44487, "rapid reset")."""
+        return "too many stream resets" if self._resets.over(count) else None

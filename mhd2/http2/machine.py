@@ -19,7 +19,7 @@ from h2.connection import ConnectionInputs, H2Connection
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from h2.stream import StreamInputs
-from hyperframe.frame import Frame
+from hyperframe.frame import Frame, RstStreamFrame
 
 from .hpack_out import StaticEncoder
 
@@ -61,6 +61,7 @@ class ServerH2(H2Connection):
     """
 
     encoder: StaticEncoder
+    incoming_buffer: EarlyFrameBuffer
 
     @property
     def open_inbound_streams(self) -> int:
@@ -114,7 +115,8 @@ class ServerH2(H2Connection):
 
 
 class EarlyFrameBuffer(FrameBuffer):
-    """``h2``'s frame buffer, refusing an oversized frame from its 9-byte header.
+    """``h2``'s frame buffer, refusing an oversized frame from its 9-byte header,
+    and counting the client's ``RST_STREAM`` frames.
 
     ``h2`` checks a frame's length against ``SETTINGS_MAX_FRAME_SIZE`` only
     once the whole frame is buffered: one header announcing 2**24 - 1 bytes
@@ -123,13 +125,26 @@ class EarlyFrameBuffer(FrameBuffer):
     exceeds the size defined in SETTINGS_MAX_FRAME_SIZE" -- here as soon as
     the header says so (``FrameTooLargeError``, a ``ProtocolError``: h2 queues
     ``GOAWAY(FRAME_SIZE_ERROR)``).
+
+    :attr:`resets` counts every ``RST_STREAM`` frame, also those for streams
+    already answered, which ``h2`` drops without an event: the rapid-reset
+    rate (CVE-2023-44487) must hold whether a reset came before or after the
+    answer.
     """
+
+    def __init__(self, server: bool = False) -> None:
+        super().__init__(server=server)
+        #: ``RST_STREAM`` frames parsed since the connection last took the count.
+        self.resets = 0
 
     def __next__(self) -> Frame:
         data = self._data
         if len(data) >= 9:
             self._validate_frame_length(int.from_bytes(data[:3], "big"))
-        return super().__next__()
+        frame = super().__next__()
+        if type(frame) is RstStreamFrame:
+            self.resets += 1
+        return frame
 
 
 def new_h2(options: DaemonOptions) -> ServerH2:
