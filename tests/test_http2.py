@@ -685,6 +685,41 @@ async def test_max_requests_per_connection_sends_goaway() -> None:
     assert goaway.error_code == 0 and goaway.last_stream_id == 3
 
 
+async def test_the_last_answers_are_not_cut_when_the_connection_ends_mid_write(
+        ended: Ended) -> None:
+    """The stream that reaches max_requests_per_connection ends the connection's reading
+    while the reader writes 16 MB of answers to a client that does not read yet:
+    the write is finished, not cut -- every answer arrives whole, then GOAWAY."""
+    count = 1000
+    body = b"b" * 16000
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        return text_response(request, body)
+
+    all_answered = trio.Event()
+
+    def on_end(request: mhd2.Request, code: mhd2.RequestEndedCode) -> None:
+        ended.append((request, code))
+        if len(ended) == count:
+            all_answered.set()
+
+    async with running(cb, max_requests_per_connection=count, http2_max_concurrent_streams=2000,
+                       notify_request_ended=on_end) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            async with client.stream:
+                client.conn.increment_flow_control_window(2**30 - 65535)
+                await client.until(lambda: client.conn.remote_settings.max_concurrent_streams
+                                   == 2000)
+                sids = [client.request(f"/{i}") for i in range(count)]
+                await client.flush()  # all the HEADERS in one write
+                await all_answered.wait()  # all answers queued: the reader is writing
+                goaway = await client.until_goaway()
+                await client.until_closed()
+    assert all(client.replies[sid].body == body and client.replies[sid].ended for sid in sids)
+    assert goaway.error_code == 0 and goaway.last_stream_id == sids[-1]
+
+
 async def test_connection_timeout_is_per_stream(ended: Ended) -> None:
     """request.connection_timeout sets the limit of the request's own stream:
     a stream waiting for a body that does not come is cut, its neighbour is not."""

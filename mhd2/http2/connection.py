@@ -90,10 +90,12 @@ class HTTP2Connection(FramesIn):
         "_extra",
         "_flush_asked",
         "_guard",
+        "_in_turn",
         "_initial",
         "_notified",
         "_nursery",
         "_read_scope",
+        "_stop_reading",
         "_wake",
         "_writing",
         "h2",
@@ -132,6 +134,8 @@ class HTTP2Connection(FramesIn):
         self._served = 0
         self._last_stream_id = 0
         self._read_scope = trio.CancelScope()
+        self._in_turn = False  # the reader handles a read (and writes its answers)
+        self._stop_reading = False
         self._nursery: trio.Nursery | None = None
         self._guard = FloodGuard(options.http2_max_concurrent_streams)
 
@@ -151,7 +155,7 @@ class HTTP2Connection(FramesIn):
             stream.exchange.wake_for_stop()
         if not self.streams:
             self._closing = True
-            self._read_scope.cancel()
+            self._stop_reader()
             return True
         return False
 
@@ -199,7 +203,7 @@ class HTTP2Connection(FramesIn):
             self._wake.set()
         if not self.streams:
             if self._goaway_sent:
-                self._read_scope.cancel()
+                self._stop_reader()
             else:
                 self._settle_deadline()
 
@@ -253,6 +257,14 @@ class HTTP2Connection(FramesIn):
             await transport.close()
             self._notify(ConnectionEvent.CLOSED)
 
+    def _stop_reader(self) -> None:
+        """End the reader: at once if it waits for input, else when its turn with
+        the last read is over -- its write included: a write cut in the middle
+        would lose the answers in it and break the frame stream."""
+        self._stop_reading = True
+        if not self._in_turn:
+            self._read_scope.cancel()
+
     def _open_connection_window(self) -> None:
         """Widen the connection's receive window (once the client's preface is in)."""
         increment = connection_window(self.shared.options)
@@ -269,29 +281,35 @@ class HTTP2Connection(FramesIn):
         with self._read_scope:
             while True:
                 if data:
+                    self._in_turn = True
                     try:
-                        events = self.h2.receive_data(data)
-                    except ProtocolError as exc:
-                        # h2 queued GOAWAY with the error code.
-                        logger.debug("mhd2: HTTP/2 protocol error from %s: %s",
-                                     self.info.client_address, exc)
-                        self._goaway_sent = True
-                        return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                    if not opened:
-                        opened = True
-                        self._open_connection_window()
-                    if self._reset_flood():
-                        return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                    if events:
-                        self._handle(events)
-                    if self._goaway_sent and self._dead:
-                        return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                    answered = self._queued()
-                    if answered:
-                        if self._writing:
-                            await self.flushed()
-                        elif not await self._write():
-                            return RequestEndedCode.CLIENT_ABORT
+                        try:
+                            events = self.h2.receive_data(data)
+                        except ProtocolError as exc:
+                            # h2 queued GOAWAY with the error code.
+                            logger.debug("mhd2: HTTP/2 protocol error from %s: %s",
+                                         self.info.client_address, exc)
+                            self._goaway_sent = True
+                            return RequestEndedCode.HTTP_PROTOCOL_ERROR
+                        if not opened:
+                            opened = True
+                            self._open_connection_window()
+                        if self._reset_flood():
+                            return RequestEndedCode.HTTP_PROTOCOL_ERROR
+                        if events:
+                            self._handle(events)
+                        if self._goaway_sent and self._dead:
+                            return RequestEndedCode.HTTP_PROTOCOL_ERROR
+                        answered = self._queued()
+                        if answered:
+                            if self._writing:
+                                await self.flushed()
+                            elif not await self._write():
+                                return RequestEndedCode.CLIENT_ABORT
+                    finally:
+                        self._in_turn = False
+                    if self._stop_reading:
+                        break
                 try:
                     # After an answer the client's next frames come a moment
                     # later: reading after the other connections' turn finds
@@ -343,7 +361,7 @@ class HTTP2Connection(FramesIn):
                         # The client is gone: end the streams and the reader.
                         self._broken = True
                         self._cut(RequestEndedCode.CLIENT_ABORT)
-                        self._read_scope.cancel()
+                        self._stop_reader()
                         done.set()
                         return False
                 done.set()

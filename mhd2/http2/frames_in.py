@@ -68,7 +68,6 @@ class FramesIn:
     _served: int
     _last_stream_id: int
     _nursery: trio.Nursery | None
-    _read_scope: trio.CancelScope
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         raise NotImplementedError
@@ -77,6 +76,9 @@ class FramesIn:
         raise NotImplementedError
 
     def _settle_deadline(self) -> None:
+        raise NotImplementedError
+
+    def _stop_reader(self) -> None:
         raise NotImplementedError
 
     def _handle(self, events: list[Event]) -> None:
@@ -164,7 +166,7 @@ class FramesIn:
                 # The client's GOAWAY: no new streams; end when the last one has.
                 self._goaway_sent = True
                 if not streams:
-                    self._read_scope.cancel()
+                    self._stop_reader()
 
     def _on_request(self, event: RequestReceived) -> H2Stream | None:
         """Open a stream for a request (or refuse it); the caller starts it."""
