@@ -345,32 +345,34 @@ class HTTP2Connection(FramesIn):
         """
         transport = self.transport
         h2 = self.h2
+        # A write cancelled midway (the connection's deadline, or its end) leaves
+        # _writing set: the byte stream is no longer whole, nothing more is
+        # written on it (see _final_goaway).
         self._writing = True
-        try:
-            while True:
-                done, self._batch = self._batch, trio.Event()
-                self._flush_asked = False
-                data = h2.data_to_send()
-                if self._extra:
-                    data += b"".join(self._extra)
-                    self._extra.clear()
-                if data and not self._broken:
-                    try:
-                        await transport.send(data)
-                    except TransportError:
-                        # The client is gone: end the streams and the reader.
-                        self._broken = True
-                        self._cut(RequestEndedCode.CLIENT_ABORT)
-                        self._stop_reader()
-                        done.set()
-                        return False
-                done.set()
-                # Frames queued, or a flush asked for, during this write: once more.
-                if not (self._flush_asked or self._queued()):
-                    return True
-        finally:
-            self._writing = False
-            self._settle_deadline()
+        while True:
+            done, self._batch = self._batch, trio.Event()
+            self._flush_asked = False
+            data = h2.data_to_send()
+            if self._extra:
+                data += b"".join(self._extra)
+                self._extra.clear()
+            if data and not self._broken:
+                try:
+                    await transport.send(data)
+                except TransportError:
+                    # The client is gone: end the streams and the reader.
+                    self._writing = False
+                    self._broken = True
+                    self._cut(RequestEndedCode.CLIENT_ABORT)
+                    self._stop_reader()
+                    done.set()
+                    return False
+            done.set()
+            # Frames queued, or a flush asked for, during this write: once more.
+            if not (self._flush_asked or self._queued()):
+                self._writing = False
+                self._settle_deadline()
+                return True
 
     # -- endings ----------------------------------------------------------------------------
 
