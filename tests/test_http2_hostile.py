@@ -65,16 +65,19 @@ def with_field(data: bytes, field: bytes) -> bytes:
     return b"".join(out)
 
 
+def recording(calls: list[str]) -> Callable[[mhd2.Request], mhd2.Action]:
+    """A callback answering ``ok`` that records each request's path in *calls*."""
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        calls.append(request.path)
+        return text_response(request)
+    return cb
+
+
 async def test_rapid_reset_is_bounded_and_ends_with_enhance_your_calm() -> None:
     """CVE-2023-44487: HEADERS then RST_STREAM in a loop -- 10,000 streams with a
     6 KB header each (60 MB if the streams were kept)."""
     calls: list[str] = []
-
-    def cb(request: mhd2.Request) -> mhd2.Action:
-        calls.append(request.path)
-        return text_response(request)
-
-    async with h2_attack(fine_or(cb)) as attack:
+    async with h2_attack(fine_or(recording(calls))) as attack:
         client = attack.client
         with trio.fail_after(WAIT):
 
@@ -103,12 +106,7 @@ async def test_resets_after_each_answer_count_against_the_rate_too() -> None:
     """The rapid reset with each RST_STREAM sent after its stream was answered (h2
     drops those without an event): the connection still ends at the reset rate."""
     calls: list[str] = []
-
-    def cb(request: mhd2.Request) -> mhd2.Action:
-        calls.append(request.path)
-        return text_response(request)
-
-    async with h2_attack(fine_or(cb)) as attack:
+    async with h2_attack(fine_or(recording(calls))) as attack:
         client = attack.client
         with trio.fail_after(WAIT):
             for i in range(10_000):
