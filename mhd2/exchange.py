@@ -201,28 +201,19 @@ class Exchange:
             self.client_address = found.client_address
             self.scheme = found.scheme
 
-    async def call_app(self) -> Action | Ending | None:
-        """Call the request callback once (awaiting it if it is a coroutine function).
+    def call_app_now(self) -> Action | Ending | Awaitable[Any] | None:
+        """Call the request callback once, without awaiting what it returned.
+
+        A protocol loop can then serve a plain callback's answer without a
+        task switch (HTTP/2 streams answered in the reader);
+        :func:`mhd2.outcome.app_outcome` carries on from here otherwise.
 
         Returns:
             The action it made; ``None`` when it returned ``None`` (an abort,
             already ended); a :class:`Ending` when it raised or misused the
-            API (logged; the response of a claimed action is released).
-        """
-        result = self.call_app_now()
-        if result is None or isinstance(result, (Action, Ending)):
-            return result
-        return await self.finish_app(result)
-
-    def call_app_now(self) -> Action | Ending | Awaitable[Any] | None:
-        """Call the request callback once, without awaiting what it returned.
-
-        What a protocol loop calls when it can serve a plain callback's
-        answer without a task switch (HTTP/2 streams answered in the reader).
-
-        Returns:
-            As :meth:`call_app`; or, when the callback returned an awaitable
-            (a coroutine function), that awaitable: pass it to :meth:`finish_app`.
+            API (logged; the response of a claimed action is released); or,
+            when the callback returned an awaitable (a coroutine function),
+            that awaitable: pass it to :meth:`finish_app`.
         """
         slot = self.action_slot
         slot.value = None
@@ -237,7 +228,7 @@ class Exchange:
             return self._failed(exc)
 
     async def finish_app(self, pending: Awaitable[Any]) -> Action | Ending | None:
-        """Await what an async request callback returned; then as :meth:`call_app`."""
+        """Await what an async request callback returned; then as :meth:`call_app_now`."""
         try:
             return self._checked(await pending)
         except Exception as exc:

@@ -56,15 +56,14 @@ async def app_outcome(exchange: Exchange, make_body: Callable[[], BodySource],
         early; ``None`` when the callback returned ``None`` (the request has
         already ended as aborted: close without a reply).
     """
-    if started is NOT_STARTED:
-        action = await exchange.call_app()
-    elif started is None or isinstance(started, (Action, Ending)):
-        action = started
-    else:
-        action = await exchange.finish_app(started)
-    while isinstance(action, SuspendAction):
+    action = exchange.call_app_now() if started is NOT_STARTED else started
+    while True:
+        if action is not None and not isinstance(action, (Action, Ending)):
+            action = await exchange.finish_app(action)  # an async callback's awaitable
+        if not isinstance(action, SuspendAction):
+            break
         await exchange.park()
-        action = await exchange.call_app()
+        action = exchange.call_app_now()
     if action is None or isinstance(action, Ending):
         return action
     if isinstance(action, AbortAction):

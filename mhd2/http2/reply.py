@@ -74,6 +74,11 @@ def response_headers(response: Response, *, add_date: bool,
     return headers
 
 
+def _body_allowed(response: Response, is_head: bool) -> bool:
+    """Whether *response* carries a body (not for HEAD, head-only, 204 or 304)."""
+    return not (is_head or response.head_only or response.status in (204, 304))
+
+
 def reply_now(stream: H2Stream, exchange: Exchange, response: Response, *, is_head: bool,
               add_date: bool) -> bool:
     """Queue all of *response* on *stream* at once, if that needs no waiting.
@@ -90,7 +95,7 @@ def reply_now(stream: H2Stream, exchange: Exchange, response: Response, *, is_he
     status = response.status
     if status < 200:
         return False
-    body_allowed = not (is_head or response.head_only or status in (204, 304))
+    body_allowed = _body_allowed(response, is_head)
     data = b""
     if body_allowed:
         body = response._body
@@ -122,7 +127,7 @@ async def send_response(stream: H2Stream, exchange: Exchange, response: Response
         DaemonStopping: the daemon stopped while a content creator was suspended.
     """
     status = response.status
-    body_allowed = not (is_head or response.head_only or status in (204, 304))
+    body_allowed = _body_allowed(response, is_head)
     headers = response_headers(response, add_date=add_date, body_allowed=body_allowed)
     exchange.status = status
     if not body_allowed:

@@ -234,20 +234,15 @@ class H2Stream:
         if self.gone.is_set() or self.conn.ending:
             raise ClientGone("the client reset the stream, or the connection is ending")
 
-    def queue_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
-                      final: bool = True) -> None:
-        """Queue a HEADERS block (``final``: the response head, not a 1xx) for the writer."""
+    async def send_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
+                           final: bool = True, flush: bool = True) -> None:
+        """Send a HEADERS block (``final``: the response head, not a 1xx)."""
         self._check_open()
         self.conn.h2.send_headers(self.id, headers, end_stream=end)
         if final:
             self.headers_sent = True
         if end:
             self.closed_local = True
-
-    async def send_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
-                           final: bool = True, flush: bool = True) -> None:
-        """Send a HEADERS block (``final``: the response head, not a 1xx)."""
-        self.queue_headers(headers, end=end, final=final)
         if flush or end:
             await self.conn.flushed()
             self.arm()
