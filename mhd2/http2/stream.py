@@ -327,7 +327,8 @@ class H2Stream:
     def serve_now(self) -> bool:
         """Serve the request here and now, if that needs no waiting.
 
-        Called by the connection's reader as the request's HEADERS arrive.  A
+        Called by the connection's reader once it has handled the frames of
+        the read that brought the request's HEADERS.  A
         bodiless request whose callback answers synchronously with a response
         in memory that fits the peer's windows is answered without a task of
         its own: its frames are queued for the reader's next write, and the
