@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import socket
 import threading
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -228,3 +230,30 @@ async def h2_attack(cb: Any, *, bound: int = MEMORY_BOUND, client_options: dict[
     assert attack.served_meanwhile >= 1
     assert attack.peak_growth < bound, \
         f"the attack made the process allocate {attack.peak_growth / 2**20:.1f} MiB at its peak"
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that is free now, for a server started later.
+
+    Picked below the kernel's range for outgoing connections: a port taken
+    from that range (``bind(0)``) can meanwhile become the local end of
+    another connection -- a test's own connection to Redis, say -- and the
+    server then cannot listen on it.
+    """
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as ranges:
+            low = int(ranges.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 16384), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # all tried were taken: any free one
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

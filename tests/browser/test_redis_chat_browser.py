@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _harness import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("MHD2_CHROMIUM", "/usr/bin/chromium")
@@ -37,12 +38,6 @@ pytestmark = pytest.mark.skipif(
     os.environ.get("MHD2_BROWSER") != "1",
     reason="browser test: run with MHD2_BROWSER=1 (nox -s browser)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

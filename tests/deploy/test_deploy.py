@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +33,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from _harness import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -54,12 +54,6 @@ DEPLOY = os.environ.get("MHD2_DEPLOY") == "1"
 pytestmark = pytest.mark.skipif(
     bool(MISSING) and not DEPLOY,
     reason=f"deploy test: needs {', '.join(MISSING)} (or run nox -s deploy, which installs them)")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Child:
