@@ -194,9 +194,13 @@ class Exchange:
 
     def believe_proxy(self, fields: Iterable[tuple[str | bytes, str | bytes]]) -> None:
         """Take :attr:`client_address` and :attr:`scheme` from a trusted proxy's
-        ``Forwarded`` / ``X-Forwarded-*`` among *fields* (``forwarded_headers``)."""
+        ``X-Forwarded-*`` or ``Forwarded`` among *fields*: the family
+        ``forwarded_headers`` names (the other is ignored)."""
+        use = self.shared.options.forwarded_headers
+        if not use:
+            return
         found = resolve_from_headers(self.request.connection.client_address,
-                                     self.shared.trusted, fields, scheme=self.scheme)
+                                     self.shared.trusted, fields, scheme=self.scheme, use=use)
         if found.from_headers:
             self.client_address = found.client_address
             self.scheme = found.scheme

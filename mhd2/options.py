@@ -11,12 +11,17 @@ import math
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import trio
 
 from ._http1.backend import PARSER_CHOICES, httptools_available
-from ._proxy.forwarded import DEFAULT_TRUSTED_PROXIES, TrustedProxies
+from ._proxy.forwarded import (
+    DEFAULT_TRUSTED_PROXIES,
+    ForwardedFamily,
+    TrustedProxies,
+    check_forwarded_headers,
+)
 from .enums import AddressFamily, StatusCode, StrictLevel
 from .errors import UsageError
 
@@ -96,7 +101,7 @@ class DaemonOptions:
     unix_mode: int | None = None
     proxy_protocol: bool = False
     trusted_proxies: Any = DEFAULT_TRUSTED_PROXIES
-    forwarded_headers: bool = False
+    forwarded_headers: ForwardedFamily | Literal[False] = False
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
     large_pool_size: int = DEFAULT_LARGE_POOL_SIZE
     accept_policy: Callable[..., Any] | None = None
@@ -155,9 +160,14 @@ class DaemonOptions:
             if self.listen_socket is not None:
                 raise _bad("unix_path", self.unix_path, "no listen_socket with it (pass one)")
         _check_int("unix_mode", self.unix_mode, 0, allow_none=True)
-        for flag in ("proxy_protocol", "forwarded_headers"):
-            if not isinstance(getattr(self, flag), bool):
-                raise _bad(flag, getattr(self, flag), "True or False")
+        if not isinstance(self.proxy_protocol, bool):
+            raise _bad("proxy_protocol", self.proxy_protocol, "True or False")
+        try:  # False, "x-forwarded" or "forwarded"; True is refused (it let clients choose)
+            object.__setattr__(self, "forwarded_headers",
+                               check_forwarded_headers(self.forwarded_headers))
+        except UsageError as exc:
+            raise UsageError(f"Daemon option {exc}",
+                             StatusCode.CONFIGURATION_WRONG_OPTION_VALUE) from None
         if isinstance(self.trusted_proxies, str):
             object.__setattr__(self, "trusted_proxies", tuple(
                 p.strip() for p in self.trusted_proxies.split(",") if p.strip()))

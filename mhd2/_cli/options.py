@@ -148,9 +148,15 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
     add("--proxy-protocol", action="store_true",
         help="every connection starts with a PROXY protocol header (HAProxy send-proxy / "
              "send-proxy-v2) from a trusted peer")
+    add("--forwarded-headers", choices=("x-forwarded", "forwarded"), type=str.lower,
+        metavar="x-forwarded|forwarded",
+        help="believe the client address and scheme a trusted proxy sets in "
+             "X-Forwarded-For / X-Forwarded-Proto (x-forwarded: HAProxy option forwardfor, "
+             "nginx) or in RFC 7239 Forwarded (forwarded); the other family is ignored")
     add("--forwarded-allow-ips", type=_trusted, metavar="LIST",
-        help="comma-separated trusted proxies (addresses, networks, 'unix', '*'); "
-             "believe Forwarded / X-Forwarded-For / X-Forwarded-Proto from them")
+        help="comma-separated trusted proxies (addresses, networks, 'unix', '*') whose "
+             "PROXY and forwarded headers are believed (default: 127.0.0.1,::1,unix); "
+             "needs --forwarded-headers or --proxy-protocol")
     add("--timeout", type=_seconds, metavar="SECONDS",
         help="idle and trickle limit of a connection (default: 60)")
     add("--keep-alive-timeout", type=_seconds, metavar="SECONDS",
@@ -191,12 +197,31 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         options["proxy_protocol"] = True
     if args.forwarded_allow_ips is not None:
         options["trusted_proxies"] = args.forwarded_allow_ips
-        options["forwarded_headers"] = True
+    if args.forwarded_headers is not None:
+        options["forwarded_headers"] = args.forwarded_headers
     if args.parser is not None:
         options["parser"] = args.parser
     if args.no_http2:
         options["http2"] = False
     return options
+
+
+def check_forwarded_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--forwarded-allow-ips`` alone is an error (exit status 2).
+
+    It used to turn on "``Forwarded``, else ``X-Forwarded-*``", which let a
+    client behind a proxy that sets only one family choose its own address and
+    scheme with the other. Which family to believe cannot be guessed, so the
+    command line says it: ``--forwarded-headers x-forwarded|forwarded``. With
+    ``--proxy-protocol``, the list alone is fine: it says whose PROXY headers
+    are believed.
+    """
+    if (args.forwarded_allow_ips is not None and args.forwarded_headers is None
+            and not args.proxy_protocol):
+        parser.error("--forwarded-allow-ips needs --forwarded-headers x-forwarded (the proxy "
+                     "sets X-Forwarded-For / X-Forwarded-Proto: HAProxy option forwardfor, "
+                     "nginx) or --forwarded-headers forwarded (it sets RFC 7239 Forwarded); "
+                     "or --proxy-protocol")
 
 
 def _tls_context(
