@@ -57,6 +57,9 @@ def test_trusted_proxies_matching() -> None:
     assert ("fe80::1%eth0", 0) not in LAN
     assert ("unix", 0) not in TrustedProxies(["127.0.0.1"])
     assert ("203.0.113.9", 1) in TrustedProxies("*")
+    # "*": every peer is a proxy, but no hop named in a header is one by that
+    assert not TrustedProxies("*").is_proxy_hop("203.0.113.9")
+    assert TrustedProxies("*,10.0.0.0/8").is_proxy_hop(("10.1.1.1", 0))
 
 
 def test_trusted_proxies_from_a_comma_list() -> None:
@@ -183,6 +186,19 @@ def test_right_most_untrusted_hop_wins() -> None:
     assert result == ForwardedResult(("198.51.100.7", 0), "https", True)
 
 
+def test_star_trusts_every_peer_but_no_hop() -> None:
+    # with "*", a client behind the proxy must not win by writing the left-most hop
+    star = TrustedProxies("*")
+    for use, lines in ((XF, {"x_forwarded_for": ["127.0.0.1, 6.6.6.6", "203.0.113.7"]}),
+                       (FW, {"forwarded": ["for=127.0.0.1, for=6.6.6.6", "for=203.0.113.7"]})):
+        result = resolve_client(("198.51.100.1", 1), star, scheme="http", use=use,
+                                **lines)
+        assert result == ForwardedResult(("203.0.113.7", 0), "http", True)
+    result = resolve_client(("198.51.100.1", 1), TrustedProxies("*,10.0.0.0/8"), scheme="http",
+                            use=XF, x_forwarded_for=["6.6.6.6, 203.0.113.7, 10.0.0.2"])
+    assert result.client_address == ("203.0.113.7", 0)
+
+
 def test_all_hops_trusted_takes_the_left_most() -> None:
     result = resolve_client(
         ("127.0.0.1", 1), LAN, scheme="http", use=XF, x_forwarded_for=["10.0.0.9, 10.0.0.2"])
@@ -244,6 +260,8 @@ def test_obfuscated_and_unknown_clients() -> None:
         (XF, {"x_forwarded_for": ["fe80::1%eth0"]}),
         (XF, {"x_forwarded_for": ["2001:db8::1]:80"]}),
         (XF, {"x_forwarded_for": [" , "]}),
+        (XF, {"x_forwarded_for": ["[192.0.2.1]"]}),  # brackets are for IPv6
+        (XF, {"x_forwarded_for": ["[192.0.2.1]:80"]}),
     ],
 )
 def test_a_broken_client_hop_is_unknown_never_the_proxy(
@@ -523,3 +541,14 @@ async def test_off_by_default_and_untrusted_peers_are_ignored() -> None:
         async with running(who, forwarded_headers=use, trusted_proxies=("10.0.0.0/8",)) as daemon:
             answer = await ask(daemon.port, *fields)
             assert answer.startswith("127.0.0.1 ") and answer.endswith(" http")
+
+
+async def test_star_does_not_let_the_left_most_hop_win() -> None:
+    async with running(who, forwarded_headers="x-forwarded", trusted_proxies="*") as daemon:
+        answer = await ask(daemon.port, b"X-Forwarded-For: 127.0.0.1",
+                           b"X-Forwarded-For: 203.0.113.7")
+    assert answer == "203.0.113.7 0 http"
+    async with running(who, forwarded_headers="forwarded", trusted_proxies="*") as daemon:
+        answer = await ask(daemon.port, b"Forwarded: for=127.0.0.1;proto=https",
+                           b"Forwarded: for=203.0.113.7")
+    assert answer == "203.0.113.7 0 http"

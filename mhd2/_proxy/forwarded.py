@@ -103,6 +103,12 @@ class TrustedProxies:
     the server). A single string is split at commas, so the command line's
     ``--forwarded-allow-ips "127.0.0.1,10.0.0.0/8"`` works as is.
 
+    ``in`` asks about a *peer*. :meth:`is_proxy_hop` asks about a hop named
+    inside a forwarded header, and there ``"*"`` matches nothing: "*" says
+    that whoever connects is a proxy, not that every address a header names
+    is one (else the left-most hop, which a client behind the proxy writes,
+    would always win).
+
     Raises:
         UsageError: an entry is none of the above.
     """
@@ -146,9 +152,15 @@ class TrustedProxies:
 
     def __contains__(self, peer: object) -> bool:
         """Whether *peer* (``(host, port)``, a host string or an IP address) is trusted."""
+        return self._all or self.is_proxy_hop(peer)
+
+    def is_proxy_hop(self, peer: object) -> bool:
+        """Whether *peer* matches an address, network or ``unix`` entry (not ``"*"``).
+
+        Used for the hops of a forwarded header: a hop is skipped as one of
+        our proxies only when the operator listed it.
+        """
         host: object = peer[0] if isinstance(peer, tuple) and peer else peer
-        if self._all:
-            return True
         if host == "unix" or (isinstance(peer, str) and peer.startswith("/")):
             return self._unix
         if isinstance(host, ipaddress.IPv4Address | ipaddress.IPv6Address):
@@ -439,7 +451,7 @@ def _walk(hops: Iterator[_Hop], trusted: TrustedProxies, scheme: str) -> Forward
     chosen: _Hop | None = None
     for hop in hops:
         chosen = hop
-        if hop[0] is None or hop[0] not in trusted:
+        if hop[0] is None or not trusted.is_proxy_hop(hop[0]):
             break
     if chosen is None:  # only empty list elements: no hop at all
         return ForwardedResult((UNKNOWN, 0), scheme, True)
@@ -485,15 +497,21 @@ def _xff_node(item: str) -> tuple[str | None, int | None]:
         return UNKNOWN, None
     address = _ip(item)
     if address is not None:
-        return _text(address), None
-    host, sep, port_text = item.rpartition(":")  # v4:port or [v6]:port
-    if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
+        port = None
+    else:
+        host, sep, port_text = item.rpartition(":")  # v4:port or [v6]:port
+        if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
+            return None, None
+        address = _ip(host)
+        if address is None:
+            return None, None
+        if isinstance(address, ipaddress.IPv6Address) and not host.startswith("["):
+            return None, None  # 2001:db8::1:80 parsed above; a port needs brackets
+        item, port = host, int(port_text)
+    # brackets are for IPv6 only: "[192.0.2.1]" is no address
+    if item.startswith("[") and not isinstance(address, ipaddress.IPv6Address):
         return None, None
-    address = _ip(host)
-    if address is None or (isinstance(address, ipaddress.IPv6Address)
-                           and not host.startswith("[")):
-        return None, None
-    return _text(address), int(port_text)
+    return _text(address), port
 
 
 def _text(address: _IPAddress) -> str:
