@@ -222,7 +222,8 @@ def test_x_forwarded_proto() -> None:
     assert result.scheme == "http"
     # neither one per hop nor one for all: no telling whose is whose
     result = resolve_client(
-        ("127.0.0.1", 1), LAN, scheme="http", use=XF, x_forwarded_for=["1.1.1.1, 203.0.113.9, 10.0.0.2"],
+        ("127.0.0.1", 1), LAN, scheme="http", use=XF,
+        x_forwarded_for=["1.1.1.1, 203.0.113.9, 10.0.0.2"],
         x_forwarded_proto=["https", "https"])
     assert result == ForwardedResult(("203.0.113.9", 0), "http", True)
     # X-Forwarded-Proto without X-Forwarded-For: nobody forwarded anything
@@ -341,7 +342,8 @@ def test_only_the_named_family_is_read() -> None:
         with pytest.raises(UsageError, match="x-forwarded"):
             resolve_client(("::1", 1), LAN, scheme="http", use=bad)  # type: ignore[arg-type]
         with pytest.raises(UsageError, match="x-forwarded"):
-            resolve_from_headers(("::1", 1), LAN, [], scheme="http", use=bad)  # type: ignore[arg-type]
+            resolve_from_headers(("::1", 1), LAN, [], scheme="http",
+                                 use=bad)  # type: ignore[arg-type]
 
 
 def test_spoofed_trusted_address_in_the_header() -> None:

@@ -334,31 +334,16 @@ def parse_x_forwarded_for(values: Sequence[str]) -> list[tuple[str, int | None]]
 
     Each hop is an IP address, optionally with a port (``203.0.113.7:4711``,
     ``[2001:db8::1]:4711``), or ``unknown``. Returns the hops left to right,
-    or ``None`` if any hop is something else (the header is then ignored).
+    or ``None`` if any hop is something else. (:func:`resolve_client` does
+    not use this: it reads hops from the right, only as far as it must.)
     """
     hops: list[tuple[str, int | None]] = []
     for value in values:
         for part in value.split(","):
-            item = part.strip()
-            if not item:
+            node, port = _xff_node(part.strip(" \t"))
+            if node is None:
                 return None
-            if item.lower() == "unknown":
-                hops.append(("unknown", None))
-                continue
-            address = _ip(item)
-            if address is not None:
-                hops.append((str(address), None))
-                continue
-            # with a port: v4:port or [v6]:port
-            host, sep, port_text = item.rpartition(":")
-            if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
-                return None
-            address = _ip(host)
-            if address is None or (
-                isinstance(address, ipaddress.IPv6Address) and not host.startswith("[")
-            ):
-                return None
-            hops.append((str(address), int(port_text)))
+            hops.append((node, port))
     return hops or None
 
 
@@ -421,9 +406,12 @@ def resolve_client(
         the client (if all are trusted, the left-most one is). Nothing left
         of the client's hop is parsed at all: the client may have written it,
         and garbage there must not change the answer. A hop that should name
-        the client but breaks the grammar (or, in ``Forwarded``, has no
-        ``for=``: then its ``proto=`` still counts) makes the client ``("unknown", 0)``: never the proxy's own
-        (trusted, often loopback) address. The scheme is the ``proto=`` of
+        the client but breaks the grammar, or a ``Forwarded`` element there
+        without ``for=`` (its ``proto=`` still counts), makes the client
+        ``("unknown", 0)``: never the proxy's own (trusted, often loopback)
+        address. A hop is skipped as a proxy only when it matches a listed
+        address, network or ``unix`` (:meth:`TrustedProxies.is_proxy_hop`:
+        ``"*"`` trusts every peer but names no hop). The scheme is the ``proto=`` of
         the element that named the client, or the ``X-Forwarded-Proto`` value
         (the matching one if there is one per hop), when that is ``http`` or
         ``https``; otherwise the connection's.
