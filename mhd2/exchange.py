@@ -176,9 +176,10 @@ class Exchange:
     async def begin(self, fields: Iterable[tuple[str | bytes, str | bytes]]) -> None:
         """What every protocol does before the request callback.
 
-        With ``forwarded_headers``, believe a trusted proxy's ``Forwarded`` /
-        ``X-Forwarded-*`` among *fields* (the request's header pairs, as the
-        protocol has them) for :attr:`client_address` and :attr:`scheme`;
+        With ``forwarded_headers``, believe a trusted proxy's header of the
+        family it names (``X-Forwarded-*`` or ``Forwarded``) among *fields*
+        (the request's header pairs, as the protocol has them) for
+        :attr:`client_address` and :attr:`scheme`;
         then call ``early_uri_logger`` (its failure is logged, not fatal).
         """
         options = self.shared.options
