@@ -17,6 +17,8 @@ import pytest
 import trio
 from conftest import WAIT, exchange, running, text_response
 from h2raw import RawH2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mhd2
 from mhd2._cli.options import _engine_options
@@ -299,6 +301,31 @@ def test_garbage_left_of_the_proxys_hop_is_never_read(client_wrote: str) -> None
         result = resolve_client(("127.0.0.1", 9), LAN, scheme="http", use=XF,
                                 x_forwarded_for=lines)
         assert result == ForwardedResult(("203.0.113.7", 0), "http", True), lines
+
+
+#: What a client may write: anything, weighted towards the characters that matter.
+CLIENT_TEXT = st.lists(st.one_of(
+    st.sampled_from(list(',;="\\[]:_ \t')),
+    st.sampled_from(["for=", "proto=https", "127.0.0.1", "::1", "unknown", "6.6.6.6"]),
+    st.characters(max_codepoint=0xFF)), max_size=20).map("".join)
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(client_wrote=CLIENT_TEXT, own_line=st.booleans())
+def test_whatever_the_client_writes_the_proxys_hop_names_it(client_wrote: str,
+                                                             own_line: bool) -> None:
+    """Any text left of the hop a trusted proxy appended -- on its own line or
+    on the same one after ``", "`` -- leaves the client the proxy's hop, and
+    the scheme the proxy's (``X-Forwarded-Proto`` set, replacing the client's)."""
+    if own_line:
+        xff, fwd = [client_wrote, "203.0.113.7"], [client_wrote, "for=203.0.113.7;proto=http"]
+    else:
+        xff = [client_wrote + ", 203.0.113.7"]
+        fwd = [client_wrote + ", for=203.0.113.7;proto=http"]
+    for use, lines in ((XF, {"x_forwarded_for": xff}), (FW, {"forwarded": fwd})):
+        result = resolve_client(("127.0.0.1", 9), LAN, scheme="https", use=use,
+                                x_forwarded_proto=["http"], **lines)
+        assert result == ForwardedResult(("203.0.113.7", 0), "http", True), (use, lines)
 
 
 def test_ipv6_brackets_and_ports() -> None:
