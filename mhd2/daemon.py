@@ -30,7 +30,7 @@ from .enums import StatusCode
 from .errors import DaemonStartError, UsageError
 from .http1 import HTTP1Connection
 from .http2 import HTTP2Connection
-from .listen import adopt, bind_sockets, bind_unix
+from .listen import adopt, bind_sockets, bind_unix, set_tcp_keepalive
 from .options import DaemonOptions
 from .request import Request
 from .shared import Shared
@@ -358,6 +358,13 @@ class Daemon:
                               address: tuple[str, int], ip: str | None) -> None:
         opts = self.options
         try:
+            if opts.tcp_keepalive is not None:
+                try:
+                    set_tcp_keepalive(sock, opts.tcp_keepalive)
+                except OSError as exc:  # the peer already reset it, ...
+                    logger.debug("mhd2: connection from %s closed: %s", address[0], exc)
+                    sock.close()
+                    return
             if opts.proxy_protocol:
                 sock.setblocking(False)
                 try:

@@ -10,11 +10,16 @@ import resource
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
 from conftest import WAIT, running, text_response
+
+import mhd2
+
+REPO = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------ item 11: EMFILE on accept
 
@@ -80,3 +85,170 @@ async def test_accept_out_of_file_descriptors_is_logged_once_per_interval(
             assert reply.startswith(b"HTTP/1.1 200 ")
         finally:
             client.close()
+
+
+# ------------------------------------------------------ issue 20: tcp_keepalive liveness
+
+
+def server_side_of(client: socket.socket) -> socket.socket:
+    """The daemon's accepted socket (in this process) whose peer is *client*.
+
+    Found among this process's descriptors by its peer address; returned as a
+    duplicate, so its options are the real socket's (close it after use).
+    """
+    wanted = client.getsockname()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            candidate = socket.socket(fileno=os.dup(int(name)))
+        except OSError:
+            continue  # not a socket (or gone meanwhile)
+        try:
+            if candidate.type == socket.SOCK_STREAM and candidate.getpeername() == wanted:
+                return candidate
+        except OSError:
+            pass
+        candidate.close()
+    raise AssertionError(f"no accepted socket with peer {wanted}")
+
+
+async def served_once(sock: socket.socket) -> bytes:
+    """Send one keep-alive GET on *sock* (blocking socket) and read its reply head."""
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    reply = b""
+    with trio.fail_after(WAIT):
+        while b"\r\n\r\n" not in reply:
+            await trio.lowlevel.wait_readable(sock)
+            reply += sock.recv(65536)
+    return reply
+
+
+async def test_tcp_keepalive_is_set_on_every_accepted_tcp_socket() -> None:
+    tcp = socket.IPPROTO_TCP
+    async with running(text_response, tcp_keepalive=(7, 3, 4)) as daemon:
+        with socket.create_connection(("127.0.0.1", daemon.port)) as client:
+            assert (await served_once(client)).startswith(b"HTTP/1.1 200 ")
+            with server_side_of(client) as accepted:
+                assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                assert accepted.getsockopt(tcp, socket.TCP_KEEPIDLE) == 7
+                assert accepted.getsockopt(tcp, socket.TCP_KEEPINTVL) == 3
+                assert accepted.getsockopt(tcp, socket.TCP_KEEPCNT) == 4
+                if hasattr(socket, "TCP_USER_TIMEOUT"):  # idle + interval * count, in ms
+                    assert accepted.getsockopt(tcp, socket.TCP_USER_TIMEOUT) == 19_000
+    # The default leaves the kernel's settings alone: keepalive off.
+    async with running(text_response) as daemon:
+        with socket.create_connection(("127.0.0.1", daemon.port)) as client:
+            assert (await served_once(client)).startswith(b"HTTP/1.1 200 ")
+            with server_side_of(client) as accepted:
+                assert accepted.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+
+
+async def test_tcp_keepalive_leaves_unix_sockets_alone(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    async with running(text_response, unix_path=path, tcp_keepalive=(1, 1, 1)):
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            assert (await served_once(client)).startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("rule", [
+    (30, 10), (30, 10, 3, 1), [30, 10, 3], (0, 10, 3), (30, 0, 3), (30, 10, 0),
+    (30.5, 10, 3), (True, 10, 3), (32768, 10, 3), (30, 10, 128), "30,10,3",
+])
+def test_tcp_keepalive_bad_values_say_what_is_expected(rule: object) -> None:
+    with pytest.raises(mhd2.UsageError, match=r"tcp_keepalive=.*expected \(idle seconds, "
+                                              r"interval seconds, probe count\)"):
+        mhd2.Daemon(text_response, tcp_keepalive=rule)
+
+
+def test_tcp_keepalive_command_line_flag() -> None:
+    from mhd2._cli.options import _engine_options
+    from mhd2.cli import build_parser
+
+    parser = build_parser()
+    for argv in (["run", "m:a"], ["serve"], ["demo"]):
+        args = parser.parse_args([*argv, "--tcp-keepalive", "30,10,3"])
+        assert _engine_options(args)["tcp_keepalive"] == (30, 10, 3)
+        assert "tcp_keepalive" not in _engine_options(parser.parse_args(argv))
+    for bad in ("30,10", "a,b,c", "0,10,3", "30,10,200"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["serve", "--tcp-keepalive", bad])
+
+
+#: Run inside a fresh network namespace (``unshare -n``): two daemons, one with
+#: tcp_keepalive=(1, 1, 2) and one without, each with one parked request; then
+#: the namespace's loopback goes down, so the peers vanish without FIN or RST
+#: (nothing more gets through).  Prints what became of both requests.
+VANISHING_PEER = r"""
+import json, socket, subprocess, sys, time
+import trio
+import mhd2
+
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+async def main():
+    parked = {"keepalive": trio.Event(), "plain": trio.Event()}
+    ended = {"keepalive": trio.Event(), "plain": trio.Event()}
+    codes = {}
+
+    def handler(kind):
+        def cb(request):
+            parked[kind].set()
+            return mhd2.action_suspend(request)
+        def done(request, code):
+            codes[kind] = str(int(code))
+            ended[kind].set()
+        return cb, done
+
+    kcb, kdone = handler("keepalive")
+    pcb, pdone = handler("plain")
+    async with mhd2.Daemon(kcb, port=0, tcp_keepalive=(1, 1, 2), notify_request_ended=kdone) as k, \
+               mhd2.Daemon(pcb, port=0, notify_request_ended=pdone) as p:
+        clients = []
+        for daemon in (k, p):
+            client = socket.create_connection(("127.0.0.1", daemon.port))
+            client.sendall(b"GET /park HTTP/1.1\r\nHost: a\r\n\r\n")
+            clients.append(client)
+        with trio.fail_after(10):
+            await parked["keepalive"].wait()
+            await parked["plain"].wait()
+        await trio.run_process(["ip", "link", "set", "lo", "down"])
+        start = time.monotonic()
+        with trio.move_on_after(15):
+            await ended["keepalive"].wait()
+        released = time.monotonic() - start if ended["keepalive"].is_set() else None
+        print(json.dumps({"released_after": released, "code": codes.get("keepalive"),
+                          "plain_still_parked": not ended["plain"].is_set()}), flush=True)
+        await k.stop(grace=0)
+        await p.stop(grace=0)
+
+trio.run(main)
+"""
+
+
+def test_a_parked_request_whose_peer_vanished_is_released_by_tcp_keepalive() -> None:
+    """The liveness bullet of issue 20, over real TCP: the peer goes silent
+    without FIN or RST, and keepalive (1 s idle, 1 s interval, 2 probes; user
+    timeout 3 s) releases its parked request within seconds, while a daemon
+    without tcp_keepalive still holds its request."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    if unshare is None or ip is None:
+        pytest.skip("needs unshare(1) and ip(8) to make a network namespace")
+    probe = subprocess.run([unshare, "-n", ip, "link", "set", "lo", "up"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here: {probe.stderr.strip()}")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([unshare, "-n", sys.executable, "-c", VANISHING_PEER],
+                          capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["released_after"] is not None, result
+    assert result["released_after"] < 8.0, result
+    assert result["code"] == str(int(mhd2.RequestEndedCode.CLIENT_ABORT)), result
+    assert result["plain_still_parked"], result
