@@ -27,6 +27,9 @@ __all__ = ["DaemonOptions"]
 DEFAULT_MAX_HEADER_SIZE = 32 * 1024
 #: Default bytes shared by all full-upload and POST buffers at once.
 DEFAULT_LARGE_POOL_SIZE = 8 * 1024 * 1024
+#: Default seconds within which a full upload must fill what it reserved of
+#: that pool (1 MiB: ~17 KiB/s; holding all 8 MiB costs ~140 KiB/s of upload).
+DEFAULT_LARGE_POOL_FILL_TIME = 60.0
 #: Default minimum rate of a request body: at least this many bytes ...
 DEFAULT_MIN_BODY_BYTES = 1024
 #: ... per this many seconds spent waiting for the client.
@@ -120,6 +123,7 @@ class DaemonOptions:
     forwarded_headers: bool = False
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
     large_pool_size: int = DEFAULT_LARGE_POOL_SIZE
+    large_pool_fill_time: float | None = DEFAULT_LARGE_POOL_FILL_TIME
     accept_policy: Callable[..., Any] | None = None
     early_uri_logger: Callable[..., Any] | None = None
     notify_connection: Callable[..., Any] | None = None
@@ -194,6 +198,7 @@ class DaemonOptions:
             raise _bad("trusted_proxies", self.trusted_proxies, str(exc)) from None
         _check_int("max_header_size", self.max_header_size, 256)
         _check_int("large_pool_size", self.large_pool_size, 0)
+        _check_seconds("large_pool_fill_time", self.large_pool_fill_time)
         for name in ("accept_policy", "early_uri_logger", "notify_connection",
                      "notify_request_ended"):
             _check_callable(name, getattr(self, name))

@@ -252,3 +252,167 @@ def test_a_parked_request_whose_peer_vanished_is_released_by_tcp_keepalive() -> 
     assert result["released_after"] < 8.0, result
     assert result["code"] == str(int(mhd2.RequestEndedCode.CLIENT_ABORT)), result
     assert result["plain_still_parked"], result
+
+
+# ------------------------------------------------ item 13: the shared upload pool
+
+
+POOL = 64 * 1024
+SHARE = 16 * 1024
+
+
+async def read_reply(stream: trio.SocketStream) -> bytes:
+    """Everything until the server closes (a reset counts as a close)."""
+    reply = b""
+    try:
+        while chunk := await stream.receive_some(65536):
+            reply += chunk
+    except trio.BrokenResourceError:
+        pass
+    return reply
+
+
+async def test_slow_full_uploads_cannot_hold_the_shared_pool() -> None:
+    """Four uploads trickling just over ``min_body_rate`` reserve the whole
+    ``large_pool_size`` (three declared, one chunked that grew to its share).
+    Meanwhile another full upload gets 413 -- but only until the holders run
+    out of ``large_pool_fill_time``: then they get 408, the pool is free, and
+    the next full upload is served.  Before, they held it for hours."""
+    called = 0
+    all_reserving = trio.Event()
+
+    def full(request: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+        response = mhd2.Response.from_buffer_copy(200, b"got %d" % len(data))
+        return mhd2.upload_action_from_response(request, response)
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        nonlocal called
+        if request.path == "/slow":
+            called += 1
+            if called == 4:
+                all_reserving.set()
+        return mhd2.action_process_upload_full(request, SHARE, full)
+
+    async def fast_upload(port: int) -> bytes:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(b"POST /fast HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                                  b"Content-Length: %d\r\n\r\n" % SHARE + b"x" * SHARE)
+            return await read_reply(stream)
+
+    replies: list[tuple[bytes, float]] = []
+
+    async def slow_upload(port: int, chunked: bool, nursery_started: trio.Event) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            if chunked:  # grows to (almost) its share at once, then trickles
+                head = (b"POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"%x\r\n" % (SHARE - 200) + b"y" * (SHARE - 200) + b"\r\n")
+                piece = b"a\r\n" + b"z" * 10 + b"\r\n"
+            else:
+                head = b"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % SHARE
+                piece = b"z" * 10
+            await stream.send_all(head)
+            nursery_started.set()
+            started = trio.current_time()
+            async with trio.open_nursery() as nursery:
+
+                async def trickle() -> None:
+                    # 10 bytes every 0.1 s: over min_body_rate (1024 bytes per
+                    # 20 s), so only the pool's fill time can end it.
+                    try:
+                        while True:
+                            await trio.sleep(0.1)
+                            await stream.send_all(piece)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+
+                nursery.start_soon(trickle)
+                reply = await read_reply(stream)
+                replies.append((reply, trio.current_time() - started))
+                nursery.cancel_scope.cancel()
+
+    async with running(cb, large_pool_size=POOL, large_pool_fill_time=2.0) as daemon:
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as nursery:
+                for chunked in (False, False, False, True):
+                    sent = trio.Event()
+                    nursery.start_soon(slow_upload, daemon.port, chunked, sent)
+                    await sent.wait()
+                await all_reserving.wait()
+                # The pool is held: a full upload that does not fit is refused.
+                assert (await fast_upload(daemon.port)).startswith(b"HTTP/1.1 413 ")
+        # ... until the holders were cut off, each ~2 s after its reservation.
+        assert len(replies) == 4
+        for reply, took in replies:
+            assert reply.startswith(b"HTTP/1.1 408 "), reply
+            assert 1.5 <= took < 5.0, took
+        with trio.fail_after(WAIT):
+            assert (await fast_upload(daemon.port)).endswith(b"got %d" % SHARE)
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), "60", True])
+def test_large_pool_fill_time_bad_values(value: object) -> None:
+    with pytest.raises(mhd2.UsageError, match="large_pool_fill_time"):
+        mhd2.Daemon(text_response, large_pool_fill_time=value)
+
+
+async def test_slow_full_uploads_cannot_hold_the_shared_pool_over_http2() -> None:
+    """The same over HTTP/2: four streams of one connection trickle; a fifth
+    full upload gets 413 while they hold the pool, the four get 408 after the
+    fill time, and then a full upload is served."""
+    from h2.exceptions import StreamClosedError
+    from h2raw import RawH2
+
+    reserving = 0
+    all_reserving = trio.Event()
+
+    def full(request: mhd2.Request, data: bytes) -> mhd2.UploadAction:
+        response = mhd2.Response.from_buffer_copy(200, b"got %d" % len(data))
+        return mhd2.upload_action_from_response(request, response)
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        nonlocal reserving
+        if request.path == "/slow":
+            reserving += 1
+            if reserving == 4:
+                all_reserving.set()
+        return mhd2.action_process_upload_full(request, SHARE, full)
+
+    def upload(client: RawH2, path: str, body: bytes, *, end: bool) -> int:
+        sid = client.request(path, "POST", [("content-length", str(SHARE))], end=False)
+        client.conn.send_data(sid, body, end_stream=end)
+        return sid
+
+    async with running(cb, large_pool_size=POOL, large_pool_fill_time=2.0) as daemon:
+        client = await RawH2.connect(daemon.port)
+        slow = [upload(client, "/slow", b"z" * 10, end=False) for _ in range(4)]
+        await client.flush()
+        started = trio.current_time()
+        with trio.fail_after(WAIT):
+            await all_reserving.wait()
+            fast = upload(client, "/fast", b"x" * SHARE, end=True)
+            assert (await client.response(fast)).status == 413
+
+            async def trickle() -> None:
+                while True:
+                    await trio.sleep(0.1)
+                    for sid in slow:
+                        try:
+                            client.conn.send_data(sid, b"z" * 10)
+                        except StreamClosedError:
+                            pass
+                    await client.flush()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle)
+                await client.until(lambda: all(
+                    client.replies[sid].ended or client.replies[sid].reset is not None
+                    for sid in slow))
+                took = trio.current_time() - started
+                nursery.cancel_scope.cancel()
+            assert [client.replies[sid].status for sid in slow] == [408] * 4
+            assert 1.5 <= took < 5.0, took
+            again = upload(client, "/fast", b"x" * SHARE, end=True)
+            assert (await client.response(again)).body == b"got %d" % SHARE
+        await client.aclose()
