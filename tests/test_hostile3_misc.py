@@ -18,6 +18,7 @@ import trio.testing
 from conftest import WAIT, running, text_response
 
 import mhd2
+from mhd2.pool import LargePool
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -416,3 +417,91 @@ async def test_slow_full_uploads_cannot_hold_the_shared_pool_over_http2() -> Non
             again = upload(client, "/fast", b"x" * SHARE, end=True)
             assert (await client.response(again)).body == b"got %d" % SHARE
         await client.aclose()
+
+
+class WatchedPool(LargePool):
+    """The daemon's pool, telling when *target* bytes are reserved at once."""
+
+    __slots__ = ("reached", "target")
+
+    def __init__(self, size: int, target: int) -> None:
+        super().__init__(size)
+        self.target = target
+        self.reached = trio.Event()
+
+    def try_reserve(self, nbytes: int) -> bool:
+        done = super().try_reserve(nbytes)
+        if self.in_use >= self.target:
+            self.reached.set()
+        return done
+
+
+async def test_slow_form_posts_cannot_hold_the_shared_pool() -> None:
+    """The form parser's collected values draw from the same pool: four form
+    posts send most of a collected value at once, then trickle the rest.  A
+    fifth form finds the pool short -- until the holders' fill time is over:
+    their done_cb gets FAILED_NO_LARGE_BUF_MEM, the pool is given back and the
+    next form is parsed."""
+    value = 15_000
+
+    def done(request: mhd2.Request, result: mhd2.PostParseResult) -> mhd2.UploadAction:
+        response = mhd2.Response.from_buffer_copy(200, result.name.encode())
+        return mhd2.upload_action_from_response(request, response)
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        return mhd2.action_parse_post(request, SHARE, SHARE, mhd2.PostEncoding.OTHER, None, done)
+
+    def form(value_bytes: bytes, declared: int | None = None) -> bytes:
+        body = b"a=" + value_bytes
+        return (b"POST /form HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: %d\r\n\r\n" % (declared or len(body)) + body)
+
+    async def fast_form(port: int) -> bytes:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(form(b"x" * SHARE))
+            return await read_reply(stream)
+
+    replies: list[tuple[bytes, float]] = []
+
+    async def slow_form(port: int, sent: trio.Event) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(form(b"x" * value, declared=SHARE + 2))
+            sent.set()
+            started = trio.current_time()
+            async with trio.open_nursery() as nursery:
+
+                async def trickle() -> None:
+                    try:
+                        while True:
+                            await trio.sleep(0.1)
+                            await stream.send_all(b"y" * 10)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
+
+                nursery.start_soon(trickle)
+                reply = await read_reply(stream)
+                replies.append((reply, trio.current_time() - started))
+                nursery.cancel_scope.cancel()
+
+    async with running(cb, large_pool_size=POOL, large_pool_fill_time=2.0) as daemon:
+        pool = WatchedPool(POOL, 4 * value)
+        daemon._shared.large_pool = pool  # before any request reserves from it
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    sent = trio.Event()
+                    nursery.start_soon(slow_form, daemon.port, sent)
+                    await sent.wait()
+                await pool.reached.wait()  # the values are collected as they come
+                assert (await fast_form(daemon.port)).endswith(b"FAILED_NO_LARGE_BUF_MEM")
+        assert len(replies) == 4
+        for reply, took in replies:
+            assert reply.endswith(b"FAILED_NO_LARGE_BUF_MEM"), reply
+            assert 1.5 <= took < 5.0, took
+        assert pool.in_use == 0
+        with trio.fail_after(WAIT):
+            last = await fast_form(daemon.port)
+            assert last.endswith(b"\r\n\r\nOK"), last
