@@ -274,7 +274,7 @@ class RedisChatRoom(ChatRoom):
                         self.deliver(message)
             except Exception as exc:  # coredis' ConnectionError, TimeoutError ...
                 self._outage.failed("reading the room", exc,
-                                    f"trying again (at least every {MAX_BACKOFF:g} s)")
+                                    f"trying again within {MAX_BACKOFF:g} s")
                 lost = True
                 await trio.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
