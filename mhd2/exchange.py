@@ -34,7 +34,7 @@ import trio
 
 from ._proxy.forwarded import resolve_from_headers
 from .actions import Action, Slot, UploadAction
-from .callbacks import call_maybe_await, report
+from .callbacks import call_maybe_await, report, warn_returned_none
 from .enums import RequestEndedCode, StatusCode
 from .errors import AuthError, UsageError
 from .request import Request
@@ -55,6 +55,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("mhd2")
+
+_NONE_FIX = ("return an action made by an mhd2.action_* function (e.g. "
+             "action_from_response), or action_abort_request(request) to abort on purpose")
+_UPLOAD_NONE_FIX = ("return an upload action (e.g. upload_action_continue), or "
+                    "upload_action_abort_request(request) to abort on purpose")
 
 
 class ClientGone(trio.BrokenResourceError):
@@ -248,6 +253,7 @@ class Exchange:
         slot = self.action_slot
         if result is None:
             self._release(slot.take())
+            warn_returned_none(self.shared.request_cb, "request callback", _NONE_FIX)
             self.end(RequestEndedCode.BY_APP_ABORT)
             return None
         if result is not slot.value or not isinstance(result, Action):
@@ -282,6 +288,7 @@ class Exchange:
                 result = slot.value
                 if result is None:
                     from .actions import upload_action_abort_request
+                    warn_returned_none(cb, "upload callback", _UPLOAD_NONE_FIX)
                     result = upload_action_abort_request(request)
             if result is not slot.value or not isinstance(result, UploadAction):
                 raise UsageError(

@@ -45,7 +45,7 @@ from .actions import (
     upload_action_abort_request,
     upload_action_continue,
 )
-from .callbacks import call_maybe_await
+from .callbacks import call_maybe_await, warn_returned_none
 from .enums import PostEncoding, PostParseResult, ValueKind
 from .errors import UsageError
 from .post_field import PostField
@@ -343,6 +343,9 @@ class _PostState:
         action = await call_maybe_await(cb, *args)
         request._x.upload_slot.value = None
         if action is None:
+            warn_returned_none(cb, "post-data callback", "return an upload action (e.g. "
+                               "upload_action_continue), or upload_action_abort_request("
+                               "request) to abort on purpose")
             action = upload_action_abort_request(request)
             request._x.upload_slot.value = None
         if not isinstance(action, UploadAction):
