@@ -19,7 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-__all__ = ["PEM", "SNIHandler", "certificate_details", "server_context", "sni_server_name"]
+__all__ = ["PEM", "SNIHandler", "TLSFileError", "certificate_details", "load_files",
+           "server_context", "sni_server_name"]
 
 PEM: TypeAlias = str | bytes | os.PathLike[str]
 SNIHandler: TypeAlias = (
@@ -60,9 +61,20 @@ def _pem_text(value: PEM) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
+class _NoPassword(ValueError):
+    """An encrypted private key, and no password given (instead of a prompt)."""
+
+
+def _never_prompt() -> bytes:
+    # Without a password argument OpenSSL asks for one on the terminal; a
+    # server must not sit waiting for a keyboard (stdin may be a terminal).
+    raise _NoPassword("the private key is encrypted and no password was given")
+
+
 def _load_chain(ctx: ssl.SSLContext, cert: PEM, key: PEM, password: str | bytes | None) -> None:
+    secret: str | bytes | Callable[[], bytes] = password if password is not None else _never_prompt
     if not _is_pem(cert) and not _is_pem(key):
-        ctx.load_cert_chain(os.fspath(cert), os.fspath(key), password)
+        ctx.load_cert_chain(os.fspath(cert), os.fspath(key), secret)
         return
     # ssl loads certificate chains from files only; write PEM given in memory
     # to private temporary files that exist only during the load.
@@ -77,7 +89,7 @@ def _load_chain(ctx: ssl.SSLContext, cert: PEM, key: PEM, password: str | bytes 
                 paths.append(path)
             else:
                 paths.append(str(os.fspath(value)))
-        ctx.load_cert_chain(paths[0], paths[1], password)
+        ctx.load_cert_chain(paths[0], paths[1], secret)
 
 
 def _load_client_ca(ctx: ssl.SSLContext, client_ca_pem: PEM, optional: bool) -> None:
@@ -138,7 +150,9 @@ def server_context(
 
     Raises:
         ssl.SSLError, OSError, ValueError: a certificate or key cannot be loaded
-            (wrong password, key does not match, file missing).
+            (wrong password, key does not match, file missing; an encrypted key
+            without *password* is a ValueError, never a terminal prompt).
+            :func:`load_files` says which file in one sentence.
     """
     protocols = tuple(alpn)
     ctx = _base_context(protocols)
@@ -172,6 +186,84 @@ def server_context(
 
     ctx.sni_callback = _pick
     return ctx
+
+
+class TLSFileError(ValueError):
+    """TLS files that cannot be used; the message is one sentence naming the file."""
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise TLSFileError(f"cannot read the {what} file {path}: "
+                           f"{exc.strerror or exc}") from None
+
+
+def _check_certificates(path: str, data: bytes, what: str) -> None:
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if b"-----BEGIN CERTIFICATE-----" not in data:
+            raise ValueError
+        probe.load_verify_locations(cadata=data.decode("ascii"))
+    except (ValueError, ssl.SSLError):
+        raise TLSFileError(f"the {what} file {path} holds no PEM certificate") from None
+
+
+def load_files(
+    cert_file: str,
+    key_file: str,
+    *,
+    password: str | bytes | None = None,
+    client_ca_file: str | None = None,
+    **options: Any,
+) -> ssl.SSLContext:
+    """:func:`server_context` from files, with one-sentence errors naming the file.
+
+    The files are read now (call it again to pick up renewed certificates:
+    the command line does so on SIGHUP). An encrypted key without a password
+    is an error, never an OpenSSL prompt on the terminal.
+
+    Args:
+        cert_file: PEM certificate chain.
+        key_file: PEM private key.
+        password: the key's password, if it is encrypted.
+        client_ca_file: PEM CA certificate(s) for client certificates.
+        options: more :func:`server_context` arguments.
+
+    Returns:
+        The context.
+
+    Raises:
+        TLSFileError: a file is missing or unreadable, holds no certificate or
+            key, the key's password is missing or wrong, or the key does not
+            match the certificate. The message names the file.
+    """
+    cert = _read(cert_file, "TLS certificate")
+    key = _read(key_file, "TLS key")
+    _check_certificates(cert_file, cert, "TLS certificate")
+    if b"-----BEGIN" not in key or b"PRIVATE KEY-----" not in key:
+        raise TLSFileError(f"the TLS key file {key_file} holds no usable PEM private key")
+    client_ca = None
+    if client_ca_file is not None:
+        client_ca = _read(client_ca_file, "TLS client CA")
+        _check_certificates(client_ca_file, client_ca, "TLS client CA")
+    try:
+        return server_context(cert, key, password=password, client_ca_pem=client_ca, **options)
+    except _NoPassword:
+        raise TLSFileError(f"the TLS key file {key_file} is encrypted and no password was "
+                           "given (--tls-key-password-file FILE or MHD2_TLS_KEY_PASSWORD)"
+                           ) from None
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise TLSFileError(f"the TLS key file {key_file} does not match the certificate "
+                               f"in {cert_file}") from None
+        if b"ENCRYPTED" in key and password is not None:
+            raise TLSFileError(f"the TLS key file {key_file} cannot be decrypted with the "
+                               "password given (wrong password)") from None
+        raise TLSFileError(f"the TLS key file {key_file} holds no usable PEM private key "
+                           f"({exc.reason or exc})") from None
 
 
 def _dn(name: Any) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import ssl
+import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -160,7 +161,11 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
         help="supervised worker processes sharing the socket (default: one process)")
     add("--tls-cert", metavar="FILE", help="PEM certificate (chain): serve HTTPS")
     add("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
-    add("--tls-key-password", metavar="PASSWORD", help="password of an encrypted --tls-key")
+    add("--tls-key-password", metavar="PASSWORD",
+        help="password of an encrypted --tls-key (visible in ps: prefer "
+             "--tls-key-password-file or MHD2_TLS_KEY_PASSWORD)")
+    add("--tls-key-password-file", metavar="FILE",
+        help="file whose first line is the password of an encrypted --tls-key")
     add("--tls-client-ca", metavar="FILE",
         help="PEM CA certificate(s): require client certificates signed by them")
     add("--proxy-protocol", action="store_true",
@@ -248,31 +253,64 @@ def check_forwarded_arguments(parser: argparse.ArgumentParser, args: argparse.Na
                      "or --proxy-protocol")
 
 
-def _tls_context(
+def tls_loader(
     parser: argparse.ArgumentParser, args: argparse.Namespace
-) -> ssl.SSLContext | None:
-    extras = args.tls_key_password is not None or args.tls_client_ca is not None
+) -> Callable[[], ssl.SSLContext] | None:
+    """What reads the TLS files the command line names (again on every call), or ``None``.
+
+    Bad combinations of the ``--tls-*`` options are a usage error (exit 2).
+    The loader raises :class:`mhd2.tls.TLSFileError` (one sentence naming
+    the file) for files that cannot be used.
+    """
+    extras = (args.tls_key_password is not None or args.tls_client_ca is not None
+              or args.tls_key_password_file is not None)
     if args.tls_cert is None and args.tls_key is None:
         if extras:
-            parser.error("--tls-key-password and --tls-client-ca need --tls-cert and --tls-key")
+            parser.error("--tls-key-password(-file) and --tls-client-ca need --tls-cert "
+                         "and --tls-key")
         return None
     if args.tls_cert is None or args.tls_key is None:
         parser.error("--tls-cert and --tls-key go together")
-    from ..tls import server_context
+    if args.tls_key_password is not None and args.tls_key_password_file is not None:
+        parser.error("--tls-key-password and --tls-key-password-file exclude each other")
+    from ..tls import TLSFileError, load_files
 
+    def load() -> ssl.SSLContext:
+        password = args.tls_key_password
+        if args.tls_key_password_file is not None:
+            try:
+                with open(args.tls_key_password_file, "rb") as f:
+                    lines = f.read().splitlines()
+                password = lines[0] if lines else b""
+            except OSError as exc:
+                raise TLSFileError(f"cannot read the TLS key password file "
+                                   f"{args.tls_key_password_file}: {exc.strerror or exc}"
+                                   ) from None
+        return load_files(args.tls_cert, args.tls_key, password=password,
+                          client_ca_file=args.tls_client_ca)
+
+    return load
+
+
+def _tls_context(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> ssl.SSLContext | None:
+    """The TLS context the command line asks for; bad files exit 2 with one sentence.
+
+    The loader is kept as ``args.tls_loader`` so that a reload reads the files again.
+    """
+    from ..tls import TLSFileError
+
+    load = tls_loader(parser, args)
+    args.tls_loader = load
+    if load is None:
+        return None
     try:
-        with open(args.tls_cert, "rb") as f:
-            cert = f.read()
-        with open(args.tls_key, "rb") as f:
-            key = f.read()
-        client_ca = None
-        if args.tls_client_ca is not None:
-            with open(args.tls_client_ca, "rb") as f:
-                client_ca = f.read()
-        return server_context(cert, key, password=args.tls_key_password,
-                              client_ca_pem=client_ca)
-    except (OSError, ValueError, ssl.SSLError) as exc:
-        parser.error(f"cannot use the TLS certificate/key: {exc}")
+        return load()
+    except TLSFileError as exc:
+        print(f"mhd2: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
 
 def _workers(text: str) -> int:
     try:
