@@ -1,4 +1,8 @@
-"""Access log lines in the Combined Log Format, safe to print on a terminal.
+"""Access log lines (Common, Combined or JSON), safe to print on a terminal.
+
+:class:`AccessLogger` writes one record per finished request to the
+``mhd2.access`` logger (``--access-log-format common|combined|json``);
+:class:`AccessLog` writes Combined lines straight to a stream.
 
 Everything that came from the client (URI, method, version, ``Referer``,
 ``User-Agent``) is escaped before it is written: control characters and
@@ -10,13 +14,20 @@ move the terminal's cursor, change its colours or forge a second log line.
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from typing import TYPE_CHECKING, TextIO
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from .request import Request
 
-__all__ = ["AccessLog", "escape", "format_line"]
+__all__ = ["FORMATS", "AccessLog", "AccessLogger", "escape", "format_line"]
+
+#: The ``--access-log-format`` choices.
+FORMATS = ("common", "combined", "json")
+
 
 _TABLE: dict[int, str] = {i: f"\\x{i:02x}" for i in range(256) if not 0x20 <= i < 0x7F}
 _TABLE[ord('"')] = '\\"'
@@ -74,8 +85,10 @@ def format_line(
     user_agent: str | None = None,
     timestamp: str | None = None,
     duration: float | None = None,
+    *,
+    combined: bool = True,
 ) -> str:
-    """One Combined Log Format line (without the newline).
+    """One Combined (``combined=False``: Common) Log Format line, without the newline.
 
     ``status`` or ``size`` of ``None`` (and a *size* of 0) are written as ``-``.
     A *duration* (seconds) is appended as a last field, in microseconds (as
@@ -84,9 +97,14 @@ def format_line(
     when = _clock.now() if timestamp is None else timestamp
     status_text = "-" if status is None else str(int(status))
     size_text = str(size) if size else "-"
-    return (
+    common = (
         f'{escape(client)} - - [{when}] "{escape(method)} {escape(uri)} {escape(version)}" '
-        f"{status_text} {size_text} "
+        f"{status_text} {size_text}"
+    )
+    if not combined:
+        return common + ("" if duration is None else f" {round(duration * 1e6)}")
+    return (
+        common + " "
         f'"{"-" if referer is None else escape(referer)}" '
         f'"{"-" if user_agent is None else escape(user_agent)}"'
         + ("" if duration is None else f" {round(duration * 1e6)}")
@@ -144,3 +162,84 @@ class AccessLog:
             if isinstance(ctx, tuple) and len(ctx) == 2:
                 status = ctx[0]
         self.log(request, status, request.bytes_sent, request.duration)
+
+
+def _status_of(request: Request) -> int | None:
+    status = request.response_status
+    if status is None:
+        ctx = request.app_context
+        if isinstance(ctx, tuple) and len(ctx) == 2 and isinstance(ctx[0], int):
+            status = ctx[0]
+    return status
+
+
+def _client_of(request: Request) -> str:
+    try:
+        address = request.client_address
+        return str(address[0]) if address else "-"
+    except Exception:
+        return "-"
+
+
+class AccessLogger:
+    """``notify_request_ended`` callback: one record per request on ``mhd2.access``.
+
+    The record's message is the line in *format*; the fields are also on the
+    record as ``record.access`` (a dict: time, client, method, target,
+    protocol, status, bytes, duration_ms, user_agent, referer, request_id), for
+    a formatter of one's own (``--log-config``). The status is the one sent,
+    including the daemon's own error replies (500 after a failing callback; 400,
+    408, 413, 414, 431 for bad requests, whose method and target are ``-``).
+
+    Args:
+        format: ``"common"``, ``"combined"`` or ``"json"`` (one object a line).
+        logger: the logger (default: ``mhd2.access``); records are at INFO.
+
+    Raises:
+        UsageError: an unknown *format*.
+    """
+
+    def __init__(self, format: str = "combined", logger: logging.Logger | None = None) -> None:
+        from .errors import UsageError
+
+        if format not in FORMATS:
+            raise UsageError(f"access log format must be one of {', '.join(FORMATS)}, "
+                             f"not {format!r}")
+        self.format = format
+        self.logger = logger if logger is not None else logging.getLogger("mhd2.access")
+
+    def fields(self, request: Request) -> dict[str, Any]:
+        """The record's fields for *request* (values as the client sent them)."""
+        from .enums import ValueKind
+
+        return {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "client": _client_of(request),
+            "method": request.method,
+            "target": request.uri,
+            "protocol": request.version,
+            "status": _status_of(request),
+            "bytes": request.bytes_sent,
+            "duration_ms": round(request.duration * 1000, 3),
+            "user_agent": request.get_value(ValueKind.HEADER, "User-Agent"),
+            "referer": request.get_value(ValueKind.HEADER, "Referer"),
+            "request_id": request.get_value(ValueKind.HEADER, "X-Request-ID"),
+        }
+
+    def __call__(self, request: Request, code: object = None) -> None:
+        """Log the finished *request* (``notify_request_ended``)."""
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        fields = self.fields(request)
+        if self.format == "json":
+            # json.dumps escapes control characters (ensure_ascii: non-ASCII
+            # too), so a client cannot forge a second line.
+            line = json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
+        else:
+            line = format_line(fields["client"], fields["method"], fields["target"],
+                               fields["protocol"], fields["status"], fields["bytes"],
+                               fields["referer"], fields["user_agent"],
+                               duration=request.duration,
+                               combined=self.format == "combined")
+        logger.info("%s", line, extra={"access": fields})

@@ -55,6 +55,7 @@ from ._cli.options import (
     _engine_options,
     _tls_context,
     _version,
+    access_logger,
     add_address_arguments,
     add_shared_arguments,
     address_of,
@@ -174,10 +175,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     options = _engine_options(args)
     if tls is not None:
         options["tls"] = tls
-    if args.access_log is not False:
-        from ._accesslog import AccessLog
-
-        options["notify_request_ended"] = AccessLog(sys.stderr)
+    if (log := access_logger(args)) is not None:
+        options["notify_request_ended"] = log
     plan = _Plan(
         open_app, options,
         lambda url, n: f"mhd2: running {args.app} on {url}{_with_workers(n)} (Ctrl-C to stop)",
@@ -268,9 +267,7 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     @asynccontextmanager
     async def open_app(options: dict[str, Any]) -> AsyncIterator[Daemon]:
-        files = StaticFiles(args.directory,
-                            access_log=sys.stderr if args.access_log is not False else None,
-                            **_static_options(args))
+        files = StaticFiles(args.directory, **_static_options(args))
         options = dict(options)
         options["notify_request_ended"] = _chain(files.request_ended,
                                                  options.get("notify_request_ended"))
@@ -280,6 +277,8 @@ def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     options = _engine_options(args)
     if tls is not None:
         options["tls"] = tls
+    if (log := access_logger(args)) is not None:
+        options["notify_request_ended"] = log
     plan = _Plan(
         open_app, options,
         lambda url, n: f"mhd2: serving {root} on {url}{_with_workers(n)} (Ctrl-C to stop)",
@@ -324,10 +323,8 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     options = _engine_options(args)
     if tls is not None:
         options["tls"] = tls
-    if args.access_log:
-        from ._accesslog import AccessLog
-
-        options["notify_request_ended"] = AccessLog(sys.stderr)
+    if (log := access_logger(args, default=False)) is not None:
+        options["notify_request_ended"] = log
     plan = _Plan(
         open_app, options,
         lambda url, n: f"mhd2 demo: chat on {url}{_with_workers(n)} (Ctrl-C to stop)",

@@ -60,7 +60,7 @@ def _bind(args: argparse.Namespace, scheme: str) -> _Listener:
             url = url_for(str(name[0]), int(name[1]))
         return _Listener(sock, _scheme(url, scheme))
     if args.uds is not None:
-        return _bind_unix(args.uds, scheme)
+        return _bind_unix(args.uds, scheme, getattr(args, "backlog", 1024))
     host, port = address_of(args)
     try:
         infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
@@ -72,7 +72,7 @@ def _bind(args: argparse.Namespace, scheme: str) -> _Listener:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
-            sock.listen(1024)
+            sock.listen(getattr(args, "backlog", 1024))
         except BaseException:
             sock.close()
             raise
@@ -82,7 +82,7 @@ def _bind(args: argparse.Namespace, scheme: str) -> _Listener:
     return _Listener(sock, _scheme(url_for(host, int(sock.getsockname()[1])), scheme))
 
 
-def _bind_unix(path: str, scheme: str) -> _Listener:
+def _bind_unix(path: str, scheme: str, backlog: int = 1024) -> _Listener:
     path = os.path.abspath(path)
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -105,7 +105,7 @@ def _bind_unix(path: str, scheme: str) -> _Listener:
     try:
         sock.bind(path)
         os.chmod(path, 0o660)
-        sock.listen(1024)
+        sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise _BindError(f"cannot listen on {path}: {exc.strerror or exc}") from None

@@ -95,6 +95,19 @@ def _positive_int(what: str) -> Callable[[str], int]:
     return convert
 
 
+def _at_least(low: int, what: str) -> Callable[[str], int]:
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid number of {what}: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{what} must be >= {low}: {value}")
+        return value
+
+    return convert
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -180,6 +193,18 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
         help="comma-separated trusted proxies (addresses, networks, 'unix', '*') whose "
              "PROXY and forwarded headers are believed (default: 127.0.0.1,::1,unix); "
              "needs --forwarded-headers or --proxy-protocol")
+    add("--limit-concurrency", "--connection-limit", dest="connection_limit",
+        type=_at_least(1, "connections"), metavar="N",
+        help="at most N connections at once; more wait in the listen backlog "
+             "(default: no limit)")
+    add("--per-ip-limit", type=_at_least(1, "connections"), metavar="N",
+        help="at most N connections at once from one client address (default: no limit)")
+    add("--backlog", type=_at_least(1, "backlog"), default=1024, metavar="N",
+        help="listen backlog: connections the kernel queues before accepting "
+             "(default: %(default)s)")
+    add("--max-header-size", type=_at_least(256, "bytes"), metavar="BYTES",
+        help="largest request head (request line and header fields); more is 431, "
+             "a longer request line 414 (default: 16384)")
     add("--timeout", type=_seconds, metavar="SECONDS",
         help="idle and trickle limit of a connection (default: 60)")
     add("--keep-alive-timeout", type=_seconds, metavar="SECONDS",
@@ -199,12 +224,29 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
     add("--log-level", choices=_LOG_LEVELS, default="info", type=str.lower,
         help="level of the 'mhd2' logger on stderr (default: %(default)s)")
     add("--access-log", action=argparse.BooleanOptionalAction, default=None,
-        help="one line per request on stderr (default: on, off for demo)")
+        help="one line per request on the 'mhd2.access' logger, stderr unless "
+             "--log-config says otherwise (default: on, off for demo)")
+    add("--access-log-format", choices=("common", "combined", "json"), default="combined",
+        type=str.lower, help="access log lines: Common or Combined Log Format, or one JSON "
+                             "object a line (default: %(default)s)")
+    add("--log-config", metavar="FILE",
+        help="configure logging from this file (logging.config.dictConfig as JSON, or YAML "
+             "with PyYAML installed) instead of --log-level's stderr handlers")
     add("--parser", choices=("auto", "h11", "httptools"),
         help="HTTP/1.1 parser backend (default: auto)")
     add("--no-http2", action="store_true", help="do not offer HTTP/2")
     add("--version", action="version", version=_version())
     parser.set_defaults(workers=None)
+
+
+def access_logger(args: argparse.Namespace, *, default: bool = True) -> Any:
+    """The ``notify_request_ended`` access logger the command line asks for, or ``None``."""
+    wanted = default if args.access_log is None else args.access_log
+    if not wanted:
+        return None
+    from .._accesslog import AccessLogger
+
+    return AccessLogger(args.access_log_format)
 
 
 def _version() -> str:
@@ -216,6 +258,9 @@ def _version() -> str:
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """Daemon options from the command line (only those given)."""
     options: dict[str, Any] = {}
+    for name in ("connection_limit", "per_ip_limit", "max_header_size"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     if args.timeout is not None:
         options["timeout"] = args.timeout
     if args.keep_alive_timeout is not None:

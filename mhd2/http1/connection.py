@@ -163,6 +163,7 @@ class HTTP1Connection:
         except _Close:
             pass
         except DaemonStopping:
+            self._record_error_status(503)
             await self._send_error(503)
             self._end(RequestEndedCode.DAEMON_SHUTDOWN)
         except TransportError:
@@ -423,6 +424,23 @@ class HTTP1Connection:
         if exchange is not None:
             exchange.end(code)
 
+    def _record_error_status(self, status: int) -> None:
+        """The daemon answers *status* itself: the request's end reports it.
+
+        ``notify_request_ended`` (the access log) then sees the real status
+        (``request.response_status``), not ``None``. A request whose head
+        could not be parsed (400, 408, 413, 414, 431) is reported too, as
+        method and URI ``-`` with ``HTTP_PROTOCOL_ERROR`` / ``TIMEOUT_REACHED``.
+        """
+        exchange = self._exchange
+        if exchange is None:
+            if self._shared.options.notify_request_ended is None:
+                return
+            exchange = Exchange(self._shared, self, self.info, "-", "-", "HTTP/1.1", [], 0)
+            self._exchange = exchange
+        if exchange.status is None:
+            exchange.status = status
+
     def _notify(self, event: ConnectionEvent) -> None:
         notify = self._shared.options.notify_connection
         if notify is not None:
@@ -441,6 +459,7 @@ class HTTP1Connection:
         """Answer a request that cannot be served, then close (after lingering)."""
         if detail:
             logger.debug("mhd2: %d for %s: %s", status, self.info.client_address, detail)
+        self._record_error_status(status)
         self._end(code)
         await self._send_error(status)
         await self.transport.linger()
@@ -463,4 +482,6 @@ class HTTP1Connection:
         if self._exchange is not None:
             self._end(RequestEndedCode.TIMEOUT_REACHED)
         elif self._head_started:
+            self._record_error_status(408)
+            self._end(RequestEndedCode.TIMEOUT_REACHED)
             await self._send_error(408)

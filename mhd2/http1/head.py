@@ -40,7 +40,7 @@ async def read_head(transport: Transport, parser: Parser, max_head: int, *,
         result = parser.next_head()
         if result is NEED_DATA:
             if parser.fed_count > max_head:
-                return ParseError(431, "request header section too large")
+                return _too_large(parser, max_head)
             if not waited:
                 # The whole head must arrive within `timeout` of its first
                 # byte: trickling more bytes does not extend it (slowloris).
@@ -62,10 +62,21 @@ async def read_head(transport: Transport, parser: Parser, max_head: int, *,
         if parser.fed_count > max_head or strict:
             head_len = parser.head_length()
             if head_len > max_head:
-                return ParseError(431, "request header section too large")
+                return _too_large(parser, max_head)
             if strict:
                 problem = check_raw_head(parser.raw_head_bytes()[:head_len])
                 if problem is not None:
                     return ParseError(*problem)
         parser.stop_recording()
         return result
+
+
+def _too_large(parser: Parser, max_head: int) -> ParseError:
+    """431 for a head over *max_head* bytes; 414 when the request line alone is.
+
+    RFC 9112 §3: "A server that receives a request-target longer than any URI
+    it wishes to parse MUST respond with a 414 (URI Too Long) status code."
+    """
+    if b"\n" not in parser.raw_head_bytes()[:max_head]:
+        return ParseError(414, "request line too long")
+    return ParseError(431, "request header section too large")
