@@ -145,6 +145,12 @@ class Supervisor:
         max_backoff: the longest back-off, in seconds.
         log: where progress and problems are written (one line each).
         on_ready: called once, when all first workers are ready.
+        on_reload: called at SIGHUP before any worker is replaced; it may
+            prepare what the new workers inherit (the command line reads the
+            TLS files again here). When it returns ``False`` the reload is
+            abandoned and the old workers keep serving (it logs why itself).
+        on_reloaded: called when a reload is over: every old worker has
+            exited (``True``), or the reload was abandoned (``False``).
 
     Raises:
         UsageError: a bad argument.
@@ -162,6 +168,8 @@ class Supervisor:
         max_backoff: float = 10.0,
         log: Callable[[str], None] = _log_stderr,
         on_ready: Callable[[], None] | None = None,
+        on_reload: Callable[[], bool] | None = None,
+        on_reloaded: Callable[[bool], None] | None = None,
     ) -> None:
         if not callable(worker_main):
             raise UsageError("Supervisor needs worker_main(sock, worker), a callable")
@@ -181,6 +189,11 @@ class Supervisor:
         self.max_backoff = float(max_backoff)
         self.log = log
         self.on_ready = on_ready
+        self.on_reload = on_reload
+        self.on_reloaded = on_reloaded
+        #: Old workers of the reload under way that have not exited yet.
+        self._reload_old: set[int] = set()
+        self._reload_finishing = False
         self._procs: dict[int, _Proc] = {}
         self._by_fd: dict[int, _Proc] = {}
         self._failures: dict[int, int] = {}
@@ -341,6 +354,7 @@ class Supervisor:
         proc.ready = True
         if proc.stopping:
             return
+        self.log(f"worker {proc.index} (pid {proc.pid}) ready")
         old = proc.replaces
         if old is not None:
             proc.replaces = None
@@ -371,9 +385,15 @@ class Supervisor:
     # ------------------------------------------------------------ reload
 
     def _start_reload(self) -> None:
+        if self.on_reload is not None and not self.on_reload():
+            if self.on_reloaded is not None:
+                self.on_reloaded(False)
+            return
         current = [p for p in self._procs.values()
                    if not p.stopping and p.replaced_by is None and p.replaces is None]
         self.log(f"SIGHUP: reloading {len(current)} workers one at a time")
+        self._reload_old.update(p.pid for p in current)
+        self._reload_finishing = False
         self._reload_queue.extend(p for p in current if p not in self._reload_queue)
         if self._reloading is None:
             self._next_reload()
@@ -386,7 +406,17 @@ class Supervisor:
                 self._reloading = old.replaced_by
                 return
         if self._procs:
-            self.log("reload done")
+            self._reload_finishing = True
+            self._reload_check_done()
+
+    def _reload_check_done(self) -> None:
+        """Say "reload done" once the last old worker has exited, not before."""
+        self._reload_old &= set(self._procs)
+        if self._reload_finishing and not self._reload_old:
+            self._reload_finishing = False
+            self.log("reload done: every worker was replaced")
+            if self.on_reloaded is not None:
+                self.on_reloaded(True)
 
     # ------------------------------------------------------------ events
 
@@ -437,6 +467,8 @@ class Supervisor:
             return
         if proc.stopping:
             self.log(f"worker {proc.index} (pid {proc.pid}) stopped (replaced)")
+            if self._reload_finishing:
+                self._reload_check_done()
             return
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited ({code})"
         if proc.reload and not proc.ready:
@@ -444,6 +476,10 @@ class Supervisor:
                      "reload abandoned, the old workers keep serving")
             self._reloading = None
             self._reload_queue.clear()
+            self._reload_old.clear()
+            self._reload_finishing = False
+            if self.on_reloaded is not None:
+                self.on_reloaded(False)
             return
         if code == WORKER_BOOT_ERROR and not proc.ready and not self._announced:
             self.log(f"worker {proc.index} (pid {proc.pid}) could not start; stopping")

@@ -151,6 +151,7 @@ async def test_killed_worker_is_replaced(running: App) -> None:
         victim = min(pids)
         os.kill(victim, signal.SIGKILL)
         await running.stderr.until(f"(pid {victim}) was killed by SIGKILL; restarting")
+        await running.stderr.until(") ready")  # the replacement accepts now
         fresh = await pids_seen(running.port, 1, exclude=pids)
     assert fresh.isdisjoint(pids)
     assert running.process.returncode is None

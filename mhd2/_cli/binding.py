@@ -22,6 +22,27 @@ from .options import (
 # ---------------------------------------------------------------------- binding
 
 
+#: The environment a SIGHUP re-exec hands the listening socket on in (internal).
+LISTEN_FD_ENV = "_MHD2_LISTEN_FD"
+LISTEN_URL_ENV = "_MHD2_LISTEN_URL"
+LISTEN_UNIX_ENV = "_MHD2_LISTEN_UNIX_PATH"
+
+
+def _inherited() -> _Listener | None:
+    """The listening socket a SIGHUP re-exec of this program left, if this is one."""
+    fd = os.environ.pop(LISTEN_FD_ENV, None)
+    url = os.environ.pop(LISTEN_URL_ENV, "")
+    unix_path = os.environ.pop(LISTEN_UNIX_ENV, "") or None
+    if fd is None:
+        return None
+    try:
+        sock = socket.socket(fileno=int(fd))
+    except (ValueError, OSError):
+        return None
+    os.set_inheritable(sock.fileno(), False)
+    return _Listener(sock, url, unix_path)
+
+
 class _BindError(Exception):
     pass
 
@@ -45,6 +66,9 @@ def _bind(args: argparse.Namespace, scheme: str) -> _Listener:
     Raises:
         _BindError: with the one-line message to print (exit status 1).
     """
+    inherited = _inherited()
+    if inherited is not None:
+        return inherited
     if args.fd is not None:
         try:
             sock = socket.socket(fileno=args.fd)

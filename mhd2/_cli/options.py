@@ -71,11 +71,13 @@ def address_of(args: argparse.Namespace) -> tuple[str, int]:
     return host, int(port)
 
 
-def stop_signals() -> AbstractContextManager[Any]:
-    """A trio signal receiver for SIGINT and SIGTERM (where they exist)."""
+def stop_signals(*, hangup: bool = False) -> AbstractContextManager[Any]:
+    """A trio signal receiver for SIGINT and SIGTERM (where they exist), and SIGHUP."""
     wanted = [signal.SIGINT]
     if hasattr(signal, "SIGTERM"):
         wanted.append(signal.SIGTERM)
+    if hangup and hasattr(signal, "SIGHUP"):
+        wanted.append(signal.SIGHUP)
     return trio.open_signal_receiver(*wanted)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import signal
 import socket
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
 
 from .._http1.backend import httptools_available, resolve_parser
 from .binding import (
+    LISTEN_FD_ENV,
+    LISTEN_UNIX_ENV,
+    LISTEN_URL_ENV,
     _bind,
     _BindError,
     _Listener,
@@ -55,6 +59,31 @@ class _Plan:
     stopping_line: str = "mhd2: {signal}, stopping"
     access_log: bool = False
     load: Callable[[], None] | None = field(default=None)
+    #: Reads the TLS files again (``--tls-cert`` ...), for a reload.
+    reload_tls: Callable[[], Any] | None = None
+
+
+#: ``_serve_process``'s result asking :func:`_execute` to re-execute in place.
+_REEXEC = -1
+
+
+def _check_reload(plan: _Plan) -> bool:
+    """Before a reload: read the TLS files again; ``False`` (one line logged) if bad.
+
+    The new context replaces the plan's, so that workers forked from now on
+    serve the new certificate.
+    """
+    if plan.reload_tls is None:
+        return True
+    from ..tls import TLSFileError
+
+    try:
+        plan.options["tls"] = plan.reload_tls()
+    except TLSFileError as exc:
+        print(f"mhd2: SIGHUP: reload refused, still serving with the files read before: "
+              f"{exc}", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def _chain(first: Callable[..., Any] | None,
@@ -87,7 +116,12 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
                 worker.recycle()
 
         options["notify_request_ended"] = _chain(options.get("notify_request_ended"), count)
-    with stop_signals() as signals, trio.CancelScope() as everything:
+    reexec = False
+    if worker is None:
+        # The daemon closes the socket it was given when it stops; a re-exec
+        # (SIGHUP) hands the original on to the new program.
+        options["listen_socket"] = listener.sock.dup()
+    with stop_signals(hangup=worker is None) as signals, trio.CancelScope() as everything:
         try:
             async with plan.open_app(options) as daemon:
                 if worker is None:
@@ -95,6 +129,17 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
                 else:
                     worker.ready()
                 async for signum in signals:
+                    if signum == signal.SIGHUP:
+                        # Without workers, a reload is this program run again
+                        # on the same listening socket: connections wait in its
+                        # backlog meanwhile, none is refused.
+                        if not _check_reload(plan):
+                            continue
+                        reexec = True
+                        print("mhd2: SIGHUP, reloading: requests in flight finish, then the "
+                              "program starts again on the same socket", file=sys.stderr,
+                              flush=True)
+                        break
                     if worker is None:
                         name = signal.Signals(signum).name
                         print(plan.stopping_line.format(signal=name), file=sys.stderr, flush=True)
@@ -114,7 +159,7 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(second_signal)
-                    if worker is None:
+                    if worker is None and not reexec:
                         await daemon.stop(grace=plan.graceful_timeout)
                     else:
                         await drain_and_stop(daemon, plan.graceful_timeout)
@@ -129,7 +174,25 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
             print(f"mhd2: cannot serve on {listener.url}: {match.exceptions[0]}",
                   file=sys.stderr)
             return 1
-    return 0
+    return _REEXEC if reexec and not everything.cancelled_caught else 0
+
+
+def _reexec(listener: _Listener) -> None:
+    """Run this program again in this process, on the same listening socket.
+
+    The socket's descriptor is inherited through ``exec`` and named in the
+    environment (``_MHD2_LISTEN_FD``), so the new program serves it instead
+    of binding; the process id stays the same (what systemd watches).
+    """
+    fd = listener.sock.fileno()
+    os.set_inheritable(fd, True)
+    env = dict(os.environ)
+    env[LISTEN_FD_ENV] = str(fd)
+    env[LISTEN_URL_ENV] = listener.url
+    env[LISTEN_UNIX_ENV] = listener.unix_path or ""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
 
 
 def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _Plan,
@@ -142,6 +205,7 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
     if args.uds is not None and (args.host or args.port is not None):
         parser.error("--uds excludes --host and --port")
     check_forwarded_arguments(parser, args)
+    plan.reload_tls = getattr(args, "tls_loader", None)
     if args.log_config is not None:
         _load_log_config(args.log_config)
     else:
@@ -165,7 +229,10 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
         "" if args.parser not in (None, "auto") else " (auto)")
     try:
         if workers is None:
-            return trio.run(_serve_process, plan, listener, None)
+            status = trio.run(_serve_process, plan, listener, None)
+            if status == _REEXEC:
+                _reexec(listener)  # does not return
+            return status
         return _supervise(plan, listener, workers)
     except KeyboardInterrupt:  # Ctrl-C before a signal receiver was in place
         return 0
@@ -242,7 +309,8 @@ def _supervise(plan: _Plan, listener: _Listener, workers: int) -> int:
         print(plan.announce(listener.url, workers), file=sys.stderr, flush=True)
 
     supervisor = Supervisor(worker_main, listener.sock, workers=workers,
-                            graceful_timeout=plan.graceful_timeout, on_ready=ready)
+                            graceful_timeout=plan.graceful_timeout, on_ready=ready,
+                            on_reload=lambda: _check_reload(plan))
     return supervisor.run()
 
 
