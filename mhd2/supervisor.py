@@ -50,6 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from ._notify import Notifier
 from .errors import UsageError
 
 __all__ = ["WORKER_BOOT_ERROR", "Supervisor", "Worker", "WorkerMain", "drain_and_stop"]
@@ -151,6 +152,9 @@ class Supervisor:
             abandoned and the old workers keep serving (it logs why itself).
         on_reloaded: called when a reload is over: every old worker has
             exited (``True``), or the reload was abandoned (``False``).
+        notifier: tells systemd (``Type=notify``) ``READY=1`` when the first
+            workers are ready, ``RELOADING=1`` / ``READY=1`` around a reload,
+            ``STOPPING=1``, ``WATCHDOG=1`` and a ``STATUS=`` line of counts.
 
     Raises:
         UsageError: a bad argument.
@@ -170,6 +174,7 @@ class Supervisor:
         on_ready: Callable[[], None] | None = None,
         on_reload: Callable[[], bool] | None = None,
         on_reloaded: Callable[[bool], None] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         if not callable(worker_main):
             raise UsageError("Supervisor needs worker_main(sock, worker), a callable")
@@ -191,6 +196,8 @@ class Supervisor:
         self.on_ready = on_ready
         self.on_reload = on_reload
         self.on_reloaded = on_reloaded
+        self.notifier = notifier
+        self._tick_at: float | None = None
         #: Old workers of the reload under way that have not exited yet.
         self._reload_old: set[int] = set()
         self._reload_finishing = False
@@ -256,6 +263,8 @@ class Supervisor:
         deadlines += [p.kill_at for p in self._procs.values() if p.kill_at is not None]
         deadlines += [p.started + self.ready_timeout for p in self._procs.values()
                       if not (p.ready or p.stopping or p.given_up)]
+        if self._tick_at is not None:
+            deadlines.append(self._tick_at)
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         if not self._signals:
             for key, _ in self._selector.select(timeout):
@@ -304,6 +313,9 @@ class Supervisor:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             signal.signal(signal.SIGINT, signal.default_int_handler)
             assert self._selector is not None and self._wakeup is not None
+            if self.notifier is not None:  # the supervisor is the service's main process
+                self.notifier.close()
+                self.notifier = None
             for fd in self._by_fd:
                 os.close(fd)
             self._selector.close()
@@ -364,6 +376,9 @@ class Supervisor:
             self._next_reload()
         if not self._announced and all(p.ready for p in self._procs.values() if not p.stopping):
             self._announced = True
+            if self.notifier is not None:
+                self.notifier.ready(self._status_line())
+                self._tick_at = time.monotonic() + (self.notifier.watchdog_interval or 5.0)
             if self.on_ready is not None:
                 self.on_ready()
 
@@ -389,6 +404,8 @@ class Supervisor:
             if self.on_reloaded is not None:
                 self.on_reloaded(False)
             return
+        if self.notifier is not None:
+            self.notifier.reloading("reloading the workers one at a time")
         current = [p for p in self._procs.values()
                    if not p.stopping and p.replaced_by is None and p.replaces is None]
         self.log(f"SIGHUP: reloading {len(current)} workers one at a time")
@@ -415,6 +432,8 @@ class Supervisor:
         if self._reload_finishing and not self._reload_old:
             self._reload_finishing = False
             self.log("reload done: every worker was replaced")
+            if self.notifier is not None:
+                self.notifier.ready(self._status_line())
             if self.on_reloaded is not None:
                 self.on_reloaded(True)
 
@@ -432,6 +451,9 @@ class Supervisor:
                 self.log(f"{signal.Signals(signum).name}, stopping "
                          f"(graceful timeout {self.graceful_timeout:g} s)")
                 self._stopping = True
+                self._tick_at = None
+                if self.notifier is not None:
+                    self.notifier.stopping("stopping the workers")
                 self._spawn_at.clear()
                 self._reload_queue.clear()
                 for proc in self._procs.values():
@@ -478,6 +500,8 @@ class Supervisor:
             self._reload_queue.clear()
             self._reload_old.clear()
             self._reload_finishing = False
+            if self.notifier is not None:
+                self.notifier.ready("reload abandoned; " + self._status_line())
             if self.on_reloaded is not None:
                 self.on_reloaded(False)
             return
@@ -503,8 +527,20 @@ class Supervisor:
                  + (f" in {delay:.1f} s" if delay else ""))
         self._spawn_at[proc.index] = (time.monotonic() + delay, replacement_of)
 
+    def _status_line(self) -> str:
+        serving = sum(1 for p in self._procs.values() if p.ready and not p.stopping)
+        stopping = sum(1 for p in self._procs.values() if p.stopping)
+        return (f"{serving} of {self.workers} workers serving"
+                + (f", {stopping} finishing" if stopping else ""))
+
     def _timers(self) -> None:
         now = time.monotonic()
+        if self._tick_at is not None and self._tick_at <= now and self.notifier is not None:
+            if self.notifier.watchdog_interval is not None:
+                self.notifier.watchdog(self._status_line())
+            else:
+                self.notifier.status(self._status_line())
+            self._tick_at = now + (self.notifier.watchdog_interval or 5.0)
         for index, (at, replaces) in list(self._spawn_at.items()):
             if at <= now and not self._stopping:
                 del self._spawn_at[index]

@@ -116,6 +116,18 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
                 worker.recycle()
 
         options["notify_request_ended"] = _chain(options.get("notify_request_ended"), count)
+    from .._notify import Notifier
+
+    notifier = Notifier.from_environ() if worker is None else None
+    requests_served = 0
+    if notifier is not None:
+
+        def count_served(request: Any, code: Any) -> None:
+            nonlocal requests_served
+            requests_served += 1
+
+        options["notify_request_ended"] = _chain(options.get("notify_request_ended"),
+                                                 count_served)
     reexec = False
     if worker is None:
         # The daemon closes the socket it was given when it stops; a re-exec
@@ -128,22 +140,17 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
                     print(plan.announce(listener.url, 1), file=sys.stderr, flush=True)
                 else:
                     worker.ready()
-                async for signum in signals:
-                    if signum == signal.SIGHUP:
-                        # Without workers, a reload is this program run again
-                        # on the same listening socket: connections wait in its
-                        # backlog meanwhile, none is refused.
-                        if not _check_reload(plan):
-                            continue
-                        reexec = True
-                        print("mhd2: SIGHUP, reloading: requests in flight finish, then the "
-                              "program starts again on the same socket", file=sys.stderr,
-                              flush=True)
-                        break
-                    if worker is None:
-                        name = signal.Signals(signum).name
-                        print(plan.stopping_line.format(signal=name), file=sys.stderr, flush=True)
-                    break
+
+                def status() -> str:
+                    return (f"serving on {listener.url}: {daemon.connection_count} "
+                            f"connections open, {requests_served} requests served")
+
+                async with trio.open_nursery() as ticking:
+                    if notifier is not None:
+                        notifier.ready(status())
+                        ticking.start_soon(_tick, notifier, status)
+                    reexec = await _wait_for_signal(plan, signals, worker, notifier)
+                    ticking.cancel_scope.cancel()
 
                 async def second_signal() -> None:
                     # Ctrl-C again: do not wait for the grace period. (Not in a
@@ -175,6 +182,42 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
                   file=sys.stderr)
             return 1
     return _REEXEC if reexec and not everything.cancelled_caught else 0
+
+
+async def _tick(notifier: Any, status: Callable[[], str]) -> None:
+    """``WATCHDOG=1`` every half of ``WATCHDOG_USEC`` (the trio loop is alive), else
+    a fresh ``STATUS=`` line every 5 s."""
+    interval = notifier.watchdog_interval
+    while True:
+        await trio.sleep(interval or 5.0)
+        if interval is not None:
+            notifier.watchdog(status())
+        else:
+            notifier.status(status())
+
+
+async def _wait_for_signal(plan: _Plan, signals: Any, worker: Worker | None,
+                           notifier: Any) -> bool:
+    """Wait for SIGINT/SIGTERM (``False``) or a SIGHUP that re-executes (``True``)."""
+    async for signum in signals:
+        if signum == signal.SIGHUP:
+            # Without workers, a reload is this program run again on the same
+            # listening socket: connections wait in its backlog meanwhile, none
+            # is refused.
+            if not _check_reload(plan):
+                continue
+            if notifier is not None:
+                notifier.reloading("reloading: requests in flight finish, then a re-exec")
+            print("mhd2: SIGHUP, reloading: requests in flight finish, then the program "
+                  "starts again on the same socket", file=sys.stderr, flush=True)
+            return True
+        if notifier is not None:
+            notifier.stopping("stopping: requests in flight finish")
+        if worker is None:
+            name = signal.Signals(signum).name
+            print(plan.stopping_line.format(signal=name), file=sys.stderr, flush=True)
+        return False
+    return False
 
 
 def _reexec(listener: _Listener) -> None:
@@ -294,6 +337,7 @@ def _load_log_config(path: str) -> None:
 
 
 def _supervise(plan: _Plan, listener: _Listener, workers: int) -> int:
+    from .._notify import Notifier
     from ..supervisor import WORKER_BOOT_ERROR, Supervisor
 
     def worker_main(sock: socket.socket, worker: Worker) -> int:
@@ -310,7 +354,8 @@ def _supervise(plan: _Plan, listener: _Listener, workers: int) -> int:
 
     supervisor = Supervisor(worker_main, listener.sock, workers=workers,
                             graceful_timeout=plan.graceful_timeout, on_ready=ready,
-                            on_reload=lambda: _check_reload(plan))
+                            on_reload=lambda: _check_reload(plan),
+                            notifier=Notifier.from_environ())
     return supervisor.run()
 
 
