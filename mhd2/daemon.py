@@ -10,6 +10,7 @@ caller's task but count, and stop, like accepted ones.
 from __future__ import annotations
 
 import errno
+import inspect
 import logging
 import math
 import os
@@ -107,7 +108,28 @@ class Daemon:
             # http2=False: ALPN must not agree on h2 (the context is shared
             # with the caller; this changes what it offers, documented).
             self.options.tls.set_alpn_protocols(["http/1.1"])
-        self._shared = Shared(self.options, request_cb)
+        self._request_cb = request_cb
+        if self.options.metrics_path is not None and self.options.metrics is None:
+            raise UsageError("metrics_path needs metrics=registry (a prometheus_client "
+                             "CollectorRegistry)", StatusCode.CONFIGURATION_WRONG_OPTION_VALUE)
+        if self.options.metrics_path is not None and not self.options.metrics_path.startswith("/"):
+            raise UsageError(f"metrics_path must start with '/', not "
+                             f"{self.options.metrics_path!r}",
+                             StatusCode.CONFIGURATION_WRONG_OPTION_VALUE)
+        serve = request_cb
+        if self.options.metrics is not None:
+            from .metrics import DaemonMetrics, with_metrics_path
+
+            metrics = DaemonMetrics.for_registry(self.options.metrics)
+            if self.options.metrics_path is not None:
+                serve = with_metrics_path(request_cb, self.options.metrics_path,
+                                          self.options.metrics, self.sample_metrics)
+        self._shared = Shared(self.options, serve)
+        if serve is not request_cb:
+            self._shared.app_may_wait = self._shared.app_may_wait or (
+                inspect.iscoroutinefunction(request_cb))
+        if self.options.metrics is not None:
+            self._shared.metrics = metrics
         self._listeners: list[stdlib_socket.socket] = []
         self._unix_path: str | None = None
         self._connections: set[HTTP1Connection | HTTP2Connection] = set()
@@ -144,7 +166,7 @@ class Daemon:
     @property
     def request_cb(self) -> RequestCallback:
         """The application's request callback."""
-        return self._shared.request_cb
+        return self._request_cb
 
     @property
     def connection_count(self) -> int:
@@ -201,6 +223,8 @@ class Daemon:
                 self._nursery = nursery
                 for listener in self._listeners:
                     nursery.start_soon(self._accept_loop, listener, nursery)
+                if self._shared.metrics is not None:
+                    nursery.start_soon(self._sample_metrics)
                 task_status.started(self)
                 await self._stop_requested.wait()
                 self.quiesce()
@@ -218,6 +242,19 @@ class Daemon:
             self._shared.stopping = True
             self._remove_unix_path()
             self._stopped.set()
+
+    def sample_metrics(self) -> None:
+        """Set the metrics' gauges from the daemon's state now (``Daemon(metrics=...)``)."""
+        metrics = self._shared.metrics
+        if metrics is not None:
+            metrics.sample(self.connection_count, self._shared.parked, self._shared.websockets)
+
+    async def _sample_metrics(self) -> None:
+        from .metrics import SAMPLE_SECONDS
+
+        while True:
+            self.sample_metrics()
+            await trio.sleep(SAMPLE_SECONDS)
 
     def _check_fresh(self) -> None:
         if self._serving or self._stopped.is_set():
@@ -323,6 +360,8 @@ class Daemon:
                     # stays in the backlog and the same error comes back after
                     # every pause, so it is logged once per interval, counted.
                     self._accept_errors.failed(exc)
+                    if self._shared.metrics is not None:
+                        self._shared.metrics.refused("accept_error")
                     await trio.sleep(_ACCEPT_PAUSE)
                     continue
                 continue  # the connection died before accept (ECONNABORTED ...)
@@ -350,6 +389,11 @@ class Daemon:
             and self._per_ip[ip] >= opts.per_ip_limit
         ):
             self._refusals.refused(seen)
+            if self._shared.metrics is not None:
+                limit = "connection_limit" if ip is None or (
+                    opts.connection_limit is not None and self._count >= opts.connection_limit
+                ) else "per_ip_limit"
+                self._shared.metrics.refused(limit)
             return True
         return False
 
@@ -376,6 +420,8 @@ class Daemon:
                     return
                 if opts.per_ip_limit is not None and self._per_ip[address[0]] >= opts.per_ip_limit:
                     self._refusals.refused(address[0])
+                    if self._shared.metrics is not None:
+                        self._shared.metrics.refused("per_ip_limit")
                     _refuse(sock)
                     return
                 ip = address[0]

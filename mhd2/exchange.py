@@ -354,6 +354,7 @@ class Exchange:
             DaemonStopping: the daemon is stopping.
         """
         self.suspended = True
+        self.shared.parked += 1
         try:
             if self.resume_pending:
                 # Resumed already, before the daemon got here (from the callback).
@@ -371,6 +372,7 @@ class Exchange:
         finally:
             self._resume_scope = None
             self.suspended = False
+            self.shared.parked -= 1
         self.host.resumed()
 
     def wake_for_stop(self) -> bool:
@@ -418,6 +420,8 @@ class Exchange:
         notify = self.shared.options.notify_request_ended
         if notify is not None:
             report(notify, self.request, code)
+        if self.shared.metrics is not None:
+            self.shared.metrics.request_ended(self.request)
 
 
 def request_resume(request: Request) -> None:

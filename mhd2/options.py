@@ -133,6 +133,10 @@ class DaemonOptions:
     early_uri_logger: Callable[..., Any] | None = None
     notify_connection: Callable[..., Any] | None = None
     notify_request_ended: Callable[..., Any] | None = None
+    #: A prometheus_client CollectorRegistry: see :mod:`mhd2.metrics`.
+    metrics: Any = None
+    #: Serve the metrics' text exposition at this path (``GET``), before the app.
+    metrics_path: str | None = None
     strict_level: int = 0
     disallow_upgrade: bool = False
     disallow_suspend_resume: bool = False

@@ -39,8 +39,9 @@ class Shared:
         trusted: the peers whose PROXY and forwarded headers are believed.
     """
 
-    __slots__ = ("app_may_wait", "large_pool", "make_parser", "nonces", "options", "quiescing", "request_cb",
-                 "stopping", "token", "trusted")
+    __slots__ = ("app_may_wait", "large_pool", "make_parser", "metrics", "nonces", "options",
+                 "parked", "quiescing", "request_cb", "stopping", "token", "trusted",
+                 "websockets")
 
     def __init__(self, options: DaemonOptions, request_cb: Callable[..., Any]) -> None:
         self.options = options
@@ -51,6 +52,12 @@ class Shared:
         self.quiescing = False
         self.nonces: NonceRegistry | None = NonceRegistry.from_options(options)
         self.trusted = TrustedProxies(options.trusted_proxies)
+        #: :class:`mhd2.metrics.DaemonMetrics` with ``Daemon(metrics=...)``, else ``None``.
+        self.metrics: Any = None
+        #: Requests parked by a suspend action, and upgraded WebSocket
+        #: connections, now (sampled by the metrics).
+        self.parked = 0
+        self.websockets = 0
         #: Makes one HTTP/1 connection's parser (the backend ``options.parser`` names).
         self.make_parser = parser_factory(options.parser)
         #: The request callback or early_uri_logger is ``async def``: calling it

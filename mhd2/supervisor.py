@@ -155,6 +155,8 @@ class Supervisor:
         notifier: tells systemd (``Type=notify``) ``READY=1`` when the first
             workers are ready, ``RELOADING=1`` / ``READY=1`` around a reload,
             ``STOPPING=1``, ``WATCHDOG=1`` and a ``STATUS=`` line of counts.
+        on_worker_exit: called with the pid of every worker that exited
+            (the command line tells prometheus-client's multiprocess mode).
 
     Raises:
         UsageError: a bad argument.
@@ -175,6 +177,7 @@ class Supervisor:
         on_reload: Callable[[], bool] | None = None,
         on_reloaded: Callable[[bool], None] | None = None,
         notifier: Notifier | None = None,
+        on_worker_exit: Callable[[int], None] | None = None,
     ) -> None:
         if not callable(worker_main):
             raise UsageError("Supervisor needs worker_main(sock, worker), a callable")
@@ -197,6 +200,7 @@ class Supervisor:
         self.on_reload = on_reload
         self.on_reloaded = on_reloaded
         self.notifier = notifier
+        self.on_worker_exit = on_worker_exit
         self._tick_at: float | None = None
         #: Old workers of the reload under way that have not exited yet.
         self._reload_old: set[int] = set()
@@ -477,6 +481,8 @@ class Supervisor:
             if proc is not None:
                 self._read_control(proc)  # a last "ready"/"recycle" before it died
                 self._unregister(proc)
+                if self.on_worker_exit is not None:
+                    self.on_worker_exit(pid)
                 self._exited(proc, os.waitstatus_to_exitcode(status))
 
     def _exited(self, proc: _Proc, code: int) -> None:

@@ -7,6 +7,7 @@ import signal
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -81,12 +82,12 @@ async def test_sighup_without_workers_reexecs_on_the_same_socket(tmp_path: Path)
 trustme = pytest.importorskip("trustme")
 
 
-def write_pair(cert: trustme.LeafCert, directory: Path) -> None:
+def write_pair(cert: Any, directory: Path) -> None:
     cert.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
     cert.private_key_pem.write_to_path(str(directory / "key.pem"))
 
 
-def served_certificate(port: int, ca: trustme.CA) -> str:
+def served_certificate(port: int, ca: Any) -> str:
     """The serial number of the certificate a TLS client is shown now."""
     context = ssl.create_default_context()
     ca.configure_trust(context)

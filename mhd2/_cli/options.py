@@ -110,6 +110,13 @@ def _at_least(low: int, what: str) -> Callable[[str], int]:
     return convert
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:9100, not {text!r}")
+    return host.strip("[]"), _port(port)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -234,6 +241,12 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
     add("--log-config", metavar="FILE",
         help="configure logging from this file (logging.config.dictConfig as JSON, or YAML "
              "with PyYAML installed) instead of --log-level's stderr handlers")
+    add("--metrics", type=_host_port, metavar="HOST:PORT",
+        help="serve Prometheus metrics on their own listener, e.g. 127.0.0.1:9100 "
+             "(needs mhd2[metrics]); with --workers one scrape sums every worker")
+    add("--metrics-path", metavar="PATH",
+        help="serve Prometheus metrics at this path of the main listener, e.g. /metrics "
+             "(needs mhd2[metrics])")
     add("--parser", choices=("auto", "h11", "httptools"),
         help="HTTP/1.1 parser backend (default: auto)")
     add("--no-http2", action="store_true", help="do not offer HTTP/2")

@@ -61,6 +61,9 @@ class _Plan:
     load: Callable[[], None] | None = field(default=None)
     #: Reads the TLS files again (``--tls-cert`` ...), for a reload.
     reload_tls: Callable[[], Any] | None = None
+    #: ``--metrics`` / ``--metrics-path``: each process gets a registry.
+    metrics: bool = False
+    metrics_path: str | None = None
 
 
 #: ``_serve_process``'s result asking :func:`_execute` to re-execute in place.
@@ -105,6 +108,12 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
 
     options = dict(plan.options)
     options["listen_socket"] = listener.sock
+    if plan.metrics:
+        from prometheus_client import CollectorRegistry
+
+        options["metrics"] = plan.options.get("metrics") or CollectorRegistry()
+        if plan.metrics_path is not None:
+            options["metrics_path"] = plan.metrics_path
     if worker is not None and plan.max_requests is not None:
         limit = max(1, plan.max_requests + random.randint(0, plan.jitter))
         served = 0
@@ -262,6 +271,9 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
         except _LoadError as exc:
             print(f"mhd2: {exc}", file=sys.stderr)
             return 1
+    metrics_dir = None
+    if args.metrics is not None or args.metrics_path is not None:
+        metrics_dir = _prepare_metrics(parser, args, plan, workers)
     try:
         listener = _bind(args, scheme)
     except _BindError as exc:
@@ -271,6 +283,8 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
         "HTTP/1 parser: %s%s", resolve_parser(args.parser or "auto"),
         "" if args.parser not in (None, "auto") else " (auto)")
     try:
+        if args.metrics is not None:
+            _metrics_listener(args.metrics, plan)
         if workers is None:
             status = trio.run(_serve_process, plan, listener, None)
             if status == _REEXEC:
@@ -279,8 +293,68 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
         return _supervise(plan, listener, workers)
     except KeyboardInterrupt:  # Ctrl-C before a signal receiver was in place
         return 0
+    except _BindError as exc:
+        print(f"mhd2: {exc}", file=sys.stderr)
+        return 1
     finally:
         listener.close()
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _prepare_metrics(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _Plan,
+                     workers: int | None) -> str | None:
+    """``--metrics`` / ``--metrics-path``: check prometheus-client, set up multiprocess mode.
+
+    Returns:
+        The multiprocess directory made here (removed at the end), if any.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("prometheus_client") is None:
+        parser.error("--metrics and --metrics-path need prometheus-client: "
+                     "pip install 'mhd2[metrics]'")
+    if args.metrics_path is not None and not args.metrics_path.startswith("/"):
+        parser.error(f"--metrics-path must start with '/', not {args.metrics_path!r}")
+    plan.metrics = True
+    plan.metrics_path = args.metrics_path
+    made = None
+    if workers is not None and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Every worker writes its values to files here; a scrape sums them.
+        # Set before prometheus_client is imported (it reads it then).
+        import tempfile
+
+        made = tempfile.mkdtemp(prefix="mhd2-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
+
+
+def _metrics_listener(where: tuple[str, int], plan: _Plan) -> None:
+    """``--metrics HOST:PORT``: prometheus-client's HTTP server thread in this process.
+
+    Without workers it serves this process's registry (given to the daemon);
+    with workers (here in the supervisor) the sum of every worker's files.
+    """
+    import prometheus_client
+
+    from ..metrics import multiprocess
+
+    if multiprocess():
+        from prometheus_client import multiprocess as mp
+
+        registry = prometheus_client.CollectorRegistry()
+        mp.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    else:
+        registry = prometheus_client.CollectorRegistry()
+        plan.options["metrics"] = registry  # the daemon's metrics go here
+    host, port = where
+    try:
+        prometheus_client.start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        raise _BindError(f"cannot listen on {host} port {port} for --metrics: "
+                         f"{exc.strerror or exc}") from None
 
 
 def _configure_logging(level: str) -> None:
@@ -318,7 +392,7 @@ def _load_log_config(path: str) -> None:
             text = f.read()
         if path.endswith((".yaml", ".yml")):
             try:
-                import yaml  # type: ignore[import-untyped]
+                import yaml
             except ImportError:
                 raise ValueError("YAML needs PyYAML (pip install pyyaml); or write it as "
                                  "JSON") from None
@@ -355,8 +429,19 @@ def _supervise(plan: _Plan, listener: _Listener, workers: int) -> int:
     supervisor = Supervisor(worker_main, listener.sock, workers=workers,
                             graceful_timeout=plan.graceful_timeout, on_ready=ready,
                             on_reload=lambda: _check_reload(plan),
-                            notifier=Notifier.from_environ())
+                            notifier=Notifier.from_environ(),
+                            on_worker_exit=_mark_dead if plan.metrics else None)
     return supervisor.run()
+
+
+def _mark_dead(pid: int) -> None:
+    """A worker exited: its live gauges leave the multiprocess sum."""
+    from ..metrics import multiprocess
+
+    if multiprocess():
+        from prometheus_client import multiprocess as mp
+
+        mp.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def _with_workers(workers: int) -> str:

@@ -410,11 +410,15 @@ class HTTP1Connection:
         self._upgraded = handle  # told when a graceful stop begins
         if self._shared.stopping:
             handle.begin_stop()
+        websocket = str(action.value).lower() == "websocket"
+        self._shared.websockets += websocket
         try:
             await call_maybe_await(action.handler, request, handle)
         except Exception:
             logger.exception("mhd2: the upgrade handler failed for %s %s",
                              request.method, request.uri)
+        finally:
+            self._shared.websockets -= websocket
 
     # -- endings ------------------------------------------------------------------
 
