@@ -50,6 +50,7 @@ import trio
 if TYPE_CHECKING:
     from .daemon import Daemon
 
+from ._cli.environ import add_environment_help, environment_arguments
 from ._cli.options import (
     Subcommand,
     _engine_options,
@@ -360,13 +361,22 @@ def build_parser() -> argparse.ArgumentParser:
         sub_parser.set_defaults(subparser=sub_parser)
         command.add_arguments(sub_parser)
         add_shared_arguments(sub_parser, port=command.port)
+        add_environment_help(sub_parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    for action in parser._actions:  # MHD2_* variables, after the sub-command's name
+        if isinstance(action, argparse._SubParsersAction):
+            for i, token in enumerate(tokens):
+                if token in action.choices:
+                    tokens[i + 1:i + 1] = environment_arguments(action.choices[token],
+                                                                tokens[i + 1:])
+                    break
+    args = parser.parse_args(tokens)
     command = SUBCOMMANDS[args.command]
     try:
         return command.run(args.subparser, args)
