@@ -226,6 +226,12 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
     add("--graceful-timeout", type=_seconds, default=30.0, metavar="SECONDS",
         help="on SIGINT/SIGTERM (and when a worker is replaced), how long requests in "
              "flight may take to finish (default: %(default)s)")
+    add("--reload", action="store_true",
+        help="development: restart when a .py file changes (needs mhd2[dev]; not with "
+             "--workers)")
+    add("--reload-dir", action="append", metavar="DIR",
+        help="directory to watch for --reload (repeatable; implies --reload; default: the "
+             "current directory)")
     add("--max-requests", type=_positive_int("number of requests"), metavar="N",
         help="recycle a worker after about N requests (implies --workers 1)")
     add("--max-requests-jitter", type=_positive_int("jitter"), default=0, metavar="N",

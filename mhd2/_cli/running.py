@@ -229,6 +229,36 @@ async def _wait_for_signal(plan: _Plan, signals: Any, worker: Worker | None,
     return False
 
 
+def _reload_dirs(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 workers: int | None) -> list[str] | None:
+    """``--reload`` / ``--reload-dir``: the directories to watch, or ``None``.
+
+    ``None`` too in the child the reloader runs (it serves). With ``--workers``
+    it is a usage error (exit 2).
+    """
+    from .._reload import CHILD_ENV
+
+    if not (args.reload or args.reload_dir) or os.environ.pop(CHILD_ENV, None):
+        return None
+    if workers is not None:
+        parser.error("--reload is for development and runs one process: it cannot be "
+                     "combined with --workers or --max-requests")
+    import importlib.util
+
+    if importlib.util.find_spec("watchfiles") is None:
+        parser.error("--reload needs watchfiles: pip install 'mhd2[dev]'")
+    for directory in args.reload_dir or ():
+        if not os.path.isdir(directory):
+            parser.error(f"--reload-dir: not a directory: {directory!r}")
+    return list(args.reload_dir or [os.getcwd()])
+
+
+def _listen_env(listener: _Listener) -> dict[str, str]:
+    """The environment that hands *listener* to a program started from here."""
+    return {LISTEN_FD_ENV: str(listener.sock.fileno()), LISTEN_URL_ENV: listener.url,
+            LISTEN_UNIX_ENV: ""}
+
+
 def _reexec(listener: _Listener) -> None:
     """Run this program again in this process, on the same listening socket.
 
@@ -265,6 +295,22 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
     workers = args.workers
     if workers is None and args.max_requests is not None:
         workers = 1
+    reload_dirs = _reload_dirs(parser, args, workers)
+    if reload_dirs is not None:
+        try:
+            listener = _bind(args, scheme)
+        except _BindError as exc:
+            print(f"mhd2: {exc}", file=sys.stderr)
+            return 1
+        from .._reload import run_reloader
+
+        print(plan.announce(listener.url, 1).replace("(Ctrl-C", "with --reload (Ctrl-C"),
+              file=sys.stderr, flush=True)
+        try:
+            return run_reloader(listener.sock.fileno(), reload_dirs, plan.graceful_timeout,
+                                _listen_env(listener))
+        finally:
+            listener.close()
     if workers is None and plan.load is not None:
         try:
             plan.load()
