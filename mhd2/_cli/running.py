@@ -238,7 +238,8 @@ def _reload_dirs(parser: argparse.ArgumentParser, args: argparse.Namespace,
     """
     from .._reload import CHILD_ENV
 
-    if not (args.reload or args.reload_dir) or os.environ.pop(CHILD_ENV, None):
+    in_child = os.environ.pop(CHILD_ENV, "") != ""
+    if in_child or not (args.reload or args.reload_dir):
         return None
     if workers is not None:
         parser.error("--reload is for development and runs one process: it cannot be "
