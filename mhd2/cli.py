@@ -328,10 +328,26 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         options["notify_request_ended"] = log
     plan = _Plan(
         open_app, options,
-        lambda url, n: f"mhd2 demo: chat on {url}{_with_workers(n)} (Ctrl-C to stop)",
+        lambda url, n: f"mhd2 demo: chat on {url}{_with_workers(n)} ({_room_of(args.redis)}; "
+                       "Ctrl-C to stop)",
         args.graceful_timeout, args.max_requests, args.max_requests_jitter,
         stopping_line="mhd2 demo: stopping")
     return _execute(parser, args, plan, "https" if tls else "http")
+
+
+def _room_of(redis_url: str | None) -> str:
+    """Where the demo keeps its room, for the startup line (never the password)."""
+    if redis_url is None:
+        return "room in this process"
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(redis_url)
+        where = (f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
+                 f"{parts.path or '/0'}")
+    except ValueError:
+        where = "(an unreadable URL)"
+    return f"room in Redis at {where}"
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {

@@ -266,9 +266,10 @@ class StaticFiles:
         return self._send(request, r, status, size)
 
     def _not_found(self, request: Request) -> Action:
-        r = Response.from_buffer_static(HTTPStatus.NOT_FOUND, b"404 Not Found\n")
-        r.add_header("Content-Type", "text/plain; charset=utf-8")
-        return self._send(request, r, 404, 14)
+        page = listing.NOT_FOUND_PAGE
+        r = Response.from_buffer_static(HTTPStatus.NOT_FOUND, page)
+        r.add_header("Content-Type", "text/html; charset=utf-8")
+        return self._send(request, r, 404, len(page))
 
     def _failed(self, request: Request, exc: OSError) -> Action:
         """404 for a file-system error — except when the server is out of
@@ -277,14 +278,13 @@ class StaticFiles:
         a temporary overload")."""
         if exc.errno not in _EXHAUSTED:
             return self._not_found(request)
-        r = Response.from_buffer_static(
-            HTTPStatus.SERVICE_UNAVAILABLE, b"503 Service Unavailable\n"
-        )
+        page = listing.UNAVAILABLE_PAGE
+        r = Response.from_buffer_static(HTTPStatus.SERVICE_UNAVAILABLE, page)
         headers = [
-            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Type", "text/html; charset=utf-8"),
             ("Retry-After", str(RETRY_AFTER)),
         ]
-        return self._with_headers(request, r, headers, 503, 24)
+        return self._with_headers(request, r, headers, 503, len(page))
 
     def _directory(
         self, request: Request, real: str, st: os.stat_result, segments: list[str], slash: bool

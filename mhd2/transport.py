@@ -21,7 +21,7 @@ import math
 import os
 import socket
 import ssl
-from typing import cast
+from typing import Final, cast
 
 import trio
 
@@ -131,7 +131,10 @@ class Transport:
         with trio.move_on_after(limit):
             try:
                 await tls.do_handshake()
-            except trio.BrokenResourceError:
+            except trio.BrokenResourceError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, ssl.SSLError) and cause.reason == "HTTP_REQUEST":
+                    _answer_plain_http(sock)
                 await trio.aclose_forcefully(tls)
                 return None
             return cls(tls, timeout)
@@ -501,3 +504,22 @@ class Transport:
                     pass
             if closing.cancelled_caught:
                 await trio.aclose_forcefully(self.stream)
+
+
+#: What a plain-HTTP request to a TLS port gets (as nginx's 497 and Caddy do,
+#: but with a status every client knows), before the connection is closed.
+PLAIN_HTTP_TO_TLS_REPLY: Final = (
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\nContent-Length: 73\r\n\r\n"
+    b"This port speaks HTTPS: use an https:// URL (the request was plain HTTP)\n"
+)
+
+
+def _answer_plain_http(sock: socket.socket) -> None:
+    """OpenSSL saw a plain HTTP request: say so in plain HTTP (never blocks)."""
+    try:
+        sock.setblocking(False)
+        sock.send(PLAIN_HTTP_TO_TLS_REPLY)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass

@@ -109,7 +109,11 @@ def _bind(args: argparse.Namespace, scheme: str) -> _Listener:
 def _bind_unix(path: str, scheme: str, backlog: int = 1024) -> _Listener:
     path = os.path.abspath(path)
     try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISSOCK(mode):
+            raise _BindError(f"cannot listen on {path}: it exists and is not a socket "
+                             "(remove it or choose another path)")
+        if stat.S_ISSOCK(mode):
             probe = socket.socket(socket.AF_UNIX)
             try:
                 probe.connect(path)

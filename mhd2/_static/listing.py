@@ -252,3 +252,34 @@ def validator(
         digest.update(os.fsencode(e.name) + f"\0{e.is_dir}:{e.size}:{e.mtime}\0".encode())
         newest = max(newest, e.mtime)
     return f'"d-{digest.hexdigest()}"', newest
+
+
+def error_page(status: int, reason: str, explanation: str) -> bytes:
+    """A daemon-made error page (404, 503) in the listing's style.
+
+    Args:
+        status: the status code.
+        reason: its reason phrase.
+        explanation: one sentence for the reader (plain text; escaped here).
+
+    Returns:
+        The UTF-8 HTML document.
+    """
+    title = html.escape(f"{status} {reason}")
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{title}</title><style>{_STYLE}"
+        "p{background:#fff;box-shadow:0 1px 3px #0002;border-radius:6px;padding:.8rem 1rem}"
+        "@media (prefers-color-scheme:dark){p{background:#1e1e1e}}</style></head>"
+        f"<body><main><h1>{title}</h1><p>{html.escape(explanation)}</p>"
+        '<p><a href="/">Back to the top directory</a></p></main></body></html>\n'
+    ).encode()
+
+
+#: The static server's 404 page.
+NOT_FOUND_PAGE: Final = error_page(404, "Not Found",
+                                   "There is no file or directory at this address.")
+#: The static server's 503 page (out of descriptors or memory).
+UNAVAILABLE_PAGE: Final = error_page(503, "Service Unavailable",
+                                     "The server is busy right now; please try again shortly.")
