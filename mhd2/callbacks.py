@@ -1,4 +1,4 @@
-"""Calling the application: the one "call, then await if awaitable" (API.md §1).
+"""Calling the application: the one "call, then await if awaitable" (docs/actions.rst).
 
 Every application callback may be a plain function or an ``async def``; the
 engine calls each through :func:`call_maybe_await`, and notification
@@ -18,7 +18,7 @@ logger = logging.getLogger("mhd2")
 
 
 async def call_maybe_await(cb: Callable[..., Any], *args: Any) -> Any:
-    """Call an application callback; await the result if it is awaitable (API.md §1)."""
+    """Call an application callback; await the result if it is awaitable (plain or ``async def``)."""
     result = cb(*args)
     if isawaitable(result):
         result = await result

@@ -54,13 +54,13 @@ DEFAULT_GRACE = 5.0
 #: resources, are each logged at most once per this many seconds, with a count.
 REFUSAL_LOG_INTERVAL = 10.0
 #: What a connection refused over the limits is told, if it can be written
-#: without blocking (API.md §2 allows closing or 503).
+#: without blocking (docs/daemon.rst: over a limit, close or 503).
 REFUSAL_REPLY = (
     b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
     b"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
     b"Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n"
 )
-#: The client address of a Unix-domain peer (API.md §10.1).
+#: The client address of a Unix-domain peer (docs/deploying.rst, ``--uds``).
 UNIX_CLIENT = ("unix", 0)
 
 RequestCallback = Callable[[Request], Any]

@@ -1,4 +1,4 @@
-"""MHD2's auth API completeness (API.md §10.6), over a real daemon with httpx and curl.
+"""MHD2's auth API completeness (docs/libmicrohttpd.rst), over a real daemon with httpx and curl.
 
 * ``request.digest_auth_info`` -- who the client claims to be, before checking;
 * ``mhd2.digest_auth_calc_userdigest`` + ``request.digest_auth_check_digest`` --

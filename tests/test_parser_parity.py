@@ -1,4 +1,4 @@
-"""The h11 and httptools backends behave identically (API.md §10.4, issue 11).
+"""The h11 and httptools backends behave identically (docs/design.rst, "Parser backends"; issue 11).
 
 A differential suite: two daemons that differ only in ``parser=`` run the same
 echo application; every case of :mod:`parity_corpus` sends the same bytes to

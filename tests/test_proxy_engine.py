@@ -1,4 +1,4 @@
-"""The real client behind proxies (API.md §10.2): PROXY protocol and forwarded headers,
+"""The real client behind proxies (docs/deploying.rst, "Behind a proxy"): PROXY protocol and forwarded headers,
 wired into the daemon (the parsers themselves: test_proxy_protocol.py, test_forwarded.py)."""
 
 from __future__ import annotations

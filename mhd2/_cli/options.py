@@ -1,4 +1,4 @@
-"""The command line's shared option set (API.md §10.5) and what it turns into."""
+"""The command line's shared option set (docs/deploying.rst) and what it turns into."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ def _has(parser: argparse.ArgumentParser, option: str) -> bool:
 
 
 def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
-    """The options ``run``, ``serve`` and ``demo`` share (API.md section 10.5).
+    """The options ``run``, ``serve`` and ``demo`` share (docs/deploying.rst lists them).
 
     Options the sub-command already defined itself are left as they are.
     """

@@ -4,7 +4,7 @@ llhttp and h11 do not accept the same language: llhttp knows only registered
 methods and refuses obs-fold, h11 accepts bare LF and any method token, they
 differ on ``Transfer-Encoding`` lists, ``Content-Length`` lists, versions,
 ``Host`` rules and the bytes allowed in a target.  mhd2 promises one behaviour
-whatever the backend (API.md §10.4), so this backend is built as a fast path
+whatever the backend (docs/design.rst, "Parser backends"), so this backend is built as a fast path
 with a referee:
 
 * llhttp parses the heads that are plainly well-formed (its field names are

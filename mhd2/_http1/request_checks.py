@@ -1,7 +1,7 @@
 """Rules a request head must pass that h11 does not enforce.
 
 h11 parses the request line and fields and refuses most malformed input.  What
-it leaves to the server (see ``ARCHITECTURE.md``) is checked here, as pure
+it leaves to the server (see docs/design.rst) is checked here, as pure
 functions over the parsed head, each rule quoting the RFC sentence it obeys.
 """
 

@@ -2,7 +2,7 @@
 
 h11 parses mhd2's requests, but mhd2 writes its responses itself: h11 cannot
 write chunk extensions, and its send path costs more than the parse (see
-``ARCHITECTURE.md``).  As in ``h11/_writers.py`` there is one tiny class per
+docs/design.rst).  As in ``h11/_writers.py`` there is one tiny class per
 framing, picked from a table keyed by :class:`~.framing.Framing`.
 """
 
