@@ -50,9 +50,9 @@ async def test_tlsauthentication_with_generated_certificate(tmp_path: Path) -> N
                     as client:
                 denied = await client.get(url)
                 ok = await client.get(url, auth=("a legitimate user", "and his password"))
-            async with httpx.AsyncClient() as plain:  # HTTP on the HTTPS port: no answer
-                with pytest.raises(httpx.TransportError):
-                    await plain.get(f"http://127.0.0.1:{ex.port}/")
+            async with httpx.AsyncClient() as plain:  # HTTP on the HTTPS port: 400, a hint
+                wrong_scheme = await plain.get(f"http://127.0.0.1:{ex.port}/")
+        assert wrong_scheme.status_code == 400 and "https://" in wrong_scheme.text
         assert denied.status_code == 401
         assert denied.headers["www-authenticate"] == 'Basic realm="Maintenance", charset="UTF-8"'
         assert (ok.status_code, ok.content) == (200, SECRET)

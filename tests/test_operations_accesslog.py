@@ -104,6 +104,26 @@ async def test_log_config_routes_the_access_log(app_dir: Path) -> None:
     assert target.read_text().startswith("ACCESS 127.0.0.1 - - [")
 
 
+async def test_log_config_in_yaml(app_dir: Path) -> None:
+    pytest.importorskip("yaml")
+    target = app_dir / "access.log"
+    (app_dir / "logging.yaml").write_text(f"""
+version: 1
+handlers:
+  file: {{class: logging.FileHandler, filename: "{target}"}}
+loggers:
+  mhd2.access: {{handlers: [file], level: INFO, propagate: false}}
+""")
+    argv = ["run", "log_app:handle", "-p", "0", "--log-config", str(app_dir / "logging.yaml"),
+            "--access-log-format", "json"]
+    async with running(argv, app_dir) as (process, stderr, port):
+        await trio.to_thread.run_sync(
+            exchange, port, b"GET /yaml HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        process.terminate()
+        await stderr.rest()
+    assert json.loads(target.read_text().splitlines()[0])["target"] == "/yaml"
+
+
 def test_bad_log_config_exits_2(app_dir: Path) -> None:
     import subprocess
     import sys

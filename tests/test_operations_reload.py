@@ -113,6 +113,9 @@ async def test_sighup_with_workers_reads_the_tls_files_again(tmp_path: Path) -> 
         write_pair(second, tmp_path)  # a renewed certificate, as certbot leaves it
         process.send_signal(signal.SIGHUP)
         await stderr.until("reload done", timeout=60)
+        # "reload done" comes once the old workers are gone, not before
+        replaced = [line for line in stderr.seen if "stopped (replaced)" in line]
+        assert len(replaced) == 2, stderr.seen
         after = await trio.to_thread.run_sync(served_certificate, port, ca)
         assert before != after
         for _ in range(5):  # every worker: each new connection may reach either
