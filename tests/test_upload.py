@@ -657,8 +657,12 @@ async def test_body_longer_than_content_length_is_the_next_request(ended: Ended)
             assert status_of(await conn.response()) == 200
     assert b"".join(pieces) == b"helloworld!!"
     assert pieces.count(b"") == 3
-    # the garbage never became a request, so it has no request-ended report
-    assert codes(ended) == [Code.COMPLETED_OK, Code.COMPLETED_OK, Code.COMPLETED_OK]
+    # the garbage never became a request: it is reported as an unparsed one
+    # (method and URI "-", the 400 sent), so that an access log sees the reply
+    assert codes(ended) == [Code.COMPLETED_OK, Code.HTTP_PROTOCOL_ERROR, Code.COMPLETED_OK,
+                            Code.COMPLETED_OK]
+    garbage = ended[1][0]
+    assert (garbage.method, garbage.uri, garbage.response_status) == ("-", "-", 400)
 
 
 # -- misuse and failures ------------------------------------------------------------------
