@@ -151,3 +151,47 @@ async def test_library_registry_and_a_fanout_hub() -> None:
 def test_metrics_path_without_metrics_is_a_usage_error() -> None:
     with pytest.raises(mhd2.UsageError, match="metrics_path needs metrics"):
         mhd2.Daemon(lambda r: None, metrics_path="/metrics")
+
+
+async def test_suspended_requests_and_websocket_sessions_are_gauged() -> None:
+    from websockets.sync.client import connect
+
+    from mhd2.websocket import action_websocket
+
+    registry = prometheus_client.CollectorRegistry()
+    parked: list[mhd2.Request] = []
+    in_session = trio.Event()
+    leave = trio.Event()
+
+    async def hold(ws: Any) -> None:
+        in_session.set()
+        await leave.wait()
+
+    def handle(request: Any) -> Any:
+        if request.path == "/ws":
+            return action_websocket(request, hold)
+        if request.app_context is None:
+            request.app_context = "resumed"
+            parked.append(request)
+            return mhd2.action_suspend(request)
+        return mhd2.action_from_response(request, mhd2.Response.from_buffer_copy(200, b"x"))
+
+    async with mhd2.Daemon(handle, port=0, metrics=registry) as daemon:
+        def websocket_client() -> None:
+            with connect(f"ws://127.0.0.1:{daemon.port}/ws", open_timeout=10):
+                trio.from_thread.run(leave.wait)
+
+        async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+            nursery.start_soon(client.get, f"http://127.0.0.1:{daemon.port}/")
+            nursery.start_soon(trio.to_thread.run_sync, websocket_client)
+            with trio.fail_after(10):
+                await in_session.wait()
+                while not parked:
+                    await trio.sleep(0.01)  # the daemon offers no "parked" event
+            daemon.sample_metrics()
+            during = samples(prometheus_client.generate_latest(registry).decode())
+            mhd2.request_resume(parked[0])
+            leave.set()
+    assert value(during, "mhd2_requests_suspended") == 1
+    assert value(during, "mhd2_websocket_sessions") == 1
+    assert value(during, "mhd2_connections_open") == 2
