@@ -67,11 +67,10 @@ async def test_plain_http_to_the_https_port_gets_400_with_a_hint(tmp_path: Path)
         line = await stderr.until("mhd2: running", timeout=30)
         port = int(line.split(":")[-1].split("/")[0])
         with trio.fail_after(20):
-            result = await trio.run_process(
-                ["curl", "--silent", "--include", f"http://127.0.0.1:{port}/"],
-                capture_stdout=True, check=False)
-        assert result.stdout.startswith(b"HTTP/1.1 400 ")
-        assert b"use an https:// URL" in result.stdout
+            async with httpx.AsyncClient() as client:  # http:// where https:// was meant
+                reply = await client.get(f"http://127.0.0.1:{port}/")
+        assert reply.status_code == 400
+        assert "use an https:// URL" in reply.text
     finally:
         process.kill()
         with trio.fail_after(10):
