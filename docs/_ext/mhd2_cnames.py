@@ -63,7 +63,7 @@ ENUMS: dict[str, tuple[str, str, Any]] = {
 #: functions, ``MHD_D_O_*`` / ``MHD_R_O_*`` / ``MHD_C_O_*`` options and the
 #: ``MHD_*_INFO_*`` queries. Each must be a C name of some row below (mapped,
 #: or "no equivalent" with the reason), or the build fails.
-HEADER_NAMES: frozenset[str] = frozenset("""
+HEADER_NAMES: frozenset[str] = frozenset("""  # noqa: SIM905 (a word list, as in the header)
     MHD_CONNECTION_INFO_DYNAMIC_CONNECTION_SUSPENDED
     MHD_CONNECTION_INFO_DYNAMIC_CONNECTION_TIMEOUT MHD_CONNECTION_INFO_DYNAMIC_HTTP_VER
     MHD_CONNECTION_INFO_DYNAMIC_TLS_SESSION MHD_CONNECTION_INFO_DYNAMIC_TLS_VER
