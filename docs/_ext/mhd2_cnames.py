@@ -63,7 +63,7 @@ ENUMS: dict[str, tuple[str, str, Any]] = {
 #: functions, ``MHD_D_O_*`` / ``MHD_R_O_*`` / ``MHD_C_O_*`` options and the
 #: ``MHD_*_INFO_*`` queries. Each must be a C name of some row below (mapped,
 #: or "no equivalent" with the reason), or the build fails.
-HEADER_NAMES: frozenset[str] = frozenset("""  # noqa: SIM905 (a word list, as in the header)
+HEADER_NAMES: frozenset[str] = frozenset("""
     MHD_CONNECTION_INFO_DYNAMIC_CONNECTION_SUSPENDED
     MHD_CONNECTION_INFO_DYNAMIC_CONNECTION_TIMEOUT MHD_CONNECTION_INFO_DYNAMIC_HTTP_VER
     MHD_CONNECTION_INFO_DYNAMIC_TLS_SESSION MHD_CONNECTION_INFO_DYNAMIC_TLS_VER
@@ -129,7 +129,7 @@ HEADER_NAMES: frozenset[str] = frozenset("""  # noqa: SIM905 (a word list, as in
     MHD_upgrade_operation MHD_upgraded_close MHD_upgraded_recv MHD_upgraded_send
     MHD_upload_action_abort_request MHD_upload_action_continue
     MHD_upload_action_from_response MHD_upload_action_suspend MHD_upload_action_upgrade
-""".split())
+""".split())  # noqa: SIM905 (a word list, as in the header)
 
 # A row is (C name, mhd2 name or None, note).  An mhd2 name is a dotted path
 # from the mhd2 package ("action_suspend", "Response.from_fd",
