@@ -72,7 +72,7 @@ from .errors import (
     UpgradedTLSError,
     UsageError,
 )
-from .exchange import request_resume
+from .exchange import request_on_end, request_resume
 from .options import DaemonOptions
 from .post import action_parse_post
 from .post_field import PostField
@@ -141,6 +141,7 @@ __all__ = [
     "dcc_action_suspend",
     "digest_auth_calc_userdigest",
     "digest_auth_calc_userhash",
+    "request_on_end",
     "request_resume",
     "response_add_auth_basic_challenge",
     "upload_action_abort_request",

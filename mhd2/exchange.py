@@ -51,6 +51,7 @@ __all__ = [
     "Exchange",
     "ExchangeHost",
     "Ending",
+    "request_on_end",
     "request_resume",
 ]
 
@@ -117,6 +118,7 @@ class Exchange:
         "body_bytes_sent",
         "body_read",
         "client_address",
+        "end_code",
         "ended",
         "footers",
         "host",
@@ -153,6 +155,8 @@ class Exchange:
         self._resume_scope: trio.CancelScope | None = None
         self._woken_for_stop = False
         self.ended = False
+        #: How the request ended (``None`` until it has).
+        self.end_code: RequestEndedCode | None = None
         self.response: Response | None = None
         #: The status sent (``None`` until a status line has left).
         self.status: int | None = None
@@ -392,6 +396,7 @@ class Exchange:
         if self.ended:
             return
         self.ended = True
+        self.end_code = code
         self.suspended = False
         for hook in self.on_end:
             try:
@@ -428,3 +433,25 @@ def request_resume(request: Request) -> None:
             pass
         return
     exchange.resume()
+
+
+def request_on_end(request: Request, hook: Callable[[RequestEndedCode], object]) -> None:
+    """Call ``hook(code)`` once when *request* ends, however it ends.
+
+    For libraries that serve a request from their own task (the ASGI bridge):
+    the client going away while the request is suspended, the daemon stopping,
+    a timeout and a completed response all end the request, and the hook is
+    how such a task hears of it.  The hook runs in the daemon's task, must not
+    block, and its failure is logged, not raised.  On a request that has
+    already ended it is called at once.
+
+    Args:
+        request: the request to watch.
+        hook: ``hook(code)`` with the :class:`~mhd2.RequestEndedCode`.
+    """
+    exchange: Exchange = request._x
+    if exchange.ended:
+        assert exchange.end_code is not None
+        hook(exchange.end_code)
+        return
+    exchange.add_end_hook(lambda: hook(exchange.end_code))  # type: ignore[arg-type]

@@ -57,7 +57,10 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         except OSError as exc:
             raise _translate(exc) from exc
         else:
-            await trio.lowlevel.checkpoint()
+            # The bytes are read: a cancellation now must not lose them, so
+            # the checkpoint that lets other tasks run is shielded (a watcher
+            # of a parked request is cancelled when the request is resumed).
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         while True:
             await trio.lowlevel.wait_readable(fd)

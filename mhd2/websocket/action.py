@@ -49,6 +49,7 @@ def action_websocket(
     max_message_size: int = 1 << 20,
     ping_interval: float | None = None,
     max_fragments: int = MAX_FRAGMENTS,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> Action:
     """Accept a WebSocket handshake and run ``await handler(ws)`` over the upgraded connection.
 
@@ -74,6 +75,9 @@ def action_websocket(
             ``None``: no keepalive.
         max_fragments: the most frames one message may arrive in; more
             close the connection with 1009.
+        headers: further ``(name, value)`` header lines for the ``101``
+            reply (e.g. ``Set-Cookie``); the handshake's own headers are
+            set by the daemon.
 
     Raises:
         UsageError: *max_message_size* or *max_fragments* is not a positive
@@ -164,4 +168,5 @@ def action_websocket(
         if failure:
             raise failure[0]
 
+    extra.extend(headers)
     return action_upgrade(request, "websocket", run, extra)
