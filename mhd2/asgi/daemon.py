@@ -111,14 +111,12 @@ class Daemon(_EngineDaemon):
         if self._apps is not None:  # from __aenter__: the lifespan runs already
             await super().serve(task_status=task_status)
             return
-        async with AsyncExitStack() as stack:
-            try:
-                await self._open_apps(stack)
-                await super().serve(task_status=task_status)
-            finally:
-                with trio.CancelScope(shield=True):
-                    await self._close_apps(stack)
-                stack.pop_all()
+        stack = AsyncExitStack()
+        try:
+            await self._open_apps(stack)
+            await super().serve(task_status=task_status)
+        finally:
+            await self._close_apps(stack)
 
     async def stop(self, grace: float = 5.0) -> None:
         """As :meth:`mhd2.Daemon.stop`: requests in flight get *grace* seconds."""
