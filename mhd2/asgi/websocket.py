@@ -57,7 +57,7 @@ class WebSocketCycle:
 
     __slots__ = (
         "_accept", "_changed", "_connect_given", "_denial", "_denial_body", "_incoming",
-        "app_done", "closed", "end_code", "max_message_size", "request", "response",
+        "app_done", "app_failed", "closed", "end_code", "max_message_size", "request", "response",
         "scope", "stopping", "ws",
     )
 
@@ -78,6 +78,7 @@ class WebSocketCycle:
         #: ``(code, reason)`` once the connection is closed.
         self.closed: tuple[int, str] | None = None
         self.app_done = False
+        self.app_failed = False
         self.end_code: RequestEndedCode | None = None
         request_on_end(request, self._ended)
 
@@ -95,13 +96,15 @@ class WebSocketCycle:
 
     def _ended(self, code: RequestEndedCode) -> None:
         self.end_code = code
+        if code is RequestEndedCode.COMPLETED_OK_UPGRADE:
+            return  # the 101 is sent: the handler runs next, and tells the rest
         if self.ws is None and self.closed is None:
             # Ended before an accept took effect: the client went, or was answered.
             self.closed = (1006, "")
         self._notify()
 
     def _resume(self) -> None:
-        if self.end_code is None:
+        if self.end_code is None:  # (never after the 101: the request is over)
             request_resume(self.request)
 
     # -- the daemon's side ------------------------------------------------------------
@@ -135,6 +138,10 @@ class WebSocketCycle:
             while not self.app_done and self.closed is None:
                 await self._wait()
             nursery.cancel_scope.cancel()
+        if self.app_failed and ws.closed is None:
+            # "1011 indicates that a server is terminating the connection because
+            # it encountered an unexpected condition" (RFC 6455 §7.4.1).
+            await ws.close(1011)
 
     async def _read(self, ws: WebSocket, scope: trio.CancelScope) -> None:
         incoming = self._incoming
@@ -233,6 +240,7 @@ class WebSocketCycle:
     def app_returned(self, error: BaseException | None) -> None:
         """The app's call has ended: deny (before accept: 500 / 403) or close."""
         self.app_done = True
+        self.app_failed = error is not None
         if (self._accept is None and self.response is None and self.end_code is None):
             # Raised before accepting: 500; returned without accepting: 403 (as
             # if it had sent websocket.close).

@@ -90,6 +90,7 @@ def action_websocket(
     if ping_interval is not None and not (
             isinstance(ping_interval, int | float) and ping_interval > 0):
         raise UsageError(f"ping_interval must be seconds > 0 or None, not {ping_interval!r}")
+    reply_headers = list(headers)
     headers = request.headers
     if request.method != "GET":
         return _bad_request(request, "the method must be GET")
@@ -168,5 +169,5 @@ def action_websocket(
         if failure:
             raise failure[0]
 
-    extra.extend(headers)
+    extra.extend(reply_headers)
     return action_upgrade(request, "websocket", run, extra)
