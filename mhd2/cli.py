@@ -2,9 +2,10 @@
 
 Three sub-commands share one set of options (:func:`add_shared_arguments`):
 
-``python -m mhd2 run MODULE:ATTR [--factory]``
+``python -m mhd2 run MODULE:ATTR [--factory] [--interface auto|asgi|mhd2]``
     serves an application the way ``uvicorn module:app`` does: *ATTR* is a
-    request callback, or with ``--factory`` a zero-argument callable that
+    request callback or an ASGI 3 app (served through :mod:`mhd2.asgi`;
+    ``--interface`` says which when it cannot be told), or with ``--factory`` a zero-argument callable that
     returns a request callback or a configured :class:`mhd2.Daemon` (its
     options are kept; the command line's binding replaces its host/port, and
     options given on the command line win). Startup line on stderr:
@@ -27,7 +28,9 @@ serve, a dead one is restarted, SIGHUP replaces them one at a time.
 Exit status: 0 after SIGINT (Ctrl-C) or SIGTERM, which stop gracefully within
 ``--graceful-timeout``; 1 when the socket cannot be bound or the application
 cannot be loaded (one line on stderr); 2 for a bad command line, including an
-option this mhd2's engine does not support yet.
+option this mhd2's engine does not support yet, and for a ``run`` target that
+is neither an ASGI app nor a request callback; 3 when an ASGI app's lifespan
+startup fails (with the app's message).
 
 Subcommands are registered in :data:`SUBCOMMANDS`: each has a function that
 adds its own arguments to a sub-parser and a runner ``run(parser, args) ->
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -56,6 +60,7 @@ from ._cli.options import (
     _tls_context,
     _version,
     add_address_arguments,
+    add_interface_arguments,
     add_shared_arguments,
     address_of,
     url_for,
@@ -85,7 +90,9 @@ __all__ = [
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("app", metavar="MODULE:ATTR",
-                        help="the request callback (or with --factory, a factory) to serve")
+                        help="the request callback or ASGI app (or with --factory, a "
+                             "factory) to serve")
+    add_interface_arguments(parser)
     parser.add_argument("--factory", action="store_true",
                         help="ATTR is a zero-argument callable returning a request callback "
                              "or a configured mhd2.Daemon")
@@ -122,6 +129,40 @@ _BINDING = ("host", "port", "family", "listen_socket", "reuse_port", "backlog",
             "unix_path", "unix_mode")
 
 
+def _choose_interface(spec: str, value: Any, interface: str) -> bool:
+    """Whether ``run`` serves *value* as an ASGI app (``--interface``).
+
+    Raises:
+        _LoadError: (exit status 2) ``auto`` and *value* is neither an ASGI 3
+            app nor a request callback.
+    """
+    from .asgi import is_asgi_app
+
+    if interface != "auto":
+        return interface == "asgi"
+    if is_asgi_app(value):
+        return True
+    if _takes_one(value):
+        return False
+    error = _LoadError(
+        f"{spec!r} is neither an ASGI 3 app (async def app(scope, receive, send), or an "
+        f"object with such a __call__) nor an mhd2 request callback (def cb(request)); "
+        f"pass --interface asgi or --interface mhd2 to say which it is")
+    error.status = 2
+    raise error
+
+
+def _takes_one(fn: Any) -> bool:
+    """Whether *fn* can be called with one positional argument (a request callback)."""
+    try:
+        inspect.signature(fn).bind(None)
+    except TypeError:
+        return False
+    except ValueError:
+        return True  # no signature (a builtin): let it be tried
+    return True
+
+
 def _rebuild(daemon: Daemon) -> tuple[Callable[..., Any], dict[str, Any]]:
     """A configured Daemon's request callback and non-binding options."""
     from .options import DaemonOptions
@@ -156,6 +197,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             state["callback"], state["options"] = _rebuild(value)
         elif callable(value):
             state["callback"], state["options"] = value, {}
+            state["asgi"] = _choose_interface(args.app, value, args.interface)
         else:
             hint = " (or pass --factory)" if not args.factory else ""
             raise _LoadError(f"{args.app!r} is not a request callback{hint}: "
@@ -168,6 +210,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                                 options.get("notify_request_ended"))
         if merged["notify_request_ended"] is None:
             del merged["notify_request_ended"]
+        if state.get("asgi"):
+            from .asgi import Daemon as ASGIDaemon
+
+            merged.update(root_path=args.root_path, lifespan=args.lifespan)
+            async with ASGIDaemon(state["callback"], **merged) as daemon:
+                yield daemon
+            return
         async with Daemon(state["callback"], **merged) as daemon:
             yield daemon
 

@@ -38,7 +38,8 @@ class Daemon(_EngineDaemon):
         **options: the :class:`mhd2.Daemon` options.
 
     Raises:
-        UsageError: *app* is not an ASGI 3 app, or a bad option.
+        UsageError: *app* is not callable or is a class (an ASGI 2 app), or a
+            bad option.
 
     Error handling:
         ``async with`` raises :class:`~mhd2.asgi.LifespanFailed` when the
@@ -47,7 +48,7 @@ class Daemon(_EngineDaemon):
 
     def __init__(self, app: ASGIApp, *, root_path: str = "", lifespan: str = "auto",
                  websocket_max_message_size: int = 1 << 20, **options: Any) -> None:
-        if not is_asgi_app(app):
+        if not callable(app) or inspect.isclass(app):
             raise UsageError(
                 f"mhd2.asgi.Daemon needs an ASGI 3 app (async def app(scope, receive, send)), "
                 f"not {app!r}; serve a request callback with mhd2.Daemon")
