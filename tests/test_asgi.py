@@ -41,7 +41,7 @@ async def read_body(receive: Any) -> bytes:
         assert message["type"] == "http.request"
         body += message.get("body", b"")
         if not message.get("more_body", False):
-            return body
+            return bytes(body)
 
 
 async def reply(send: Any, body: bytes = b"ok", status: int = 200,
@@ -225,7 +225,7 @@ async def test_failed_startup_raises_with_the_apps_message_and_serves_nothing() 
 
 
 async def test_an_app_without_lifespan_is_served_in_auto_mode() -> None:
-    scopes, app = scope_recorder()
+    _scopes, app = scope_recorder()
     async with serve(app) as d, httpx.AsyncClient() as client:
         assert (await client.get(f"http://127.0.0.1:{d.port}/")).status_code == 200
     with pytest.raises(LifespanFailed):

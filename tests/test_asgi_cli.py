@@ -60,7 +60,7 @@ def app_dir(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("spec", ["asgi_main:app", "asgi_main:instance"])
 async def test_run_detects_an_asgi_app(app_dir: Path, spec: str) -> None:
     argv = ["run", spec, "-p", "0", "--root-path", "/proxy", "--no-access-log"]
-    async with running(argv, app_dir) as (process, stderr, port):
+    async with running(argv, app_dir) as (process, _stderr, port):
         r = await get(port, "/x")
         assert r.status_code == 200
         assert r.text == "hello from asgi /proxy/x /proxy"  # lifespan state + root_path
@@ -71,7 +71,7 @@ async def test_run_detects_an_asgi_app(app_dir: Path, spec: str) -> None:
 
 async def test_run_asgi_with_workers_runs_lifespan_per_worker(app_dir: Path) -> None:
     argv = ["run", "asgi_main:app", "-p", "0", "--workers", "2", "--no-access-log"]
-    async with running(argv, app_dir) as (process, stderr, port):
+    async with running(argv, app_dir) as (process, _stderr, port):
         assert (await get(port, "/w")).text.startswith("hello from asgi /w")
         process.send_signal(signal.SIGTERM)
         with trio.fail_after(40):

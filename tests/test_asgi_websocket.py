@@ -65,6 +65,7 @@ async def test_websocket_scope_accept_echo_and_client_close() -> None:
                 text = ws.recv(WAIT)
                 ws.send(b"\x00\x01")
                 data = ws.recv(WAIT)
+                assert ws.response is not None
                 header = ws.response.headers.get("x-session")
                 sub = ws.subprotocol
                 ws.close(4321, "bye now")

@@ -159,5 +159,5 @@ def is_asgi_app(obj: object) -> bool:
         fn = type(obj).__call__
         if not inspect.iscoroutinefunction(fn):
             return False
-        return _takes_three(getattr(obj, "__call__"))  # noqa: B004 -- the bound method
+        return _takes_three(obj.__call__)
     return inspect.iscoroutinefunction(fn) and _takes_three(fn)
