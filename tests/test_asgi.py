@@ -21,9 +21,16 @@ from h2raw import RawH2
 
 import mhd2
 import mhd2.asgi
+import mhd2.asgi.http
 from mhd2.asgi import LifespanFailed
 
 Scope = dict[str, Any]
+
+
+@pytest.fixture(autouse=True)
+def no_park_rescue(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost wake-up must hang (and fail), not be rescued by the slow-app sweeper."""
+    monkeypatch.setattr(mhd2.asgi.http, "PARK_AFTER", 1000.0)
 
 
 @asynccontextmanager

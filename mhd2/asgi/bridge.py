@@ -15,9 +15,9 @@ from typing import Any
 
 import trio
 
-from .. import Action, Request, request_on_end, request_resume
-from .http import ASGIApp, HTTPCycle, Stopping, run_app
-from .scope import http_scope, is_websocket_request, websocket_scope
+from .. import Action, Request, request_resume
+from .http import ASGIApp, HTTPCycle, Shared, run_app
+from .scope import headers_of, http_scope, is_websocket_request, websocket_scope
 from .websocket import WebSocketCycle
 
 __all__ = ["Bridge", "action_asgi"]
@@ -36,12 +36,12 @@ class Bridge:
         mounted: *root_path* is already part of the request path (see
             :func:`~mhd2.asgi.scope.http_scope`).
         state: the lifespan state copied into each scope (``None``: no state key).
-        spawn: ``spawn(async_fn, *args)`` starts the app's task
-            (``nursery.start_soon``).
+        spawn: ``spawn(async_fn, *args)`` starts a task for the app
+            (``nursery.start_soon``); ``None``: trio system tasks.
         websocket_max_message_size: the largest WebSocket message accepted.
     """
 
-    __slots__ = ("app", "cycles", "mounted", "root_path", "spawn", "state", "stopping",
+    __slots__ = ("_sweeping", "app", "mounted", "root_path", "shared", "spawn", "state",
                  "ws_max")
 
     def __init__(self, app: ASGIApp, *, root_path: str = "", mounted: bool = False,
@@ -51,48 +51,53 @@ class Bridge:
         self.root_path = root_path
         self.mounted = mounted
         self.state = state
-        self.spawn: Spawn | None = spawn
-        self.stopping = Stopping()
+        self.spawn: Spawn = spawn or _system_spawn
+        self.shared = Shared()
         self.ws_max = websocket_max_message_size
-        #: The cycles whose request has not ended, by request.
-        self.cycles: dict[Request, HTTPCycle | WebSocketCycle] = {}
+        self._sweeping = False
 
     def __call__(self, request: Request) -> Action:
         """The request callback."""
-        cycle = self.cycles.get(request)
+        cycle = self.shared.cycles.get(request)
         if cycle is None:
             cycle = self.start(request)
         return cycle.next_action()
 
     def start(self, request: Request) -> HTTPCycle | WebSocketCycle:
         """Make the cycle of a new request and start the app's task for it."""
+        headers = headers_of(request)
         cycle: HTTPCycle | WebSocketCycle
-        if is_websocket_request(request):
-            scope = websocket_scope(request, self.root_path, self.state, mounted=self.mounted)
-            cycle = WebSocketCycle(request, scope, self.stopping, self.ws_max)
+        if is_websocket_request(request, headers):
+            scope = websocket_scope(request, headers, self.root_path, self.state,
+                                    mounted=self.mounted)
+            cycle = WebSocketCycle(request, scope, self.shared, self.ws_max)
         else:
-            scope = http_scope(request, self.root_path, self.state, mounted=self.mounted)
-            cycle = HTTPCycle(request, scope, self.stopping)
-        cycles = self.cycles
-        if cycle.end_code is None:
-            cycles[request] = cycle
-            request_on_end(request, lambda _code: cycles.pop(request, None))
-        spawn = self.spawn
-        if spawn is None:
-            spawn = _system_spawn
-        spawn(run_app, self.app, cycle)
+            scope = http_scope(request, headers, self.root_path, self.state,
+                               mounted=self.mounted)
+            cycle = HTTPCycle(request, scope, self.shared)
+        if not self._sweeping:
+            self._sweeping = True
+            self.spawn(self.shared.sweep)
+        self.spawn(run_app, self.app, cycle)
         return cycle
 
     def begin_stop(self) -> None:
         """A graceful stop begins: let every request in flight wait for its app.
 
         Every parked request is resumed once, and is then awaited rather than
-        suspended (see :class:`~mhd2.asgi.http.Stopping`).  Call before the
+        suspended (see :class:`~mhd2.asgi.http.Shared`).  Call before the
         daemon's own stop, with a checkpoint in between.
         """
-        self.stopping.now = True
-        for request in list(self.cycles):
+        self.shared.stopping = True
+        for request in list(self.shared.cycles):
             request_resume(request)
+
+    async def wait_idle(self) -> None:
+        """Return when no app task runs."""
+        shared = self.shared
+        while shared.running:
+            shared.idle = trio.Event()
+            await shared.idle.wait()
 
 
 def _system_spawn(fn: Callable[..., Any], *args: Any) -> None:

@@ -77,8 +77,7 @@ class Daemon(_EngineDaemon):
         if apps is not None:
             # In-flight apps had the grace period; what is left is cancelled.
             with trio.move_on_at(self._stop_deadline):
-                while apps.child_tasks:
-                    await trio.sleep(0.01)
+                await self._bridge.wait_idle()
             apps.cancel_scope.cancel()
         await stack.aclose()
 
@@ -125,7 +124,7 @@ class Daemon(_EngineDaemon):
         await super().stop(grace)
 
     async def _begin_stop(self, grace: float) -> None:
-        if not self._bridge.stopping.now:
+        if not self._bridge.shared.stopping:
             self._stop_deadline = trio.current_time() + grace
             self._bridge.begin_stop()
             # The resumed requests run before the daemon's stop looks at them.

@@ -58,8 +58,9 @@ from .. import (
     upload_action_from_response,
     upload_action_suspend,
 )
+from .wake import Changes
 
-__all__ = ["ASGIApp", "ClientDisconnected", "HTTPCycle", "Message", "Stopping", "run_app"]
+__all__ = ["ASGIApp", "ClientDisconnected", "HTTPCycle", "Message", "Shared", "run_app"]
 
 logger = logging.getLogger("mhd2.asgi")
 
@@ -68,22 +69,45 @@ ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Message]],
                     Callable[[Message], Awaitable[None]]], Awaitable[None]]
 
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+#: Seconds (up to twice that) the request callback waits for the app's first
+#: step before it suspends the request (see :meth:`HTTPCycle._awaited_action`).
+PARK_AFTER = 1.0
 _INTERNAL_ERROR = b"Internal Server Error\n"
 
 
-class Stopping:
-    """Whether the server is stopping gracefully (shared by all cycles of a bridge).
+class Shared:
+    """What the cycles of one bridge share.
 
-    While it is, the daemon's side waits for the app in an ``async`` callback
-    instead of suspending the request: mhd2 answers a request that is
-    suspended when a graceful stop begins with ``503`` at once, and an ASGI
-    request in flight must instead get the grace period to finish.
+    Attributes:
+        stopping: a graceful stop has begun.  From then on the daemon's side
+            waits for the app in ``async`` callbacks instead of suspending the
+            request: mhd2 answers a request that is suspended when a graceful
+            stop begins with ``503`` at once, and an ASGI request in flight
+            must instead get the grace period to finish.
+        cycles: the cycles whose request has not ended, by request.
+        fresh, stale: request callbacks waiting for the app's first step,
+            since the sweeper's last tick or since the one before (those are
+            told to suspend: :meth:`HTTPCycle._awaited_action`).
+        running: app tasks running; ``idle`` is set when that drops to 0.
     """
 
-    __slots__ = ("now",)
+    __slots__ = ("cycles", "fresh", "idle", "running", "stale", "stopping")
 
     def __init__(self) -> None:
-        self.now = False
+        self.stopping = False
+        self.cycles: dict[Request, Any] = {}
+        self.fresh: set[HTTPCycle] = set()
+        self.stale: set[HTTPCycle] = set()
+        self.running = 0
+        self.idle: trio.Event | None = None
+
+    async def sweep(self) -> None:
+        """Every :data:`PARK_AFTER` seconds, tell callbacks waiting since two ticks to suspend."""
+        while True:
+            await trio.sleep(PARK_AFTER)
+            stale, self.stale, self.fresh = self.stale, self.fresh, set()
+            for cycle in stale:
+                cycle.too_slow()
 
 
 class ClientDisconnected(OSError):
@@ -126,7 +150,7 @@ def _with_headers(response: Response, pairs: list[tuple[str, str]]) -> Response:
     return response
 
 
-class HTTPCycle:
+class HTTPCycle(Changes):
     """The meeting point of the daemon's task and the app's task for one request.
 
     Args:
@@ -135,16 +159,34 @@ class HTTPCycle:
     """
 
     __slots__ = (
-        "_changed", "_chunks", "_declared", "_final_given", "_reading", "_start",
-        "_taken", "_trailers", "_want_body", "app_done", "body_done", "body_piece",
-        "end_code", "failed", "finished", "request", "response", "scope", "stopping",
+        "_chunks",
+        "_declared",
+        "_final_given",
+        "_first",
+        "_listening",
+        "_reading",
+        "_slow",
+        "_start",
+        "_taken",
+        "_trailers",
+        "_want_body",
+        "app_done",
+        "body_done",
+        "body_piece",
+        "end_code",
+        "failed",
+        "finished",
+        "request",
+        "response",
+        "scope",
+        "shared",
     )
 
-    def __init__(self, request: Request, scope: dict[str, Any], stopping: Stopping) -> None:
+    def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
         self.request = request
         self.scope = scope
-        self.stopping = stopping
-        self._changed: trio.Event | None = None
+        self.shared = shared
+        super().__init__()
         #: A piece of the body the daemon has read and the app not taken yet.
         self.body_piece: bytes | None = None
         #: The daemon has read the whole body.
@@ -152,6 +194,12 @@ class HTTPCycle:
         self._final_given = False
         self._want_body = False
         self._reading = False
+        #: The request callback has not waited for the app yet.
+        self._first = True
+        #: The app waits in receive() for nothing but the end of the request.
+        self._listening = False
+        #: The app has not made its first step within PARK_AFTER seconds.
+        self._slow = False
         #: ``http.response.start`` (status, headers, trailers) until the response is made.
         self._start: Message | None = None
         #: The response handed to the daemon (``None`` until it is ready).
@@ -167,26 +215,24 @@ class HTTPCycle:
         self.app_done = False
         self.end_code: RequestEndedCode | None = None
         request_on_end(request, self._ended)
+        if self.end_code is None:
+            shared.cycles[request] = self
 
     # -- waking the other side -------------------------------------------------------
 
-    def _notify(self) -> None:
-        event = self._changed
-        if event is not None:
-            self._changed = None
-            event.set()
-
-    async def _wait(self) -> None:
-        event = self._changed
-        if event is None:
-            event = self._changed = trio.Event()
-        await event.wait()
-
     def _ended(self, code: RequestEndedCode) -> None:
         self.end_code = code
-        self._notify()
+        self.shared.cycles.pop(self.request, None)
+        self.notify()
+
+    def too_slow(self) -> None:
+        """The request callback has waited long enough: suspend the request."""
+        self._slow = True
+        self.notify()
 
     def _resume(self) -> None:
+        """Wake the daemon's side: suspended (resume it) or waiting in a callback."""
+        self.notify()
         if self.end_code is None:
             request_resume(self.request)
 
@@ -202,14 +248,35 @@ class HTTPCycle:
         if self._want_body and not self._reading:
             self._reading = True
             return action_process_upload_inc(request, self._on_upload)
-        if self.stopping.now:
+        if self.shared.stopping:
             return self._awaited_action()  # type: ignore[return-value]
+        if self._first and not self._listening:
+            self._first = False
+            return self._awaited_action(True)  # type: ignore[return-value]
         return action_suspend(request)
 
-    async def _awaited_action(self) -> Action:
-        while (self.response is None and not self.failed and self.end_code is None
-               and not (self._want_body and not self._reading)):
-            await self._wait()
+    async def _awaited_action(self, first: bool = False) -> Action:
+        """Wait for the app's next step in the callback (suspend if it is slow to come).
+
+        Waiting here, not suspended, costs no watch of the connection (the
+        common case: the app answers at once) and a graceful stop leaves the
+        request alone.  An app that only waits for ``http.disconnect``, or
+        makes no step within about :data:`PARK_AFTER` seconds, gets the
+        request suspended instead: then the client leaving is noticed, and
+        the connection's inactivity timeout does not apply.
+        """
+        shared = self.shared
+        if first:
+            shared.fresh.add(self)
+        try:
+            while (self.response is None and not self.failed and self.end_code is None
+                   and not (self._want_body and not self._reading)
+                   and (shared.stopping or not (self._listening or self._slow))):
+                await self.wait()
+        finally:
+            if first:
+                shared.fresh.discard(self)
+                shared.stale.discard(self)
         return self.next_action()
 
     def _on_upload(self, request: Request, data: bytes) -> UploadAction:
@@ -217,27 +284,27 @@ class HTTPCycle:
             return upload_action_from_response(request, self.response)
         if self.failed:
             return upload_action_abort_request(request)
-        if self.stopping.now or self.body_piece is not None:
+        if self.shared.stopping or self.body_piece is not None:
             return self._awaited_upload(request, data)  # type: ignore[return-value]
         if data:
             self.body_piece = data
         else:
             self.body_done = True
-        self._notify()
+        self.notify()
         return upload_action_suspend(request)
 
     async def _awaited_upload(self, request: Request, data: bytes) -> UploadAction:
         """As :meth:`_on_upload`, waiting instead of suspending (graceful stop)."""
         while self.body_piece is not None and self.response is None and not self.failed:
-            await self._wait()  # the piece before this one is not taken yet
+            await self.wait()  # the piece before this one is not taken yet
         if data and self.response is None:
             self.body_piece = data
         elif not data:
             self.body_done = True
-        self._notify()
+        self.notify()
         while self.response is None and not self.failed and (
                 self.body_piece is not None if data else True):
-            await self._wait()
+            await self.wait()
         if self.response is not None:
             return upload_action_from_response(request, self.response)
         if self.failed:
@@ -251,17 +318,17 @@ class HTTPCycle:
         if chunks:
             chunk = chunks.popleft()
             self._taken += 1
-            self._notify()
+            self.notify()
             return dcc_action_continue_zc(ctx, 0, [chunk])
         if self.finished:
             return dcc_action_finish(ctx, self._trailers)
-        if self.stopping.now:
+        if self.shared.stopping:
             return self._awaited_chunk(ctx, pos, buf)  # type: ignore[return-value]
         return dcc_action_suspend(ctx)
 
     async def _awaited_chunk(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
         while not (self._chunks or self.finished or self.failed):
-            await self._wait()
+            await self.wait()
         return self._creator(ctx, pos, buf)
 
     # -- the app's side ---------------------------------------------------------------
@@ -284,12 +351,19 @@ class HTTPCycle:
             if self.body_done and not self._final_given:
                 self._final_given = True
                 return {"type": "http.request", "body": b"", "more_body": False}
-            if not self._final_given and not self._want_body:
-                # The body is read only now that the app asks for it (so that
-                # "Expect: 100-continue" is answered only then).
-                self._want_body = True
-                self._resume()
-            await self._wait()
+            if not self._final_given:
+                if not self._want_body:
+                    # The body is read only now that the app asks for it (so
+                    # that "Expect: 100-continue" is answered only then).
+                    self._want_body = True
+                    self._resume()
+                    self.notify()
+            elif not self._listening:
+                # Only the end is left to hear of: the daemon had better watch
+                # the connection (a suspended request's is watched).
+                self._listening = True
+                self.notify()
+            await self.wait()
 
     async def send(self, message: Message) -> None:
         """ASGI ``send`` for ``http.response.*`` messages.
@@ -357,7 +431,7 @@ class HTTPCycle:
             while self._taken < mark:
                 if self._gone():
                     return
-                await self._wait()
+                await self.wait()
         else:
             self._resume()
 
@@ -410,11 +484,13 @@ class HTTPCycle:
                              "was complete", self.request.method, self.request.uri)
             self.failed = True
             self._resume()
-        self._notify()
+        self.notify()
 
 
 async def run_app(app: ASGIApp, cycle: Any) -> None:
     """Call the app for one cycle; log what escapes it and end the response."""
+    shared: Shared = cycle.shared
+    shared.running += 1
     try:
         await app(cycle.scope, cycle.receive, cycle.send)
     except Exception as exc:
@@ -424,3 +500,7 @@ async def run_app(app: ASGIApp, cycle: Any) -> None:
         cycle.app_returned(exc)
     else:
         cycle.app_returned(None)
+    finally:
+        shared.running -= 1
+        if not shared.running and shared.idle is not None:
+            shared.idle.set()

@@ -13,7 +13,8 @@ from typing import Any
 
 from .. import Request, ValueKind
 
-__all__ = ["ASGI_VERSION", "http_scope", "is_websocket_request", "websocket_scope"]
+__all__ = ["ASGI_VERSION", "headers_of", "http_scope", "is_websocket_request",
+           "websocket_scope"]
 
 #: ``scope["asgi"]`` of HTTP and WebSocket scopes.
 ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
@@ -43,9 +44,9 @@ def _target(request: Request) -> tuple[bytes, bytes]:
     return path, query
 
 
-def _headers(request: Request) -> list[tuple[bytes, bytes]]:
-    # "headers: ... header names should be lowercased" -- names and values as
-    # byte strings, in the order received, duplicates kept.
+def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
+    """``scope["headers"]``: lower-case names and values as bytes, in arrival order."""
+    # "headers: ... header names should be lowercased" -- duplicates kept.
     return [(name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
             for name, value in request.get_values(ValueKind.HEADER)]
 
@@ -63,12 +64,13 @@ def _server(request: Request) -> tuple[str, int | None] | None:
     return address[0], address[1]
 
 
-def http_scope(request: Request, root_path: str, state: dict[str, Any] | None,
-               *, mounted: bool) -> dict[str, Any]:
+def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: str,
+               state: dict[str, Any] | None, *, mounted: bool) -> dict[str, Any]:
     """The ``http`` scope of *request*.
 
     Args:
         request: the request.
+        headers: its :func:`headers_of`.
         root_path: ``scope["root_path"]``.
         state: the lifespan state; each request gets a shallow copy.
         mounted: *root_path* is part of ``request.path`` (an app mounted under a
@@ -91,7 +93,7 @@ def http_scope(request: Request, root_path: str, state: dict[str, Any] | None,
         "raw_path": raw_path,
         "query_string": query,
         "root_path": root_path,
-        "headers": _headers(request),
+        "headers": headers,
         "client": _client(request),
         "server": _server(request),
         "extensions": HTTP_EXTENSIONS,
@@ -101,18 +103,17 @@ def http_scope(request: Request, root_path: str, state: dict[str, Any] | None,
     return scope
 
 
-def is_websocket_request(request: Request) -> bool:
+def is_websocket_request(request: Request, headers: list[tuple[bytes, bytes]]) -> bool:
     """Whether *request* asks for a WebSocket (``Upgrade: websocket`` on a GET)."""
     if request.method != "GET":
         return False
-    upgrade = request.get_value(ValueKind.HEADER, "upgrade")
-    return upgrade is not None and "websocket" in upgrade.lower()
+    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
 
 
-def websocket_scope(request: Request, root_path: str, state: dict[str, Any] | None,
-                    *, mounted: bool) -> dict[str, Any]:
+def websocket_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: str,
+                    state: dict[str, Any] | None, *, mounted: bool) -> dict[str, Any]:
     """The ``websocket`` scope of *request* (arguments as :func:`http_scope`)."""
-    scope = http_scope(request, root_path, state, mounted=mounted)
+    scope = http_scope(request, headers, root_path, state, mounted=mounted)
     scope["type"] = "websocket"
     scope["scheme"] = "wss" if request.scheme == "https" else "ws"
     del scope["method"]

@@ -33,7 +33,8 @@ from .. import (
     request_resume,
 )
 from ..websocket import ConnectionClosed, WebSocket, action_websocket
-from .http import ClientDisconnected, Message, Stopping
+from .http import ClientDisconnected, Message, Shared
+from .wake import Changes
 
 __all__ = ["WebSocketCycle"]
 
@@ -46,7 +47,7 @@ def _text_pairs(headers: Any) -> list[tuple[str, str]]:
     return [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers]
 
 
-class WebSocketCycle:
+class WebSocketCycle(Changes):
     """The meeting point of the daemon's side and the app's task for one WebSocket.
 
     Args:
@@ -56,18 +57,18 @@ class WebSocketCycle:
     """
 
     __slots__ = (
-        "_accept", "_changed", "_connect_given", "_denial", "_denial_body", "_incoming",
+        "_accept", "_connect_given", "_denial", "_denial_body", "_incoming",
         "app_done", "app_failed", "closed", "end_code", "max_message_size", "request", "response",
-        "scope", "stopping", "ws",
+        "scope", "shared", "ws",
     )
 
-    def __init__(self, request: Request, scope: dict[str, Any], stopping: Stopping,
+    def __init__(self, request: Request, scope: dict[str, Any], shared: Shared,
                  max_message_size: int = 1 << 20) -> None:
         self.request = request
         self.scope = scope
-        self.stopping = stopping
+        self.shared = shared
         self.max_message_size = max_message_size
-        self._changed: trio.Event | None = None
+        super().__init__()
         self._connect_given = False
         self._accept: Message | None = None
         self._denial: Message | None = None
@@ -81,29 +82,22 @@ class WebSocketCycle:
         self.app_failed = False
         self.end_code: RequestEndedCode | None = None
         request_on_end(request, self._ended)
-
-    def _notify(self) -> None:
-        event = self._changed
-        if event is not None:
-            self._changed = None
-            event.set()
-
-    async def _wait(self) -> None:
-        event = self._changed
-        if event is None:
-            event = self._changed = trio.Event()
-        await event.wait()
+        if self.end_code is None:
+            shared.cycles[request] = self
 
     def _ended(self, code: RequestEndedCode) -> None:
         self.end_code = code
+        self.shared.cycles.pop(self.request, None)
         if code is RequestEndedCode.COMPLETED_OK_UPGRADE:
             return  # the 101 is sent: the handler runs next, and tells the rest
         if self.ws is None and self.closed is None:
             # Ended before an accept took effect: the client went, or was answered.
             self.closed = (1006, "")
-        self._notify()
+        self.notify()
 
     def _resume(self) -> None:
+        """Wake the daemon's side: suspended (resume it) or waiting in a callback."""
+        self.notify()
         if self.end_code is None:  # (never after the 101: the request is over)
             request_resume(self.request)
 
@@ -121,22 +115,22 @@ class WebSocketCycle:
                 request, self._handler, subprotocols=(sub,) if sub else (),
                 max_message_size=self.max_message_size,
                 headers=_text_pairs(accept.get("headers", ())))
-        if self.stopping.now:
+        if self.shared.stopping:
             return self._awaited_action()  # type: ignore[return-value]
         return action_suspend(request)
 
     async def _awaited_action(self) -> Action:
         while self.response is None and self._accept is None and self.end_code is None:
-            await self._wait()
+            await self.wait()
         return self.next_action()
 
     async def _handler(self, ws: WebSocket) -> None:
         self.ws = ws
-        self._notify()
+        self.notify()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._read, ws, nursery.cancel_scope)
             while not self.app_done and self.closed is None:
-                await self._wait()
+                await self.wait()
             nursery.cancel_scope.cancel()
         if self.app_failed and ws.closed is None:
             # "1011 indicates that a server is terminating the connection because
@@ -149,15 +143,15 @@ class WebSocketCycle:
             while True:
                 message = await ws.receive()
                 incoming.append(message)
-                self._notify()
+                self.notify()
                 while incoming:
-                    await self._wait()
+                    await self.wait()
         except ConnectionClosed as exc:
             self.closed = (exc.reason.code, exc.reason.reason)
         finally:
             if self.closed is None and ws.closed is not None:
                 self.closed = (ws.closed.code, ws.closed.reason)
-            self._notify()
+            self.notify()
 
     # -- the app's side ---------------------------------------------------------------
 
@@ -170,14 +164,14 @@ class WebSocketCycle:
         while True:
             if incoming:
                 message = incoming.popleft()
-                self._notify()
+                self.notify()
                 if isinstance(message, str):
                     return {"type": "websocket.receive", "text": message}
                 return {"type": "websocket.receive", "bytes": message}
             if self.closed is not None:
                 code, reason = self.closed
                 return {"type": "websocket.disconnect", "code": code, "reason": reason}
-            await self._wait()
+            await self.wait()
 
     async def send(self, message: Message) -> None:
         """ASGI ``send`` for ``websocket.*`` messages.
@@ -202,7 +196,7 @@ class WebSocketCycle:
             self._accept = message
             self._resume()
             while self.ws is None and self.closed is None:
-                await self._wait()
+                await self.wait()
         elif kind == "websocket.close":
             ws = self.ws
             if ws is None:
@@ -214,7 +208,7 @@ class WebSocketCycle:
             await ws.close(int(message.get("code") or 1000), message.get("reason") or "")
             if self.closed is None and ws.closed is not None:
                 self.closed = (ws.closed.code, ws.closed.reason)
-            self._notify()
+            self.notify()
         elif kind == "websocket.http.response.start":
             if self._accept is not None or self._denial is not None:
                 raise RuntimeError("websocket.http.response.start after accept or twice")
@@ -245,4 +239,4 @@ class WebSocketCycle:
             # Raised before accepting: 500; returned without accepting: 403 (as
             # if it had sent websocket.close).
             self._deny(Response.from_empty(500 if error is not None else 403))
-        self._notify()
+        self.notify()
