@@ -619,3 +619,105 @@ async def test_graceful_stop_tells_a_waiting_app_disconnect_after_the_grace() ->
             rest = await read_until_close(stream)
     assert seen == [{"type": "http.disconnect"}]
     assert b"200" not in rest
+
+
+# -- HTTP/2, slow apps, stops in the middle of an upload ----------------------------------
+
+
+def body_counter() -> Any:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message["body"])
+            if not message["more_body"]:
+                break
+        await reply(send, str(size).encode())
+
+    return app
+
+
+async def test_http2_upload_streams_through_the_bridge() -> None:
+    async with serve(body_counter()) as d, \
+            httpx.AsyncClient(http1=False, http2=True, timeout=WAIT) as client:
+        r = await client.post(f"http://127.0.0.1:{d.port}/", content=b"z" * 1_000_000)
+        assert r.http_version == "HTTP/2" and r.text == "1000000"
+        rs = await client.get(f"http://127.0.0.1:{d.port}/")
+        assert rs.text == "0"
+
+
+async def test_a_slow_app_is_suspended_and_still_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After PARK_AFTER the request is suspended (watched, no inactivity timeout)."""
+    monkeypatch.setattr(mhd2.asgi.http, "PARK_AFTER", 0.02)
+    parked = trio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError
+        await parked.wait()
+        body = await read_body(receive)
+        await reply(send, b"late " + body)
+
+    ended: list[mhd2.RequestEndedCode] = []
+    async with serve(app, timeout=0.3,
+                     notify_request_ended=lambda r, code: ended.append(code)) as d:
+        stream = await trio.open_tcp_stream("127.0.0.1", d.port)
+        async with stream:
+            await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
+            await trio.sleep(0.6)  # twice the inactivity timeout: suspended, not cut
+            parked.set()
+            with trio.fail_after(WAIT):
+                data = b""
+                while not data.endswith(b"late abc"):
+                    chunk = await stream.receive_some(4096)
+                    assert chunk, data
+                    data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert ended == [mhd2.RequestEndedCode.COMPLETED_OK]
+
+
+async def test_graceful_stop_lets_an_upload_in_flight_finish() -> None:
+    half = trio.Event()
+    total = 2_000_000
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError
+        size = 0
+        while True:
+            message = await receive()
+            size += len(message["body"])
+            if size >= total // 2:
+                half.set()
+            if not message["more_body"]:
+                break
+        await reply(send, str(size).encode())
+
+    async with trio.open_nursery() as nursery:
+        daemon = mhd2.asgi.Daemon(app, port=0)
+        await nursery.start(daemon.serve)
+        port = daemon.port
+        results: list[bytes] = []
+        may_finish = trio.Event()
+
+        async def client() -> None:
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\n"
+                                      b"Content-Length: %d\r\n\r\n" % total)
+                await stream.send_all(b"u" * (total // 2 + 1))
+                await may_finish.wait()
+                await stream.send_all(b"u" * (total - total // 2 - 1))
+                results.append(await read_until_close(stream))
+
+        nursery.start_soon(client)
+        with trio.fail_after(WAIT):
+            await half.wait()
+            async with trio.open_nursery() as stopping:
+                stopping.start_soon(daemon.stop, WAIT)
+                await trio.testing.wait_all_tasks_blocked()
+                may_finish.set()
+    assert results[0].startswith(b"HTTP/1.1 200 ")
+    assert results[0].endswith(str(total).encode())

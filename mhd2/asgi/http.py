@@ -126,8 +126,8 @@ def _split_headers(headers: Any) -> tuple[list[tuple[str, str]], int | None]:
     pairs: list[tuple[str, str]] = []
     declared: int | None = None
     for name, value in headers:
-        key = bytes(name).decode("latin-1")
-        text = bytes(value).decode("latin-1")
+        key = (name if type(name) is bytes else bytes(name)).decode("latin-1")
+        text = (value if type(value) is bytes else bytes(value)).decode("latin-1")
         if len(key) == 14 and key.lower() == "content-length":
             if not text.strip().isdigit():
                 raise ValueError(f"content-length {text!r} is not a number")
