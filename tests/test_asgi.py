@@ -35,7 +35,8 @@ def no_park_rescue(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @asynccontextmanager
 async def serve(app: Any, **options: Any) -> AsyncIterator[mhd2.asgi.Daemon]:
-    options.setdefault("port", 0)
+    if "unix_path" not in options:
+        options.setdefault("port", 0)
     with trio.fail_after(WAIT * 3):
         async with mhd2.asgi.Daemon(app, **options) as daemon:
             yield daemon
@@ -150,8 +151,9 @@ async def test_client_and_server_from_proxy_protocol() -> None:
                     b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert status_of(response) == 200
     assert tuple(scopes[0]["client"]) == ("198.51.100.2", 40000)
-    assert tuple(scopes[0]["server"]) == ("192.0.2.80", 443) or \
-        tuple(scopes[0]["server"]) == ("127.0.0.1", port)
+    # "server: ... where host is the listening address for this server": the
+    # socket's own, not the proxy's destination.
+    assert tuple(scopes[0]["server"]) == ("127.0.0.1", port)
 
 
 async def test_root_path_is_prefixed_behind_a_proxy() -> None:
@@ -721,3 +723,40 @@ async def test_graceful_stop_lets_an_upload_in_flight_finish() -> None:
                 may_finish.set()
     assert results[0].startswith(b"HTTP/1.1 200 ")
     assert results[0].endswith(str(total).encode())
+
+
+# -- TLS and Unix-domain sockets ----------------------------------------------------------
+
+
+async def test_https_scope_over_tls_with_http2(tmp_path: Any) -> None:
+    import ssl
+
+    import trustme
+
+    from mhd2.tls import server_context
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("localhost", "127.0.0.1")
+    context = server_context(leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes(),
+                             alpn=("h2", "http/1.1"))
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    scopes, app = scope_recorder()
+    async with serve(app, tls=context) as d:
+        for http2 in (False, True):
+            async with httpx.AsyncClient(verify=client_context, http2=http2) as client:
+                r = await client.get(f"https://127.0.0.1:{d.port}/secure")
+                assert r.status_code == 200
+    assert [s["scheme"] for s in scopes] == ["https", "https"]
+    assert [s["http_version"] for s in scopes] == ["1.1", "2"]
+
+
+async def test_unix_socket_client_is_none(tmp_path: Any) -> None:
+    scopes, app = scope_recorder()
+    path = str(tmp_path / "app.sock")
+    async with serve(app, unix_path=path):
+        transport = httpx.AsyncHTTPTransport(uds=path)
+        async with httpx.AsyncClient(transport=transport) as client:
+            assert (await client.get("http://localhost/u")).status_code == 200
+    assert scopes[0]["client"] is None
+    assert scopes[0]["path"] == "/u"
