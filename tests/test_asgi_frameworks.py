@@ -206,3 +206,42 @@ async def test_fastapi_large_form_upload_streams_to_disk_with_flat_memory(tmp_pa
     # 20 MiB went through; the process never held more than a few MiB of it
     # (python-multipart spools the file to disk after 1 MiB).
     assert peak < 6 * 1024 * 1024, f"peak {peak} bytes"
+
+
+# -- Quart-Trio (when installed) -----------------------------------------------------------
+
+
+async def test_quart_trio_routes_json_and_websocket() -> None:
+    quart_trio = pytest.importorskip("quart_trio")
+    from quart import jsonify, request, websocket
+
+    app = quart_trio.QuartTrio(__name__)
+    served: list[str] = []
+
+    @app.before_serving  # type: ignore[untyped-decorator]
+    async def startup() -> None:
+        served.append("startup")
+
+    @app.route("/hello/<name>", methods=["POST"])  # type: ignore[untyped-decorator]
+    async def hello(name: str) -> Any:
+        data = await request.get_json()
+        return jsonify({"hello": name, "got": data})
+
+    @app.websocket("/ws")  # type: ignore[untyped-decorator]
+    async def ws() -> None:
+        while True:
+            await websocket.send(f"quart: {await websocket.receive()!s}")
+
+    async with serve(app) as url:
+        assert served == ["startup"]
+        async with httpx.AsyncClient() as client:
+            r = await client.post(url + "/hello/trio", json={"n": 1})
+            assert r.json() == {"hello": "trio", "got": {"n": 1}}
+
+        def ws_client(base: str) -> str:
+            with connect(base.replace("http", "ws") + "/ws", open_timeout=WAIT) as sock:
+                sock.send("hi")
+                return str(sock.recv(WAIT))
+
+        with trio.fail_after(WAIT):
+            assert await trio.to_thread.run_sync(ws_client, url) == "quart: hi"
