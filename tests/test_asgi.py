@@ -760,3 +760,31 @@ async def test_unix_socket_client_is_none(tmp_path: Any) -> None:
             assert (await client.get("http://localhost/u")).status_code == 200
     assert scopes[0]["client"] is None
     assert scopes[0]["path"] == "/u"
+
+
+async def test_failed_shutdown_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.failed", "message": "could not flush"})
+
+    async with serve(app):
+        pass
+    assert "the app's shutdown failed: could not flush" in caplog.text
+
+
+async def test_lifespan_around_a_plain_daemon_with_action_asgi() -> None:
+    log: list[str] = []
+    app = lifespan_app(log)
+
+    async with mhd2.asgi.Lifespan(app) as state:
+        assert state == {"db": "connected"}
+
+        def cb(request: mhd2.Request) -> mhd2.Action:
+            return mhd2.asgi.action_asgi(request, app, state=state)
+
+        async with mhd2.Daemon(cb, port=0) as d, httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{d.port}/")).status_code == 200
+    assert log == ["startup", "request connected", "shutdown"]

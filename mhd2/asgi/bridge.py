@@ -105,16 +105,17 @@ def _system_spawn(fn: Callable[..., Any], *args: Any) -> None:
     trio.lowlevel.spawn_system_task(fn, *args, context=contextvars.copy_context())
 
 
-#: One bridge per (app, root_path) that :func:`action_asgi` has served.
-_MOUNTS: dict[tuple[int, str], Bridge] = {}
+#: One bridge per (app, root_path, state) that :func:`action_asgi` has served.
+_MOUNTS: dict[tuple[int, str, int], Bridge] = {}
 
 
-def action_asgi(request: Request, app: ASGIApp, *, root_path: str = "") -> Action:
+def action_asgi(request: Request, app: ASGIApp, *, root_path: str = "",
+                state: dict[str, Any] | None = None) -> Action:
     """Answer *request* with an ASGI app, from inside an mhd2 request callback.
 
     Return what it returns, every time the callback is called for the request
-    (the request is suspended while the app works, so the callback is called
-    again; each call gives the next action)::
+    (the request may be suspended while the app works, so the callback can be
+    called again; each call gives the next action)::
 
         def request_cb(request):
             if request.path.startswith("/api/"):
@@ -123,20 +124,21 @@ def action_asgi(request: Request, app: ASGIApp, *, root_path: str = "") -> Actio
 
     The app sees ``root_path`` and the full ``path`` (which starts with
     *root_path*), as under Starlette's ``Mount``.  Its lifespan is not run
-    here: wrap the daemon in ``async with mhd2.asgi.Lifespan(app)`` for that.
-    The app's tasks run as trio system tasks.
+    here: run it around the daemon with ``async with mhd2.asgi.Lifespan(app)
+    as state:`` and pass that *state*.  The app's tasks run as trio system tasks.
 
     Args:
         request: the request to answer.
         app: the ASGI 3 app.
         root_path: where the app is mounted (``"/api"``), without a trailing slash.
+        state: the lifespan state (copied into each scope); ``None``: an empty one.
 
     Returns:
         The action to return from the request callback.
     """
-    key = (id(app), root_path)
+    key = (id(app), root_path, id(state))
     bridge = _MOUNTS.get(key)
-    if bridge is None or bridge.app is not app:
-        bridge = _MOUNTS[key] = Bridge(app, root_path=root_path.rstrip("/"), mounted=True)
+    if bridge is None or bridge.app is not app or bridge.state is not state:
+        bridge = _MOUNTS[key] = Bridge(app, root_path=root_path.rstrip("/"), mounted=True,
+                                       state=state)
     return bridge(request)
-

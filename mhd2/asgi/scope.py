@@ -72,7 +72,7 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         request: the request.
         headers: its :func:`headers_of`.
         root_path: ``scope["root_path"]``.
-        state: the lifespan state; each request gets a shallow copy.
+        state: the lifespan state; each request gets a shallow copy (``None``: empty).
         mounted: *root_path* is part of ``request.path`` (an app mounted under a
             prefix by :func:`~mhd2.asgi.action_asgi`); otherwise it is prefixed
             to the path, as behind a proxy that strips it (uvicorn's
@@ -96,10 +96,9 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         "headers": headers,
         "client": _client(request),
         "server": _server(request),
+        "state": {} if state is None else dict(state),
         "extensions": HTTP_EXTENSIONS,
     }
-    if state is not None:
-        scope["state"] = dict(state)
     return scope
 
 
