@@ -195,6 +195,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 raise _LoadError(f"the factory {args.app!r} failed") from None
         if isinstance(value, Daemon):
             state["callback"], state["options"] = _rebuild(value)
+            app = getattr(value, "app", None)  # an mhd2.asgi.Daemon: serve its app
+            if app is not None and args.interface != "mhd2":
+                state["callback"], state["asgi"] = app, True
         elif callable(value):
             state["callback"], state["options"] = value, {}
             state["asgi"] = _choose_interface(args.app, value, args.interface)

@@ -106,3 +106,14 @@ async def test_interface_can_be_forced(app_dir: Path) -> None:
     argv = ["run", "asgi_main:instance", "-p", "0", "--interface", "asgi"]
     async with running(argv, app_dir) as (_, _, port):
         assert (await get(port, "/f")).text == "hello from asgi /f "
+
+
+async def test_factory_returning_an_asgi_daemon(app_dir: Path) -> None:
+    (app_dir / "asgi_factory.py").write_text(
+        "import mhd2.asgi\nfrom asgi_main import app\n\n"
+        "def make():\n    return mhd2.asgi.Daemon(app, suppress_date_header=True, port=1)\n")
+    argv = ["run", "asgi_factory:make", "--factory", "-p", "0"]
+    async with running(argv, app_dir) as (_, _, port):
+        r = await get(port, "/f")
+        assert r.text == "hello from asgi /f "  # lifespan ran; the app is served
+        assert "date" not in r.headers  # the factory's options are kept
