@@ -788,3 +788,31 @@ async def test_lifespan_around_a_plain_daemon_with_action_asgi() -> None:
         async with mhd2.Daemon(cb, port=0) as d, httpx.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{d.port}/")).status_code == 200
     assert log == ["startup", "request connected", "shutdown"]
+
+
+async def test_concurrent_http2_streams_run_their_apps_concurrently() -> None:
+    count = 20
+    arrived = 0
+    all_in = trio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        nonlocal arrived
+        if scope["type"] != "http":
+            raise RuntimeError
+        arrived += 1
+        if arrived == count:
+            all_in.set()
+        await all_in.wait()  # every stream's app runs at once, or none answers
+        await reply(send, scope["path"].encode())
+
+    async with serve(app) as d, httpx.AsyncClient(http1=False, http2=True) as client:
+        results: dict[int, str] = {}
+
+        async def one(i: int) -> None:
+            results[i] = (await client.get(f"http://127.0.0.1:{d.port}/{i}")).text
+
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as nursery:
+                for i in range(count):
+                    nursery.start_soon(one, i)
+    assert results == {i: f"/{i}" for i in range(count)}
