@@ -85,7 +85,7 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         raw_path = root_path.encode("utf-8") + raw_path
     scope: dict[str, Any] = {
         "type": "http",
-        "asgi": ASGI_VERSION,
+        "asgi": ASGI_VERSION.copy(),  # (a middleware may write into a scope's dicts)
         "http_version": _HTTP_VERSIONS.get(request.version, "1.1"),
         "method": request.method,
         "scheme": request.scheme,
@@ -97,7 +97,7 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         "client": _client(request),
         "server": _server(request),
         "state": {} if state is None else dict(state),
-        "extensions": HTTP_EXTENSIONS,
+        "extensions": HTTP_EXTENSIONS.copy(),
     }
     return scope
 
@@ -119,5 +119,5 @@ def websocket_scope(request: Request, headers: list[tuple[bytes, bytes]], root_p
     protocols = request.headers.get_all("Sec-WebSocket-Protocol")
     scope["subprotocols"] = [p.strip() for value in protocols for p in value.split(",")
                              if p.strip()]
-    scope["extensions"] = WEBSOCKET_EXTENSIONS
+    scope["extensions"] = WEBSOCKET_EXTENSIONS.copy()
     return scope
