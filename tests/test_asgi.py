@@ -816,3 +816,26 @@ async def test_concurrent_http2_streams_run_their_apps_concurrently() -> None:
                 for i in range(count):
                     nursery.start_soon(one, i)
     assert results == {i: f"/{i}" for i in range(count)}
+
+
+@pytest.mark.parametrize("start", [
+    {"status": 200, "headers": [(b"x-injected", b"a\r\nSet-Cookie: evil=1")]},
+    {"status": 200, "headers": [(b"bad name", b"v")]},
+    {"status": 200, "headers": [(b"transfer-encoding", b"gzip")]},
+    {"status": 200, "headers": [(b"content-length", b"ten")]},
+    {"status": "200", "headers": []},
+])
+async def test_a_bad_response_from_the_app_never_reaches_the_wire(
+        start: dict[str, Any]) -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError
+        await send({"type": "http.response.start", **start})
+        await send({"type": "http.response.body", "body": b"body"})
+
+    async with serve(app) as d:
+        for _ in range(2):  # and the daemon goes on serving
+            response = await exchange(d.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            # The app failed after http.response.start: the connection is closed
+            # and nothing of the bad response reached the wire.
+            assert response == b""

@@ -408,14 +408,15 @@ class HTTPCycle(Changes):
             status = start["status"]
             pairs, declared = _split_headers(start.get("headers", ()))
             if not more and not start.get("trailers", False):
-                self.finished = True
                 if declared and not body and self.request.method == "HEAD":
                     # HEAD: the app declared the GET body's size and sent none;
                     # the daemon sends the headers of that size and no body.
                     response = Response.from_callback(status, declared, self._creator)
                 else:
                     response = Response.from_buffer(status, bytes(body))
-                self._ready(_with_headers(response, pairs))
+                response = _with_headers(response, pairs)  # (raises for a bad header)
+                self.finished = True
+                self._ready(response)
                 return
             self._declared = declared
             self._ready(_with_headers(Response.from_callback(status, declared, self._creator),
@@ -457,8 +458,12 @@ class HTTPCycle(Changes):
             raise RuntimeError("http.response.pathsend must follow http.response.start "
                                "and replace the body")
         fd = os.open(message["path"], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        pairs, _ = _split_headers(start.get("headers", ()))
-        response = _with_headers(Response.from_fd(start["status"], fd), pairs)
+        response = Response.from_fd(start["status"], fd)  # (closes fd if it raises)
+        try:
+            _with_headers(response, _split_headers(start.get("headers", ()))[0])
+        except BaseException:
+            response.destroy()  # closes fd
+            raise
         self.finished = True
         self._ready(response)
 
