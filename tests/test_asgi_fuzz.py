@@ -123,3 +123,63 @@ def test_no_script_hangs_a_request() -> None:
             check(harness, request)
 
         example()
+
+
+WS_MESSAGES: list[dict[str, Any]] = [
+    {"type": "websocket.accept"},
+    {"type": "websocket.accept", "subprotocol": "chat", "headers": [(b"x-a", b"1")]},
+    {"type": "websocket.accept", "headers": [(b"x-bad", b"a\r\nb")]},
+    {"type": "websocket.send", "text": "hi"},
+    {"type": "websocket.send", "bytes": b"\x00"},
+    {"type": "websocket.close", "code": 4000, "reason": "bye"},
+    {"type": "websocket.http.response.start", "status": 401, "headers": []},
+    {"type": "websocket.http.response.body", "body": b"no", "more_body": True},
+    {"type": "websocket.http.response.body", "body": b"!"},
+    {"type": "http.response.start", "status": 200},
+    {"type": "receive"},
+]
+
+#: A handshake, then one masked text frame "hi" and a masked close frame (1000).
+WS_REQUEST = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Protocol: chat\r\n\r\n"
+    + bytes([0x81, 0x82, 1, 2, 3, 4, ord("h") ^ 1, ord("i") ^ 2])
+    + bytes([0x88, 0x82, 1, 2, 3, 4, 0x03 ^ 1, 0xE8 ^ 2])
+)
+
+
+async def scripted_ws_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    steps, swallow, raise_at_end = SCRIPT[0]
+    for index in steps:
+        message = WS_MESSAGES[index]
+        try:
+            if message["type"] == "receive":
+                with trio.move_on_after(0.05):
+                    await receive()
+            else:
+                await send(dict(message))
+        except Exception:
+            if not swallow:
+                raise
+    if raise_at_end:
+        raise ValueError("the script says so")
+
+
+def ws_request_cb(request: mhd2.Request) -> mhd2.Action:
+    if request.path == "/good":
+        return mhd2.action_from_response(request, mhd2.Response.from_buffer_static(200, b"good"))
+    return mhd2.asgi.action_asgi(request, scripted_ws_app)
+
+
+def test_no_websocket_script_hangs_a_connection() -> None:
+    with daemon_thread(ws_request_cb, name="mhd2-asgi-ws-fuzz") as harness:
+
+        @FUZZ
+        @given(steps=st.lists(st.integers(0, len(WS_MESSAGES) - 1), max_size=6),
+               swallow=st.booleans(), raise_at_end=st.booleans())
+        def example(steps: list[int], swallow: bool, raise_at_end: bool) -> None:
+            SCRIPT[0] = (steps, swallow, raise_at_end)
+            check(harness, WS_REQUEST)
+
+        example()

@@ -228,6 +228,9 @@ class WebSocketCycle(Changes):
             raise RuntimeError(f"unexpected ASGI message {kind!r} in a websocket scope")
 
     def _deny(self, response: Response) -> None:
+        # A refused upgrade closes the connection: a client may have sent frames
+        # right behind its handshake, and they are no HTTP request.
+        response.set_options(conn_close=True)
         self.response = response
         self._resume()
 
