@@ -9,6 +9,7 @@ directory's validator, and paginated.
 
 from __future__ import annotations
 
+import gc
 import os
 import statistics
 import time
@@ -19,6 +20,7 @@ import trio
 from _harness import daemon_thread
 from rawhttp import connect, fetch
 
+import mhd2
 from mhd2.static import StaticFiles
 
 BIG = 50_000
@@ -105,3 +107,58 @@ def test_big_listing_does_not_stall_bystanders(big_tree: Path) -> None:
     assert listings >= 6
     p50 = statistics.median(latencies)
     assert p50 < 0.1, f"bystander p50 {p50 * 1000:.0f} ms; latencies {latencies}"
+
+
+class StepTimer(trio.abc.Instrument):
+    """The longest single step of any task, in CPU time of the loop's thread
+    (time the OS gave to other processes does not count), less the time the
+    garbage collector took within it (the interpreter's pauses, not the
+    listing's: the rows a listing keeps are not even tracked by it, see
+    :func:`test_kept_rows_are_not_tracked_by_the_garbage_collector`)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self._start: float | None = None  # the step that adds the instrument has none
+        self._gc = 0.0
+        self._gc_start = 0.0
+
+    def collecting(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_start = time.thread_time()
+        else:
+            self._gc += time.thread_time() - self._gc_start
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._start = time.thread_time()
+        self._gc = 0.0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if self._start is not None:
+            step = time.thread_time() - self._start - self._gc
+            self.longest = max(self.longest, step)
+
+
+async def test_big_listing_work_comes_in_short_steps(big_tree: Path) -> None:
+    """Every order, both formats, several pages, HEAD and GET: no step of any
+    task on the loop takes more than 25 ms of CPU (the slice is 2 ms)."""
+    files = StaticFiles(big_tree)
+    timer = StepTimer()
+    async with mhd2.Daemon(files.handle, host="127.0.0.1", port=0) as daemon:
+        trio.lowlevel.add_instrument(timer)
+        gc.callbacks.append(timer.collecting)
+        try:
+            async with connect(daemon.port) as client:
+                for key in ("name", "size", "date"):
+                    for order in ("asc", "desc"):
+                        for accept in ("text/html", "application/json"):
+                            for page in (1, 50):
+                                target = f"/big/?sort={key}&order={order}&page={page}"
+                                for method in ("HEAD", "GET"):
+                                    await client.send(request(target, f"Accept: {accept}",
+                                                              method=method))
+                                    answer = await client.response(method)
+                                    assert answer.head.status == 200
+        finally:
+            gc.callbacks.remove(timer.collecting)
+            trio.lowlevel.remove_instrument(timer)
+    assert timer.longest < 0.025, f"a step took {timer.longest * 1000:.0f} ms of CPU"

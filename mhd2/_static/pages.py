@@ -150,7 +150,10 @@ class Listings:
             self.reads += 1
             slicer = Slicer(self.limits.slice)
             started = time.time_ns()
-            racy = max(st.st_mtime_ns, st.st_ctime_ns) >= started - RACY_NS
+            # A name added in the same clock tick as this read would leave the
+            # key as it is. (A modification time set back with os.utime is not
+            # racy: the later change sets it, and the change time, anew.)
+            racy = st.st_mtime_ns >= started - RACY_NS
             builder = SnapshotBuilder(dir_key(st), int(st.st_mtime), time.monotonic(), racy)
             truncated = False
             with os.scandir(path) as names:
@@ -237,10 +240,11 @@ class Listings:
         for n, i in enumerate(shown):
             if n % _STRIDE == 0 and slicer.due():
                 await slicer.pause()
+            entry = Entry(*entries[i])
             if as_json:
-                parts.append(listing.json_entry(entries[i], n == 0))
+                parts.append(listing.json_entry(entry, n == 0))
             else:
-                parts.append(listing.html_row(entries[i]))
+                parts.append(listing.html_row(entry))
         parts.append(listing.json_tail(page) if as_json else listing.html_tail(page))
         body = "".join(parts).encode("utf-8")
         self._pages.put(key, body)

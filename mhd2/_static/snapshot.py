@@ -23,12 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
-from .listing import Entry, SortKey, SortOrder
+from .listing import Row, SortKey, SortOrder
 
 __all__ = ["LRU", "RACY_NS", "DirKey", "Snapshot", "SnapshotBuilder", "dir_key"]
 
-#: A directory whose modification (or change) time is this close to the
-#: start of its read, or later, may change again without its times showing
+#: A directory whose modification time is this close to the start of its
+#: read, or later, may change again without its times showing
 #: it: many file systems keep times in coarse ticks (2 s on FAT). Such a
 #: snapshot is "racy": it serves the requests that waited for it, and the
 #: next request reads the directory again.
@@ -52,7 +52,9 @@ class Snapshot:
 
     Attributes:
         key: the directory's :func:`dir_key` before the read.
-        entries: the listed entries, in the order the directory gave them.
+        entries: the listed entries, as plain tuples (``Entry(*row)`` makes
+            one an :class:`~mhd2._static.listing.Entry`), in the order the
+            directory gave them.
         truncated: the directory had more entries than were read.
         digest: a hex digest of the key and of every entry's name, type, size
             and time.
@@ -68,7 +70,7 @@ class Snapshot:
     """
 
     key: DirKey
-    entries: list[Entry]
+    entries: list[Row]
     truncated: bool
     digest: str
     newest: int
@@ -116,15 +118,16 @@ class SnapshotBuilder:
         self._digest.update(repr(key).encode())
         self._newest = mtime
         self._dirs = 0
-        self.entries: list[Entry] = []
+        self.entries: list[Row] = []
 
-    def add(self, e: Entry) -> None:
-        """Add one entry (in directory order)."""
-        self.entries.append(e)
-        self._digest.update(os.fsencode(e.name) + f"\0{e.is_dir}:{e.size}:{e.mtime}\0".encode())
-        if e.mtime > self._newest:
-            self._newest = e.mtime
-        self._dirs += e.is_dir
+    def add(self, e: Row) -> None:
+        """Add one entry (in directory order; an ``Entry`` is kept as a plain tuple)."""
+        name, is_dir, size, mtime = e
+        self.entries.append((name, is_dir, size, mtime))
+        self._digest.update(os.fsencode(name) + f"\0{is_dir}:{size}:{mtime}\0".encode())
+        if mtime > self._newest:
+            self._newest = mtime
+        self._dirs += is_dir
 
     def snapshot(self, truncated: bool) -> Snapshot:
         """The snapshot of what was added; *truncated*: the directory had more."""
