@@ -10,7 +10,7 @@ Three sub-commands share one set of options (:func:`add_shared_arguments`):
     options are kept; the command line's binding replaces its host/port, and
     options given on the command line win). Startup line on stderr:
     ``mhd2: running MODULE:ATTR on http://127.0.0.1:8000/ (Ctrl-C to stop)``.
-``python -m mhd2 serve [DIR] [--index NAME]... [--no-listing] [--dotfiles allow|deny] [--cache-control VALUE]``
+``python -m mhd2 serve [DIR] [--index NAME]... [--no-listing] [--dotfiles allow|deny] [--cache-control VALUE] [--listing-page-size N]``
     serves *DIR* (default: the current directory) with
     :class:`mhd2.static.StaticFiles`; startup line ``mhd2: serving /abs/dir on
     http://127.0.0.1:8080/ (Ctrl-C to stop)``.
@@ -283,12 +283,26 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="Cache-Control header for files, e.g. 'public, max-age=3600', '' for none "
         "(default: %(default)s: caches revalidate every time)",
     )
+    parser.add_argument(
+        "--listing-page-size",
+        type=_page_size,
+        default=1000,
+        metavar="N",
+        help="entries on one page of a directory listing; further pages are ?page=2, ... "
+        "(default: %(default)s)",
+    )
 
 
 def _index_name(text: str) -> str:
     if not text or "/" in text or text in (".", ".."):
         raise argparse.ArgumentTypeError(f"an index is a plain file name, not {text!r}")
     return text
+
+
+def _page_size(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a page size is a whole number >= 1, not {text!r}")
+    return int(text)
 
 
 def _cache_control(text: str) -> str:
@@ -301,11 +315,14 @@ def _cache_control(text: str) -> str:
 
 def _static_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`~mhd2.static.StaticFiles` options given by ``_serve_arguments``."""
+    from .static import ListingLimits
+
     return {
         "index": args.index if args.index is not None else "index.html",
         "listing": args.listing,
         "dotfiles": args.dotfiles,
         "cache_control": args.cache_control or None,
+        "listing_limits": ListingLimits(page_size=args.listing_page_size),
     }
 
 

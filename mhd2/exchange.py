@@ -180,9 +180,10 @@ class Exchange:
     async def begin(self, fields: Iterable[tuple[str | bytes, str | bytes]]) -> None:
         """What every protocol does before the request callback.
 
-        With ``forwarded_headers``, believe a trusted proxy's ``Forwarded`` /
-        ``X-Forwarded-*`` among *fields* (the request's header pairs, as the
-        protocol has them) for :attr:`client_address` and :attr:`scheme`;
+        With ``forwarded_headers``, believe a trusted proxy's header of the
+        family it names (``X-Forwarded-*`` or ``Forwarded``) among *fields*
+        (the request's header pairs, as the protocol has them) for
+        :attr:`client_address` and :attr:`scheme`;
         then call ``early_uri_logger`` (its failure is logged, not fatal).
         """
         options = self.shared.options
@@ -198,9 +199,13 @@ class Exchange:
 
     def believe_proxy(self, fields: Iterable[tuple[str | bytes, str | bytes]]) -> None:
         """Take :attr:`client_address` and :attr:`scheme` from a trusted proxy's
-        ``Forwarded`` / ``X-Forwarded-*`` among *fields* (``forwarded_headers``)."""
+        ``X-Forwarded-*`` or ``Forwarded`` among *fields*: the family
+        ``forwarded_headers`` names (the other is ignored)."""
+        use = self.shared.options.forwarded_headers
+        if not use:
+            return
         found = resolve_from_headers(self.request.connection.client_address,
-                                     self.shared.trusted, fields, scheme=self.scheme)
+                                     self.shared.trusted, fields, scheme=self.scheme, use=use)
         if found.from_headers:
             self.client_address = found.client_address
             self.scheme = found.scheme

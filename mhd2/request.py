@@ -157,8 +157,8 @@ class Request:
         """``(host, port)`` of the client.
 
         The real client: after a PROXY protocol header and, with
-        ``forwarded_headers=True``, after the ``Forwarded`` /
-        ``X-Forwarded-For`` headers of a trusted proxy.  The connection's own
+        ``forwarded_headers="x-forwarded"`` (or ``"forwarded"``), after the
+        ``X-Forwarded-For`` (or ``Forwarded``) header of a trusted proxy.  The connection's own
         view is ``request.connection.client_address`` (after PROXY only) and
         ``request.connection.peer_address`` (the socket's peer).
         """

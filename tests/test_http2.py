@@ -772,7 +772,7 @@ async def test_forwarded_headers_apply_to_streams() -> None:
         seen.append(request)
         return text_response(request)
 
-    async with running(cb, forwarded_headers=True) as daemon:
+    async with running(cb, forwarded_headers="x-forwarded") as daemon:
         with trio.fail_after(WAIT):
             client = await RawH2.connect(daemon.port)
             await client.response(client.request("/f", headers=[

@@ -111,17 +111,19 @@ async def test_per_ip_limit_counts_the_proxied_client() -> None:
 
 
 async def test_forwarded_headers_from_a_trusted_peer() -> None:
-    async with running(who, forwarded_headers=True) as d:
+    async with running(who, forwarded_headers="x-forwarded") as d:
         reply = await exchange(d, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Forwarded-For: 192.0.2.60, "
                                   b"127.0.0.1\r\nX-Forwarded-Proto: https\r\n\r\n")
         assert body_of(reply) == "192.0.2.60 0 127.0.0.1 127.0.0.1 https"
+    async with running(who, forwarded_headers="forwarded") as d:
         reply = await exchange(d, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nForwarded: for=\"[2001:db8::1]:"
                                   b"4711\";proto=https\r\n\r\n")
         assert body_of(reply) == "2001:db8::1 4711 127.0.0.1 127.0.0.1 https"
 
 
 async def test_forwarded_headers_from_an_untrusted_peer_are_ignored() -> None:
-    async with running(who, forwarded_headers=True, trusted_proxies=("10.0.0.0/8",)) as d:
+    async with running(who, forwarded_headers="x-forwarded",
+                       trusted_proxies=("10.0.0.0/8",)) as d:
         reply = await exchange(d, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Forwarded-For: 192.0.2.60\r\n"
                                   b"X-Forwarded-Proto: https\r\n\r\n")
         assert body_of(reply) == "127.0.0.1 50000 127.0.0.1 127.0.0.1 http"

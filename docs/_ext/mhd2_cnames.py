@@ -194,7 +194,7 @@ DAEMON_OPTIONS: list[Row] = [
     ("(no MHD2 option)", "Daemon(trusted_proxies=)",
      "whose PROXY and forwarded headers are believed"),
     ("(no MHD2 option)", "Daemon(forwarded_headers=)",
-     "``Forwarded`` / ``X-Forwarded-For`` from trusted proxies"),
+     "``\"x-forwarded\"`` or ``\"forwarded\"``: the header family trusted proxies set"),
     ("(none: libmicrohttpd has its own parser)", "Daemon(parser=)",
      "``auto``, ``h11`` or ``httptools`` (``mhd2[speedups]``)"),
     ("(MHD2: HTTP/2 only as enums; its h2 ALPN entry is compiled out)", "Daemon(http2=)",

@@ -114,6 +114,24 @@ def _trusted(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _keepalive(text: str) -> tuple[int, int, int]:
+    """``--tcp-keepalive IDLE,INTERVAL,COUNT`` as the Daemon option's tuple."""
+    from ..options import MAX_KEEPALIVE_PROBES, MAX_KEEPALIVE_SECONDS
+
+    try:
+        idle, interval, count = (int(p.strip()) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected IDLE,INTERVAL,COUNT (three whole numbers, e.g. 30,10,3), not {text!r}"
+        ) from None
+    if not (0 < idle <= MAX_KEEPALIVE_SECONDS and 0 < interval <= MAX_KEEPALIVE_SECONDS
+            and 0 < count <= MAX_KEEPALIVE_PROBES):
+        raise argparse.ArgumentTypeError(
+            f"IDLE and INTERVAL must be 1..{MAX_KEEPALIVE_SECONDS} seconds and COUNT "
+            f"1..{MAX_KEEPALIVE_PROBES} probes, not {text!r}")
+    return idle, interval, count
+
+
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -148,14 +166,24 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
     add("--proxy-protocol", action="store_true",
         help="every connection starts with a PROXY protocol header (HAProxy send-proxy / "
              "send-proxy-v2) from a trusted peer")
+    add("--forwarded-headers", choices=("x-forwarded", "forwarded"), type=str.lower,
+        metavar="x-forwarded|forwarded",
+        help="believe the client address and scheme a trusted proxy sets in "
+             "X-Forwarded-For / X-Forwarded-Proto (x-forwarded: HAProxy option forwardfor, "
+             "nginx) or in RFC 7239 Forwarded (forwarded); the other family is ignored")
     add("--forwarded-allow-ips", type=_trusted, metavar="LIST",
-        help="comma-separated trusted proxies (addresses, networks, 'unix', '*'); "
-             "believe Forwarded / X-Forwarded-For / X-Forwarded-Proto from them")
+        help="comma-separated trusted proxies (addresses, networks, 'unix', '*') whose "
+             "PROXY and forwarded headers are believed (default: 127.0.0.1,::1,unix); "
+             "needs --forwarded-headers or --proxy-protocol")
     add("--timeout", type=_seconds, metavar="SECONDS",
         help="idle and trickle limit of a connection (default: 60)")
     add("--keep-alive-timeout", type=_seconds, metavar="SECONDS",
         help="how long a kept-alive connection waits for its next request "
              "(default: --timeout)")
+    add("--tcp-keepalive", type=_keepalive, metavar="IDLE,INTERVAL,COUNT",
+        help="find clients that vanished without closing: TCP keepalive probes after IDLE "
+             "seconds of silence, every INTERVAL seconds, COUNT unanswered ones end the "
+             "connection (e.g. 30,10,3; default: off)")
     add("--graceful-timeout", type=_seconds, default=30.0, metavar="SECONDS",
         help="on SIGINT/SIGTERM (and when a worker is replaced), how long requests in "
              "flight may take to finish (default: %(default)s)")
@@ -187,16 +215,37 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         options["timeout"] = args.timeout
     if args.keep_alive_timeout is not None:
         options["keep_alive_timeout"] = args.keep_alive_timeout
+    if args.tcp_keepalive is not None:
+        options["tcp_keepalive"] = args.tcp_keepalive
     if args.proxy_protocol:
         options["proxy_protocol"] = True
     if args.forwarded_allow_ips is not None:
         options["trusted_proxies"] = args.forwarded_allow_ips
-        options["forwarded_headers"] = True
+    if args.forwarded_headers is not None:
+        options["forwarded_headers"] = args.forwarded_headers
     if args.parser is not None:
         options["parser"] = args.parser
     if args.no_http2:
         options["http2"] = False
     return options
+
+
+def check_forwarded_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """``--forwarded-allow-ips`` alone is an error (exit status 2).
+
+    It used to turn on "``Forwarded``, else ``X-Forwarded-*``", which let a
+    client behind a proxy that sets only one family choose its own address and
+    scheme with the other. Which family to believe cannot be guessed, so the
+    command line says it: ``--forwarded-headers x-forwarded|forwarded``. With
+    ``--proxy-protocol``, the list alone is fine: it says whose PROXY headers
+    are believed.
+    """
+    if (args.forwarded_allow_ips is not None and args.forwarded_headers is None
+            and not args.proxy_protocol):
+        parser.error("--forwarded-allow-ips needs --forwarded-headers x-forwarded (the proxy "
+                     "sets X-Forwarded-For / X-Forwarded-Proto: HAProxy option forwardfor, "
+                     "nginx) or --forwarded-headers forwarded (it sets RFC 7239 Forwarded); "
+                     "or --proxy-protocol")
 
 
 def _tls_context(

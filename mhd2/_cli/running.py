@@ -26,6 +26,7 @@ from .binding import (
     _Listener,
 )
 from .options import (
+    check_forwarded_arguments,
     stop_signals,
 )
 
@@ -146,6 +147,7 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
         parser.error("--fd excludes --uds, --host and --port")
     if args.uds is not None and (args.host or args.port is not None):
         parser.error("--uds excludes --host and --port")
+    check_forwarded_arguments(parser, args)
     _configure_logging(args.log_level)
     workers = args.workers
     if workers is None and args.max_requests is not None:

@@ -9,17 +9,24 @@ up to the first hop that is *not* trusted: each trusted proxy appends the
 address it saw, so the right-most address that is not one of ours is the
 client, and anything left of it may be made up by that client.
 
-:func:`resolve_client` does all of that; :func:`parse_forwarded` and
-:func:`parse_x_forwarded_for` are its parsers. A header that does not follow
-its grammar is ignored as a whole (the peer stays the client): half-believing
-a broken header is how spoofing starts.
+A proxy sets one of the two families and passes the other through untouched,
+so the operator names the family (``forwarded_headers="x-forwarded"`` or
+``"forwarded"``, :data:`FAMILIES`) and the other is never read: there is no
+"whichever the request has", which would let the client choose.
+
+:func:`resolve_client` does all of that, reading the hops from the right and
+never parsing what is left of the client's hop (the client may have written
+it). A hop that should name the client but breaks its grammar makes the
+client ``"unknown"``, never the proxy's own address. :func:`parse_forwarded`
+and :func:`parse_x_forwarded_for` parse a whole header left to right (for
+tools and tests; a value that breaks the grammar anywhere is ``None``).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -27,9 +34,12 @@ from ..errors import UsageError
 
 __all__ = [
     "DEFAULT_TRUSTED_PROXIES",
+    "FAMILIES",
+    "ForwardedFamily",
     "ForwardedElement",
     "ForwardedResult",
     "TrustedProxies",
+    "check_forwarded_headers",
     "parse_forwarded",
     "parse_x_forwarded_for",
     "resolve_client",
@@ -38,6 +48,45 @@ __all__ = [
 
 #: The default of ``trusted_proxies``: loopback and Unix-domain peers.
 DEFAULT_TRUSTED_PROXIES: Final = ("127.0.0.1", "::1", "unix")
+
+#: The two header families a proxy may set (``forwarded_headers=``).
+ForwardedFamily = Literal["x-forwarded", "forwarded"]
+FAMILIES: Final[tuple[ForwardedFamily, ...]] = ("x-forwarded", "forwarded")
+
+
+def check_forwarded_headers(value: object) -> ForwardedFamily | Literal[False]:
+    """The ``forwarded_headers`` option, validated.
+
+    Args:
+        value: ``False`` (the default: no forwarded header is believed),
+            ``"x-forwarded"`` or ``"forwarded"`` (in any case).
+
+    Returns:
+        ``False`` or the family, lower case.
+
+    Raises:
+        UsageError: anything else. ``True`` in particular: it used to mean
+            "``Forwarded`` if the request has one, else ``X-Forwarded-*``",
+            and a proxy sets only one family and passes the other through, so
+            the client could pick its own address and scheme with the other.
+            The message says what to pass instead.
+    """
+    if value is False:
+        return False
+    if value is True:
+        raise UsageError(
+            "forwarded_headers=True is ambiguous and no longer accepted: a proxy sets one "
+            "header family and passes the other through from the client. Pass "
+            'forwarded_headers="x-forwarded" if your proxy sets X-Forwarded-For / '
+            "X-Forwarded-Proto (HAProxy option forwardfor, nginx, most load balancers), or "
+            'forwarded_headers="forwarded" if it sets RFC 7239 Forwarded; the other family '
+            "is then ignored (make the proxy strip it, too)")
+    if isinstance(value, str) and value.lower() in FAMILIES:
+        return "forwarded" if value.lower() == "forwarded" else "x-forwarded"
+    raise UsageError(
+        f"forwarded_headers={value!r} is invalid: expected False, \"x-forwarded\" "
+        '(X-Forwarded-For / X-Forwarded-Proto) or "forwarded" (RFC 7239 Forwarded): '
+        "the family your proxy sets")
 
 _IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -53,6 +102,12 @@ class TrustedProxies:
     or ``"*"`` for every peer (only where nothing but your proxies can reach
     the server). A single string is split at commas, so the command line's
     ``--forwarded-allow-ips "127.0.0.1,10.0.0.0/8"`` works as is.
+
+    ``in`` asks about a *peer*. :meth:`is_proxy_hop` asks about a hop named
+    inside a forwarded header, and there ``"*"`` matches nothing: "*" says
+    that whoever connects is a proxy, not that every address a header names
+    is one (else the left-most hop, which a client behind the proxy writes,
+    would always win).
 
     Raises:
         UsageError: an entry is none of the above.
@@ -97,9 +152,15 @@ class TrustedProxies:
 
     def __contains__(self, peer: object) -> bool:
         """Whether *peer* (``(host, port)``, a host string or an IP address) is trusted."""
+        return self._all or self.is_proxy_hop(peer)
+
+    def is_proxy_hop(self, peer: object) -> bool:
+        """Whether *peer* matches an address, network or ``unix`` entry (not ``"*"``).
+
+        Used for the hops of a forwarded header: a hop is skipped as one of
+        our proxies only when the operator listed it.
+        """
         host: object = peer[0] if isinstance(peer, tuple) and peer else peer
-        if self._all:
-            return True
         if host == "unix" or (isinstance(peer, str) and peer.startswith("/")):
             return self._unix
         if isinstance(host, ipaddress.IPv4Address | ipaddress.IPv6Address):
@@ -117,6 +178,8 @@ class TrustedProxies:
 
 def _ip(text: str) -> _IPAddress | None:
     text = text.strip()
+    if not text.isascii():  # ipaddress would take other scripts' digits
+        return None
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if "%" in text:
@@ -240,9 +303,10 @@ def _node(text: str) -> tuple[str, int | None]:
         if end < 0:
             raise _Malformed(text)
         host, rest = text[1:end], text[end + 1 :]
-        if not isinstance(_ip(host), ipaddress.IPv6Address):
+        address = _ip(host)
+        if not isinstance(address, ipaddress.IPv6Address):
             raise _Malformed(text)
-        host = str(ipaddress.IPv6Address(host))
+        host = _text(address)
     else:
         host, sep, port_text = text.partition(":")
         rest = sep + port_text
@@ -270,31 +334,16 @@ def parse_x_forwarded_for(values: Sequence[str]) -> list[tuple[str, int | None]]
 
     Each hop is an IP address, optionally with a port (``203.0.113.7:4711``,
     ``[2001:db8::1]:4711``), or ``unknown``. Returns the hops left to right,
-    or ``None`` if any hop is something else (the header is then ignored).
+    or ``None`` if any hop is something else. (:func:`resolve_client` does
+    not use this: it reads hops from the right, only as far as it must.)
     """
     hops: list[tuple[str, int | None]] = []
     for value in values:
         for part in value.split(","):
-            item = part.strip()
-            if not item:
+            node, port = _xff_node(part.strip(" \t"))
+            if node is None:
                 return None
-            if item.lower() == "unknown":
-                hops.append(("unknown", None))
-                continue
-            address = _ip(item)
-            if address is not None:
-                hops.append((str(address), None))
-                continue
-            # with a port: v4:port or [v6]:port
-            host, sep, port_text = item.rpartition(":")
-            if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
-                return None
-            address = _ip(host)
-            if address is None or (
-                isinstance(address, ipaddress.IPv6Address) and not host.startswith("[")
-            ):
-                return None
-            hops.append((str(address), int(port_text)))
+            hops.append((node, port))
     return hops or None
 
 
@@ -304,8 +353,9 @@ class ForwardedResult:
 
     ``client_address`` is ``(host, port)``: *host* is an IP address, or an
     RFC 7239 obfuscated identifier / ``"unknown"`` when the proxy hid the
-    client; *port* is 0 when no proxy said. ``scheme`` is ``"http"`` or
-    ``"https"``. ``from_headers`` says whether the headers were used.
+    client (or wrote something that is not an address); *port* is 0 when no
+    proxy said. ``scheme`` is ``"http"`` or ``"https"``. ``from_headers``
+    says whether the headers were used.
     """
 
     client_address: tuple[str, int]
@@ -313,15 +363,24 @@ class ForwardedResult:
     from_headers: bool
 
 
+#: One hop as the walk sees it: (node, port, proto). ``None`` as the node: the
+#: hop breaks its header's grammar.
+_Hop = tuple[str | None, int | None, str | None]
+
+#: The client when the hop that should name it does not: RFC 7239 section 6.3,
+#: "the identity of the preceding entity is not known".
+UNKNOWN: Final = "unknown"
+
+
 def resolve_client(
     peer: Peer,
     trusted: TrustedProxies,
     *,
     scheme: str,
+    use: ForwardedFamily,
     forwarded: Sequence[str] = (),
     x_forwarded_for: Sequence[str] = (),
     x_forwarded_proto: Sequence[str] = (),
-    use: Literal["auto", "forwarded", "x-forwarded"] = "auto",
 ) -> ForwardedResult:
     """The real client address and scheme of a request.
 
@@ -330,70 +389,255 @@ def resolve_client(
             any): ``(host, port)``, ``("unix", 0)`` for a Unix socket peer.
         trusted: the proxies whose headers are believed.
         scheme: the connection's own scheme (``"https"`` on TLS, else ``"http"``).
+        use: the header family the proxy *sets*: ``"x-forwarded"``
+            (``X-Forwarded-For`` / ``X-Forwarded-Proto``) or ``"forwarded"``
+            (RFC 7239). The other family is not looked at: a header the proxy
+            passes through untouched is whatever the client wrote, so there
+            is no "whichever is present".
         forwarded: every ``Forwarded`` field value of the request, in order.
         x_forwarded_for: every ``X-Forwarded-For`` field value, in order.
         x_forwarded_proto: every ``X-Forwarded-Proto`` field value, in order.
-        use: which headers to believe: ``"forwarded"``, ``"x-forwarded"``, or
-            ``"auto"`` (``Forwarded`` when the request has one, else the
-            ``X-Forwarded-*`` pair). Pick the one your proxy *sets* (and make
-            it remove the other): a header the proxy passes through untouched
-            is whatever the client wrote.
 
     Returns:
-        The client: from the headers if *peer* is trusted and they parse,
-        else *peer* and *scheme* unchanged. Walking the hops from the right,
-        each one that is itself a trusted proxy is skipped; the first that is
-        not is the client (if all are trusted, the left-most one is). Its
-        scheme is the ``proto=`` of the element that named it, or the
-        ``X-Forwarded-Proto`` value (the matching one if there is one per
-        hop), when that is ``http`` or ``https``.
+        The client: from the headers if *peer* is trusted and the family has
+        a header, else *peer* and *scheme* unchanged. The hops are read from
+        the right, because each trusted proxy appends the one it saw: a hop
+        that is itself a trusted proxy is skipped, the first that is not is
+        the client (if all are trusted, the left-most one is). Nothing left
+        of the client's hop is parsed at all: the client may have written it,
+        and garbage there must not change the answer. A hop that should name
+        the client but breaks the grammar, or a ``Forwarded`` element there
+        without ``for=`` (its ``proto=`` still counts), makes the client
+        ``("unknown", 0)``: never the proxy's own (trusted, often loopback)
+        address. A hop is skipped as a proxy only when it matches a listed
+        address, network or ``unix`` (:meth:`TrustedProxies.is_proxy_hop`:
+        ``"*"`` trusts every peer but names no hop). The scheme is the ``proto=`` of
+        the element that named the client, or the ``X-Forwarded-Proto`` value
+        (the matching one if there is one per hop), when that is ``http`` or
+        ``https``; otherwise the connection's.
+
+    Raises:
+        UsageError: *use* is neither family.
     """
     host, port = (peer, 0) if isinstance(peer, str) else (str(peer[0]), int(peer[1]))
     unchanged = ForwardedResult((host, port), scheme, False)
+    if use not in FAMILIES:
+        raise UsageError(f"use must be 'x-forwarded' or 'forwarded', not {use!r}")
     if peer not in trusted:
         return unchanged
-    if use not in ("auto", "forwarded", "x-forwarded"):
-        raise UsageError(f"use must be 'auto', 'forwarded' or 'x-forwarded', not {use!r}")
-    if forwarded and use in ("auto", "forwarded"):
-        elements = parse_forwarded(forwarded)
-        if elements is None:
+    if use == "forwarded":
+        if not forwarded:
             return unchanged
-        hops = [(e.for_, e.port, e.proto) for e in elements]
-        return _walk(hops, trusted, scheme) or unchanged
-    if use == "forwarded" or not x_forwarded_for:
+        return _walk(_forwarded_hops(forwarded), trusted, scheme)
+    if not x_forwarded_for:
         return unchanged
-    xff = parse_x_forwarded_for(x_forwarded_for)
-    if xff is None:
-        return unchanged
-    protos = [p.strip().lower() for v in x_forwarded_proto for p in v.split(",")]
-    if len(protos) == len(xff):
-        per_hop: list[str | None] = list(protos)
-    elif len(protos) == 1:
-        per_hop = [protos[0]] * len(xff)
-    else:
-        per_hop = [None] * len(xff)
-    return _walk(
-        [(h, p, proto) for (h, p), proto in zip(xff, per_hop, strict=True)], trusted, scheme
-    ) or unchanged
+    return _walk(_x_forwarded_hops(x_forwarded_for, x_forwarded_proto), trusted, scheme)
 
 
-def _walk(
-    hops: list[tuple[str | None, int | None, str | None]], trusted: TrustedProxies, scheme: str
-) -> ForwardedResult | None:
-    chosen: tuple[str, int | None, str | None] | None = None
-    for for_, port, proto in reversed(hops):
-        if for_ is None:  # an element without for=: nothing to learn from it
-            return None
-        chosen = (for_, port, proto)
-        if for_ not in trusted:
+def _walk(hops: Iterator[_Hop], trusted: TrustedProxies, scheme: str) -> ForwardedResult:
+    """The client among *hops* (right to left), see :func:`resolve_client`."""
+    chosen: _Hop | None = None
+    for hop in hops:
+        chosen = hop
+        if hop[0] is None or not trusted.is_proxy_hop(hop[0]):
             break
-    if chosen is None:
-        return None
-    for_, port, proto = chosen
+    if chosen is None:  # only empty list elements: no hop at all
+        return ForwardedResult((UNKNOWN, 0), scheme, True)
+    node, port, proto = chosen
+    if node is None:
+        return ForwardedResult((UNKNOWN, 0), scheme, True)
     if proto in ("http", "https"):
         scheme = proto
-    return ForwardedResult((for_, port or 0), scheme, True)
+    return ForwardedResult((node, port or 0), scheme, True)
 
+
+# ------------------------------------------------------------------ X-Forwarded-*
+
+
+def _x_forwarded_hops(values: Sequence[str], protos: Sequence[str]) -> Iterator[_Hop]:
+    """The ``X-Forwarded-For`` hops from the right, each with its proto if known.
+
+    The field lines are one comma-separated list in order (RFC 9110 section
+    5.3); an empty list element is skipped ("a recipient MUST parse and ignore
+    a reasonable number of empty list elements", section 5.6.1).
+    """
+    items = [item.strip(" \t") for value in values for item in value.split(",")]
+    items = [item for item in items if item]
+    schemes = [p.strip(" \t").lower() for value in protos for p in value.split(",")]
+    schemes = [p for p in schemes if p]
+    for index in range(len(items) - 1, -1, -1):
+        if len(schemes) == len(items):  # one per hop: the matching one
+            proto: str | None = schemes[index]
+        elif len(schemes) == 1:  # set by the nearest proxy, for the whole chain
+            proto = schemes[0]
+        else:  # neither: no telling whose is whose
+            proto = None
+        node, port = _xff_node(items[index])
+        yield node, port, proto
+
+
+def _xff_node(item: str) -> tuple[str | None, int | None]:
+    """One ``X-Forwarded-For`` item: an IP address, ``[IPv6]``, either with a
+    ``:port``, or ``unknown``; ``(None, None)`` for anything else."""
+    if not item.isascii():
+        return None, None
+    if item.lower() == UNKNOWN:
+        return UNKNOWN, None
+    address = _ip(item)
+    if address is not None:
+        port = None
+    else:
+        host, sep, port_text = item.rpartition(":")  # v4:port or [v6]:port
+        if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
+            return None, None
+        address = _ip(host)
+        if address is None:
+            return None, None
+        if isinstance(address, ipaddress.IPv6Address) and not host.startswith("["):
+            return None, None  # 2001:db8::1:80 parsed above; a port needs brackets
+        item, port = host, int(port_text)
+    # brackets are for IPv6 only: "[192.0.2.1]" is no address
+    if item.startswith("[") and not isinstance(address, ipaddress.IPv6Address):
+        return None, None
+    return _text(address), port
+
+
+def _text(address: _IPAddress) -> str:
+    """An address as the daemon reports it: an IPv4-mapped IPv6 address as
+    the IPv4 address it is (as :class:`TrustedProxies` matches it)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+# ------------------------------------------------------------------ Forwarded, from the right
+
+_TOKEN_CHARS: Final = frozenset("!#$%&'*+-.^_`|~0123456789"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_QUOTED_STRING: Final = re.compile(_QUOTED)
+
+
+def _forwarded_hops(values: Sequence[str]) -> Iterator[_Hop]:
+    """The ``Forwarded`` elements from the right, as hops.
+
+    An element that breaks the grammar of RFC 7239 section 4 is yielded as a
+    node-less hop and ends the list: what is left of it cannot be told apart
+    any more (and, if we got that far, it is no proxy's of ours).
+    """
+    for value in reversed(values):
+        for params in _elements_from_the_right(value):
+            if params is None:
+                yield None, None, None
+                return
+            try:
+                element = _element(params)
+            except _Malformed:
+                yield None, None, None
+                return
+            # no for=: the proxy does not say who (RFC 7239 section 5.2 makes it
+            # optional), but what it does say -- proto= -- is still its word
+            yield element.for_ or UNKNOWN, element.port, element.proto
+
+
+def _elements_from_the_right(value: str) -> Iterator[dict[str, str] | None]:
+    """The parameters of each ``forwarded-element`` of one field line, right
+    to left; ``None`` (and stop) where the line breaks the grammar::
+
+        Forwarded         = 1#forwarded-element
+        forwarded-element = [ forwarded-pair ] *( ";" [ forwarded-pair ] )
+        forwarded-pair    = token "=" value
+        value             = token / quoted-string
+
+    Read backwards, so that the elements our proxies appended are parsed
+    without looking at what the client wrote before them. A quoted-string is
+    found backwards by its closing quote and the nearest quote to the left
+    that is preceded by an even number of backslashes (an odd number escapes
+    it), and must then match the grammar as a whole.
+    """
+    pos = len(value)
+    params: dict[str, str] = {}
+    while True:
+        pos = _skip_ows_left(value, pos)
+        if pos == 0:
+            if params:
+                yield params
+            return
+        char = value[pos - 1]
+        if char == ",":
+            if params:  # "1#element" allows empty list elements
+                yield params
+            params = {}
+            pos -= 1
+            continue
+        if char == ";":
+            pos -= 1
+            continue
+        # forwarded-pair ending at pos: its value first
+        if char == '"':
+            start = _opening_quote(value, pos - 1)
+            if start < 0 or not _QUOTED_STRING.fullmatch(value, start, pos):
+                yield None
+                return
+            text = _unquote(value[start:pos])
+        else:
+            start = _token_start(value, pos)
+            if start == pos:
+                yield None
+                return
+            text = value[start:pos]
+        pos = start
+        if pos == 0 or value[pos - 1] != "=":
+            yield None
+            return
+        start = _token_start(value, pos - 1)
+        if start == pos - 1:
+            yield None
+            return
+        name = value[start:pos - 1].lower()
+        # "Each parameter MUST NOT occur more than once per forwarded-element."
+        if name in params:
+            yield None
+            return
+        params[name] = text
+        pos = _skip_ows_left(value, start)
+        if pos > 0 and value[pos - 1] not in ",;":
+            yield None
+            return
+
+
+def _skip_ows_left(value: str, pos: int) -> int:
+    while pos > 0 and value[pos - 1] in " \t":
+        pos -= 1
+    return pos
+
+
+def _token_start(value: str, end: int) -> int:
+    start = end
+    while start > 0 and value[start - 1] in _TOKEN_CHARS:
+        start -= 1
+    return start
+
+
+def _opening_quote(value: str, close: int) -> int:
+    """The index of the quote that opens the quoted-string closed at *close*, or -1."""
+    if _backslashes_before(value, close) % 2:
+        return -1  # the last quote is escaped: the string is not closed
+    index = close - 1
+    while index >= 0:
+        if value[index] == '"' and _backslashes_before(value, index) % 2 == 0:
+            return index
+        index -= 1
+    return -1
+
+
+def _backslashes_before(value: str, index: int) -> int:
+    count = 0
+    while index - count > 0 and value[index - count - 1] == "\\":
+        count += 1
+    return count
+
+
+# ------------------------------------------------------------------ from a raw header list
 
 _WANTED: Final = {"forwarded": 0, "x-forwarded-for": 1, "x-forwarded-proto": 2}
 
@@ -404,7 +648,7 @@ def resolve_from_headers(
     headers: Iterable[tuple[str | bytes, str | bytes]],
     *,
     scheme: str,
-    use: Literal["auto", "forwarded", "x-forwarded"] = "auto",
+    use: ForwardedFamily,
 ) -> ForwardedResult:
     """:func:`resolve_client` from a request's raw header list.
 
@@ -414,38 +658,28 @@ def resolve_from_headers(
         headers: every ``(name, value)`` field line of the request in order,
             as ``str`` or as ``bytes`` (h11's form); names in any case.
         scheme: the connection's own scheme.
-        use: as for :func:`resolve_client`.
+        use: as for :func:`resolve_client`; only that family's fields are
+            collected.
 
     Returns:
-        The same as :func:`resolve_client`. A value that is not ASCII makes
-        its header count as garbage (ignored as a whole).
+        The same as :func:`resolve_client`. Values are read as Latin-1, so a
+        byte that is not ASCII never makes a whole field unreadable: it only
+        makes the hop it is in break the grammar (a hop left of the client's
+        is never looked at).
     """
     host, port = (peer, 0) if isinstance(peer, str) else (str(peer[0]), int(peer[1]))
-    unchanged = ForwardedResult((host, port), scheme, False)
+    if use not in FAMILIES:
+        raise UsageError(f"use must be 'x-forwarded' or 'forwarded', not {use!r}")
     if peer not in trusted:  # the common case: no need to look at the headers
-        return unchanged
+        return ForwardedResult((host, port), scheme, False)
     found: tuple[list[str], list[str], list[str]] = ([], [], [])
-    broken = [False, False, False]
+    wanted = (False, True, True) if use == "x-forwarded" else (True, False, False)
     for name, value in headers:
         key = (name.decode("latin-1") if isinstance(name, bytes) else name).lower()
         slot = _WANTED.get(key)
-        if slot is None:
+        if slot is None or not wanted[slot]:
             continue
-        try:
-            text = value.decode("ascii") if isinstance(value, bytes) else value
-            text.encode("ascii")
-        except UnicodeError:
-            broken[slot] = True
-            continue
-        found[slot].append(text)
+        found[slot].append(value.decode("latin-1") if isinstance(value, bytes) else value)
     forwarded, xff, xfp = found
-    # a broken header that would be used makes the request keep its peer
-    uses_forwarded = use == "forwarded" or (use == "auto" and (forwarded or broken[0]))
-    if broken[0] and uses_forwarded:
-        return unchanged
-    if broken[1] and not uses_forwarded:
-        return unchanged
-    if broken[2]:
-        xfp = []
-    return resolve_client(peer, trusted, scheme=scheme, forwarded=forwarded,
-                          x_forwarded_for=xff, x_forwarded_proto=xfp, use=use)
+    return resolve_client(peer, trusted, scheme=scheme, use=use, forwarded=forwarded,
+                          x_forwarded_for=xff, x_forwarded_proto=xfp)

@@ -456,24 +456,26 @@ async def test_sighup_reload_of_a_demo_with_workers_under_load_fails_no_request(
 
 async def test_haproxy_forwardfor_in_front_of_serve_workers(tmp_path: Path,
                                                            nursery: trio.Nursery) -> None:
+    """The documented command line behind ``haproxy-forwardfor.cfg``: whatever
+    forwarded headers the client writes, the access log shows its own address."""
     (tmp_path / "www").mkdir()
     (tmp_path / "www" / "hello.txt").write_text("hello\n")
     port, front = free_port(), free_port()
     async with AsyncExitStack() as stack:
         serve = await start_mhd2(stack, nursery, "serve", [
             "serve", str(tmp_path / "www"), "--port", str(port), "--workers", "2",
-            "--forwarded-allow-ips", "127.0.0.1", "--access-log"])
+            "--forwarded-headers", "x-forwarded", "--forwarded-allow-ips", "127.0.0.1",
+            "--access-log"])
         if MISSING:
             pytest.fail(f"MHD2_DEPLOY=1 but missing: {', '.join(MISSING)}")
         await start_haproxy(stack, nursery, "haproxy-forwardfor.cfg", front,
                             {"MHD2_SERVE": f"127.0.0.1:{port}"})
         async with client(front) as http:
-            # a client's own X-Forwarded-For stays left of what HAProxy appends
-            response = await http.get("/hello.txt?via=haproxy",
-                                      headers={"X-Forwarded-For": "203.0.113.9"})
-        assert response.status_code == 200 and response.text == "hello\n"
-        line = (await serve.until(r'"GET /hello.txt\?via=haproxy ')).string
-        assert line.startswith(f"{CLIENT_IP} - - ["), line
+            for n, headers in enumerate(SPOOFING):
+                response = await http.get(f"/hello.txt?via=haproxy&n={n}", headers=headers)
+                assert response.status_code == 200 and response.text == "hello\n"
+                line = (await serve.until(rf'"GET /hello.txt\?via=haproxy&n={n} ')).string
+                assert line.startswith(f"{CLIENT_IP} - - ["), (headers, line)
         # straight to mhd2 from an untrusted peer: the header is not believed
         async with httpx.AsyncClient(timeout=WAIT, transport=httpx.AsyncHTTPTransport(
                 local_address=CLIENT_IP)) as http:
@@ -482,6 +484,62 @@ async def test_haproxy_forwardfor_in_front_of_serve_workers(tmp_path: Path,
         assert response.status_code == 200
         line = (await serve.until(r'"GET /hello.txt\?via=direct ')).string
         assert line.startswith(f"{CLIENT_IP} - - ["), line
+
+
+#: What a client behind the proxy writes to pick its own address or scheme
+#: (issue 19 item 4): the family the proxy does not set, a loopback or made-up
+#: address, a scheme, garbage, several lines in mixed case.
+SPOOFING: list[list[tuple[str, str]]] = [
+    [("Forwarded", "for=6.6.6.6;proto=https")],
+    [("Forwarded", "for=127.0.0.1")],
+    [("X-Forwarded-Proto", "https")],
+    [("X-Forwarded-For", "127.0.0.1"), ("X-Forwarded-Proto", "https")],
+    [("x-forwarded-for", "6.6.6.6, ::1"), ("X-FORWARDED-FOR", "127.0.0.1")],
+    [("X-Forwarded-For", "nonsense, [::1")],
+    [("Forwarded", 'for="unterminated'), ("FORWARDED", 'for="[::1]:80";proto=https')],
+    [("Forwarded", "for=_hidden;proto=https, for=127.0.0.1")],
+]
+
+ECHO_APP = """\
+import mhd2
+
+
+def handle(request):
+    host, port = request.client_address
+    body = f"{host} {port} {request.scheme}".encode()
+    return mhd2.action_from_response(request, mhd2.Response.from_buffer_copy(200, body))
+"""
+
+
+@pytest.mark.parametrize(("config", "family"), [("haproxy-forwardfor.cfg", "x-forwarded"),
+                                                 ("haproxy-forwarded.cfg", "forwarded")])
+async def test_spoofing_headers_through_haproxy(tmp_path: Path, nursery: trio.Nursery,
+                                                config: str, family: str) -> None:
+    """Each shipped forwarded-header set-up, with the spoofing headers sent
+    through HAProxy: the application and the access log see the client's own
+    address (127.0.0.2) and scheme (http), never 6.6.6.6, loopback or https."""
+    (tmp_path / "echo.py").write_text(ECHO_APP)
+    port, front = free_port(), free_port()
+    async with AsyncExitStack() as stack:
+        app = await stack.enter_async_context(child(nursery, "run", [
+            sys.executable, "-m", "mhd2", "run", "echo:handle", "--port", str(port),
+            "--forwarded-headers", family, "--forwarded-allow-ips", "127.0.0.1"],
+            {"PYTHONPATH": str(tmp_path)}))
+        await app.until(r"^mhd2: running echo:handle on http://")
+        if MISSING:
+            pytest.fail(f"MHD2_DEPLOY=1 but missing: {', '.join(MISSING)}")
+        await start_haproxy(stack, nursery, config, front, {"MHD2_SERVE": f"127.0.0.1:{port}"})
+        async with client(front) as http:
+            for n, headers in enumerate([[], *SPOOFING]):
+                response = await http.get(f"/?n={n}", headers=headers)
+                assert response.status_code == 200
+                host, client_port, scheme = response.text.split()
+                assert (host, scheme) == (CLIENT_IP, "http"), (headers, response.text)
+                # Forwarded carries the client's port too (the set-header rule)
+                assert (client_port != "0") == (family == "forwarded"), response.text
+                line = (await app.until(rf'"GET /\?n={n} HTTP/1.1" 200 ')).string
+                assert line.startswith(f"{CLIENT_IP} - - ["), (headers, line)
+    assert not [line for line in app.lines if "Traceback" in line or ": ERROR:" in line]
 
 
 async def test_haproxy_to_mhd2_over_a_unix_socket(tmp_path: Path, nursery: trio.Nursery) -> None:
@@ -497,9 +555,15 @@ async def test_haproxy_to_mhd2_over_a_unix_socket(tmp_path: Path, nursery: trio.
         await start_haproxy(stack, nursery, "haproxy-uds.cfg", front, {"MHD2_SOCKET": path})
         async with client(front) as http:
             response = await http.get("/hello.txt?via=unix")
-        assert response.status_code == 200 and response.text == "over a socket\n"
-        line = (await serve.until(r'"GET /hello.txt\?via=unix ')).string
-        assert line.startswith(f"{CLIENT_IP} - - ["), line
+            assert response.status_code == 200 and response.text == "over a socket\n"
+            line = (await serve.until(r'"GET /hello.txt\?via=unix ')).string
+            assert line.startswith(f"{CLIENT_IP} - - ["), line
+            # forwarded headers mean nothing here: the PROXY header says who
+            for n, headers in enumerate(SPOOFING):
+                response = await http.get(f"/hello.txt?spoof={n}", headers=headers)
+                assert response.status_code == 200
+                line = (await serve.until(rf'"GET /hello.txt\?spoof={n} ')).string
+                assert line.startswith(f"{CLIENT_IP} - - ["), (headers, line)
 
 
 async def test_the_room_is_the_redis_stream_and_its_epoch_outlives_the_demo(
