@@ -133,7 +133,7 @@ async def test_http_version_1_0_and_2() -> None:
 
 async def test_scheme_and_client_from_trusted_forwarded_headers() -> None:
     scopes, app = scope_recorder()
-    async with serve(app, forwarded_headers=True) as d, httpx.AsyncClient() as client:
+    async with serve(app, forwarded_headers="x-forwarded") as d, httpx.AsyncClient() as client:
         r = await client.get(f"http://127.0.0.1:{d.port}/",
                              headers={"X-Forwarded-For": "203.0.113.7",
                                       "X-Forwarded-Proto": "https"})
