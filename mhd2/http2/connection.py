@@ -49,7 +49,7 @@ from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
 from .frames_in import FramesIn
 from .guard import FloodGuard
-from .machine import connection_window, new_h2
+from .machine import FRAMES_PER_TURN, connection_window, new_h2
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
@@ -132,6 +132,7 @@ class HTTP2Connection(FramesIn):
         self._dead = False
         self._broken = False
         self._served = 0
+        self._useful_updates = 0
         self._last_stream_id = 0
         self._read_scope = trio.CancelScope()
         self._in_turn = False  # the reader handles a read (and writes its answers)
@@ -269,20 +270,29 @@ class HTTP2Connection(FramesIn):
         """Widen the connection's receive window (once the client's preface is in)."""
         increment = connection_window(self.shared.options)
         if increment:
-            self.h2.increment_flow_control_window(increment)
+            try:
+                self.h2.increment_flow_control_window(increment)
+            except ProtocolError:  # the connection is closing already
+                pass
 
     async def _read_loop(self) -> RequestEndedCode:
         """Read and handle frames until the connection is to end; return the code for
         streams still running then."""
         data, self._initial = self._initial, b""
         transport = self.transport
+        frames = self.h2.incoming_buffer
         opened = False
         answered = False
+        more = False
         with self._read_scope:
             while True:
-                if data:
+                if data or more:
                     self._in_turn = True
                     try:
+                        # At most FRAMES_PER_TURN frames now; the rest after a
+                        # checkpoint (a read of tiny frames must not hold the loop).
+                        frames.budget = FRAMES_PER_TURN
+                        frames.more = False
                         try:
                             events = self.h2.receive_data(data)
                         except ProtocolError as exc:
@@ -291,16 +301,17 @@ class HTTP2Connection(FramesIn):
                                          self.info.client_address, exc)
                             self._goaway_sent = True
                             return RequestEndedCode.HTTP_PROTOCOL_ERROR
+                        more = frames.more
                         if not opened:
                             opened = True
                             self._open_connection_window()
-                        if self._reset_flood():
+                        if self._handle(events):
                             return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                        if events:
-                            self._handle(events)
                         if self._goaway_sent and self._dead:
                             return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                        answered = self._queued()
+                        # (The answers to one read are written together, after
+                        # its last turn, as when it was handled in one.)
+                        answered = not more and self._queued()
                         if answered:
                             if self._writing:
                                 await self.flushed()
@@ -310,6 +321,11 @@ class HTTP2Connection(FramesIn):
                         self._in_turn = False
                     if self._stop_reading:
                         break
+                    if more:
+                        # The rest of the read, once the other tasks had their turn.
+                        await trio.lowlevel.checkpoint()
+                        data = b""
+                        continue
                 try:
                     # After an answer the client's next frames come a moment
                     # later: reading after the other connections' turn finds

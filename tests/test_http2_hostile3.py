@@ -1,0 +1,261 @@
+"""Hostile HTTP/2, round 3 (issue 19): resets the client provokes, header blocks
+that decode to nothing, the client's own GOAWAY, idle connections kept open by
+control frames, floods of tiny frames, slow reads, and ``:authority``.
+
+Each test talks to a real daemon over a real connection with a frame-level
+client (:mod:`h2raw`); the attacks run under :func:`_harness.h2_attack`, so a
+well-behaved client is served on its own connection meanwhile and the memory
+the process allocates stays bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import trio
+from _harness import h2_attack, request_block, send_quietly
+from conftest import WAIT, running, text_response
+from h2.errors import ErrorCodes
+from h2raw import RawH2
+from hyperframe.frame import (
+    ContinuationFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    WindowUpdateFrame,
+)
+
+import mhd2
+from mhd2.http2.guard import MIN_RESETS
+
+MB = 1024 * 1024
+
+
+def fine_or(cb: Callable[[mhd2.Request], Any] | None = None) -> Callable[[mhd2.Request], Any]:
+    """*cb*, except that ``/fine`` (the bystander's) is answered ``ok``."""
+
+    def app(request: mhd2.Request) -> Any:
+        if request.path == "/fine" or cb is None:
+            return text_response(request)
+        return cb(request)
+
+    return app
+
+
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The ERROR (and worse) records of the ``mhd2`` logger."""
+    return [r.getMessage() for r in caplog.records
+            if r.name.startswith("mhd2") and r.levelno >= logging.ERROR]
+
+
+# -- 1. CVE-2025-8671 "MadeYouReset" ---------------------------------------------------------
+
+
+def _second_headers(client: RawH2, sid: int) -> bytes:
+    """A second HEADERS (no END_STREAM) on a stream the client has half-closed:
+    RFC 9113 §5.1 makes it a stream error (STREAM_CLOSED)."""
+    return HeadersFrame(sid, data=request_block(client), flags=["END_HEADERS"]).serialize()
+
+
+def _window_overflow(client: RawH2, sid: int) -> bytes:
+    """A stream WINDOW_UPDATE past 2^31-1 (RFC 9113 §6.9.1: a stream error
+    FLOW_CONTROL_ERROR)."""
+    return WindowUpdateFrame(sid, window_increment=2**31 - 1).serialize()
+
+
+@pytest.mark.parametrize("provoke", [_second_headers, _window_overflow],
+                         ids=["second-headers", "window-overflow"])
+async def test_resets_the_client_provokes_count_against_the_reset_rate(
+        provoke: Callable[[RawH2, int], bytes]) -> None:
+    """MadeYouReset: requests the server itself resets, 3000 of them -- the resets
+    count as the client's own RST_STREAM would; GOAWAY(ENHANCE_YOUR_CALM), and the
+    application saw a bounded number of requests."""
+    calls: list[str] = []
+
+    async def cb(request: mhd2.Request) -> mhd2.Action:
+        calls.append(request.path)
+        await trio.sleep_forever()  # still running when the reset comes
+        raise AssertionError("not reached")
+
+    async with h2_attack(fine_or(cb)) as attack:
+        client = attack.client
+        with trio.fail_after(WAIT):
+
+            async def flood() -> None:
+                for _ in range(3000 // 50):
+                    if client.goaway is not None or client.closed:
+                        return
+                    sids = [client.request("/x") for _ in range(50)]
+                    await send_quietly(client)
+                    await send_quietly(client, b"".join(provoke(client, s) for s in sids))
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                goaway = await client.until_goaway()
+                nursery.cancel_scope.cancel()
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert len(calls) <= 2 * MIN_RESETS
+
+
+async def test_malformed_and_refused_streams_count_against_the_reset_rate() -> None:
+    """Streams mhd2 resets itself (malformed: a connection-specific field) count too."""
+    calls: list[str] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        calls.append(request.path)
+        return text_response(request)
+
+    async with h2_attack(fine_or(cb)) as attack:
+        client = attack.client
+        with trio.fail_after(WAIT):
+            for _ in range(3000 // 50):
+                if client.goaway is not None or client.closed:
+                    break
+                for _ in range(50):
+                    client.request("/bad", headers=[("connection", "close")])
+                await send_quietly(client)
+                await client.receive()
+            goaway = await client.until_goaway()
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert calls == []
+
+
+# -- 2. and 5. Header blocks bounded before decoding -----------------------------------------
+
+
+async def _settings_in(client: RawH2) -> None:
+    """Take the server's SETTINGS (and ack them): nothing may then come between a
+    HEADERS frame and its CONTINUATION frames."""
+    await client.until(lambda: client.conn.remote_settings.max_concurrent_streams == 100)
+    await client.flush()
+
+
+async def test_a_header_block_of_size_updates_is_cut_before_decoding() -> None:
+    """~1 MiB of HPACK dynamic table size updates (0x20, decoding to nothing) over
+    HEADERS and 61 CONTINUATION frames: the encoded block is bounded by
+    max_header_size (+ slack) before any of it is decoded."""
+    async with h2_attack(fine_or()) as attack:
+        client = attack.client
+        with trio.fail_after(WAIT):
+            await _settings_in(client)
+            piece = b"\x20" * 16_000
+            frames = [HeadersFrame(1, data=piece, flags=[]).serialize()]
+            frames += [ContinuationFrame(1, data=piece, flags=[]).serialize() for _ in range(60)]
+            frames.append(ContinuationFrame(1, data=piece + request_block(client),
+                                            flags=["END_HEADERS"]).serialize()[:16_009])
+            await send_quietly(client, b"".join(frames))
+            goaway = await client.until_goaway()
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+@pytest.mark.parametrize(("updates", "refused"), [(b"\x20\x3f\xe1\x1f", False),
+                                                  (b"\x20\x20\x20", True)])
+async def test_at_most_two_leading_table_size_updates(updates: bytes, refused: bool) -> None:
+    """RFC 7541 §4.2: "at most two dynamic table size updates" start a block."""
+    async with running(text_response) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            await _settings_in(client)
+            await send_quietly(client, HeadersFrame(
+                1, data=updates + request_block(client, "/ok"),
+                flags=["END_HEADERS", "END_STREAM"]).serialize())
+            # (The client's h2 does not know stream 1: the frames as parsed.)
+            await client.until(lambda: any(isinstance(f, GoAwayFrame | HeadersFrame)
+                                           for f in client.frames))
+            await client.aclose()
+    answer = next(f for f in client.frames if isinstance(f, GoAwayFrame | HeadersFrame))
+    if refused:
+        assert isinstance(answer, GoAwayFrame)
+        assert answer.error_code in (ErrorCodes.COMPRESSION_ERROR, ErrorCodes.PROTOCOL_ERROR)
+    else:
+        assert isinstance(answer, HeadersFrame) and answer.stream_id == 1
+
+
+async def test_incomplete_header_blocks_hold_at_most_max_header_size_each() -> None:
+    """Item 5: 40 connections each send 62 CONTINUATION frames of 16 KiB without
+    END_HEADERS (40 MiB if kept): each is ended with GOAWAY(ENHANCE_YOUR_CALM)
+    past max_header_size + slack, and the process's memory stays bounded."""
+    async with h2_attack(fine_or(), max_header_size=16 * 1024) as attack:
+        goaways: list[ErrorCodes | int | None] = []
+        with trio.fail_after(WAIT):
+
+            async def hold(client: RawH2) -> None:
+                await client.until(lambda: client.conn.remote_settings.max_header_list_size
+                                   == 16 * 1024)
+                await client.flush()
+                await send_quietly(client, HeadersFrame(1, data=b"\x82", flags=[]).serialize())
+                frame = ContinuationFrame(1, data=b"\x40\x01a\x01b" * 3200).serialize()
+                for _ in range(62):
+                    await send_quietly(client, frame)
+                    if client.closed or client.goaway is not None:
+                        break
+                goaways.append((await client.until_goaway()).error_code)
+                await client.aclose()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(hold, attack.client)
+                for _ in range(39):
+                    nursery.start_soon(hold, await RawH2.connect(attack.daemon.port))
+    assert goaways == [ErrorCodes.ENHANCE_YOUR_CALM] * 40
+
+
+# -- 3. The client's GOAWAY ------------------------------------------------------------------
+
+
+async def test_goaway_in_the_clients_first_write_closes_cleanly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Preface, SETTINGS and GOAWAY in one write: the server answers with its own
+    GOAWAY and closes, with no ERROR record."""
+    caplog.set_level(logging.DEBUG, logger="mhd2")
+    async with running(text_response) as daemon:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            client = RawH2(stream)
+            client.conn.close_connection()
+            await client.flush()
+            await client.until_closed()
+            await client.aclose()
+            # The daemon serves on.
+            other = await RawH2.connect(daemon.port)
+            reply = await other.response(other.request("/after"))
+            await other.aclose()
+    assert any(isinstance(f, GoAwayFrame) and f.error_code == 0 for f in client.frames)
+    assert reply.status == 200
+    assert no_errors_logged(caplog) == []
+
+
+async def test_goaway_while_a_stream_is_in_flight_still_answers_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """RFC 9113 §6.8: the client's GOAWAY lets its open streams finish.  A 300 KB
+    answer (larger than the client's window) arrives whole: the client's SETTINGS
+    ack and WINDOW_UPDATEs sent after its GOAWAY are accepted; then the server
+    sends GOAWAY(NO_ERROR) and closes, with no ERROR record."""
+    caplog.set_level(logging.DEBUG, logger="mhd2")
+    release = trio.Event()
+    started = trio.Event()
+    body = b"z" * 300_000
+
+    async def cb(request: mhd2.Request) -> mhd2.Action:
+        started.set()
+        await release.wait()
+        return text_response(request, body)
+
+    async with running(cb) as daemon:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            client = RawH2(stream)
+            sid = client.request("/slow")
+            # The GOAWAY goes before the server's SETTINGS are read: the client's
+            # SETTINGS ack (and every WINDOW_UPDATE) comes after it.
+            await client.send_raw(GoAwayFrame(0, last_stream_id=0).serialize())
+            await started.wait()
+            release.set()
+            reply = await client.response(sid)
+            await client.until_closed()
+            await client.aclose()
+    assert reply.status == 200 and reply.body == body and reply.ended
+    goaways = [f for f in client.frames if isinstance(f, GoAwayFrame)]
+    assert [(f.error_code, f.last_stream_id) for f in goaways] == [(0, sid)]
+    assert no_errors_logged(caplog) == []
