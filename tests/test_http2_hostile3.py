@@ -259,3 +259,71 @@ async def test_goaway_while_a_stream_is_in_flight_still_answers_it(
     goaways = [f for f in client.frames if isinstance(f, GoAwayFrame)]
     assert [(f.error_code, f.last_stream_id) for f in goaways] == [(0, sid)]
     assert no_errors_logged(caplog) == []
+
+
+# -- 9. :authority and Host ------------------------------------------------------------------
+
+
+def _head(authority: bytes | None, hosts: list[bytes]) -> list[tuple[bytes, bytes]]:
+    head = [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/who")]
+    if authority is not None:
+        head.append((b":authority", authority))
+    return head + [(b"host", h) for h in hosts]
+
+
+@pytest.mark.parametrize(("authority", "hosts"), [
+    (b"evil.com/x?y", []),
+    (b"a b", []),
+    (b"user@evil.com", []),
+    (b"evil.com#frag", []),
+    (None, [b"evil.com/x?y"]),
+    (None, [b"a b"]),
+    (None, [b"user@evil.com"]),
+    (None, [b"example.com", b"evil.com"]),
+    (None, [b"example.com", b"example.com"]),
+    (b"example.com", [b"example.com", b"example.com"]),
+    (b"example.com", [b"evil.com"]),
+])
+async def test_a_bad_authority_or_host_never_reaches_the_application(
+        authority: bytes | None, hosts: list[bytes]) -> None:
+    """The HTTP/1 rule (RFC 9112 §3.2, RFC 3986 host[:port], one Host line) holds
+    for ``:authority`` and ``host`` over HTTP/2: RST_STREAM(PROTOCOL_ERROR)."""
+    seen: list[str | None] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        seen.append(request.headers.get("Host"))
+        return text_response(request)
+
+    async with running(cb) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.conn.get_next_available_stream_id()
+            client.conn.send_headers(sid, _head(authority, hosts), end_stream=True)
+            reply = await client.response(sid)
+            good = await client.response(client.request("/after"))
+            await client.aclose()
+    assert reply.reset == ErrorCodes.PROTOCOL_ERROR and reply.status is None
+    assert good.status == 200 and seen == ["localhost"]
+
+
+@pytest.mark.parametrize(("authority", "hosts", "host"), [
+    (None, [b"example.com:8080"], "example.com:8080"),
+    (b"[::1]:443", [], "[::1]:443"),
+    (b"example.com", [b"example.com"], "example.com"),
+])
+async def test_a_good_authority_or_host_is_served(authority: bytes | None, hosts: list[bytes],
+                                                  host: str) -> None:
+    seen: list[str | None] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        seen.append(request.headers.get("Host"))
+        return text_response(request)
+
+    async with running(cb) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            sid = client.conn.get_next_available_stream_id()
+            client.conn.send_headers(sid, _head(authority, hosts), end_stream=True)
+            reply = await client.response(sid)
+            await client.aclose()
+    assert reply.status == 200 and seen == [host]
