@@ -327,3 +327,44 @@ async def test_a_good_authority_or_host_is_served(authority: bytes | None, hosts
             reply = await client.response(sid)
             await client.aclose()
     assert reply.status == 200 and seen == [host]
+
+
+# -- 6. Control frames are not activity ------------------------------------------------------
+
+
+def _ping(client: RawH2, i: int) -> None:
+    client.conn.ping(i.to_bytes(8, "big"))
+
+
+def _settings(client: RawH2, i: int) -> None:
+    client.conn.update_settings({0x4: 65535 + i})
+
+
+@pytest.mark.parametrize("control", [_ping, _settings], ids=["ping", "settings"])
+@pytest.mark.parametrize("served", [True, False], ids=["after-a-request", "before-any"])
+async def test_control_frames_do_not_keep_an_idle_connection_open(
+        control: Callable[[RawH2, int], None], served: bool) -> None:
+    """A PING or SETTINGS every 0.1 s, each acknowledged: the connection still ends
+    (GOAWAY, close) at keep_alive_timeout after the last answer (before any
+    request: at timeout)."""
+    async with running(text_response, timeout=0.6, keep_alive_timeout=0.6) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            if served:
+                await client.response(client.request("/"))
+            start = trio.current_time()
+
+            async def chatter() -> None:
+                for i in range(100):
+                    control(client, i)
+                    await send_quietly(client)
+                    await trio.sleep(0.1)  # (the attack's pace, not a synchronisation)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(chatter)
+                await client.until_closed()
+                nursery.cancel_scope.cancel()
+            lasted = trio.current_time() - start
+            await client.aclose()
+    assert client.goaway is not None and client.goaway.error_code == ErrorCodes.NO_ERROR
+    assert lasted < 0.6 + 1.0

@@ -65,6 +65,9 @@ logger = logging.getLogger("mhd2")
 RECV_SIZE = 64 * 1024
 #: Bound on the last writes (GOAWAY) when a connection ends.
 FINAL_WRITE_SECONDS = 2.0
+#: The idle deadline may be off by this many seconds at most (an eighth of
+#: the idle limit when that is shorter).
+IDLE_SLACK = 1.0
 
 
 class HTTP2Connection(FramesIn):
@@ -90,6 +93,7 @@ class HTTP2Connection(FramesIn):
         "_extra",
         "_flush_asked",
         "_guard",
+        "_idle_from",
         "_in_turn",
         "_initial",
         "_notified",
@@ -133,6 +137,7 @@ class HTTP2Connection(FramesIn):
         self._broken = False
         self._served = 0
         self._useful_updates = 0
+        self._idle_from = 0.0  # when the last stream ended (or the connection began)
         self._last_stream_id = 0
         self._read_scope = trio.CancelScope()
         self._in_turn = False  # the reader handles a read (and writes its answers)
@@ -203,6 +208,7 @@ class HTTP2Connection(FramesIn):
         if not in_reader and self._queued():
             self._wake.set()
         if not self.streams:
+            self._idle_from = trio.current_time()
             if self._goaway_sent:
                 self._stop_reader()
             else:
@@ -227,6 +233,7 @@ class HTTP2Connection(FramesIn):
         linger = False
         try:
             with transport.scope:
+                self._idle_from = trio.current_time()
                 self._settle_deadline()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -430,7 +437,14 @@ class HTTP2Connection(FramesIn):
 
     def _settle_deadline(self) -> None:
         """The connection's deadline: none while streams run (each has its own)
-        except during a write; else the idle limit."""
+        except during a write; else the idle limit, counted from when the last
+        stream ended.
+
+        Control frames are not activity: a ``PING`` or ``SETTINGS`` (and the
+        write of its ack) leaves the idle deadline where it is, so they cannot
+        keep an idle connection open past ``keep_alive_timeout`` (the HTTP/2
+        twin of a client that trickles bytes between HTTP/1 requests).
+        """
         transport = self.transport
         options = self.shared.options
         if self.streams:
@@ -438,12 +452,19 @@ class HTTP2Connection(FramesIn):
             if not self._writing and transport.scope.deadline != math.inf:
                 # (Moving a deadline is not free: only when one is set.)
                 transport.disarm()
-        else:
-            idle = options.keep_alive_timeout if self._served else options.timeout
-            if transport.timeout != idle or transport.scope.deadline == math.inf:
-                transport.set_timeout(idle)
-            else:
-                transport.arm()  # (moved only once the slack has passed)
+            return
+        idle = options.keep_alive_timeout if self._served else options.timeout
+        if transport.timeout != idle:
+            transport.set_timeout(idle)  # (the limit of a write meanwhile)
+        if idle is None:
+            if transport.scope.deadline != math.inf:
+                transport.disarm()
+            return
+        deadline = self._idle_from + idle
+        # (Moved only when off by more than the transport's slack: a write
+        # re-arms it to its own limit, and moving a deadline is not free.)
+        if abs(transport.scope.deadline - deadline) > min(IDLE_SLACK, idle / 8):
+            transport.scope.deadline = deadline
 
     def _notify(self, event: ConnectionEvent) -> None:
         notify = self.shared.options.notify_connection
