@@ -22,8 +22,10 @@ from h2.errors import ErrorCodes
 from h2raw import RawH2
 from hyperframe.frame import (
     ContinuationFrame,
+    DataFrame,
     GoAwayFrame,
     HeadersFrame,
+    PriorityFrame,
     WindowUpdateFrame,
 )
 
@@ -368,3 +370,99 @@ async def test_control_frames_do_not_keep_an_idle_connection_open(
             await client.aclose()
     assert client.goaway is not None and client.goaway.error_code == ErrorCodes.NO_ERROR
     assert lasted < 0.6 + 1.0
+
+
+# -- 7. Floods of tiny frames ----------------------------------------------------------------
+
+
+async def _priority(client: RawH2) -> bytes:
+    return PriorityFrame(1, depends_on=0, stream_weight=16).serialize()
+
+
+async def _unknown_type(client: RawH2) -> bytes:
+    # RFC 9113 §5.5: "Implementations MUST ignore unknown or unsupported values
+    # in all extensible protocol elements" -- ignored, but not for free.
+    return b"\x00\x00\x00\xfa\x00\x00\x00\x00\x00"
+
+
+async def _empty_data(client: RawH2) -> bytes:
+    sid = client.request("/upload", "POST", end=False)
+    await client.flush()
+    return DataFrame(sid, data=b"").serialize()
+
+
+async def _window_update_on_a_closed_stream(client: RawH2) -> bytes:
+    sid = client.request("/")
+    await client.response(sid)
+    return WindowUpdateFrame(sid, window_increment=1).serialize()
+
+
+@pytest.mark.parametrize("make", [_priority, _unknown_type, _empty_data,
+                                  _window_update_on_a_closed_stream],
+                         ids=["priority", "unknown-type", "empty-data", "window-update-closed"])
+async def test_a_flood_of_frames_that_carry_nothing_gets_enhance_your_calm(
+        make: Callable[[RawH2], Any]) -> None:
+    """CVE-2019-9518 / 9517: 200,000 frames that do nothing (2.8 MB or more):
+    GOAWAY(ENHANCE_YOUR_CALM), and the bystander is served meanwhile."""
+
+    async def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.path == "/upload":
+            await trio.sleep_forever()  # reads nothing: the DATA waits
+        return text_response(request)
+
+    async with h2_attack(fine_or(cb)) as attack:
+        client = attack.client
+        with trio.fail_after(WAIT):
+            frame = await make(client)
+
+            async def flood() -> None:
+                batch = frame * 1000
+                for _ in range(200):
+                    await send_quietly(client, batch)
+                    if client.closed:
+                        return
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                goaway = await client.until_goaway()
+                nursery.cancel_scope.cancel()
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+
+
+async def test_a_flood_of_tiny_frames_is_handled_in_bounded_turns() -> None:
+    """300,000 connection WINDOW_UPDATEs of 1 byte (~4 MB of 13-byte frames, each
+    with an effect, so not a flood the guard ends): the reader handles a bounded
+    number per turn and yields between turns -- the event loop is never held for
+    long, where one turn per 64 KiB read (~5,000 frames) held it for tens of ms."""
+    gaps: list[float] = []
+    # (No h2_attack: its tracemalloc would triple the cost of every frame.)
+    async with running(text_response) as daemon:
+        client = await RawH2.connect(daemon.port)
+        with trio.fail_after(4 * WAIT):
+            frame = WindowUpdateFrame(0, window_increment=1).serialize()
+            flooding = True
+
+            async def flood() -> None:
+                nonlocal flooding
+                batch = frame * 5000
+                for _ in range(60):
+                    await send_quietly(client, batch)
+                flooding = False
+
+            async def monitor() -> None:
+                last = trio.current_time()
+                while flooding:
+                    await trio.sleep(0)
+                    now = trio.current_time()
+                    gaps.append(now - last)
+                    last = now
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                nursery.start_soon(monitor)
+            reply = await client.response(client.request("/fine"))
+    assert reply.status == 200 and client.goaway is None
+    gaps.sort()
+    print(f"loop gaps: p50 {gaps[len(gaps) // 2] * 1000:.1f} ms, "
+          f"p99 {gaps[len(gaps) * 99 // 100] * 1000:.1f} ms, max {gaps[-1] * 1000:.1f} ms")
+    assert gaps[len(gaps) * 99 // 100] < 0.045
