@@ -117,6 +117,8 @@ class DaemonOptions:
     http2: bool = True
     http2_max_concurrent_streams: int = 100
     http2_initial_window_size: int = 65535
+    http2_min_send_rate: tuple[int, float] | None = (DEFAULT_MIN_BODY_BYTES,
+                                                     DEFAULT_MIN_BODY_WINDOW)
 
     def __post_init__(self) -> None:
         if self.listen_socket is not None:
@@ -141,13 +143,14 @@ class DaemonOptions:
         _check_seconds("keep_alive_timeout", self.keep_alive_timeout)
         _check_int("max_requests_per_connection", self.max_requests_per_connection, 1,
                    allow_none=True)
-        if self.min_body_rate is not None:
-            rule = self.min_body_rate
-            if (not isinstance(rule, tuple) or len(rule) != 2
+        for option in ("min_body_rate", "http2_min_send_rate"):
+            rule = getattr(self, option)
+            if rule is not None and (
+                    not isinstance(rule, tuple) or len(rule) != 2
                     or isinstance(rule[0], bool) or not isinstance(rule[0], int) or rule[0] < 1
                     or isinstance(rule[1], bool) or not isinstance(rule[1], int | float)
                     or not rule[1] > 0):
-                raise _bad("min_body_rate", rule,
+                raise _bad(option, rule,
                            "(bytes >= 1, seconds > 0), e.g. (1024, 20.0), or None to disable")
         if self.unix_path is not None:
             if not isinstance(self.unix_path, str) or not self.unix_path:

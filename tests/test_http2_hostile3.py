@@ -33,6 +33,7 @@ import mhd2
 from mhd2.http2.guard import MIN_RESETS
 
 MB = 1024 * 1024
+Ended = list[tuple[mhd2.Request, mhd2.RequestEndedCode]]
 
 
 def fine_or(cb: Callable[[mhd2.Request], Any] | None = None) -> Callable[[mhd2.Request], Any]:
@@ -466,3 +467,59 @@ async def test_a_flood_of_tiny_frames_is_handled_in_bounded_turns() -> None:
     print(f"loop gaps: p50 {gaps[len(gaps) // 2] * 1000:.1f} ms, "
           f"p99 {gaps[len(gaps) * 99 // 100] * 1000:.1f} ms, max {gaps[-1] * 1000:.1f} ms")
     assert gaps[len(gaps) * 99 // 100] < 0.045
+
+
+# -- 8. Slow read x stream limit -------------------------------------------------------------
+
+
+async def test_a_window_opened_a_byte_at_a_time_resets_the_stream(ended: Ended) -> None:
+    """A zero initial window, then 1-byte WINDOW_UPDATEs every 0.05 s on each of 10
+    streams (each byte is progress, so ``timeout`` alone never cuts them):
+    ``http2_min_send_rate`` resets every stream (CANCEL, TIMEOUT_REACHED) once
+    the client grants less than the rate; a stream on a normal window on the
+    same daemon gets its whole answer."""
+    body = b"y" * 100_000
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        return text_response(request, body)
+
+    async with h2_attack(fine_or(cb), timeout=30, http2_min_send_rate=(1024, 0.5),
+                         client_options={"window": 0, "auto_ack": False},
+                         notify_request_ended=lambda r, c: ended.append((r, c))) as attack:
+        client = attack.client
+        with trio.fail_after(WAIT):
+            sids = [client.request(f"/slow{i}") for i in range(10)]
+            await client.flush()
+            start = trio.current_time()
+
+            async def trickle() -> None:
+                while True:
+                    for sid in sids:
+                        if client.replies[sid].reset is None:
+                            client.conn.increment_flow_control_window(1, stream_id=sid)
+                    await send_quietly(client)
+                    await trio.sleep(0.05)  # (the attack's pace)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trickle)
+                await client.until(lambda: all(client.replies[s].reset is not None for s in sids))
+                nursery.cancel_scope.cancel()
+            lasted = trio.current_time() - start
+            other = await RawH2.connect(attack.daemon.port)
+            good = await other.response(other.request("/big"))
+            await other.aclose()
+    assert [client.replies[s].reset for s in sids] == [ErrorCodes.CANCEL] * 10
+    assert lasted < 5
+    assert sorted(c for r, c in ended if r.path.startswith("/slow")) == \
+        [mhd2.RequestEndedCode.TIMEOUT_REACHED] * 10
+    assert good.status == 200 and good.body == body
+
+
+async def test_min_send_rate_is_validated_and_can_be_disabled() -> None:
+    with pytest.raises(mhd2.UsageError, match="http2_min_send_rate"):
+        mhd2.Daemon(text_response, http2_min_send_rate=(0, 1.0))
+    with pytest.raises(mhd2.UsageError, match="http2_min_send_rate"):
+        mhd2.Daemon(text_response, http2_min_send_rate=5)
+    assert mhd2.Daemon(text_response, http2_min_send_rate=None).options.http2_min_send_rate \
+        is None
+    assert mhd2.Daemon(text_response).options.http2_min_send_rate == (1024, 20.0)
