@@ -26,6 +26,7 @@ from hyperframe.frame import (
     GoAwayFrame,
     HeadersFrame,
     PriorityFrame,
+    RstStreamFrame,
     WindowUpdateFrame,
 )
 
@@ -123,6 +124,34 @@ async def test_malformed_and_refused_streams_count_against_the_reset_rate() -> N
             goaway = await client.until_goaway()
     assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
     assert calls == []
+
+
+async def test_uploads_refused_early_do_not_count_as_provoked_resets() -> None:
+    """The counting is fair: 300 uploads answered 413 unread (then RST_STREAM(NO_ERROR),
+    RFC 9113 §8.1), each followed by DATA the client had in flight, which h2
+    answers with RST_STREAM(STREAM_CLOSED) -- more resets than the budget, but
+    none for an error of the client's: no GOAWAY."""
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        return text_response(request, b"too large", 413)
+
+    async with running(cb) as daemon:
+        with trio.fail_after(3 * WAIT):
+            client = await RawH2.connect(daemon.port)
+            statuses = []
+            for _ in range(300):
+                sid = client.request("/up", "POST", headers=[("content-length", "1000000")],
+                                     end=False)
+                reply = await client.response(sid)
+                statuses.append(reply.status)
+                # What was in flight when the answer and its reset came.
+                await send_quietly(client, DataFrame(sid, data=b"u" * 16_000).serialize() * 2)
+            await client.response(client.request("/last"))
+            await client.aclose()
+    closed = [f for f in client.frames
+              if isinstance(f, RstStreamFrame) and f.error_code == ErrorCodes.STREAM_CLOSED]
+    assert statuses == [413] * 300
+    assert len(closed) > 2 * MIN_RESETS and client.goaway is None
 
 
 # -- 2. and 5. Header blocks bounded before decoding -----------------------------------------

@@ -137,6 +137,7 @@ class HTTP2Connection(FramesIn):
         self._broken = False
         self._served = 0
         self._useful_updates = 0
+        self._provoked = 0
         self._idle_from = 0.0  # when the last stream ended (or the connection began)
         self._last_stream_id = 0
         self._read_scope = trio.CancelScope()

@@ -56,7 +56,8 @@ class FramesIn:
     raise :exc:`NotImplementedError` here.
     """
 
-    __slots__ = ("_dead", "_goaway_sent", "_last_stream_id", "_served", "_useful_updates")
+    __slots__ = ("_dead", "_goaway_sent", "_last_stream_id", "_provoked", "_served",
+                 "_useful_updates")
 
     h2: ServerH2
     info: ConnectionInfo
@@ -68,6 +69,7 @@ class FramesIn:
     _served: int
     _last_stream_id: int
     _useful_updates: int
+    _provoked: int
     _nursery: trio.Nursery | None
 
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -112,25 +114,31 @@ class FramesIn:
 
         * Stream resets, one budget (:meth:`FloodGuard.resets`): every
           ``RST_STREAM`` the client sent, also for streams already answered
-          (CVE-2023-44487, "rapid reset"), and every reset it provoked
-          (CVE-2025-8671, "MadeYouReset"): the stream errors ``h2`` answered
-          with ``RST_STREAM`` (a second HEADERS on a half-closed stream, a
-          ``WINDOW_UPDATE`` overflowing 2^31-1, DATA on a closed stream...)
+          (CVE-2023-44487, "rapid reset"), and every stream whose reset it
+          provoked (CVE-2025-8671, "MadeYouReset"): the stream errors ``h2``
+          answered with ``RST_STREAM`` (a second HEADERS on a half-closed
+          stream, a ``WINDOW_UPDATE`` overflowing 2^31-1, DATA past the
+          stream's window...: a ``StreamReset`` event not from the client)
           and the streams mhd2 refused or found malformed (:meth:`_refuse`).
         * Frames that carry nothing (CVE-2019-9518): empty DATA, PRIORITY,
-          unknown types, acks nobody asked for, and ``WINDOW_UPDATE`` for a
-          stream mhd2 is not sending on (CVE-2019-9517); *opened* streams
-          earn some credit.
+          unknown types, acks nobody asked for, ``WINDOW_UPDATE`` for a
+          stream mhd2 is not sending on (CVE-2019-9517), and frames on a
+          stream reset already (``h2`` answers each with one more
+          ``RST_STREAM``; a client's DATA in flight when the server reset
+          the stream does that too, so these are not stream resets);
+          *opened* streams earn some credit.
 
         Returns:
             Whether the connection is to end (``GOAWAY`` ENHANCE_YOUR_CALM queued).
         """
         h2 = self.h2
         frames = h2.incoming_buffer
-        resets = frames.resets + h2.provoked_resets
-        idle = frames.idle + max(0, frames.window_updates - self._useful_updates)
+        provoked = self._provoked
+        resets = frames.resets + provoked
+        idle = (frames.idle + max(0, frames.window_updates - self._useful_updates)
+                + max(0, h2.resets_sent - provoked))
         frames.resets = frames.idle = frames.window_updates = 0
-        h2.provoked_resets = self._useful_updates = 0
+        h2.resets_sent = self._provoked = self._useful_updates = 0
         guard = self._guard
         if resets and self._flood(guard.resets(resets)):
             return True
@@ -173,6 +181,9 @@ class FramesIn:
                         stream.window_opened()
                         self._useful_updates += 1
             elif isinstance(event, StreamReset):
+                if not event.remote_reset:
+                    # h2 reset the stream for a stream error of the client's.
+                    self._provoked += 1
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.closed_local = True
@@ -257,7 +268,8 @@ class FramesIn:
         """Reset a stream the client opened (refused, or malformed); the reset counts
         against the reset rate (CVE-2025-8671, "MadeYouReset")."""
         h2 = self.h2
-        h2.provoked_resets += 1
+        self._provoked += 1
+        h2.resets_sent += 1  # (sent for the client's frames, as h2's own)
         try:
             h2.reset_stream(stream_id, code)
         except ProtocolError:

@@ -93,15 +93,16 @@ class ServerH2(H2Connection):
 
     encoder: StaticEncoder
     incoming_buffer: EarlyFrameBuffer
-    #: ``RST_STREAM`` frames ``h2`` queued while handling received frames: the
-    #: stream errors the client provoked (CVE-2025-8671, "MadeYouReset"); the
-    #: connection takes the count after each read.
-    provoked_resets = 0
+    #: ``RST_STREAM`` frames ``h2`` queued while handling received frames (the
+    #: stream errors the client provoked, CVE-2025-8671 "MadeYouReset", and the
+    #: answers to frames on streams reset already); the connection takes the
+    #: count after each turn.
+    resets_sent = 0
     _receiving = False
 
     def receive_data(self, data: Buffer) -> list[Event]:
         """``h2``'s :meth:`~h2.connection.H2Connection.receive_data`, counting the
-        stream resets it queues (:attr:`provoked_resets`)."""
+        stream resets it queues (:attr:`resets_sent`)."""
         self._receiving = True
         try:
             return super().receive_data(data)
@@ -112,7 +113,7 @@ class ServerH2(H2Connection):
         if self._receiving:
             for frame in frames:
                 if type(frame) is RstStreamFrame:
-                    self.provoked_resets += 1
+                    self.resets_sent += 1
         super()._prepare_for_sending(frames)
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Event]]:
