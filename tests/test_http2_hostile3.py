@@ -200,7 +200,9 @@ async def test_at_most_two_leading_table_size_updates(updates: bytes, refused: b
     answer = next(f for f in client.frames if isinstance(f, GoAwayFrame | HeadersFrame))
     if refused:
         assert isinstance(answer, GoAwayFrame)
-        assert answer.error_code in (ErrorCodes.COMPRESSION_ERROR, ErrorCodes.PROTOCOL_ERROR)
+        # RFC 9113 §4.3: "A decoding error in a field block MUST be treated as a
+        # connection error of type COMPRESSION_ERROR."
+        assert answer.error_code == ErrorCodes.COMPRESSION_ERROR
     else:
         assert isinstance(answer, HeadersFrame) and answer.stream_id == 1
 

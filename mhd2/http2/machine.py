@@ -18,12 +18,11 @@ from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, Event
-from h2.exceptions import DenialOfServiceError
+from h2.exceptions import DenialOfServiceError, ProtocolError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from h2.stream import StreamInputs
 from hpack import Decoder
-from hpack.exceptions import HPACKDecodingError
 from hpack.hpack import decode_integer
 from hyperframe.frame import (
     ContinuationFrame,
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
     from ..options import DaemonOptions
 
 __all__ = ["FRAMES_PER_TURN", "HEADER_BLOCK_SLACK", "EarlyFrameBuffer", "GuardedDecoder",
-           "ServerH2", "connection_window", "new_h2"]
+           "HeaderBlockError", "ServerH2", "connection_window", "new_h2"]
 
 #: The connection-level receive window: this many streams' windows, at most
 #: :data:`MAX_CONNECTION_WINDOW` (and never less than one stream's window).
@@ -290,8 +289,15 @@ class GuardedDecoder(Decoder):
         return super().decode(data, raw)
 
 
+class HeaderBlockError(ProtocolError):
+    """A header block that cannot be decoded (RFC 9113 §4.3: "A decoding error in a
+    field block MUST be treated as a connection error of type COMPRESSION_ERROR")."""
+
+    error_code = ErrorCodes.COMPRESSION_ERROR
+
+
 def _check_size_updates(data: bytes) -> None:
-    """Raise ``HPACKDecodingError`` if *data* starts with more than two size updates."""
+    """Raise :exc:`HeaderBlockError` if *data* starts with more than two size updates."""
     view = memoryview(data)
     pos = 0
     count = 0
@@ -300,7 +306,7 @@ def _check_size_updates(data: bytes) -> None:
         count += 1
         if count > MAX_SIZE_UPDATES:
             msg = "more than two dynamic table size updates at the start of a header block"
-            raise HPACKDecodingError(msg)
+            raise HeaderBlockError(msg)
         pos += decode_integer(view[pos:], 5)[1]
 
 
