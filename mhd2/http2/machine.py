@@ -25,7 +25,6 @@ from h2.stream import StreamInputs
 from hpack import Decoder
 from hpack.hpack import decode_integer
 from hyperframe.frame import (
-    ContinuationFrame,
     DataFrame,
     ExtensionFrame,
     Frame,
@@ -71,6 +70,7 @@ MAX_SIZE_UPDATES = 2
 _FRAME_HEAD = struct.Struct(">IBL")
 _DATA = 0x00
 _HEADERS = 0x01
+_CONTINUATION = 0x09
 #: §6.1, §6.2: "END_STREAM (0x01)"; §6.2: "END_HEADERS (0x04)".
 _END_STREAM = 0x01
 _END_HEADERS = 0x04
@@ -201,8 +201,8 @@ class EarlyFrameBuffer(FrameBuffer):
       the header says so (``FrameTooLargeError``, a ``ProtocolError``: h2
       queues ``GOAWAY(FRAME_SIZE_ERROR)``).
     * **An encoded header block is bounded before it is decoded**: HEADERS
-      and CONTINUATION payload past *header_block_limit* bytes end the
-      connection (``DenialOfServiceError``: ``GOAWAY(ENHANCE_YOUR_CALM)``).
+      and CONTINUATION payload (padding included) past *header_block_limit*
+      bytes, counted from each frame's header, end the connection (``DenialOfServiceError``: ``GOAWAY(ENHANCE_YOUR_CALM)``).
       A block must be decoded whole to keep the HPACK state in step, so it
       cannot be skipped; and one that decodes to nothing (table size
       updates) would cost the CPU of its size.
@@ -243,7 +243,11 @@ class EarlyFrameBuffer(FrameBuffer):
             raise StopIteration
         data = self._data
         if len(data) >= 9:
-            self._validate_frame_length(int.from_bytes(data[:3], "big"))
+            length = int.from_bytes(data[:3], "big")
+            self._validate_frame_length(length)
+            kind_byte = data[3]
+            if kind_byte in (_HEADERS, _CONTINUATION) and len(data) >= 9 + length:
+                self._count_block(kind_byte, length)
         frame = super().__next__()
         self.budget -= 1
         kind = type(frame)
@@ -260,16 +264,15 @@ class EarlyFrameBuffer(FrameBuffer):
                 self.idle += 1
         return frame
 
-    def _update_header_buffer(self, f: Frame | None) -> Frame | None:
-        kind = type(f)
-        if kind is HeadersFrame or kind is ContinuationFrame:
-            size = len(f.data)  # type: ignore[union-attr]
-            self._block = size if kind is HeadersFrame else self._block + size
-            if self._block > self._block_limit:
-                msg = (f"header block larger than {self._block_limit} bytes "
-                       "(max_header_size + slack) before decoding")
-                raise DenialOfServiceError(msg)
-        return super()._update_header_buffer(f)
+    def _count_block(self, kind: int, length: int) -> None:
+        """A whole HEADERS or CONTINUATION frame of *length* bytes is about to be
+        parsed: add it to the header block's size (padding included: buffered
+        all the same), refusing it past the limit."""
+        self._block = length if kind == _HEADERS else self._block + length
+        if self._block > self._block_limit:
+            msg = (f"header block larger than {self._block_limit} bytes "
+                   "(max_header_size + slack) before decoding")
+            raise DenialOfServiceError(msg)
 
 
 class GuardedDecoder(Decoder):
