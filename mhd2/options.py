@@ -119,6 +119,8 @@ class DaemonOptions:
     http2_initial_window_size: int = 65535
     http2_min_send_rate: tuple[int, float] | None = (DEFAULT_MIN_BODY_BYTES,
                                                      DEFAULT_MIN_BODY_WINDOW)
+    http2_ping_interval: float | None = 60.0
+    http2_ping_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         if self.listen_socket is not None:
@@ -201,6 +203,11 @@ class DaemonOptions:
             raise _bad("http2", self.http2, "True or False")
         _check_int("http2_max_concurrent_streams", self.http2_max_concurrent_streams, 1)
         _check_int("http2_initial_window_size", self.http2_initial_window_size, 1)
+        _check_seconds("http2_ping_interval", self.http2_ping_interval)
+        if self.http2_ping_timeout is None:
+            raise _bad("http2_ping_timeout", None, "seconds > 0 (turn the PING off with "
+                       "http2_ping_interval=None)")
+        _check_seconds("http2_ping_timeout", self.http2_ping_timeout)
         if self.http2_initial_window_size > MAX_WINDOW:
             # RFC 9113 §6.5.2: "Values above the maximum flow-control window
             # size of 2^31-1 MUST be treated as a connection error".

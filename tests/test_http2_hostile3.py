@@ -25,6 +25,7 @@ from hyperframe.frame import (
     DataFrame,
     GoAwayFrame,
     HeadersFrame,
+    PingFrame,
     PriorityFrame,
     RstStreamFrame,
     WindowUpdateFrame,
@@ -554,3 +555,67 @@ async def test_min_send_rate_is_validated_and_can_be_disabled() -> None:
     assert mhd2.Daemon(text_response, http2_min_send_rate=None).options.http2_min_send_rate \
         is None
     assert mhd2.Daemon(text_response).options.http2_min_send_rate == (1024, 20.0)
+
+
+# -- API.md §11.4: PING for connections whose streams are all parked --------------------------
+
+
+async def test_a_connection_with_parked_streams_is_pinged_and_closed_when_silent(
+        ended: Ended) -> None:
+    """``http2_ping_interval`` / ``http2_ping_timeout``: two clients park a request
+    each. One answers the server's PINGs (its request stays parked, then is
+    resumed and answered); the other reads nothing, like a peer that vanished
+    without a FIN: its request ends TIMEOUT_REACHED and its connection closes."""
+    parked: dict[str, mhd2.Request] = {}
+    silent_ended = trio.Event()
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.app_context:
+            return text_response(request, b"resumed")
+        request.app_context = "parked"
+        parked[request.path] = request
+        return mhd2.action_suspend(request)
+
+    def on_end(request: mhd2.Request, code: mhd2.RequestEndedCode) -> None:
+        ended.append((request, code))
+        if request.path == "/silent":
+            silent_ended.set()
+
+    async with running(cb, http2_ping_interval=0.2, http2_ping_timeout=0.3,
+                       notify_request_ended=on_end) as daemon:
+        with trio.fail_after(WAIT):
+            alive = await RawH2.connect(daemon.port)
+            silent = await RawH2.connect(daemon.port)
+            silent_sid = silent.request("/silent")
+            await silent.flush()
+            sid = alive.request("/alive")
+
+            def pings() -> int:
+                return sum(1 for f in alive.frames
+                           if isinstance(f, PingFrame) and "ACK" not in f.flags)
+
+            await alive.until(lambda: pings() >= 4 and silent_ended.is_set())
+            assert "/alive" in parked and not alive.closed and alive.goaway is None
+            mhd2.request_resume(parked["/alive"])
+            reply = await alive.response(sid)
+            # The silent client reads at last: its request was reset, then GOAWAY.
+            await silent.until_closed()
+            await alive.aclose()
+            await silent.aclose()
+    assert reply.status == 200 and reply.body == b"resumed"
+    assert silent.replies[silent_sid].reset == ErrorCodes.CANCEL
+    assert silent.goaway is not None and silent.goaway.error_code == ErrorCodes.NO_ERROR
+    assert sorted((r.path, c) for r, c in ended) == [
+        ("/alive", mhd2.RequestEndedCode.COMPLETED_OK),
+        ("/silent", mhd2.RequestEndedCode.TIMEOUT_REACHED)]
+
+
+async def test_ping_options_are_validated() -> None:
+    assert mhd2.Daemon(text_response).options.http2_ping_interval == 60.0
+    assert mhd2.Daemon(text_response).options.http2_ping_timeout == 20.0
+    assert mhd2.Daemon(text_response, http2_ping_interval=None).options.http2_ping_interval \
+        is None
+    for bad in ({"http2_ping_interval": 0}, {"http2_ping_timeout": None},
+                {"http2_ping_timeout": -1.0}):
+        with pytest.raises(mhd2.UsageError, match="http2_ping"):
+            mhd2.Daemon(text_response, **bad)

@@ -49,6 +49,7 @@ from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
 from .frames_in import FramesIn
 from .guard import FloodGuard
+from .liveness import Liveness
 from .machine import FRAMES_PER_TURN, connection_window, new_h2
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ class HTTP2Connection(FramesIn):
         "_idle_from",
         "_in_turn",
         "_initial",
+        "_liveness",
         "_notified",
         "_nursery",
         "_read_scope",
@@ -139,6 +141,7 @@ class HTTP2Connection(FramesIn):
         self._useful_updates = 0
         self._provoked = 0
         self._idle_from = 0.0  # when the last stream ended (or the connection began)
+        self._liveness: Liveness | None = None  # made when a stream first parks
         self._last_stream_id = 0
         self._read_scope = trio.CancelScope()
         self._in_turn = False  # the reader handles a read (and writes its answers)
@@ -201,6 +204,28 @@ class HTTP2Connection(FramesIn):
             except ProtocolError:
                 return
             self._wake.set()
+
+    def stream_parked(self, delta: int) -> None:
+        """*delta* streams parked (+1: a suspended request waits) or woke (-1):
+        with ``http2_ping_interval``, a connection whose streams are all parked
+        is pinged (:class:`~mhd2.http2.liveness.Liveness`)."""
+        live = self._liveness
+        if live is None:
+            options = self.shared.options
+            if options.http2_ping_interval is None:
+                return
+            live = self._liveness = Liveness(options.http2_ping_interval,
+                                             options.http2_ping_timeout)
+        if live.parked(delta) and self._nursery is not None:
+            self._nursery.start_soon(live.run, self)
+
+    def give_up(self) -> None:
+        """The client did not answer a ``PING``: end its streams (``TIMEOUT_REACHED``),
+        ``GOAWAY``, and close once they have ended."""
+        self._cut(RequestEndedCode.TIMEOUT_REACHED)
+        self._send_goaway()
+        if not self.streams:
+            self._stop_reader()
 
     def stream_done(self, stream: H2Stream, *, in_reader: bool = False) -> None:
         """A stream has ended (its request too); *in_reader*: it was served by the

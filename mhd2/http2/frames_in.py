@@ -20,6 +20,7 @@ from h2.events import (
     ConnectionTerminated,
     DataReceived,
     Event,
+    PingAckReceived,
     PingReceived,
     RemoteSettingsChanged,
     RequestReceived,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
     from ..shared import Shared
     from .guard import FloodGuard
+    from .liveness import Liveness
     from .machine import ServerH2
 
 __all__ = ["FramesIn"]
@@ -70,6 +72,7 @@ class FramesIn:
     _last_stream_id: int
     _useful_updates: int
     _provoked: int
+    _liveness: Liveness | None
     _nursery: trio.Nursery | None
 
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -194,6 +197,11 @@ class FramesIn:
             elif isinstance(event, PingReceived):
                 if self._flood(self._guard.ping()):
                     return
+            elif isinstance(event, PingAckReceived):
+                live = self._liveness
+                if live is not None and live.answered(event.ping_data):
+                    frames = self.h2.incoming_buffer
+                    frames.idle = max(0, frames.idle - 1)  # (an ack asked for)
             elif isinstance(event, RemoteSettingsChanged):
                 if self._flood(self._guard.settings()):
                     return

@@ -150,9 +150,15 @@ class H2Stream:
     # -- ExchangeHost -----------------------------------------------------------------
 
     async def wait_client_gone(self) -> None:
-        """Return when the client reset the stream or the connection ended."""
+        """Return when the client reset the stream or the connection ended (or did
+        not answer a ``PING``: see :mod:`mhd2.http2.liveness`)."""
         self.scope.deadline = math.inf
-        await self.gone.wait()
+        conn = self.conn
+        conn.stream_parked(1)
+        try:
+            await self.gone.wait()
+        finally:
+            conn.stream_parked(-1)
 
     def resumed(self) -> None:
         """The parked request goes on: re-arm the stream's deadline."""
