@@ -70,8 +70,16 @@ def _window_overflow(client: RawH2, sid: int) -> bytes:
     return WindowUpdateFrame(sid, window_increment=2**31 - 1).serialize()
 
 
-@pytest.mark.parametrize("provoke", [_second_headers, _window_overflow],
-                         ids=["second-headers", "window-overflow"])
+def _data_after_end_stream(client: RawH2, sid: int) -> bytes:
+    """DATA on a stream the client has half-closed (RFC 9113 §5.1: "If an endpoint
+    receives additional frames, other than WINDOW_UPDATE, PRIORITY, or RST_STREAM,
+    for a stream that is in this state, it MUST respond with a stream error
+    (Section 5.4.2) of type STREAM_CLOSED")."""
+    return DataFrame(sid, data=b"late").serialize()
+
+
+@pytest.mark.parametrize("provoke", [_second_headers, _window_overflow, _data_after_end_stream],
+                         ids=["second-headers", "window-overflow", "data-after-end-stream"])
 async def test_resets_the_client_provokes_count_against_the_reset_rate(
         provoke: Callable[[RawH2, int], bytes]) -> None:
     """MadeYouReset: requests the server itself resets, 3000 of them -- the resets

@@ -105,7 +105,7 @@ class FramesIn:
             if events:
                 self._handle_events(events, fresh)
         finally:
-            ended = self._count_floods(len(fresh)) or self._dead
+            ended = self._dead or self._count_floods(len(fresh))
             for stream in fresh:
                 if ended:
                     stream.cancel(RequestEndedCode.HTTP_PROTOCOL_ERROR)
@@ -120,8 +120,8 @@ class FramesIn:
           (CVE-2023-44487, "rapid reset"), and every stream whose reset it
           provoked (CVE-2025-8671, "MadeYouReset"): the stream errors ``h2``
           answered with ``RST_STREAM`` (a second HEADERS on a half-closed
-          stream, a ``WINDOW_UPDATE`` overflowing 2^31-1, DATA past the
-          stream's window...: a ``StreamReset`` event not from the client)
+          stream, a ``WINDOW_UPDATE`` overflowing 2^31-1, DATA after the
+          client's END_STREAM...: a ``StreamReset`` event not from the client)
           and the streams mhd2 refused or found malformed (:meth:`_refuse`).
         * Frames that carry nothing (CVE-2019-9518): empty DATA, PRIORITY,
           unknown types, acks nobody asked for, ``WINDOW_UPDATE`` for a
