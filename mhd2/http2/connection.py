@@ -24,10 +24,15 @@ needs no lock.
   ``http2_max_concurrent_streams`` refused, malformed ones reset, floods
   ended with ``GOAWAY`` ENHANCE_YOUR_CALM); the ``h2`` state machine and the
   flood rates are made in :mod:`mhd2.http2.machine` and :mod:`mhd2.http2.guard`.
+  The reader handles at most ``FRAMES_PER_TURN`` frames of a read per turn
+  and yields between turns (the answers to one read are written together).
 * **Timeouts.**  With no stream running the connection waits for one for
-  ``keep_alive_timeout`` (the first one: ``timeout``), then sends ``GOAWAY``
-  and closes; a write that moves no byte for ``timeout`` ends the connection;
-  each stream has its own inactivity limit (see the stream module).
+  ``keep_alive_timeout`` (the first one: ``timeout``), counted from the end
+  of the last stream -- control frames are not activity -- then sends
+  ``GOAWAY`` and closes; a write that moves no byte for ``timeout`` ends the
+  connection; each stream has its own inactivity limit (see the stream
+  module).  A connection whose streams are all parked is pinged
+  (:mod:`mhd2.http2.liveness`).
 * **Graceful stop.**  ``GOAWAY`` with the last stream id processed; the
   streams running finish (within the daemon's grace period), then the
   connection closes.
