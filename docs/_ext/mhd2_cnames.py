@@ -203,6 +203,12 @@ DAEMON_OPTIONS: list[Row] = [
      "default 100"),
     ("(none: SETTINGS_INITIAL_WINDOW_SIZE)", "Daemon(http2_initial_window_size=)",
      "default 65535"),
+    ("(none: HTTP/2 flow control)", "Daemon(http2_min_send_rate=)",
+     "default (1024, 20.0): a stream the client's window starves is reset"),
+    ("(none: HTTP/2 PING)", "Daemon(http2_ping_interval=)",
+     "default 60 s: a connection whose streams are all parked is pinged"),
+    ("(none: HTTP/2 PING)", "Daemon(http2_ping_timeout=)",
+     "default 20 s: unanswered, the connection is closed"),
 ]
 
 REQUEST: list[Row] = [
