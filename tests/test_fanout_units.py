@@ -13,7 +13,7 @@ from mhd2.fanout.encode import json_item, sse_frame, ws_frame
 
 
 def test_sse_frame_splits_every_kind_of_line_break() -> None:
-    frame = sse_frame("0-1", "chat", "a\r\nb\rc\nd".encode())
+    frame = sse_frame("0-1", "chat", b"a\r\nb\rc\nd")
     assert frame == b"id: 0-1\nevent: chat\ndata: a\ndata: b\ndata: c\ndata: d\n\n"
     assert sse_frame("0-2", None, b"") == b"id: 0-2\ndata: \n\n"
 
@@ -103,7 +103,7 @@ async def test_misuse_raises_usage_error_with_a_sentence() -> None:
             await hub.run()
     for bad in ({"max_pending_bytes": 0}, {"max_subscribers": -1}, {"retry_after": 1.5}):
         with pytest.raises(mhd2.UsageError):
-            Hub(**bad)  # type: ignore[arg-type]
+            Hub(**bad)
     with pytest.raises(mhd2.UsageError, match="topic name"):
         Hub().topic("")
 

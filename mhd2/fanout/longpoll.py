@@ -121,9 +121,9 @@ def action_long_poll(request: Request, topic: Topic, *, cursor: str | None,
             0 < timeout < math.inf):
         raise UsageError(f"timeout must be seconds > 0, not {timeout!r}")
     hub = topic.hub
-    hub._check_running("action_long_poll")
     sub = topic._waiting.get(request)
     if sub is None:
+        hub._check_running("action_long_poll")
         try:
             cursor_id, key = topic._parse(cursor)
         except ValueError as exc:
