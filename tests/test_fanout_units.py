@@ -187,3 +187,17 @@ async def test_the_backend_interface_with_stream_ids_a_reader_and_a_backfill() -
                 await trio.sleep(0)
         assert [m.data for m in topic.since("12-0")] == [b"new"]
         assert hub.stats().published == 5 + 1
+
+
+def test_mhd2_fanout_is_reachable_from_import_mhd2_and_loaded_on_first_use() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, mhd2; assert 'mhd2.fanout' not in sys.modules; "
+            "assert 'mhd2.websocket' not in sys.modules; print(mhd2.fanout.Hub.__name__)")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert out.strip() == "Hub"
