@@ -103,6 +103,13 @@ async def test_misuse_raises_usage_error_with_a_sentence() -> None:
             hub.topic("t", history=5)
         with pytest.raises(mhd2.UsageError, match="already running"):
             await hub.run()
+
+        def elsewhere() -> None:
+            # Another thread with its own trio run must not touch the hub.
+            trio.run(topic.publish, b"x")
+
+        with pytest.raises(mhd2.UsageError, match="hub's trio run"):
+            await trio.to_thread.run_sync(elsewhere)
     for bad in ({"max_pending_bytes": 0}, {"max_subscribers": -1}, {"retry_after": 1.5}):
         with pytest.raises(mhd2.UsageError):
             Hub(**bad)
