@@ -13,16 +13,17 @@ Every process whose hub names the same Redis shares its topics.  A topic
   the last id it delivered per stream, and hands every entry, in order, to
   the hub's local fan-out.
 * A topic followed here for the first time takes its history from the
-  stream (``XREVRANGE + - COUNT <history>``) before the reader reads on:
+  stream (``XREVRANGE + - COUNT <history + 1>``: the one before the history
+  marks where ``truncated`` begins) before the reader reads on:
   topics made before the hub starts are loaded before ``async with hub``
   returns, later ones within one round trip.
 * Redis going away: ``publish`` raises
   :class:`~mhd2.fanout.FanoutUnavailable` (within *publish_timeout*
   seconds at most); the reader logs one WARNING (at most one per
   :data:`OUTAGE_LOG_INTERVAL`), tries again with exponential back-off
-  (:data:`MIN_BACKOFF` doubling up to *max_backoff*), and when Redis answers
-  again reads on from the last id it delivered: nothing still in the stream
-  is lost.  Each recovery counts in ``hub.stats().redis_reconnects``.
+  (*min_backoff*, :data:`MIN_BACKOFF` by default, doubling up to
+  *max_backoff*), and when Redis answers again reads on from the last id it
+  delivered: nothing still in the stream is lost.  Each recovery counts in ``hub.stats().redis_reconnects``.
 
 Ids sort as ``(ms, seq)`` pairs (:meth:`RedisBackend.key`), never as text:
 ``"10-0"`` comes after ``"9-0"``.  Redis makes them from its clock and the
@@ -137,6 +138,8 @@ class RedisBackend(Backend):
         publish_timeout: seconds ``publish`` waits for Redis at most (then
             :class:`~mhd2.fanout.FanoutUnavailable`); also how long after
             ``BLOCK`` ms an unanswered ``XREAD`` is given up.
+        min_backoff: the reader's first pause (seconds) after a failed
+            read; it doubles at each failure up to *max_backoff*.
         max_backoff: longest pause (seconds) between the reader's attempts
             while Redis cannot be reached.
         block_ms: one ``XREAD BLOCK``'s wait (ms).
@@ -148,14 +151,16 @@ class RedisBackend(Backend):
     ahead_is_lag = True
 
     def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, publish_timeout: float = 5.0,
-                 max_backoff: float = 5.0, block_ms: int = BLOCK_MS) -> None:
+                 min_backoff: float = MIN_BACKOFF, max_backoff: float = 5.0,
+                 block_ms: int = BLOCK_MS) -> None:
         try:
             import coredis
         except ImportError:
             raise UsageError("Hub(redis=...) needs coredis: pip install 'mhd2[redis]'") from None
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise UsageError(f"Hub(redis=...) wants a redis://HOST:PORT/DB URL, not {url!r}")
-        for name, value in (("publish_timeout", publish_timeout), ("max_backoff", max_backoff)):
+        for name, value in (("publish_timeout", publish_timeout), ("min_backoff", min_backoff),
+                            ("max_backoff", max_backoff)):
             if isinstance(value, bool) or not isinstance(value, int | float) or not (
                     0 < value < math.inf):
                 raise UsageError(f"{name} must be seconds > 0, not {value!r}")
@@ -174,7 +179,8 @@ class RedisBackend(Backend):
         self.url = _redact(url)
         self.prefix = prefix
         self.publish_timeout = float(publish_timeout)
-        self.max_backoff = float(max_backoff)
+        self.min_backoff = float(min_backoff)
+        self.max_backoff = max(float(max_backoff), self.min_backoff)
         self.block_ms = block_ms
         self._topics: dict[bytes, _TopicState] = {}
         self._by_topic: dict[Topic, _TopicState] = {}
@@ -263,9 +269,13 @@ class RedisBackend(Backend):
         """
         async with self._client:
             started = False
-            backoff = MIN_BACKOFF
+            backoff = self.min_backoff
             while True:
                 try:
+                    if self._down:  # count the reconnect once Redis answers
+                        with trio.fail_after(self.publish_timeout):
+                            await self._client.ping()
+                        self._recovered()
                     await self._load(feed)
                     if not started:
                         started = True
@@ -280,17 +290,20 @@ class RedisBackend(Backend):
                     await trio.sleep(backoff)
                     backoff = min(self.max_backoff, backoff * 2)
                     continue
-                if self._down:
-                    self._recovered()
-                backoff = MIN_BACKOFF
+                backoff = self.min_backoff
 
     async def _load(self, feed: Feed) -> None:
-        """Take the history of newly followed topics from their streams (``XREVRANGE``)."""
+        """Take the history of newly followed topics from their streams (``XREVRANGE``).
+
+        One entry more than the history is read: the topic keeps *history*
+        and takes the oldest one's id as the limit below which a cursor is
+        ``truncated`` (messages after it may be gone from the stream).
+        """
         for state in list(self._topics.values()):
             if not state.loaded:
                 with trio.fail_after(self.publish_timeout):
                     entries = await self._client.xrevrange(state.key, "+", "-",
-                                                           count=state.topic.history)
+                                                           count=state.topic.history + 1)
                 for entry in reversed(entries):
                     self._deliver(feed, state, entry)
                 state.loaded = True
