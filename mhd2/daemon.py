@@ -30,7 +30,7 @@ from .enums import StatusCode
 from .errors import DaemonStartError, UsageError
 from .http1 import HTTP1Connection
 from .http2 import HTTP2Connection
-from .listen import adopt, bind_sockets, bind_unix
+from .listen import adopt, bind_sockets, bind_unix, set_tcp_keepalive
 from .options import DaemonOptions
 from .request import Request
 from .shared import Shared
@@ -49,8 +49,8 @@ _ACCEPT_PAUSE = 0.1
 _ACCEPT_BURST = 32
 #: Grace period when a ``async with Daemon(...)`` block is left normally.
 DEFAULT_GRACE = 5.0
-#: Refusals over the connection limits are logged at most once per this many
-#: seconds, with their count.
+#: Refusals over the connection limits, and ``accept()`` failing for lack of
+#: resources, are each logged at most once per this many seconds, with a count.
 REFUSAL_LOG_INTERVAL = 10.0
 #: What a connection refused over the limits is told, if it can be written
 #: without blocking (API.md §2 allows closing or 503).
@@ -114,6 +114,7 @@ class Daemon:
         self._per_ip: Counter[str] = Counter()
         self._count = 0
         self._refusals = _RefusalLog()
+        self._accept_errors = _AcceptErrorLog()
         self._serving = False
         self._grace = DEFAULT_GRACE
         self._stop_requested = trio.Event()
@@ -318,7 +319,10 @@ class Daemon:
                 if listener.fileno() == -1 or exc.errno == errno.EBADF:
                     return
                 if exc.errno in _ACCEPT_CAPACITY_ERRORS:
-                    logger.error("mhd2: accept() failed (%s); pausing %.1fs", exc, _ACCEPT_PAUSE)
+                    # Out of file descriptors / buffers: the pending connection
+                    # stays in the backlog and the same error comes back after
+                    # every pause, so it is logged once per interval, counted.
+                    self._accept_errors.failed(exc)
                     await trio.sleep(_ACCEPT_PAUSE)
                     continue
                 continue  # the connection died before accept (ECONNABORTED ...)
@@ -354,6 +358,13 @@ class Daemon:
                               address: tuple[str, int], ip: str | None) -> None:
         opts = self.options
         try:
+            if opts.tcp_keepalive is not None:
+                try:
+                    set_tcp_keepalive(sock, opts.tcp_keepalive)
+                except OSError as exc:  # the peer already reset it, ...
+                    logger.debug("mhd2: connection from %s closed: %s", address[0], exc)
+                    sock.close()
+                    return
             if opts.proxy_protocol:
                 sock.setblocking(False)
                 try:
@@ -467,8 +478,14 @@ class Daemon:
             self._forget(ip)
 
 
-class _RefusalLog:
-    """Logs refusals over the connection limits at most once per interval, with a count."""
+class _ThrottledLog:
+    """Logs a recurring event at most once per :data:`REFUSAL_LOG_INTERVAL`, with a count.
+
+    The first event is logged at once; the ones after it within the interval
+    are only counted, and the next record (at the first event after the
+    interval) says how many there were.  A flood therefore costs one record
+    per interval, whatever its rate.
+    """
 
     __slots__ = ("_count", "_last")
 
@@ -476,15 +493,42 @@ class _RefusalLog:
         self._count = 0
         self._last = -math.inf
 
-    def refused(self, ip: str) -> None:
+    def _due(self) -> tuple[int, float] | None:
+        """Count one event; ``(count, seconds covered)`` when a record is due, else ``None``."""
         self._count += 1
         now = trio.current_time()
-        if now - self._last >= REFUSAL_LOG_INTERVAL:
+        if now - self._last < REFUSAL_LOG_INTERVAL:
+            return None
+        due = (self._count, min(now - self._last, REFUSAL_LOG_INTERVAL))
+        self._count = 0
+        self._last = now
+        return due
+
+
+class _RefusalLog(_ThrottledLog):
+    """Refusals over the connection limits (WARNING)."""
+
+    __slots__ = ()
+
+    def refused(self, ip: str) -> None:
+        due = self._due()
+        if due is not None:
             logger.warning("mhd2: %d connection(s) refused in the last %.0f s: connection "
-                           "limit reached (latest from %s)", self._count,
-                           min(now - self._last, REFUSAL_LOG_INTERVAL), ip)
-            self._count = 0
-            self._last = now
+                           "limit reached (latest from %s)", due[0], due[1], ip)
+
+
+class _AcceptErrorLog(_ThrottledLog):
+    """``accept()`` failing for lack of resources: EMFILE, ENFILE, ENOBUFS, ENOMEM (ERROR)."""
+
+    __slots__ = ()
+
+    def failed(self, exc: OSError) -> None:
+        due = self._due()
+        if due is not None:
+            logger.error("mhd2: accept() failed %d time(s) in the last %.0f s (latest: %s); "
+                         "new connections wait in the backlog, retried every %.1f s: raise the "
+                         "open-file limit (ulimit -n) or lower connection_limit",
+                         due[0], due[1], exc.strerror or exc, _ACCEPT_PAUSE)
 
 
 def _client_address(peer: Any) -> tuple[str, int]:

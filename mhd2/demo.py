@@ -104,6 +104,7 @@ __all__ = [
     "ChatRoom",
     "Message",
     "PAGE",
+    "RoomUnavailable",
     "chat_server",
     "serve",
 ]
@@ -118,6 +119,14 @@ POLL_SECONDS = 30.0
 HISTORY = 200
 #: ``retry:`` sent to EventSource clients (milliseconds before a reconnect).
 SSE_RETRY_MS = 2000
+
+
+class RoomUnavailable(Exception):
+    """:meth:`ChatRoom.post` could not store the message (its store is down).
+
+    The message is one sentence for the client: it says what happened, never
+    where the store is.
+    """
 
 
 class _Wait:
@@ -201,7 +210,13 @@ class ChatRoom:
         return message
 
     async def post(self, name: str, text: str) -> int:
-        """Publish a message from a task (a WebSocket session); returns its id."""
+        """Publish a message from a task (a WebSocket session); returns its id.
+
+        Raises:
+            RoomUnavailable: the message could not be stored (a room kept
+                elsewhere, such as Redis, is out of reach); the session tells
+                the client and stays open.
+        """
         return self.publish(name, text).id
 
     def deliver(self, message: Message) -> None:
@@ -433,7 +448,8 @@ class ChatRoom:
         The first message is ``{"epoch", "messages", "last"}``, as ``/poll``
         answers.  One task sends what is new while this one receives; a
         received ``{"name": ..., "text": ...}`` is published like ``POST
-        /send``, a malformed one is answered with ``{"error": ...}``.
+        /send``, a malformed one is answered with ``{"error": ...}``, and so
+        is one the room cannot store now (:class:`RoomUnavailable`).
         """
 
         async def session(ws: WebSocket) -> None:
@@ -463,7 +479,10 @@ class ChatRoom:
                         if problem:
                             await ws.send(json.dumps({"error": problem.strip()}))
                         else:
-                            await self.post(name, text)
+                            try:
+                                await self.post(name, text)
+                            except RoomUnavailable as exc:  # the socket stays open
+                                await ws.send(json.dumps({"error": str(exc)}))
                 except ConnectionClosed:
                     pass
                 nursery.cancel_scope.cancel()

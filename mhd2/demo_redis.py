@@ -43,10 +43,11 @@ import trio
 
 from ._demo_parts import Message, json_response, parse_message, text_response
 from .actions import UploadAction, upload_action_from_response, upload_action_suspend
-from .demo import HISTORY, POLL_SECONDS, ChatRoom, _Wait
+from .demo import HISTORY, POLL_SECONDS, ChatRoom, RoomUnavailable, _Wait
 from .errors import UsageError
 from .exchange import request_resume
 from .request import Request
+from .response import Response
 
 if TYPE_CHECKING:
     from coredis import Redis
@@ -63,6 +64,16 @@ STREAM_MAXLEN = 10_000
 BLOCK_MS = 10_000
 #: Longest pause between attempts when Redis cannot be reached (seconds).
 MAX_BACKOFF = 5.0
+#: How long a message (``POST /send`` or a WebSocket's) waits for Redis to
+#: take it before the client is told it was not sent (seconds).
+POST_TIMEOUT = 5.0
+#: What a client is told when Redis cannot take its message: a fixed
+#: sentence, never Redis' address or the driver's error (that is logged).
+UNAVAILABLE = "the chat cannot store messages right now; try again in a moment"
+#: ``Retry-After`` of the ``503`` answered then (seconds).
+RETRY_AFTER = 5
+#: An outage is logged at most once per this many seconds (with a count).
+OUTAGE_LOG_INTERVAL = 30.0
 
 log = logging.getLogger("mhd2.demo")
 
@@ -134,11 +145,47 @@ def _message(identifier: str | bytes, fields: Mapping[Any, Any], epoch: str) -> 
 class _Send:
     """``request.app_context`` of a ``POST /send`` whose ``XADD`` is under way."""
 
-    __slots__ = ("error", "ident")
+    __slots__ = ("ident",)
 
     def __init__(self) -> None:
         self.ident: int | None = None
-        self.error = ""
+
+
+class _OutageLog:
+    """Warnings about Redis being out of reach, at most one per
+    :data:`OUTAGE_LOG_INTERVAL` for each kind of operation, with a count.
+
+    An outage is expected operation (Redis restarts, fails over): a WARNING
+    sentence, never an ERROR or a traceback, and not one per attempt or per
+    message while it lasts.
+    """
+
+    __slots__ = ("_counts", "_last", "url")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._counts: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+
+    def failed(self, what: str, exc: BaseException, then: str) -> None:
+        """*what* (``"reading the room"``, ``"storing a message"``) failed with
+        *exc*; *then* says what happens next."""
+        count = self._counts.get(what, 0) + 1
+        now = trio.current_time()
+        if now - self._last.get(what, -math.inf) < OUTAGE_LOG_INTERVAL:
+            self._counts[what] = count
+            return
+        self._counts[what] = 0
+        self._last[what] = now
+        again = "" if count == 1 else f" ({count} times in the last {OUTAGE_LOG_INTERVAL:.0f} s)"
+        log.warning("Redis at %s: %s failed%s: %s; %s", self.url, what, again, _reason(exc),
+                    then)
+
+    def back(self) -> None:
+        """Redis answers again: the next failure is logged at once."""
+        log.warning("Redis at %s: back", self.url)
+        self._counts.clear()
+        self._last.clear()
 
 
 class RedisChatRoom(ChatRoom):
@@ -155,9 +202,11 @@ class RedisChatRoom(ChatRoom):
     ahead_is_lag = True
 
     def __init__(self, url: str, *, poll_timeout: float = POLL_SECONDS,
-                 history: int = HISTORY) -> None:
+                 history: int = HISTORY, post_timeout: float = POST_TIMEOUT) -> None:
         super().__init__(poll_timeout=poll_timeout, history=history, epoch="pending")
         self.url = url
+        self.post_timeout = post_timeout
+        self._outage = _OutageLog(url)
         self._redis: Redis[str] | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -215,7 +264,7 @@ class RedisChatRoom(ChatRoom):
                 if lost:  # never XREAD after a stream that may have started over
                     await self._sync(client)
                     lost = False
-                    log.warning("Redis at %s: back", self.url)
+                    self._outage.back()
                 answer = await client.xread({STREAM_KEY: f"0-{self.last_id}"},
                                             count=500, block=BLOCK_MS)
                 backoff = 0.1
@@ -224,8 +273,8 @@ class RedisChatRoom(ChatRoom):
                     if message is not None and message.id > self.last_id:
                         self.deliver(message)
             except Exception as exc:  # coredis' ConnectionError, TimeoutError ...
-                log.warning("Redis at %s: %s; trying again in %.1f s", self.url,
-                            _reason(exc), backoff)
+                self._outage.failed("reading the room", exc,
+                                    f"trying again within {MAX_BACKOFF:g} s")
                 lost = True
                 await trio.sleep(backoff)
                 backoff = min(MAX_BACKOFF, backoff * 2)
@@ -244,8 +293,21 @@ class RedisChatRoom(ChatRoom):
         return int(ident.partition("-")[2])
 
     async def post(self, name: str, text: str) -> int:
-        """``XADD`` a message (a WebSocket session's); the reader delivers it."""
-        return await self._xadd(name, text)
+        """``XADD`` a message; the reader delivers it.
+
+        Waits at most :attr:`post_timeout` seconds for Redis.
+
+        Raises:
+            RoomUnavailable: Redis did not take it (down, or no answer in
+                time); the message is the fixed :data:`UNAVAILABLE`, the
+                reason is logged (a rate-limited WARNING).
+        """
+        try:
+            with trio.fail_after(self.post_timeout):
+                return await self._xadd(name, text)
+        except Exception as exc:  # coredis' ConnectionError, trio.TooSlowError, ...
+            self._outage.failed("storing a message", exc, "the sender is told it was not sent")
+            raise RoomUnavailable(UNAVAILABLE) from None
 
     def publish(self, name: str, text: str) -> Message:
         """Not here: a message must go through Redis first.
@@ -261,15 +323,13 @@ class RedisChatRoom(ChatRoom):
         send = request.app_context
         if isinstance(send, _Send):  # resumed: the XADD is done
             if send.ident is None:
-                return upload_action_from_response(
-                    request, text_response(503, f"503 Service Unavailable: {send.error}\n"))
+                return upload_action_from_response(request, _unavailable())
             return upload_action_from_response(request, json_response(200, {"id": send.ident}))
         problem, name, text = parse_message(request, data)
         if problem:
             return upload_action_from_response(request, text_response(400, problem))
         if self._nursery is None:
-            return upload_action_from_response(
-                request, text_response(503, "503 Service Unavailable: not connected to Redis\n"))
+            return upload_action_from_response(request, _unavailable())
         send = _Send()
         request.app_context = send
         self._nursery.start_soon(self._send, request, send, name, text)
@@ -277,12 +337,17 @@ class RedisChatRoom(ChatRoom):
 
     async def _send(self, request: Request, send: _Send, name: str, text: str) -> None:
         try:
-            with trio.fail_after(10):
-                send.ident = await self._xadd(name, text)
-        except Exception as exc:
-            send.error = f"Redis: {_reason(exc)}"
-            log.warning("XADD to %s failed: %s", self.url, send.error)
+            send.ident = await self.post(name, text)
+        except RoomUnavailable:
+            pass  # logged by post; answered 503
         request_resume(request)
+
+
+def _unavailable() -> Response:
+    """``503`` with the fixed sentence and ``Retry-After``: Redis did not take a message."""
+    response = text_response(503, f"503 Service Unavailable: {UNAVAILABLE}\n")
+    response.add_header("Retry-After", str(RETRY_AFTER))
+    return response
 
 
 def _nx() -> Any:

@@ -19,7 +19,7 @@ from .enums import AddressFamily, StatusCode
 from .errors import UsageError
 from .options import DaemonOptions
 
-__all__ = ["adopt", "bind_sockets", "bind_unix"]
+__all__ = ["adopt", "bind_sockets", "bind_unix", "set_tcp_keepalive"]
 
 
 def bind_unix(path: str, mode: int | None, backlog: int) -> stdlib_socket.socket:
@@ -102,3 +102,51 @@ def bind_sockets(opts: DaemonOptions) -> list[stdlib_socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+#: The option that sets the idle time before the first keepalive probe:
+#: ``TCP_KEEPIDLE`` (Linux, the BSDs), ``TCP_KEEPALIVE`` on macOS.
+_KEEPIDLE = getattr(stdlib_socket, "TCP_KEEPIDLE", getattr(stdlib_socket, "TCP_KEEPALIVE", None))
+_TCP_FAMILIES = (stdlib_socket.AF_INET, stdlib_socket.AF_INET6)
+
+
+def set_tcp_keepalive(sock: stdlib_socket.socket, rule: tuple[int, int, int]) -> bool:
+    """Turn on TCP keepalive on an accepted socket, so a peer that vanished
+    without FIN or RST is found: ``tcp_keepalive=(idle, interval, count)``.
+
+    Sets ``SO_KEEPALIVE``, ``TCP_KEEPIDLE`` (first probe after *idle* seconds
+    of silence), ``TCP_KEEPINTVL`` (then one every *interval* seconds) and
+    ``TCP_KEEPCNT`` (the connection fails after *count* unanswered probes),
+    each where the platform has it, and ``TCP_USER_TIMEOUT`` (Linux) to
+    ``idle + interval * count`` seconds: tcp(7) "when used with the TCP
+    keepalive (SO_KEEPALIVE) option, TCP_USER_TIMEOUT will override keepalive
+    to determine when to close a connection due to keepalive failure", and it
+    also bounds how long data sent to a vanished peer stays unacknowledged
+    (otherwise some 15 minutes of retransmissions).  The failed socket then
+    reports ``ETIMEDOUT``, which ends the connection and its requests.
+
+    Args:
+        sock: an accepted socket.
+        rule: ``(idle seconds, interval seconds, probe count)``, validated by
+            :class:`~mhd2.options.DaemonOptions`.
+
+    Returns:
+        ``False`` (and nothing set) for a socket that is not TCP (Unix-domain).
+
+    Error handling:
+        ``OSError`` from ``setsockopt`` propagates (the caller closes the socket).
+    """
+    if sock.family not in _TCP_FAMILIES:
+        return False
+    idle, interval, count = rule
+    tcp = stdlib_socket.IPPROTO_TCP
+    sock.setsockopt(stdlib_socket.SOL_SOCKET, stdlib_socket.SO_KEEPALIVE, 1)
+    if _KEEPIDLE is not None:
+        sock.setsockopt(tcp, _KEEPIDLE, idle)
+    if hasattr(stdlib_socket, "TCP_KEEPINTVL"):
+        sock.setsockopt(tcp, stdlib_socket.TCP_KEEPINTVL, interval)
+    if hasattr(stdlib_socket, "TCP_KEEPCNT"):
+        sock.setsockopt(tcp, stdlib_socket.TCP_KEEPCNT, count)
+    if hasattr(stdlib_socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(tcp, stdlib_socket.TCP_USER_TIMEOUT, (idle + interval * count) * 1000)
+    return True

@@ -27,10 +27,18 @@ __all__ = ["DaemonOptions"]
 DEFAULT_MAX_HEADER_SIZE = 32 * 1024
 #: Default bytes shared by all full-upload and POST buffers at once.
 DEFAULT_LARGE_POOL_SIZE = 8 * 1024 * 1024
+#: Default seconds within which a full upload must fill what it reserved of
+#: that pool (1 MiB: ~17 KiB/s; holding all 8 MiB costs ~140 KiB/s of upload).
+DEFAULT_LARGE_POOL_FILL_TIME = 60.0
 #: Default minimum rate of a request body: at least this many bytes ...
 DEFAULT_MIN_BODY_BYTES = 1024
 #: ... per this many seconds spent waiting for the client.
 DEFAULT_MIN_BODY_WINDOW = 20.0
+#: ``tcp_keepalive``: the largest idle time and probe interval Linux takes
+#: (``TCP_KEEPIDLE`` / ``TCP_KEEPINTVL``, tcp(7): MAX_TCP_KEEPIDLE) ...
+MAX_KEEPALIVE_SECONDS = 32767
+#: ... and the most probes (``TCP_KEEPCNT``: MAX_TCP_KEEPCNT).
+MAX_KEEPALIVE_PROBES = 127
 #: The largest HTTP/2 flow-control window (RFC 9113 §6.9.1: 2^31-1 octets).
 MAX_WINDOW = 2**31 - 1
 
@@ -75,6 +83,21 @@ def _check_callable(option: str, value: object) -> None:
         raise _bad(option, value, "a callable or None")
 
 
+def _check_keepalive(rule: object) -> None:
+    """``tcp_keepalive=(idle, interval, count)``: whole seconds and probes, in the
+    ranges Linux accepts (tcp(7)), so that no accepted socket refuses them later."""
+    if rule is None:
+        return
+    if (not isinstance(rule, tuple) or len(rule) != 3
+            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in rule)
+            or rule[0] > MAX_KEEPALIVE_SECONDS or rule[1] > MAX_KEEPALIVE_SECONDS
+            or rule[2] > MAX_KEEPALIVE_PROBES):
+        raise _bad("tcp_keepalive", rule,
+                   f"(idle seconds, interval seconds, probe count) as whole numbers, "
+                   f"e.g. (30, 10, 3): idle and interval 1..{MAX_KEEPALIVE_SECONDS}, "
+                   f"count 1..{MAX_KEEPALIVE_PROBES}; or None to leave keepalive off")
+
+
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class DaemonOptions:
     """All options of a :class:`~mhd2.Daemon`, validated (see its docstring)."""
@@ -92,6 +115,7 @@ class DaemonOptions:
     keep_alive_timeout: float | None = SAME_AS_TIMEOUT
     max_requests_per_connection: int | None = None
     min_body_rate: tuple[int, float] | None = (DEFAULT_MIN_BODY_BYTES, DEFAULT_MIN_BODY_WINDOW)
+    tcp_keepalive: tuple[int, int, int] | None = None
     unix_path: str | None = None
     unix_mode: int | None = None
     proxy_protocol: bool = False
@@ -99,6 +123,7 @@ class DaemonOptions:
     forwarded_headers: bool = False
     max_header_size: int = DEFAULT_MAX_HEADER_SIZE
     large_pool_size: int = DEFAULT_LARGE_POOL_SIZE
+    large_pool_fill_time: float | None = DEFAULT_LARGE_POOL_FILL_TIME
     accept_policy: Callable[..., Any] | None = None
     early_uri_logger: Callable[..., Any] | None = None
     notify_connection: Callable[..., Any] | None = None
@@ -149,6 +174,7 @@ class DaemonOptions:
                     or not rule[1] > 0):
                 raise _bad("min_body_rate", rule,
                            "(bytes >= 1, seconds > 0), e.g. (1024, 20.0), or None to disable")
+        _check_keepalive(self.tcp_keepalive)
         if self.unix_path is not None:
             if not isinstance(self.unix_path, str) or not self.unix_path:
                 raise _bad("unix_path", self.unix_path, "a file system path (str)")
@@ -172,6 +198,7 @@ class DaemonOptions:
             raise _bad("trusted_proxies", self.trusted_proxies, str(exc)) from None
         _check_int("max_header_size", self.max_header_size, 256)
         _check_int("large_pool_size", self.large_pool_size, 0)
+        _check_seconds("large_pool_fill_time", self.large_pool_fill_time)
         for name in ("accept_policy", "early_uri_logger", "notify_connection",
                      "notify_request_ended"):
             _check_callable(name, getattr(self, name))

@@ -20,9 +20,12 @@ first piece, at ``offset`` 0.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+import trio
 
 from ._post import (
     FieldData,
@@ -180,6 +183,11 @@ class _PostState:
         # client went away, a callback raised ...).
         self._pool: LargePool = request._x.shared.large_pool
         self._held = [0]
+        # ``large_pool_fill_time``: once values are collected from the pool,
+        # the body must end by this deadline (else FAILED_NO_LARGE_BUF_MEM),
+        # so that a trickled form cannot hold its share of the pool for hours.
+        self._fill_time = request._x.shared.options.large_pool_fill_time
+        self._hold_deadline = math.inf
         request._x.add_end_hook(lambda: _release(self._pool, self._held))
 
     # -- the upload callback ---------------------------------------------------------
@@ -202,6 +210,11 @@ class _PostState:
             return upload_action_abort_request(request)
         if self._result is not None:
             return await self._finish(request)  # Content-Type refused: nothing to parse
+        if data and self._held[0] and trio.current_time() >= self._hold_deadline:
+            # Checked as each piece arrives: a client that stops sending meets
+            # `timeout` / `min_body_rate` instead.
+            self._result = PostParseResult.FAILED_NO_LARGE_BUF_MEM
+            return await self._finish(request)
         parser = self._parser
         assert parser is not None
         # Events left over from a suspension come first.
@@ -282,6 +295,8 @@ class _PostState:
         if len(self._value) + len(data) > self._buffer_size or not self._pool.try_reserve(len(data)):
             self._result = PostParseResult.FAILED_NO_LARGE_BUF_MEM
             return None
+        if not self._held[0] and self._fill_time is not None:
+            self._hold_deadline = trio.current_time() + self._fill_time
         self._held[0] += len(data)
         self._value += data
         return None

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+import trio
+
 from .actions import UpgradeAction, UploadAction, UploadRequestAction
 from .enums import RequestEndedCode, StatusCode
 from .exchange import ABORTED, Ending, Exchange
@@ -27,6 +29,8 @@ __all__ = ["BodyError", "BodyRate", "BodySource", "run_upload"]
 
 _TOO_LARGE = Ending(413, RequestEndedCode.HTTP_PROTOCOL_ERROR)
 _POOL_IN_USE = Ending(413, RequestEndedCode.NO_RESOURCES)
+#: A full upload did not fill its share of the pool within ``large_pool_fill_time``.
+_FILLED_TOO_SLOWLY = Ending(408, RequestEndedCode.TIMEOUT_REACHED)
 
 
 class BodyError(Exception):
@@ -83,6 +87,16 @@ async def run_upload(
 async def _run_full(
     source: BodySource, exchange: Exchange, cb: Callable[..., Any], limit: int
 ) -> Response | UpgradeAction | Ending:
+    """Read the whole body into memory drawn from the daemon's shared pool.
+
+    The pool is cheap to hold if a reservation may last as long as a body
+    trickled at ``min_body_rate`` (a 1 MiB body at 1 KiB per 20 s: almost six
+    hours): a few such uploads would lock every other full upload out.  So the
+    body must arrive whole within ``large_pool_fill_time`` seconds of its first
+    reservation -- an average rate that grows with the size reserved -- else
+    ``408`` and the reservation is given back: holding the whole pool costs
+    ``large_pool_size / large_pool_fill_time`` bytes per second of real upload.
+    """
     size = exchange.request.upload_size
     if size is not None and size > limit:
         # Refused before a byte of the body is read (or a 100 Continue sent).
@@ -90,23 +104,31 @@ async def _run_full(
     # A declared size is reserved up front; a chunked body (size unknown)
     # reserves as it grows, so a small one fits even when `limit` would not.
     pool = exchange.shared.large_pool
+    fill_time = exchange.shared.options.large_pool_fill_time
     reserved = 0
     if size is not None:
         if not pool.try_reserve(size):
             return _POOL_IN_USE
         reserved = size
     try:
-        await source.send_continue()
-        body = bytearray()
-        while (piece := await source.next_piece()) is not None:
-            grown = len(body) + len(piece)
-            if grown > limit:
-                return _TOO_LARGE
-            if grown > reserved:
-                if not pool.try_reserve(grown - reserved):
-                    return _POOL_IN_USE
-                reserved = grown
-            body += piece
+        with trio.CancelScope() as filling:
+            if reserved and fill_time is not None:
+                filling.deadline = trio.current_time() + fill_time
+            await source.send_continue()
+            body = bytearray()
+            while (piece := await source.next_piece()) is not None:
+                grown = len(body) + len(piece)
+                if grown > limit:
+                    return _TOO_LARGE
+                if grown > reserved:
+                    if not pool.try_reserve(grown - reserved):
+                        return _POOL_IN_USE
+                    if not reserved and fill_time is not None:  # chunked: from its first piece
+                        filling.deadline = trio.current_time() + fill_time
+                    reserved = grown
+                body += piece
+        if filling.cancelled_caught:  # only its deadline cancels it
+            return _FILLED_TOO_SLOWLY
         data = bytes(body)
         del body
         return await _last_call(exchange, cb, data)

@@ -114,6 +114,24 @@ def _trusted(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _keepalive(text: str) -> tuple[int, int, int]:
+    """``--tcp-keepalive IDLE,INTERVAL,COUNT`` as the Daemon option's tuple."""
+    from ..options import MAX_KEEPALIVE_PROBES, MAX_KEEPALIVE_SECONDS
+
+    try:
+        idle, interval, count = (int(p.strip()) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected IDLE,INTERVAL,COUNT (three whole numbers, e.g. 30,10,3), not {text!r}"
+        ) from None
+    if not (0 < idle <= MAX_KEEPALIVE_SECONDS and 0 < interval <= MAX_KEEPALIVE_SECONDS
+            and 0 < count <= MAX_KEEPALIVE_PROBES):
+        raise argparse.ArgumentTypeError(
+            f"IDLE and INTERVAL must be 1..{MAX_KEEPALIVE_SECONDS} seconds and COUNT "
+            f"1..{MAX_KEEPALIVE_PROBES} probes, not {text!r}")
+    return idle, interval, count
+
+
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -156,6 +174,10 @@ def add_shared_arguments(parser: argparse.ArgumentParser, *, port: int) -> None:
     add("--keep-alive-timeout", type=_seconds, metavar="SECONDS",
         help="how long a kept-alive connection waits for its next request "
              "(default: --timeout)")
+    add("--tcp-keepalive", type=_keepalive, metavar="IDLE,INTERVAL,COUNT",
+        help="find clients that vanished without closing: TCP keepalive probes after IDLE "
+             "seconds of silence, every INTERVAL seconds, COUNT unanswered ones end the "
+             "connection (e.g. 30,10,3; default: off)")
     add("--graceful-timeout", type=_seconds, default=30.0, metavar="SECONDS",
         help="on SIGINT/SIGTERM (and when a worker is replaced), how long requests in "
              "flight may take to finish (default: %(default)s)")
@@ -187,6 +209,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         options["timeout"] = args.timeout
     if args.keep_alive_timeout is not None:
         options["keep_alive_timeout"] = args.keep_alive_timeout
+    if args.tcp_keepalive is not None:
+        options["tcp_keepalive"] = args.tcp_keepalive
     if args.proxy_protocol:
         options["proxy_protocol"] = True
     if args.forwarded_allow_ips is not None:
