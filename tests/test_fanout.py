@@ -16,6 +16,7 @@ import pytest
 import trio
 import trustme
 from conftest import WAIT
+from h2raw import RawH2
 from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.sync.client import connect
 
@@ -324,3 +325,320 @@ async def test_every_subscriber_is_handed_the_same_bytes_object(ca: trustme.CA) 
             done.set()
         assert len(sse_sent) == 3 and all(b is message.sse() for b in sse_sent)
         assert len(ws_sent) == 2 and all(b is message.ws() for b in ws_sent)
+
+
+# -- slow subscribers ----------------------------------------------------------------------------
+
+
+def _stalled_client(port: int, target: str) -> socket.socket:
+    """A client that sends *target* and then reads nothing (a tiny receive buffer)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    return sock
+
+
+async def _publish_until_dropped(s: Served, size: int, limit: int = 4000) -> list[str]:
+    ids: list[str] = []
+    with trio.fail_after(WAIT * 3):
+        while s.hub.stats().drops == 0:
+            assert len(ids) < limit, "never dropped"
+            ids.append(await s.topic.publish(b"%06d" % len(ids) + b"x" * size))
+            await trio.sleep(0)  # let the subscriber write until its socket is full
+    return ids
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(WAIT)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return data
+
+
+def _sse_body(raw: bytes) -> str:
+    """The event-stream text of a raw chunked HTTP/1.1 response (cut anywhere)."""
+    import h11
+
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", "x")]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(raw)
+    body = b""
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            break
+        if event in (h11.NEED_DATA, h11.PAUSED) or isinstance(event, h11.EndOfMessage):
+            break
+        if isinstance(event, h11.Data):
+            body += event.data
+    return body.decode("utf-8", "replace")
+
+
+async def test_a_stalled_sse_client_is_dropped_and_resumes_losing_nothing(ca: trustme.CA) -> None:
+    async with serving(ca, hub_options={"max_pending_bytes": 64 * 1024}, history=4000) as s:
+        start = await s.topic.publish(b"start")
+        sock = _stalled_client(s.daemon.port, f"/events?cursor={start}")
+        await until(parked(s, "sse"))
+        ids = await _publish_until_dropped(s, 8 * 1024)
+        stats = s.hub.stats()
+        assert stats.drops == 1 and stats.subscribers["sse"] == 0
+        raw = await trio.to_thread.run_sync(_read_all, sock)  # the server closed it
+        complete = _sse_body(raw).rsplit("\n\n", 1)[0] + "\n\n"
+        got = [e["id"] for e in events_of(complete) if "id" in e]
+        assert got == ids[:len(got)]  # in order, nothing skipped
+        assert len(got) < len(ids)  # it was behind
+        # Back with the last id it has: everything after it, still in the history.
+        async with s.client.stream("GET", "/events", headers={"Last-Event-ID": got[-1]}) as r:
+            rest = await SSEReader(r).until_blocks(1 + len(ids) - len(got))
+        assert [e["id"] for e in rest[1:]] == ids[len(got):]
+
+
+async def test_a_stalled_websocket_is_closed_1008_too_slow(ca: trustme.CA) -> None:
+    async with serving(ca, hub_options={"max_pending_bytes": 64 * 1024}, history=4000) as s:
+        port = s.daemon.port
+        connected = threading.Event()
+        resume = threading.Event()
+
+        def client() -> tuple[list[str], Any]:
+            seen: list[str] = []
+            with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT, max_queue=2) as ws:
+                connected.set()
+                resume.wait(WAIT * 3)  # reads nothing meanwhile
+                try:
+                    while True:
+                        seen.append(json.loads(ws.recv(timeout=WAIT))["id"])
+                except ClientClosed as exc:
+                    return seen, exc.rcvd
+
+        async with trio.open_nursery() as nursery:
+            result: list[Any] = []
+
+            async def run_client() -> None:
+                result.append(await trio.to_thread.run_sync(client))
+
+            nursery.start_soon(run_client)
+            await trio.to_thread.run_sync(connected.wait, WAIT)
+            await until(parked(s, "websocket"))
+            ids = await _publish_until_dropped(s, 8 * 1024)
+            resume.set()
+        seen, rcvd = result[0]
+        assert rcvd is not None and (rcvd.code, rcvd.reason) == (1008, "too slow"), (len(seen), len(ids), result)
+        assert seen == ids[:len(seen)] and len(seen) < len(ids)
+        assert s.hub.stats().drops == 1
+        await until(parked(s, "websocket", 0))
+
+
+async def test_a_stalled_http2_event_stream_is_reset_and_resumes(ca: trustme.CA) -> None:
+    async with serving(ca, "h2", hub_options={"max_pending_bytes": 64 * 1024},
+                       history=4000) as s:
+        start = await s.topic.publish(b"start")
+        text = ""
+        async with s.client.stream("GET", "/events", params={"cursor": start}) as r:
+            await until(parked(s, "sse"))
+            ids = await _publish_until_dropped(s, 8 * 1024)
+            assert s.hub.stats().subscribers["sse"] == 0
+            with pytest.raises(httpx.HTTPError):  # the stream is reset after what was sent
+                with trio.fail_after(WAIT):
+                    async for chunk in r.aiter_text():
+                        text += chunk
+        got = [e["id"] for e in events_of(text.rsplit("\n\n", 1)[0] + "\n\n") if "id" in e]
+        assert got == ids[:len(got)] and len(got) < len(ids)
+        async with s.client.stream("GET", "/events", headers={"Last-Event-ID": got[-1]}) as r:
+            rest = await SSEReader(r).until_blocks(1 + len(ids) - len(got))
+        assert [e["id"] for e in rest[1:]] == ids[len(got):]
+
+
+# -- limits ---------------------------------------------------------------------------------------
+
+
+async def test_subscriber_limits_answer_503_with_retry_after(ca: trustme.CA) -> None:
+    async with serving(ca, hub_options={"max_subscribers": 2, "max_subscribers_per_topic": 1,
+                                        "retry_after": 7}) as s:
+        other = s.hub.topic("other", max_subscribers=5)
+        async with s.client.stream("GET", "/events") as first:
+            assert first.status_code == 200
+            await until(parked(s, "sse"))
+            for path in ("/events", "/poll"):
+                r = await s.client.get(path)
+                assert r.status_code == 503 and r.headers["retry-after"] == "7"
+                assert "try again later" in r.text
+            r = await s.client.get("/ws", headers={
+                "Connection": "Upgrade", "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+            assert r.status_code == 503
+            assert s.hub.stats().refused == 3
+            # The hub's limit: one more on another topic fits, then none.
+            assert other._add(_Dummy(other)) and not other._add(_Dummy(other))
+            assert s.hub.stats().refused == 4
+
+
+class _Dummy(mhd2.fanout.topic.Subscriber):
+    kind = "long_poll"
+
+    def __init__(self, topic: Topic) -> None:
+        super().__init__(topic, None, topic.last_id, topic._tip_key, 0)  # type: ignore[arg-type]
+
+
+# -- liveness, stop and reload ------------------------------------------------------------------
+
+
+async def test_a_client_that_goes_away_is_released(ca: trustme.CA) -> None:
+    async with serving(ca) as s:
+        sock = _stalled_client(s.daemon.port, "/poll")
+        sock2 = _stalled_client(s.daemon.port, "/events")
+        await until(lambda: s.hub.stats().subscribers == {"long_poll": 1, "sse": 1,
+                                                           "websocket": 0})
+        sock.close()
+        sock2.close()
+        await until(lambda: s.hub.stats().subscribers == {"long_poll": 0, "sse": 0,
+                                                           "websocket": 0})
+        assert not s.topic._waiting
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h1-tls"])
+async def test_graceful_stop_says_goodbye_to_every_kind(ca: trustme.CA, protocol: str) -> None:
+    async with serving(ca, protocol) as s:
+        tip = await s.topic.publish(b"last before the stop")
+        port = s.daemon.port
+        results: dict[str, Any] = {}
+
+        async def poll() -> None:
+            results["poll"] = await s.client.get("/poll", params={"cursor": tip})
+
+        async def sse() -> None:
+            async with s.client.stream("GET", "/events", params={"cursor": tip}) as r:
+                results["sse"] = await SSEReader(r).until_end()
+
+        def ws() -> None:
+            with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as client:
+                try:
+                    client.recv(timeout=WAIT)
+                except ClientClosed as exc:
+                    results["ws"] = exc.rcvd
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(poll)
+            nursery.start_soon(sse)
+            if protocol == "h1":
+                nursery.start_soon(trio.to_thread.run_sync, ws)
+            want = {"long_poll": 1, "sse": 1, "websocket": 1 if protocol == "h1" else 0}
+            await until(lambda: s.hub.stats().subscribers == want)
+            with trio.fail_after(WAIT):
+                await s.daemon.stop(grace=WAIT)
+        r = results["poll"]
+        assert r.status_code == 204 and r.headers["x-cursor"] == tip
+        assert results["sse"] == [{"retry": "1500"}, {"retry": "1500"}]
+        if "ws" in results:
+            assert (results["ws"].code, results["ws"].reason) == (1012, "service restart")
+        assert s.hub.stats().subscribers == {"long_poll": 0, "sse": 0, "websocket": 0}
+
+
+@pytest.mark.parametrize("protocol", ["h2", "h2-tls"])
+async def test_graceful_stop_over_http2(ca: trustme.CA, protocol: str) -> None:
+    # httpx fails every stream still being read once GOAWAY has arrived (even
+    # those the server finishes, RFC 9113 §6.8): a frame-level client instead.
+    async with serving(ca, protocol) as s:
+        tip = await s.topic.publish(b"tip")
+        tcp = await trio.open_tcp_stream("127.0.0.1", s.daemon.port)
+        stream: trio.abc.Stream = tcp
+        if protocol.endswith("tls"):
+            ctx = ssl.create_default_context()
+            ca.configure_trust(ctx)
+            ctx.set_alpn_protocols(["h2"])
+            stream = trio.SSLStream(tcp, ctx, server_hostname="127.0.0.1")
+            await stream.do_handshake()
+            assert stream.selected_alpn_protocol() == "h2"
+        client = RawH2(stream)
+        poll = client.request(f"/poll?cursor={tip}")
+        events = client.request(f"/events?cursor={tip}")
+        await client.flush()
+        await client.until(lambda: client.replies[events].body)  # retry: of the start
+        async with trio.open_nursery() as nursery:
+            await until(lambda: s.hub.stats().subscribers["long_poll"] == 1 and
+                        s.hub.stats().subscribers["sse"] == 1)
+            nursery.start_soon(s.daemon.stop, WAIT)
+            replies = [await client.response(sid) for sid in (poll, events)]
+        assert replies[0].status == 204 and replies[0].header(b"x-cursor") == tip.encode()
+        assert replies[1].status == 200 and replies[1].ended
+        assert replies[1].body == b"retry: 1500\n\nretry: 1500\n\n"
+        assert client.goaway is not None and client.goaway.error_code == 0
+        await client.aclose()
+
+
+async def test_closing_the_hub_says_goodbye_too(ca: trustme.CA) -> None:
+    hub = Hub()
+    topic = hub.topic("t")
+    hub_scope = trio.CancelScope()
+
+    async def run_hub(task_status: trio.TaskStatus[Hub] = trio.TASK_STATUS_IGNORED) -> None:
+        with hub_scope:
+            await hub.run(task_status=task_status)
+
+    async with trio.open_nursery() as outer:
+        await outer.start(run_hub)
+        async with mhd2.Daemon(app(topic), port=0) as daemon, httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{daemon.port}", timeout=WAIT) as client:
+            results: list[Any] = []
+
+            async def poll() -> None:
+                results.append(await client.get("/poll"))
+
+            async def sse() -> None:
+                async with client.stream("GET", "/events") as r:
+                    results.append(await SSEReader(r).until_end())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(poll)
+                nursery.start_soon(sse)
+                await until(lambda: hub._count == 2)
+                hub_scope.cancel()
+    statuses = sorted(str(getattr(r, "status_code", r)) for r in results)
+    assert "204" in statuses and "[{'retry': '1500'}, {'retry': '1500'}]" in statuses
+    with pytest.raises(mhd2.UsageError, match="running hub"):
+        await topic.publish(b"x")
+
+
+async def test_stats_count_subscribers_deliveries_and_drops(ca: trustme.CA) -> None:
+    async with serving(ca) as s:
+        async with s.client.stream("GET", "/events") as r:
+            reader = SSEReader(r)
+            await until(parked(s, "sse"))
+            assert s.hub.stats().subscribers == {"long_poll": 0, "sse": 1, "websocket": 0}
+            for i in range(3):
+                await s.topic.publish(b"%d" % i)
+            await reader.until_blocks(4)
+        stats = s.hub.stats()
+        assert (stats.published, stats.deliveries, stats.drops) == (3, 3, 0)
+
+
+async def test_parked_event_streams_hold_no_content_creator_buffer(ca: trustme.CA) -> None:
+    import tracemalloc
+
+    buffer_size = 32 * 1024  # mhd2.dcc.DCC_BUFFER_SIZE
+    count = 50
+    async with serving(ca) as s:
+        socks = [_stalled_client(s.daemon.port, "/events") for _ in range(5)]
+        await until(parked(s, "sse", 5))  # pools and caches warmed up
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            socks += [_stalled_client(s.daemon.port, "/events") for _ in range(count)]
+            await until(parked(s, "sse", 5 + count))
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        for sock in socks:
+            sock.close()
+    # Each stream used to keep a 32 KiB buffer while parked.
+    assert grown < count * buffer_size // 2, grown / count

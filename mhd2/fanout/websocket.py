@@ -108,6 +108,8 @@ class WebSocketSubscriber(Subscriber):
             self.send_scope = scope
             try:
                 for message in messages:
+                    if self.dropped:
+                        break  # the close frame 1008 follows this whole frame
                     frame = self.last = message.ws()
                     await ws._send_prebuilt(frame)
                     self.advance([message])
