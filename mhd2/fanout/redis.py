@@ -295,15 +295,22 @@ class RedisBackend(Backend):
     async def _load(self, feed: Feed) -> None:
         """Take the history of newly followed topics from their streams (``XREVRANGE``).
 
-        One entry more than the history is read: the topic keeps *history*
-        and takes the oldest one's id as the limit below which a cursor is
-        ``truncated`` (messages after it may be gone from the stream).
+        One entry more than the history is read: when the stream has it, the
+        topic is told that it does not hold that one and what came before
+        (``Topic._forget_up_to``), so an older cursor is ``truncated``.
         """
         for state in list(self._topics.values()):
             if not state.loaded:
+                topic = state.topic
                 with trio.fail_after(self.publish_timeout):
                     entries = await self._client.xrevrange(state.key, "+", "-",
-                                                           count=state.topic.history + 1)
+                                                           count=topic.history + 1)
+                if len(entries) > topic.history:
+                    oldest = _text(entries[-1].identifier)
+                    if self.key(oldest) > self.key(state.last):
+                        state.last = oldest
+                        topic._forget_up_to(oldest)
+                    entries = entries[:-1]
                 for entry in reversed(entries):
                     self._deliver(feed, state, entry)
                 state.loaded = True
