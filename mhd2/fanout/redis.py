@@ -31,7 +31,10 @@ stream's last id, so they do not repeat after a restart of the process, or
 of a Redis that kept its data; a Redis restarted empty starts again from its
 clock, above the ids handed out before.
 
-Limits: an outage during which more than the stream's ``MAXLEN ~`` messages
+Limits: a topic made while the hub runs gets its history within one round
+trip; a subscriber that joins it in that moment without a cursor is sent
+that history as new messages (make topics before the hub starts where you
+can).  An outage during which more than the stream's ``MAXLEN ~`` messages
 are published elsewhere loses, for this process's subscribers, the ones
 trimmed meanwhile, without a ``truncated`` flag (Redis does not say what it
 trimmed).  A cursor more than :data:`MAX_CURSOR_AHEAD_MS` ahead of this
