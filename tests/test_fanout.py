@@ -176,8 +176,9 @@ async def test_long_poll_timeout_says_where_to_resume_and_cursor_errors(ca: trus
             assert bad not in r.text
 
 
-async def test_polls_waiting_on_one_message_share_one_answer(ca: trustme.CA) -> None:
-    async with serving(ca) as s:
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+async def test_polls_waiting_on_one_message_share_one_answer(ca: trustme.CA, protocol: str) -> None:
+    async with serving(ca, protocol) as s:
         start = await s.topic.publish(b"0")
         bodies: list[bytes] = []
         async with trio.open_nursery() as nursery:
@@ -497,10 +498,14 @@ async def test_a_client_that_goes_away_is_released(ca: trustme.CA) -> None:
     async with serving(ca) as s:
         sock = _stalled_client(s.daemon.port, "/poll")
         sock2 = _stalled_client(s.daemon.port, "/events")
+        sock3 = socket.create_connection(("127.0.0.1", s.daemon.port))
+        sock3.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         await until(lambda: s.hub.stats().subscribers == {"long_poll": 1, "sse": 1,
-                                                           "websocket": 0})
-        sock.close()
-        sock2.close()
+                                                           "websocket": 1})
+        for each in (sock, sock2, sock3):
+            each.close()  # FIN, no goodbye of any protocol
         await until(lambda: s.hub.stats().subscribers == {"long_poll": 0, "sse": 0,
                                                            "websocket": 0})
         assert not s.topic._waiting
