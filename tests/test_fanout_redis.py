@@ -169,8 +169,9 @@ async def test_stream_ids_9_then_10_are_in_order_for_cursors(redis: RedisServer)
 
 
 async def test_two_hubs_share_a_topic_in_one_order(redis: RedisServer) -> None:
-    async with Hub(redis=redis.url) as a, Hub(redis=redis.url) as b:
-        ta, tb = a.topic("room", history=50), b.topic("room", history=50)
+    a, b = Hub(redis=redis.url), Hub(redis=redis.url)
+    ta, tb = a.topic("room", history=50), b.topic("room", history=50)  # loaded at the start
+    async with a, b:
         published: list[str] = []
 
         async def publish(topic: Topic, tag: str) -> None:
@@ -211,6 +212,43 @@ async def test_a_later_hub_catches_up_from_the_stream(redis: RedisServer) -> Non
         early = hub.topic("log", history=3)  # made before the start: loaded before it returns
         async with hub:
             assert ids_of(early) == ids[-3:]
+
+
+async def test_a_topic_made_while_running_takes_its_history_as_history_not_news(
+        redis: RedisServer) -> None:
+    """The history arrives after ``hub.topic`` (Redis is stopped meanwhile): a poll
+    waiting "from the next message" is not sent it, only what comes after."""
+    async with Hub(redis=redis.url) as a, Hub(redis=redis.url) as b:
+        ta = a.topic("late", history=10)
+        old = [await ta.publish(f"old {i}") for i in range(3)]
+        assert redis.process is not None
+        redis.process.send_signal(signal.SIGSTOP)  # b's XREVRANGE waits
+        try:
+            tb = b.topic("late", history=10)
+
+            def callback(request: mhd2.Request) -> mhd2.Action:
+                return action_long_poll(request, tb, cursor=request.args.get("cursor"),
+                                        timeout=WAIT)
+
+            async with mhd2.Daemon(callback, port=0) as daemon, httpx.AsyncClient(
+                    base_url=f"http://127.0.0.1:{daemon.port}", timeout=WAIT) as client:
+                answers: list[httpx.Response] = []
+                async with trio.open_nursery() as nursery:
+                    async def poll() -> None:
+                        answers.append(await client.get("/"))
+
+                    nursery.start_soon(poll)
+                    await until(lambda: b.stats().subscribers["long_poll"] == 1)
+                    redis.process.send_signal(signal.SIGCONT)
+                    await until(lambda: tb.last_id == old[-1])  # the history is in
+                    assert b.stats().subscribers["long_poll"] == 1  # and was not news
+                    new = await ta.publish(b"new")
+                [answer] = answers
+                assert [m["id"] for m in answer.json()["messages"]] == [new]
+                assert ids_of(tb) == [*old, new]
+                assert b.stats().published == 1
+        finally:
+            redis.process.send_signal(signal.SIGCONT)
 
 
 async def test_long_poll_and_sse_on_one_hub_see_what_the_other_publishes(

@@ -14,9 +14,11 @@ Every process whose hub names the same Redis shares its topics.  A topic
   the hub's local fan-out.
 * A topic followed here for the first time takes its history from the
   stream (``XREVRANGE + - COUNT <history + 1>``: the one before the history
-  marks where ``truncated`` begins) before the reader reads on:
-  topics made before the hub starts are loaded before ``async with hub``
-  returns, later ones within one round trip.
+  marks where ``truncated`` begins) before the reader reads on: topics made
+  before the hub starts are loaded before ``async with hub`` returns, later
+  ones within one round trip.  The history is not news: it is not fanned
+  out, and a subscriber that joined meanwhile "from the next message" waits
+  for the next one after it (``Topic._backfill``).
 * Redis going away: ``publish`` raises
   :class:`~mhd2.fanout.FanoutUnavailable` (within *publish_timeout*
   seconds at most); the reader logs one WARNING (at most one per
@@ -31,10 +33,7 @@ stream's last id, so they do not repeat after a restart of the process, or
 of a Redis that kept its data; a Redis restarted empty starts again from its
 clock, above the ids handed out before.
 
-Limits: a topic made while the hub runs gets its history within one round
-trip; a subscriber that joins it in that moment without a cursor is sent
-that history as new messages (make topics before the hub starts where you
-can).  An outage during which more than the stream's ``MAXLEN ~`` messages
+Limits: an outage during which more than the stream's ``MAXLEN ~`` messages
 are published elsewhere loses, for this process's subscribers, the ones
 trimmed meanwhile, without a ``truncated`` flag (Redis does not say what it
 trimmed).  A cursor more than :data:`MAX_CURSOR_AHEAD_MS` ahead of this
@@ -112,6 +111,17 @@ def _redact(url: str) -> str:
 
 def _text(value: Any) -> str:
     return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _entry(entry: Any) -> tuple[str, str | None, bytes] | None:
+    """A stream entry as ``(id, event, data)``; ``None`` if a hub did not write it."""
+    fields = entry.field_values
+    data = fields.get(_DATA)
+    if not isinstance(data, bytes):
+        return None
+    event = fields.get(_EVENT)
+    return (_text(entry.identifier),
+            event.decode("utf-8", "replace") if isinstance(event, bytes) else None, data)
 
 
 class _TopicState:
@@ -298,25 +308,33 @@ class RedisBackend(Backend):
     async def _load(self, feed: Feed) -> None:
         """Take the history of newly followed topics from their streams (``XREVRANGE``).
 
+        It is history, not news (``Topic._backfill``): nothing is fanned out.
         One entry more than the history is read: when the stream has it, the
-        topic is told that it does not hold that one and what came before
-        (``Topic._forget_up_to``), so an older cursor is ``truncated``.
+        topic learns that it does not hold that one and what came before, so
+        an older cursor is ``truncated``.
         """
         for state in list(self._topics.values()):
-            if not state.loaded:
-                topic = state.topic
-                with trio.fail_after(self.publish_timeout):
-                    entries = await self._client.xrevrange(state.key, "+", "-",
-                                                           count=topic.history + 1)
-                if len(entries) > topic.history:
-                    oldest = _text(entries[-1].identifier)
-                    if self.key(oldest) > self.key(state.last):
-                        state.last = oldest
-                        topic._forget_up_to(oldest)
-                    entries = entries[:-1]
-                for entry in reversed(entries):
-                    self._deliver(feed, state, entry)
-                state.loaded = True
+            if state.loaded:
+                continue
+            topic = state.topic
+            with trio.fail_after(self.publish_timeout):
+                entries = await self._client.xrevrange(state.key, "+", "-",
+                                                       count=topic.history + 1)
+            lost_before = None
+            if len(entries) > topic.history:
+                lost_before = _text(entries[-1].identifier)
+                entries = entries[:-1]
+            history: list[tuple[str, str | None, bytes]] = []
+            for entry in reversed(entries):
+                message = _entry(entry)
+                if message is not None:
+                    history.append(message)
+            topic._backfill(history, lost_before=lost_before)
+            if entries:
+                state.last = _text(entries[0].identifier)
+            elif lost_before is not None:  # pragma: no cover - only with history=0
+                state.last = lost_before
+            state.loaded = True
 
     async def _read(self, feed: Feed) -> None:
         """One ``XREAD BLOCK`` on every followed stream (or wait for a first topic)."""
@@ -341,17 +359,12 @@ class RedisBackend(Backend):
     def _deliver(self, feed: Feed, state: _TopicState, entry: Any) -> None:
         """Hand one stream entry to the hub (in order; each id once)."""
         ident = _text(entry.identifier)
-        key = self.key(ident)
-        if key <= self.key(state.last):
+        if self.key(ident) <= self.key(state.last):
             return
         state.last = ident
-        fields = entry.field_values
-        data = fields.get(_DATA)
-        if not isinstance(data, bytes):
-            return  # not written by a hub: skipped, but read past
-        event = fields.get(_EVENT)
-        feed.deliver(state.topic, ident, event.decode("utf-8", "replace")
-                     if isinstance(event, bytes) else None, data)
+        message = _entry(entry)
+        if message is not None:  # else: not written by a hub; read past
+            feed.deliver(state.topic, *message)
 
     # -- outages ------------------------------------------------------------------------
 
