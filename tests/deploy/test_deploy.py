@@ -457,12 +457,11 @@ async def test_sighup_reload_of_a_demo_with_workers_under_load_fails_no_request(
             start = len(c.lines)
             c.process.send_signal(signal.SIGHUP)
             await c.until("reload done", start=start)
-            during = len(statuses)
             await post(front, "c", "after the reload")
             await enough.wait()
             reloaded.set()
     assert any("SIGHUP: reloading 2 workers" in line for line in c.lines[start:])
-    assert during > 0 and len(statuses) > 20
+    assert len(statuses) > 20
     assert set(statuses) == {200}, sorted(set(statuses))
     assert len(set(posted)) == len(posted)  # every XADD got its own id
 
