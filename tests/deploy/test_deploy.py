@@ -716,8 +716,8 @@ async def test_redis_lost_and_back_every_client_goes_on(
                 return (await http.get("/poll", params={"since": old})).json()
 
         async def outage() -> str:
+            start = len(demo.lines)  # (the reader may say so before Redis has exited)
             await redis_stack.aclose()  # SIGTERM: without persistence the room is gone
-            start = len(demo.lines)
             async with client(port) as http:
                 response = await http.post("/send", json={"text": "lost"})
             assert response.status_code == 503, response.text
