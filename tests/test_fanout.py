@@ -647,3 +647,53 @@ async def test_parked_event_streams_hold_no_content_creator_buffer(ca: trustme.C
             sock.close()
     # Each stream used to keep a 32 KiB buffer while parked.
     assert grown < count * buffer_size // 2, grown / count
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h1-tls"])
+async def test_websocket_wakes_lose_no_byte_the_client_sends(ca: trustme.CA, protocol: str) -> None:
+    # Every publish interrupts the subscriber's wait to read; what the client
+    # sent meanwhile must all arrive (nothing read and then dropped by the wake).
+    received: list[str] = []
+
+    async with serving(ca, protocol, on_message=lambda ws, m: received.append(m)) as s:
+        ssl_ctx = None
+        if protocol.endswith("tls"):
+            ssl_ctx = ssl.create_default_context()
+            ca.configure_trust(ssl_ctx)
+        url = f"{'wss' if ssl_ctx else 'ws'}://127.0.0.1:{s.daemon.port}/ws"
+        count = 500
+        go = threading.Event()
+        finished = threading.Event()
+
+        def client() -> int:
+            with connect(url, ssl=ssl_ctx, open_timeout=WAIT, max_queue=None) as ws:
+                go.wait(WAIT)
+                for i in range(count):
+                    ws.send(f"c{i}")
+                finished.wait(WAIT)
+                got = 0
+                while True:
+                    try:
+                        ws.recv(timeout=0.2)
+                        got += 1
+                    except TimeoutError:
+                        return got
+
+        results: list[int] = []
+
+        async def run_client() -> None:
+            results.append(await trio.to_thread.run_sync(client))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_client)
+            await until(parked(s, "websocket"))
+            go.set()
+            published = 0
+            with trio.fail_after(WAIT * 2):
+                while len(received) < count:
+                    await s.topic.publish(b"p")
+                    published += 1
+                    await trio.sleep(0)
+            finished.set()
+        assert received == [f"c{i}" for i in range(count)]
+        assert results == [published]
