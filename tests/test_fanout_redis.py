@@ -373,6 +373,16 @@ async def test_a_hub_starts_while_redis_is_down_and_works_once_it_is_up(tmp_path
         server.kill()
 
 
+async def test_the_sentence_never_shows_the_password() -> None:
+    port = free_port()  # nothing listens there
+    async with Hub(redis=f"redis://:s3cret@127.0.0.1:{port}/0") as hub:
+        with trio.fail_after(WAIT), pytest.raises(FanoutUnavailable) as info:
+            await hub.topic("t").publish(b"x")
+    assert "s3cret" not in str(info.value)
+    assert f"redis://:***@127.0.0.1:{port}/0" in str(info.value)
+    assert "s3cret" not in repr(hub._backend)
+
+
 # -- two real processes ----------------------------------------------------------------------
 
 
