@@ -363,7 +363,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     add_address_arguments(parser, port=8888)
     parser.add_argument(
         "--redis", metavar="URL",
-        help="keep the room in this Redis (redis://HOST:PORT/DB, Redis 7+), so that every "
+        help="keep the room in this Redis (redis://HOST:PORT/DB, Redis 5+), so that every "
              "demo process using it serves one room (needs mhd2[redis])")
 
 
@@ -382,12 +382,12 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     @asynccontextmanager
     async def open_app(options: dict[str, Any]) -> AsyncIterator[Daemon]:
-        room = None
+        chat = None
         if args.redis is not None:
-            from .demo_redis import RedisChatRoom
+            from .demo_redis import redis_chat
 
-            room = RedisChatRoom(args.redis)
-        async with demo.chat_server(room, **options) as (daemon, _):
+            chat = redis_chat(args.redis)
+        async with demo.chat_server(chat, **options) as (daemon, _):
             yield daemon
 
     options = _engine_options(args)

@@ -248,11 +248,7 @@ class Hub:
 
 
 def _redis_backend(url: str) -> Backend:
-    """The Redis Streams backend for *url*."""
-    try:
-        from . import redis as redis_module  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise UsageError("Hub(redis=...) needs mhd2.fanout's Redis backend, which this "
-                         "version does not have yet; use Hub() (in-process)") from exc
-    backend: Backend = redis_module.RedisBackend(url)
-    return backend
+    """The Redis Streams backend for *url* (:mod:`mhd2.fanout.redis`)."""
+    from .redis import RedisBackend
+
+    return RedisBackend(url)
