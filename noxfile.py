@@ -126,8 +126,9 @@ def deploy(session: nox.Session) -> None:
 
     Installs Debian's ``redis-server`` and ``haproxy`` with apt-get when they are
     missing (as root, or through sudo); skips with a message only where there is
-    no apt-get. Runs pytest on tests/deploy with ``MHD2_DEPLOY=1``, so a part that
-    is still missing fails the tests instead of skipping them.
+    no apt-get. Runs pytest on tests/deploy, and on the tests of ``Hub(redis=...)``
+    and ``demo --redis`` against a real redis-server, with ``MHD2_DEPLOY=1``, so a
+    part that is still missing fails the tests instead of skipping them.
     """
     missing = [package for program, package in DEPLOY_PACKAGES.items() if _which(program) is None]
     if missing:
@@ -151,8 +152,8 @@ def deploy(session: nox.Session) -> None:
     session.run(_which("redis-server") or "redis-server", "--version", external=True)
     session.run(_which("haproxy") or "haproxy", "-v", external=True)
     session.install(".[deploy]")
-    session.run("pytest", "tests/deploy", "-p", "no:cacheprovider", "-rs", *session.posargs,
-                env={"MHD2_DEPLOY": "1"})
+    session.run("pytest", "tests/deploy", "tests/test_fanout_redis.py", "tests/test_demo_redis.py",
+                "-p", "no:cacheprovider", "-rs", *session.posargs, env={"MHD2_DEPLOY": "1"})
 
 
 @nox.session(python=PYTHON)

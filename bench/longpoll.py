@@ -3,11 +3,11 @@
     python bench/longpoll.py                    # 10,000 clients (the target)
     python bench/longpoll.py --clients 2000 --json out.json
 
-The chat demo's :class:`mhd2.demo.ChatRoom` runs in a child process (this
+The chat demo's :class:`mhd2.demo.Chat` (a :mod:`mhd2.fanout` topic) runs in a child process (this
 script with ``--serve``, pinned to CPU 0 when ``taskset`` is not needed: the
 client is pinned to the other CPU with ``os.sched_setaffinity`` where there
 are two).  The client is one trio program: it opens ``--clients``
-connections to 127.0.0.1, each sending ``GET /poll?since=0``, waits until the
+connections to 127.0.0.1, each sending ``GET /poll`` (the empty room's history), waits until the
 daemon holds them all parked, then reports
 
 * the daemon's RSS (``VmRSS`` from ``/proc``) with every poll parked
@@ -68,9 +68,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def serve(poll_timeout: float) -> None:
-    from mhd2.demo import ChatRoom, chat_server
+    from mhd2.demo import Chat, chat_server
 
-    room = ChatRoom(poll_timeout=poll_timeout)
+    room = Chat(poll_timeout=poll_timeout)
     async with chat_server(room, port=0, backlog=4096) as (daemon, _):
         print(daemon.port, flush=True)
         await trio.sleep_forever()
@@ -89,7 +89,7 @@ async def one_poll(
     try:
         async with limiter:
             stream = await trio.open_tcp_stream("127.0.0.1", port)
-            await stream.send_all(b"GET /poll?since=0 HTTP/1.1\r\nHost: bench\r\n\r\n")
+            await stream.send_all(b"GET /poll HTTP/1.1\r\nHost: bench\r\n\r\n")
         connected[0] += 1
         async with stream:
             data = b""

@@ -5,6 +5,8 @@ the callback returns an :class:`Action` that tells the daemon how to go on.
 Only public names are re-exported here; nothing is defined in this module.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .actions import (
     Action,
     UploadAction,
@@ -72,7 +74,7 @@ from .errors import (
     UpgradedTLSError,
     UsageError,
 )
-from .exchange import request_resume
+from .exchange import request_on_end, request_resume
 from .options import DaemonOptions
 from .post import action_parse_post
 from .post_field import PostField
@@ -80,7 +82,20 @@ from .request import HeaderView, Request
 from .response import Response
 from .upgrade import UpgradeHandle
 
+if TYPE_CHECKING:
+    from . import fanout
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``mhd2.fanout`` is imported on first use: it brings the WebSocket stack,
+    which ``import mhd2`` alone does not load."""
+    if name == "fanout":
+        import importlib
+
+        return importlib.import_module(".fanout", __name__)
+    raise AttributeError(f"module 'mhd2' has no attribute {name!r}")
 
 __all__ = [
     "Action",
@@ -141,6 +156,8 @@ __all__ = [
     "dcc_action_suspend",
     "digest_auth_calc_userdigest",
     "digest_auth_calc_userhash",
+    "request_on_end",
+    "fanout",
     "request_resume",
     "response_add_auth_basic_challenge",
     "upload_action_abort_request",

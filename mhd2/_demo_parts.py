@@ -1,10 +1,9 @@
 """Pieces of :mod:`mhd2.demo` that are not about waiting: the page, the icon,
-the message record, small responses and the message parser."""
+small responses and the message parser."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -20,26 +19,6 @@ FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 64 64">'
            b'<path d="M16 44 L14 60 L32 44 Z" fill="#2563eb"/>'
            b'<circle cx="20" cy="26" r="5" fill="#fff"/><circle cx="32" cy="26" r="5" fill="#fff"/>'
            b'<circle cx="44" cy="26" r="5" fill="#fff"/></svg>')
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One chat message; ``id`` counts up from 1 within the room's ``epoch``."""
-
-    id: int
-    name: str
-    text: str
-    time: float
-    epoch: str = ""
-
-    @property
-    def cursor(self) -> str:
-        """``EPOCH:ID``: what a client sends back as ``since`` (or ``Last-Event-ID``)."""
-        return f"{self.epoch}:{self.id}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "text": self.text, "time": self.time,
-                "epoch": self.epoch}
 
 
 def json_response(status: int, payload: Any) -> Response:

@@ -2,14 +2,15 @@
 
 Three sub-commands share one set of options (:func:`add_shared_arguments`):
 
-``python -m mhd2 run MODULE:ATTR [--factory]``
+``python -m mhd2 run MODULE:ATTR [--factory] [--interface auto|asgi|mhd2]``
     serves an application the way ``uvicorn module:app`` does: *ATTR* is a
-    request callback, or with ``--factory`` a zero-argument callable that
+    request callback or an ASGI 3 app (served through :mod:`mhd2.asgi`;
+    ``--interface`` says which when it cannot be told), or with ``--factory`` a zero-argument callable that
     returns a request callback or a configured :class:`mhd2.Daemon` (its
     options are kept; the command line's binding replaces its host/port, and
     options given on the command line win). Startup line on stderr:
     ``mhd2: running MODULE:ATTR on http://127.0.0.1:8000/ (Ctrl-C to stop)``.
-``python -m mhd2 serve [DIR] [--index NAME]... [--no-listing] [--dotfiles allow|deny] [--cache-control VALUE]``
+``python -m mhd2 serve [DIR] [--index NAME]... [--no-listing] [--dotfiles allow|deny] [--cache-control VALUE] [--listing-page-size N]``
     serves *DIR* (default: the current directory) with
     :class:`mhd2.static.StaticFiles`; startup line ``mhd2: serving /abs/dir on
     http://127.0.0.1:8080/ (Ctrl-C to stop)``.
@@ -27,7 +28,9 @@ serve, a dead one is restarted, SIGHUP replaces them one at a time.
 Exit status: 0 after SIGINT (Ctrl-C) or SIGTERM, which stop gracefully within
 ``--graceful-timeout``; 1 when the socket cannot be bound or the application
 cannot be loaded (one line on stderr); 2 for a bad command line, including an
-option this mhd2's engine does not support yet.
+option this mhd2's engine does not support yet, and for a ``run`` target that
+is neither an ASGI app nor a request callback; 3 when an ASGI app's lifespan
+startup fails (with the app's message).
 
 Subcommands are registered in :data:`SUBCOMMANDS`: each has a function that
 adds its own arguments to a sub-parser and a runner ``run(parser, args) ->
@@ -38,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import sys
 import traceback
@@ -58,6 +62,7 @@ from ._cli.options import (
     _version,
     access_logger,
     add_address_arguments,
+    add_interface_arguments,
     add_shared_arguments,
     address_of,
     url_for,
@@ -87,7 +92,9 @@ __all__ = [
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("app", metavar="MODULE:ATTR",
-                        help="the request callback (or with --factory, a factory) to serve")
+                        help="the request callback or ASGI app (or with --factory, a "
+                             "factory) to serve")
+    add_interface_arguments(parser)
     parser.add_argument("--factory", action="store_true",
                         help="ATTR is a zero-argument callable returning a request callback "
                              "or a configured mhd2.Daemon")
@@ -124,6 +131,40 @@ _BINDING = ("host", "port", "family", "listen_socket", "reuse_port", "backlog",
             "unix_path", "unix_mode")
 
 
+def _choose_interface(spec: str, value: Any, interface: str) -> bool:
+    """Whether ``run`` serves *value* as an ASGI app (``--interface``).
+
+    Raises:
+        _LoadError: (exit status 2) ``auto`` and *value* is neither an ASGI 3
+            app nor a request callback.
+    """
+    from .asgi import is_asgi_app
+
+    if interface != "auto":
+        return interface == "asgi"
+    if is_asgi_app(value):
+        return True
+    if _takes_one(value):
+        return False
+    error = _LoadError(
+        f"{spec!r} is neither an ASGI 3 app (async def app(scope, receive, send), or an "
+        f"object with such a __call__) nor an mhd2 request callback (def cb(request)); "
+        f"pass --interface asgi or --interface mhd2 to say which it is")
+    error.status = 2
+    raise error
+
+
+def _takes_one(fn: Any) -> bool:
+    """Whether *fn* can be called with one positional argument (a request callback)."""
+    try:
+        inspect.signature(fn).bind(None)
+    except TypeError:
+        return False
+    except ValueError:
+        return True  # no signature (a builtin): let it be tried
+    return True
+
+
 def _rebuild(daemon: Daemon) -> tuple[Callable[..., Any], dict[str, Any]]:
     """A configured Daemon's request callback and non-binding options."""
     from .options import DaemonOptions
@@ -156,8 +197,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                 raise _LoadError(f"the factory {args.app!r} failed") from None
         if isinstance(value, Daemon):
             state["callback"], state["options"] = _rebuild(value)
+            app = getattr(value, "app", None)  # an mhd2.asgi.Daemon: serve its app
+            if app is not None and args.interface != "mhd2":
+                state["callback"], state["asgi"] = app, True
         elif callable(value):
             state["callback"], state["options"] = value, {}
+            state["asgi"] = _choose_interface(args.app, value, args.interface)
         else:
             hint = " (or pass --factory)" if not args.factory else ""
             raise _LoadError(f"{args.app!r} is not a request callback{hint}: "
@@ -170,6 +215,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                                                 options.get("notify_request_ended"))
         if merged["notify_request_ended"] is None:
             del merged["notify_request_ended"]
+        if state.get("asgi"):
+            from .asgi import Daemon as ASGIDaemon
+
+            merged.update(root_path=args.root_path, lifespan=args.lifespan)
+            async with ASGIDaemon(state["callback"], **merged) as daemon:
+                yield daemon
+            return
         async with Daemon(state["callback"], **merged) as daemon:
             yield daemon
 
@@ -231,12 +283,26 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="Cache-Control header for files, e.g. 'public, max-age=3600', '' for none "
         "(default: %(default)s: caches revalidate every time)",
     )
+    parser.add_argument(
+        "--listing-page-size",
+        type=_page_size,
+        default=1000,
+        metavar="N",
+        help="entries on one page of a directory listing; further pages are ?page=2, ... "
+        "(default: %(default)s)",
+    )
 
 
 def _index_name(text: str) -> str:
     if not text or "/" in text or text in (".", ".."):
         raise argparse.ArgumentTypeError(f"an index is a plain file name, not {text!r}")
     return text
+
+
+def _page_size(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a page size is a whole number >= 1, not {text!r}")
+    return int(text)
 
 
 def _cache_control(text: str) -> str:
@@ -249,11 +315,14 @@ def _cache_control(text: str) -> str:
 
 def _static_options(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`~mhd2.static.StaticFiles` options given by ``_serve_arguments``."""
+    from .static import ListingLimits
+
     return {
         "index": args.index if args.index is not None else "index.html",
         "listing": args.listing,
         "dotfiles": args.dotfiles,
         "cache_control": args.cache_control or None,
+        "listing_limits": ListingLimits(page_size=args.listing_page_size),
     }
 
 
@@ -294,7 +363,7 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     add_address_arguments(parser, port=8888)
     parser.add_argument(
         "--redis", metavar="URL",
-        help="keep the room in this Redis (redis://HOST:PORT/DB, Redis 7+), so that every "
+        help="keep the room in this Redis (redis://HOST:PORT/DB, Redis 5+), so that every "
              "demo process using it serves one room (needs mhd2[redis])")
 
 
@@ -313,12 +382,12 @@ def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     @asynccontextmanager
     async def open_app(options: dict[str, Any]) -> AsyncIterator[Daemon]:
-        room = None
+        chat = None
         if args.redis is not None:
-            from .demo_redis import RedisChatRoom
+            from .demo_redis import redis_chat
 
-            room = RedisChatRoom(args.redis)
-        async with demo.chat_server(room, **options) as (daemon, _):
+            chat = redis_chat(args.redis)
+        async with demo.chat_server(chat, **options) as (daemon, _):
             yield daemon
 
     options = _engine_options(args)

@@ -1,7 +1,12 @@
-"""The chat demo: ``python -m mhd2 demo [--host H] [--port P]``.
+"""The chat demo: ``python -m mhd2 demo [--host H] [--port P] [--redis URL]``.
 
 A small chat room served by one :class:`mhd2.Daemon`, reachable three ways:
-long polling, server-sent events and a WebSocket.
+long polling, server-sent events and a WebSocket.  The room is one topic of
+a :class:`mhd2.fanout.Hub` (:doc:`/fanout`): in this process, or with
+``--redis`` a Redis Stream shared by every demo process naming that Redis.
+Each message is published once, as the JSON text ``{"name", "text",
+"time"}`` with the event name ``message``; the hub builds each delivery
+kind's bytes once and wakes every waiting client.
 
 ``GET /``
     one HTML page with a little JavaScript (no build step, no external
@@ -13,53 +18,47 @@ long polling, server-sent events and a WebSocket.
 ``POST /send``
     post a message: a JSON object ``{"name": ..., "text": ...}`` (or plain
     text, the name then comes from ``?name=``).  At most
-    :data:`MAX_MESSAGE_BYTES` bytes, else ``413``.
+    :data:`MAX_MESSAGE_BYTES` bytes, else ``413``.  Answered ``{"id": ID}``;
+    ``503`` with ``Retry-After`` and a fixed sentence when the room's store
+    (Redis) cannot take it within *post_timeout* seconds.
 ``GET /poll?since=CURSOR``
-    long polling: answers at once with ``{"epoch", "messages", "last"}`` if
-    there are messages after *CURSOR*; otherwise the request is parked with
-    :func:`mhd2.action_suspend` until a message arrives (``200`` with JSON)
-    or the poll timeout passes (``204 No Content``).  A malformed *CURSOR*
-    is ``400``.
+    long polling (:func:`mhd2.fanout.action_long_poll`): answers at once
+    with ``{"messages": [{"id", "event", "data"}...], "cursor"}`` if there
+    are messages after *CURSOR* (``"truncated": true`` when *CURSOR* is older
+    than the history, or from before a restart of the room); otherwise the
+    request is parked until a message arrives or the poll timeout passes
+    (``204`` with ``X-Cursor``).  Without *CURSOR*: the whole history.  A
+    malformed *CURSOR* is ``400``.
 ``GET /events?since=CURSOR``
-    the same messages as server-sent events (``text/event-stream``, chunked):
-    an ``epoch`` event first, then one ``message`` event per message, whose
-    ``id:`` is its cursor (so a reconnecting ``EventSource`` sends it back
-    as ``Last-Event-ID``).  A dynamic content creator that returns
-    :func:`mhd2.dcc_action_suspend` whenever it has nothing to send; a
-    comment line is sent as a keep-alive when nothing happened for the poll
-    timeout.
+    the same messages as server-sent events (:func:`mhd2.fanout.action_sse`):
+    one ``message`` event per message whose ``id:`` is its cursor, so a
+    reconnecting ``EventSource`` sends it back as ``Last-Event-ID`` (which
+    wins over ``since``; a garbled one starts from the whole history, as an
+    ``EventSource`` gives up on an error); a comment line when nothing
+    happened for the poll timeout.
 ``GET /ws?since=CURSOR``
-    the WebSocket variant (``/?mode=ws``): first ``{"epoch", "messages",
-    "last"}`` (the history after *CURSOR*, as ``/poll`` would answer), then
-    every new message as a JSON text message; a JSON ``{"name": ...,
-    "text": ...}`` sent on it is published like ``POST /send`` (an
-    ``{"error": ...}`` message answers a bad one).
+    the WebSocket variant (:func:`mhd2.fanout.action_websocket_subscribe`):
+    the history after *CURSOR*, then every new message, each as one JSON text
+    message ``{"id", "event", "data"}``; a JSON ``{"name": ..., "text": ...}``
+    sent on it is published like ``POST /send`` (an ``{"error": ...}``
+    message answers a bad one, or one the store cannot take; the socket
+    stays open).
 
-Cursors and restarts: message ids count from 1 in every run of the server,
-so every answer carries the room's ``epoch`` (random, new at each start) and
-a cursor is ``EPOCH:ID`` (a bare ``ID`` is taken as this run's).  A cursor
-from another epoch -- a page that stayed open across a restart -- gets the
-whole history and the new epoch, and the page replaces what it showed,
-instead of ignoring new messages whose ids it has "already seen".
-
-How waiting stays cheap: a parked request costs the daemon its connection
-task and the room one dictionary entry.  Every wait has the same length, so
-the deadlines are appended to a FIFO that is already sorted; a single timer
-task (:meth:`ChatRoom.run_timers`) sleeps until the oldest deadline and
-resumes whatever has expired.  Publishing a message resumes every parked
-request at once and clears the FIFO.  A client that goes away while parked is
-removed in :meth:`ChatRoom.request_ended` (the daemon's
-``notify_request_ended``).  No threads, and no task per waiting client.
+Cursors are the hub's message ids: they sort in publication order and do
+not repeat after a restart (in-process ids start with the start time; Redis
+ids are the stream's), so a page that stayed open across a restart simply
+goes on.  On a graceful stop (or a worker recycle) parked polls answer
+``204`` with ``X-Cursor``, event streams get a last ``retry:``, WebSockets
+close with 1012, and every page comes back with its cursor.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
-import secrets
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -68,7 +67,6 @@ import trio
 from ._demo_parts import (
     FAVICON,
     PAGE,
-    Message,
     json_response,
     parse_fields,
     parse_message,
@@ -79,32 +77,30 @@ from .actions import (
     UploadAction,
     action_from_response,
     action_process_upload_full,
-    action_suspend,
     upload_action_from_response,
 )
 from .daemon import Daemon
-from .dcc import (
-    DCCAction,
-    DCCContext,
-    dcc_action_continue,
-    dcc_action_continue_zc,
-    dcc_action_suspend,
+from .fanout import (
+    FanoutUnavailable,
+    Hub,
+    action_long_poll,
+    action_sse,
+    action_websocket_subscribe,
 )
-from .enums import RequestEndedCode, ValueKind
-from .exchange import request_resume
+from .fanout.backend import Backend
 from .request import Request
 from .response import Response
-from .websocket import ConnectionClosed, WebSocket, action_websocket
+from .websocket import WebSocket
 
 __all__ = [
     "DEFAULT_PORT",
     "FAVICON",
     "MAX_MESSAGE_BYTES",
-    "POLL_SECONDS",
-    "ChatRoom",
-    "Message",
     "PAGE",
-    "RoomUnavailable",
+    "POLL_SECONDS",
+    "TOPIC",
+    "UNAVAILABLE",
+    "Chat",
     "chat_server",
     "serve",
 ]
@@ -119,191 +115,99 @@ POLL_SECONDS = 30.0
 HISTORY = 200
 #: ``retry:`` sent to EventSource clients (milliseconds before a reconnect).
 SSE_RETRY_MS = 2000
+#: The room's topic (with ``--redis``: the stream ``mhd2:fanout:chat``).
+TOPIC = "chat"
+#: How long a message waits for the store (Redis) to take it before the
+#: client is told it was not sent (seconds).
+POST_TIMEOUT = 5.0
+#: What a client is told when the store cannot take its message: a fixed
+#: sentence, never Redis' address or the driver's error (those are logged).
+UNAVAILABLE = "the chat cannot store messages right now; try again in a moment"
+#: ``Retry-After`` of the ``503`` answered then (seconds).
+RETRY_AFTER = 5
+#: A failure to store messages is logged at most once per this many seconds.
+OUTAGE_LOG_INTERVAL = 30.0
+
+log = logging.getLogger("mhd2.demo")
 
 
-class RoomUnavailable(Exception):
-    """:meth:`ChatRoom.post` could not store the message (its store is down).
+class _OutageLog:
+    """Failures to store a message: a WARNING sentence (with a count) at most
+    once per :data:`OUTAGE_LOG_INTERVAL`, never an ERROR or a traceback -- an
+    outage of Redis is expected operation, and it lasts."""
 
-    The message is one sentence for the client: it says what happened, never
-    where the store is.
-    """
+    __slots__ = ("_count", "_last")
 
+    def __init__(self) -> None:
+        self._count = 0
+        self._last = -math.inf
 
-class _Wait:
-    """``request.app_context`` of a long poll or an event stream.
-
-    Attributes:
-        since: the last message id the client has.
-        ticket: key in :attr:`ChatRoom._parked` while parked, else ``0``.
-        expired: the wait timed out (a poll answers 204, a stream sends a
-            keep-alive comment).
-    """
-
-    __slots__ = ("expired", "since", "started", "ticket")
-
-    def __init__(self, since: int) -> None:
-        self.since = since
-        self.ticket = 0
-        self.expired = False
-        self.started = False
+    def failed(self, exc: FanoutUnavailable) -> None:
+        self._count += 1
+        now = trio.current_time()
+        if now - self._last < OUTAGE_LOG_INTERVAL:
+            return
+        again = "" if self._count == 1 else (
+            f" ({self._count} times in the last {OUTAGE_LOG_INTERVAL:.0f} s)")
+        self._count = 0
+        self._last = now
+        log.warning("storing a message failed%s: %s; the sender is told it was not sent",
+                    again, exc)
 
 
-class ChatRoom:
-    """The chat's state and its request callback.
+class Chat:
+    """The chat: one topic of a hub, and the request callback.
 
     Args:
+        redis: keep the room in this Redis (``redis://HOST:PORT/DB``): every
+            process naming it serves one room.  ``None``: in this process.
+        backend: a :class:`mhd2.fanout.Backend` instead (tests); excludes *redis*.
         poll_timeout: seconds a long poll waits before ``204`` (and the
             keep-alive interval of event streams).
         history: how many messages are kept for clients that come later.
-        epoch: this run's name in cursors (default: random); pages that
-            hold a cursor of another epoch reload the history.
+        post_timeout: seconds a message waits for Redis to take it.
 
-    Use :meth:`handle` as the daemon's request callback,
-    :meth:`request_ended` as its ``notify_request_ended``, and run
-    :meth:`run_timers` in a nursery beside the daemon (:func:`chat_server`
-    does all three).
+    Run :attr:`hub` around the daemon whose request callback is
+    :meth:`handle` (:func:`chat_server` does both).
+
+    Raises:
+        ValueError: a bad *poll_timeout*.
+        mhd2.UsageError: a bad Redis URL, or coredis missing.
     """
 
-    def __init__(self, *, poll_timeout: float = POLL_SECONDS, history: int = HISTORY,
-                 epoch: str | None = None) -> None:
+    def __init__(self, *, redis: str | None = None, backend: Backend | None = None,
+                 poll_timeout: float = POLL_SECONDS, history: int = HISTORY,
+                 post_timeout: float = POST_TIMEOUT) -> None:
         if not poll_timeout > 0 or math.isinf(poll_timeout):
             raise ValueError(f"poll_timeout must be a positive number of seconds, not {poll_timeout!r}")
-        if epoch is not None and (not epoch or not epoch.isascii() or not epoch.isalnum()):
-            raise ValueError(f"epoch must be a non-empty ASCII letters-and-digits string, not {epoch!r}")
-        self.epoch = epoch if epoch is not None else secrets.token_hex(4)
+        if redis is not None:
+            from .fanout.redis import RedisBackend
+
+            backend = RedisBackend(redis, publish_timeout=post_timeout)
+        # The JSON of a message: its text, a short name and escapes (at most 6
+        # bytes for a control character).
+        self.hub = Hub(backend=backend, max_message_size=6 * MAX_MESSAGE_BYTES + 1024)
+        self.topic = self.hub.topic(TOPIC, history=history)
+        #: A cursor before every message: the topic's last id before anything
+        #: was published or loaded (the hub does not run yet).
+        self.origin = self.topic.last_id
         self.poll_timeout = poll_timeout
-        self.messages: deque[Message] = deque(maxlen=history)
-        self.last_id = 0
-        # ticket -> parked request; FIFO of (deadline, ticket), sorted because
-        # every wait lasts poll_timeout.
-        self._parked: dict[int, Request] = {}
-        self._deadlines: deque[tuple[float, int]] = deque()
-        self._next_ticket = 1
-        self._timer_wakeup = trio.Event()
-        # since -> one reusable answer, shared by every poll that waited for
-        # the same message (10,000 parked polls need one JSON encoding).
-        self._poll_answers: dict[int, Response] = {}
-        # Set (and replaced) at every publish: WebSocket sessions wait on it.
-        self._news = trio.Event()
+        self._outage = _OutageLog()
 
-    # -- state -------------------------------------------------------------------
-
-    @property
-    def waiting(self) -> int:
-        """How many requests (polls and event streams) are parked now."""
-        return len(self._parked)
-
-    @property
-    def pending_deadlines(self) -> int:
-        """Entries in the deadline FIFO (bounded by about twice :attr:`waiting`)."""
-        return len(self._deadlines)
-
-    #: ``True`` where a client may be ahead of this process (a room shared
-    #: through Redis): a cursor past :attr:`last_id` in this epoch then means
-    #: "not here yet, wait" instead of "from before a restart".
-    ahead_is_lag = False
-
-    def publish(self, name: str, text: str) -> Message:
-        """Add a message and wake every parked poll and stream."""
-        message = Message(self.last_id + 1, name, text, time.time(), self.epoch)
-        self.deliver(message)
-        return message
-
-    async def post(self, name: str, text: str) -> int:
-        """Publish a message from a task (a WebSocket session); returns its id.
+    async def post(self, name: str, text: str) -> str:
+        """Publish a message; returns its id.
 
         Raises:
-            RoomUnavailable: the message could not be stored (a room kept
-                elsewhere, such as Redis, is out of reach); the session tells
-                the client and stays open.
+            FanoutUnavailable: the store (Redis) did not take it (logged
+                here: a rate-limited WARNING).
         """
-        return self.publish(name, text).id
-
-    def deliver(self, message: Message) -> None:
-        """Take *message* (the next one in the room's order) and wake every parked
-        poll, stream and WebSocket."""
-        self.last_id = message.id
-        self.messages.append(message)
-        self.wake()
-
-    def wake(self) -> None:
-        """Resume every parked request and WebSocket pump (news, or a new epoch)."""
-        news, self._news = self._news, trio.Event()
-        news.set()
-        for response in self._poll_answers.values():
-            response.destroy()  # sends in flight still finish
-        self._poll_answers.clear()
-        parked, self._parked = self._parked, {}
-        self._deadlines.clear()
-        for request in parked.values():
-            wait = request.app_context
-            if isinstance(wait, _Wait):
-                wait.ticket = 0
-            request_resume(request)
-
-    def has_news(self, since: int) -> bool:
-        """Whether a client at *since* gets an answer now (else it waits)."""
-        return since < self.last_id if self.ahead_is_lag else since != self.last_id
-
-    def newer_than(self, since: int) -> list[Message]:
-        """The remembered messages after *since* (all of them for ``-1``, a cursor of another
-        epoch, or for an id this run has not reached)."""
-        if since >= self.last_id:
-            return [] if since == self.last_id or self.ahead_is_lag else list(self.messages)
-        return [m for m in self.messages if m.id > since]
-
-    # -- parking --------------------------------------------------------------------
-
-    def _park(self, request: Request, wait: _Wait) -> None:
-        ticket = self._next_ticket
-        self._next_ticket += 1
-        wait.ticket = ticket
-        wait.expired = False
-        self._parked[ticket] = request
-        self._deadlines.append((trio.current_time() + self.poll_timeout, ticket))
-        if len(self._deadlines) == 1:
-            self._timer_wakeup.set()
-        elif len(self._deadlines) > 2 * len(self._parked) + 1024:
-            # Many parked requests ended early: drop their stale deadlines.
-            self._deadlines = deque(e for e in self._deadlines if e[1] in self._parked)
-
-    def request_ended(self, request: Request, code: RequestEndedCode) -> None:
-        """``notify_request_ended``: forget a request that was parked (client gone, stop ...)."""
-        wait = request.app_context
-        if isinstance(wait, _Wait) and wait.ticket:
-            self._parked.pop(wait.ticket, None)
-            wait.ticket = 0
-            if not self._parked:
-                self._deadlines.clear()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Everything the room runs beside the daemon (here: :meth:`run_timers`)."""
-        await self.run_timers(task_status=task_status)
-
-    async def run_timers(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Resume parked requests whose wait has expired; runs until cancelled.
-
-        One task for all waits: it sleeps until the oldest deadline in the
-        FIFO (or until something is parked), then resumes every expired one.
-        """
-        task_status.started()
-        while True:
-            if not self._deadlines:
-                self._timer_wakeup = trio.Event()
-                await self._timer_wakeup.wait()
-                continue
-            await trio.sleep_until(self._deadlines[0][0])
-            now = trio.current_time()
-            deadlines = self._deadlines
-            while deadlines and deadlines[0][0] <= now:
-                _, ticket = deadlines.popleft()
-                request = self._parked.pop(ticket, None)
-                if request is not None:
-                    wait = request.app_context
-                    if isinstance(wait, _Wait):
-                        wait.ticket = 0
-                        wait.expired = True
-                    request_resume(request)
+        data = json.dumps({"name": name, "text": text, "time": time.time()},
+                          ensure_ascii=False)
+        try:
+            return await self.topic.publish(data, event="message")
+        except FanoutUnavailable as exc:
+            self._outage.failed(exc)
+            raise
 
     # -- the request callback --------------------------------------------------------
 
@@ -312,15 +216,15 @@ class ChatRoom:
         path = request.path
         method = request.method
         if path == "/poll":
-            return self._allow(request, ("GET", "HEAD")) or self._poll(request)
+            return self._allow(request, ("GET", "HEAD")) or action_long_poll(
+                request, self.topic, cursor=request.args.get("since") or self.origin,
+                timeout=self.poll_timeout)
         if path == "/events":
             return self._allow(request, ("GET",)) or self._events(request)
         if path == "/ws":
-            since = self._since(request)
-            if isinstance(since, str):
-                return action_from_response(request, text_response(400, since))
-            return action_websocket(request, self._ws_session(since),
-                                    max_message_size=MAX_MESSAGE_BYTES)
+            return action_websocket_subscribe(
+                request, self.topic, cursor=request.args.get("since") or self.origin,
+                on_message=self._ws_message)
         if path == "/send":
             return self._allow(request, ("POST",)) or action_process_upload_full(
                 request, MAX_MESSAGE_BYTES, self._on_message
@@ -347,181 +251,62 @@ class ChatRoom:
         response.add_header("Allow", ", ".join(methods))
         return action_from_response(request, response)
 
-    def _cursor(self, text: str) -> int | None:
-        """The message id in a cursor ``[EPOCH:]ID``: ``-1`` for another epoch, ``None`` if bad."""
-        epoch, colon, number = text.rpartition(":")
-        if not number.isascii() or not number.isdigit():
-            return None
-        if colon and epoch != self.epoch:
-            return -1  # a client from before a restart: it gets the whole history
-        return int(number)
+    def _events(self, request: Request) -> Action:
+        """``GET /events``: ``Last-Event-ID`` (a reconnect) wins over ``?since=``.
 
-    def _since(self, request: Request) -> int | str:
-        """Where the client is: from ``Last-Event-ID`` (an ``EventSource`` reconnecting)
-        or ``?since=``; ``0`` (everything) without either; an error text for a bad ``since``.
-
-        A bad ``Last-Event-ID`` is not an error but a fresh start: an
+        A garbled ``Last-Event-ID`` is not an error but a fresh start: an
         ``EventSource`` that got a non-200 answer would give up for good.
         """
-        header = request.get_value(ValueKind.HEADER, "Last-Event-ID")
-        if header:
-            cursor = self._cursor(header)
-            return -1 if cursor is None else cursor
-        text = request.get_value(ValueKind.GET_ARGUMENT, "since")
-        if not text:
-            return 0
-        cursor = self._cursor(text)
-        if cursor is None:
-            return ("400 Bad Request: 'since' must be a message id (a non-negative integer),"
-                    f" optionally after 'EPOCH:', not {text!r}\n")
-        return cursor
+        cursor = request.headers.get("Last-Event-ID")
+        if cursor:
+            try:
+                self.topic.since(cursor)
+            except ValueError:
+                cursor = None
+        cursor = cursor or request.args.get("since") or self.origin
+        return action_sse(request, self.topic, cursor=cursor, heartbeat=self.poll_timeout,
+                          retry_ms=SSE_RETRY_MS)
 
-    def _batch(self, since: int) -> dict[str, Any]:
-        """``{"epoch", "messages", "last"}``: what a client at *since* has not seen."""
-        return {"epoch": self.epoch, "messages": [m.as_json() for m in self.newer_than(since)],
-                "last": self.last_id}
+    async def _ws_message(self, ws: WebSocket, data: str | bytes) -> None:
+        """A message from a WebSocket client: published like ``POST /send``;
+        a bad one, or one the store cannot take, is answered ``{"error"}``."""
+        raw = data.encode("utf-8") if isinstance(data, str) else data
+        problem, name, text = parse_fields(raw, "application/json", None)
+        if problem:
+            await ws.send(json.dumps({"error": problem.strip()}))
+            return
+        try:
+            await self.post(name, text)
+        except FanoutUnavailable:  # the socket stays open
+            await ws.send(json.dumps({"error": UNAVAILABLE}))
 
-    def _poll(self, request: Request) -> Action:
-        wait = request.app_context
-        if not isinstance(wait, _Wait):  # first call
-            since = self._since(request)
-            if isinstance(since, str):
-                return action_from_response(request, text_response(400, since))
-            wait = _Wait(since)
-            request.app_context = wait
-        if self.has_news(wait.since):  # news, or a client from before a restart
-            response = self._poll_answers.get(wait.since)
-            if response is None:
-                response = json_response(200, self._batch(wait.since))
-                response.set_options(reusable=True)
-                self._poll_answers[wait.since] = response
-            return action_from_response(request, response)
-        if wait.expired:
-            response = Response.from_empty(204)
-            response.add_header("Cache-Control", "no-store")
-            return action_from_response(request, response)
-        self._park(request, wait)
-        return action_suspend(request)
-
-    def _events(self, request: Request) -> Action:
-        since = self._since(request)
-        if isinstance(since, str):
-            return action_from_response(request, text_response(400, since))
-        wait = _Wait(since)
-        request.app_context = wait
-
-        def creator(ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
-            parts: list[bytes] = []
-            if not wait.started:
-                # Every (re)connection starts with the epoch: a page that
-                # knew another one drops what it shows and takes the history.
-                wait.started = True
-                hello = json.dumps({"epoch": self.epoch, "last": self.last_id})
-                parts.append(b"retry: %d\n\nevent: epoch\ndata: %s\n\n"
-                             % (SSE_RETRY_MS, hello.encode()))
-            for message in self.newer_than(wait.since):
-                line = json.dumps(message.as_json())
-                parts.append(f"id: {message.cursor}\nevent: message\ndata: {line}\n\n".encode())
-            wait.since = max(wait.since, self.last_id) if self.ahead_is_lag else self.last_id
-            if not parts and wait.expired:
-                wait.expired = False
-                parts.append(b": keep-alive\n\n")
-            if not parts:
-                self._park(request, wait)
-                return dcc_action_suspend(ctx)
-            data = b"".join(parts)
-            if len(data) <= len(buf):
-                buf[: len(data)] = data
-                return dcc_action_continue(ctx, len(data))
-            return dcc_action_continue_zc(ctx, 0, [data])
-
-        response = Response.from_callback(200, None, creator)
-        response.add_header("Content-Type", "text/event-stream")
-        response.add_header("Cache-Control", "no-cache")
-        response.add_header("X-Accel-Buffering", "no")
-        return action_from_response(request, response)
-
-    def _ws_session(self, since: int) -> Callable[[WebSocket], Awaitable[None]]:
-        """``GET /ws``: the history after *since*, then every new message as JSON;
-        JSON messages in are published.
-
-        The first message is ``{"epoch", "messages", "last"}``, as ``/poll``
-        answers.  One task sends what is new while this one receives; a
-        received ``{"name": ..., "text": ...}`` is published like ``POST
-        /send``, a malformed one is answered with ``{"error": ...}``, and so
-        is one the room cannot store now (:class:`RoomUnavailable`).
-        """
-
-        async def session(ws: WebSocket) -> None:
-            hello = self._batch(since)
-            last = max(since, self.last_id) if self.ahead_is_lag else self.last_id
-
-            async def pump() -> None:
-                nonlocal last
-                await ws.send(json.dumps(hello))
-                epoch = self.epoch
-                while True:
-                    news = self._news
-                    if self.epoch != epoch:  # the room started over (Redis lost it)
-                        epoch, last = self.epoch, -1
-                    for message in self.newer_than(last):
-                        await ws.send(json.dumps(message.as_json()))
-                        last = message.id
-                    await news.wait()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(pump)
-                try:
-                    while True:
-                        data = await ws.receive()
-                        raw = data.encode("utf-8") if isinstance(data, str) else data
-                        problem, name, text = parse_fields(raw, "application/json", None)
-                        if problem:
-                            await ws.send(json.dumps({"error": problem.strip()}))
-                        else:
-                            try:
-                                await self.post(name, text)
-                            except RoomUnavailable as exc:  # the socket stays open
-                                await ws.send(json.dumps({"error": str(exc)}))
-                except ConnectionClosed:
-                    pass
-                nursery.cancel_scope.cancel()
-
-        return session
-
-    def _on_message(self, request: Request, data: bytes) -> UploadAction:
+    async def _on_message(self, request: Request, data: bytes) -> UploadAction:
+        """``POST /send``: published, answered with the message's id."""
         problem, name, text = parse_message(request, data)
         if problem:
             return upload_action_from_response(request, text_response(400, problem))
-        message = self.publish(name, text)
-        return upload_action_from_response(request, json_response(200, {"id": message.id}))
+        try:
+            ident = await self.post(name, text)
+        except FanoutUnavailable:
+            response = text_response(503, f"503 Service Unavailable: {UNAVAILABLE}\n")
+            response.add_header("Retry-After", str(RETRY_AFTER))
+            return upload_action_from_response(request, response)
+        return upload_action_from_response(request, json_response(200, {"id": ident}))
 
 
 @asynccontextmanager
-async def chat_server(
-    room: ChatRoom | None = None, **options: Any
-) -> AsyncIterator[tuple[Daemon, ChatRoom]]:
-    """Run the chat (daemon + timer task) for the duration of the block.
+async def chat_server(chat: Chat | None = None, **options: Any
+                      ) -> AsyncIterator[tuple[Daemon, Chat]]:
+    """Run the chat (its hub, then the daemon) for the duration of the block.
 
-    *options* go to :class:`mhd2.Daemon` (``host``, ``port`` ...); the
-    room's :meth:`~ChatRoom.request_ended` is chained before any
-    ``notify_request_ended`` given.  Leaving the block stops the daemon
-    gracefully: parked polls are answered ``503``, open event streams are
-    closed.
+    *options* go to :class:`mhd2.Daemon` (``host``, ``port`` ...).  Leaving
+    the block stops the daemon gracefully: parked polls answer ``204`` with
+    ``X-Cursor``, event streams get a last ``retry:`` and end, WebSockets
+    close with 1012; then the hub stops.
     """
-    room = room if room is not None else ChatRoom()
-    notify = options.pop("notify_request_ended", None)
-
-    def request_ended(request: Request, code: RequestEndedCode) -> None:
-        room.request_ended(request, code)
-        if notify is not None:
-            notify(request, code)
-
-    async with trio.open_nursery() as nursery:
-        await nursery.start(room.run)
-        async with Daemon(room.handle, notify_request_ended=request_ended, **options) as daemon:
-            yield daemon, room
-        nursery.cancel_scope.cancel()
+    chat = chat if chat is not None else Chat()
+    async with chat.hub, Daemon(chat.handle, **options) as daemon:
+        yield daemon, chat
 
 
 async def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT,

@@ -51,6 +51,7 @@ __all__ = [
     "Exchange",
     "ExchangeHost",
     "Ending",
+    "request_on_end",
     "request_resume",
 ]
 
@@ -101,6 +102,10 @@ class ExchangeHost(Protocol):
     def set_timeout(self, seconds: float | None) -> None:
         """Override the inactivity timeout of this connection."""
 
+    def cut(self) -> None:
+        """End the request now, from outside its task (mhd2.fanout drops a slow
+        subscriber): HTTP/1 closes the connection, HTTP/2 resets the stream."""
+
 
 class Exchange:
     """The engine state of one request (see the module docstring).
@@ -122,6 +127,7 @@ class Exchange:
         "body_bytes_sent",
         "body_read",
         "client_address",
+        "end_code",
         "ended",
         "footers",
         "host",
@@ -129,6 +135,7 @@ class Exchange:
         "post_fields",
         "request",
         "response",
+        "resume_on_stop",
         "resume_pending",
         "scheme",
         "shared",
@@ -157,7 +164,13 @@ class Exchange:
         self.resume_pending = False
         self._resume_scope: trio.CancelScope | None = None
         self._woken_for_stop = False
+        #: A graceful stop resumes the parked request like request_resume
+        #: (the callback or content creator then sees ``shared.stopping`` and
+        #: says goodbye itself: mhd2.fanout) instead of answering 503.
+        self.resume_on_stop = False
         self.ended = False
+        #: How the request ended (``None`` until it has).
+        self.end_code: RequestEndedCode | None = None
         self.response: Response | None = None
         #: The status sent (``None`` until a status line has left).
         self.status: int | None = None
@@ -362,7 +375,10 @@ class Exchange:
                 await trio.lowlevel.checkpoint()
                 return
             if self.shared.stopping:
-                raise DaemonStopping
+                if not self.resume_on_stop:
+                    raise DaemonStopping
+                await trio.lowlevel.checkpoint()
+                return
             with trio.CancelScope() as scope:
                 self._resume_scope = scope
                 await self.host.wait_client_gone()
@@ -376,7 +392,8 @@ class Exchange:
         self.host.resumed()
 
     def wake_for_stop(self) -> bool:
-        """Graceful stop: wake the parked request; :meth:`park` then raises.
+        """Graceful stop: wake the parked request; :meth:`park` then raises
+        (or returns, with :attr:`resume_on_stop`).
 
         Returns:
             True if the request was parked.
@@ -384,7 +401,8 @@ class Exchange:
         scope = self._resume_scope
         if scope is None:
             return False
-        self._woken_for_stop = True
+        if not self.resume_on_stop:
+            self._woken_for_stop = True
         scope.cancel()
         return True
 
@@ -406,6 +424,7 @@ class Exchange:
         if self.ended:
             return
         self.ended = True
+        self.end_code = code
         self.suspended = False
         for hook in self.on_end:
             try:
@@ -444,3 +463,25 @@ def request_resume(request: Request) -> None:
             pass
         return
     exchange.resume()
+
+
+def request_on_end(request: Request, hook: Callable[[RequestEndedCode], object]) -> None:
+    """Call ``hook(code)`` once when *request* ends, however it ends.
+
+    For libraries that serve a request from their own task (the ASGI bridge):
+    the client going away while the request is suspended, the daemon stopping,
+    a timeout and a completed response all end the request, and the hook is
+    how such a task hears of it.  The hook runs in the daemon's task, must not
+    block, and its failure is logged, not raised.  On a request that has
+    already ended it is called at once.
+
+    Args:
+        request: the request to watch.
+        hook: ``hook(code)`` with the :class:`~mhd2.RequestEndedCode`.
+    """
+    exchange: Exchange = request._x
+    if exchange.ended:
+        assert exchange.end_code is not None
+        hook(exchange.end_code)
+        return
+    exchange.add_end_hook(lambda: hook(exchange.end_code))  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .request import Request
 
-__all__ = ["DaemonMetrics", "FanoutStats", "exposition", "register_fanout"]
+__all__ = ["DaemonMetrics", "FanoutSource", "exposition", "register_fanout"]
 
 #: Methods counted under their own name; anything else is ``OTHER`` (label
 #: values must stay few, whatever the clients send).
@@ -53,8 +53,8 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 SAMPLE_SECONDS = 1.0
 
 
-class FanoutStats(Protocol):
-    """What :func:`register_fanout` reads: a hub of :mod:`mhd2.fanout`, or any source."""
+class FanoutSource(Protocol):
+    """What :func:`register_fanout` reads, besides a :class:`mhd2.fanout.Hub`."""
 
     def metrics_counts(self) -> Mapping[str, int]:
         """``subscribers`` (now), ``deliveries`` and ``drops`` (since the start)."""
@@ -64,14 +64,27 @@ class FanoutStats(Protocol):
 _HUBS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-def register_fanout(hub: FanoutStats) -> None:
+def register_fanout(hub: Any) -> None:
     """Report *hub*'s counts as ``mhd2_fanout_*`` (held weakly: a dropped hub leaves).
 
+    A running :class:`mhd2.fanout.Hub` registers itself (its ``stats()`` are
+    read); any other source passes an object with ``metrics_counts()``
+    (:class:`FanoutSource`).
+
     Args:
-        hub: an object with ``metrics_counts()`` returning a mapping with
-            ``subscribers``, ``deliveries`` and ``drops``.
+        hub: a Hub, or a :class:`FanoutSource`.
     """
     _HUBS.add(hub)
+
+
+def _fanout_counts(hub: Any) -> tuple[int, int, int]:
+    """``(subscribers, deliveries, drops)`` of a registered hub."""
+    if hasattr(hub, "metrics_counts"):
+        counts = hub.metrics_counts()
+        return (int(counts.get("subscribers", 0)), int(counts.get("deliveries", 0)),
+                int(counts.get("drops", 0)))
+    stats = hub.stats()  # mhd2.fanout.Hub: subscribers by kind
+    return sum(stats.subscribers.values()), int(stats.deliveries), int(stats.drops)
 
 
 def _load() -> Any:
@@ -162,11 +175,10 @@ class DaemonMetrics:
         subscribers = 0
         for hub in list(_HUBS):
             try:
-                counts = hub.metrics_counts()
-                subscribers += int(counts.get("subscribers", 0))
-                deliveries, drops = int(counts.get("deliveries", 0)), int(counts.get("drops", 0))
+                waiting, deliveries, drops = _fanout_counts(hub)
             except Exception:  # a hub's trouble must not stop the sampling
                 continue
+            subscribers += waiting
             last = self._seen.get(hub, (0, 0))
             if deliveries > last[0]:
                 self.deliveries.inc(deliveries - last[0])

@@ -151,6 +151,10 @@ class DaemonOptions:
     http2: bool = True
     http2_max_concurrent_streams: int = 100
     http2_initial_window_size: int = 65535
+    http2_min_send_rate: tuple[int, float] | None = (DEFAULT_MIN_BODY_BYTES,
+                                                     DEFAULT_MIN_BODY_WINDOW)
+    http2_ping_interval: float | None = 60.0
+    http2_ping_timeout: float = 20.0
 
     def __post_init__(self) -> None:
         if self.listen_socket is not None:
@@ -175,13 +179,14 @@ class DaemonOptions:
         _check_seconds("keep_alive_timeout", self.keep_alive_timeout)
         _check_int("max_requests_per_connection", self.max_requests_per_connection, 1,
                    allow_none=True)
-        if self.min_body_rate is not None:
-            rule = self.min_body_rate
-            if (not isinstance(rule, tuple) or len(rule) != 2
+        for option in ("min_body_rate", "http2_min_send_rate"):
+            rule = getattr(self, option)
+            if rule is not None and (
+                    not isinstance(rule, tuple) or len(rule) != 2
                     or isinstance(rule[0], bool) or not isinstance(rule[0], int) or rule[0] < 1
                     or isinstance(rule[1], bool) or not isinstance(rule[1], int | float)
                     or not rule[1] > 0):
-                raise _bad("min_body_rate", rule,
+                raise _bad(option, rule,
                            "(bytes >= 1, seconds > 0), e.g. (1024, 20.0), or None to disable")
         _check_keepalive(self.tcp_keepalive)
         if self.unix_path is not None:
@@ -239,6 +244,11 @@ class DaemonOptions:
             raise _bad("http2", self.http2, "True or False")
         _check_int("http2_max_concurrent_streams", self.http2_max_concurrent_streams, 1)
         _check_int("http2_initial_window_size", self.http2_initial_window_size, 1)
+        _check_seconds("http2_ping_interval", self.http2_ping_interval)
+        if self.http2_ping_timeout is None:
+            raise _bad("http2_ping_timeout", None, "seconds > 0 (turn the PING off with "
+                       "http2_ping_interval=None)")
+        _check_seconds("http2_ping_timeout", self.http2_ping_timeout)
         if self.http2_initial_window_size > MAX_WINDOW:
             # RFC 9113 §6.5.2: "Values above the maximum flow-control window
             # size of 2^31-1 MUST be treated as a connection error".

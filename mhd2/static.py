@@ -29,8 +29,13 @@ What it does:
   (strong comparison) or a date (exact match).
 * Directories: ``/dir`` → 301 to ``/dir/``; the first *index* file present,
   else a listing (HTML with name, size and date, sortable with
-  ``?sort=name|size|date&order=asc|desc``; JSON when ``Accept`` prefers
-  ``application/json``), with an ``ETag`` and ``Last-Modified`` of its own.
+  ``?sort=name|size|date&order=asc|desc``, in pages of
+  ``listing_limits.page_size`` entries, ``&page=N``; JSON when ``Accept``
+  prefers ``application/json``), with an ``ETag`` and ``Last-Modified`` of
+  its own. A listing is made without blocking the daemon: read, sorted and
+  formatted in slices of a few milliseconds with checkpoints between them,
+  and kept while the directory does not change (see
+  :mod:`mhd2._static.pages` and :class:`ListingLimits`).
 * Dot-files: with ``dotfiles="deny"`` (the default) any path segment that
   starts with ``.`` is 404 and such names are not listed.
 * Nothing outside the root is ever served: a path with a NUL, a backslash or
@@ -41,9 +46,11 @@ What it does:
 * Out of file descriptors or memory (``EMFILE``, ``ENFILE``, ``ENOMEM``) when
   opening: 503 with ``Retry-After``, never 404.
 
-The callback is synchronous and does its file-system calls (``stat``,
-``open``, ``scandir``, ``pread`` for multipart bodies) inline: fine for local
-disks, but a slow network file system blocks the daemon while it waits.
+The callback does its file-system calls (``stat``, ``open``, ``scandir``,
+``pread`` for multipart bodies) inline: fine for local disks, but a slow
+network file system blocks the daemon while it waits. It is synchronous
+except for listings, for which it returns a coroutine (an async callback,
+see docs/actions.rst). It starts no threads.
 """
 
 from __future__ import annotations
@@ -52,8 +59,8 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Sequence
-from typing import Literal, TextIO
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal, TextIO
 from urllib.parse import quote, unquote_to_bytes
 
 from . import (
@@ -70,9 +77,10 @@ from ._static import listing
 from ._static.conditionals import if_range, preconditions
 from ._static.encodings import SIDECARS, choose
 from ._static.files import MultipartBody, content_type, etag_of, http_date, last_modified
+from ._static.pages import ListingLimits, Listings
 from ._static.ranges import DEFAULT_MAX_RANGES, multipart, parse_ranges
 
-__all__ = ["StaticFiles"]
+__all__ = ["ListingLimits", "StaticFiles"]
 
 _ALLOWED = "GET, HEAD"
 _OPEN_FLAGS = (
@@ -85,6 +93,10 @@ _OPEN_FLAGS = (
 _EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 #: Seconds in the Retry-After of a 503 for an exhausted resource.
 RETRY_AFTER = 1
+
+#: What :meth:`StaticFiles.handle` returns: an action, or (for a listing) a
+#: coroutine that makes one.
+Handled = Action | Coroutine[Any, Any, Action]
 
 class StaticFiles:
     """Serve the files below *root*; :meth:`handle` is the request callback.
@@ -108,6 +120,9 @@ class StaticFiles:
         precompressed: look for ``.br``, ``.zst`` and ``.gz`` sidecar files.
         max_ranges: the most ranges one request may ask for; more, and the
             whole file is sent (200).
+        listing_limits: page size, cache and time-slice limits of listings
+            (default: :class:`ListingLimits` ``()``: 1000 entries a page,
+            at most 100,000 names read from a directory).
 
     Raises:
         NotADirectoryError: *root* is not a directory.
@@ -128,6 +143,7 @@ class StaticFiles:
         cache_control: str | None = None,
         precompressed: bool = True,
         max_ranges: int = DEFAULT_MAX_RANGES,
+        listing_limits: ListingLimits | None = None,
     ) -> None:
         real = os.path.realpath(os.fspath(root))
         if not os.path.isdir(real):
@@ -144,6 +160,12 @@ class StaticFiles:
             )
         if isinstance(max_ranges, bool) or not isinstance(max_ranges, int) or max_ranges < 1:
             raise UsageError(f"max_ranges must be an int >= 1, not {max_ranges!r}")
+        if listing_limits is None:
+            listing_limits = ListingLimits()
+        elif not isinstance(listing_limits, ListingLimits):
+            raise UsageError(
+                f"listing_limits must be a mhd2.static.ListingLimits, not {listing_limits!r}"
+            )
         names = (index,) if isinstance(index, str) else tuple(index or ())
         for name in names:
             if not name or "/" in name or name in (".", ".."):
@@ -156,14 +178,20 @@ class StaticFiles:
         self.precompressed = precompressed
         self.max_ranges = max_ranges
         self._log = AccessLog(access_log) if access_log is not None else None
+        self.listings = Listings(listing_limits, self._entry)
 
     # ------------------------------------------------------------------ callbacks
 
-    def __call__(self, request: Request) -> Action:
+    def __call__(self, request: Request) -> Handled:
         return self.handle(request)
 
-    def handle(self, request: Request) -> Action:
-        """The mhd2 request callback."""
+    def handle(self, request: Request) -> Handled:
+        """The mhd2 request callback.
+
+        Returns:
+            The action; for a directory listing, a coroutine that makes it
+            (the daemon awaits it).
+        """
         method = request.method
         if method not in ("GET", "HEAD"):
             r = Response.from_buffer_static(
@@ -288,7 +316,7 @@ class StaticFiles:
 
     def _directory(
         self, request: Request, real: str, st: os.stat_result, segments: list[str], slash: bool
-    ) -> Action:
+    ) -> Handled:
         location = "/" + "".join(quote(os.fsencode(s), safe="") + "/" for s in segments)
         query = request.uri.partition("?")[2].partition("#")[0]
         if not slash:
@@ -307,62 +335,77 @@ class StaticFiles:
                 return self._file(request, index, ist)
         if not self.listing:
             return self._not_found(request)
+        return self._listing(request, real, st, location, query)
+
+    async def _listing(
+        self, request: Request, real: str, st: os.stat_result, location: str, query: str
+    ) -> Action:
+        """The listing page of directory *real* (resolved, visible; *st* is its
+        stat) at URL path *location* that *query* asks for.
+
+        Built in slices and kept (:class:`~mhd2._static.pages.Listings`); a
+        page number past the last page is 404.
+        """
+        listings = self.listings
         try:
-            entries = self._entries(real)
+            snap = await listings.snapshot(real, st)
         except OSError as exc:
             return self._failed(request, exc)
-        key, order = listing.parse_sort(query)
         as_json = listing.wants_json(request.get_value(ValueKind.HEADER, "Accept"))
-        etag, newest = listing.validator(
-            st, entries, f"{'json' if as_json else 'html'}:{key}:{order}"
-        )
-        modified = last_modified(newest)
+        page = listings.page(snap, location, listing.parse_query(query))
+        if page is None:
+            return self._not_found(request)
+        etag = listings.etag(snap, page, as_json)
+        modified = last_modified(snap.newest)
         headers = [
             ("Cache-Control", "no-cache"),
             ("ETag", etag),
             ("Last-Modified", http_date(modified)),
             ("Vary", "Accept"),
         ]
+        links = [(page.link(-1), "prev"), (page.link(1), "next")]
+        # RFC 8288 §3: Link = #link-value; link-value = "<" URI-Reference ">" *( OWS ";" OWS link-param )
+        headers += [("Link", f'<{href}>; rel="{rel}"') for href, rel in links if href is not None]
         status = preconditions(
             lambda n: request.get_value(ValueKind.HEADER, n), etag, modified
         )
         if status is not None:
             return self._with_headers(request, Response.from_empty(status), headers, status, 0)
-        ordered = listing.sort_entries(entries, key, order)
-        if as_json:
-            body = listing.json_body(location, ordered)
-            ctype = "application/json"
-        else:
-            body = listing.html_page(location, ordered, key, order)
-            ctype = "text/html; charset=utf-8"
+        try:
+            body = await listings.body(snap, page, as_json)
+        except OSError as exc:
+            return self._failed(request, exc)
+        ctype = "application/json" if as_json else "text/html; charset=utf-8"
         headers.insert(0, ("Content-Type", ctype))
-        r = Response.from_buffer_copy(HTTPStatus.OK, body)
+        r = Response.from_buffer_static(HTTPStatus.OK, body)  # kept bytes: never changed
         return self._with_headers(request, r, headers, 200, len(body))
 
-    def _entries(self, real: str) -> list[listing.Entry]:
-        """What a listing of directory *real* shows: names that would be served."""
-        entries = []
-        with os.scandir(real) as it:
-            for e in it:
-                if self.dotfiles == "deny" and e.name.startswith("."):
-                    continue
-                try:
-                    if e.is_symlink():
-                        target = os.path.realpath(e.path)
-                        if not self._visible(target):
-                            continue  # never show where a link out of the tree goes
-                        est = os.stat(target)
-                    else:
-                        est = e.stat(follow_symlinks=False)
-                except OSError as exc:
-                    if exc.errno in _EXHAUSTED:
-                        raise
-                    continue
-                if stat.S_ISDIR(est.st_mode):
-                    entries.append(listing.Entry(e.name, True, None, int(est.st_mtime)))
-                elif stat.S_ISREG(est.st_mode):
-                    entries.append(listing.Entry(e.name, False, est.st_size, int(est.st_mtime)))
-        return entries
+    def _entry(self, e: os.DirEntry[str]) -> listing.Entry | None:
+        """What a listing shows for directory entry *e*: an entry for a name
+        that would be served, ``None`` for others.
+
+        Raises:
+            OSError: the server is out of descriptors or memory.
+        """
+        if self.dotfiles == "deny" and e.name.startswith("."):
+            return None
+        try:
+            if e.is_symlink():
+                target = os.path.realpath(e.path)
+                if not self._visible(target):
+                    return None  # never show where a link out of the tree goes
+                est = os.stat(target)
+            else:
+                est = e.stat(follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno in _EXHAUSTED:
+                raise
+            return None
+        if stat.S_ISDIR(est.st_mode):
+            return listing.Entry(e.name, True, None, int(est.st_mtime))
+        if stat.S_ISREG(est.st_mode):
+            return listing.Entry(e.name, False, est.st_size, int(est.st_mtime))
+        return None
 
     def _sidecars(self, real: str, st: os.stat_result) -> dict[str, str]:
         """``{coding: path}`` of the usable precompressed files next to *real*."""

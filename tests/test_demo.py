@@ -1,4 +1,4 @@
-"""The long-polling chat demo (:mod:`mhd2.demo`), ``python -m mhd2 demo`` and the
+"""The chat demo (:mod:`mhd2.demo`, on :mod:`mhd2.fanout`), ``python -m mhd2 demo`` and the
 ``examples/longpoll.py`` / ``examples/sse.py`` programs."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import trio
 from conftest import WAIT, exchange, read_response, status_of
 
 import mhd2
-from mhd2.demo import MAX_MESSAGE_BYTES, ChatRoom, chat_server
+from mhd2.demo import MAX_MESSAGE_BYTES, Chat, chat_server
 
 REPO = Path(__file__).resolve().parents[1]
 Ended = list[tuple[mhd2.Request, mhd2.RequestEndedCode]]
@@ -43,11 +43,25 @@ def task_count() -> int:
 
 @asynccontextmanager
 async def chat(poll_timeout: float = 30.0, ended: Ended | None = None,
-               **options: Any) -> AsyncIterator[tuple[mhd2.Daemon, ChatRoom]]:
+               **options: Any) -> AsyncIterator[tuple[mhd2.Daemon, Chat]]:
     if ended is not None:
         options["notify_request_ended"] = lambda r, c: ended.append((r, c))
-    async with chat_server(ChatRoom(poll_timeout=poll_timeout), port=0, **options) as served:
+    async with chat_server(Chat(poll_timeout=poll_timeout), port=0, **options) as served:
         yield served
+
+
+def waiting(room: Chat) -> int:
+    """Clients waiting in the room (polls, event streams, WebSockets)."""
+    return sum(room.hub.stats().subscribers.values())
+
+
+def texts_in(room: Chat) -> list[str]:
+    return [json.loads(m.data)["text"] for m in room.topic.since(room.origin)]
+
+
+def texts_of(payload: dict[str, Any]) -> list[str]:
+    """The texts of a ``/poll`` answer's messages."""
+    return [json.loads(m["data"])["text"] for m in payload["messages"]]
 
 
 def request(method: str, target: str, body: bytes = b"", headers: str = "") -> bytes:
@@ -61,15 +75,37 @@ def body_of(response: bytes) -> bytes:
     return response.split(b"\r\n\r\n", 1)[1]
 
 
+def header_of(response: bytes, name: bytes) -> str:
+    for line in response.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name.lower():
+            return value.strip().decode()
+    raise KeyError(name)
+
+
 def send_json(text: str, name: str = "t") -> bytes:
     return request("POST", "/send", json.dumps({"name": name, "text": text}).encode(),
                    "Content-Type: application/json\r\n")
 
 
-async def open_poll(port: int, since: int) -> trio.SocketStream:
+async def sent_id(port: int, text: str, name: str = "t") -> str:
+    answer = await exchange(port, send_json(text, name))
+    assert status_of(answer) == 200, answer
+    ident: str = json.loads(body_of(answer))["id"]
+    return ident
+
+
+async def open_poll(port: int, since: str = "") -> trio.SocketStream:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     await stream.send_all(request("GET", f"/poll?since={since}"))
     return stream
+
+
+async def get_json(port: int, target: str) -> dict[str, Any]:
+    answer = await exchange(port, request("GET", target))
+    assert status_of(answer) == 200, answer
+    payload: dict[str, Any] = json.loads(body_of(answer))
+    return payload
 
 
 # -- the page and the routes ------------------------------------------------------------
@@ -89,44 +125,48 @@ async def test_page_and_routes() -> None:
 
 async def test_poll_is_answered_by_a_message_and_times_out_with_204(ended: Ended) -> None:
     async with chat(poll_timeout=0.3, ended=ended) as (daemon, room):
-        poll = await open_poll(daemon.port, 0)
-        await until(lambda: room.waiting == 1)
-        sent = await exchange(daemon.port, send_json("hello"))
-        assert status_of(sent) == 200 and json.loads(body_of(sent)) == {"id": 1}
+        poll = await open_poll(daemon.port)
+        await until(lambda: waiting(room) == 1)
+        first = await sent_id(daemon.port, "hello")
         answer = await read_response(poll, bytearray())
         assert status_of(answer) == 200
         assert b"content-type: application/json" in answer.lower()
         payload = json.loads(body_of(answer))
-        assert payload["last"] == 1
-        assert [(m["id"], m["name"], m["text"]) for m in payload["messages"]] == [(1, "t", "hello")]
+        assert payload["cursor"] == first and header_of(answer, b"X-Cursor") == first
+        [message] = payload["messages"]
+        assert message["id"] == first and message["event"] == "message"
+        data = json.loads(message["data"])
+        assert (data["name"], data["text"]) == ("t", "hello") and data["time"] > 0
         await poll.aclose()
-        # Up to date: the poll waits the poll timeout, then 204.
+        # Up to date: the poll waits the poll timeout, then 204 with where it is.
         start = trio.current_time()
-        poll = await open_poll(daemon.port, 1)
+        poll = await open_poll(daemon.port, first)
         answer = await read_response(poll, bytearray())
-        assert status_of(answer) == 204
+        assert status_of(answer) == 204 and header_of(answer, b"X-Cursor") == first
         assert 0.25 <= trio.current_time() - start < 5
         await poll.aclose()
-        # Behind: answered at once with what it missed.
-        await exchange(daemon.port, send_json("second"))
-        behind = json.loads(body_of(await exchange(daemon.port, request("GET", "/poll?since=1"))))
-        assert [m["text"] for m in behind["messages"]] == ["second"] and behind["last"] == 2
-        # A client from before a restart (since > last) gets the history.
-        ahead = json.loads(body_of(await exchange(daemon.port, request("GET", "/poll?since=99"))))
-        assert [m["text"] for m in ahead["messages"]] == ["hello", "second"]
-    assert room.waiting == 0 and room.pending_deadlines == 0
+        # Behind: answered at once with what it missed; no cursor: the whole history.
+        second = await sent_id(daemon.port, "second")
+        behind = await get_json(daemon.port, f"/poll?since={first}")
+        assert texts_of(behind) == ["second"] and behind["cursor"] == second
+        assert texts_of(await get_json(daemon.port, "/poll")) == ["hello", "second"]
+        assert first < second  # in-process ids sort as text too
+    assert waiting(room) == 0
 
 
 async def test_one_message_answers_every_waiting_poll() -> None:
     async with chat() as (daemon, room):
-        polls = [await open_poll(daemon.port, 0) for _ in range(50)]
-        await until(lambda: room.waiting == 50)
+        polls = [await open_poll(daemon.port) for _ in range(50)]
+        await until(lambda: waiting(room) == 50)
         assert status_of(await exchange(daemon.port, send_json("to all"))) == 200
+        bodies = set()
         for poll in polls:
-            answer = await read_response(poll, bytearray())
-            assert json.loads(body_of(answer))["messages"][0]["text"] == "to all"
+            answer = body_of(await read_response(poll, bytearray()))
+            assert texts_of(json.loads(answer)) == ["to all"]
+            bodies.add(answer)
             await poll.aclose()
-        assert room.waiting == 0
+        assert len(bodies) == 1  # one answer, encoded once, for all fifty
+        assert waiting(room) == 0
 
 
 async def test_plain_text_message_with_name_in_query() -> None:
@@ -134,25 +174,27 @@ async def test_plain_text_message_with_name_in_query() -> None:
         sent = await exchange(daemon.port, request("POST", "/send?name=carol", "hi there ✓".encode(),
                                                    "Content-Type: text/plain\r\n"))
         assert status_of(sent) == 200
-        assert [(m.name, m.text) for m in room.messages] == [("carol", "hi there ✓")]
+        [message] = room.topic.since(room.origin)
+        assert json.loads(message.data)["name"] == "carol" and texts_in(room) == ["hi there ✓"]
 
 
 # -- bad input -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("since", ["abc", "-1", "1.5", "%C2%B2", "0x10"])
+@pytest.mark.parametrize("since", ["abc", "-1", "1.5", "%C2%B2", "0x10", "7"])
 async def test_poll_with_a_bad_since_is_400(since: str) -> None:
     async with chat() as (daemon, room):
         answer = await exchange(daemon.port, request("GET", f"/poll?since={since}"))
         assert status_of(answer) == 400
-        assert b"'since' must be a message id (a non-negative integer)" in body_of(answer)
-        assert room.waiting == 0
+        assert b"the cursor must be a message id" in body_of(answer)
+        assert waiting(room) == 0
 
 
-async def test_event_stream_with_a_bad_since_is_400() -> None:
+async def test_event_stream_and_websocket_with_a_bad_since_are_400() -> None:
     async with chat() as (daemon, _):
-        answer = await exchange(daemon.port, request("GET", "/events?since=x"))
-        assert status_of(answer) == 400
+        for target in ("/events?since=x", "/ws?since=x"):
+            answer = await exchange(daemon.port, request("GET", target))
+            assert status_of(answer) == 400, target
 
 
 @pytest.mark.parametrize("chunked", [False, True])
@@ -166,10 +208,13 @@ async def test_message_over_4k_is_413(chunked: bool) -> None:
             raw = request("POST", "/send", big)
         answer = await exchange(daemon.port, raw)
         assert status_of(answer) == 413
-        assert len(room.messages) == 0
-        # exactly the limit is fine
+        assert texts_in(room) == []
+        # exactly the limit is fine, also in characters that JSON escapes
         ok = await exchange(daemon.port, request("POST", "/send", big[:-1]))
-        assert status_of(ok) == 200 and len(room.messages) == 1
+        assert status_of(ok) == 200 and len(texts_in(room)) == 1
+        tabs = b"x" + b"\x01" * (MAX_MESSAGE_BYTES - 2) + b"x"
+        ok = await exchange(daemon.port, request("POST", "/send", tabs))
+        assert status_of(ok) == 200 and len(texts_in(room)) == 2
 
 
 @pytest.mark.parametrize(("body", "content_type", "why"), [
@@ -186,15 +231,15 @@ async def test_bad_messages_are_400(body: bytes, content_type: str, why: bytes) 
                                                      f"Content-Type: {content_type}\r\n"))
         assert status_of(answer) == 400
         assert why in body_of(answer)
-        assert room.last_id == 0
+        assert room.hub.stats().published == 0
 
 
 async def test_hundreds_of_vanishing_pollers_leave_nothing_behind(ended: Ended) -> None:
     n = 300
     async with chat(ended=ended) as (daemon, room):
         baseline = task_count()
-        polls = [await open_poll(daemon.port, 0) for _ in range(n)]
-        await until(lambda: room.waiting == n)
+        polls = [await open_poll(daemon.port) for _ in range(n)]
+        await until(lambda: waiting(room) == n)
         assert task_count() <= baseline + n + 2  # the daemon's connection tasks, no task per poll
         for poll in polls:
             await poll.aclose()
@@ -202,11 +247,10 @@ async def test_hundreds_of_vanishing_pollers_leave_nothing_behind(ended: Ended) 
         assert {code for _, code in ended} == {mhd2.RequestEndedCode.CLIENT_ABORT}
         await until(lambda: daemon.connection_count == 0)
         await until(lambda: task_count() == baseline)
-        assert room.waiting == 0
-        assert room.pending_deadlines == 0
+        assert waiting(room) == 0
         # and the room still works
-        poll = await open_poll(daemon.port, 0)
-        await until(lambda: room.waiting == 1)
+        poll = await open_poll(daemon.port)
+        await until(lambda: waiting(room) == 1)
         await exchange(daemon.port, send_json("still here"))
         assert status_of(await read_response(poll, bytearray())) == 200
         await poll.aclose()
@@ -246,32 +290,31 @@ async def test_event_stream_delivers_history_then_live_messages_and_keepalives()
     async with chat(poll_timeout=0.3) as (daemon, room):
         await exchange(daemon.port, send_json("before"))
         stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
-        await stream.send_all(request("GET", "/events?since=0"))
+        await stream.send_all(request("GET", "/events"))
         reader = EventReader(stream)
         head = await reader.until(b"data: ")
         assert b"content-type: text/event-stream" in head.lower()
         assert b"transfer-encoding: chunked" in head.lower()
         assert b"retry: 2000" in head
-        await until(lambda: room.waiting == 1)  # the creator suspended (dcc_action_suspend)
-        await exchange(daemon.port, send_json("live"))
+        await until(lambda: waiting(room) == 1)  # the creator suspended (dcc_action_suspend)
+        live = await sent_id(daemon.port, "live")
         raw = await reader.until(b'"text": "live"')
         assert [e["text"] for e in events_of(raw)] == ["before", "live"]
-        assert f"id: {room.epoch}:2\nevent: message\n".encode() in raw
-        assert events_of(raw, b"epoch") == [{"epoch": room.epoch, "last": 1}]
+        assert f"id: {live}\nevent: message\n".encode() in raw
         # Nothing happens for the poll timeout: a keep-alive comment.
-        await reader.until(b": keep-alive\n\n")
+        await reader.until(b"\n:")
         await stream.aclose()
-        await until(lambda: room.waiting == 0)
+        await until(lambda: waiting(room) == 0)
 
 
 async def test_event_stream_resumes_after_last_event_id() -> None:
     async with chat() as (daemon, _):
-        for text in ("one", "two", "three"):
-            await exchange(daemon.port, send_json(text))
+        ids = [await sent_id(daemon.port, text) for text in ("one", "two", "three")]
         stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
-        await stream.send_all(request("GET", "/events", headers="Last-Event-ID: 2\r\n"))
+        await stream.send_all(request("GET", f"/events?since={ids[0]}",
+                                      headers=f"Last-Event-ID: {ids[1]}\r\n"))
         raw = await EventReader(stream).until(b'"text": "three"')
-        assert [e["text"] for e in events_of(raw)] == ["three"]
+        assert [e["text"] for e in events_of(raw)] == ["three"]  # the header wins
         await stream.aclose()
 
 
@@ -284,7 +327,7 @@ async def test_httpx_client_streams_events() -> None:
                 async with client.stream("GET", url) as response:
                     assert response.headers["content-type"] == "text/event-stream"
                     lines = response.aiter_lines()
-                    await until(lambda: room.waiting == 1)
+                    await until(lambda: waiting(room) == 1)
                     await exchange(daemon.port, send_json("via httpx"))
                     async for line in lines:
                         if line.startswith("data: ") and "text" in json.loads(line[6:]):
@@ -293,86 +336,67 @@ async def test_httpx_client_streams_events() -> None:
         assert got == ["via httpx"]
 
 
-# -- restarts: cursors carry the room's epoch ----------------------------------------------------
+# -- restarts: cursors do not repeat --------------------------------------------------------------
 
 
-async def ws_first(port: int, target: str) -> dict[str, Any]:
-    """The first message on ``/ws...`` (the history batch)."""
+def ws_messages(port: int, target: str, count: int) -> list[dict[str, Any]]:
+    """The first *count* messages on ``/ws...`` (in a thread)."""
     from websockets.sync.client import connect
 
-    def client() -> dict[str, Any]:
-        with connect(f"ws://127.0.0.1:{port}{target}", open_timeout=WAIT) as ws:
-            first: dict[str, Any] = json.loads(ws.recv(timeout=WAIT))
-            return first
-
-    return await trio.to_thread.run_sync(client)
+    with connect(f"ws://127.0.0.1:{port}{target}", open_timeout=WAIT) as ws:
+        return [json.loads(ws.recv(timeout=WAIT)) for _ in range(count)]
 
 
 async def test_client_from_before_a_restart_gets_the_new_history_at_once() -> None:
-    # The first run: three messages; an open page's cursor is "EPOCH1:3".
-    async with chat() as (daemon, before):
-        for text in ("one", "two", "three"):
-            await exchange(daemon.port, send_json(text))
-        old_cursor = f"{before.epoch}:3"
-        first = json.loads(body_of(await exchange(daemon.port, request("GET", "/poll?since=0"))))
-        assert first["epoch"] == before.epoch
-        assert [m["epoch"] for m in first["messages"]] == [before.epoch] * 3
-    # The restarted demo: ids start again at 1, under another epoch.
-    async with chat(poll_timeout=0.3) as (daemon, after):
-        assert after.epoch != before.epoch
-        # Empty room: the old page is told at once (no 30 s wait) to start over.
-        answer = await exchange(daemon.port, request("GET", f"/poll?since={old_cursor}"))
-        assert status_of(answer) == 200
-        assert json.loads(body_of(answer)) == {"epoch": after.epoch, "messages": [], "last": 0}
-        await exchange(daemon.port, send_json("new one"))
-        await exchange(daemon.port, send_json("new two"))
-        # id 1 and 2 again: an id-only client would think it had them ("three" was 3).
-        behind = json.loads(body_of(await exchange(
-            daemon.port, request("GET", f"/poll?since={before.epoch}:1"))))
-        assert behind["epoch"] == after.epoch
-        assert [(m["id"], m["text"]) for m in behind["messages"]] == [(1, "new one"), (2, "new two")]
+    # The first run: three messages; an open page's cursor is the third's id.
+    async with chat() as (daemon, _):
+        ids = [await sent_id(daemon.port, text) for text in ("one", "two", "three")]
+    # The restarted demo: new ids, none of them equal to an old one.
+    async with chat(poll_timeout=0.3) as (daemon, _):
+        # Empty room: the old page is told at once (no 30 s wait) that its cursor
+        # is from before what the room holds.
+        answer = await get_json(daemon.port, f"/poll?since={ids[2]}")
+        assert answer["messages"] == [] and answer["truncated"] is True
+        new = [await sent_id(daemon.port, text) for text in ("new one", "new two")]
+        assert not set(new) & set(ids) and min(new) > max(ids)
+        behind = await get_json(daemon.port, f"/poll?since={ids[0]}")
+        assert texts_of(behind) == ["new one", "new two"] and behind["truncated"] is True
         # This run's own cursors work as before; a current one waits (then 204).
-        current = json.loads(body_of(await exchange(
-            daemon.port, request("GET", f"/poll?since={after.epoch}:1"))))
-        assert [m["text"] for m in current["messages"]] == ["new two"]
+        current = await get_json(daemon.port, f"/poll?since={new[0]}")
+        assert texts_of(current) == ["new two"] and "truncated" not in current
         assert status_of(await exchange(
-            daemon.port, request("GET", f"/poll?since={after.epoch}:2"))) == 204
-        # An EventSource reconnecting with an old Last-Event-ID: epoch, then all of it.
+            daemon.port, request("GET", f"/poll?since={new[1]}"))) == 204
+        # An EventSource reconnecting with an old Last-Event-ID: all of the new history.
         stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
-        await stream.send_all(request("GET", "/events",
-                                      headers=f"Last-Event-ID: {before.epoch}:3\r\n"))
+        await stream.send_all(request("GET", "/events", headers=f"Last-Event-ID: {ids[2]}\r\n"))
         raw = await EventReader(stream).until(b'"text": "new two"')
         await stream.aclose()
-        assert events_of(raw, b"epoch") == [{"epoch": after.epoch, "last": 2}]
         assert [e["text"] for e in events_of(raw)] == ["new one", "new two"]
-        assert f"id: {after.epoch}:1\n".encode() in raw
-        # A WebSocket reconnecting with an old cursor: the history under the new epoch.
-        hello = await ws_first(daemon.port, f"/ws?since={before.epoch}:3")
-        assert hello["epoch"] == after.epoch and hello["last"] == 2
-        assert [m["text"] for m in hello["messages"]] == ["new one", "new two"]
-        hello = await ws_first(daemon.port, f"/ws?since={after.epoch}:1")
-        assert [m["text"] for m in hello["messages"]] == ["new two"]
-        assert status_of(await exchange(daemon.port, request("GET", "/ws?since=x"))) == 400
+        assert f"id: {new[0]}\n".encode() in raw
+        # A WebSocket reconnecting with an old cursor: the new history too.
+        got = await trio.to_thread.run_sync(ws_messages, daemon.port, f"/ws?since={ids[2]}", 2)
+        assert [m["id"] for m in got] == new
+        got = await trio.to_thread.run_sync(ws_messages, daemon.port, f"/ws?since={new[0]}", 1)
+        assert [json.loads(m["data"])["text"] for m in got] == ["new two"]
 
 
 async def test_a_garbled_last_event_id_starts_over_instead_of_failing() -> None:
     # EventSource gives up for good on a non-200 answer: a bad header is a fresh start.
-    async with chat() as (daemon, room):
+    async with chat() as (daemon, _):
         await exchange(daemon.port, send_json("kept"))
         stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
         await stream.send_all(request("GET", "/events", headers="Last-Event-ID: ?!\r\n"))
         raw = await EventReader(stream).until(b'"text": "kept"')
         await stream.aclose()
         assert raw.startswith(b"HTTP/1.1 200 ")
-        assert events_of(raw, b"epoch") == [{"epoch": room.epoch, "last": 1}]
 
 
-def test_room_epoch_is_checked() -> None:
-    assert ChatRoom(epoch="abc123").epoch == "abc123"
-    assert ChatRoom().epoch != ChatRoom().epoch
-    for bad in ("", "a:b", "ä"):
-        with pytest.raises(ValueError, match="epoch must be"):
-            ChatRoom(epoch=bad)
+def test_chat_options_are_checked() -> None:
+    for bad in (0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="poll_timeout must be"):
+            Chat(poll_timeout=bad)
+    with pytest.raises(mhd2.UsageError, match="redis://HOST:PORT/DB"):
+        Chat(redis="http://127.0.0.1:6379/0")
 
 
 async def test_page_links_the_modes_and_has_an_icon() -> None:
@@ -391,23 +415,26 @@ async def test_page_links_the_modes_and_has_an_icon() -> None:
 # -- graceful stop ---------------------------------------------------------------------------
 
 
-async def test_stop_answers_parked_polls_503_and_closes_streams(ended: Ended) -> None:
+async def test_stop_answers_parked_polls_204_and_ends_streams(ended: Ended) -> None:
+    """A graceful stop loses no message: the poll gets 204 with its cursor, the
+    event stream a last ``retry:`` and its end, so both come back and resume."""
     async with chat(ended=ended) as (daemon, room):
-        poll = await open_poll(daemon.port, 0)
+        first = await sent_id(daemon.port, "before the stop")
+        poll = await open_poll(daemon.port, first)
         sse = await trio.open_tcp_stream("127.0.0.1", daemon.port)
-        await sse.send_all(request("GET", "/events"))
+        await sse.send_all(request("GET", f"/events?since={first}"))
         reader = EventReader(sse)
         await reader.until(b"retry:")
-        await until(lambda: room.waiting == 2)
+        await until(lambda: waiting(room) == 2)
         with trio.fail_after(WAIT):
             await daemon.stop(grace=30)
-    assert status_of(await read_response(poll, bytearray())) == 503
+    answer = await read_response(poll, bytearray())
+    assert status_of(answer) == 204 and header_of(answer, b"X-Cursor") == first
     with trio.fail_after(WAIT):
         while chunk := await sse.receive_some(65536):
             reader.raw += chunk
-    assert not reader.raw.endswith(b"0\r\n\r\n")  # closed, not finished
-    assert sorted(c.name for _, c in ended) == ["DAEMON_SHUTDOWN", "DAEMON_SHUTDOWN"]
-    assert room.waiting == 0
+    assert reader.raw.count(b"retry: 2000") == 2 and reader.raw.endswith(b"0\r\n\r\n")
+    assert waiting(room) == 0
 
 
 # -- python -m mhd2 demo and the examples -------------------------------------------------------
@@ -444,23 +471,24 @@ async def test_websocket_variant_broadcasts_both_ways() -> None:
     """Two WebSocket clients and a POST /send all reach each other through /ws."""
     from websockets.sync.client import connect
 
+    def text(frame: Any) -> tuple[str, str]:
+        data = json.loads(json.loads(frame)["data"])
+        return data["name"], data["text"]
+
     def first_client(port: int, ready: trio.Event, token: trio.lowlevel.TrioToken) -> list[Any]:
         got: list[Any] = []
         with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
-            hello = json.loads(ws.recv(timeout=WAIT))  # the history: none yet
-            assert hello["messages"] == [] and hello["last"] == 0 and hello["epoch"]
             trio.from_thread.run_sync(ready.set, trio_token=token)
-            got.append(json.loads(ws.recv(timeout=WAIT)))  # from the second client
-            got.append(json.loads(ws.recv(timeout=WAIT)))  # from POST /send
+            got.append(text(ws.recv(timeout=WAIT)))  # from the second client
+            got.append(text(ws.recv(timeout=WAIT)))  # from POST /send
             ws.send("not json")
             got.append(json.loads(ws.recv(timeout=WAIT)))  # the error answer
         return got
 
     def second_client(port: int) -> None:
         with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=WAIT) as ws:
-            assert json.loads(ws.recv(timeout=WAIT))["messages"] == []
             ws.send(json.dumps({"name": "ws", "text": "over the socket"}))
-            assert json.loads(ws.recv(timeout=WAIT))["text"] == "over the socket"
+            assert text(ws.recv(timeout=WAIT)) == ("ws", "over the socket")
 
     async with chat() as (daemon, room):
         ready = trio.Event()
@@ -473,20 +501,20 @@ async def test_websocket_variant_broadcasts_both_ways() -> None:
             nursery.start_soon(run_first)
             with trio.fail_after(WAIT):
                 await ready.wait()
+            await until(lambda: room.hub.stats().subscribers["websocket"] == 1)
             await trio.to_thread.run_sync(second_client, daemon.port)
-            await until(lambda: room.last_id == 1)
+            await until(lambda: room.hub.stats().published == 1)
             posted = await exchange(daemon.port, send_json("over http", name="web"))
             assert status_of(posted) == 200
     got = results[0]
-    assert [(m["name"], m["text"]) for m in got[:2]] == [
-        ("ws", "over the socket"), ("web", "over http")]
+    assert got[:2] == [("ws", "over the socket"), ("web", "over http")]
     assert "error" in got[2] and "JSON" in got[2]["error"]
 
 
 async def test_python_m_mhd2_demo() -> None:
     async with program(["-m", "mhd2", "demo", "--port", "0"], r"mhd2 demo: chat on ") as (p, port):
         assert b"mhd2 chat" in await exchange(port, request("GET", "/"))
-        poll = await open_poll(port, 0)
+        poll = await open_poll(port)
         await exchange(port, send_json("from the cli test"))
         assert b"from the cli test" in await read_response(poll, bytearray())
         await poll.aclose()
@@ -509,15 +537,22 @@ def test_demo_subcommand_help() -> None:
 async def test_example_longpoll() -> None:
     argv = [str(REPO / "examples" / "longpoll.py"), "--port", "0", "--poll-timeout", "0.3"]
     async with program(argv, r"longpoll: listening on ") as (p, port):
-        poll = await open_poll(port, 0)
+        first = await exchange(port, request("GET", "/poll"))  # no cursor: the next message
+        assert status_of(first) == 204
+        cursor = first.split(b"X-Cursor: ", 1)[1].split(b"\r\n", 1)[0].decode()
+        poll = await trio.open_tcp_stream("127.0.0.1", port)
+        await poll.send_all(request("GET", f"/poll?cursor={cursor}"))
         sent = await exchange(port, request("POST", "/send", b"hello, poller"))
         assert status_of(sent) == 200
+        message_id = body_of(sent).decode().strip()
         answer = await read_response(poll, bytearray())
-        assert json.loads(body_of(answer)) == {"messages": ["hello, poller"], "last": 1}
+        assert json.loads(body_of(answer)) == {
+            "messages": [{"id": message_id, "event": None, "data": "hello, poller"}],
+            "cursor": message_id}
         await poll.aclose()
-        timed_out = await exchange(port, request("GET", "/poll?since=1"))
+        timed_out = await exchange(port, request("GET", f"/poll?cursor={message_id}"))
         assert status_of(timed_out) == 204
-        assert status_of(await exchange(port, request("GET", "/poll?since=z"))) == 400
+        assert status_of(await exchange(port, request("GET", "/poll?cursor=z"))) == 400
         assert p.stdin is not None
         await p.stdin.send_all(b"\n")
         with trio.fail_after(15):

@@ -195,3 +195,36 @@ async def test_suspended_requests_and_websocket_sessions_are_gauged() -> None:
     assert value(during, "mhd2_requests_suspended") == 1
     assert value(during, "mhd2_websocket_sessions") == 1
     assert value(during, "mhd2_connections_open") == 2
+
+
+async def test_a_running_fanout_hub_is_scraped() -> None:
+    from mhd2.fanout import Hub, action_long_poll
+
+    registry = prometheus_client.CollectorRegistry()
+    async with Hub() as hub:
+        topic = hub.topic("news")
+
+        def handle(request: Any) -> Any:
+            return action_long_poll(request, topic, cursor=request.args.get("cursor"),
+                                    timeout=30.0)
+
+        async with mhd2.Daemon(handle, port=0, metrics=registry) as daemon:
+            async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+                got: list[httpx.Response] = []
+
+                async def poll() -> None:
+                    got.append(await client.get(f"http://127.0.0.1:{daemon.port}/"))
+
+                nursery.start_soon(poll)
+                with trio.fail_after(10):
+                    while sum(hub.stats().subscribers.values()) < 1:
+                        await trio.sleep(0.01)  # the hub offers no "subscribed" event
+                daemon.sample_metrics()
+                waiting = samples(prometheus_client.generate_latest(registry).decode())
+                await topic.publish(b"hello")
+            daemon.sample_metrics()
+            after = samples(prometheus_client.generate_latest(registry).decode())
+    assert got[0].status_code == 200
+    assert value(waiting, "mhd2_fanout_subscribers") >= 1
+    assert value(after, "mhd2_fanout_deliveries_total") >= 1
+    assert value(after, "mhd2_fanout_subscribers") == 0

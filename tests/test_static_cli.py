@@ -88,6 +88,19 @@ async def test_flags(site: Path) -> None:
         assert (await fetch(url + "/")).status_code == 404  # no index, no listing
 
 
+async def test_listing_page_size(site: Path) -> None:
+    for i in range(5):
+        (site / f"n{i}.txt").write_bytes(b"")
+    async with serve([str(site), "--listing-page-size", "2"]) as url:
+        first = await fetch(url + "/")
+        # docs/, hello.txt and n0..n4 (.env is not listed): 7 entries, 4 pages
+        assert first.text.count("<tr><td><a href=") == 2  # the root has no ../ row
+        assert "page 1 of 4" in first.text
+        assert 'rel="next"' in first.text
+        assert "page 4 of 4" in (await fetch(url + "/?page=4")).text
+        assert (await fetch(url + "/?page=5")).status_code == 404
+
+
 async def test_no_cache_control(site: Path) -> None:
     async with serve([str(site), "--cache-control", ""]) as url:
         assert "cache-control" not in (await fetch(url + "/hello.txt")).headers
@@ -100,6 +113,9 @@ async def test_no_cache_control(site: Path) -> None:
         ["--index", "a/b"],
         ["--cache-control", "x\x01"],
         ["--cache-control", "  "],
+        ["--listing-page-size", "0"],
+        ["--listing-page-size", "-3"],
+        ["--listing-page-size", "lots"],
     ],
 )
 def test_bad_flags_exit_2(site: Path, args: list[str]) -> None:

@@ -115,3 +115,15 @@ async def test_redbot_finds_nothing_bad(
     assert isinstance(notes, list) and notes, report
     complaints = [n for n in notes if n["level"] in ("BAD", "WARN")]
     assert complaints == [], json.dumps(notes, indent=1)
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/json"])
+async def test_redbot_finds_nothing_bad_on_a_listing_page(site: Path, accept: str) -> None:
+    """A middle page of a paginated listing (``Link`` to both neighbours)."""
+    async with serve([str(site), "--listing-page-size", "1"]) as url:
+        report = await redbot(url + "/?sort=size&order=desc&page=2", [("Accept", accept)])
+    assert report["error"] is None and report["status"] == 200
+    notes = report["notes"]
+    assert isinstance(notes, list) and notes, report
+    complaints = [n for n in notes if n["level"] in ("BAD", "WARN")]
+    assert complaints == [], json.dumps(notes, indent=1)

@@ -386,3 +386,20 @@ def _workers(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("at least one worker is needed")
     return value
+
+
+# ---------------------------------------------------------------- ASGI (run only)
+
+
+def add_interface_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--interface``, ``--root-path``, ``--lifespan``: how ``run`` serves MODULE:ATTR."""
+    parser.add_argument(
+        "--interface", choices=("auto", "asgi", "mhd2"), default="auto",
+        help="auto (default): an ASGI 3 app goes through mhd2.asgi, a request callback "
+             "is served directly; asgi / mhd2 force one")
+    parser.add_argument(
+        "--root-path", default="", metavar="PATH",
+        help="ASGI: the prefix a proxy strips before the app (scope['root_path'])")
+    parser.add_argument(
+        "--lifespan", choices=("auto", "on", "off"), default="auto",
+        help="ASGI: run the app's lifespan startup/shutdown (auto: if it speaks it)")

@@ -38,7 +38,9 @@ from .options import (
 
 
 class _LoadError(Exception):
-    """The application could not be imported or made (one line on stderr, exit 1)."""
+    """The application could not be imported or made (one line on stderr, exit ``status``)."""
+
+    status = 1
 
 
 #: ``open_app(options)``: an async context manager running a Daemon made
@@ -103,6 +105,7 @@ def _chain(first: Callable[..., Any] | None,
 
 async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None) -> int:
     """Serve until SIGINT/SIGTERM in this process (the only one, or a worker)."""
+    from ..asgi import LifespanFailed
     from ..errors import DaemonStartError
     from ..supervisor import drain_and_stop
 
@@ -183,6 +186,9 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
         except DaemonStartError as exc:
             print(f"mhd2: cannot serve on {listener.url}: {exc}", file=sys.stderr)
             return 1
+        except LifespanFailed as exc:  # an ASGI app's startup (docs/asgi.rst)
+            print(f"mhd2: the application's startup failed: {exc}", file=sys.stderr, flush=True)
+            return 3
         except BaseExceptionGroup as group:  # a Daemon inside the app's own nursery
             match, rest = group.split(DaemonStartError)
             if match is None or rest is not None:
@@ -317,7 +323,7 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
             plan.load()
         except _LoadError as exc:
             print(f"mhd2: {exc}", file=sys.stderr)
-            return 1
+            return exc.status
     metrics_dir = None
     if args.metrics is not None or args.metrics_path is not None:
         metrics_dir = _prepare_metrics(parser, args, plan, workers)

@@ -5,6 +5,7 @@ See :mod:`mhd2.http2.connection` (the connection: its reader, writer, timeouts a
 :mod:`mhd2.http2.machine` (the ``h2`` state machine as mhd2 runs it),
 :mod:`mhd2.http2.hpack_out` (HPACK for what the server sends, no dynamic table),
 :mod:`mhd2.http2.guard` (flood rates),
+:mod:`mhd2.http2.liveness` (``PING`` for connections whose streams are all parked),
 :mod:`mhd2.http2.stream` (one stream: exchange host, body source, task),
 :mod:`mhd2.http2.reply` (a response as HEADERS and DATA frames) and
 :mod:`mhd2.http2.checks` (the request-head rules of RFC 9113 §8).

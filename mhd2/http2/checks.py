@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .._http1.request_checks import check_host
+
 __all__ = ["Malformed", "RequestHead", "check_request_head", "check_trailers", "strip_response_fields"]
 
 #: RFC 9113 §8.2.2: "An endpoint MUST NOT generate an HTTP/2 message containing
@@ -123,11 +125,18 @@ def check_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
             raise Malformed(":path is neither origin-form nor '*' for OPTIONS")
         if _BAD_VALUE.search(path) or b" " in path:
             raise Malformed(":path contains whitespace or control characters")
+    if hosts and check_host(hosts) is not None:
+        # The same rule as HTTP/1 (RFC 9112 §3.2): one Host field line, whose
+        # value is RFC 3986 host[:port].
+        raise Malformed("more than one Host field, or a malformed one")
     if authority is not None:
-        if _BAD_VALUE.search(authority) or b" " in authority or b"@" in authority:
-            # §8.3.1: ":authority ... MUST NOT include the deprecated userinfo subcomponent"
+        if check_host([authority]) is not None:
+            # §8.3.1: ":authority ... MUST NOT include the deprecated userinfo
+            # subcomponent"; RFC 3986 §3.2: authority = [ userinfo "@" ] host
+            # [ ":" port ] -- nothing else (no path, query, space).  The same
+            # check as HTTP/1's Host.
             raise Malformed("invalid :authority")
-        if hosts and any(h != authority for h in hosts):
+        if hosts and hosts[0] != authority:
             # §8.3.1: "A server SHOULD treat a request as malformed if it contains
             # a Host header field that identifies an entity that differs from the
             # entity in the ":authority" pseudo-header field."

@@ -24,10 +24,15 @@ needs no lock.
   ``http2_max_concurrent_streams`` refused, malformed ones reset, floods
   ended with ``GOAWAY`` ENHANCE_YOUR_CALM); the ``h2`` state machine and the
   flood rates are made in :mod:`mhd2.http2.machine` and :mod:`mhd2.http2.guard`.
+  The reader handles at most ``FRAMES_PER_TURN`` frames of a read per turn
+  and yields between turns (the answers to one read are written together).
 * **Timeouts.**  With no stream running the connection waits for one for
-  ``keep_alive_timeout`` (the first one: ``timeout``), then sends ``GOAWAY``
-  and closes; a write that moves no byte for ``timeout`` ends the connection;
-  each stream has its own inactivity limit (see the stream module).
+  ``keep_alive_timeout`` (the first one: ``timeout``), counted from the end
+  of the last stream -- control frames are not activity -- then sends
+  ``GOAWAY`` and closes; a write that moves no byte for ``timeout`` ends the
+  connection; each stream has its own inactivity limit (see the stream
+  module).  A connection whose streams are all parked is pinged
+  (:mod:`mhd2.http2.liveness`).
 * **Graceful stop.**  ``GOAWAY`` with the last stream id processed; the
   streams running finish (within the daemon's grace period), then the
   connection closes.
@@ -49,7 +54,8 @@ from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
 from .frames_in import FramesIn
 from .guard import FloodGuard
-from .machine import connection_window, new_h2
+from .liveness import Liveness
+from .machine import FRAMES_PER_TURN, connection_window, new_h2
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
@@ -65,6 +71,9 @@ logger = logging.getLogger("mhd2")
 RECV_SIZE = 64 * 1024
 #: Bound on the last writes (GOAWAY) when a connection ends.
 FINAL_WRITE_SECONDS = 2.0
+#: The idle deadline may be off by this many seconds at most (an eighth of
+#: the idle limit when that is shorter).
+IDLE_SLACK = 1.0
 
 
 class HTTP2Connection(FramesIn):
@@ -90,8 +99,10 @@ class HTTP2Connection(FramesIn):
         "_extra",
         "_flush_asked",
         "_guard",
+        "_idle_from",
         "_in_turn",
         "_initial",
+        "_liveness",
         "_notified",
         "_nursery",
         "_read_scope",
@@ -132,6 +143,10 @@ class HTTP2Connection(FramesIn):
         self._dead = False
         self._broken = False
         self._served = 0
+        self._useful_updates = 0
+        self._provoked = 0
+        self._idle_from = 0.0  # when the last stream ended (or the connection began)
+        self._liveness: Liveness | None = None  # made when a stream first parks
         self._last_stream_id = 0
         self._read_scope = trio.CancelScope()
         self._in_turn = False  # the reader handles a read (and writes its answers)
@@ -195,6 +210,28 @@ class HTTP2Connection(FramesIn):
                 return
             self._wake.set()
 
+    def stream_parked(self, delta: int) -> None:
+        """*delta* streams parked (+1: a suspended request waits) or woke (-1):
+        with ``http2_ping_interval``, a connection whose streams are all parked
+        is pinged (:class:`~mhd2.http2.liveness.Liveness`)."""
+        live = self._liveness
+        if live is None:
+            options = self.shared.options
+            if options.http2_ping_interval is None:
+                return
+            live = self._liveness = Liveness(options.http2_ping_interval,
+                                             options.http2_ping_timeout)
+        if live.parked(delta) and self._nursery is not None:
+            self._nursery.start_soon(live.run, self)
+
+    def give_up(self) -> None:
+        """The client did not answer a ``PING``: end its streams (``TIMEOUT_REACHED``),
+        ``GOAWAY``, and close once they have ended."""
+        self._cut(RequestEndedCode.TIMEOUT_REACHED)
+        self._send_goaway()
+        if not self.streams:
+            self._stop_reader()
+
     def stream_done(self, stream: H2Stream, *, in_reader: bool = False) -> None:
         """A stream has ended (its request too); *in_reader*: it was served by the
         reader, which writes what it queued (no need to wake the writer)."""
@@ -202,6 +239,7 @@ class HTTP2Connection(FramesIn):
         if not in_reader and self._queued():
             self._wake.set()
         if not self.streams:
+            self._idle_from = trio.current_time()
             if self._goaway_sent:
                 self._stop_reader()
             else:
@@ -226,6 +264,7 @@ class HTTP2Connection(FramesIn):
         linger = False
         try:
             with transport.scope:
+                self._idle_from = trio.current_time()
                 self._settle_deadline()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -269,20 +308,29 @@ class HTTP2Connection(FramesIn):
         """Widen the connection's receive window (once the client's preface is in)."""
         increment = connection_window(self.shared.options)
         if increment:
-            self.h2.increment_flow_control_window(increment)
+            try:
+                self.h2.increment_flow_control_window(increment)
+            except ProtocolError:  # the connection is closing already
+                pass
 
     async def _read_loop(self) -> RequestEndedCode:
         """Read and handle frames until the connection is to end; return the code for
         streams still running then."""
         data, self._initial = self._initial, b""
         transport = self.transport
+        frames = self.h2.incoming_buffer
         opened = False
         answered = False
+        more = False
         with self._read_scope:
             while True:
-                if data:
+                if data or more:
                     self._in_turn = True
                     try:
+                        # At most FRAMES_PER_TURN frames now; the rest after a
+                        # checkpoint (a read of tiny frames must not hold the loop).
+                        frames.budget = FRAMES_PER_TURN
+                        frames.more = False
                         try:
                             events = self.h2.receive_data(data)
                         except ProtocolError as exc:
@@ -291,16 +339,17 @@ class HTTP2Connection(FramesIn):
                                          self.info.client_address, exc)
                             self._goaway_sent = True
                             return RequestEndedCode.HTTP_PROTOCOL_ERROR
+                        more = frames.more
                         if not opened:
                             opened = True
                             self._open_connection_window()
-                        if self._reset_flood():
+                        if self._handle(events):
                             return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                        if events:
-                            self._handle(events)
                         if self._goaway_sent and self._dead:
                             return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                        answered = self._queued()
+                        # (The answers to one read are written together, after
+                        # its last turn, as when it was handled in one.)
+                        answered = not more and self._queued()
                         if answered:
                             if self._writing:
                                 await self.flushed()
@@ -310,6 +359,11 @@ class HTTP2Connection(FramesIn):
                         self._in_turn = False
                     if self._stop_reading:
                         break
+                    if more:
+                        # The rest of the read, once the other tasks had their turn.
+                        await trio.lowlevel.checkpoint()
+                        data = b""
+                        continue
                 try:
                     # After an answer the client's next frames come a moment
                     # later: reading after the other connections' turn finds
@@ -414,7 +468,14 @@ class HTTP2Connection(FramesIn):
 
     def _settle_deadline(self) -> None:
         """The connection's deadline: none while streams run (each has its own)
-        except during a write; else the idle limit."""
+        except during a write; else the idle limit, counted from when the last
+        stream ended.
+
+        Control frames are not activity: a ``PING`` or ``SETTINGS`` (and the
+        write of its ack) leaves the idle deadline where it is, so they cannot
+        keep an idle connection open past ``keep_alive_timeout`` (the HTTP/2
+        twin of a client that trickles bytes between HTTP/1 requests).
+        """
         transport = self.transport
         options = self.shared.options
         if self.streams:
@@ -422,12 +483,19 @@ class HTTP2Connection(FramesIn):
             if not self._writing and transport.scope.deadline != math.inf:
                 # (Moving a deadline is not free: only when one is set.)
                 transport.disarm()
-        else:
-            idle = options.keep_alive_timeout if self._served else options.timeout
-            if transport.timeout != idle or transport.scope.deadline == math.inf:
-                transport.set_timeout(idle)
-            else:
-                transport.arm()  # (moved only once the slack has passed)
+            return
+        idle = options.keep_alive_timeout if self._served else options.timeout
+        if transport.timeout != idle:
+            transport.set_timeout(idle)  # (the limit of a write meanwhile)
+        if idle is None:
+            if transport.scope.deadline != math.inf:
+                transport.disarm()
+            return
+        deadline = self._idle_from + idle
+        # (Moved only when off by more than the transport's slack: a write
+        # re-arms it to its own limit, and moving a deadline is not free.)
+        if abs(transport.scope.deadline - deadline) > min(IDLE_SLACK, idle / 8):
+            transport.scope.deadline = deadline
 
     def _notify(self, event: ConnectionEvent) -> None:
         notify = self.shared.options.notify_connection

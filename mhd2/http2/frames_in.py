@@ -20,6 +20,7 @@ from h2.events import (
     ConnectionTerminated,
     DataReceived,
     Event,
+    PingAckReceived,
     PingReceived,
     RemoteSettingsChanged,
     RequestReceived,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
     from ..shared import Shared
     from .guard import FloodGuard
+    from .liveness import Liveness
     from .machine import ServerH2
 
 __all__ = ["FramesIn"]
@@ -56,7 +58,8 @@ class FramesIn:
     raise :exc:`NotImplementedError` here.
     """
 
-    __slots__ = ("_dead", "_goaway_sent", "_last_stream_id", "_served")
+    __slots__ = ("_dead", "_goaway_sent", "_last_stream_id", "_provoked", "_served",
+                 "_useful_updates")
 
     h2: ServerH2
     info: ConnectionInfo
@@ -67,6 +70,9 @@ class FramesIn:
     _dead: bool
     _served: int
     _last_stream_id: int
+    _useful_updates: int
+    _provoked: int
+    _liveness: Liveness | None
     _nursery: trio.Nursery | None
 
     def acknowledge(self, stream_id: int, size: int) -> None:
@@ -81,35 +87,65 @@ class FramesIn:
     def _stop_reader(self) -> None:
         raise NotImplementedError
 
-    def _handle(self, events: list[Event]) -> None:
-        """Act on the events of one read, in order (stop at a flood); then start
-        the streams they opened.
+    def _handle(self, events: list[Event]) -> bool:
+        """Act on the events of one turn, in order (stop at a flood); count the
+        turn's frames against the flood rates; then start the streams opened.
 
-        A stream starts only once all the frames of the read are handled: a
-        request reset in the same read (rapid reset) costs no application
-        work and counts against the reset rate.
-        """
-        fresh: list[H2Stream] = []
-        try:
-            self._handle_events(events, fresh)
-        finally:
-            for stream in fresh:
-                self._start(stream)
-
-    def _reset_flood(self) -> bool:
-        """Count the ``RST_STREAM`` frames of the last read against the reset rate
-        (CVE-2023-44487, "rapid reset"): every one, also for streams already
-        answered.
+        A stream starts only once all the frames of the turn are handled: a
+        request reset in the same turn (rapid reset) costs no application
+        work and counts against the reset rate.  Past a flood rate no stream
+        starts: the application is called at most once per reset the budget
+        allows.
 
         Returns:
             Whether the connection is to end (``GOAWAY`` ENHANCE_YOUR_CALM queued).
         """
-        frames = self.h2.incoming_buffer
-        count = frames.resets
-        if not count:
-            return False
-        frames.resets = 0
-        return self._flood(self._guard.resets(count))
+        fresh: list[H2Stream] = []
+        try:
+            if events:
+                self._handle_events(events, fresh)
+        finally:
+            ended = self._dead or self._count_floods(len(fresh))
+            for stream in fresh:
+                if ended:
+                    stream.cancel(RequestEndedCode.HTTP_PROTOCOL_ERROR)
+                self._start(stream)
+        return ended
+
+    def _count_floods(self, opened: int) -> bool:
+        """Count the frames of the last turn against the flood rates.
+
+        * Stream resets, one budget (:meth:`FloodGuard.resets`): every
+          ``RST_STREAM`` the client sent, also for streams already answered
+          (CVE-2023-44487, "rapid reset"), and every stream whose reset it
+          provoked (CVE-2025-8671, "MadeYouReset"): the stream errors ``h2``
+          answered with ``RST_STREAM`` (a second HEADERS on a half-closed
+          stream, a ``WINDOW_UPDATE`` overflowing 2^31-1, DATA after the
+          client's END_STREAM...: a ``StreamReset`` event not from the client)
+          and the streams mhd2 refused or found malformed (:meth:`_refuse`).
+        * Frames that carry nothing (CVE-2019-9518): empty DATA, PRIORITY,
+          unknown types, acks nobody asked for, ``WINDOW_UPDATE`` for a
+          stream mhd2 is not sending on (CVE-2019-9517), and frames on a
+          stream reset already (``h2`` answers each with one more
+          ``RST_STREAM``; a client's DATA in flight when the server reset
+          the stream does that too, so these are not stream resets);
+          *opened* streams earn some credit.
+
+        Returns:
+            Whether the connection is to end (``GOAWAY`` ENHANCE_YOUR_CALM queued).
+        """
+        h2 = self.h2
+        frames = h2.incoming_buffer
+        provoked = self._provoked
+        resets = frames.resets + provoked
+        idle = (frames.idle + max(0, frames.window_updates - self._useful_updates)
+                + max(0, h2.resets_sent - provoked))
+        frames.resets = frames.idle = frames.window_updates = 0
+        h2.resets_sent = self._provoked = self._useful_updates = 0
+        guard = self._guard
+        if resets and self._flood(guard.resets(resets)):
+            return True
+        return self._flood(guard.idle_frames(idle, opened))
 
     def _start(self, stream: H2Stream) -> None:
         """Serve *stream* in the reader if it can be (:meth:`H2Stream.serve_now`), else
@@ -141,11 +177,16 @@ class FramesIn:
                 if event.stream_id == 0:
                     for stream in streams.values():
                         stream.window_opened()
+                    self._useful_updates += 1
                 else:
                     stream = streams.get(event.stream_id)
                     if stream is not None:
                         stream.window_opened()
+                        self._useful_updates += 1
             elif isinstance(event, StreamReset):
+                if not event.remote_reset:
+                    # h2 reset the stream for a stream error of the client's.
+                    self._provoked += 1
                 stream = streams.get(event.stream_id)
                 if stream is not None:
                     stream.closed_local = True
@@ -156,6 +197,11 @@ class FramesIn:
             elif isinstance(event, PingReceived):
                 if self._flood(self._guard.ping()):
                     return
+            elif isinstance(event, PingAckReceived):
+                live = self._liveness
+                if live is not None and live.answered(event.ping_data):
+                    frames = self.h2.incoming_buffer
+                    frames.idle = max(0, frames.idle - 1)  # (an ack asked for)
             elif isinstance(event, RemoteSettingsChanged):
                 if self._flood(self._guard.settings()):
                     return
@@ -163,8 +209,12 @@ class FramesIn:
                     for stream in streams.values():
                         stream.window_opened()
             elif isinstance(event, ConnectionTerminated):
-                # The client's GOAWAY: no new streams; end when the last one has.
-                self._goaway_sent = True
+                # The client's GOAWAY (RFC 9113 §6.8): its streams are still
+                # answered, frames for them accepted (see ServerH2), no new
+                # ones; the server's GOAWAY in return ("Endpoints SHOULD
+                # always send a GOAWAY frame before closing a connection"),
+                # and the connection ends when the last stream has.
+                self._send_goaway()
                 if not streams:
                     self._stop_reader()
 
@@ -223,8 +273,13 @@ class FramesIn:
         self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
 
     def _refuse(self, stream_id: int, code: ErrorCodes) -> None:
+        """Reset a stream the client opened (refused, or malformed); the reset counts
+        against the reset rate (CVE-2025-8671, "MadeYouReset")."""
+        h2 = self.h2
+        self._provoked += 1
+        h2.resets_sent += 1  # (sent for the client's frames, as h2's own)
         try:
-            self.h2.reset_stream(stream_id, code)
+            h2.reset_stream(stream_id, code)
         except ProtocolError:
             pass
 

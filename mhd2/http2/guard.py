@@ -1,15 +1,19 @@
 """The flood accounting of an HTTP/2 connection.
 
 Nothing here does I/O: :class:`FloodGuard` counts the frames a client may
-send only so often (``PING``, ``SETTINGS``, stream resets -- CVE-2023-44487
-"rapid reset").
+send only so often: ``PING``, ``SETTINGS``, stream resets -- the client's
+own (CVE-2023-44487, "rapid reset") and those it provokes the server to send
+(CVE-2025-8671, "MadeYouReset") -- and frames that carry nothing
+(CVE-2019-9518, "empty frames flood"; CVE-2019-9517 with zero-effect
+``WINDOW_UPDATE``).
 """
 
 from __future__ import annotations
 
 import trio
 
-__all__ = ["MAX_PINGS", "MAX_SETTINGS", "MIN_RESETS", "RATE_WINDOW", "FloodGuard"]
+__all__ = ["IDLE_FRAMES_PER_STREAM", "MAX_IDLE_FRAMES", "MAX_PINGS", "MAX_SETTINGS", "MIN_RESETS",
+           "RATE_WINDOW", "FloodGuard"]
 
 #: The window for the rates below, in seconds.
 RATE_WINDOW = 10.0
@@ -17,9 +21,18 @@ RATE_WINDOW = 10.0
 MAX_PINGS = 100
 #: SETTINGS frames a client may send per window.
 MAX_SETTINGS = 100
-#: Stream resets by the client per window: at least this many, or twice the
-#: stream limit.
+#: Stream resets per window -- the client's ``RST_STREAM`` frames and the
+#: resets it provokes (stream errors, refused and malformed streams) together:
+#: at least this many, or twice the stream limit.
 MIN_RESETS = 200
+#: Frames that carry nothing (empty DATA without END_STREAM, PRIORITY, unknown
+#: frame types, unasked-for ``PING``/``SETTINGS`` acks, ``WINDOW_UPDATE`` that
+#: no stream waits for) per window ...
+MAX_IDLE_FRAMES = 1000
+#: ... plus this many for each stream the client opened in the window (a
+#: client may send a PRIORITY frame with each request, and a WINDOW_UPDATE
+#: that crosses the stream's end).
+IDLE_FRAMES_PER_STREAM = 4
 
 
 class Rate:
@@ -33,12 +46,13 @@ class Rate:
         self._start = trio.current_time()
 
     def over(self, count: int = 1) -> bool:
-        """Count *count*; True when the limit of this window is passed."""
+        """Count *count* (a negative count is credit, down to zero); True when the
+        limit of this window is passed."""
         now = trio.current_time()
         if now - self._start >= RATE_WINDOW:
             self._start = now
             self._count = 0
-        self._count += count
+        self._count = max(0, self._count + count)
         return self._count > self._limit
 
 
@@ -49,12 +63,13 @@ class FloodGuard:
     (``GOAWAY`` ENHANCE_YOUR_CALM), or ``None``.
     """
 
-    __slots__ = ("_pings", "_resets", "_settings")
+    __slots__ = ("_idle", "_pings", "_resets", "_settings")
 
     def __init__(self, max_concurrent_streams: int) -> None:
         self._pings = Rate(MAX_PINGS)
         self._settings = Rate(MAX_SETTINGS)
         self._resets = Rate(max(MIN_RESETS, 2 * max_concurrent_streams))
+        self._idle = Rate(MAX_IDLE_FRAMES)
 
     def ping(self) -> str | None:
         """A ``PING`` arrived."""
@@ -65,5 +80,15 @@ class FloodGuard:
         return "SETTINGS flood" if self._settings.over() else None
 
     def resets(self, count: int) -> str | None:
-        """The client sent *count* ``RST_STREAM`` frames (CVE-2023-44487, "rapid reset")."""
+        """*count* streams were reset: by the client's ``RST_STREAM`` (CVE-2023-44487,
+        "rapid reset") or by the server for the client's errors (CVE-2025-8671,
+        "MadeYouReset") -- one budget for both."""
         return "too many stream resets" if self._resets.over(count) else None
+
+    def idle_frames(self, count: int, opened: int) -> str | None:
+        """*count* frames that carry nothing arrived, and *opened* streams were opened."""
+        if not count:
+            return None
+        if self._idle.over(count - IDLE_FRAMES_PER_STREAM * opened):
+            return "too many frames that carry nothing"
+        return None

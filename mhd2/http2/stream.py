@@ -38,6 +38,7 @@ from .reply import refuse_upgrade, reply_now, send_error_page, send_response
 
 if TYPE_CHECKING:
     from .connection import HTTP2Connection
+    from .machine import ServerH2
 
 __all__ = ["H2Stream"]
 
@@ -68,6 +69,7 @@ class H2Stream:
         "_data_event",
         "_pieces",
         "_rate",
+        "_send_rate",
         "_started",
         "_timeout",
         "_unacked",
@@ -103,6 +105,8 @@ class H2Stream:
         self._window_event = trio.Event()
         rule = conn.shared.options.min_body_rate
         self._rate = BodyRate(rule) if rule is not None and not ended else None
+        #: ``http2_min_send_rate`` of the response (made at the first wait for a window).
+        self._send_rate: BodyRate | None = None
         self.body_ended = ended
         self.trailers: list[tuple[str, str]] = []
         self.headers_sent = False
@@ -145,10 +149,20 @@ class H2Stream:
 
     # -- ExchangeHost -----------------------------------------------------------------
 
+    def cut(self) -> None:
+        """End the request now from outside: the stream is reset (CANCEL)."""
+        self.cancel(RequestEndedCode.BY_APP_ABORT)
+
     async def wait_client_gone(self) -> None:
-        """Return when the client reset the stream or the connection ended."""
+        """Return when the client reset the stream or the connection ended (or did
+        not answer a ``PING``: see :mod:`mhd2.http2.liveness`)."""
         self.scope.deadline = math.inf
-        await self.gone.wait()
+        conn = self.conn
+        conn.stream_parked(1)
+        try:
+            await self.gone.wait()
+        finally:
+            conn.stream_parked(-1)
 
     def resumed(self) -> None:
         """The parked request goes on: re-arm the stream's deadline."""
@@ -287,8 +301,7 @@ class H2Stream:
                         self.arm()
                         queued = 0
                         continue
-                    self._window_event = trio.Event()
-                    await self._window_event.wait()
+                    await self._wait_for_window(h2)
                     continue
                 n = min(total - pos, window, h2.max_outbound_frame_size)
                 h2.send_data(self.id, bytes(view[pos:pos + n]), end_stream=end and pos + n == total)
@@ -306,6 +319,34 @@ class H2Stream:
             self.closed_local = True
         await self.conn.flushed()
         self.arm()
+
+    async def _wait_for_window(self, h2: ServerH2) -> None:
+        """Wait until the client opens a flow-control window (or the stream ends).
+
+        ``http2_min_send_rate``: over each window of time spent waiting here,
+        the client must grant at least so many bytes, else the stream is
+        reset (``RST_STREAM(CANCEL)``, ``TIMEOUT_REACHED``) -- the download
+        twin of ``min_body_rate``: a window opened a byte at a time would
+        otherwise keep a stream and its response alive for as long as the
+        client likes.
+        """
+        self._window_event = trio.Event()
+        started = trio.current_time()
+        await self._window_event.wait()
+        rule = self.conn.shared.options.http2_min_send_rate
+        if rule is None:
+            return
+        rate = self._send_rate
+        if rate is None:
+            rate = self._send_rate = BodyRate(rule)
+        granted = max(0, h2.local_flow_control_window(self.id))
+        if rate.add(trio.current_time() - started, granted) is not None:
+            why = (f"the client's flow-control window opened slower than {rule[0]} bytes "
+                   f"per {rule[1]:g} s")
+            logger.debug("mhd2: HTTP/2 stream %d of %s reset: %s", self.id,
+                         self.conn.info.client_address, why)
+            self.cancel(RequestEndedCode.TIMEOUT_REACHED)
+            raise ClientGone(why)
 
     async def send_trailers(self, fields: list[tuple[bytes, bytes]]) -> None:
         """End the stream with a trailer section (DCC footers)."""

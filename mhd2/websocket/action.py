@@ -49,6 +49,7 @@ def action_websocket(
     max_message_size: int = 1 << 20,
     ping_interval: float | None = None,
     max_fragments: int = MAX_FRAGMENTS,
+    headers: Sequence[tuple[str, str]] = (),
 ) -> Action:
     """Accept a WebSocket handshake and run ``await handler(ws)`` over the upgraded connection.
 
@@ -74,6 +75,9 @@ def action_websocket(
             ``None``: no keepalive.
         max_fragments: the most frames one message may arrive in; more
             close the connection with 1009.
+        headers: further ``(name, value)`` header lines for the ``101``
+            reply (e.g. ``Set-Cookie``); the handshake's own headers are
+            set by the daemon.
 
     Raises:
         UsageError: *max_message_size* or *max_fragments* is not a positive
@@ -86,20 +90,21 @@ def action_websocket(
     if ping_interval is not None and not (
             isinstance(ping_interval, int | float) and ping_interval > 0):
         raise UsageError(f"ping_interval must be seconds > 0 or None, not {ping_interval!r}")
-    headers = request.headers
+    reply_headers = list(headers)
+    received = request.headers
     if request.method != "GET":
         return _bad_request(request, "the method must be GET")
     if not check_http_version(request.version):
         return _bad_request(request, "HTTP/1.1 is needed to upgrade")
-    if not check_connection_header(", ".join(headers.get_all("Connection")) or None):
+    if not check_connection_header(", ".join(received.get_all("Connection")) or None):
         return _bad_request(request, "the Connection header must list Upgrade")
-    if not check_upgrade_header(", ".join(headers.get_all("Upgrade")) or None):
+    if not check_upgrade_header(", ".join(received.get_all("Upgrade")) or None):
         return _bad_request(request, "the Upgrade header must be websocket")
-    versions = headers.get_all("Sec-WebSocket-Version")
+    versions = received.get_all("Sec-WebSocket-Version")
     if len(versions) != 1 or not check_version_header(versions[0]):
         return _bad_request(request, "Sec-WebSocket-Version must be 13",
                             [("Sec-WebSocket-Version", "13")])
-    keys = headers.get_all("Sec-WebSocket-Key")
+    keys = received.get_all("Sec-WebSocket-Key")
     if len(keys) != 1:
         return _bad_request(request, "exactly one Sec-WebSocket-Key is needed")
     try:
@@ -111,13 +116,13 @@ def action_websocket(
         return _bad_request(request, "a WebSocket handshake request has no body")
 
     extra = [("Sec-WebSocket-Accept", accept)]
-    offered = [p.strip() for h in headers.get_all("Sec-WebSocket-Protocol") for p in h.split(",")]
+    offered = [p.strip() for h in received.get_all("Sec-WebSocket-Protocol") for p in h.split(",")]
     chosen = next((p for p in subprotocols if p in offered), None)
     if chosen is not None:
         extra.append(("Sec-WebSocket-Protocol", chosen))
     extensions: list[Any] = []
     if compression:
-        negotiated = negotiate_deflate(headers.get_all("Sec-WebSocket-Extensions"),
+        negotiated = negotiate_deflate(received.get_all("Sec-WebSocket-Extensions"),
                                         max_message_size)
         if negotiated is not None:
             extensions.append(negotiated[0])
@@ -164,4 +169,5 @@ def action_websocket(
         if failure:
             raise failure[0]
 
+    extra.extend(reply_headers)
     return action_upgrade(request, "websocket", run, extra)

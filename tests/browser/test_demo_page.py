@@ -208,7 +208,8 @@ def test_name_is_remembered_across_visits(browser: Any) -> None:
 
 
 def test_open_pages_follow_a_restart_of_the_demo(browser: Any, tmp_path: Path) -> None:
-    """Ids start again at 1 after a restart; every mode must show the new messages."""
+    """Ids never repeat, not even after a restart (in-process ids start with the
+    start time): every mode shows the new messages after the old ones."""
     with demo() as (url, port):
         pages = {}
         for mode, query, status in MODES:
@@ -221,15 +222,16 @@ def test_open_pages_follow_a_restart_of_the_demo(browser: Any, tmp_path: Path) -
             message(page, "before the restart 2").wait_for(state="visible", timeout=WAIT_MS)
     _wait_port_free(port)
     with demo(port) as (url, _):
-        # Message 1 of the new run: an id every page has "seen" already.
         send_over_http(port, "after the restart")
+        before = [f"before the restart {n}" for n in range(3)]
         for mode, page in pages.items():
             # Long polling and the WebSocket back off, SSE retries after 2 s.
             message(page, "after the restart").wait_for(state="visible", timeout=20_000)
-            assert page.locator("#messages li.note").first.text_content().startswith(
-                "The server restarted"), mode
             texts = page.locator("#messages li[data-id] .text").all_text_contents()
-            assert texts == ["after the restart"], (mode, texts)
+            assert texts == [*before, "after the restart"], (mode, texts)
+        # the poll's cursor is from before what the new run holds: it says so
+        assert pages["poll"].locator("#messages li.note").first.text_content().startswith(
+            "The server restarted")
         wait_status(pages["ws"], "WebSocket (GET /ws)")  # reconnected, not "reload"
         # And they keep working: one sent from the reconnected WebSocket page.
         send(pages["ws"], "over the new socket")

@@ -131,8 +131,8 @@ def test_pages_on_two_demo_processes_share_a_room_and_survive_a_restart(tmp_path
                         wait_text(page, "from b, websocket")
                         assert shown(page) == ["from a, long polling", "from b, event stream",
                                                "from b, websocket"]
-                # b is stopped; its pages reconnect to the restarted b: same room, same
-                # epoch, so they carry on instead of "The server restarted"
+                # b is stopped; its pages reconnect to the restarted b: same room, and
+                # their cursors are the stream's ids, so they carry on without a note
                 with demo(url, port_b):
                     body = json.dumps({"name": "ann", "text": "while b was away"}).encode()
                     request = urllib.request.Request(

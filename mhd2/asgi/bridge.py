@@ -1,0 +1,144 @@
+"""The request callback that serves an ASGI app, and :func:`action_asgi`.
+
+A :class:`Bridge` turns each request into an ASGI cycle (HTTP or WebSocket),
+starts the app's task for it, and gives the daemon the cycle's next action
+each time the request callback is called (first, and again after each
+resume).  Nothing here knows the engine: only mhd2's public API is used.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from .. import Action, Request, request_resume
+from .http import ASGIApp, HTTPCycle, Shared, run_app
+from .scope import headers_of, http_scope, is_websocket_request, websocket_scope
+from .websocket import WebSocketCycle
+
+__all__ = ["Bridge", "action_asgi"]
+
+logger = logging.getLogger("mhd2.asgi")
+
+Spawn = Callable[..., Any]
+
+
+class Bridge:
+    """Serve requests with one ASGI app.
+
+    Args:
+        app: the ASGI 3 app.
+        root_path: ``scope["root_path"]``.
+        mounted: *root_path* is already part of the request path (see
+            :func:`~mhd2.asgi.scope.http_scope`).
+        state: the lifespan state copied into each scope (``None``: no state key).
+        spawn: ``spawn(async_fn, *args)`` starts a task for the app
+            (``nursery.start_soon``); ``None``: trio system tasks.
+        websocket_max_message_size: the largest WebSocket message accepted.
+    """
+
+    __slots__ = ("_sweeping", "app", "mounted", "root_path", "shared", "spawn", "state",
+                 "ws_max")
+
+    def __init__(self, app: ASGIApp, *, root_path: str = "", mounted: bool = False,
+                 state: dict[str, Any] | None = None, spawn: Spawn | None = None,
+                 websocket_max_message_size: int = 1 << 20) -> None:
+        self.app = app
+        self.root_path = root_path
+        self.mounted = mounted
+        self.state = state
+        self.spawn: Spawn = spawn or _system_spawn
+        self.shared = Shared()
+        self.ws_max = websocket_max_message_size
+        self._sweeping = False
+
+    def __call__(self, request: Request) -> Action:
+        """The request callback."""
+        cycle = self.shared.cycles.get(request)
+        if cycle is None:
+            cycle = self.start(request)
+        return cycle.next_action()
+
+    def start(self, request: Request) -> HTTPCycle | WebSocketCycle:
+        """Make the cycle of a new request and start the app's task for it."""
+        headers = headers_of(request)
+        cycle: HTTPCycle | WebSocketCycle
+        if is_websocket_request(request, headers):
+            scope = websocket_scope(request, headers, self.root_path, self.state,
+                                    mounted=self.mounted)
+            cycle = WebSocketCycle(request, scope, self.shared, self.ws_max)
+        else:
+            scope = http_scope(request, headers, self.root_path, self.state,
+                               mounted=self.mounted)
+            cycle = HTTPCycle(request, scope, self.shared)
+        if not self._sweeping:
+            self._sweeping = True
+            self.spawn(self.shared.sweep)
+        self.spawn(run_app, self.app, cycle)
+        return cycle
+
+    def begin_stop(self) -> None:
+        """A graceful stop begins: let every request in flight wait for its app.
+
+        Every parked request is resumed once, and is then awaited rather than
+        suspended (see :class:`~mhd2.asgi.http.Shared`).  Call before the
+        daemon's own stop, with a checkpoint in between.
+        """
+        self.shared.stopping = True
+        for request in list(self.shared.cycles):
+            request_resume(request)
+
+    async def wait_idle(self) -> None:
+        """Return when no app task runs."""
+        shared = self.shared
+        while shared.running:
+            shared.idle = trio.Event()
+            await shared.idle.wait()
+
+
+def _system_spawn(fn: Callable[..., Any], *args: Any) -> None:
+    """Start the app's task when no nursery was given (:func:`action_asgi`)."""
+    trio.lowlevel.spawn_system_task(fn, *args, context=contextvars.copy_context())
+
+
+#: One bridge per (app, root_path, state) that :func:`action_asgi` has served.
+_MOUNTS: dict[tuple[int, str, int], Bridge] = {}
+
+
+def action_asgi(request: Request, app: ASGIApp, *, root_path: str = "",
+                state: dict[str, Any] | None = None) -> Action:
+    """Answer *request* with an ASGI app, from inside an mhd2 request callback.
+
+    Return what it returns, every time the callback is called for the request
+    (the request may be suspended while the app works, so the callback can be
+    called again; each call gives the next action)::
+
+        def request_cb(request):
+            if request.path.startswith("/api/"):
+                return mhd2.asgi.action_asgi(request, fastapi_app, root_path="/api")
+            ...
+
+    The app sees ``root_path`` and the full ``path`` (which starts with
+    *root_path*), as under Starlette's ``Mount``.  Its lifespan is not run
+    here: run it around the daemon with ``async with mhd2.asgi.Lifespan(app)
+    as state:`` and pass that *state*.  The app's tasks run as trio system tasks.
+
+    Args:
+        request: the request to answer.
+        app: the ASGI 3 app.
+        root_path: where the app is mounted (``"/api"``), without a trailing slash.
+        state: the lifespan state (copied into each scope); ``None``: an empty one.
+
+    Returns:
+        The action to return from the request callback.
+    """
+    key = (id(app), root_path, id(state))
+    bridge = _MOUNTS.get(key)
+    if bridge is None or bridge.app is not app or bridge.state is not state:
+        bridge = _MOUNTS[key] = Bridge(app, root_path=root_path.rstrip("/"), mounted=True,
+                                       state=state)
+    return bridge(request)

@@ -1,0 +1,511 @@
+"""One HTTP request served by an ASGI app: the ``receive`` / ``send`` channels.
+
+The app runs as its own task (``app(scope, receive, send)``); the daemon's
+task for the request meets it only through mhd2's public actions:
+
+* the request callback **suspends** (``action_suspend``) until the app asks
+  for the body or has a response; meanwhile the daemon watches the client
+  and notices it going;
+* the body is read with ``action_process_upload_inc``: each piece is handed
+  to the app's ``receive()`` and the upload callback **suspends** until the
+  app has taken it, so the daemon reads the next piece only then -- an app
+  that reads slowly is never sent more than one piece ahead, and the rest of
+  the upload stays in the kernel and on the client (TCP / HTTP/2 flow control
+  is the backpressure);
+* a response whose body comes in one ``http.response.body`` is a buffer
+  response; a streamed one (``more_body``, trailers) is a ``from_callback``
+  response whose content creator takes one chunk at a time, **suspending**
+  until the app sends the next: the app's ``send()`` returns once its chunk
+  is taken;
+* ``mhd2.request_on_end`` says when the request is over (completed, client
+  gone, timeout, daemon stopping): ``receive()`` then answers
+  ``http.disconnect``.
+
+Error handling: an app that raises (or returns) before ``http.response.start``
+gets ``500``; after it, the connection is closed (an HTTP/2 stream reset).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+from .. import (
+    Action,
+    DCCAction,
+    DCCContext,
+    Request,
+    RequestEndedCode,
+    Response,
+    UploadAction,
+    action_abort_request,
+    action_from_response,
+    action_process_upload_inc,
+    action_suspend,
+    dcc_action_abort,
+    dcc_action_continue_zc,
+    dcc_action_finish,
+    dcc_action_suspend,
+    request_on_end,
+    request_resume,
+    upload_action_abort_request,
+    upload_action_continue,
+    upload_action_from_response,
+    upload_action_suspend,
+)
+from .wake import Changes
+
+__all__ = ["ASGIApp", "ClientDisconnected", "HTTPCycle", "Message", "Shared", "run_app"]
+
+logger = logging.getLogger("mhd2.asgi")
+
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Message]],
+                    Callable[[Message], Awaitable[None]]], Awaitable[None]]
+
+_DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
+#: Seconds (up to twice that) the request callback waits for the app's first
+#: step before it suspends the request (see :meth:`HTTPCycle._awaited_action`).
+PARK_AFTER = 1.0
+_INTERNAL_ERROR = b"Internal Server Error\n"
+
+
+class Shared:
+    """What the cycles of one bridge share.
+
+    Attributes:
+        stopping: a graceful stop has begun.  From then on the daemon's side
+            waits for the app in ``async`` callbacks instead of suspending the
+            request: mhd2 answers a request that is suspended when a graceful
+            stop begins with ``503`` at once, and an ASGI request in flight
+            must instead get the grace period to finish.
+        cycles: the cycles whose request has not ended, by request.
+        fresh, stale: request callbacks waiting for the app's first step,
+            since the sweeper's last tick or since the one before (those are
+            told to suspend: :meth:`HTTPCycle._awaited_action`).
+        running: app tasks running; ``idle`` is set when that drops to 0.
+    """
+
+    __slots__ = ("cycles", "fresh", "idle", "running", "stale", "stopping")
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.cycles: dict[Request, Any] = {}
+        self.fresh: set[HTTPCycle] = set()
+        self.stale: set[HTTPCycle] = set()
+        self.running = 0
+        self.idle: trio.Event | None = None
+
+    async def sweep(self) -> None:
+        """Every :data:`PARK_AFTER` seconds, tell callbacks waiting since two ticks to suspend."""
+        while True:
+            await trio.sleep(PARK_AFTER)
+            stale, self.stale, self.fresh = self.stale, self.fresh, set()
+            for cycle in stale:
+                cycle.too_slow()
+
+
+class ClientDisconnected(OSError):
+    """``send()`` on a request whose client has gone (the ASGI spec's OSError)."""
+
+
+def _split_headers(headers: Any) -> tuple[list[tuple[str, str]], int | None]:
+    """The app's headers as text pairs, and the ``content-length`` it declared.
+
+    ``Content-Length`` is left out: the daemon writes it from the body it is
+    given (or the declared size of a streamed body).
+
+    Raises:
+        ValueError: a ``content-length`` that is not a number.
+    """
+    pairs: list[tuple[str, str]] = []
+    declared: int | None = None
+    for name, value in headers:
+        key = (name if type(name) is bytes else bytes(name)).decode("latin-1")
+        text = (value if type(value) is bytes else bytes(value)).decode("latin-1")
+        if len(key) == 14 and key.lower() == "content-length":
+            if not text.strip().isdigit():
+                raise ValueError(f"content-length {text!r} is not a number")
+            declared = int(text)
+            continue
+        pairs.append((key, text))
+    return pairs, declared
+
+
+def _with_headers(response: Response, pairs: list[tuple[str, str]]) -> Response:
+    """*response* with the header lines *pairs* added.
+
+    Raises:
+        mhd2.ResponseHeaderError: a header mhd2 refuses (CR/LF in it, a
+            ``Transfer-Encoding`` other than chunked ...).
+    """
+    add = response.add_header
+    for name, value in pairs:
+        add(name, value)
+    return response
+
+
+class HTTPCycle(Changes):
+    """The meeting point of the daemon's task and the app's task for one request.
+
+    Args:
+        request: the request.
+        scope: its ASGI scope.
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_declared",
+        "_final_given",
+        "_first",
+        "_listening",
+        "_reading",
+        "_slow",
+        "_start",
+        "_taken",
+        "_trailers",
+        "_want_body",
+        "app_done",
+        "body_done",
+        "body_piece",
+        "end_code",
+        "failed",
+        "finished",
+        "request",
+        "response",
+        "scope",
+        "shared",
+    )
+
+    def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
+        self.request = request
+        self.scope = scope
+        self.shared = shared
+        super().__init__()
+        #: A piece of the body the daemon has read and the app not taken yet.
+        self.body_piece: bytes | None = None
+        #: The daemon has read the whole body.
+        self.body_done = request.upload_size == 0
+        self._final_given = False
+        self._want_body = False
+        self._reading = False
+        #: The request callback has not waited for the app yet.
+        self._first = True
+        #: The app waits in receive() for nothing but the end of the request.
+        self._listening = False
+        #: The app has not made its first step within PARK_AFTER seconds.
+        self._slow = False
+        #: ``http.response.start`` (status, headers, trailers) until the response is made.
+        self._start: Message | None = None
+        #: The response handed to the daemon (``None`` until it is ready).
+        self.response: Response | None = None
+        self._declared: int | None = None
+        self._chunks: deque[bytes] = deque()
+        self._taken = 0
+        self._trailers: list[tuple[str, str]] | None = None
+        #: The app has sent the last body message (and trailers, if announced).
+        self.finished = False
+        #: The app failed after ``http.response.start``: abort.
+        self.failed = False
+        self.app_done = False
+        self.end_code: RequestEndedCode | None = None
+        request_on_end(request, self._ended)
+        if self.end_code is None:
+            shared.cycles[request] = self
+
+    # -- waking the other side -------------------------------------------------------
+
+    def _ended(self, code: RequestEndedCode) -> None:
+        self.end_code = code
+        self.shared.cycles.pop(self.request, None)
+        self.notify()
+
+    def too_slow(self) -> None:
+        """The request callback has waited long enough: suspend the request."""
+        self._slow = True
+        self.notify()
+
+    def _resume(self) -> None:
+        """Wake the daemon's side: suspended (resume it) or waiting in a callback."""
+        self.notify()
+        if self.end_code is None:
+            request_resume(self.request)
+
+    # -- the daemon's side ------------------------------------------------------------
+
+    def next_action(self) -> Action:
+        """The action for the request callback (called again after each resume)."""
+        request = self.request
+        if self.response is not None:
+            return action_from_response(request, self.response)
+        if self.failed:
+            return action_abort_request(request)
+        if self._want_body and not self._reading:
+            self._reading = True
+            return action_process_upload_inc(request, self._on_upload)
+        if self.shared.stopping:
+            return self._awaited_action()  # type: ignore[return-value]
+        if self._first and not self._listening:
+            self._first = False
+            return self._awaited_action(True)  # type: ignore[return-value]
+        return action_suspend(request)
+
+    async def _awaited_action(self, first: bool = False) -> Action:
+        """Wait for the app's next step in the callback (suspend if it is slow to come).
+
+        Waiting here, not suspended, costs no watch of the connection (the
+        common case: the app answers at once) and a graceful stop leaves the
+        request alone.  An app that only waits for ``http.disconnect``, or
+        makes no step within about :data:`PARK_AFTER` seconds, gets the
+        request suspended instead: then the client leaving is noticed, and
+        the connection's inactivity timeout does not apply.
+        """
+        shared = self.shared
+        if first:
+            shared.fresh.add(self)
+        try:
+            while (self.response is None and not self.failed and self.end_code is None
+                   and not (self._want_body and not self._reading)
+                   and (shared.stopping or not (self._listening or self._slow))):
+                await self.wait()
+        finally:
+            if first:
+                shared.fresh.discard(self)
+                shared.stale.discard(self)
+        return self.next_action()
+
+    def _on_upload(self, request: Request, data: bytes) -> UploadAction:
+        if self.response is not None:
+            return upload_action_from_response(request, self.response)
+        if self.failed:
+            return upload_action_abort_request(request)
+        if self.shared.stopping or self.body_piece is not None:
+            return self._awaited_upload(request, data)  # type: ignore[return-value]
+        if data:
+            self.body_piece = data
+        else:
+            self.body_done = True
+        self.notify()
+        return upload_action_suspend(request)
+
+    async def _awaited_upload(self, request: Request, data: bytes) -> UploadAction:
+        """As :meth:`_on_upload`, waiting instead of suspending (graceful stop)."""
+        while self.body_piece is not None and self.response is None and not self.failed:
+            await self.wait()  # the piece before this one is not taken yet
+        if data and self.response is None:
+            self.body_piece = data
+        elif not data:
+            self.body_done = True
+        self.notify()
+        while self.response is None and not self.failed and (
+                self.body_piece is not None if data else True):
+            await self.wait()
+        if self.response is not None:
+            return upload_action_from_response(request, self.response)
+        if self.failed:
+            return upload_action_abort_request(request)
+        return upload_action_continue(request)
+
+    def _creator(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
+        if self.failed:
+            return dcc_action_abort(ctx)
+        chunks = self._chunks
+        if chunks:
+            chunk = chunks.popleft()
+            self._taken += 1
+            self.notify()
+            return dcc_action_continue_zc(ctx, 0, [chunk])
+        if self.finished:
+            return dcc_action_finish(ctx, self._trailers)
+        if self.shared.stopping:
+            return self._awaited_chunk(ctx, pos, buf)  # type: ignore[return-value]
+        return dcc_action_suspend(ctx)
+
+    async def _awaited_chunk(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
+        while not (self._chunks or self.finished or self.failed):
+            await self.wait()
+        return self._creator(ctx, pos, buf)
+
+    # -- the app's side ---------------------------------------------------------------
+
+    async def receive(self) -> Message:
+        """ASGI ``receive``: the body in pieces, then ``http.disconnect`` once the request is over."""
+        while True:
+            if self.end_code is not None:
+                return _DISCONNECT
+            piece = self.body_piece
+            if piece is not None:
+                self.body_piece = None
+                request = self.request
+                size = request.upload_size
+                last = size is not None and request.upload_received >= size
+                if last:
+                    self._final_given = True
+                self._resume()
+                return {"type": "http.request", "body": piece, "more_body": not last}
+            if self.body_done and not self._final_given:
+                self._final_given = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            if not self._final_given:
+                if not self._want_body:
+                    # The body is read only now that the app asks for it (so
+                    # that "Expect: 100-continue" is answered only then).
+                    self._want_body = True
+                    self._resume()
+                    self.notify()
+            elif not self._listening:
+                # Only the end is left to hear of: the daemon had better watch
+                # the connection (a suspended request's is watched).
+                self._listening = True
+                self.notify()
+            await self.wait()
+
+    async def send(self, message: Message) -> None:
+        """ASGI ``send`` for ``http.response.*`` messages.
+
+        Raises:
+            ClientDisconnected: the client has gone (or the request ended otherwise).
+            RuntimeError: a message out of order or of an unknown type.
+        """
+        kind = message["type"]
+        if kind == "http.response.body":
+            await self._send_body(message)
+        elif kind == "http.response.start":
+            if self._start is not None or self.response is not None:
+                raise RuntimeError("http.response.start sent twice")
+            self._start = message
+        elif kind == "http.response.trailers":
+            self._send_trailers(message)
+        elif kind == "http.response.pathsend":
+            self._send_path(message)
+        elif kind == "http.response.early_hint":
+            return  # not advertised (see scope.HTTP_EXTENSIONS): ignored
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+    def _gone(self) -> bool:
+        code = self.end_code
+        if code is None:
+            return False
+        if code is RequestEndedCode.COMPLETED_OK:
+            return True  # e.g. a HEAD reply: the body is not wanted, drop it quietly
+        raise ClientDisconnected(f"the request has ended ({code.name})")
+
+    async def _send_body(self, message: Message) -> None:
+        if self._gone():
+            return
+        body = message.get("body", b"")
+        more = message.get("more_body", False)
+        if self.response is None:
+            start = self._start
+            if start is None:
+                raise RuntimeError("http.response.body before http.response.start")
+            status = start["status"]
+            pairs, declared = _split_headers(start.get("headers", ()))
+            if not more and not start.get("trailers", False):
+                if declared and not body and self.request.method == "HEAD":
+                    # HEAD: the app declared the GET body's size and sent none;
+                    # the daemon sends the headers of that size and no body.
+                    response = Response.from_callback(status, declared, self._creator)
+                else:
+                    response = Response.from_buffer(status, bytes(body))
+                response = _with_headers(response, pairs)  # (raises for a bad header)
+                self.finished = True
+                self._ready(response)
+                return
+            self._declared = declared
+            self._ready(_with_headers(Response.from_callback(status, declared, self._creator),
+                                      pairs))
+        if self.finished:
+            raise RuntimeError("http.response.body after the response was complete")
+        if not more and not (self._start or {}).get("trailers", False):
+            self.finished = True
+        if body:
+            self._chunks.append(bytes(body))
+            mark = self._taken + len(self._chunks)
+            self._resume()
+            while self._taken < mark:
+                if self._gone():
+                    return
+                await self.wait()
+        else:
+            self._resume()
+
+    def _send_trailers(self, message: Message) -> None:
+        if self._gone():
+            return
+        if not (self._start or {}).get("trailers", False) or self.response is None:
+            raise RuntimeError("http.response.trailers needs http.response.start with "
+                               "trailers=True and the body sent first")
+        trailers = self._trailers if self._trailers is not None else []
+        trailers.extend((bytes(n).decode("latin-1"), bytes(v).decode("latin-1"))
+                        for n, v in message.get("headers", ()))
+        self._trailers = trailers
+        if not message.get("more_trailers", False):
+            self.finished = True
+            self._resume()
+
+    def _send_path(self, message: Message) -> None:
+        if self._gone():
+            return
+        start = self._start
+        if start is None or self.response is not None:
+            raise RuntimeError("http.response.pathsend must follow http.response.start "
+                               "and replace the body")
+        fd = os.open(message["path"], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        response = Response.from_fd(start["status"], fd)  # (closes fd if it raises)
+        try:
+            _with_headers(response, _split_headers(start.get("headers", ()))[0])
+        except BaseException:
+            response.destroy()  # closes fd
+            raise
+        self.finished = True
+        self._ready(response)
+
+    def _ready(self, response: Response) -> None:
+        self.response = response
+        self._resume()
+
+    def app_returned(self, error: BaseException | None) -> None:
+        """The app's call has ended (with *error* if it raised): end the response."""
+        self.app_done = True
+        if self.end_code is not None:
+            return
+        if self._start is None and self.response is None:
+            if error is None:
+                logger.error("mhd2.asgi: the app returned without a response to %s %s",
+                             self.request.method, self.request.uri)
+            response = Response.from_buffer_static(500, _INTERNAL_ERROR)
+            response.add_header("Content-Type", "text/plain; charset=utf-8")
+            self._ready(response)
+        elif not self.finished:
+            if error is None:
+                logger.error("mhd2.asgi: the app returned before its response to %s %s "
+                             "was complete", self.request.method, self.request.uri)
+            self.failed = True
+            self._resume()
+        self.notify()
+
+
+async def run_app(app: ASGIApp, cycle: Any) -> None:
+    """Call the app for one cycle; log what escapes it and end the response."""
+    shared: Shared = cycle.shared
+    shared.running += 1
+    try:
+        await app(cycle.scope, cycle.receive, cycle.send)
+    except Exception as exc:
+        if not isinstance(exc, ClientDisconnected):
+            logger.exception("mhd2.asgi: the app failed on %s %s",
+                             cycle.request.method, cycle.request.uri)
+        cycle.app_returned(exc)
+    else:
+        cycle.app_returned(None)
+    finally:
+        shared.running -= 1
+        if not shared.running and shared.idle is not None:
+            shared.idle.set()

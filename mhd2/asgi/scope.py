@@ -1,0 +1,123 @@
+"""ASGI connection scopes from an :class:`mhd2.Request` (sans-IO).
+
+The ASGI spec (HTTP and WebSocket spec 2.4, asgi 3.0) fixes the keys; each is
+filled from what the daemon already decided about the request: the real
+client after PROXY and trusted forwarded headers (``request.client_address``),
+the scheme after TLS or a trusted ``X-Forwarded-Proto`` (``request.scheme``),
+and the local address of the connection (``request.connection.server_address``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import Request, ValueKind
+
+__all__ = ["ASGI_VERSION", "headers_of", "http_scope", "is_websocket_request",
+           "websocket_scope"]
+
+#: ``scope["asgi"]`` of HTTP and WebSocket scopes.
+ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
+
+#: ``request.version`` -> ``scope["http_version"]``.
+_HTTP_VERSIONS = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2": "2", "HTTP/2.0": "2"}
+
+#: The extensions an HTTP scope advertises.  ``http.response.early_hint`` is
+#: not among them: mhd2 sends no 1xx responses other than ``100 Continue``, and
+#: the extension's text says a server must not advertise what it cannot do.
+HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {
+    "http.response.trailers": {},
+    "http.response.pathsend": {},
+}
+WEBSOCKET_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
+
+
+def _target(request: Request) -> tuple[bytes, bytes]:
+    """``raw_path`` and ``query_string`` from the raw request target."""
+    raw = request.uri.encode("latin-1", "replace")
+    path, _, query = raw.partition(b"?")
+    if not path.startswith(b"/") and b"://" in path:
+        # absolute-form (RFC 9112 §3.2.2): the path component only.
+        rest = path.split(b"://", 1)[1]
+        slash = rest.find(b"/")
+        path = rest[slash:] if slash >= 0 else b"/"
+    return path, query
+
+
+def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
+    """``scope["headers"]``: lower-case names and values as bytes, in arrival order."""
+    # "headers: ... header names should be lowercased" -- duplicates kept.
+    return [(name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
+            for name, value in request.get_values(ValueKind.HEADER)]
+
+
+def _client(request: Request) -> tuple[str, int] | None:
+    host, port = request.client_address
+    # A Unix-domain peer has no (host, port): "Optional; if missing ... None".
+    return None if host == "unix" else (host, port)
+
+
+def _server(request: Request) -> tuple[str, int | None] | None:
+    address = request.connection.server_address
+    if address is None or not isinstance(address, tuple):
+        return None
+    return address[0], address[1]
+
+
+def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: str,
+               state: dict[str, Any] | None, *, mounted: bool) -> dict[str, Any]:
+    """The ``http`` scope of *request*.
+
+    Args:
+        request: the request.
+        headers: its :func:`headers_of`.
+        root_path: ``scope["root_path"]``.
+        state: the lifespan state; each request gets a shallow copy (``None``: empty).
+        mounted: *root_path* is part of ``request.path`` (an app mounted under a
+            prefix by :func:`~mhd2.asgi.action_asgi`); otherwise it is prefixed
+            to the path, as behind a proxy that strips it (uvicorn's
+            ``--root-path``).
+    """
+    raw_path, query = _target(request)
+    path = request.path
+    if root_path and not mounted:
+        path = root_path + path
+        raw_path = root_path.encode("utf-8") + raw_path
+    scope: dict[str, Any] = {
+        "type": "http",
+        "asgi": ASGI_VERSION.copy(),  # (a middleware may write into a scope's dicts)
+        "http_version": _HTTP_VERSIONS.get(request.version, "1.1"),
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "root_path": root_path,
+        "headers": headers,
+        "client": _client(request),
+        "server": _server(request),
+        "state": {} if state is None else dict(state),
+        "extensions": HTTP_EXTENSIONS.copy(),
+    }
+    return scope
+
+
+def is_websocket_request(request: Request, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether *request* asks for a WebSocket (``Upgrade: websocket`` on a GET)."""
+    if request.method != "GET":
+        return False
+    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
+
+
+def websocket_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: str,
+                    state: dict[str, Any] | None, *, mounted: bool) -> dict[str, Any]:
+    """The ``websocket`` scope of *request* (arguments as :func:`http_scope`)."""
+    scope = http_scope(request, headers, root_path, state, mounted=mounted)
+    scope["type"] = "websocket"
+    scope["scheme"] = "wss" if request.scheme == "https" else "ws"
+    del scope["method"]
+    protocols = request.headers.get_all("Sec-WebSocket-Protocol")
+    scope["subprotocols"] = [p.strip() for value in protocols for p in value.split(",")
+                             if p.strip()]
+    scope["extensions"] = WEBSOCKET_EXTENSIONS.copy()
+    return scope
