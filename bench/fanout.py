@@ -187,7 +187,9 @@ class Server:
     log: Path
 
 
-def server_command(name: str, port: int, redis_url: str | None) -> tuple[list[str], dict[str, str], Path]:
+def server_command(
+    name: str, port: int, redis_url: str | None
+) -> tuple[list[str], dict[str, str], Path]:
     env = dict(os.environ)
     if name.startswith("mhd2"):
         cmd = [sys.executable, str(SERVERS_DIR / "fanout_mhd2.py"), "--port", str(port)]
@@ -357,7 +359,12 @@ def request_bytes(kind: str) -> bytes:
 
 
 #: Status line each kind must start with (poll: checked when it answers).
-STATUS = {"sse": b"HTTP/1.1 200", "poll": b"HTTP/1.1 200", "idle": b"HTTP/1.1 200", "ws": b"HTTP/1.1 101"}
+STATUS = {
+    "sse": b"HTTP/1.1 200",
+    "poll": b"HTTP/1.1 200",
+    "idle": b"HTTP/1.1 200",
+    "ws": b"HTTP/1.1 101",
+}
 
 CONNECTING, HEAD, OPEN, DEAD = 0, 1, 2, 3
 
@@ -753,8 +760,20 @@ def machine_info() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     versions = {}
-    for mod in ("trio", "uvicorn", "uvloop", "httptools", "hypercorn", "starlette",
-                "sse-starlette", "broadcaster", "anyio", "redis", "websockets", "wsproto"):
+    for mod in (
+        "trio",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "hypercorn",
+        "starlette",
+        "sse-starlette",
+        "broadcaster",
+        "anyio",
+        "redis",
+        "websockets",
+        "wsproto",
+    ):
         try:
             versions[mod] = version(mod)
         except PackageNotFoundError:
@@ -816,7 +835,9 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def best_peer(rows: list[dict[str, Any]], kind: str, n: int, key: str, low: bool) -> tuple[str, float] | None:
+def best_peer(
+    rows: list[dict[str, Any]], kind: str, n: int, key: str, low: bool
+) -> tuple[str, float] | None:
     cands = [
         (r["server"], r[key])
         for r in rows
@@ -848,10 +869,16 @@ def print_report(results: dict[str, Any]) -> str:
         )
     for r in results["runs"]:
         if "error" in r or "n/a" in r:
-            lines.append(f"| {r['server']} | {r['kind']} | {r['n']:,} | {r.get('n/a') or r.get('error')} |||||||||")
+            lines.append(
+                f"| {r['server']} | {r['kind']} | {r['n']:,} | {r.get('n/a') or r.get('error')} |||||||||"
+            )
     idle = [r for r in results["runs"] if r.get("kind") == "idle" and "bytes_per_conn" in r]
     if idle:
-        lines += ["", "| server | bare idle keep-alive connections | B / connection |", "| --- | ---: | ---: |"]
+        lines += [
+            "",
+            "| server | bare idle keep-alive connections | B / connection |",
+            "| --- | ---: | ---: |",
+        ]
         lines += [f"| {r['server']} | {r['open']:,} | {r['bytes_per_conn']:,} |" for r in idle]
     ratio_lines = []
     for r in rows:
@@ -892,7 +919,11 @@ def print_report(results: dict[str, Any]) -> str:
     skipped = [f"* {s}" for s in results.get("skipped", [])]
     text = "\n".join(
         lines
-        + (["", "mhd2 against the best peer of the same kind and N:", *ratio_lines] if ratio_lines else [])
+        + (
+            ["", "mhd2 against the best peer of the same kind and N:", *ratio_lines]
+            if ratio_lines
+            else []
+        )
         + (["", "Goals of issue 20:", *goal_lines] if goal_lines else [])
         + (["", "Skipped:", *skipped] if skipped else [])
     )
@@ -940,19 +971,36 @@ def parse_ns(text: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--sse", default="1k,10k,50k,100k", help="N for SSE (default: %(default)s)")
     p.add_argument("--ws", default="10k", help="N for WebSocket (default: %(default)s)")
     p.add_argument("--poll", default="10k", help="N for long poll (default: %(default)s)")
-    p.add_argument("--only", action="append", choices=SERVER_NAMES,
-                   help="servers to run (repeatable; default: all that can run here)")
-    p.add_argument("--fit", action="store_true",
-                   help="also run the largest N (multiple of 1,000) that the open-files limit allows")
-    p.add_argument("--size", type=int, default=32, help="bytes of data per message (default: %(default)s)")
-    p.add_argument("--rounds", type=int, default=3, help="single-message rounds (default: %(default)s)")
-    p.add_argument("--burst-seconds", type=float, default=3.0,
-                   help="length aimed at for the sustained burst (default: %(default)s)")
+    p.add_argument(
+        "--only",
+        action="append",
+        choices=SERVER_NAMES,
+        help="servers to run (repeatable; default: all that can run here)",
+    )
+    p.add_argument(
+        "--fit",
+        action="store_true",
+        help="also run the largest N (multiple of 1,000) that the open-files limit allows",
+    )
+    p.add_argument(
+        "--size", type=int, default=32, help="bytes of data per message (default: %(default)s)"
+    )
+    p.add_argument(
+        "--rounds", type=int, default=3, help="single-message rounds (default: %(default)s)"
+    )
+    p.add_argument(
+        "--burst-seconds",
+        type=float,
+        default=3.0,
+        help="length aimed at for the sustained burst (default: %(default)s)",
+    )
     p.add_argument("--max-burst", type=int, default=2000, help="most messages in a burst")
     p.add_argument("--window", type=int, default=500, help="connections being opened at once")
     p.add_argument("--open-timeout", type=float, default=300.0)
