@@ -5,6 +5,7 @@ the callback returns an :class:`Action` that tells the daemon how to go on.
 Only public names are re-exported here; nothing is defined in this module.
 """
 
+from . import fanout
 from .actions import (
     Action,
     UploadAction,
@@ -141,6 +142,7 @@ __all__ = [
     "dcc_action_suspend",
     "digest_auth_calc_userdigest",
     "digest_auth_calc_userhash",
+    "fanout",
     "request_resume",
     "response_add_auth_basic_challenge",
     "upload_action_abort_request",

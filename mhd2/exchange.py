@@ -96,6 +96,10 @@ class ExchangeHost(Protocol):
     def set_timeout(self, seconds: float | None) -> None:
         """Override the inactivity timeout of this connection."""
 
+    def cut(self) -> None:
+        """End the request now, from outside its task (mhd2.fanout drops a slow
+        subscriber): HTTP/1 closes the connection, HTTP/2 resets the stream."""
+
 
 class Exchange:
     """The engine state of one request (see the module docstring).
@@ -124,6 +128,7 @@ class Exchange:
         "post_fields",
         "request",
         "response",
+        "resume_on_stop",
         "resume_pending",
         "scheme",
         "shared",
@@ -152,6 +157,10 @@ class Exchange:
         self.resume_pending = False
         self._resume_scope: trio.CancelScope | None = None
         self._woken_for_stop = False
+        #: A graceful stop resumes the parked request like request_resume
+        #: (the callback or content creator then sees ``shared.stopping`` and
+        #: says goodbye itself: mhd2.fanout) instead of answering 503.
+        self.resume_on_stop = False
         self.ended = False
         self.response: Response | None = None
         #: The status sent (``None`` until a status line has left).
@@ -349,7 +358,10 @@ class Exchange:
                 await trio.lowlevel.checkpoint()
                 return
             if self.shared.stopping:
-                raise DaemonStopping
+                if not self.resume_on_stop:
+                    raise DaemonStopping
+                await trio.lowlevel.checkpoint()
+                return
             with trio.CancelScope() as scope:
                 self._resume_scope = scope
                 await self.host.wait_client_gone()
@@ -362,7 +374,8 @@ class Exchange:
         self.host.resumed()
 
     def wake_for_stop(self) -> bool:
-        """Graceful stop: wake the parked request; :meth:`park` then raises.
+        """Graceful stop: wake the parked request; :meth:`park` then raises
+        (or returns, with :attr:`resume_on_stop`).
 
         Returns:
             True if the request was parked.
@@ -370,7 +383,8 @@ class Exchange:
         scope = self._resume_scope
         if scope is None:
             return False
-        self._woken_for_stop = True
+        if not self.resume_on_stop:
+            self._woken_for_stop = True
         scope.cancel()
         return True
 

@@ -151,6 +151,10 @@ class HTTP1Connection:
         self.transport.scope.cancel()
         self._closing_idle = True
 
+    def cut(self) -> None:
+        """ExchangeHost: end the request now from outside -- close the connection."""
+        self.cancel()
+
     async def run(self) -> None:
         """Serve the connection to its end (see the class docstring)."""
         self._notify(ConnectionEvent.STARTED)

@@ -145,6 +145,10 @@ class H2Stream:
 
     # -- ExchangeHost -----------------------------------------------------------------
 
+    def cut(self) -> None:
+        """End the request now from outside: the stream is reset (CANCEL)."""
+        self.cancel(RequestEndedCode.BY_APP_ABORT)
+
     async def wait_client_gone(self) -> None:
         """Return when the client reset the stream or the connection ended."""
         self.scope.deadline = math.inf

@@ -53,6 +53,7 @@ _REASONS = {
     1009: "message too big",
     1010: "extension required",
     1011: "internal error",
+    1012: "service restart",
 }
 
 
@@ -139,6 +140,14 @@ class WebSocket:
         # it is framed here instead of by wsproto (whose send path costs more
         # than the rest of an echo).  Control frames still go through wsproto.
         self._plain_frames = not compressed
+        #: The close code sent when the daemon's graceful stop begins (1001;
+        #: mhd2.fanout's subscribers say 1012, "service restart": reconnect).
+        self._stop_code = 1001
+        # _receive(wakeable=True) (mhd2.fanout): a _wake() makes it return
+        # None while it waits for bytes (the only point where stopping the
+        # wait loses nothing).
+        self._wake_scope: trio.CancelScope | None = None
+        self._woken = False
 
     # -- public API ---------------------------------------------------------------------
 
@@ -163,7 +172,9 @@ class WebSocket:
                 # A close() is reading until the peer's close frame.
                 await self._close_seen.wait()
                 raise ConnectionClosed(self.closed or CloseReason(1006, "connection lost"))
-            return await self._receive()
+            message = await self._receive()
+            assert message is not None  # only a wakeable receive returns None
+            return message
         finally:
             self._receiving = False
 
@@ -259,7 +270,33 @@ class WebSocket:
                      self.request.client_address, what)
         await self._fail(1009)
 
-    async def _receive(self) -> str | bytes:
+    def _wake(self) -> None:
+        """Make a ``_receive(wakeable=True)`` return ``None`` (now if it waits for
+        bytes, else the next time it would)."""
+        scope = self._wake_scope
+        if scope is not None:
+            scope.cancel()
+        else:
+            self._woken = True
+
+    async def _receive_or_wake(self) -> str | bytes | None:
+        """As :meth:`receive`, but ``None`` when :meth:`_wake` is called meanwhile."""
+        if self._receiving:
+            raise trio.BusyResourceError("another task is already receiving on this WebSocket")
+        self._receiving = True
+        try:
+            return await self._receive(wakeable=True)
+        finally:
+            self._receiving = False
+
+    async def _send_prebuilt(self, frame: bytes) -> None:
+        """Send one whole unmasked data frame built elsewhere (once for many
+        connections: mhd2.fanout); only without extensions."""
+        if self.closed is not None or self._conn.state is not ConnectionState.OPEN:
+            raise ConnectionClosed(self.closed or CloseReason(1000, "closing"))
+        await self._send_locked(lambda: (frame,))
+
+    async def _receive(self, wakeable: bool = False) -> str | bytes | None:
         conn = self._conn
         while True:
             if self.closed is not None or self._failed:
@@ -310,8 +347,22 @@ class WebSocket:
                     await self._on_close(event)
                     break
             else:
+                if wakeable and self._woken:
+                    self._woken = False
+                    return None
                 try:
-                    data = await self._urh.upgraded_recv(_RECV_SIZE)
+                    if wakeable:
+                        with trio.CancelScope() as scope:
+                            self._wake_scope = scope
+                            try:
+                                data = await self._urh.upgraded_recv(_RECV_SIZE)
+                            finally:
+                                self._wake_scope = None
+                        if scope.cancelled_caught:
+                            self._woken = False
+                            return None
+                    else:
+                        data = await self._urh.upgraded_recv(_RECV_SIZE)
                 except UpgradedError as exc:
                     self._finish(CloseReason(1006, f"the connection broke: {exc}"))
                     continue
@@ -431,26 +482,28 @@ class WebSocket:
     async def _abort(self) -> None:
         """Cancelled (the grace period of a stop is over): close now, never wait.
 
-        A close frame with 1001 goes out only if the socket takes it at once.
+        A close frame with 1001 (or the stop code) goes out only if the socket takes it at once.
         """
         with trio.CancelScope(shield=True):
             if (self.closed is None and self._conn.state is ConnectionState.OPEN
                     and not self._send_lock.locked()):
                 try:
-                    frame = self._conn.send(CloseConnection(code=1001, reason=_REASONS[1001]))
+                    frame = self._conn.send(CloseConnection(code=self._stop_code,
+                                                            reason=_fixed_reason(self._stop_code)))
                     await self._urh.upgraded_send(frame, timeout=0)
                 except Exception:
                     pass
-            self._finish(CloseReason(1001, _REASONS[1001]))
+            self._finish(CloseReason(self._stop_code, _fixed_reason(self._stop_code)))
             await self._shutdown()
 
     async def _watch_stop(self) -> None:
-        """Close with 1001 (going away) as soon as the daemon's graceful stop begins."""
+        """Close with 1001 (going away; or the stop code) as soon as the daemon's graceful stop begins."""
         await self._urh.wait_stopping()
         if self.closed is None and self._conn.state is ConnectionState.OPEN:
             # "1001 indicates that an endpoint is "going away", such as a
-            # server going down" (RFC 6455 §7.4.1).
-            await self.close(1001, _REASONS[1001])
+            # server going down" (RFC 6455 §7.4.1); 1012 "service restart"
+            # (IANA registry) tells a fan-out client to reconnect.
+            await self.close(self._stop_code, _fixed_reason(self._stop_code))
 
     async def _pong_or_progress(self, interval: float) -> bool:
         """Wait for the pong; ``False`` only when *interval* passes with nothing moving.

@@ -1,0 +1,163 @@
+"""``action_sse``: a topic as a ``text/event-stream`` (server-sent events).
+
+The stream is an endless response made by a dynamic content creator.  With
+nothing to send it returns :func:`mhd2.dcc_action_suspend`: the request is
+parked, and the topic resumes it at the next message (the hub's timer task
+after *heartbeat* seconds of silence, for a comment line).  The creator
+then hands the daemon the messages' shared event bytes
+(:meth:`~mhd2.fanout.Message.sse`) without copying them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from ..actions import Action, action_from_response
+from ..dcc import (
+    DCCAction,
+    DCCContext,
+    dcc_action_abort,
+    dcc_action_continue_zc,
+    dcc_action_finish,
+    dcc_action_suspend,
+)
+from ..errors import UsageError
+from ..response import Response
+from ._answers import bad_cursor, over_limit
+from .encode import sse_comment, sse_retry
+from .topic import Subscriber
+
+if TYPE_CHECKING:
+    from ..request import Request
+    from .topic import Topic
+
+__all__ = ["SSE_BATCH_BYTES", "action_sse"]
+
+#: One creator call hands over at most this many bytes of events (at least one).
+SSE_BATCH_BYTES = 64 * 1024
+_HEARTBEAT = sse_comment()
+
+
+class EventStream(Subscriber):
+    """One ``text/event-stream`` subscriber (the content creator's state)."""
+
+    kind = "sse"
+    __slots__ = ("done", "heartbeat", "retry", "started")
+
+    def __init__(self, topic: Topic, request: Request, cursor: str, key: object, mark: int,
+                 heartbeat: float | None, retry_ms: int) -> None:
+        super().__init__(topic, request, cursor, key, mark)
+        self.heartbeat = heartbeat
+        self.retry = sse_retry(retry_ms)
+        self.started = False
+        self.done = False
+
+    def wake(self) -> None:
+        self.request._x.resume()
+
+    def cut(self) -> None:
+        self.topic._remove(self)
+        self.request._x.host.cut()
+
+    def create(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
+        """The content creator (see the module docstring)."""
+        topic = self.topic
+        if self.done:
+            return dcc_action_finish(ctx)
+        if self.dropped:
+            return dcc_action_abort(ctx)
+        parts: list[bytes] = []
+        if not self.started:
+            self.started = True
+            # The client's reconnection delay, before anything else.
+            parts.append(self.retry)
+        if self.stopping:
+            # "Stop and reload lose no message": a last retry: and the end; the
+            # client reconnects (to another worker) with Last-Event-ID.
+            topic._remove(self)
+            self.done = True
+            parts.append(self.retry)
+            return dcc_action_continue_zc(ctx, 0, parts)
+        messages, truncated = topic._after(self.key, SSE_BATCH_BYTES)
+        if truncated:
+            # Fell out of the history while busy: the client resumes with its cursor.
+            self.drop()
+            return dcc_action_abort(ctx)
+        if messages:
+            self.advance(messages)
+            if len(messages) == 1 and not parts:
+                frame = self.last = messages[0].sse()
+                return dcc_action_continue_zc(ctx, 0, [frame])
+            parts.extend(m.sse() for m in messages)
+            self.last = parts[-1]
+            return dcc_action_continue_zc(ctx, 0, parts)
+        if self.due:
+            self.due = False
+            parts.append(_HEARTBEAT)
+        if parts:
+            return dcc_action_continue_zc(ctx, 0, parts)
+        topic._park(self, self.heartbeat)
+        return dcc_action_suspend(ctx)
+
+
+def action_sse(request: Request, topic: Topic, *, cursor: str | None = None,
+               heartbeat: float | None = 15.0, retry_ms: int = 2000) -> Action:
+    """Answer with the topic as server-sent events (API.md §11.1).
+
+    ``200``, ``text/event-stream``, ``Cache-Control: no-store``: first
+    ``retry: <retry_ms>``, then the messages after *cursor* (or after the
+    request's ``Last-Event-ID``; neither: from the next message), then each
+    new message as it is published -- ``id:``, ``event:`` (if any) and one
+    ``data:`` line per line of data (base64 when it is not UTF-8).  After
+    *heartbeat* seconds without a message a comment line (``:``) is sent,
+    so that proxies keep the stream and a vanished client is noticed.
+
+    A subscriber more than the hub's ``max_pending_bytes`` behind (or out of
+    the history) is dropped: its connection is closed (HTTP/2: the stream
+    reset), and the client's ``EventSource`` resumes with ``Last-Event-ID``.
+    At a graceful stop of the daemon (or when the hub closes) the stream
+    gets a last ``retry:`` and ends.
+
+    Args:
+        request: the request.
+        topic: the topic.
+        cursor: resume after this message id (else ``Last-Event-ID``).
+        heartbeat: seconds of silence before a comment line (``None``: never).
+        retry_ms: the ``retry:`` sent to the client (milliseconds).
+
+    Returns:
+        The action.  A malformed cursor is answered ``400``, a subscriber
+        limit ``503`` with ``Retry-After``.
+
+    Raises:
+        UsageError: a bad *heartbeat* or *retry_ms*, or the hub is not running.
+    """
+    if heartbeat is not None and (isinstance(heartbeat, bool) or not isinstance(
+            heartbeat, int | float) or not 0 < heartbeat < math.inf):
+        raise UsageError(f"heartbeat must be seconds > 0 or None, not {heartbeat!r}")
+    if isinstance(retry_ms, bool) or not isinstance(retry_ms, int) or retry_ms < 0:
+        raise UsageError(f"retry_ms must be an int >= 0, not {retry_ms!r}")
+    hub = topic.hub
+    hub._check_running("action_sse")
+    if cursor is None:
+        # "If the field value does not contain U+0000 NULL, then set the last
+        # event ID buffer to the field value" -- an empty one means none.
+        cursor = request.headers.get("Last-Event-ID") or None
+    try:
+        cursor_id, key, mark = topic._start(cursor)
+    except ValueError as exc:
+        return bad_cursor(request, str(exc).rstrip("."))
+    stream = EventStream(topic, request, cursor_id, key, mark,
+                         None if heartbeat is None else float(heartbeat), retry_ms)
+    if not topic._add(stream):
+        return over_limit(request, topic)
+    exchange = request._x
+    exchange.resume_on_stop = True
+    exchange.add_end_hook(lambda: topic._remove(stream))
+    response = Response.from_callback(200, None, stream.create)
+    response.add_header("Content-Type", "text/event-stream")
+    response.add_header("Cache-Control", "no-store")
+    # nginx buffers proxied responses unless told not to.
+    response.add_header("X-Accel-Buffering", "no")
+    return action_from_response(request, response)

@@ -1,0 +1,353 @@
+"""A topic: its history, its subscribers, and the fan-out of one message to all of them.
+
+Subscribers are not tasks and have no queues.  A waiting subscriber is a
+parked request (long poll, event stream) or a WebSocket waiting to read;
+:meth:`Topic.deliver` wakes each one directly (a cancel scope is cancelled,
+nothing is allocated per subscriber), and the woken subscriber takes what
+it has not sent from the shared history -- the same :class:`Message`
+objects, whose wire bytes are made once per kind.
+
+A subscriber that is still busy sending when more messages arrive falls
+behind; how far is counted in bytes (the topic's running total minus the
+total at the subscriber's position).  Beyond ``max_pending_bytes``, or once
+its position has left the history, it is dropped (see :meth:`Subscriber.drop`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..errors import UsageError
+from .message import Message, MessageList
+
+if TYPE_CHECKING:
+    from ..request import Request
+    from .hub import Hub
+
+__all__ = ["Subscriber", "Topic"]
+
+#: Longest topic name accepted.
+MAX_TOPIC_NAME = 200
+#: Longest event name accepted.
+MAX_EVENT_NAME = 200
+#: Reusable answers kept per topic until the next message (long polls).
+_CACHE_ENTRIES = 64
+
+
+class Subscriber:
+    """One waiting client of a topic (the kinds subclass it).
+
+    Attributes:
+        topic: the topic.
+        request: the client's request.
+        cursor: the id of the last message it was given (or the tip it joined at).
+        key: the backend's sort key of :attr:`cursor`.
+        mark: the topic's byte total at :attr:`cursor` (see the module docstring).
+        parked: it waits for news (else it is busy sending, or done).
+        due: its timer ran out (a long poll answers 204, a stream sends a heartbeat).
+        dropped: it fell too far behind and is being cut off.
+        ticket: changes at every park, so a stale timer entry is recognised.
+        last: the last wire bytes handed to its connection (shared with every
+            subscriber of the same kind).
+    """
+
+    kind = ""
+    __slots__ = ("cursor", "dropped", "due", "key", "last", "mark", "parked", "request",
+                 "ticket", "topic")
+
+    def __init__(self, topic: Topic, request: Request, cursor: str, key: Any, mark: int) -> None:
+        self.topic = topic
+        self.request = request
+        self.cursor = cursor
+        self.key = key
+        self.mark = mark
+        self.parked = False
+        self.due = False
+        self.dropped = False
+        self.ticket = 0
+        self.last: bytes | None = None
+
+    @property
+    def stopping(self) -> bool:
+        """The daemon stops gracefully (or the hub closes): say goodbye."""
+        return self.topic.hub._closing or self.request._x.shared.stopping
+
+    def advance(self, messages: list[Message]) -> None:
+        """*messages* were handed to the connection: move the cursor past them."""
+        last = messages[-1]
+        self.cursor = last.id
+        self.key = last.key
+        self.mark = last.end
+        self.topic.hub._deliveries += len(messages)
+
+    def wake(self) -> None:
+        """Resume the waiting subscriber (it was parked)."""
+        raise NotImplementedError
+
+    def drop(self) -> None:
+        """Cut off a subscriber that fell too far behind (counted once)."""
+        if not self.dropped:
+            self.dropped = True
+            self.topic.hub._drops += 1
+            self.cut()
+
+    def cut(self) -> None:
+        """End the connection (kind-specific)."""
+        raise NotImplementedError
+
+
+class Topic:
+    """A named stream of messages with a bounded history (made by :meth:`Hub.topic`).
+
+    Attributes:
+        name: the topic's name.
+        history: how many messages are kept for catch-up.
+        hub: the hub it belongs to.
+    """
+
+    def __init__(self, hub: Hub, name: str, history: int, max_subscribers: int | None) -> None:
+        self.hub = hub
+        self.name = name
+        self.history = history
+        self.max_subscribers = max_subscribers
+        backend = hub._backend
+        origin = backend.origin()
+        self._messages: deque[Message] = deque()
+        #: A cursor whose key is below this may have lost messages (the
+        #: newest message evicted, or the origin: from before this process).
+        self._floor: Any = backend.key(origin)
+        self._tip_id = origin
+        self._tip_key: Any = self._floor
+        self._bytes = 0
+        self._subs: dict[Subscriber, None] = {}
+        #: Parked long polls by request (their callback is called again).
+        self._waiting: dict[Request, Subscriber] = {}
+        #: Timer FIFOs, one per length of wait: (deadline, subscriber, ticket).
+        self._fifos: dict[float, deque[tuple[float, Subscriber, int]]] = {}
+        #: Answers shared until the next message (see mhd2.fanout.longpoll).
+        self._cache: dict[Any, Any] = {}
+
+    # -- publishing -------------------------------------------------------------------
+
+    async def publish(self, data: bytes | bytearray | memoryview | str, *,
+                      event: str | None = None) -> str:
+        """Publish *data* to every subscriber of the topic, in every process of the hub.
+
+        Args:
+            data: the payload: bytes, or ``str`` (sent as UTF-8).
+            event: an event name (SSE ``event:`` field, ``"event"`` in JSON).
+
+        Returns:
+            The message id (a ``str`` that sorts in publication order; the
+            subscribers' cursor).
+
+        Raises:
+            UsageError: *data* is larger than the hub's ``max_message_size``,
+                or *event* is not a one-line string; the hub is not running.
+            FanoutUnavailable: the hub's backend (Redis) cannot be reached.
+        """
+        if isinstance(data, str):
+            payload = data.encode("utf-8")
+        elif isinstance(data, bytes | bytearray | memoryview):
+            payload = bytes(data)
+        else:
+            raise UsageError(f"publish needs bytes or str data, not {type(data).__name__}")
+        hub = self.hub
+        if len(payload) > hub.max_message_size:
+            raise UsageError(
+                f"the message has {len(payload)} bytes, more than the hub's max_message_size "
+                f"({hub.max_message_size}): send less, or make the Hub with a larger "
+                "max_message_size")
+        if event is not None and (not isinstance(event, str) or not event
+                                  or len(event) > MAX_EVENT_NAME
+                                  or any(c in event for c in "\r\n\0")):
+            raise UsageError(f"event {event!r} must be a non-empty str of at most "
+                             f"{MAX_EVENT_NAME} characters without CR, LF or NUL")
+        hub._check_running("publish")
+        return await hub._backend.append(hub, self, event, payload)
+
+    def _deliver(self, message_id: str, event: str | None, data: bytes) -> None:
+        """Add a message (in order) and wake or check every subscriber."""
+        hub = self.hub
+        key = hub._backend.key(message_id)
+        self._bytes += len(data)
+        message = Message(message_id, event, data, key=key, end=self._bytes)
+        messages = self._messages
+        messages.append(message)
+        while len(messages) > self.history:
+            self._floor = messages.popleft().key
+        self._tip_id = message_id
+        self._tip_key = key
+        hub._published += 1
+        cache = self._cache
+        if cache:
+            for response in cache.values():
+                response.destroy()
+            cache.clear()
+        for fifo in self._fifos.values():
+            fifo.clear()  # every parked subscriber is woken below
+        limit = hub.max_pending_bytes
+        total = self._bytes
+        floor = self._floor
+        dropping: list[Subscriber] = []
+        for sub in self._subs:
+            if sub.parked:
+                sub.parked = False
+                sub.wake()
+            elif not sub.dropped and (total - sub.mark > limit or sub.key < floor):
+                dropping.append(sub)
+        for sub in dropping:
+            sub.drop()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def since(self, cursor: str | None) -> MessageList:
+        """The retained messages after *cursor*, oldest first.
+
+        Args:
+            cursor: a message id (as a client sends it back), or ``None``
+                (no messages: a new subscriber starts at the newest one).
+
+        Returns:
+            A :class:`MessageList`; ``truncated`` is true when the cursor is
+            older than the history or unknown here (all that is retained is
+            then returned).
+
+        Raises:
+            ValueError: *cursor* is not a message id of this hub.
+        """
+        if cursor is None:
+            return MessageList()
+        key = self.hub._backend.key(self.hub._backend.parse_cursor(cursor))
+        messages, truncated = self._after(key, math.inf)
+        return MessageList(messages, truncated)
+
+    def _after(self, key: Any, max_bytes: float) -> tuple[list[Message], bool]:
+        """Retained messages after *key* (at least one, then up to *max_bytes* of
+        data), and whether messages after *key* may be missing."""
+        messages = self._messages
+        if key == self._tip_key:
+            return [], False
+        if key > self._tip_key:
+            if self.hub._backend.ahead_is_lag:
+                return [], False
+            start, truncated = 0, True
+        elif key < self._floor:
+            start, truncated = 0, True
+        else:
+            # Usually the cursor is near the tip: look from the end.
+            start = len(messages)
+            while start > 0 and messages[start - 1].key > key:
+                start -= 1
+            truncated = False
+        out: list[Message] = []
+        size = 0
+        for index in range(start, len(messages)):
+            message = messages[index]
+            size += len(message.data)
+            if out and size > max_bytes:
+                break
+            out.append(message)
+        return out, truncated
+
+    @property
+    def last_id(self) -> str:
+        """The id of the newest message (or the origin: a cursor before every message)."""
+        return self._tip_id
+
+    def _parse(self, cursor: str | None) -> tuple[str, Any]:
+        """*cursor* (``None``: the tip) as ``(id, key)``.  Raises ValueError."""
+        if cursor is None:
+            return self._tip_id, self._tip_key
+        backend = self.hub._backend
+        cursor = backend.parse_cursor(cursor)
+        return cursor, backend.key(cursor)
+
+    def _start(self, cursor: str | None) -> tuple[str, Any, int]:
+        """Where a stream subscriber joins: ``(cursor id, key, byte mark)``.
+
+        A cursor older than the history (or unknown) joins just before the
+        oldest retained message: all of it is sent.  Raises ValueError.
+        """
+        cursor_id, key = self._parse(cursor)
+        if self._after(key, 0)[1]:
+            key = self._floor
+        return cursor_id, key, self._mark_at(key)
+
+    def _mark_at(self, key: Any) -> int:
+        """The byte total at the message *key* (for a subscriber joining there)."""
+        for message in reversed(self._messages):
+            if message.key <= key:
+                return message.end
+        return self._bytes - sum(len(m.data) for m in self._messages)
+
+    # -- subscribers ---------------------------------------------------------------------
+
+    def _add(self, sub: Subscriber) -> bool:
+        """Count *sub* in; ``False`` when a subscriber limit is reached."""
+        hub = self.hub
+        limit = self.max_subscribers if self.max_subscribers is not None \
+            else hub.max_subscribers_per_topic
+        if hub._count >= hub.max_subscribers or (limit is not None and len(self._subs) >= limit):
+            hub._refused += 1
+            return False
+        self._subs[sub] = None
+        hub._count += 1
+        hub._kinds[sub.kind] += 1
+        return True
+
+    def _remove(self, sub: Subscriber) -> None:
+        """*sub* is gone (answered, disconnected, closed); idempotent."""
+        self._waiting.pop(sub.request, None)
+        if self._subs.pop(sub, 0) is None:
+            hub = self.hub
+            hub._count -= 1
+            hub._kinds[sub.kind] -= 1
+        sub.parked = False
+        sub.ticket += 1
+
+    def _park(self, sub: Subscriber, seconds: float | None) -> None:
+        """*sub* waits for news, or until *seconds* pass (then ``due``)."""
+        sub.parked = True
+        sub.ticket += 1
+        if seconds is None:
+            return
+        fifo = self._fifos.get(seconds)
+        if fifo is None:
+            fifo = self._fifos[seconds] = deque()
+        deadline = trio.current_time() + seconds
+        fifo.append((deadline, sub, sub.ticket))
+        self.hub._timer_added(deadline)
+
+    def _expire(self, now: float) -> float:
+        """Wake the subscribers whose wait is over; the next deadline (or inf)."""
+        earliest = math.inf
+        for fifo in self._fifos.values():
+            while fifo:
+                deadline, sub, ticket = fifo[0]
+                if sub.ticket != ticket or not sub.parked:
+                    fifo.popleft()
+                    continue
+                if deadline > now:
+                    earliest = min(earliest, deadline)
+                    break
+                fifo.popleft()
+                sub.parked = False
+                sub.due = True
+                sub.wake()
+        return earliest
+
+    def _close(self) -> None:
+        """The hub closes: wake every waiting subscriber so it says goodbye (busy
+        ones see :attr:`Subscriber.stopping` before their next send)."""
+        for sub in list(self._subs):
+            if sub.parked:
+                sub.parked = False
+                sub.wake()
+
+    def __repr__(self) -> str:
+        return f"<mhd2.fanout.Topic {self.name!r} history={self.history} subscribers={len(self._subs)}>"
