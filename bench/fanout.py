@@ -98,6 +98,10 @@ GOAL_LATENCY_100K_S = 1.0
 GOAL_DELIVERY_RATIO = 3.0
 GOAL_MEMORY_RATIO = 1 / 3
 
+#: ``--tracemalloc``: mhd2's server traces its Python allocations (RSS is then
+#: inflated by the tracing: take the memory figures from a run without it).
+TRACEMALLOC = False
+
 SERVER_NAMES = ("mhd2", "mhd2-redis", "uvicorn", "uvicorn-redis", "hypercorn-trio")
 SERVER_HELP = {
     "mhd2": "mhd2.fanout.Hub() (servers/fanout_mhd2.py)",
@@ -195,6 +199,8 @@ def server_command(
         cmd = [sys.executable, str(SERVERS_DIR / "fanout_mhd2.py"), "--port", str(port)]
         if name == "mhd2-redis":
             cmd += ["--redis", f"{redis_url}/0"]
+        if TRACEMALLOC:
+            cmd += ["--tracemalloc", "1"]
         return cmd, env, REPO
     if name.startswith("uvicorn"):
         env["FANOUT_BACKEND"] = redis_url if name == "uvicorn-redis" else "memory://"
@@ -689,6 +695,9 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
     warm_up(server, kind, args.size)
     settle(pid)
     rss0 = rss_bytes(pid)
+    traced = TRACEMALLOC and server.name.startswith("mhd2") and kind != "idle"
+    if traced:
+        http_get(server.port, "/tracemalloc/mark", 60)
     fleet = Fleet(server.port, kind, sources_for(n))
     out: dict[str, Any] = {"server": server.name, "kind": kind, "n": n}
     try:
@@ -713,6 +722,10 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
         rss1 = rss_bytes(pid)
         out["rss_after"] = rss1
         out["bytes_per_subscriber"] = round((rss1 - rss0) / max(1, fleet.open_count))
+        if traced:
+            body = http_get(server.port, f"/tracemalloc/diff?n={fleet.open_count}", 120)[1]
+            out["tracemalloc"] = json.loads(body)
+            out["rss_inflated_by_tracemalloc"] = True
         rounds = []
         for _ in range(args.rounds):
             d = fleet.deliver(1, args.size, args.deliver_timeout)
@@ -916,6 +929,23 @@ def print_report(results: dict[str, Any]) -> str:
                     else ""
                 )
             )
+    traced = []
+    for r in rows:
+        tm = r.get("tracemalloc")
+        if not tm:
+            continue
+        traced += [
+            "",
+            f"{r['server']} {r['kind']} N={r['n']:,}: Python allocations since before the "
+            f"subscribers, {tm['traced_per_subscriber']:,} B per subscriber (tracemalloc):",
+            "",
+            "| where | B per subscriber | blocks |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {t['where']} | {t['bytes_per_subscriber']:,} | {t['blocks']:,} |"
+                for t in tm["top"][:12]
+            ),
+        ]
     skipped = [f"* {s}" for s in results.get("skipped", [])]
     text = "\n".join(
         lines
@@ -925,6 +955,7 @@ def print_report(results: dict[str, Any]) -> str:
             else []
         )
         + (["", "Goals of issue 20:", *goal_lines] if goal_lines else [])
+        + traced
         + (["", "Skipped:", *skipped] if skipped else [])
     )
     print(text, flush=True)
@@ -1009,6 +1040,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--client-cpu", default="1")
     p.add_argument("--no-pin", action="store_true", help="pin neither side to a CPU")
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="mhd2: report the source lines that allocate per subscriber "
+        "(Python's tracemalloc; it inflates RSS, so run it apart)",
+    )
     p.add_argument("--json", metavar="PATH", help="write all results here")
     p.add_argument("--plot", metavar="PNG", help="plot delivery latency against N here")
     p.add_argument("--report", metavar="JSON", help="measure nothing: report a saved --json run")
@@ -1040,6 +1077,8 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    global TRACEMALLOC
+    TRACEMALLOC = args.tracemalloc
     if args.report:
         results = json.loads(Path(args.report).read_text())
         print_report(results)

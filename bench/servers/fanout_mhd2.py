@@ -10,8 +10,9 @@ The same routes as the peers' ``fanout_asgi.py``:
 | ``POST /publish?n=K&size=S`` | ``await topic.publish(...)`` K times with S bytes of data; answers JSON with the ``time.monotonic()`` just before the first publish and just after the last |
 | ``GET /hello`` | a 2-byte ``ok`` (the bare idle-connection baseline) |
 | ``GET /stats`` | ``hub.stats()`` as JSON |
+| ``GET /tracemalloc/mark``, ``GET /tracemalloc/diff?n=N`` | with ``--tracemalloc``: a snapshot, then the lines that allocated most since it (bytes, and bytes per each of N subscribers) |
 
-Usage: ``python bench/servers/fanout_mhd2.py [--port P] [--redis URL]``.
+Usage: ``python bench/servers/fanout_mhd2.py [--port P] [--redis URL] [--tracemalloc FRAMES]``.
 Prints ``ready <port> <mhd2 path>`` once listening; SIGINT or SIGTERM stops
 it.  If this mhd2 has no ``mhd2.fanout`` (or no ``Hub(redis=...)``), it
 prints ``n/a: <reason>`` and exits with status 3, which the harness reports
@@ -24,12 +25,14 @@ the checkout this script is in).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import os
 import signal
 import sys
 import time
+import tracemalloc
 from collections.abc import Awaitable
 from typing import Any
 
@@ -42,6 +45,9 @@ sys.path.insert(
 import trio
 
 import mhd2
+
+#: The checkout whose mhd2 runs (paths in the tracemalloc report are relative to it).
+REPO_ROOT = sys.path[0]
 
 #: Exit status meaning "this mhd2 cannot run the requested configuration".
 EXIT_NOT_APPLICABLE = 3
@@ -88,6 +94,28 @@ LIMITS = {
 }
 
 
+_marked: list[tracemalloc.Snapshot] = []
+
+
+def _tracemalloc(path: str, request: mhd2.Request) -> dict[str, Any]:
+    """``/tracemalloc/mark`` keeps a snapshot; ``/tracemalloc/diff`` compares with it."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen*")]
+    )
+    if path == "/tracemalloc/mark" or not _marked:
+        _marked[:] = [snapshot]
+        return {"marked": True}
+    n = max(1, int(request.args.get("n", "1")))
+    top = []
+    for stat in snapshot.compare_to(_marked[0], "lineno")[:25]:
+        frame = stat.traceback[0]
+        where = f"{os.path.relpath(frame.filename, REPO_ROOT)}:{frame.lineno}"
+        top.append({"where": where, "bytes": stat.size_diff, "blocks": stat.count_diff,
+                    "bytes_per_subscriber": round(stat.size_diff / n, 1)})  # fmt: skip
+    total = sum(s.size_diff for s in snapshot.compare_to(_marked[0], "filename"))
+    return {"n": n, "traced_bytes": total, "traced_per_subscriber": round(total / n), "top": top}
+
+
 def make_app(hub: Any, topic: Any) -> Any:
     async def publish(request: mhd2.Request) -> mhd2.Action:
         n = int(request.args.get("n", "1"))
@@ -111,10 +139,12 @@ def make_app(hub: Any, topic: Any) -> Any:
             return fanout.action_websocket_subscribe(request, topic)
         if path == "/publish":
             return publish(request)
+        if path.startswith("/tracemalloc/") and tracemalloc.is_tracing():
+            return mhd2.action_from_response(request, _json(200, _tracemalloc(path, request)))
         if path == "/stats":
             stats = hub.stats()
-            if not isinstance(stats, dict):
-                stats = getattr(stats, "__dict__", {"stats": repr(stats)})
+            if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
+                stats = dataclasses.asdict(stats)
             return mhd2.action_from_response(request, _json(200, stats))
         return mhd2.action_from_response(request, OK)
 
@@ -127,8 +157,8 @@ async def main(port: int, redis: str | None) -> None:
         hub_kwargs["redis"] = redis
     try:
         hub = fanout.Hub(**hub_kwargs)
-    except TypeError as exc:
-        print(f"n/a: this mhd2.fanout.Hub does not take {sorted(hub_kwargs)} ({exc})", flush=True)
+    except (TypeError, mhd2.UsageError) as exc:
+        print(f"n/a: Hub({', '.join(sorted(hub_kwargs))}=...): {exc}", flush=True)
         sys.exit(EXIT_NOT_APPLICABLE)
     async with hub:
         topic = hub.topic("bench", history=HISTORY, **_accepted(hub.topic, LIMITS))
@@ -151,5 +181,14 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--redis", default=None, help="Hub(redis=URL) instead of in-process")
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="trace Python allocations (FRAMES deep) for /tracemalloc/*",
+    )
     a = ap.parse_args()
+    if a.tracemalloc:
+        tracemalloc.start(a.tracemalloc)
     trio.run(main, a.port, a.redis)
