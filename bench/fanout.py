@@ -203,7 +203,7 @@ def server_command(
             cmd += ["--tracemalloc", "1"]
         return cmd, env, REPO
     if name.startswith("uvicorn"):
-        env["FANOUT_BACKEND"] = redis_url if name == "uvicorn-redis" else "memory://"
+        env["FANOUT_BACKEND"] = (redis_url or "") if name == "uvicorn-redis" else "memory://"
         cmd = [
             sys.executable, "-m", "uvicorn", "--app-dir", str(SERVERS_DIR),
             "--host", "127.0.0.1", "--port", str(port),
@@ -488,9 +488,10 @@ class Fleet:
                         self._fail(i, "timed out opening")
                 break
             for fd, _ in self.ep.poll(0.2):
-                i = self.index.get(fd)
-                if i is None:
+                found = self.index.get(fd)
+                if found is None:
                     continue  # the publisher: nothing to read yet
+                i = found
                 st = self.state[i]
                 if st == CONNECTING:
                     err = self.socks[i].getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -971,7 +972,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     rows = rows_of(results)
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     markers = {"sse": "o-", "ws": "s", "poll": "^"}
-    for server in dict.fromkeys(r["server"] for r in rows):
+    for si, server in enumerate(dict.fromkeys(r["server"] for r in rows)):
         for kind in ("sse", "ws", "poll"):
             pts = sorted(
                 (r["n"], r["last_ms_median"])
@@ -980,7 +981,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
             )
             if pts:
                 xs, ys = zip(*pts, strict=True)
-                ax.plot(xs, ys, markers[kind], label=f"{server} {kind}")
+                ax.plot(xs, ys, markers[kind], color=f"C{si}", label=f"{server} {kind}")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("subscribers N (one server process)")
@@ -1036,6 +1037,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=500, help="connections being opened at once")
     p.add_argument("--open-timeout", type=float, default=300.0)
     p.add_argument("--deliver-timeout", type=float, default=60.0)
+    p.add_argument(
+        "--baseline-n",
+        default="10k",
+        help="N for the bare idle-connection runs, one per server; 'all': at every N "
+        "measured (default: %(default)s, or the largest N measured if smaller)",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the bare idle-connection runs")
     p.add_argument("--server-cpu", default="0")
     p.add_argument("--client-cpu", default="1")
@@ -1080,12 +1087,12 @@ def main(argv: list[str] | None = None) -> int:
     global TRACEMALLOC
     TRACEMALLOC = args.tracemalloc
     if args.report:
-        results = json.loads(Path(args.report).read_text())
-        print_report(results)
+        saved: dict[str, Any] = json.loads(Path(args.report).read_text())
+        print_report(saved)
         if args.plot:
-            plot(results, Path(args.plot))
+            plot(saved, Path(args.plot))
         return 0
-    wanted = max(parse_ns(args.sse) + parse_ns(args.ws) + parse_ns(args.poll)) + FD_MARGIN
+    wanted = max([1, *parse_ns(args.sse), *parse_ns(args.ws), *parse_ns(args.poll)]) + FD_MARGIN
     limit = nofile_limit(wanted)
     todo, skipped = plan(args, limit)
     servers = args.only or list(SERVER_NAMES)
@@ -1096,7 +1103,13 @@ def main(argv: list[str] | None = None) -> int:
                                "skipped": skipped}  # fmt: skip
     for note in skipped:
         print(f"skipped: {note}", file=sys.stderr, flush=True)
-    baseline_ns = sorted({n for _, n in todo}) if not args.no_baseline else []
+    measured = sorted({n for _, n in todo})
+    if args.no_baseline or not measured:
+        baseline_ns = []
+    elif args.baseline_n == "all":
+        baseline_ns = measured
+    else:
+        baseline_ns = [min(parse_ns(args.baseline_n)[0], measured[-1])]
     with tempfile.TemporaryDirectory(prefix="fanout-") as tmp, contextlib.ExitStack() as stack:
         logdir = Path(tmp)
         redis_url = None
