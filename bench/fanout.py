@@ -101,6 +101,8 @@ GOAL_MEMORY_RATIO = 1 / 3
 #: ``--tracemalloc``: mhd2's server traces its Python allocations (RSS is then
 #: inflated by the tracing: take the memory figures from a run without it).
 TRACEMALLOC = False
+#: The CPUs the servers are pinned to (None: not pinned).
+SERVER_CPUS: set[int] | None = None
 
 SERVER_NAMES = ("mhd2", "mhd2-redis", "uvicorn", "uvicorn-redis", "hypercorn-trio")
 SERVER_HELP = {
@@ -158,6 +160,36 @@ def cpu_seconds(pid: int) -> float:
 def own_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def cpu_busy(cpus: set[int]) -> float:
+    """Busy seconds (user, nice, system, steal; not irq/softirq) of *cpus* since boot."""
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        head, *vals = line.split()
+        if head.startswith("cpu") and head[3:].isdigit() and int(head[3:]) in cpus:
+            v = [int(x) for x in vals]
+            busy += v[0] + v[1] + v[2] + v[7]
+    return busy / _CLK_TCK
+
+
+@contextlib.contextmanager
+def others_on_server_cpu(pid: int, into: dict[str, Any]) -> Iterator[None]:
+    """Record in *into* the share of the server's CPU that other processes used.
+
+    The machine is shared: ``taskset`` pins the server, not everyone else.
+    ``others_on_server_cpu`` above ~0.1 means the figures of that phase are
+    slower than the server alone would be.
+    """
+    if SERVER_CPUS is None:
+        yield
+        return
+    t0, b0, s0 = time.monotonic(), cpu_busy(SERVER_CPUS), cpu_seconds(pid)
+    yield
+    wall = time.monotonic() - t0
+    if wall > 0:
+        others = (cpu_busy(SERVER_CPUS) - b0) - (cpu_seconds(pid) - s0)
+        into["others_on_server_cpu"] = round(max(0.0, others) / wall, 3)
 
 
 def free_port() -> int:
@@ -729,8 +761,10 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
             out["rss_inflated_by_tracemalloc"] = True
         rounds = []
         for _ in range(args.rounds):
-            d = fleet.deliver(1, args.size, args.deliver_timeout)
-            rounds.append(d.summary(n))
+            noise: dict[str, Any] = {}
+            with others_on_server_cpu(pid, noise):
+                d = fleet.deliver(1, args.size, args.deliver_timeout)
+            rounds.append(d.summary(n) | noise)
             if kind == "poll":
                 fleet.repoll()
             settle(pid, step=0.2)
@@ -743,14 +777,21 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
             per_s = n / (statistics.median(lasts) / 1000)
             k = max(3, min(args.max_burst, math.ceil(per_s * args.burst_seconds / n)))
             cpu0 = cpu_seconds(pid)
-            burst = fleet.deliver(k, args.size, args.deliver_timeout + args.burst_seconds * 10)
+            noise = {}
+            with others_on_server_cpu(pid, noise):
+                burst = fleet.deliver(k, args.size, args.deliver_timeout + args.burst_seconds * 10)
             server_cpu = cpu_seconds(pid) - cpu0
-            s = burst.summary(n)
+            s = burst.summary(n) | noise
             span = (max(burst.reached) - burst.t_publish) if burst.reached else burst.elapsed
             s["deliveries_per_s"] = round(burst.received / span) if span > 0 else None
             s["server_busy"] = round(server_cpu / burst.elapsed, 3) if burst.elapsed else None
+            # the figure other processes on the server's CPU do not move much
+            s["server_cpu_us_per_delivery"] = (
+                round(server_cpu / burst.received * 1e6, 2) if burst.received else None
+            )
             out["burst"] = s
             out["deliveries_per_s"] = s["deliveries_per_s"]
+            out["cpu_us_per_delivery"] = s["server_cpu_us_per_delivery"]
         if server.name.startswith("mhd2"):
             with contextlib.suppress(Exception):
                 out["hub_stats"] = json.loads(fleet.get("/stats"))
@@ -866,20 +907,23 @@ def print_report(results: dict[str, Any]) -> str:
     rows = rows_of(results)
     lines = [
         "| server | kind | N | open | B / subscriber | B beyond idle conn | "
-        "publish → last ms (best / median) | p50 ms | p99 ms | deliveries/s | client busy | failures |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "publish → last ms (best / median) | p50 ms | p99 ms | deliveries/s | server CPU µs / delivery | client busy | others on server CPU | failures |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         rounds = r.get("rounds") or [{}]
         best = min(rounds, key=lambda x: x.get("last_ms") or math.inf)
         busy = max((x.get("client_busy") or 0) for x in [*rounds, r.get("burst") or {}])
         flag = " (client-bound?)" if busy > 0.7 else ""
+        phases = [*rounds, r.get("burst") or {}]
+        others = max((x.get("others_on_server_cpu") or 0) for x in phases)
         lines.append(
             f"| {r['server']} | {r['kind']} | {r['n']:,} | {r.get('open', 0):,} | "
             f"{_num(r.get('bytes_per_subscriber'))} | {_num(r.get('beyond_conn_bytes'))} | "
             f"{_num(r.get('last_ms_best'), ',.1f')} / {_num(r.get('last_ms_median'), ',.1f')} | "
             f"{_num(best.get('p50_ms'), ',.1f')} | {_num(best.get('p99_ms'), ',.1f')} | "
-            f"{_num(r.get('deliveries_per_s'))} | {busy:.0%}{flag} | {r.get('failures', 0)} |"
+            f"{_num(r.get('deliveries_per_s'))} | {_num(r.get('cpu_us_per_delivery'), ',.1f')} | "
+            f"{busy:.0%}{flag} | {others:.0%} | {r.get('failures', 0)} |"
         )
     for r in results["runs"]:
         if "error" in r or "n/a" in r:
@@ -904,6 +948,10 @@ def print_report(results: dict[str, Any]) -> str:
             ratio = r["deliveries_per_s"] / d[1]
             verdict = "met" if ratio >= GOAL_DELIVERY_RATIO else "missed"
             parts.append(f"deliveries/s {ratio:.2f}× {d[0]} (goal ≥ 3×: {verdict})")
+        c = best_peer(rows, r["kind"], r["n"], "cpu_us_per_delivery", low=True)
+        if c and r.get("cpu_us_per_delivery"):
+            ratio = c[1] / r["cpu_us_per_delivery"]
+            parts.append(f"per server CPU-second {ratio:.2f}× {c[0]}")
         m = best_peer(rows, r["kind"], r["n"], "bytes_per_subscriber", low=True)
         if m and r.get("bytes_per_subscriber"):
             ratio = r["bytes_per_subscriber"] / m[1]
@@ -1084,7 +1132,7 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    global TRACEMALLOC
+    global TRACEMALLOC, SERVER_CPUS
     TRACEMALLOC = args.tracemalloc
     if args.report:
         saved: dict[str, Any] = json.loads(Path(args.report).read_text())
@@ -1099,6 +1147,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(args.client_cpu)})
     server_cpu = None if args.no_pin else args.server_cpu
+    if server_cpu is not None:
+        SERVER_CPUS = {int(c) for c in server_cpu.split(",")}
     results: dict[str, Any] = {"machine": machine_info(), "args": vars(args), "runs": [],
                                "skipped": skipped}  # fmt: skip
     for note in skipped:
