@@ -707,8 +707,9 @@ class Fleet:
 # -------------------------------------------------------------------- one measurement
 
 
-def sources_for(n: int) -> list[str]:
-    return [f"127.0.0.{2 + k}" for k in range(max(1, math.ceil(n / PER_SOURCE)))]
+def sources_for(n: int, per_source: int = PER_SOURCE) -> list[str]:
+    """Loopback source addresses for *n* connections, *per_source* each at most."""
+    return [f"127.0.0.{2 + k}" for k in range(max(1, math.ceil(n / per_source)))]
 
 
 def warm_up(server: Server, kind: str, size: int) -> None:
@@ -731,7 +732,7 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
     traced = TRACEMALLOC and server.name.startswith("mhd2") and kind != "idle"
     if traced:
         http_get(server.port, "/tracemalloc/mark", 60)
-    fleet = Fleet(server.port, kind, sources_for(n))
+    fleet = Fleet(server.port, kind, sources_for(n, args.per_source))
     out: dict[str, Any] = {"server": server.name, "kind": kind, "n": n}
     try:
         out["open_s"] = round(fleet.open(n, args.window, args.open_timeout), 2)
@@ -1082,6 +1083,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="length aimed at for the sustained burst (default: %(default)s)",
     )
     p.add_argument("--max-burst", type=int, default=2000, help="most messages in a burst")
+    p.add_argument(
+        "--per-source",
+        type=int,
+        default=PER_SOURCE,
+        help="connections per loopback source address 127.0.0.2, .3, ... "
+        "(default: %(default)s; ~28k ephemeral ports each here)",
+    )
     p.add_argument("--window", type=int, default=500, help="connections being opened at once")
     p.add_argument("--open-timeout", type=float, default=300.0)
     p.add_argument("--deliver-timeout", type=float, default=60.0)
