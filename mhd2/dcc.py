@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .response import Buffer, FreeCallback
 
 __all__ = [
+    "DCC_BUFFER_SIZE",
     "DCCAction",
     "DCCContext",
     "DCCStep",
@@ -32,7 +33,36 @@ __all__ = [
     "dcc_action_finish",
     "dcc_action_suspend",
     "dcc_step",
+    "lend_buffer",
+    "return_buffer",
 ]
+
+#: Size of the buffer handed to dynamic content creators.
+DCC_BUFFER_SIZE = 32 * 1024
+#: Buffers kept for reuse (see :func:`lend_buffer`).
+_POOL_SIZE = 64
+_free: list[bytearray] = []
+
+
+def lend_buffer() -> bytearray:
+    """A buffer of :data:`DCC_BUFFER_SIZE` bytes for one content creator call.
+
+    A response's sender holds one only while its creator runs and the data
+    written into it is being sent -- never while the request is parked
+    (``dcc_action_suspend``) and not while zero-copy data (the creator
+    wrote nothing into it) is sent: 100,000 parked event streams hold no
+    buffer at all.  Give it back with :func:`return_buffer`.
+    """
+    try:
+        return _free.pop()
+    except IndexError:
+        return bytearray(DCC_BUFFER_SIZE)
+
+
+def return_buffer(buf: bytearray) -> None:
+    """Give back a buffer from :func:`lend_buffer` (nothing may still use it)."""
+    if len(_free) < _POOL_SIZE:
+        _free.append(buf)
 
 
 class DCCContext:
@@ -230,7 +260,9 @@ def dcc_step(ctx: DCCContext, result: object, buf: memoryview, pos: int,
                 f"declared size {size}", StatusCode.DCC_ACTION_INVALID)
         data: bytes | memoryview = buf[:result.data_size]
         if iov:
-            data = b"".join([data, *iov])
+            # One zero-copy buffer alone is sent as it is (shared bytes, such
+            # as mhd2.fanout's events, are not copied here).
+            data = iov[0] if not result.data_size and len(iov) == 1 else b"".join([data, *iov])
         return DCCStep("data", result, data, "")
     if kind == "finish" and size is not None and pos < size:
         return DCCStep("abort", result, b"",

@@ -23,7 +23,7 @@ from ._http1.date import date_header_line
 from ._http1.framing import ReplyPlan
 from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
 from .callbacks import call_maybe_await
-from .dcc import DCCContext, dcc_step
+from .dcc import DCCContext, dcc_step, lend_buffer, return_buffer
 from .enums import RequestEndedCode
 from .exchange import DaemonStopping, Exchange
 from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
@@ -39,8 +39,6 @@ COALESCE_LIMIT = 16 * 1024
 READ_SIZE = 64 * 1024
 
 
-#: Size of the buffer handed to dynamic content creators (made on first use).
-DCC_BUFFER_SIZE = 32 * 1024
 
 
 class BodyAborted(Exception):
@@ -211,37 +209,50 @@ async def _send_pipe(sink: Transport, head: bytes, body: Any, writer: BodyWriter
 
 async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
     size: int | None = body.size
-    buf = bytearray(DCC_BUFFER_SIZE)
+    # The creator's buffer is held only while it is needed (see lend_buffer):
+    # a parked stream holds none.
+    buf: bytearray | None = None
     request = exchange.request
     pending: bytes = head
     pos = 0
-    while size is None or pos < size:
-        room = len(buf) if size is None else min(len(buf), size - pos)
-        ctx = DCCContext(request)
-        with memoryview(buf)[:room] as view:
-            result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
-            step = dcc_step(ctx, result, view, pos, size)
-            if step.kind == "data":
-                pieces = writer.frame(step.data, step.action.chunk_ext)
+    try:
+        while size is None or pos < size:
+            if buf is None:
+                buf = lend_buffer()
+            room = len(buf) if size is None else min(len(buf), size - pos)
+            ctx = DCCContext(request)
+            with memoryview(buf)[:room] as view:
+                result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
+                step = dcc_step(ctx, result, view, pos, size)
+                if step.kind == "data":
+                    if not step.action.data_size:
+                        return_buffer(buf)  # zero-copy data only: not needed to send it
+                        buf = None
+                    pieces = writer.frame(step.data, step.action.chunk_ext)
+                    if pending:
+                        pieces = [pending, *pieces]
+                        pending = b""
+                    await sink.send(b"".join(pieces) if len(pieces) > 1 else pieces[0])
+                    if step.action.free_cb is not None:
+                        step.action.free_cb()
+                    pos += len(step.data)
+                    continue
+            if step.kind == "finish":
+                await sink.send(pending + writer.end(step.action.footers or ()))
+                return
+            if step.kind == "suspend":
+                return_buffer(buf)
+                buf = None
                 if pending:
-                    pieces = [pending, *pieces]
+                    await sink.send(pending)
                     pending = b""
-                await sink.send(b"".join(pieces) if len(pieces) > 1 else pieces[0])
-                if step.action.free_cb is not None:
-                    step.action.free_cb()
-                pos += len(step.data)
+                await exchange.park()
                 continue
-        if step.kind == "finish":
-            await sink.send(pending + writer.end(step.action.footers or ()))
-            return
-        if step.kind == "suspend":
-            if pending:
-                await sink.send(pending)
-                pending = b""
-            await exchange.park()
-            continue
-        raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)
-    await sink.send(pending + writer.end())
+            raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)
+        await sink.send(pending + writer.end())
+    finally:
+        if buf is not None:
+            return_buffer(buf)
 
 
 async def _send_framed(sink: Transport, writer: BodyWriter, data: bytes | memoryview) -> None:

@@ -509,15 +509,22 @@ def test_demo_subcommand_help() -> None:
 async def test_example_longpoll() -> None:
     argv = [str(REPO / "examples" / "longpoll.py"), "--port", "0", "--poll-timeout", "0.3"]
     async with program(argv, r"longpoll: listening on ") as (p, port):
-        poll = await open_poll(port, 0)
+        first = await exchange(port, request("GET", "/poll"))  # no cursor: the next message
+        assert status_of(first) == 204
+        cursor = first.split(b"X-Cursor: ", 1)[1].split(b"\r\n", 1)[0].decode()
+        poll = await trio.open_tcp_stream("127.0.0.1", port)
+        await poll.send_all(request("GET", f"/poll?cursor={cursor}"))
         sent = await exchange(port, request("POST", "/send", b"hello, poller"))
         assert status_of(sent) == 200
+        message_id = body_of(sent).decode().strip()
         answer = await read_response(poll, bytearray())
-        assert json.loads(body_of(answer)) == {"messages": ["hello, poller"], "last": 1}
+        assert json.loads(body_of(answer)) == {
+            "messages": [{"id": message_id, "event": None, "data": "hello, poller"}],
+            "cursor": message_id}
         await poll.aclose()
-        timed_out = await exchange(port, request("GET", "/poll?since=1"))
+        timed_out = await exchange(port, request("GET", f"/poll?cursor={message_id}"))
         assert status_of(timed_out) == 204
-        assert status_of(await exchange(port, request("GET", "/poll?since=z"))) == 400
+        assert status_of(await exchange(port, request("GET", "/poll?cursor=z"))) == 400
         assert p.stdin is not None
         await p.stdin.send_all(b"\n")
         with trio.fail_after(15):

@@ -620,3 +620,25 @@ async def test_stats_count_subscribers_deliveries_and_drops(ca: trustme.CA) -> N
             await reader.until_blocks(4)
         stats = s.hub.stats()
         assert (stats.published, stats.deliveries, stats.drops) == (3, 3, 0)
+
+
+async def test_parked_event_streams_hold_no_content_creator_buffer(ca: trustme.CA) -> None:
+    import tracemalloc
+
+    buffer_size = 32 * 1024  # mhd2.dcc.DCC_BUFFER_SIZE
+    count = 50
+    async with serving(ca) as s:
+        socks = [_stalled_client(s.daemon.port, "/events") for _ in range(5)]
+        await until(parked(s, "sse", 5))  # pools and caches warmed up
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            socks += [_stalled_client(s.daemon.port, "/events") for _ in range(count)]
+            await until(parked(s, "sse", 5 + count))
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        for sock in socks:
+            sock.close()
+    # Each stream used to keep a 32 KiB buffer while parked.
+    assert grown < count * buffer_size // 2, grown / count

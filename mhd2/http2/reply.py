@@ -28,7 +28,7 @@ from h2.errors import ErrorCodes
 
 from .._http1.date import date_header_line
 from ..callbacks import call_maybe_await
-from ..dcc import DCCContext, dcc_step
+from ..dcc import DCCContext, dcc_step, lend_buffer, return_buffer
 from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError
 from ..exchange import ClientGone, Exchange
@@ -46,8 +46,6 @@ logger = logging.getLogger("mhd2")
 
 #: Read size for file and pipe bodies.
 READ_SIZE = 64 * 1024
-#: Size of the buffer handed to dynamic content creators.
-DCC_BUFFER_SIZE = 32 * 1024
 #: Bound on sending a daemon-made error page.
 ERROR_PAGE_SECONDS = 5.0
 
@@ -190,35 +188,48 @@ async def _send_pipe(stream: H2Stream, body: Any, exchange: Exchange) -> None:
 
 async def _send_callback(stream: H2Stream, body: Any, exchange: Exchange) -> None:
     size: int | None = body.size
-    buf = bytearray(DCC_BUFFER_SIZE)
+    # The creator's buffer is held only while it is needed (see lend_buffer):
+    # a parked stream holds none.
+    buf: bytearray | None = None
     request = exchange.request
     pos = 0
-    while size is None or pos < size:
-        room = len(buf) if size is None else min(len(buf), size - pos)
-        ctx = DCCContext(request)
-        with memoryview(buf)[:room] as view:
-            result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
-            step = dcc_step(ctx, result, view, pos, size)
-            if step.kind == "data":
-                if step.data:
-                    await stream.send_data(step.data)
-                if step.action.free_cb is not None:
-                    step.action.free_cb()
-                pos += len(step.data)
+    try:
+        while size is None or pos < size:
+            if buf is None:
+                buf = lend_buffer()
+            room = len(buf) if size is None else min(len(buf), size - pos)
+            ctx = DCCContext(request)
+            with memoryview(buf)[:room] as view:
+                result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
+                step = dcc_step(ctx, result, view, pos, size)
+                if step.kind == "data":
+                    if not step.action.data_size:
+                        return_buffer(buf)  # zero-copy data only: not needed to send it
+                        buf = None
+                    if step.data:
+                        await stream.send_data(step.data)
+                    if step.action.free_cb is not None:
+                        step.action.free_cb()
+                    pos += len(step.data)
+                    continue
+            if step.kind == "finish":
+                footers = strip_response_fields(step.action.footers or [])
+                if footers:
+                    # RFC 9113 §8.1: a trailer section is a HEADERS frame that ends the stream.
+                    await stream.send_trailers(_encode(footers))
+                else:
+                    await stream.send_data(b"", end=True)
+                return
+            if step.kind == "suspend":
+                return_buffer(buf)
+                buf = None
+                await exchange.park()
                 continue
-        if step.kind == "finish":
-            footers = strip_response_fields(step.action.footers or [])
-            if footers:
-                # RFC 9113 §8.1: a trailer section is a HEADERS frame that ends the stream.
-                await stream.send_trailers(_encode(footers))
-            else:
-                await stream.send_data(b"", end=True)
-            return
-        if step.kind == "suspend":
-            await exchange.park()
-            continue
-        raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)
-    await stream.send_data(b"", end=True)
+            raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)
+        await stream.send_data(b"", end=True)
+    finally:
+        if buf is not None:
+            return_buffer(buf)
 
 
 _Sender = Callable[["H2Stream", Any, Exchange], Awaitable[None]]
