@@ -723,6 +723,39 @@ def warm_up(server: Server, kind: str, size: int) -> None:
         fleet.close()
 
 
+def start_py_spy(server: Server, kind: str, n: int) -> tuple[subprocess.Popen[bytes], Path] | None:
+    """``py-spy record`` of an mhd2 server during the burst (on the client's CPU)."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not server.name.startswith("mhd2") or not os.path.exists(exe):
+        return None
+    out = server.log.with_name(f"py-spy-{server.name}-{kind}-{n}.txt")
+    cmd = [exe, "record", "--pid", str(server.proc.pid), "--format", "raw", "--rate", "250",
+           "--nonblocking", "--output", str(out)]  # fmt: skip
+    spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # attached before the burst starts
+    return spy, out
+
+
+def stop_py_spy(spy: tuple[subprocess.Popen[bytes], Path], us_per_delivery: float | None) -> str:
+    """Stop py-spy; its samples summed by function (bench/pyspy_profile.py's tables)."""
+    proc, out = spy
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return "py-spy did not stop"
+    if not out.exists():
+        return f"py-spy wrote nothing (exit {proc.returncode}; it needs ptrace rights)"
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    from bench.pyspy_profile import read_raw, summarize
+
+    return summarize(read_raw(out.read_text()), "mhd2", 15, us_per_delivery, markdown=True).replace(
+        "µs / request", "µs / delivery"
+    )
+
+
 def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
     """Memory, latency and (sse, ws) sustained rate of *n* subscribers of *kind*."""
     pid = server.proc.pid
@@ -777,6 +810,7 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
             # burst: K back-to-back messages, K from the single-message rate
             per_s = n / (statistics.median(lasts) / 1000)
             k = max(3, min(args.max_burst, math.ceil(per_s * args.burst_seconds / n)))
+            spy = start_py_spy(server, kind, n) if args.py_spy else None
             cpu0 = cpu_seconds(pid)
             noise = {}
             with others_on_server_cpu(pid, noise):
@@ -793,6 +827,8 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
             out["burst"] = s
             out["deliveries_per_s"] = s["deliveries_per_s"]
             out["cpu_us_per_delivery"] = s["server_cpu_us_per_delivery"]
+            if spy is not None:
+                out["profile"] = stop_py_spy(spy, s["server_cpu_us_per_delivery"])
         if server.name.startswith("mhd2"):
             with contextlib.suppress(Exception):
                 out["hub_stats"] = json.loads(fleet.get("/stats"))
@@ -996,6 +1032,13 @@ def print_report(results: dict[str, Any]) -> str:
                 for t in tm["top"][:12]
             ),
         ]
+    for r in rows:
+        if r.get("profile"):
+            traced += [
+                "",
+                f"{r['server']} {r['kind']} N={r['n']:,}, the burst under py-spy:",
+                r["profile"],
+            ]
     skipped = [f"* {s}" for s in results.get("skipped", [])]
     text = "\n".join(
         lines
@@ -1108,6 +1151,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="mhd2: report the source lines that allocate per subscriber "
         "(Python's tracemalloc; it inflates RSS, so run it apart)",
+    )
+    p.add_argument(
+        "--py-spy",
+        action="store_true",
+        help="mhd2: profile the burst with py-spy (on the client's CPU) and print "
+        "where the server's µs per delivery go (run apart from the real measurement)",
     )
     p.add_argument("--json", metavar="PATH", help="write all results here")
     p.add_argument("--plot", metavar="PNG", help="plot delivery latency against N here")
