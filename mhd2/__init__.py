@@ -5,7 +5,8 @@ the callback returns an :class:`Action` that tells the daemon how to go on.
 Only public names are re-exported here; nothing is defined in this module.
 """
 
-from . import fanout
+from typing import TYPE_CHECKING, Any
+
 from .actions import (
     Action,
     UploadAction,
@@ -81,7 +82,20 @@ from .request import HeaderView, Request
 from .response import Response
 from .upgrade import UpgradeHandle
 
+if TYPE_CHECKING:
+    from . import fanout
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``mhd2.fanout`` is imported on first use: it brings the WebSocket stack,
+    which ``import mhd2`` alone does not load."""
+    if name == "fanout":
+        import importlib
+
+        return importlib.import_module(".fanout", __name__)
+    raise AttributeError(f"module 'mhd2' has no attribute {name!r}")
 
 __all__ = [
     "Action",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
+import trio
 
 import mhd2
-from mhd2.fanout import Hub, MemoryBackend, Message
+from mhd2.fanout import Backend, Feed, Hub, MemoryBackend, Message, Topic
 from mhd2.fanout.encode import json_item, sse_frame, ws_frame
 
 
@@ -117,3 +119,85 @@ async def test_stats_count_published_messages() -> None:
     assert stats.published == 2 and stats.deliveries == 0 and stats.drops == 0
     assert stats.subscribers == {"long_poll": 0, "sse": 0, "websocket": 0}
     assert stats.redis_reconnects == 0
+
+
+class StreamLikeBackend(Backend):
+    """A backend shaped like Redis Streams: ids "ms-seq" that do not sort as
+    strings, a store outside the topic, and a reader task that feeds the hub
+    later (as XREAD does), in order."""
+
+    ahead_is_lag = True
+
+    def __init__(self, stored: list[tuple[str, bytes]]) -> None:
+        self.stored = stored
+        self.send, self.receive = trio.open_memory_channel[tuple[Any, str, bytes]](100)
+
+    def key(self, message_id: str) -> Any:
+        ms, seq = message_id.split("-")
+        return (int(ms), int(seq))
+
+    def parse_cursor(self, text: str) -> str:
+        ms, _, seq = text.partition("-")
+        if not (ms.isdigit() and seq.isdigit()):
+            raise ValueError("the cursor must be a stream id like 1700000000000-0")
+        return text
+
+    def origin(self) -> str:
+        return "0-0"
+
+    def follow(self, feed: Feed, topic: Topic) -> None:
+        # Backfill what the store holds beyond the history (XREVRANGE COUNT history).
+        kept = self.stored[-topic.history:]
+        if len(kept) < len(self.stored):
+            topic._forget_up_to(self.stored[-len(kept) - 1][0])
+        for message_id, data in kept:
+            feed.deliver(topic, message_id, None, data)
+
+    async def append(self, feed: Feed, topic: Topic, event: str | None, data: bytes) -> str:
+        message_id = f"{len(self.stored) + 1}-0"
+        self.stored.append((message_id, data))
+        await self.send.send((topic, message_id, data))
+        return message_id
+
+    async def run(self, feed: Feed, *,
+                  task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async for topic, message_id, data in self.receive:
+            feed.deliver(topic, message_id, None, data)
+
+
+async def test_the_backend_interface_with_stream_ids_a_reader_and_a_backfill() -> None:
+    stored = [(f"{i}-0", b"old%d" % i) for i in range(1, 13)]  # 1-0 ... 12-0
+    backend = StreamLikeBackend(stored)
+    async with Hub(backend=backend) as hub:
+        topic = hub.topic("t", history=5)  # holds 8-0 ... 12-0
+        assert topic.last_id == "12-0"
+        assert [m.id for m in topic.since("9-0")] == ["10-0", "11-0", "12-0"]  # not str order
+        assert topic.since("9-0").truncated is False
+        assert topic.since("7-0").truncated is False  # 8-0 is the oldest kept
+        old = topic.since("3-0")
+        assert old.truncated and [m.id for m in old] == ["8-0", "9-0", "10-0", "11-0", "12-0"]
+        # A cursor ahead of what this process has read is a message on its way.
+        ahead = topic.since("13-0")
+        assert ahead == [] and not ahead.truncated
+        mid = await topic.publish(b"new")
+        assert mid == "13-0"
+        with trio.fail_after(5):
+            while topic.last_id != mid:  # delivered by the reader task
+                await trio.sleep(0)
+        assert [m.data for m in topic.since("12-0")] == [b"new"]
+        assert hub.stats().published == 5 + 1
+
+
+def test_mhd2_fanout_is_reachable_from_import_mhd2_and_loaded_on_first_use() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, mhd2; assert 'mhd2.fanout' not in sys.modules; "
+            "assert 'mhd2.websocket' not in sys.modules; print(mhd2.fanout.Hub.__name__)")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    assert out.strip() == "Hub"

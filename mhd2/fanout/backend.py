@@ -15,7 +15,9 @@ published elsewhere arrive:
   process sees one order.  At start and after a reconnect it resumes from
   the last id it delivered per topic (``XRANGE``/``XREAD`` from there), and
   :meth:`Backend.follow` backfills a topic's local history with ``XREVRANGE
-  COUNT history``; reconnects back off and are counted
+  COUNT history`` (feeding the entries oldest first, after telling the topic
+  with ``topic._forget_up_to(id)`` which older entries it does not hold);
+  reconnects back off and are counted
   (:attr:`Backend.reconnects`).  When Redis cannot be reached ``append``
   raises :class:`~mhd2.fanout.FanoutUnavailable` with a sentence.
 

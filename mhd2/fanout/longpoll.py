@@ -21,7 +21,7 @@ from ..actions import Action, action_from_response, action_suspend
 from ..errors import UsageError
 from ..response import Response
 from ._answers import bad_cursor, over_limit, stopping
-from .topic import _CACHE_ENTRIES, Subscriber
+from .topic import _CACHE_BYTES, _CACHE_ENTRIES, Subscriber
 
 if TYPE_CHECKING:
     from ..request import Request
@@ -35,15 +35,14 @@ class LongPoll(Subscriber):
     """A parked long poll."""
 
     kind = "long_poll"
+    droppable = False
     __slots__ = ()
 
     def wake(self) -> None:
         self.request._x.resume()
 
     def cut(self) -> None:
-        # A parked poll is never behind (it waits at the newest message);
-        # an answered one is no longer a subscriber.
-        pass
+        """Never called: a poll is not droppable."""
 
 
 def _answer(topic: Topic, messages: list[Message], cursor: str, truncated: bool,
@@ -59,7 +58,7 @@ def _answer(topic: Topic, messages: list[Message], cursor: str, truncated: bool,
     response = Response.from_buffer_static(200, body)
     response.add_header("Content-Type", "application/json")
     _common(response, cursor)
-    return _cached(topic, cache_key, response)
+    return _cached(topic, cache_key, response, len(body))
 
 
 def _timeout_answer(topic: Topic, cursor: str) -> Response:
@@ -78,10 +77,11 @@ def _common(response: Response, cursor: str) -> None:
     response.add_header("X-Cursor", cursor)
 
 
-def _cached(topic: Topic, key: Any, response: Response) -> Response:
-    if len(topic._cache) < _CACHE_ENTRIES:
+def _cached(topic: Topic, key: Any, response: Response, size: int = 0) -> Response:
+    if len(topic._cache) < _CACHE_ENTRIES and topic._cache_bytes + size <= _CACHE_BYTES:
         response.set_options(reusable=True)
         topic._cache[key] = response
+        topic._cache_bytes += size
     return response
 
 

@@ -34,8 +34,10 @@ __all__ = ["Subscriber", "Topic"]
 MAX_TOPIC_NAME = 200
 #: Longest event name accepted.
 MAX_EVENT_NAME = 200
-#: Reusable answers kept per topic until the next message (long polls).
+#: Reusable answers kept per topic until the next message (long polls), at
+#: most this many and this many bytes of body in all.
 _CACHE_ENTRIES = 64
+_CACHE_BYTES = 4 << 20
 
 
 class Subscriber:
@@ -56,6 +58,9 @@ class Subscriber:
     """
 
     kind = ""
+    #: Whether it can fall behind (a long poll waits at the newest message and
+    #: its answer is bounded: never).
+    droppable = True
     __slots__ = ("cursor", "dropped", "due", "key", "last", "mark", "parked", "request",
                  "ticket", "topic")
 
@@ -130,6 +135,7 @@ class Topic:
         self._fifos: dict[float, deque[tuple[float, Subscriber, int]]] = {}
         #: Answers shared until the next message (see mhd2.fanout.longpoll).
         self._cache: dict[Any, Any] = {}
+        self._cache_bytes = 0
 
     # -- publishing -------------------------------------------------------------------
 
@@ -188,6 +194,7 @@ class Topic:
             for response in cache.values():
                 response.destroy()
             cache.clear()
+            self._cache_bytes = 0
         for fifo in self._fifos.values():
             fifo.clear()  # every parked subscriber is woken below
         limit = hub.max_pending_bytes
@@ -198,7 +205,8 @@ class Topic:
             if sub.parked:
                 sub.parked = False
                 sub.wake()
-            elif not sub.dropped and (total - sub.mark > limit or sub.key < floor):
+            elif sub.droppable and not sub.dropped and (total - sub.mark > limit
+                                                        or sub.key < floor):
                 dropping.append(sub)
         for sub in dropping:
             sub.drop()
@@ -253,6 +261,16 @@ class Topic:
                 break
             out.append(message)
         return out, truncated
+
+    def _forget_up_to(self, message_id: str) -> None:
+        """For backends that fill the history from a store (Redis backfill): the
+        messages up to *message_id* are not retained here, so a cursor older
+        than it is answered as truncated."""
+        key = self.hub._backend.key(message_id)
+        if key > self._floor:
+            self._floor = key
+        if key > self._tip_key:
+            self._tip_id, self._tip_key = message_id, key
 
     @property
     def last_id(self) -> str:
