@@ -7,9 +7,9 @@ makes the same system calls directly on the non-blocking descriptor and only
 waits (``trio.lowlevel.wait_readable/writable``) when the kernel says so.
 
 It keeps trio's guarantees where they matter: every ``receive_some`` is a
-checkpoint (a wait, or an explicit one when data was already there), every
-blocking point is cancellable, and closing notifies trio first so that
-other waiters are woken.
+checkpoint (a wait, or an explicit one when data was already there) that
+never loses bytes it read to a cancellation, every blocking point is
+cancellable, and closing notifies trio first so that other waiters are woken.
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         # than shared: an idle connection waits inside it, and a helper
         # coroutine would keep one more frame (~0.6 KB) alive per connection.
         fd = self._open_fd()
+        # A cancellation point before the read, none after it: bytes read are
+        # never lost to a cancellation (trio's own sockets do the same).  A
+        # TLS stream on top, whose wait is cancelled to wake it (mhd2.fanout's
+        # WebSocket subscribers), would otherwise break.
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             data = os.read(fd, max_bytes or 65536)
         except BlockingIOError:
@@ -57,7 +62,7 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         except OSError as exc:
             raise _translate(exc) from exc
         else:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         while True:
             await trio.lowlevel.wait_readable(fd)

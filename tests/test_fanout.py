@@ -176,8 +176,9 @@ async def test_long_poll_timeout_says_where_to_resume_and_cursor_errors(ca: trus
             assert bad not in r.text
 
 
-async def test_polls_waiting_on_one_message_share_one_answer(ca: trustme.CA) -> None:
-    async with serving(ca) as s:
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+async def test_polls_waiting_on_one_message_share_one_answer(ca: trustme.CA, protocol: str) -> None:
+    async with serving(ca, protocol) as s:
         start = await s.topic.publish(b"0")
         bodies: list[bytes] = []
         async with trio.open_nursery() as nursery:
@@ -497,10 +498,14 @@ async def test_a_client_that_goes_away_is_released(ca: trustme.CA) -> None:
     async with serving(ca) as s:
         sock = _stalled_client(s.daemon.port, "/poll")
         sock2 = _stalled_client(s.daemon.port, "/events")
+        sock3 = socket.create_connection(("127.0.0.1", s.daemon.port))
+        sock3.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                      b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         await until(lambda: s.hub.stats().subscribers == {"long_poll": 1, "sse": 1,
-                                                           "websocket": 0})
-        sock.close()
-        sock2.close()
+                                                           "websocket": 1})
+        for each in (sock, sock2, sock3):
+            each.close()  # FIN, no goodbye of any protocol
         await until(lambda: s.hub.stats().subscribers == {"long_poll": 0, "sse": 0,
                                                            "websocket": 0})
         assert not s.topic._waiting
@@ -642,3 +647,53 @@ async def test_parked_event_streams_hold_no_content_creator_buffer(ca: trustme.C
             sock.close()
     # Each stream used to keep a 32 KiB buffer while parked.
     assert grown < count * buffer_size // 2, grown / count
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h1-tls"])
+async def test_websocket_wakes_lose_no_byte_the_client_sends(ca: trustme.CA, protocol: str) -> None:
+    # Every publish interrupts the subscriber's wait to read; what the client
+    # sent meanwhile must all arrive (nothing read and then dropped by the wake).
+    received: list[str] = []
+
+    async with serving(ca, protocol, on_message=lambda ws, m: received.append(m)) as s:
+        ssl_ctx = None
+        if protocol.endswith("tls"):
+            ssl_ctx = ssl.create_default_context()
+            ca.configure_trust(ssl_ctx)
+        url = f"{'wss' if ssl_ctx else 'ws'}://127.0.0.1:{s.daemon.port}/ws"
+        count = 500
+        go = threading.Event()
+        finished = threading.Event()
+
+        def client() -> int:
+            with connect(url, ssl=ssl_ctx, open_timeout=WAIT, max_queue=None) as ws:
+                go.wait(WAIT)
+                for i in range(count):
+                    ws.send(f"c{i}")
+                finished.wait(WAIT)
+                got = 0
+                while True:
+                    try:
+                        ws.recv(timeout=0.2)
+                        got += 1
+                    except TimeoutError:
+                        return got
+
+        results: list[int] = []
+
+        async def run_client() -> None:
+            results.append(await trio.to_thread.run_sync(client))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_client)
+            await until(parked(s, "websocket"))
+            go.set()
+            published = 0
+            with trio.fail_after(WAIT * 2):
+                while len(received) < count:
+                    await s.topic.publish(b"p")
+                    published += 1
+                    await trio.sleep(0)
+            finished.set()
+        assert received == [f"c{i}" for i in range(count)]
+        assert results == [published]

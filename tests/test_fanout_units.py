@@ -103,6 +103,13 @@ async def test_misuse_raises_usage_error_with_a_sentence() -> None:
             hub.topic("t", history=5)
         with pytest.raises(mhd2.UsageError, match="already running"):
             await hub.run()
+
+        def elsewhere() -> None:
+            # Another thread with its own trio run must not touch the hub.
+            trio.run(topic.publish, b"x")
+
+        with pytest.raises(mhd2.UsageError, match="hub's trio run"):
+            await trio.to_thread.run_sync(elsewhere)
     for bad in ({"max_pending_bytes": 0}, {"max_subscribers": -1}, {"retry_after": 1.5}):
         with pytest.raises(mhd2.UsageError):
             Hub(**bad)
@@ -201,3 +208,38 @@ def test_mhd2_fanout_is_reachable_from_import_mhd2_and_loaded_on_first_use() -> 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, check=True).stdout
     assert out.strip() == "Hub"
+
+
+async def test_a_late_backfill_is_history_not_news() -> None:
+    backend = StreamLikeBackend([])
+    async with Hub(backend=backend) as hub:
+        topic = hub.topic("t", history=3)
+        waiting = _Joined(topic)  # joined "from the next message" before the backfill
+        assert topic._add(waiting)
+        topic._backfill([("5-0", None, b"a"), ("6-0", "e", b"bb"), ("7-0", None, b"ccc"),
+                         ("8-0", None, b"dddd")], lost_before="4-0")
+        assert [m.id for m in topic._messages] == ["6-0", "7-0", "8-0"]
+        assert topic.last_id == "8-0" and (waiting.cursor, waiting.key) == ("8-0", (8, 0))
+        assert topic._after(waiting.key, 1e9) == ([], False)
+        assert topic.since("2-0").truncated and not topic.since("5-0").truncated
+        assert [m.data for m in topic.since("6-0")] == [b"ccc", b"dddd"]
+        assert hub.stats().published == 0  # not news
+        backend.stored.extend((f"{i}-0", b"") for i in range(1, 9))  # the store had them
+        mid = await topic.publish(b"new")
+        assert mid == "9-0"
+        with trio.fail_after(5):
+            while topic.last_id != mid:
+                await trio.sleep(0)
+        assert [m.id for m in topic.since(waiting.cursor)] == [mid]
+        assert topic._bytes - waiting.mark == len(b"new")
+
+
+class _Joined(mhd2.fanout.topic.Subscriber):
+    kind = "sse"
+
+    def __init__(self, topic: Topic) -> None:
+        super().__init__(topic, None, topic.last_id, topic._tip_key,  # type: ignore[arg-type]
+                         topic._bytes)
+
+    def wake(self) -> None:
+        pass

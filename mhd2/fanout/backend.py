@@ -14,10 +14,11 @@ published elsewhere arrive:
   to :meth:`Feed.deliver` -- including the process's own messages, so every
   process sees one order.  At start and after a reconnect it resumes from
   the last id it delivered per topic (``XRANGE``/``XREAD`` from there), and
-  :meth:`Backend.follow` backfills a topic's local history with ``XREVRANGE
-  COUNT history`` (feeding the entries oldest first, after telling the topic
-  with ``topic._forget_up_to(id)`` which older entries it does not hold);
-  reconnects back off and are counted
+  :meth:`Backend.follow` registers a topic with the reader, which fills its
+  local history with ``XREVRANGE COUNT history`` through
+  ``topic._backfill(entries, lost_before=id)`` (history, not news: nothing
+  is fanned out, subscribers waiting "from the next message" move to the
+  newest entry) before it reads on from there; reconnects back off and are counted
   (:attr:`Backend.reconnects`).  When Redis cannot be reached ``append``
   raises :class:`~mhd2.fanout.FanoutUnavailable` with a sentence.
 

@@ -110,6 +110,7 @@ class Hub:
         self._deliveries = 0
         self._drops = 0
         self._refused = 0
+        self._token: trio.lowlevel.TrioToken | None = None
         self._timer_scope: trio.CancelScope | None = None
         self._run_scope: trio.CancelScope | None = None
         self._stack: AsyncExitStack | None = None
@@ -190,6 +191,7 @@ class Hub:
             raise UsageError("this Hub is already running; a Hub runs once at a time")
         self._running = True
         self._closing = False
+        self._token = trio.lowlevel.current_trio_token()
         try:
             with trio.CancelScope() as scope:
                 self._run_scope = scope
@@ -211,6 +213,9 @@ class Hub:
         if not self._running:
             raise UsageError(f"{what} needs a running hub: use it inside 'async with hub' "
                              "(or after 'await nursery.start(hub.run)')")
+        if trio.lowlevel.current_trio_token() is not self._token:
+            raise UsageError(f"{what} must run in the hub's trio run; from another thread use "
+                             "trio.from_thread.run(topic.publish, data, token=...)")
 
     async def _timers(self) -> None:
         """The one timer task: long-poll timeouts and SSE heartbeats of every topic."""

@@ -272,6 +272,42 @@ class Topic:
         if key > self._tip_key:
             self._tip_id, self._tip_key = message_id, key
 
+    def _backfill(self, entries: list[tuple[str, str | None, bytes]],
+                  lost_before: str | None = None) -> None:
+        """For backends whose reader fetches the history after ``hub.topic`` (Redis
+        ``XREVRANGE``): put *entries* (oldest first, all older than anything
+        delivered since) into the history without fanning them out.
+
+        Subscribers that joined at the newest message meanwhile ("from the
+        next message") move to the new newest one: the backfill is not news
+        to them.  *lost_before*: the id of the newest entry the store has but
+        the history does not keep (older cursors are truncated).
+        """
+        old_tip = self._tip_key
+        had_messages = bool(self._messages)
+        if lost_before is not None:
+            self._forget_up_to(lost_before)
+        if not entries:
+            return
+        key = self.hub._backend.key
+        # Byte marks count up to the newest message; the backfill sits before
+        # the oldest one held, so its marks count back from there.
+        first = self._messages[0] if self._messages else None
+        end = first.end - len(first.data) if first is not None else self._bytes
+        filled: list[Message] = []
+        for message_id, event, data in reversed(entries):
+            filled.append(Message(message_id, event, data, key=key(message_id), end=end))
+            end -= len(data)
+        self._messages.extendleft(filled)  # extendleft reverses: oldest first again
+        while len(self._messages) > self.history:
+            self._floor = self._messages.popleft().key
+        if not had_messages:
+            tip = self._messages[-1]
+            self._tip_id, self._tip_key = tip.id, tip.key
+            for sub in self._subs:
+                if sub.key == old_tip:
+                    sub.cursor, sub.key = tip.id, tip.key
+
     @property
     def last_id(self) -> str:
         """The id of the newest message (or the origin: a cursor before every message)."""
