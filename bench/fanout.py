@@ -1031,6 +1031,13 @@ def print_report(results: dict[str, Any]) -> str:
                 f"| {t['where']} | {t['bytes_per_subscriber']:,} | {t['blocks']:,} |"
                 for t in tm["top"][:12]
             ),
+            "",
+            "| file | B per subscriber | blocks |",
+            "| --- | ---: | ---: |",
+            *(
+                f"| {t['where']} | {t['bytes_per_subscriber']:,} | {t['blocks']:,} |"
+                for t in tm.get("files", [])[:12]
+            ),
         ]
     for r in rows:
         if r.get("profile"):

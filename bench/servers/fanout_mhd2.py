@@ -112,8 +112,15 @@ def _tracemalloc(path: str, request: mhd2.Request) -> dict[str, Any]:
         where = f"{os.path.relpath(frame.filename, REPO_ROOT)}:{frame.lineno}"
         top.append({"where": where, "bytes": stat.size_diff, "blocks": stat.count_diff,
                     "bytes_per_subscriber": round(stat.size_diff / n, 1)})  # fmt: skip
-    total = sum(s.size_diff for s in snapshot.compare_to(_marked[0], "filename"))
-    return {"n": n, "traced_bytes": total, "traced_per_subscriber": round(total / n), "top": top}
+    by_file = snapshot.compare_to(_marked[0], "filename")
+    total = sum(s.size_diff for s in by_file)
+    files = [
+        {"where": os.path.relpath(s.traceback[0].filename, REPO_ROOT), "bytes": s.size_diff,
+         "blocks": s.count_diff, "bytes_per_subscriber": round(s.size_diff / n, 1)}
+        for s in by_file[:15]
+    ]  # fmt: skip
+    return {"n": n, "traced_bytes": total, "traced_per_subscriber": round(total / n),
+            "top": top, "files": files}  # fmt: skip
 
 
 def make_app(hub: Any, topic: Any) -> Any:
