@@ -51,6 +51,7 @@ __all__ = [
     "Exchange",
     "ExchangeHost",
     "Ending",
+    "ParkedBody",
     "request_on_end",
     "request_resume",
 ]
@@ -102,6 +103,21 @@ class ExchangeHost(Protocol):
         subscriber): HTTP/1 closes the connection, HTTP/2 resets the stream."""
 
 
+class ParkedBody(Protocol):
+    """A response body that can be written from outside its connection's task while
+    its content creator is suspended (HTTP/1 over a plain socket: see
+    :class:`mhd2.reply.DirectBody`)."""
+
+    #: Body pieces are framed as chunks (``Transfer-Encoding: chunked``).
+    chunked: bool
+
+    def send_nowait(self, data: bytes | list[bytes]) -> int:
+        """Write what fits now (already framed); the count written (``0``: none)."""
+
+    def owe(self, rest: bytes) -> None:
+        """The unwritten rest of a :meth:`send_nowait`: it goes out first, from the task."""
+
+
 class Exchange:
     """The engine state of one request (see the module docstring).
 
@@ -122,6 +138,7 @@ class Exchange:
         "body_bytes_sent",
         "body_read",
         "client_address",
+        "direct",
         "end_code",
         "ended",
         "footers",
@@ -163,6 +180,9 @@ class Exchange:
         #: (the callback or content creator then sees ``shared.stopping`` and
         #: says goodbye itself: mhd2.fanout) instead of answering 503.
         self.resume_on_stop = False
+        #: Set by the HTTP/1 sender of a content creator's body over a plain
+        #: socket: see :meth:`parked_body`.
+        self.direct: ParkedBody | None = None
         self.ended = False
         #: How the request ended (``None`` until it has).
         self.end_code: RequestEndedCode | None = None
@@ -381,6 +401,20 @@ class Exchange:
             self._resume_scope = None
             self.suspended = False
         self.host.resumed()
+
+    def parked_body(self) -> ParkedBody | None:
+        """The body to write to from outside while the request is parked, if that is safe.
+
+        Only while a content creator is suspended and its task waits in
+        :meth:`park` (not yet woken, the daemon not stopping) on a connection
+        that can take bytes without its task (HTTP/1, plain socket): the task
+        sends nothing then, so bytes written by another task (mhd2.fanout's
+        direct delivery) cannot interleave with its own.  Else ``None``.
+        """
+        scope = self._resume_scope
+        if scope is None or scope.cancel_called or self.shared.stopping:
+            return None
+        return self.direct
 
     def wake_for_stop(self) -> bool:
         """Graceful stop: wake the parked request; :meth:`park` then raises

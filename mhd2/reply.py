@@ -29,7 +29,7 @@ from .exchange import DaemonStopping, Exchange
 from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .transport import Transport
 
-__all__ = ["BodyAborted", "build_head", "guard_body", "send_reply"]
+__all__ = ["BodyAborted", "DirectBody", "build_head", "guard_body", "send_reply"]
 
 logger = logging.getLogger("mhd2")
 
@@ -39,6 +39,30 @@ COALESCE_LIMIT = 16 * 1024
 READ_SIZE = 64 * 1024
 
 
+
+
+class DirectBody:
+    """A suspended content creator's body over a plain socket, written from outside its task.
+
+    The :class:`~mhd2.exchange.ParkedBody` of HTTP/1: made once per response
+    whose creator suspends on a plain socket, handed out by
+    :meth:`Exchange.parked_body <mhd2.exchange.Exchange.parked_body>` only
+    while the connection's task is parked.  mhd2.fanout writes an event
+    stream's shared, already framed event bytes through it to every parked
+    subscriber from the publishing task, without waking theirs.
+    """
+
+    __slots__ = ("chunked", "transport")
+
+    def __init__(self, transport: Transport, chunked: bool) -> None:
+        self.transport = transport
+        self.chunked = chunked
+
+    def send_nowait(self, data: bytes | list[bytes]) -> int:
+        return self.transport.send_nowait(data)
+
+    def owe(self, rest: bytes) -> None:
+        self.transport.owe(rest)
 
 
 class BodyAborted(Exception):
@@ -243,9 +267,13 @@ async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWr
             if step.kind == "suspend":
                 return_buffer(buf)
                 buf = None
-                if pending:
+                if pending or sink.holding:
+                    # Owed bytes of a direct write (DirectBody) leave before
+                    # the task parks: nothing is owed while it is parked.
                     await sink.send(pending)
                     pending = b""
+                if exchange.direct is None and sink.is_plain:
+                    exchange.direct = DirectBody(sink, not writer.raw)
                 await exchange.park()
                 continue
             raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import trio
+
 from ..actions import Action, action_from_response
 from ..dcc import (
     DCCAction,
@@ -30,6 +32,7 @@ from .topic import Subscriber
 
 if TYPE_CHECKING:
     from ..request import Request
+    from .message import Message
     from .topic import Topic
 
 __all__ = ["SSE_BATCH_BYTES", "action_sse"]
@@ -59,6 +62,77 @@ class EventStream(Subscriber):
     def cut(self) -> None:
         self.topic._remove(self)
         self.request._x.host.cut()
+
+    def write_parked(self) -> bool:
+        """Direct delivery: write the events it lacks from the publishing task.
+
+        Only while its connection's task is parked in the content creator's
+        suspend on an HTTP/1 plain socket (:meth:`Exchange.parked_body
+        <mhd2.exchange.Exchange.parked_body>`): the shared event bytes (one
+        chunk each, made once per message: :meth:`Message.sse_chunk
+        <mhd2.fanout.Message.sse_chunk>`) go out with one non-blocking send,
+        and the task sleeps on.  A partial send commits the event it began
+        (its rest is owed to the connection and goes first) and wakes the
+        task to finish it and send the rest as usual; a full socket buffer
+        wakes the task without sending anything; a broken connection
+        releases the subscriber.
+        """
+        body = self.request._x.parked_body()
+        if body is None or self.due or self.stopping:
+            return False
+        topic = self.topic
+        history = topic._messages
+        chunked = body.chunked
+        while True:
+            if len(history) > 1 and history[-2].key == self.key:
+                # One message behind: the common case, no list made.
+                last = history[-1]
+                data: bytes | list[bytes] = last.sse_chunk() if chunked else last.sse()
+                messages: list[Message] | None = None
+            else:
+                messages, truncated = topic._after(self.key, SSE_BATCH_BYTES)
+                if truncated:
+                    return False  # out of the history: the task drops it
+                if not messages:
+                    return True
+                last = messages[-1]
+                data = [m.sse_chunk() if chunked else m.sse() for m in messages]
+            try:
+                sent = body.send_nowait(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                # EPIPE, ECONNRESET: the client is gone; release it now.
+                self.cut()
+                return True
+            if sent == 0:
+                return False
+            size = len(data) if messages is None else sum(len(d) for d in data)
+            if sent < size:
+                if messages is not None:
+                    # Commit up to the event the send stopped in; owe its rest.
+                    for index, piece in enumerate(data):
+                        if sent < len(piece):
+                            last = messages[index]
+                            data = piece
+                            break
+                        sent -= len(piece)
+                body.owe(bytes(memoryview(data)[sent:]))  # type: ignore[arg-type]
+                self._took(last, messages)
+                return False  # woken: the task sends the rest, then more
+            self._took(last, messages)
+            if self.key == topic._tip_key:
+                topic._park(self, self.heartbeat)  # its silence starts again
+                return True
+
+    def _took(self, last: Message, messages: list[Message] | None) -> None:
+        """The connection took the events up to *last* (*messages*, or just *last*)."""
+        hub = self.topic.hub
+        count = 1 if messages is None else messages.index(last) + 1
+        self.cursor = last.id
+        self.key = last.key
+        self.mark = last.end
+        self.last = last.sse()
+        hub._deliveries += count
+        hub._direct += count
 
     def create(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
         """The content creator (see the module docstring)."""

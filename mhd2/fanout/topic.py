@@ -37,6 +37,10 @@ MAX_EVENT_NAME = 200
 #: Reusable answers kept per topic until the next message (long polls), at
 #: most this many and this many bytes of body in all.
 _CACHE_ENTRIES = 64
+#: Subscribers visited per turn of a fan-out: publishing visits this many at
+#: once, the hub's fan-out task the rest, with a checkpoint after each batch
+#: (100,000 subscribers must not hold up every other task of the process).
+FANOUT_BATCH = 1000
 _CACHE_BYTES = 4 << 20
 
 
@@ -93,6 +97,19 @@ class Subscriber:
         """Resume the waiting subscriber (it was parked)."""
         raise NotImplementedError
 
+    def write_parked(self) -> bool:
+        """Send what it lacks straight to its connection, without waking it.
+
+        Called by the fan-out for a parked subscriber that is behind.  The
+        kinds that can (an event stream over HTTP/1 on a plain socket) write
+        the shared wire bytes with a non-blocking send and stay parked.
+
+        Returns:
+            True when it was brought up to date (or released, its connection
+            broken) this way; False: wake it instead (its task sends).
+        """
+        return False
+
     def drop(self) -> None:
         """Cut off a subscriber that fell too far behind (counted once)."""
         if not self.dropped:
@@ -133,6 +150,11 @@ class Topic:
         self._waiting: dict[Request, Subscriber] = {}
         #: Timer FIFOs, one per length of wait: (deadline, subscriber, ticket).
         self._fifos: dict[float, deque[tuple[float, Subscriber, int]]] = {}
+        #: The fan-out under way (more subscribers than FANOUT_BATCH): the
+        #: subscribers it visits, how far it got, whether to walk again.
+        self._walk: list[Subscriber] | None = None
+        self._walk_pos = 0
+        self._walk_again = False
         #: Answers shared until the next message (see mhd2.fanout.longpoll).
         self._cache: dict[Any, Any] = {}
         self._cache_bytes = 0
@@ -196,20 +218,68 @@ class Topic:
             cache.clear()
             self._cache_bytes = 0
         for fifo in self._fifos.values():
-            fifo.clear()  # every parked subscriber is woken below
-        limit = hub.max_pending_bytes
+            # Every parked subscriber is visited below: woken, or written to
+            # directly (and its timer set again).
+            fifo.clear()
+        if self._walk is not None:
+            # A walk over the subscribers is under way (see _walk_step): the
+            # ones it has not reached get this message too; the others at
+            # the walk after it.
+            self._walk_again = True
+            return
+        subs = list(self._subs)
+        if len(subs) <= FANOUT_BATCH:
+            self._visit(subs, 0, len(subs))
+            return
+        self._walk = subs
+        self._walk_pos = 0
+        self._walk_step()
+        hub._walk_later(self)
+
+    def _walk_step(self) -> bool:
+        """Visit the next :data:`FANOUT_BATCH` subscribers of the walk under way.
+
+        Returns:
+            Whether the walk goes on (the hub's fan-out task calls again after
+            a checkpoint, so that other tasks run meanwhile).
+        """
+        subs = self._walk
+        if subs is None:
+            return False
+        start = self._walk_pos
+        end = min(start + FANOUT_BATCH, len(subs))
+        self._visit(subs, start, end)
+        if end < len(subs):
+            self._walk_pos = end
+            return True
+        if self._walk_again:
+            # Messages came during the walk: visit everyone again (those
+            # already at the newest message are passed over cheaply).
+            self._walk_again = False
+            self._walk = list(self._subs)
+            self._walk_pos = 0
+            return True
+        self._walk = None
+        return False
+
+    def _visit(self, subs: list[Subscriber], start: int, end: int) -> None:
+        """Bring ``subs[start:end]`` up to date: a parked subscriber is written to
+        directly or woken; a busy one too far behind is dropped."""
+        limit = self.hub.max_pending_bytes
         total = self._bytes
         floor = self._floor
-        dropping: list[Subscriber] = []
-        for sub in self._subs:
+        tip = self._tip_key
+        live = self._subs
+        for index in range(start, end):
+            sub = subs[index]
             if sub.parked:
+                if sub.key == tip or sub.write_parked():
+                    continue
                 sub.parked = False
                 sub.wake()
             elif sub.droppable and not sub.dropped and (total - sub.mark > limit
-                                                        or sub.key < floor):
-                dropping.append(sub)
-        for sub in dropping:
-            sub.drop()
+                                                        or sub.key < floor) and sub in live:
+                sub.drop()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -398,6 +468,8 @@ class Topic:
     def _close(self) -> None:
         """The hub closes: wake every waiting subscriber so it says goodbye (busy
         ones see :attr:`Subscriber.stopping` before their next send)."""
+        self._walk = None
+        self._walk_again = False
         for sub in list(self._subs):
             if sub.parked:
                 sub.parked = False
