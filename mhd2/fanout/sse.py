@@ -77,10 +77,10 @@ class EventStream(Subscriber):
         wakes the task without sending anything; a broken connection
         releases the subscriber.
         """
-        body = self.request._x.parked_body()
-        if body is None or self.due or self.stopping:
-            return False
         topic = self.topic
+        body = self.request._x.parked_body()  # None when the daemon stops, too
+        if body is None or self.due or topic.hub._closing:
+            return False
         history = topic._messages
         chunked = body.chunked
         while True:
@@ -120,7 +120,7 @@ class EventStream(Subscriber):
                 return False  # woken: the task sends the rest, then more
             self._took(last, messages)
             if self.key == topic._tip_key:
-                topic._park(self, self.heartbeat)  # its silence starts again
+                topic._park(self, self.heartbeat, topic._now)  # its silence starts again
                 return True
 
     def _took(self, last: Message, messages: list[Message] | None) -> None:

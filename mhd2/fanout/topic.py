@@ -155,6 +155,8 @@ class Topic:
         self._walk: list[Subscriber] | None = None
         self._walk_pos = 0
         self._walk_again = False
+        #: The time the batch being visited began (see _visit).
+        self._now = 0.0
         #: Answers shared until the next message (see mhd2.fanout.longpoll).
         self._cache: dict[Any, Any] = {}
         self._cache_bytes = 0
@@ -270,6 +272,8 @@ class Topic:
         floor = self._floor
         tip = self._tip_key
         live = self._subs
+        # One clock read per batch: a directly written stream's heartbeat timer restarts.
+        self._now = trio.current_time()
         for index in range(start, end):
             sub = subs[index]
             if sub.parked:
@@ -434,8 +438,9 @@ class Topic:
         sub.parked = False
         sub.ticket += 1
 
-    def _park(self, sub: Subscriber, seconds: float | None) -> None:
-        """*sub* waits for news, or until *seconds* pass (then ``due``)."""
+    def _park(self, sub: Subscriber, seconds: float | None, now: float | None = None) -> None:
+        """*sub* waits for news, or until *seconds* pass (then ``due``) from *now*
+        (default: the current time)."""
         sub.parked = True
         sub.ticket += 1
         if seconds is None:
@@ -443,7 +448,7 @@ class Topic:
         fifo = self._fifos.get(seconds)
         if fifo is None:
             fifo = self._fifos[seconds] = deque()
-        deadline = trio.current_time() + seconds
+        deadline = (trio.current_time() if now is None else now) + seconds
         fifo.append((deadline, sub, sub.ticket))
         self.hub._timer_added(deadline)
 
