@@ -411,8 +411,9 @@ class Exchange:
         sends nothing then, so bytes written by another task (mhd2.fanout's
         direct delivery) cannot interleave with its own.  Else ``None``.
         """
-        scope = self._resume_scope
-        if scope is None or scope.cancel_called or self.shared.stopping:
+        # (resume() clears `suspended` when it wakes the task: cheaper to test
+        # than the scope's cancel_called, which reads the clock.)
+        if self._resume_scope is None or not self.suspended or self.shared.stopping:
             return None
         return self.direct
 
@@ -440,6 +441,7 @@ class Exchange:
             # Suspended by an action that the daemon has not parked yet.
             self.resume_pending = True
             return
+        self.suspended = False  # woken: a second resume does nothing
         scope.cancel()
 
     # -- the end -------------------------------------------------------------------

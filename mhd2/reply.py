@@ -52,17 +52,13 @@ class DirectBody:
     subscriber from the publishing task, without waking theirs.
     """
 
-    __slots__ = ("chunked", "transport")
+    __slots__ = ("chunked", "owe", "send_nowait")
 
     def __init__(self, transport: Transport, chunked: bool) -> None:
-        self.transport = transport
         self.chunked = chunked
-
-    def send_nowait(self, data: bytes | list[bytes]) -> int:
-        return self.transport.send_nowait(data)
-
-    def owe(self, rest: bytes) -> None:
-        self.transport.owe(rest)
+        # The transport's own methods (one call less per subscriber and message).
+        self.send_nowait = transport.send_nowait
+        self.owe = transport.owe
 
 
 class BodyAborted(Exception):

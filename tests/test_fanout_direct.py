@@ -234,3 +234,31 @@ async def test_a_reset_connection_is_released_by_the_publisher() -> None:
         assert counter.sse_at_first_step == 0
         stats = s.hub.stats()
         assert stats.direct_deliveries == 0 and stats.drops == 0
+
+
+async def test_a_directly_written_stream_gets_its_heartbeat_after_its_last_event() -> None:
+    tasks: list[Any] = []
+    async with Hub() as hub:
+        topic = hub.topic("news")
+
+        def callback(request: mhd2.Request) -> mhd2.Action:
+            tasks.append(trio.lowlevel.current_task())
+            return action_sse(request, topic, heartbeat=0.4)
+
+        async with mhd2.Daemon(callback, port=0) as daemon:
+            stream, got = await _open_stream(daemon.port)
+            await trio.testing.wait_all_tasks_blocked()
+            # Messages more often than the heartbeat: no comment line among them.
+            for n in range(4):
+                await topic.publish(f"m{n}")
+                got = await _read_event(stream, got, 2 + n)
+                await trio.sleep(0.15)  # the time that passes is what is tested
+            last = trio.current_time()
+            assert hub.stats().direct_deliveries == 4
+            assert ":\n" not in _sse_body(got)
+            # Then silence: the heartbeat comes once heartbeat seconds passed since the last event.
+            with trio.fail_after(WAIT):
+                while ":\n" not in _sse_body(got):
+                    got += await stream.receive_some(65536)
+            assert trio.current_time() - last >= 0.4 - 0.15 - 0.02
+            await stream.aclose()

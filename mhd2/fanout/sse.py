@@ -88,39 +88,51 @@ class EventStream(Subscriber):
                 # One message behind: the common case, no list made.
                 last = history[-1]
                 data: bytes | list[bytes] = last.sse_chunk() if chunked else last.sse()
-                messages: list[Message] | None = None
-            else:
-                messages, truncated = topic._after(self.key, SSE_BATCH_BYTES)
-                if truncated:
-                    return False  # out of the history: the task drops it
-                if not messages:
+                try:
+                    sent = body.send_nowait(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    self.cut()  # EPIPE, ECONNRESET: the client is gone; release it now
                     return True
-                last = messages[-1]
-                data = [m.sse_chunk() if chunked else m.sse() for m in messages]
+                if sent == len(data):
+                    self.cursor = last.id
+                    self.key = last.key
+                    self.mark = last.end
+                    self.last = last._sse
+                    hub = topic.hub
+                    hub._deliveries += 1
+                    hub._direct += 1
+                    self.sent_at = topic._now  # its silence starts again (heartbeat)
+                    return True
+                if sent == 0:
+                    return False
+                body.owe(data[sent:])  # type: ignore[index]
+                self._took(last, None)
+                return False  # woken: the task sends the rest, then more
+            # Several messages behind (a burst): one writev of their events.
+            messages, truncated = topic._after(self.key, SSE_BATCH_BYTES)
+            if truncated:
+                return False  # out of the history: the task drops it
+            if not messages:
+                return True
+            pieces = [m.sse_chunk() if chunked else m.sse() for m in messages]
             try:
-                sent = body.send_nowait(data)
+                sent = body.send_nowait(pieces)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                # EPIPE, ECONNRESET: the client is gone; release it now.
                 self.cut()
                 return True
             if sent == 0:
                 return False
-            size = len(data) if messages is None else sum(len(d) for d in data)
-            if sent < size:
-                if messages is not None:
-                    # Commit up to the event the send stopped in; owe its rest.
-                    for index, piece in enumerate(data):
-                        if sent < len(piece):
-                            last = messages[index]
-                            data = piece
-                            break
-                        sent -= len(piece)
-                body.owe(bytes(memoryview(data)[sent:]))  # type: ignore[arg-type]
-                self._took(last, messages)
-                return False  # woken: the task sends the rest, then more
-            self._took(last, messages)
+            if sent < sum(len(piece) for piece in pieces):
+                # Commit up to the event the send stopped in; owe its rest.
+                for index, piece in enumerate(pieces):
+                    if sent < len(piece):
+                        body.owe(piece[sent:])
+                        self._took(messages[index], messages)
+                        return False
+                    sent -= len(piece)
+            self._took(messages[-1], messages)
             if self.key == topic._tip_key:
-                topic._park(self, self.heartbeat, topic._now)  # its silence starts again
+                self.sent_at = topic._now
                 return True
 
     def _took(self, last: Message, messages: list[Message] | None) -> None:

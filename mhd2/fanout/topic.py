@@ -57,6 +57,8 @@ class Subscriber:
         due: its timer ran out (a long poll answers 204, a stream sends a heartbeat).
         dropped: it fell too far behind and is being cut off.
         ticket: changes at every park, so a stale timer entry is recognised.
+        sent_at: when the fan-out last wrote to it directly (its timer entry
+            stays; see :meth:`Topic._expire`).
         last: the last wire bytes handed to its connection (shared with every
             subscriber of the same kind).
     """
@@ -66,7 +68,7 @@ class Subscriber:
     #: its answer is bounded: never).
     droppable = True
     __slots__ = ("cursor", "dropped", "due", "key", "last", "mark", "parked", "request",
-                 "ticket", "topic")
+                 "sent_at", "ticket", "topic")
 
     def __init__(self, topic: Topic, request: Request, cursor: str, key: Any, mark: int) -> None:
         self.topic = topic
@@ -78,6 +80,7 @@ class Subscriber:
         self.due = False
         self.dropped = False
         self.ticket = 0
+        self.sent_at = -math.inf
         self.last: bytes | None = None
 
     @property
@@ -219,10 +222,6 @@ class Topic:
                 response.destroy()
             cache.clear()
             self._cache_bytes = 0
-        for fifo in self._fifos.values():
-            # Every parked subscriber is visited below: woken, or written to
-            # directly (and its timer set again).
-            fifo.clear()
         if self._walk is not None:
             # A walk over the subscribers is under way (see _walk_step): the
             # ones it has not reached get this message too; the others at
@@ -451,11 +450,16 @@ class Topic:
         deadline = (trio.current_time() if now is None else now) + seconds
         fifo.append((deadline, sub, sub.ticket))
         self.hub._timer_added(deadline)
+        if len(fifo) > 2 * len(self._subs) + 64:
+            # Entries of subscribers woken (and parked again) meanwhile are
+            # stale; keep the FIFO within twice the subscribers, in order.
+            self._fifos[seconds] = deque(
+                entry for entry in fifo if entry[1].ticket == entry[2] and entry[1].parked)
 
     def _expire(self, now: float) -> float:
         """Wake the subscribers whose wait is over; the next deadline (or inf)."""
         earliest = math.inf
-        for fifo in self._fifos.values():
+        for seconds, fifo in self._fifos.items():
             while fifo:
                 deadline, sub, ticket = fifo[0]
                 if sub.ticket != ticket or not sub.parked:
@@ -465,6 +469,13 @@ class Topic:
                     earliest = min(earliest, deadline)
                     break
                 fifo.popleft()
+                if sub.sent_at > deadline - seconds:
+                    # Written to directly since it parked: its silence began
+                    # then.  (The entry goes to the back though its deadline
+                    # may be earlier than some there: it can be late by the
+                    # spread of one batch's send times, not more.)
+                    fifo.append((sub.sent_at + seconds, sub, ticket))
+                    continue
                 sub.parked = False
                 sub.due = True
                 sub.wake()
