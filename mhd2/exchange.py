@@ -89,8 +89,11 @@ _NONE: list[Any] = []
 class ExchangeHost(Protocol):
     """What an exchange needs from the protocol that carries it."""
 
-    async def wait_client_gone(self) -> None:
-        """Return when the client has gone away (or sleep until cancelled)."""
+    def wait_client_gone(self) -> Awaitable[None]:
+        """Return when the client has gone away (or sleep until cancelled).
+
+        (An ``async def``, or a plain method returning the awaitable that
+        waits: one coroutine frame fewer for every parked request.)"""
 
     def resumed(self) -> None:
         """The parked request goes on (re-arm timeouts, keep what came meanwhile)."""

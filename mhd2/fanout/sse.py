@@ -63,6 +63,10 @@ class EventStream(Subscriber):
         self.topic._remove(self)
         self.request._x.host.cut()
 
+    def release(self) -> None:
+        """The request ended (the exchange's end hook): the subscriber is gone."""
+        self.topic._remove(self)
+
     def write_parked(self) -> bool:
         """Direct delivery: write the events it lacks from the publishing task.
 
@@ -240,7 +244,7 @@ def action_sse(request: Request, topic: Topic, *, cursor: str | None = None,
         return over_limit(request, topic)
     exchange = request._x
     exchange.resume_on_stop = True
-    exchange.add_end_hook(lambda: topic._remove(stream))
+    exchange.add_end_hook(stream.release)
     response = Response.from_callback(200, None, stream.create)
     response.add_header("Content-Type", "text/event-stream")
     response.add_header("Cache-Control", "no-store")
