@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -200,7 +200,7 @@ class Exchange:
         #: Form fields the POST parser kept in memory (``PostField`` records).
         self.post_fields: list[Any] = _NONE
         #: Called once when the request ends, however it ends (library hooks).
-        self.on_end: list[Callable[[], object]] = _NONE
+        self.on_end: Sequence[Callable[[], object]] = _NONE
         self.started_at = time.monotonic()
         #: The real client after forwarded headers (``None``: the connection's).
         self.client_address: tuple[str, int] | None = None
@@ -360,9 +360,8 @@ class Exchange:
 
     def add_end_hook(self, hook: Callable[[], object]) -> None:
         """Call *hook* once when the request ends, however it ends (library hooks)."""
-        if self.on_end is _NONE:
-            self.on_end = []
-        self.on_end.append(hook)
+        # A tuple: most requests with a hook have one (a list would keep room for more).
+        self.on_end = (*self.on_end, hook)
 
     # -- suspension ---------------------------------------------------------------
 

@@ -40,6 +40,13 @@ __all__ = ["SSE_BATCH_BYTES", "action_sse"]
 #: One creator call hands over at most this many bytes of events (at least one).
 SSE_BATCH_BYTES = 64 * 1024
 _HEARTBEAT = sse_comment()
+#: The event stream's header lines (one shared tuple each).
+_HEADERS = (
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-store"),
+    # nginx buffers proxied responses unless told not to.
+    ("X-Accel-Buffering", "no"),
+)
 
 
 class EventStream(Subscriber):
@@ -150,8 +157,9 @@ class EventStream(Subscriber):
         hub._deliveries += count
         hub._direct += count
 
-    def create(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
-        """The content creator (see the module docstring)."""
+    def __call__(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
+        """The content creator (see the module docstring); the stream itself is
+        the response's creator, so that no bound method is kept per stream."""
         topic = self.topic
         if self.done:
             return dcc_action_finish(ctx)
@@ -245,9 +253,6 @@ def action_sse(request: Request, topic: Topic, *, cursor: str | None = None,
     exchange = request._x
     exchange.resume_on_stop = True
     exchange.add_end_hook(stream.release)
-    response = Response.from_callback(200, None, stream.create)
-    response.add_header("Content-Type", "text/event-stream")
-    response.add_header("Cache-Control", "no-store")
-    # nginx buffers proxied responses unless told not to.
-    response.add_header("X-Accel-Buffering", "no")
+    response = Response.from_callback(200, None, stream)  # the stream is its content creator
+    response._add_headers(_HEADERS)
     return action_from_response(request, response)
