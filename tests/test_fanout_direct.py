@@ -262,3 +262,114 @@ async def test_a_directly_written_stream_gets_its_heartbeat_after_its_last_event
                     got += await stream.receive_some(65536)
             assert trio.current_time() - last >= 0.4 - 0.15 - 0.02
             await stream.aclose()
+
+
+# -- WebSocket subscribers -------------------------------------------------------------------
+
+
+async def test_a_waiting_websocket_subscriber_is_written_without_waking_its_task() -> None:
+    import json
+
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, Request, TextMessage
+
+    from mhd2.fanout import action_websocket_subscribe
+
+    tasks: list[Any] = []
+    async with Hub() as hub:
+        topic = hub.topic("news")
+
+        def callback(request: mhd2.Request) -> mhd2.Action:
+            tasks.append(trio.lowlevel.current_task())  # the upgrade handler runs here too
+            return action_websocket_subscribe(request, topic)
+
+        async with mhd2.Daemon(callback, port=0) as daemon:
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+            client = WSConnection(ConnectionType.CLIENT)
+            await stream.send_all(client.send(Request(host="x", target="/ws")))
+            texts: list[str] = []
+
+            async def read_until(count: int, accepted: bool = True) -> None:
+                with trio.fail_after(WAIT):
+                    while len(texts) < count or not accepted:
+                        client.receive_data(await stream.receive_some(65536))
+                        for event in client.events():
+                            if isinstance(event, AcceptConnection):
+                                accepted = True
+                            elif isinstance(event, TextMessage):
+                                assert event.message_finished  # small frames
+                                texts.append(event.data)
+
+            await read_until(0, accepted=False)
+            await until(lambda: hub.stats().subscribers["websocket"] == 1)
+            await trio.testing.wait_all_tasks_blocked()
+            counter = Scheduled(tasks)
+            trio.lowlevel.add_instrument(counter)
+            try:
+                ids = []
+                for n in range(3):
+                    ids.append(await topic.publish(f"message {n}"))
+                    await read_until(n + 1)
+                    await trio.testing.wait_all_tasks_blocked()
+            finally:
+                trio.lowlevel.remove_instrument(counter)
+            assert [json.loads(t)["id"] for t in texts] == ids
+            assert counter.count == 0
+            assert hub.stats().direct_deliveries == hub.stats().deliveries == 3
+            await stream.aclose()
+
+
+async def test_a_stalled_websocket_goes_direct_then_owed_then_1008() -> None:
+    from wsproto import ConnectionType, WSConnection
+    from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+
+    from mhd2.fanout import action_websocket_subscribe
+
+    async with Hub(max_pending_bytes=64 * 1024) as hub:
+        topic = hub.topic("news", history=4000)
+        async with mhd2.Daemon(lambda r: action_websocket_subscribe(r, topic),
+                               port=0) as daemon:
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", daemon.port))
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+            client = WSConnection(ConnectionType.CLIENT)
+            await stream.send_all(client.send(Request(host="x", target="/ws")))
+            with trio.fail_after(WAIT):
+                accepted = False
+                while not accepted:
+                    client.receive_data(await stream.receive_some(4096))
+                    accepted = any(isinstance(e, AcceptConnection) for e in client.events())
+            await until(lambda: hub.stats().subscribers["websocket"] == 1)
+            await trio.testing.wait_all_tasks_blocked()
+            ids: list[str] = []
+            with trio.fail_after(WAIT * 3):
+                while hub.stats().drops == 0:
+                    assert len(ids) < 4000, "never dropped"
+                    ids.append(await topic.publish(b"%06d" % len(ids) + b"w" * 2000))
+                    await trio.testing.wait_all_tasks_blocked()
+            stats = hub.stats()
+            assert 0 < stats.direct_deliveries <= stats.deliveries < len(ids)
+            # The client reads: whole frames in order, then the close frame 1008.
+            import json
+
+            seen: list[str] = []
+            code = None
+            part = ""
+            with trio.fail_after(WAIT):
+                while code is None:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        break
+                    client.receive_data(data)
+                    for event in client.events():
+                        if isinstance(event, TextMessage):
+                            part += event.data
+                            if event.message_finished:
+                                seen.append(json.loads(part)["id"])
+                                part = ""
+                        elif isinstance(event, CloseConnection):
+                            code = event.code
+            assert code == 1008
+            assert seen == ids[:len(seen)] and len(seen) == stats.deliveries
+            await stream.aclose()
