@@ -257,7 +257,8 @@ class Transport:
         if plain is None or self._held or self._closed:
             return 0
         try:
-            sent = os.writev(plain.fd, data) if type(data) is list else os.write(plain.fd, data)
+            sent = (os.writev(plain.fd, data) if isinstance(data, list)
+                    else os.write(plain.fd, data))
         except BlockingIOError:
             return 0
         except OSError as exc:

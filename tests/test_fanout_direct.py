@@ -373,3 +373,37 @@ async def test_a_stalled_websocket_goes_direct_then_owed_then_1008() -> None:
             assert code == 1008
             assert seen == ids[:len(seen)] and len(seen) == stats.deliveries
             await stream.aclose()
+
+
+# -- large fan-outs go in batches ------------------------------------------------------------
+
+
+async def test_a_large_fan_out_goes_in_batches_and_keeps_every_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import mhd2.fanout.topic as topic_module
+
+    monkeypatch.setattr(topic_module, "FANOUT_BATCH", 2)
+    async with serving() as s:
+        streams = []
+        gots = []
+        for _ in range(7):
+            stream, got = await _open_stream(s.daemon.port)
+            streams.append(stream)
+            gots.append(got)
+        await until(lambda: s.hub.stats().subscribers["sse"] == 7)
+        await trio.testing.wait_all_tasks_blocked()
+        ids = [await s.topic.publish(b"first")]
+        # Publishing visited one batch; the hub's fan-out task goes on with a
+        # batch per turn of the scheduler, so other tasks (this one) run meanwhile.
+        assert s.hub.stats().direct_deliveries < 7
+        # More messages while that walk is under way: every subscriber gets
+        # all of them, in order (those already visited at the next walk).
+        ids.append(await s.topic.publish(b"second"))
+        ids.append(await s.topic.publish(b"third"))
+        for index, stream in enumerate(streams):
+            got = await _read_event(stream, gots[index], 1 + len(ids))
+            events = [e for e in events_of(_sse_body(got)) if "id" in e]
+            assert [e["id"] for e in events] == ids
+            await stream.aclose()
+        stats = s.hub.stats()
+        assert stats.deliveries == stats.direct_deliveries == 21

@@ -98,7 +98,7 @@ class EventStream(Subscriber):
             if len(history) > 1 and history[-2].key == self.key:
                 # One message behind: the common case, no list made.
                 last = history[-1]
-                data: bytes | list[bytes] = last.sse_chunk() if chunked else last.sse()
+                data = last.sse_chunk() if chunked else last.sse()
                 try:
                     sent = body.send_nowait(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -116,7 +116,7 @@ class EventStream(Subscriber):
                     return True
                 if sent == 0:
                     return False
-                body.owe(data[sent:])  # type: ignore[index]
+                body.owe(data[sent:])
                 self._took(last, None)
                 return False  # woken: the task sends the rest, then more
             # Several messages behind (a burst): one writev of their events.
