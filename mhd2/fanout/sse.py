@@ -53,6 +53,7 @@ class EventStream(Subscriber):
     """One ``text/event-stream`` subscriber (the content creator's state)."""
 
     kind = "sse"
+    direct = True
     __slots__ = ("done", "heartbeat", "retry", "started")
 
     def __init__(self, topic: Topic, request: Request, cursor: str, key: object, mark: int,

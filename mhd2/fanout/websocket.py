@@ -50,6 +50,7 @@ class WebSocketSubscriber(Subscriber):
     """The state of one WebSocket subscriber."""
 
     kind = "websocket"
+    direct = True
     __slots__ = ("send_scope", "ws")
 
     def __init__(self, topic: Topic, request: Request, cursor: str, key: object, mark: int,
