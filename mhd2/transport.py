@@ -256,9 +256,11 @@ class Transport:
         plain = self._plain
         if plain is None or self._held or self._closed:
             return 0
+        fd = plain._fd  # (the fd property's check, without its two calls)
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
         try:
-            sent = (os.writev(plain.fd, data) if isinstance(data, list)
-                    else os.write(plain.fd, data))
+            sent = os.writev(fd, data) if isinstance(data, list) else os.write(fd, data)
         except BlockingIOError:
             return 0
         except OSError as exc:

@@ -99,7 +99,7 @@ class EventStream(Subscriber):
             if len(history) > 1 and history[-2].key == self.key:
                 # One message behind: the common case, no list made.
                 last = history[-1]
-                data = last.sse_chunk() if chunked else last.sse()
+                data = (last._sse_chunk or last.sse_chunk()) if chunked else last.sse()
                 try:
                     sent = body.send_nowait(data)
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
