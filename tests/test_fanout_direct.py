@@ -407,3 +407,24 @@ async def test_a_large_fan_out_goes_in_batches_and_keeps_every_order(
             await stream.aclose()
         stats = s.hub.stats()
         assert stats.deliveries == stats.direct_deliveries == 21
+
+
+async def test_an_http10_event_stream_is_written_directly_without_chunk_framing() -> None:
+    async with serving() as s:
+        stream = await trio.open_tcp_stream("127.0.0.1", s.daemon.port)
+        await stream.send_all(b"GET /events HTTP/1.0\r\nHost: x\r\n\r\n")
+        got = b""
+        with trio.fail_after(WAIT):
+            while b"retry: " not in got or not got.endswith(b"\n\n"):
+                got += await stream.receive_some(65536)
+        await until(lambda: s.hub.stats().subscribers["sse"] == 1)
+        await trio.testing.wait_all_tasks_blocked()
+        message_id = await s.topic.publish("plain")
+        with trio.fail_after(WAIT):
+            while not got.endswith(b"data: plain\n\n"):
+                got += await stream.receive_some(65536)
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert b"Transfer-Encoding" not in head  # close-delimited: the events as they are
+        assert body.endswith(f"id: {message_id}\ndata: plain\n\n".encode())
+        assert s.hub.stats().direct_deliveries == 1
+        await stream.aclose()
