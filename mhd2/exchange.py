@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -51,6 +51,7 @@ __all__ = [
     "Exchange",
     "ExchangeHost",
     "Ending",
+    "ParkedBody",
     "request_on_end",
     "request_resume",
 ]
@@ -93,8 +94,11 @@ _NONE: list[Any] = []
 class ExchangeHost(Protocol):
     """What an exchange needs from the protocol that carries it."""
 
-    async def wait_client_gone(self) -> None:
-        """Return when the client has gone away (or sleep until cancelled)."""
+    def wait_client_gone(self) -> Awaitable[None]:
+        """Return when the client has gone away (or sleep until cancelled).
+
+        (An ``async def``, or a plain method returning the awaitable that
+        waits: one coroutine frame fewer for every parked request.)"""
 
     def resumed(self) -> None:
         """The parked request goes on (re-arm timeouts, keep what came meanwhile)."""
@@ -105,6 +109,21 @@ class ExchangeHost(Protocol):
     def cut(self) -> None:
         """End the request now, from outside its task (mhd2.fanout drops a slow
         subscriber): HTTP/1 closes the connection, HTTP/2 resets the stream."""
+
+
+class ParkedBody(Protocol):
+    """A response body that can be written from outside its connection's task while
+    its content creator is suspended (HTTP/1 over a plain socket: see
+    :class:`mhd2.reply.DirectBody`)."""
+
+    #: Body pieces are framed as chunks (``Transfer-Encoding: chunked``).
+    chunked: bool
+
+    def send_nowait(self, data: bytes | list[bytes]) -> int:
+        """Write what fits now (already framed); the count written (``0``: none)."""
+
+    def owe(self, rest: bytes) -> None:
+        """The unwritten rest of a :meth:`send_nowait`: it goes out first, from the task."""
 
 
 class Exchange:
@@ -127,6 +146,7 @@ class Exchange:
         "body_bytes_sent",
         "body_read",
         "client_address",
+        "direct",
         "end_code",
         "ended",
         "footers",
@@ -168,6 +188,9 @@ class Exchange:
         #: (the callback or content creator then sees ``shared.stopping`` and
         #: says goodbye itself: mhd2.fanout) instead of answering 503.
         self.resume_on_stop = False
+        #: Set by the HTTP/1 sender of a content creator's body over a plain
+        #: socket: see :meth:`parked_body`.
+        self.direct: ParkedBody | None = None
         self.ended = False
         #: How the request ended (``None`` until it has).
         self.end_code: RequestEndedCode | None = None
@@ -182,7 +205,7 @@ class Exchange:
         #: Form fields the POST parser kept in memory (``PostField`` records).
         self.post_fields: list[Any] = _NONE
         #: Called once when the request ends, however it ends (library hooks).
-        self.on_end: list[Callable[[], object]] = _NONE
+        self.on_end: Sequence[Callable[[], object]] = _NONE
         self.started_at = time.monotonic()
         #: The real client after forwarded headers (``None``: the connection's).
         self.client_address: tuple[str, int] | None = None
@@ -344,9 +367,8 @@ class Exchange:
 
     def add_end_hook(self, hook: Callable[[], object]) -> None:
         """Call *hook* once when the request ends, however it ends (library hooks)."""
-        if self.on_end is _NONE:
-            self.on_end = []
-        self.on_end.append(hook)
+        # A tuple: most requests with a hook have one (a list would keep room for more).
+        self.on_end = (*self.on_end, hook)
 
     # -- suspension ---------------------------------------------------------------
 
@@ -391,6 +413,21 @@ class Exchange:
             self.shared.parked -= 1
         self.host.resumed()
 
+    def parked_body(self) -> ParkedBody | None:
+        """The body to write to from outside while the request is parked, if that is safe.
+
+        Only while a content creator is suspended and its task waits in
+        :meth:`park` (not yet woken, the daemon not stopping) on a connection
+        that can take bytes without its task (HTTP/1, plain socket): the task
+        sends nothing then, so bytes written by another task (mhd2.fanout's
+        direct delivery) cannot interleave with its own.  Else ``None``.
+        """
+        # (resume() clears `suspended` when it wakes the task: cheaper to test
+        # than the scope's cancel_called, which reads the clock.)
+        if self._resume_scope is None or not self.suspended or self.shared.stopping:
+            return None
+        return self.direct
+
     def wake_for_stop(self) -> bool:
         """Graceful stop: wake the parked request; :meth:`park` then raises
         (or returns, with :attr:`resume_on_stop`).
@@ -415,6 +452,7 @@ class Exchange:
             # Suspended by an action that the daemon has not parked yet.
             self.resume_pending = True
             return
+        self.suspended = False  # woken: a second resume does nothing
         scope.cancel()
 
     # -- the end -------------------------------------------------------------------

@@ -23,13 +23,13 @@ from ._http1.date import date_header_line
 from ._http1.framing import ReplyPlan
 from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
 from .callbacks import call_maybe_await
-from .dcc import DCCContext, dcc_step, lend_buffer, return_buffer
+from .dcc import DCCContext, DCCStep, dcc_step, lend_buffer, return_buffer
 from .enums import RequestEndedCode
 from .exchange import DaemonStopping, Exchange
 from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .transport import Transport
 
-__all__ = ["BodyAborted", "build_head", "guard_body", "send_reply"]
+__all__ = ["BodyAborted", "DirectBody", "body_failed", "build_head", "guard_body", "send_reply"]
 
 logger = logging.getLogger("mhd2")
 
@@ -39,6 +39,30 @@ COALESCE_LIMIT = 16 * 1024
 READ_SIZE = 64 * 1024
 
 
+
+
+class DirectBody:
+    """A suspended content creator's body over a plain socket, written from outside its task.
+
+    The :class:`~mhd2.exchange.ParkedBody` of HTTP/1: made once per response
+    whose creator suspends on a plain socket, handed out by
+    :meth:`Exchange.parked_body <mhd2.exchange.Exchange.parked_body>` only
+    while the connection's task is parked.  mhd2.fanout writes an event
+    stream's shared, already framed event bytes through it to every parked
+    subscriber from the publishing task, without waking theirs.
+    """
+
+    __slots__ = ("chunked", "transport")
+
+    def __init__(self, transport: Transport, chunked: bool) -> None:
+        self.transport = transport
+        self.chunked = chunked
+
+    def send_nowait(self, data: bytes | list[bytes]) -> int:
+        return self.transport.send_nowait(data)
+
+    def owe(self, rest: bytes) -> None:
+        self.transport.owe(rest)
 
 
 class BodyAborted(Exception):
@@ -59,16 +83,28 @@ async def guard_body(exchange: Exchange, sending: Awaitable[None], what: str) ->
     """
     try:
         await sending
-    except BodyAborted as exc:
+    except Exception as exc:
+        return body_failed(exchange, exc, what)
+    return RequestEndedCode.COMPLETED_OK
+
+
+def body_failed(exchange: Exchange, exc: Exception, what: str) -> RequestEndedCode:
+    """How the request ended when sending its body raised *exc* (being handled):
+    :func:`guard_body`'s rules, for a sender that awaits the body itself
+    (one coroutine frame fewer for every parked event stream).
+
+    Raises:
+        The transport's own errors and DaemonStopping: *exc* again.
+    """
+    if isinstance(exc, BodyAborted):
         logger.debug("mhd2: %s to %s %s cut: %s", what, exchange.request.method,
                      exchange.request.uri, exc)
         return exc.code
-    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, DaemonStopping):
-        raise
-    except Exception:
-        exchange.app_failed("a content creator")
-        return RequestEndedCode.BY_APP_ERROR
-    return RequestEndedCode.COMPLETED_OK
+    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError
+                  | DaemonStopping):
+        raise exc
+    exchange.app_failed("a content creator")
+    return RequestEndedCode.BY_APP_ERROR
 
 
 def build_head(response: Response, plan: ReplyPlan, date_line: bytes) -> bytes:
@@ -114,9 +150,14 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
     # What was written beyond the head is the body (and its framing), as far
     # as the client got it: an aborted download is not logged as complete.
     body_starts = transport.bytes_sent + len(head)
+    sending = _SENDERS[type(body)](transport, head, body, BODY_WRITERS[plan.framing], exchange)
+    del head  # the sender has it (a parked event stream keeps no copy here)
     try:
-        return await guard_body(exchange, _SENDERS[type(body)](
-            transport, head, body, BODY_WRITERS[plan.framing], exchange), "reply")
+        try:
+            await sending
+        except Exception as exc:
+            return body_failed(exchange, exc, "reply")
+        return RequestEndedCode.COMPLETED_OK
     finally:
         exchange.body_bytes_sent = max(0, transport.bytes_sent - body_starts)
 
@@ -214,7 +255,15 @@ async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWr
     buf: bytearray | None = None
     request = exchange.request
     pending: bytes = head
+    del head  # (pending holds it until it is sent; a parked stream keeps neither)
     pos = 0
+    # What one creator call made; all of it is let go of before the task
+    # parks (a parked event stream keeps no views, pieces or actions).
+    ctx: DCCContext | None = None
+    view: memoryview | None = None
+    result: object = None
+    step: DCCStep | None = None
+    pieces: list[bytes | bytearray | memoryview] | None = None
     try:
         while size is None or pos < size:
             if buf is None:
@@ -243,9 +292,14 @@ async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWr
             if step.kind == "suspend":
                 return_buffer(buf)
                 buf = None
-                if pending:
+                if pending or sink.holding:
+                    # Owed bytes of a direct write (DirectBody) leave before
+                    # the task parks: nothing is owed while it is parked.
                     await sink.send(pending)
                     pending = b""
+                if exchange.direct is None and sink.is_plain:
+                    exchange.direct = DirectBody(sink, not writer.raw)
+                ctx = view = result = step = pieces = None
                 await exchange.park()
                 continue
             raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)

@@ -340,6 +340,16 @@ class Response:
             self._has_date = True
         self._headers.append((name, value))
 
+    def _add_headers(self, pairs: tuple[tuple[str, str], ...]) -> None:
+        """Add constant header lines, checked as :meth:`add_header` does; the pairs
+        themselves are kept (shared by every response made with them: a
+        library's fixed headers cost nothing per response)."""
+        for pair in pairs:
+            count = len(self._headers)
+            self.add_header(*pair)
+            if len(self._headers) > count and self._headers[-1] == pair:
+                self._headers[-1] = pair
+
     def add_predef_header(self, header: PredefinedHeader, value: str) -> None:
         """Add a header named by a :class:`~mhd2.PredefinedHeader` code."""
         self.add_header(PredefinedHeader(header).header_name, value)

@@ -234,6 +234,53 @@ class Transport:
         """Responses are held back (:meth:`hold`), waiting for the next write."""
         return bool(self._held)
 
+    @property
+    def is_plain(self) -> bool:
+        """A plain socket (TCP or Unix) that :meth:`send_nowait` can write to."""
+        return self._plain is not None
+
+    def send_nowait(self, data: bytes | list[bytes]) -> int:
+        """Write what of *data* (bytes, or a list written with ``writev``) fits now,
+        without waiting, from any task.
+
+        For a writer outside the connection's task while that task is parked
+        and sends nothing (mhd2.fanout's direct delivery): only on a plain
+        socket with nothing held or owed.  What is written counts as sent.
+
+        Returns:
+            Bytes written: all, some (the caller owes the rest: :meth:`owe`), or
+            ``0`` (the socket buffer is full; or not a plain socket, or bytes
+            are still owed: the caller leaves the writing to the task).
+
+        Raises:
+            trio.BrokenResourceError, trio.ClosedResourceError: the connection
+                failed (``EPIPE``, ``ECONNRESET``) or was closed.
+        """
+        plain = self._plain
+        if plain is None or self._held or self._closed:
+            return 0
+        fd = plain._fd  # (the fd property's check, without its two calls)
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
+        try:
+            sent = os.writev(fd, data) if isinstance(data, list) else os.write(fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            raise translate_error(exc) from exc
+        self.bytes_sent += sent
+        return sent
+
+    def owe(self, rest: bytes) -> None:
+        """The rest of what :meth:`send_nowait` began: written before any other byte.
+
+        Unlike :meth:`hold` there is no limit (the caller bounds it: one
+        batch of messages), and it counts as sent now.
+        """
+        self._held.append(rest)
+        self._held_size += len(rest)
+        self.bytes_sent += len(rest)
+
     async def flush(self) -> None:
         """Write the held responses now."""
         if self._held:

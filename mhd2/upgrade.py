@@ -166,6 +166,24 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         self._moved += sent
         return sent
 
+    def _send_nowait(self, data: bytes) -> int:
+        """Write what of *data* fits now, from any task, without waiting (plain
+        sockets only: else ``0``).  For mhd2.fanout's direct delivery to a
+        WebSocket whose task waits to read (see ``WebSocket._send_prebuilt_nowait``).
+
+        Raises:
+            UpgradedBroken, UpgradedClosed: the connection failed.
+        """
+        self._check_open()
+        try:
+            sent = self._transport.send_nowait(data)
+        except trio.ClosedResourceError as exc:
+            raise self._invalid_or(UpgradedClosed, exc) from exc
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise _broken(exc) from exc
+        self._moved += sent
+        return sent
+
     async def upgraded_close(self) -> None:
         """Close the upgraded connection (``MHD_upgraded_close``); the handle is invalid after."""
         self._check_open()

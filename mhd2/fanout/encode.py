@@ -69,8 +69,17 @@ def sse_frame(message_id: str, event: str | None, data: bytes) -> bytes:
 
 
 def sse_retry(retry_ms: int) -> bytes:
-    """A ``retry:`` field alone: the client's reconnection delay, in milliseconds."""
-    return b"retry: %d\n\n" % retry_ms
+    """A ``retry:`` field alone: the client's reconnection delay, in milliseconds
+    (one shared ``bytes`` per value: every stream keeps it)."""
+    field = _retries.get(retry_ms)
+    if field is None:
+        field = b"retry: %d\n\n" % retry_ms
+        if len(_retries) < 64:
+            _retries[retry_ms] = field
+    return field
+
+
+_retries: dict[int, bytes] = {}
 
 
 def sse_comment(text: str = "") -> bytes:

@@ -20,7 +20,7 @@ class Message:
     same ``bytes`` object.
     """
 
-    __slots__ = ("_json", "_sse", "_ws", "data", "end", "event", "id", "key")
+    __slots__ = ("_json", "_sse", "_sse_chunk", "_ws", "data", "end", "event", "id", "key")
 
     def __init__(self, id: str, event: str | None, data: bytes, *, key: object = None,
                  end: int = 0) -> None:
@@ -33,6 +33,7 @@ class Message:
         #: (how far behind a subscriber is: see ``max_pending_bytes``).
         self.end = end
         self._sse: bytes | None = None
+        self._sse_chunk: bytes | None = None
         self._ws: bytes | None = None
         self._json: bytes | None = None
 
@@ -47,6 +48,16 @@ class Message:
         if frame is None:
             frame = self._sse = encode.sse_frame(self.id, self.event, self.data)
         return frame
+
+    def sse_chunk(self) -> bytes:
+        """The server-sent event as one HTTP/1.1 chunk (made once): what an event
+        stream's body carries on the wire, written as it is by direct delivery."""
+        chunk = self._sse_chunk
+        if chunk is None:
+            frame = self.sse()
+            # RFC 9112 §7.1: "chunk = chunk-size [ chunk-ext ] CRLF chunk-data CRLF"
+            chunk = self._sse_chunk = b"%x\r\n%s\r\n" % (len(frame), frame)
+        return chunk
 
     def ws(self) -> bytes:
         """The whole WebSocket frame (made once)."""

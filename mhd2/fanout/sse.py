@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import trio
+
 from ..actions import Action, action_from_response
 from ..dcc import (
     DCCAction,
@@ -30,6 +32,7 @@ from .topic import Subscriber
 
 if TYPE_CHECKING:
     from ..request import Request
+    from .message import Message
     from .topic import Topic
 
 __all__ = ["SSE_BATCH_BYTES", "action_sse"]
@@ -37,12 +40,20 @@ __all__ = ["SSE_BATCH_BYTES", "action_sse"]
 #: One creator call hands over at most this many bytes of events (at least one).
 SSE_BATCH_BYTES = 64 * 1024
 _HEARTBEAT = sse_comment()
+#: The event stream's header lines (one shared tuple each).
+_HEADERS = (
+    ("Content-Type", "text/event-stream"),
+    ("Cache-Control", "no-store"),
+    # nginx buffers proxied responses unless told not to.
+    ("X-Accel-Buffering", "no"),
+)
 
 
 class EventStream(Subscriber):
     """One ``text/event-stream`` subscriber (the content creator's state)."""
 
     kind = "sse"
+    direct = True
     __slots__ = ("done", "heartbeat", "retry", "started")
 
     def __init__(self, topic: Topic, request: Request, cursor: str, key: object, mark: int,
@@ -60,8 +71,96 @@ class EventStream(Subscriber):
         self.topic._remove(self)
         self.request._x.host.cut()
 
-    def create(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
-        """The content creator (see the module docstring)."""
+    def release(self) -> None:
+        """The request ended (the exchange's end hook): the subscriber is gone."""
+        self.topic._remove(self)
+
+    def write_parked(self) -> bool:
+        """Direct delivery: write the events it lacks from the publishing task.
+
+        Only while its connection's task is parked in the content creator's
+        suspend on an HTTP/1 plain socket (:meth:`Exchange.parked_body
+        <mhd2.exchange.Exchange.parked_body>`): the shared event bytes (one
+        chunk each, made once per message: :meth:`Message.sse_chunk
+        <mhd2.fanout.Message.sse_chunk>`) go out with one non-blocking send,
+        and the task sleeps on.  A partial send commits the event it began
+        (its rest is owed to the connection and goes first) and wakes the
+        task to finish it and send the rest as usual; a full socket buffer
+        wakes the task without sending anything; a broken connection
+        releases the subscriber.
+        """
+        topic = self.topic
+        body = self.request._x.parked_body()  # None when the daemon stops, too
+        if body is None or self.due or topic.hub._closing:
+            return False
+        history = topic._messages
+        chunked = body.chunked
+        while True:
+            if len(history) > 1 and history[-2].key == self.key:
+                # One message behind: the common case, no list made.
+                last = history[-1]
+                data = (last._sse_chunk or last.sse_chunk()) if chunked else last.sse()
+                try:
+                    sent = body.send_nowait(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    self.cut()  # EPIPE, ECONNRESET: the client is gone; release it now
+                    return True
+                if sent == len(data):
+                    self.cursor = last.id
+                    self.key = last.key
+                    self.mark = last.end
+                    self.last = last._sse
+                    hub = topic.hub
+                    hub._deliveries += 1
+                    hub._direct += 1
+                    self.sent_at = topic._now  # its silence starts again (heartbeat)
+                    return True
+                if sent == 0:
+                    return False
+                body.owe(data[sent:])
+                self._took(last, None)
+                return False  # woken: the task sends the rest, then more
+            # Several messages behind (a burst): one writev of their events.
+            messages, truncated = topic._after(self.key, SSE_BATCH_BYTES)
+            if truncated:
+                return False  # out of the history: the task drops it
+            if not messages:
+                return True
+            pieces = [m.sse_chunk() if chunked else m.sse() for m in messages]
+            try:
+                sent = body.send_nowait(pieces)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self.cut()
+                return True
+            if sent == 0:
+                return False
+            if sent < sum(len(piece) for piece in pieces):
+                # Commit up to the event the send stopped in; owe its rest.
+                for index, piece in enumerate(pieces):
+                    if sent < len(piece):
+                        body.owe(piece[sent:])
+                        self._took(messages[index], messages)
+                        return False
+                    sent -= len(piece)
+            self._took(messages[-1], messages)
+            if self.key == topic._tip_key:
+                self.sent_at = topic._now
+                return True
+
+    def _took(self, last: Message, messages: list[Message] | None) -> None:
+        """The connection took the events up to *last* (*messages*, or just *last*)."""
+        hub = self.topic.hub
+        count = 1 if messages is None else messages.index(last) + 1
+        self.cursor = last.id
+        self.key = last.key
+        self.mark = last.end
+        self.last = last.sse()
+        hub._deliveries += count
+        hub._direct += count
+
+    def __call__(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
+        """The content creator (see the module docstring); the stream itself is
+        the response's creator, so that no bound method is kept per stream."""
         topic = self.topic
         if self.done:
             return dcc_action_finish(ctx)
@@ -154,10 +253,7 @@ def action_sse(request: Request, topic: Topic, *, cursor: str | None = None,
         return over_limit(request, topic)
     exchange = request._x
     exchange.resume_on_stop = True
-    exchange.add_end_hook(lambda: topic._remove(stream))
-    response = Response.from_callback(200, None, stream.create)
-    response.add_header("Content-Type", "text/event-stream")
-    response.add_header("Cache-Control", "no-store")
-    # nginx buffers proxied responses unless told not to.
-    response.add_header("X-Accel-Buffering", "no")
+    exchange.add_end_hook(stream.release)
+    response = Response.from_callback(200, None, stream)  # the stream is its content creator
+    response._add_headers(_HEADERS)
     return action_from_response(request, response)

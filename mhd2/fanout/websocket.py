@@ -41,6 +41,8 @@ RESTART = (1012, "service restart")
 #: One wake-up sends at most this many bytes of frames before reading again.
 WS_BATCH_BYTES = 64 * 1024
 
+_NONE: list[Any] = []  # never appended to
+
 OnMessage = Callable[[WebSocket, "str | bytes"], "Awaitable[Any] | Any"]
 
 
@@ -48,6 +50,7 @@ class WebSocketSubscriber(Subscriber):
     """The state of one WebSocket subscriber."""
 
     kind = "websocket"
+    direct = True
     __slots__ = ("send_scope", "ws")
 
     def __init__(self, topic: Topic, request: Request, cursor: str, key: object, mark: int,
@@ -70,6 +73,55 @@ class WebSocketSubscriber(Subscriber):
     @property
     def stopping(self) -> bool:
         return self.topic.hub._closing or self.ws.stopping
+
+    def write_parked(self) -> bool:
+        """Direct delivery: write the frames it lacks from the publishing task.
+
+        Only while its task waits to read on a plain socket with nothing in
+        flight (``WebSocket._send_prebuilt_nowait``): the shared frame bytes
+        go out with a non-blocking send and the task sleeps on.  A partial
+        send commits the frame (its rest is owed) and wakes the task, as
+        does a full socket buffer (nothing sent) or a broken connection.
+        """
+        topic = self.topic
+        if self.dropped or topic.hub._closing or self.ws.stopping:
+            return False
+        history = topic._messages
+        ws = self.ws
+        hub = topic.hub
+        while True:
+            messages: list[Any]
+            if len(history) > 1 and history[-2].key == self.key:
+                # One message behind: the common case, no list made.
+                messages = _NONE
+                message = history[-1]
+            else:
+                messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
+                if truncated:
+                    return False  # out of the history: the task drops it
+                if not messages:
+                    return True
+                message = messages[0]
+            index = 0
+            while True:
+                frame = message.ws()
+                done = ws._send_prebuilt_nowait(frame)
+                if not done:
+                    return False
+                self.cursor = message.id
+                self.key = message.key
+                self.mark = message.end
+                self.last = frame
+                hub._deliveries += 1
+                hub._direct += 1
+                if done == 2:
+                    return False  # woken: the task sends the rest first
+                index += 1
+                if index >= len(messages):
+                    break
+                message = messages[index]
+            if self.key == topic._tip_key:
+                return True
 
     async def serve(self, on_message: OnMessage | None) -> None:
         """Send and receive until the WebSocket closes (the upgrade handler)."""

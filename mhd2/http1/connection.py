@@ -18,6 +18,7 @@ read is progress; a body must also keep up ``min_body_rate``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, cast
 
 import trio
@@ -185,10 +186,14 @@ class HTTP1Connection:
 
     # -- ExchangeHost ------------------------------------------------------------
 
-    async def wait_client_gone(self) -> None:
-        """Watch the connection of a parked request; return when the client left."""
+    def wait_client_gone(self) -> Awaitable[None]:
+        """Watch the connection of a parked request; return when the client left.
+
+        Returns the watching coroutine itself (the exchange awaits it): a
+        parked request keeps no frame of this method.
+        """
         self.transport.disarm()
-        await watch_until_gone(self.transport, self._kept, self._shared.options.max_header_size)
+        return watch_until_gone(self.transport, self._kept, self._shared.options.max_header_size)
 
     def resumed(self) -> None:
         """A parked request goes on: feed what came meanwhile, re-arm the deadline."""

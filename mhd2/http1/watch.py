@@ -33,9 +33,24 @@ async def watch_until_gone(transport: Transport, kept: list[bytes], limit: int) 
         limit: keep at most about this many bytes; then wait without reading.
     """
     total = sum(len(k) for k in kept)
+    if transport.holding:
+        try:
+            await transport.flush()
+        except TransportError:
+            return
+    # On a plain socket the wait is trio's own, with no stream coroutines in
+    # between: a parked request (100,000 event streams) keeps two frames fewer.
+    fd = transport.fd if transport.is_plain else -1
     while total <= limit:
         try:
-            data = await transport.receive(WATCH_RECV_SIZE)
+            if fd >= 0:
+                await trio.lowlevel.wait_readable(fd)
+                got = transport.receive_now(WATCH_RECV_SIZE)
+                if got is None:
+                    continue
+                data = got
+            else:
+                data = await transport.receive(WATCH_RECV_SIZE)
         except TransportError:
             return
         if not data:

@@ -148,6 +148,9 @@ class WebSocket:
         # wait loses nothing).
         self._wake_scope: trio.CancelScope | None = None
         self._woken = False
+        #: The rest of a frame that _send_prebuilt_nowait began: it goes out
+        #: before any other byte (the task sends it).
+        self._owed: bytes | None = None
 
     # -- public API ---------------------------------------------------------------------
 
@@ -276,6 +279,7 @@ class WebSocket:
         scope = self._wake_scope
         if scope is not None:
             scope.cancel()
+            self._wake_scope = None  # woken: no direct write until it waits again
         else:
             self._woken = True
 
@@ -283,6 +287,10 @@ class WebSocket:
         """As :meth:`receive`, but ``None`` when :meth:`_wake` is called meanwhile."""
         if self._receiving:
             raise trio.BusyResourceError("another task is already receiving on this WebSocket")
+        if self._owed is not None:
+            # The rest of a frame written directly leaves before the task
+            # waits (nothing is owed while it waits: see _send_prebuilt_nowait).
+            await self._send_locked(lambda: ())
         self._receiving = True
         try:
             return await self._receive(wakeable=True)
@@ -295,6 +303,36 @@ class WebSocket:
         if self.closed is not None or self._conn.state is not ConnectionState.OPEN:
             raise ConnectionClosed(self.closed or CloseReason(1000, "closing"))
         await self._send_locked(lambda: (frame,))
+
+    def _send_prebuilt_nowait(self, frame: bytes) -> int:
+        """Direct delivery (mhd2.fanout): write a whole prebuilt frame from another
+        task while this WebSocket's task waits in :meth:`_receive_or_wake`.
+
+        Only then -- nothing is being sent (the send lock is free), nothing is
+        owed, the connection is open, on a plain socket -- can bytes written
+        from outside not interleave with the task's own frames.
+
+        Returns:
+            ``1``: the frame was written; ``2``: part of it was, the rest is
+            owed (the caller wakes the task, which sends it before anything
+            else); ``0``: nothing was written (not now: wake the task), or the
+            connection broke (it is closed: the woken task ends).
+        """
+        if (self._wake_scope is None or self._send_lock.locked() or self._owed is not None
+                or self.closed is not None or self._conn.state is not ConnectionState.OPEN
+                or not self._plain_frames):
+            return 0
+        try:
+            sent = self._urh._send_nowait(frame)
+        except UpgradedError as exc:
+            self._finish(CloseReason(1006, f"the connection broke: {exc}"))
+            return 0
+        if sent == len(frame):
+            return 1
+        if sent == 0:
+            return 0
+        self._owed = frame[sent:]
+        return 2
 
     async def _receive(self, wakeable: bool = False) -> str | bytes | None:
         conn = self._conn
@@ -461,6 +499,11 @@ class WebSocket:
         else:
             lock.acquire_nowait()  # the write below is the checkpoint
         try:
+            owed = self._owed
+            if owed is not None:
+                # A frame begun by _send_prebuilt_nowait is finished first.
+                self._owed = None
+                await self._write(owed)
             if self.closed is not None:
                 raise ConnectionClosed(self.closed)
             for chunk in produce():
@@ -486,7 +529,7 @@ class WebSocket:
         """
         with trio.CancelScope(shield=True):
             if (self.closed is None and self._conn.state is ConnectionState.OPEN
-                    and not self._send_lock.locked()):
+                    and not self._send_lock.locked() and self._owed is None):
                 try:
                     frame = self._conn.send(CloseConnection(code=self._stop_code,
                                                             reason=_fixed_reason(self._stop_code)))
