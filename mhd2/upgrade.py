@@ -103,9 +103,10 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         if max_size <= 0:
             raise ValueError("max_size must be > 0")
         if self._extra:
+            # The checkpoint first: a cancellation never loses bytes taken.
+            await trio.lowlevel.checkpoint()
             data = bytes(self._extra[:max_size])
             del self._extra[:max_size]
-            await trio.lowlevel.checkpoint()
             return data
         if timeout == 0:
             return self._recv_now(max_size)

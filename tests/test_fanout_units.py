@@ -243,3 +243,22 @@ class _Joined(mhd2.fanout.topic.Subscriber):
 
     def wake(self) -> None:
         pass
+
+
+async def test_a_cancelled_upgraded_receive_keeps_the_bytes_that_came_with_the_head() -> None:
+    # A WebSocket subscriber's wait to read is cancelled to wake it: bytes the
+    # client sent right behind its handshake must survive that.
+    import trio.testing
+
+    from mhd2.transport import Transport
+    from mhd2.upgrade import UpgradeHandle
+
+    client, server = trio.testing.memory_stream_pair()
+    urh = UpgradeHandle(Transport(server, None), b"frame bytes", None)  # type: ignore[arg-type]
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await urh.upgraded_recv(100)
+    assert scope.cancelled_caught
+    with trio.fail_after(5):  # lost bytes would leave it waiting for more
+        assert await urh.upgraded_recv(100) == b"frame bytes"
+    await client.aclose()
