@@ -53,6 +53,7 @@ from .. import (
     dcc_action_suspend,
     request_on_end,
     request_resume,
+    request_send_early_hints,
     upload_action_abort_request,
     upload_action_continue,
     upload_action_from_response,
@@ -384,9 +385,23 @@ class HTTPCycle(Changes):
         elif kind == "http.response.pathsend":
             self._send_path(message)
         elif kind == "http.response.early_hint":
-            return  # not advertised (see scope.HTTP_EXTENSIONS): ignored
+            await self._send_early_hint(message)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+    async def _send_early_hint(self, message: Message) -> None:
+        """``103 Early Hints`` with one ``Link`` line per entry of ``links``.
+
+        Sent only before ``http.response.start`` (after it the hint would
+        arrive with the response: dropped); on HTTP/1.0 nothing is sent (the
+        extension is not advertised there).
+        """
+        if self._gone() or self._start is not None or self.response is not None:
+            return
+        links = [("Link", (link if type(link) is bytes else bytes(link)).decode("latin-1"))
+                 for link in message.get("links", ())]
+        if links:
+            await request_send_early_hints(self.request, links)
 
     def _gone(self) -> bool:
         code = self.end_code
