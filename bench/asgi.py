@@ -49,7 +49,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.h2 import run_h2load  # noqa: E402 -- after the path set-up above
 from bench.run import (  # noqa: E402
-    KEEPALIVE_SECONDS,
+    ASGI_BRIDGE,
     SERVERS_DIR,
     _cpu_times,
     _default_sigint,
@@ -124,12 +124,7 @@ BENCH_APP = textwrap.dedent('''
 
 def command(name: str, port: int, module: str, tmp: Path) -> tuple[list[str], Path]:
     """The command line (without taskset) and working directory of a server of *module*."""
-    if name == "mhd2":
-        return [sys.executable, "-m", "mhd2", "run", "--interface", "asgi",
-                "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                "--log-level", "warning", "--keep-alive-timeout", str(KEEPALIVE_SECONDS),
-                "--limit-concurrency", "20000", "--backlog", "2048", module], SERVERS_DIR
-    cmd, cwd = server_command(name, port)
+    cmd, cwd = server_command(ASGI_BRIDGE if name == "mhd2" else name, port)
     cmd[-1] = module
     if name == "hypercorn":
         # hypercorn ends a connection after 1000 requests by default (see bench/h2.py).
@@ -303,12 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmpname)
         (tmp / "asgi_bench_app.py").write_text(BENCH_APP)
         (tmp / "hypercorn.toml").write_text("keep_alive_max_requests = 1000000000\n")
-        for measure, names, run in (
-                ("keepalive", servers, lambda n: keepalive(n, tmp, args)),
-                ("http2", [n for n in servers if n in H2_SERVERS], lambda n: http2(n, tmp, args)),
-                ("upload", servers, lambda n: upload(n, tmp)),
-                ("websocket", [n for n in servers if n in WS_SERVERS],
-                 lambda n: websocket(n, tmp, args))):
+        measures: list[tuple[str, list[str], Callable[[str], dict[str, Any]]]] = [
+            ("keepalive", servers, lambda n: keepalive(n, tmp, args)),
+            ("http2", [n for n in servers if n in H2_SERVERS], lambda n: http2(n, tmp, args)),
+            ("upload", servers, lambda n: upload(n, tmp)),
+            ("websocket", [n for n in servers if n in WS_SERVERS],
+             lambda n: websocket(n, tmp, args)),
+        ]
+        for measure, names, run in measures:
             if measure in args.skip:
                 continue
             results[measure] = {}
