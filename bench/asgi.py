@@ -278,6 +278,40 @@ def report(results: dict[str, Any]) -> None:
                   f"{row['cpu_ms_per_mb']:.2f} CPU ms/MB")
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The rows as Markdown tables: rate, CPU µs per request, mhd2's ratios (rate / per CPU-s)."""
+    out = []
+    names = {"keepalive": "keep-alive, wrk -t1 -c50", "http2": "HTTP/2 h2c, h2load -c10 -m10",
+             "websocket": "WebSocket echo, 50 clients x 32 B"}
+    for measure, title in names.items():
+        rows = results.get(measure) or {}
+        if not rows:
+            continue
+        mine = rows.get("mhd2")
+        out += [f"\n**{title}**\n", "| server | rate /s | server CPU µs per request | "
+                "mhd2 / server: rate | mhd2 / server: per CPU-s | note |",
+                "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for name, row in rows.items():
+            ratio = cpu_ratio = ""
+            if mine and name != "mhd2" and row["cpu_us"] and mine["cpu_us"]:
+                ratio = f"{mine['rate'] / row['rate']:.2f}x"
+                cpu_ratio = f"{row['cpu_us'] / mine['cpu_us']:.2f}x"
+            label = "mhd2 (ASGI bridge)" if name == "mhd2" else name
+            note = "noisy" if row.get("noisy") else ""
+            out.append(f"| {label} | {row['rate']:,.0f} | {row['cpu_us'] or 0:.1f} | {ratio} | "
+                       f"{cpu_ratio} | {note} |")
+    if results.get("upload"):
+        out += ["\n**100 MB upload (one POST, Content-Length, 1 MB writes)**\n",
+                "| server | MB/s | RSS before | peak growth | growth after | CPU ms per MB |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        for name, row in results["upload"].items():
+            label = "mhd2 (ASGI bridge)" if name == "mhd2" else name
+            out.append(f"| {label} | {row['mb_per_s']:.0f} | {row['rss_before_mb']:.1f} MB | "
+                       f"+{row['rss_peak_growth_mb']:.1f} MB | +{row['rss_after_growth_mb']:.1f} MB"
+                       f" | {row['cpu_ms_per_mb']:.2f} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=10.0, help="seconds per wrk / echo run")
@@ -288,7 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip", action="append", default=[],
                     choices=("keepalive", "http2", "upload", "websocket"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    ap.add_argument("--report", type=Path, help="measure nothing: report a --json file")
     args = ap.parse_args(argv)
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        report(saved)
+        print(markdown(saved))
+        return 0
     servers = args.only or list(SERVERS)
     results: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -313,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[measure][name] = run(name)
                 print(f"{measure} {name}: {results[measure][name]}", flush=True)
     report(results)
+    if args.markdown:
+        print(markdown(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -191,3 +191,41 @@ async def test_asgi_early_hint_not_advertised_to_http10() -> None:
         async with mhd2.asgi.Daemon(asgi_hinting, port=0) as d:
             raw = await exchange(d.port, b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
     assert b" 103 " not in raw and raw.endswith(b"advertised=0")
+
+
+async def test_asgi_early_hint_then_100_continue_then_200() -> None:
+    """The interim heads of one request leave whole and in order: 103, 100, 200."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan here")
+        await send({"type": "http.response.early_hint", "links": [LINK.encode()]})
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"got " + body})
+
+    with trio.fail_after(WAIT * 3):
+        async with mhd2.asgi.Daemon(app, port=0) as d:
+            stream = await trio.open_tcp_stream("127.0.0.1", d.port)
+            async with stream:
+                await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                      b"Expect: 100-continue\r\nConnection: close\r\n\r\n")
+                seen = b""
+                while b"100 Continue\r\n\r\n" not in seen:
+                    chunk = await stream.receive_some(65536)
+                    assert chunk, seen
+                    seen += chunk
+                await stream.send_all(b"hello")
+                while True:
+                    chunk = await stream.receive_some(65536)
+                    if not chunk:
+                        break
+                    seen += chunk
+    assert seen.startswith(b"HTTP/1.1 103 Early Hints\r\nLink: " + LINK.encode() + b"\r\n\r\n"
+                           b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 ")
+    assert seen.endswith(b"got hello")
