@@ -273,8 +273,8 @@ def report(results: dict[str, Any]) -> None:
         print("\nupload (100 MB)")
         for name, row in results["upload"].items():
             print(f"  {name:18s} {'ok' if row['ok'] else 'FAILED'} {row['mb_per_s']:6.0f} MB/s  "
-                  f"RSS {row['rss_before_mb']:.1f} MB, peak +{row['rss_peak_growth_mb']:.1f} MB, "
-                  f"after +{row['rss_after_growth_mb']:.1f} MB  "
+                  f"RSS {row['rss_before_mb']:.1f} MB, peak {row['rss_peak_growth_mb']:+.1f} MB, "
+                  f"after {row['rss_after_growth_mb']:+.1f} MB  "
                   f"{row['cpu_ms_per_mb']:.2f} CPU ms/MB")
 
 
@@ -307,7 +307,7 @@ def markdown(results: dict[str, Any]) -> str:
         for name, row in results["upload"].items():
             label = "mhd2 (ASGI bridge)" if name == "mhd2" else name
             out.append(f"| {label} | {row['mb_per_s']:.0f} | {row['rss_before_mb']:.1f} MB | "
-                       f"+{row['rss_peak_growth_mb']:.1f} MB | +{row['rss_after_growth_mb']:.1f} MB"
+                       f"{row['rss_peak_growth_mb']:+.1f} MB | {row['rss_after_growth_mb']:+.1f} MB"
                        f" | {row['cpu_ms_per_mb']:.2f} |")
     return "\n".join(out)
 

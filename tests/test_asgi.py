@@ -324,6 +324,61 @@ async def test_an_upload_the_app_does_not_read_is_not_buffered() -> None:
     assert peak < 4 * 1024 * 1024
 
 
+async def test_an_app_that_falls_behind_mid_upload_stops_the_reading() -> None:
+    """The daemon reads on while the app keeps up; once the app stops taking
+    pieces, at most two wait for it and the client's sends block."""
+    total = 48 * 1024 * 1024
+    first_taken = trio.Event()
+    may_read = trio.Event()
+    got: list[int] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError
+        message = await receive()
+        size = len(message["body"])
+        first_taken.set()
+        await may_read.wait()
+        while message["more_body"]:
+            message = await receive()
+            size += len(message["body"])
+        got.append(size)
+        await reply(send)
+
+    def push(port: int) -> tuple[int, bytes]:
+        block = memoryview(bytes(1024 * 1024))
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            sent = 0
+            sock.setblocking(False)
+            try:
+                while sent < total:
+                    sent += sock.send(block[: min(len(block), total - sent)])
+            except BlockingIOError:
+                pass  # the kernel buffers are full: the server stopped reading
+            stalled_at = sent
+            trio.from_thread.run_sync(may_read.set)
+            sock.setblocking(True)
+            sock.settimeout(WAIT)
+            while sent < total:
+                sent += sock.send(block[: min(len(block), total - sent)])
+            return stalled_at, sock.recv(4096)
+
+    async with serve(app) as d:
+        tracemalloc.start()
+        try:
+            stalled_at, response = await trio.to_thread.run_sync(push, d.port)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert first_taken.is_set()
+    assert stalled_at < total // 2, "the server read on although the app fell behind"
+    assert got == [total]
+    assert response.startswith(b"HTTP/1.1 200")
+    assert peak < 4 * 1024 * 1024
+
+
 async def test_expect_100_continue_is_sent_only_when_the_app_reads() -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
