@@ -52,6 +52,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.run import (
+    ASGI_BRIDGE,
     MODES,
     PARSER_CHOICES,
     SERVER_NAMES,
@@ -75,6 +76,7 @@ GROUPS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "transport/trio",
         re.compile(r"(^|/)(trio/|mhd2/transport\.py$|mhd2/plain_stream\.py$|outcome/|sniffio/)"),
     ),
+    ("mhd2.asgi (bridge)", re.compile(r"(^|/)mhd2/asgi/")),
     ("mhd2 (other modules)", re.compile(r"(^|/)mhd2/")),
     ("application callback", re.compile(r"(^|/)(mhd2_hello|asgi_hello)\.py$")),
 )
@@ -258,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--server", choices=SERVER_NAMES, default="mhd2")
+    ap.add_argument("--server", choices=(*SERVER_NAMES, ASGI_BRIDGE), default="mhd2",
+                    help=f"{ASGI_BRIDGE}: mhd2's ASGI bridge serving the peers' app")
     ap.add_argument(
         "--parser",
         choices=PARSER_CHOICES,
@@ -292,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("--load h2load measures keep-alive only; use wrk for --mode close", file=sys.stderr)
         return 2
     name = args.server
-    if is_mhd2(name):
+    if name == ASGI_BRIDGE:
+        pass  # (the CLI's parser: auto)
+    elif is_mhd2(name):
         name = mhd2_row(args.parser)
     elif args.parser != "default":
         print("--parser applies to mhd2 only", file=sys.stderr)
@@ -361,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             read_speedscope(text) if args.format == "speedscope" else read_raw(text, args.lines)
         )
     us_per_request = 1e6 * cpu / requests if requests else None
-    label = name if not is_mhd2(name) or args.parser != "default" else "mhd2 (default parser)"
+    label = (name if not is_mhd2(name) or name == ASGI_BRIDGE or args.parser != "default"
+             else "mhd2 (default parser)")
     print(
         f"{label}, {args.mode}, {args.load} -c{args.connections} {args.duration:.0f} s:"
         f" {rps:.0f} req/s under py-spy ({'non' if args.nonblocking else ''}blocking,"

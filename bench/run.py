@@ -61,6 +61,9 @@ PEER_NAMES = (
     "granian",  # granian --interface asgi --workers 1 --runtime-threads 1
 )
 SERVER_NAMES = ("mhd2", *PEER_NAMES)
+#: mhd2's ASGI bridge (``python -m mhd2 run --interface asgi``) serving the peers'
+#: app: a server of bench/asgi.py and bench/pyspy_profile.py, not a row of this file.
+ASGI_BRIDGE = "mhd2-asgi"
 MODES = ("keepalive", "close")
 KEEPALIVE_SECONDS = 300  # server-side idle timeout: long enough for the idle test
 #: ``--mhd2-parser`` values: "default" runs mhd2 without a parser option.
@@ -151,6 +154,12 @@ def _uvicorn(port: int, loop: str, http: str) -> list[str]:
 def server_command(name: str, port: int) -> tuple[list[str], Path]:
     """The command line (without taskset) and working directory of a server."""
     py = sys.executable
+    if name == ASGI_BRIDGE:
+        cmd = [py, "-m", "mhd2", "run", "--interface", "asgi", "--host", "127.0.0.1",
+               "--port", str(port), "--no-access-log", "--log-level", "warning",
+               "--keep-alive-timeout", str(KEEPALIVE_SECONDS), "--limit-concurrency", "20000",
+               "--backlog", "2048", "asgi_hello:app"]
+        return cmd, SERVERS_DIR
     if is_mhd2(name):
         cmd = [
             py,

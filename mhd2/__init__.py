@@ -74,7 +74,7 @@ from .errors import (
     UpgradedTLSError,
     UsageError,
 )
-from .exchange import request_on_end, request_resume
+from .exchange import request_on_end, request_resume, request_send_early_hints
 from .options import DaemonOptions
 from .post import action_parse_post
 from .post_field import PostField
@@ -159,6 +159,7 @@ __all__ = [
     "request_on_end",
     "fanout",
     "request_resume",
+    "request_send_early_hints",
     "response_add_auth_basic_challenge",
     "upload_action_abort_request",
     "upload_action_continue",

@@ -32,11 +32,12 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import trio
 
+from ._http1.syntax import BAD_VALUE, TOKEN
 from ._proxy.forwarded import resolve_from_headers
 from .actions import Action, Slot, UploadAction
 from .callbacks import call_maybe_await, report, warn_returned_none
 from .enums import RequestEndedCode, StatusCode
-from .errors import AuthError, UsageError
+from .errors import AuthError, ResponseHeaderError, UsageError
 from .request import Request
 
 if TYPE_CHECKING:
@@ -50,10 +51,12 @@ __all__ = [
     "DaemonStopping",
     "Exchange",
     "ExchangeHost",
+    "MAX_EARLY_HINTS_SIZE",
     "Ending",
     "ParkedBody",
     "request_on_end",
     "request_resume",
+    "request_send_early_hints",
 ]
 
 logger = logging.getLogger("mhd2")
@@ -110,6 +113,10 @@ class ExchangeHost(Protocol):
         """End the request now, from outside its task (mhd2.fanout drops a slow
         subscriber): HTTP/1 closes the connection, HTTP/2 resets the stream."""
 
+    async def send_informational(self, status: int, fields: list[tuple[str, str]]) -> bool:
+        """Send an interim (1xx) response head now; ``False`` if the protocol
+        version may not carry one (HTTP/1.0) or the final head has begun."""
+
 
 class ParkedBody(Protocol):
     """A response body that can be written from outside its connection's task while
@@ -151,6 +158,7 @@ class Exchange:
         "ended",
         "footers",
         "host",
+        "interim_lock",
         "on_end",
         "post_fields",
         "request",
@@ -184,6 +192,9 @@ class Exchange:
         self.resume_pending = False
         self._resume_scope: trio.CancelScope | None = None
         self._woken_for_stop = False
+        #: Made by :meth:`interim_writes` when an interim (1xx) head is sent
+        #: from a task other than the request's: HTTP/1 writes go one at a time.
+        self.interim_lock: trio.Lock | None = None
         #: A graceful stop resumes the parked request like request_resume
         #: (the callback or content creator then sees ``shared.stopping`` and
         #: says goodbye itself: mhd2.fanout) instead of answering 503.
@@ -428,6 +439,21 @@ class Exchange:
             return None
         return self.direct
 
+    def interim_writes(self) -> trio.Lock:
+        """The lock that puts this request's interim heads (100, 103) on an
+        HTTP/1 connection one at a time, and the final head after them."""
+        lock = self.interim_lock
+        if lock is None:
+            lock = self.interim_lock = trio.Lock()
+        return lock
+
+    async def interim_done(self) -> None:
+        """Wait until no interim head is being written (the final head goes after it)."""
+        lock = self.interim_lock
+        if lock is not None:
+            async with lock:
+                pass
+
     def wake_for_stop(self) -> bool:
         """Graceful stop: wake the parked request; :meth:`park` then raises
         (or returns, with :attr:`resume_on_stop`).
@@ -523,3 +549,74 @@ def request_on_end(request: Request, hook: Callable[[RequestEndedCode], object])
         hook(exchange.end_code)
         return
     exchange.add_end_hook(lambda: hook(exchange.end_code))  # type: ignore[arg-type]
+
+
+#: Most bytes of header lines one ``103 Early Hints`` may carry.
+MAX_EARLY_HINTS_SIZE = 8192
+#: Fields that describe a connection or a body, not a resource: never in a
+#: 103 (RFC 9113 §8.2.2 makes them malformed on HTTP/2; a 1xx has no content).
+_NOT_HINTS = frozenset(("connection", "content-length", "keep-alive", "proxy-connection",
+                        "te", "transfer-encoding", "upgrade"))
+
+
+def _hint_fields(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """*headers* checked for a ``103`` head.
+
+    Raises:
+        ResponseHeaderError: a name that is not a token, a value with a
+            control character, a connection or framing field, or more than
+            :data:`MAX_EARLY_HINTS_SIZE` bytes in all.
+    """
+    fields: list[tuple[str, str]] = []
+    size = 0
+    for name, value in headers:
+        if not isinstance(name, str) or not TOKEN.fullmatch(name):
+            raise ResponseHeaderError(f"header name {name!r} is not an HTTP token",
+                                      StatusCode.RESP_HEADER_NAME_INVALID)
+        if not isinstance(value, str) or BAD_VALUE.search(value):
+            raise ResponseHeaderError(
+                f"header value {value!r} for {name} contains CR, LF, TAB, another control "
+                "character or a non-Latin-1 character", StatusCode.RESP_HEADER_VALUE_INVALID)
+        if name.lower() in _NOT_HINTS:
+            raise ResponseHeaderError(f"{name} is not allowed in 103 Early Hints: send "
+                                      "resource hints such as Link",
+                                      StatusCode.RESP_HEADER_NOT_ALLOWED)
+        size += len(name) + len(value) + 4
+        if size > MAX_EARLY_HINTS_SIZE:
+            raise ResponseHeaderError(
+                f"103 Early Hints over {MAX_EARLY_HINTS_SIZE} bytes: send fewer hints",
+                StatusCode.RESP_HEADER_NOT_ALLOWED)
+        fields.append((name, value.strip(" ")))
+    return fields
+
+
+async def request_send_early_hints(request: Request,
+                                   headers: Iterable[tuple[str, str]]) -> bool:
+    """Send ``103 Early Hints`` with *headers* now, before the final response (RFC 8297).
+
+    The client may start fetching what the ``Link`` fields name while the
+    application is still working on the response.  Call it from the request
+    callback (an ``async`` one) or from any task of the daemon's run while the
+    request is suspended, before the action with the final response is given;
+    call it as often as needed.  RFC 8297 §3: "a server MUST NOT send a 103
+    response to an HTTP/1.0 client": there it sends nothing and returns ``False``.
+
+    Args:
+        request: the request being answered.
+        headers: ``(name, value)`` text pairs, usually ``Link``.
+
+    Returns:
+        ``True`` if the 103 was sent; ``False`` if it could not be (an
+        HTTP/1.0 client, the final response has begun, the request ended,
+        the client went away).
+
+    Raises:
+        ResponseHeaderError: a bad header (as :meth:`Response.add_header`),
+            a connection or framing field, or too many bytes
+            (:data:`MAX_EARLY_HINTS_SIZE`).
+    """
+    fields = _hint_fields(headers)
+    exchange: Exchange = request._x
+    if exchange.ended or exchange.response is not None or exchange.status is not None:
+        return False
+    return await exchange.host.send_informational(103, fields)

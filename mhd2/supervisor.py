@@ -16,6 +16,8 @@ What the supervisor does:
   not eat the machine. A worker that exits with :data:`WORKER_BOOT_ERROR`
   before it was ready (the application cannot even be imported) stops the
   supervisor when it is first starting, and is given up on during a reload.
+  :meth:`Supervisor.run` then returns the status the worker asked for with
+  :meth:`Worker.start_failed` (an ASGI app's failed lifespan startup: 3), else 1.
 * **recycle**: a worker that calls :meth:`Worker.recycle` (for instance after
   ``--max-requests`` requests) keeps serving until its replacement reports
   :meth:`Worker.ready`; only then is it sent SIGTERM, after which it stops
@@ -30,7 +32,8 @@ What the supervisor does:
   kills the workers at once.
 
 The worker side of the protocol is a pipe per worker: one byte ``R`` for
-"ready", ``Q`` for "recycle me". Workers get SIGTERM to stop; they must stop
+"ready", ``Q`` for "recycle me", ``S`` and a status byte for "exit with
+this status: I cannot start". Workers get SIGTERM to stop; they must stop
 accepting at once and exit within ``graceful_timeout``. In a worker SIGTERM
 and SIGCHLD have their default handlers, SIGINT raises KeyboardInterrupt
 (a worker's ``KeyboardInterrupt`` is exit status 0) and SIGHUP is ignored.
@@ -61,6 +64,7 @@ WORKER_BOOT_ERROR: Final = 3
 
 _READY: Final = b"R"
 _RECYCLE: Final = b"Q"
+_START_FAILED: Final = b"S"
 _KILL_SLACK: Final = 1.0
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
 
@@ -99,6 +103,19 @@ class Worker:
             self._recycle_asked = True
             self._send(_RECYCLE)
 
+    def start_failed(self, status: int) -> int:
+        """Say that the application cannot start, and the exit status the
+        supervisor should end with (if it is first starting); return
+        :data:`WORKER_BOOT_ERROR`, this worker's own exit status.
+
+        Args:
+            status: 1 to 255, e.g. 3 for an ASGI app's failed startup.
+        """
+        if not 1 <= status <= 255:
+            raise UsageError(f"start_failed({status}): an exit status is 1 to 255")
+        self._send(_START_FAILED + bytes([status]))
+        return WORKER_BOOT_ERROR
+
     def _send(self, message: bytes) -> None:
         try:
             os.write(self._fd, message)
@@ -125,6 +142,8 @@ class _Proc:
     replaces: _Proc | None = None
     replaced_by: _Proc | None = None
     buffer: bytes = field(default=b"", repr=False)
+    #: The exit status the worker asked for with ``Worker.start_failed``.
+    boot_status: int | None = None
 
 
 def _log_stderr(message: str) -> None:
@@ -224,9 +243,10 @@ class Supervisor:
         """Fork the workers and supervise them until SIGINT/SIGTERM.
 
         Returns:
-            0 after a stop by signal; 1 if the workers could not start
-            (a worker exited with :data:`WORKER_BOOT_ERROR` before it was
-            ready, while the supervisor was first starting).
+            0 after a stop by signal; if the workers could not start (a
+            worker exited with :data:`WORKER_BOOT_ERROR` before it was
+            ready, while the supervisor was first starting), the status
+            that worker gave :meth:`Worker.start_failed`, or 1.
         """
         if self._selector is not None:
             raise UsageError("Supervisor.run() runs once")
@@ -353,12 +373,20 @@ class Supervisor:
         if not data:  # the worker closed its end (it is exiting): SIGCHLD will tell
             self._unregister(proc)
             return
-        for byte in data:
+        data = proc.buffer + data
+        proc.buffer = b""
+        for at, byte in enumerate(data):
             message = bytes([byte])
             if message == _READY and not proc.ready:
                 self._on_ready(proc)
             elif message == _RECYCLE:
                 self._on_recycle(proc)
+            elif message == _START_FAILED:
+                if at + 1 == len(data):
+                    proc.buffer = message  # its status byte comes with the next read
+                else:
+                    proc.boot_status = data[at + 1]
+                break  # (nothing follows it: the worker exits)
 
     def _unregister(self, proc: _Proc) -> None:
         if self._by_fd.pop(proc.fd, None) is not None:
@@ -513,7 +541,7 @@ class Supervisor:
             return
         if code == WORKER_BOOT_ERROR and not proc.ready and not self._announced:
             self.log(f"worker {proc.index} (pid {proc.pid}) could not start; stopping")
-            self._status = 1
+            self._status = proc.boot_status or 1
             self._stopping = True
             self._spawn_at.clear()
             for other in self._procs.values():

@@ -101,8 +101,7 @@ async def test_http_scope_keys() -> None:
     assert tuple(scope["server"]) == ("127.0.0.1", port)
     assert "http.response.trailers" in scope["extensions"]
     assert "http.response.pathsend" in scope["extensions"]
-    # mhd2 sends no 103: the extension is not advertised (the spec forbids that).
-    assert "http.response.early_hint" not in scope["extensions"]
+    assert "http.response.early_hint" in scope["extensions"]  # (not on HTTP/1.0)
     assert scope["state"] == {}  # the app has no lifespan: an empty state
 
 
@@ -325,6 +324,61 @@ async def test_an_upload_the_app_does_not_read_is_not_buffered() -> None:
     assert peak < 4 * 1024 * 1024
 
 
+async def test_an_app_that_falls_behind_mid_upload_stops_the_reading() -> None:
+    """The daemon reads on while the app keeps up; once the app stops taking
+    pieces, at most two wait for it and the client's sends block."""
+    total = 48 * 1024 * 1024
+    first_taken = trio.Event()
+    may_read = trio.Event()
+    got: list[int] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError
+        message = await receive()
+        size = len(message["body"])
+        first_taken.set()
+        await may_read.wait()
+        while message["more_body"]:
+            message = await receive()
+            size += len(message["body"])
+        got.append(size)
+        await reply(send)
+
+    def push(port: int) -> tuple[int, bytes]:
+        block = memoryview(bytes(1024 * 1024))
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(f"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {total}\r\n"
+                         "Connection: close\r\n\r\n".encode())
+            sent = 0
+            sock.setblocking(False)
+            try:
+                while sent < total:
+                    sent += sock.send(block[: min(len(block), total - sent)])
+            except BlockingIOError:
+                pass  # the kernel buffers are full: the server stopped reading
+            stalled_at = sent
+            trio.from_thread.run_sync(may_read.set)
+            sock.setblocking(True)
+            sock.settimeout(WAIT)
+            while sent < total:
+                sent += sock.send(block[: min(len(block), total - sent)])
+            return stalled_at, sock.recv(4096)
+
+    async with serve(app) as d:
+        tracemalloc.start()
+        try:
+            stalled_at, response = await trio.to_thread.run_sync(push, d.port)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert first_taken.is_set()
+    assert stalled_at < total // 2, "the server read on although the app fell behind"
+    assert got == [total]
+    assert response.startswith(b"HTTP/1.1 200")
+    assert peak < 4 * 1024 * 1024
+
+
 async def test_expect_100_continue_is_sent_only_when_the_app_reads() -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -478,17 +532,19 @@ async def test_pathsend_extension_sends_the_file(tmp_path: Any) -> None:
         assert r.content == data
 
 
-async def test_early_hint_is_ignored_not_an_error() -> None:
+async def test_early_hint_after_start_is_dropped_not_an_error() -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise RuntimeError
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        # After the start the hint would come with the response: dropped.
         await send({"type": "http.response.early_hint",
                     "links": [b"</style.css>; rel=preload; as=style"]})
-        await reply(send)
+        await send({"type": "http.response.body", "body": b"ok"})
 
     async with serve(app) as d:
         response = await exchange(d.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        assert response.startswith(b"HTTP/1.1 200 ")
+        assert response.startswith(b"HTTP/1.1 200 ") and b" 103 " not in response
 
 
 async def test_app_raising_before_start_gets_500() -> None:

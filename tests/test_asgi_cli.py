@@ -89,6 +89,21 @@ def test_failed_startup_exits_3_with_the_apps_message(app_dir: Path) -> None:
     assert "mhd2: the application's startup failed: database unreachable" in result.stderr
 
 
+def test_failed_startup_with_workers_exits_3_with_the_apps_message(app_dir: Path) -> None:
+    result = run_quick(["run", "asgi_main:failing", "--port", "0", "--workers", "2"],
+                       cwd=app_dir)
+    assert result.returncode == 3, result.stderr
+    assert "mhd2: the application's startup failed: database unreachable" in result.stderr
+    assert "could not start; stopping" in result.stderr
+
+
+def test_neither_interface_with_workers_exits_2(app_dir: Path) -> None:
+    result = run_quick(["run", "asgi_main:neither", "--port", "0", "--workers", "2"],
+                       cwd=app_dir)
+    assert result.returncode == 2, result.stderr
+    assert "is neither an ASGI 3 app" in result.stderr
+
+
 @pytest.mark.parametrize("spec", ["asgi_main:neither", "asgi_main:two_args"])
 def test_neither_interface_exits_2_with_a_sentence(app_dir: Path, spec: str) -> None:
     result = run_quick(["run", spec, "--port", "0"], cwd=app_dir)

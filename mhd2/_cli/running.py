@@ -188,7 +188,8 @@ async def _serve_process(plan: _Plan, listener: _Listener, worker: Worker | None
             return 1
         except LifespanFailed as exc:  # an ASGI app's startup (docs/asgi.rst)
             print(f"mhd2: the application's startup failed: {exc}", file=sys.stderr, flush=True)
-            return 3
+            # Under --workers the supervisor stops with this status too.
+            return 3 if worker is None else worker.start_failed(3)
         except BaseExceptionGroup as group:  # a Daemon inside the app's own nursery
             match, rest = group.split(DaemonStartError)
             if match is None or rest is not None:
@@ -465,7 +466,7 @@ def _load_log_config(path: str) -> None:
 
 def _supervise(plan: _Plan, listener: _Listener, workers: int) -> int:
     from .._notify import Notifier
-    from ..supervisor import WORKER_BOOT_ERROR, Supervisor
+    from ..supervisor import Supervisor
 
     def worker_main(sock: socket.socket, worker: Worker) -> int:
         if plan.load is not None:
@@ -473,7 +474,7 @@ def _supervise(plan: _Plan, listener: _Listener, workers: int) -> int:
                 plan.load()
             except _LoadError as exc:
                 print(f"mhd2: worker {worker.index}: {exc}", file=sys.stderr, flush=True)
-                return WORKER_BOOT_ERROR
+                return worker.start_failed(exc.status)
         return trio.run(_serve_process, plan, listener, worker)
 
     def ready() -> None:

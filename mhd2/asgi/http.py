@@ -7,11 +7,12 @@ task for the request meets it only through mhd2's public actions:
   for the body or has a response; meanwhile the daemon watches the client
   and notices it going;
 * the body is read with ``action_process_upload_inc``: each piece is handed
-  to the app's ``receive()`` and the upload callback **suspends** until the
-  app has taken it, so the daemon reads the next piece only then -- an app
-  that reads slowly is never sent more than one piece ahead, and the rest of
-  the upload stays in the kernel and on the client (TCP / HTTP/2 flow control
-  is the backpressure);
+  to the app's ``receive()``.  While the app keeps up (it has taken the last
+  piece), the daemon reads on; a piece that arrives while the one before is
+  still untaken is kept and the upload callback **suspends** until the app
+  has taken that one -- an app that reads slowly has at most two pieces
+  waiting for it, and the rest of the upload stays in the kernel and on the
+  client (TCP / HTTP/2 flow control is the backpressure);
 * a response whose body comes in one ``http.response.body`` is a buffer
   response; a streamed one (``more_body``, trailers) is a ``from_callback``
   response whose content creator takes one chunk at a time, **suspending**
@@ -53,6 +54,7 @@ from .. import (
     dcc_action_suspend,
     request_on_end,
     request_resume,
+    request_send_early_hints,
     upload_action_abort_request,
     upload_action_continue,
     upload_action_from_response,
@@ -163,6 +165,7 @@ class HTTPCycle(Changes):
         "_declared",
         "_final_given",
         "_first",
+        "_given",
         "_listening",
         "_reading",
         "_slow",
@@ -176,6 +179,7 @@ class HTTPCycle(Changes):
         "end_code",
         "failed",
         "finished",
+        "next_piece",
         "request",
         "response",
         "scope",
@@ -189,6 +193,11 @@ class HTTPCycle(Changes):
         super().__init__()
         #: A piece of the body the daemon has read and the app not taken yet.
         self.body_piece: bytes | None = None
+        #: A piece read while ``body_piece`` was not taken yet (the daemon has
+        #: suspended the upload until the app takes ``body_piece``).
+        self.next_piece: bytes | None = None
+        #: Body bytes handed to the app.
+        self._given = 0
         #: The daemon has read the whole body.
         self.body_done = request.upload_size == 0
         self._final_given = False
@@ -284,19 +293,27 @@ class HTTPCycle(Changes):
             return upload_action_from_response(request, self.response)
         if self.failed:
             return upload_action_abort_request(request)
-        if self.shared.stopping or self.body_piece is not None:
+        if self.shared.stopping or self.next_piece is not None:
             return self._awaited_upload(request, data)  # type: ignore[return-value]
-        if data:
-            self.body_piece = data
-        else:
+        if not data:
             self.body_done = True
+            self.notify()
+            return upload_action_suspend(request)  # until the app has a response
         self.notify()
+        if self.body_piece is None:
+            # The app has taken everything: read on while it takes this piece.
+            self.body_piece = data
+            return upload_action_continue(request)
+        # The app is behind: keep this piece and read nothing more until it
+        # has taken the one before (receive() resumes the request).
+        self.next_piece = data
         return upload_action_suspend(request)
 
     async def _awaited_upload(self, request: Request, data: bytes) -> UploadAction:
         """As :meth:`_on_upload`, waiting instead of suspending (graceful stop)."""
-        while self.body_piece is not None and self.response is None and not self.failed:
-            await self.wait()  # the piece before this one is not taken yet
+        while ((self.body_piece is not None or self.next_piece is not None)
+               and self.response is None and not self.failed):
+            await self.wait()  # the pieces before this one are not taken yet
         if data and self.response is None:
             self.body_piece = data
         elif not data:
@@ -340,13 +357,18 @@ class HTTPCycle(Changes):
                 return _DISCONNECT
             piece = self.body_piece
             if piece is not None:
-                self.body_piece = None
-                request = self.request
-                size = request.upload_size
-                last = size is not None and request.upload_received >= size
+                following = self.next_piece
+                self.body_piece = following
+                self.next_piece = None
+                self._given += len(piece)
+                size = self.request.upload_size
+                last = size is not None and self._given >= size
                 if last:
                     self._final_given = True
-                self._resume()
+                if following is not None:
+                    self._resume()  # the daemon suspended after reading `following`
+                else:
+                    self.notify()
                 return {"type": "http.request", "body": piece, "more_body": not last}
             if self.body_done and not self._final_given:
                 self._final_given = True
@@ -384,9 +406,23 @@ class HTTPCycle(Changes):
         elif kind == "http.response.pathsend":
             self._send_path(message)
         elif kind == "http.response.early_hint":
-            return  # not advertised (see scope.HTTP_EXTENSIONS): ignored
+            await self._send_early_hint(message)
         else:
             raise RuntimeError(f"unexpected ASGI message {kind!r} in an http scope")
+
+    async def _send_early_hint(self, message: Message) -> None:
+        """``103 Early Hints`` with one ``Link`` line per entry of ``links``.
+
+        Sent only before ``http.response.start`` (after it the hint would
+        arrive with the response: dropped); on HTTP/1.0 nothing is sent (the
+        extension is not advertised there).
+        """
+        if self._gone() or self._start is not None or self.response is not None:
+            return
+        links = [("Link", (link if type(link) is bytes else bytes(link)).decode("latin-1"))
+                 for link in message.get("links", ())]
+        if links:
+            await request_send_early_hints(self.request, links)
 
     def _gone(self) -> bool:
         code = self.end_code

@@ -22,13 +22,17 @@ ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
 #: ``request.version`` -> ``scope["http_version"]``.
 _HTTP_VERSIONS = {"HTTP/1.1": "1.1", "HTTP/1.0": "1.0", "HTTP/2": "2", "HTTP/2.0": "2"}
 
-#: The extensions an HTTP scope advertises.  ``http.response.early_hint`` is
-#: not among them: mhd2 sends no 1xx responses other than ``100 Continue``, and
-#: the extension's text says a server must not advertise what it cannot do.
+#: The extensions an HTTP scope advertises.  ``http.response.early_hint``
+#: (``103 Early Hints``) is left out for an HTTP/1.0 request: RFC 8297 §3 "a
+#: server MUST NOT send a 103 response to an HTTP/1.0 client", and a server
+#: must not advertise what it cannot do.
 HTTP_EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.trailers": {},
     "http.response.pathsend": {},
+    "http.response.early_hint": {},
 }
+_HTTP10_EXTENSIONS: dict[str, dict[str, Any]] = {
+    name: value for name, value in HTTP_EXTENSIONS.items() if name != "http.response.early_hint"}
 WEBSOCKET_EXTENSIONS: dict[str, dict[str, Any]] = {"websocket.http.response": {}}
 
 
@@ -97,7 +101,8 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         "client": _client(request),
         "server": _server(request),
         "state": {} if state is None else dict(state),
-        "extensions": HTTP_EXTENSIONS.copy(),
+        "extensions": (HTTP_EXTENSIONS if request.version != "HTTP/1.0"
+                       else _HTTP10_EXTENSIONS).copy(),
     }
     return scope
 

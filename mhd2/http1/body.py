@@ -87,4 +87,5 @@ class RequestBody:
             # expectation in an HTTP/1.1 request ... MAY omit sending a 100
             # (Continue) response if it has already received some or all of
             # the content ... or if the framing indicates that there is no content."
-            await self._conn.transport.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            async with self._exchange.interim_writes():  # (not amid a 103)
+                await self._conn.transport.send(b"HTTP/1.1 100 Continue\r\n\r\n")

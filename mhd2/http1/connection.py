@@ -40,6 +40,7 @@ from ..upgrade import UpgradeHandle
 from ..upload import BodyError
 from .body import RequestBody
 from .head import read_head
+from .interim import send_interim
 from .watch import watch_until_gone
 
 if TYPE_CHECKING:
@@ -195,6 +196,14 @@ class HTTP1Connection:
         self.transport.disarm()
         return watch_until_gone(self.transport, self._kept, self._shared.options.max_header_size)
 
+    async def send_informational(self, status: int, fields: list[tuple[str, str]]) -> bool:
+        """ExchangeHost: an interim head now (see :mod:`mhd2.http1.interim`)."""
+        exchange = self._exchange
+        if exchange is None:
+            return False
+        return await send_interim(self.transport, exchange, status, fields,
+                                  lambda: self._reply_started)
+
     def resumed(self) -> None:
         """A parked request goes on: feed what came meanwhile, re-arm the deadline."""
         if self._kept and self._parser is not None:
@@ -343,6 +352,7 @@ class HTTP1Connection:
     async def _reply(self, parser: Parser, exchange: Exchange, response: Response,
                      head: Head, must_close: bool) -> bool:
         exchange.response = response
+        await exchange.interim_done()  # (a 103 being written goes first)
         scan = head.scan
         body_done = exchange.body_read
         if not body_done:
@@ -482,6 +492,8 @@ class HTTP1Connection:
         if self._reply_started:
             return  # too late for a status line: the caller closes
         self._reply_started = True
+        if self._exchange is not None:
+            await self._exchange.interim_done()
         reply = daemon_reply(status, reason_phrase(status),
                              add_date=not self._shared.options.suppress_date_header)
         with trio.move_on_after(ERROR_WRITE_SECONDS):

@@ -164,6 +164,25 @@ class H2Stream:
         finally:
             conn.stream_parked(-1)
 
+    async def send_informational(self, status: int, fields: list[tuple[str, str]]) -> bool:
+        """An interim HEADERS block (``:status`` 1xx, no END_STREAM) before the
+        final one; ``False`` once the final head has gone or the stream ended.
+
+        RFC 9113 §8.1: a response "consists of zero or more HEADERS frames
+        ... containing the control data and header section for
+        informational (1xx) HTTP responses" before the final one.
+        """
+        if self.headers_sent or self.closed_local:
+            return False
+        headers = [(b":status", b"%d" % status)]
+        headers.extend((name.lower().encode("latin-1"), value.encode("latin-1"))
+                       for name, value in fields)
+        try:
+            await self.send_headers(headers, end=False, final=False)
+        except ClientGone:
+            return False
+        return True
+
     def resumed(self) -> None:
         """The parked request goes on: re-arm the stream's deadline."""
         self.arm(force=True)
