@@ -189,8 +189,9 @@ def make_app(hub: Any, topic: Any) -> Any:
     return callback
 
 
-async def main(port: int, redis: str | None, sock: socket.socket | None = None,
-               worker: Any = None) -> None:
+async def main(
+    port: int, redis: str | None, sock: socket.socket | None = None, worker: Any = None
+) -> None:
     hub_kwargs = _accepted(fanout.Hub, LIMITS)
     if redis:
         hub_kwargs["redis"] = redis
@@ -239,8 +240,9 @@ def supervise(port: int, redis: str | None, workers: int) -> int:
     def ready() -> None:
         print("ready", sock.getsockname()[1], os.path.dirname(mhd2.__file__), flush=True)
 
-    supervisor = Supervisor(worker_main, sock, workers=workers, graceful_timeout=5.0,
-                            on_ready=ready)
+    supervisor = Supervisor(
+        worker_main, sock, workers=workers, graceful_timeout=5.0, on_ready=ready
+    )
     return supervisor.run()
 
 
@@ -248,8 +250,12 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--redis", default=None, help="Hub(redis=URL) instead of in-process")
-    ap.add_argument("--workers", type=int, default=0,
-                    help="N worker processes under mhd2.supervisor (0: one process)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="N worker processes under mhd2.supervisor (0: one process)",
+    )
     ap.add_argument(
         "--tracemalloc",
         type=int,
