@@ -103,6 +103,8 @@ GOAL_MEMORY_RATIO = 1 / 3
 #: ``--tracemalloc``: mhd2's server traces its Python allocations (RSS is then
 #: inflated by the tracing: take the memory figures from a run without it).
 TRACEMALLOC = False
+#: The private redis-server's pid (its CPU time is reported apart), once started.
+REDIS_PID: int | None = None
 #: The CPUs the servers are pinned to (None: not pinned).
 SERVER_CPUS: set[int] | None = None
 
@@ -380,8 +382,11 @@ def redis_server(cpu: str | None, logdir: Path) -> Iterator[str | None]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+        global REDIS_PID
+        REDIS_PID = proc.pid
         yield f"redis://127.0.0.1:{port}"
     finally:
+        REDIS_PID = None
         stop_process(proc)
 
 
@@ -911,11 +916,21 @@ def measure_series(server: Server, n: int, args: argparse.Namespace) -> dict[str
         interval = 1.0 / args.series_rate
         noise: dict[str, Any] = {}
         cpu0 = cpu_seconds(pid)
+        redis0 = cpu_seconds(REDIS_PID) if REDIS_PID else 0.0
         with others_on_server_cpu(pid, noise):
             series = run_series(fleet, args.series_messages, interval, args.size,
                                 args.deliver_timeout)  # fmt: skip
         server_cpu = cpu_seconds(pid) - cpu0
+        redis_cpu = (cpu_seconds(REDIS_PID) - redis0) if REDIS_PID else 0.0
         out["series"] = series.summary() | noise
+        # redis-server is pinned to the server's CPU too: its share, counted
+        # in "others" above, is given apart
+        out["series"]["redis_busy"] = (
+            round(redis_cpu / series.elapsed, 3) if series.elapsed else None
+        )
+        out["series"]["server_cpu_us_per_delivery"] = (
+            round(server_cpu / len(series.latencies) * 1e6, 2) if series.latencies else None
+        )
         out["series"]["server_busy"] = (
             round(server_cpu / series.elapsed, 3) if series.elapsed else None
         )
@@ -1205,10 +1220,10 @@ def print_report(results: dict[str, Any]) -> str:
         lines += [
             "",
             "| server | workers | N | open | subscribers per worker | messages × rate | "
-            "deliveries | p50 ms | p99 ms | max ms | lost | duplicated | client busy | "
-            "others on server CPU |",
+            "deliveries | p50 ms | p99 ms | max ms | lost | duplicated | server busy | "
+            "server CPU µs / delivery | redis busy | client busy | others on server CPU |",
             "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-            "| ---: | ---: |",
+            "| ---: | ---: | ---: | ---: | ---: |",
         ]
         for r in series:
             x = r["series"]
@@ -1219,7 +1234,10 @@ def print_report(results: dict[str, Any]) -> str:
                 f"{x['messages']} × {x['rate_per_s']:g}/s | {x['deliveries']:,} | "
                 f"{_num(x.get('p50_ms'), ',.1f')} | {_num(x.get('p99_ms'), ',.1f')} | "
                 f"{_num(x.get('max_ms'), ',.1f')} | {x['lost']:,} | {x['duplicated']:,} | "
-                f"{x.get('client_busy') or 0:.0%} | {x.get('others_on_server_cpu') or 0:.0%} |"
+                f"{x.get('server_busy') or 0:.0%} | "
+                f"{_num(x.get('server_cpu_us_per_delivery'), ',.1f')} | "
+                f"{x.get('redis_busy') or 0:.0%} | {x.get('client_busy') or 0:.0%} | "
+                f"{max(0.0, (x.get('others_on_server_cpu') or 0) - (x.get('redis_busy') or 0)):.0%} |"
             )
     ratio_lines = []
     for r in rows:
