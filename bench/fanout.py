@@ -4,6 +4,7 @@
     python bench/fanout.py --sse 1000 --ws 1000 --poll 1000 --only mhd2 --only uvicorn
     python bench/fanout.py --fit --json bench/results/fanout.json --plot bench/results/fanout.png
     python bench/fanout.py --report bench/results/fanout.json   # tables (and plot) of a saved run
+    python bench/fanout.py --sse 0 --ws 0 --poll 0 --workers-redis 1k,10k   # --workers 2 over Redis
 
 For each server, each kind (``sse``, ``ws``, ``poll``) and each N, a fresh
 server process is started on CPU 0 (``taskset``) and this client, pinned to
@@ -48,6 +49,15 @@ of about 101,000 (``ulimit -Hn``; raising it takes CAP_SYS_RESOURCE, e.g.
 ``prlimit --nofile=110000:110000 --pid $$`` as root, docker ``--ulimit
 nofile=110000:110000``, systemd ``LimitNOFILE=110000``), under
 ``/proc/sys/fs/nr_open``.  ``--fit`` adds the largest N that fits here.
+
+**Across processes** (``--workers-redis N``): the mhd2 app under mhd2's
+supervisor with ``--workers`` (2) processes, each with its own
+``Hub(redis=...)`` on the private redis-server; N SSE subscribers spread by
+the kernel over the workers (counted per worker); one worker publishes
+``--series-messages`` messages at ``--series-rate`` per second, each stamped
+with its ``time.monotonic()`` just before ``publish``; the client reads every
+stamp: end-to-end latency per delivery (p50, p99, max), and every subscriber
+must get every message once, in order (lost / duplicated).
 
 This is a benchmark, not a test: figures depend on the machine.
 """
