@@ -4,6 +4,7 @@
     python bench/fanout.py --sse 1000 --ws 1000 --poll 1000 --only mhd2 --only uvicorn
     python bench/fanout.py --fit --json bench/results/fanout.json --plot bench/results/fanout.png
     python bench/fanout.py --report bench/results/fanout.json   # tables (and plot) of a saved run
+    python bench/fanout.py --sse 0 --ws 0 --poll 0 --workers-redis 1k,10k   # --workers 2 over Redis
 
 For each server, each kind (``sse``, ``ws``, ``poll``) and each N, a fresh
 server process is started on CPU 0 (``taskset``) and this client, pinned to
@@ -49,6 +50,15 @@ of about 101,000 (``ulimit -Hn``; raising it takes CAP_SYS_RESOURCE, e.g.
 nofile=110000:110000``, systemd ``LimitNOFILE=110000``), under
 ``/proc/sys/fs/nr_open``.  ``--fit`` adds the largest N that fits here.
 
+**Across processes** (``--workers-redis N``): the mhd2 app under mhd2's
+supervisor with ``--workers`` (2) processes, each with its own
+``Hub(redis=...)`` on the private redis-server; N SSE subscribers spread by
+the kernel over the workers (counted per worker); one worker publishes
+``--series-messages`` messages at ``--series-rate`` per second, each stamped
+with its ``time.monotonic()`` just before ``publish``; the client reads every
+stamp: end-to-end latency per delivery (p50, p99, max), and every subscriber
+must get every message once, in order (lost / duplicated).
+
 This is a benchmark, not a test: figures depend on the machine.
 """
 
@@ -62,6 +72,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import select
 import shutil
@@ -72,6 +83,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +113,8 @@ GOAL_MEMORY_RATIO = 1 / 3
 #: ``--tracemalloc``: mhd2's server traces its Python allocations (RSS is then
 #: inflated by the tracing: take the memory figures from a run without it).
 TRACEMALLOC = False
+#: The private redis-server's pid (its CPU time is reported apart), once started.
+REDIS_PID: int | None = None
 #: The CPUs the servers are pinned to (None: not pinned).
 SERVER_CPUS: set[int] | None = None
 
@@ -223,14 +237,43 @@ class Server:
     log: Path
 
 
+def workers_of(name: str) -> int:
+    """``mhd2-redis-w2`` -> 2: the server runs under mhd2's supervisor with 2 workers."""
+    m = re.fullmatch(r"mhd2-redis-w(\d+)", name)
+    return int(m.group(1)) if m else 0
+
+
+def worker_pids(log: Path) -> list[int]:
+    """The worker pids a ``--workers`` server printed (``worker I pid P``)."""
+    pids = []
+    for line in log.read_text(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "worker" and parts[2] == "pid":
+            pids.append(int(parts[3]))
+    return pids
+
+
+def socket_fds(pid: int) -> int:
+    """How many sockets process *pid* holds (``/proc/PID/fd``)."""
+    n = 0
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    n += 1
+    return n
+
+
 def server_command(
     name: str, port: int, redis_url: str | None
 ) -> tuple[list[str], dict[str, str], Path]:
     env = dict(os.environ)
     if name.startswith("mhd2"):
         cmd = [sys.executable, str(SERVERS_DIR / "fanout_mhd2.py"), "--port", str(port)]
-        if name == "mhd2-redis":
+        if name.startswith("mhd2-redis"):
             cmd += ["--redis", f"{redis_url}/0"]
+        if workers := workers_of(name):
+            cmd += ["--workers", str(workers)]
         if TRACEMALLOC:
             cmd += ["--tracemalloc", "1"]
         return cmd, env, REPO
@@ -308,7 +351,11 @@ def running_server(
                     raise NotApplicable(na[-1])
                 raise RuntimeError(f"{name} exited {proc.returncode}: " + " | ".join(lines[-5:]))
             with contextlib.suppress(OSError):
-                if http_get(port, "/hello", 1.0)[0] == 200:
+                # --workers: the supervisor prints "ready" once every worker is
+                if http_get(port, "/hello", 1.0)[0] == 200 and (
+                    not workers_of(name)
+                    or any(ln.startswith("ready ") for ln in log.read_text().splitlines())
+                ):
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not answer GET /hello within 30 s")
@@ -345,8 +392,11 @@ def redis_server(cpu: str | None, logdir: Path) -> Iterator[str | None]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+        global REDIS_PID
+        REDIS_PID = proc.pid
         yield f"redis://127.0.0.1:{port}"
     finally:
+        REDIS_PID = None
         stop_process(proc)
 
 
@@ -704,6 +754,204 @@ class Fleet:
         self.ep.close()
 
 
+#: A stamped message of ``POST /series``: ``~<k> <server time.monotonic()>;``.
+STAMP = re.compile(rb"~(\d+) (\d+\.\d+);")
+
+
+@dataclass
+class Series:
+    """A steady series of stamped messages and what every subscriber received."""
+
+    n_messages: int
+    interval: float
+    latencies: array[float] = field(default_factory=lambda: array("d"))
+    lost: int = 0  # (subscriber, message) pairs never received
+    duplicated: int = 0  # received again, or out of order
+    complete: int = 0  # subscribers that got every message
+    closed: int = 0  # subscribers whose connection ended during the series
+    elapsed: float = 0.0
+    client_cpu: float = 0.0
+    answer: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def q(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))] * 1000, 2) if lat else None
+
+        return {
+            "messages": self.n_messages,
+            "rate_per_s": round(1 / self.interval, 2),
+            "deliveries": len(lat),
+            "complete": self.complete,
+            "closed": self.closed,
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "p50_ms": q(0.5),
+            "p90_ms": q(0.9),
+            "p99_ms": q(0.99),
+            "p999_ms": q(0.999),
+            "max_ms": round(lat[-1] * 1000, 2) if lat else None,
+            "min_ms": round(lat[0] * 1000, 2) if lat else None,
+            "publish_late": self.answer.get("late"),
+            "publisher_pid": self.answer.get("pid"),
+            "publish_span_s": round(self.answer["t_last"] - self.answer["t_first"], 3)
+            if self.answer
+            else None,
+            "client_busy": round(self.client_cpu / self.elapsed, 3) if self.elapsed else None,
+        }
+
+
+def run_series(fleet: Fleet, n_messages: int, interval: float, size: int, timeout: float) -> Series:
+    """``POST /series``: read every subscriber's stamps; latency per delivery at the client.
+
+    Each delivery's latency is the client's ``time.monotonic()`` after the
+    ``epoll_wait`` that returned its bytes minus the stamp the publishing worker
+    read just before ``publish`` (one ``CLOCK_MONOTONIC`` for all processes).
+    Every subscriber must see 0, 1, ..., K-1 once each, in order.
+    """
+    live = [i for i, st in enumerate(fleet.state) if st == OPEN]
+    nxt = {i: 0 for i in live}
+    carry: dict[int, bytes] = {}
+    pending = len(live)
+    res = Series(n_messages, interval)
+    lat = res.latencies
+    t0 = time.monotonic()
+    cpu0 = own_cpu()
+    fleet._pub_buf = b""
+    fleet._pub_answer = None
+    fleet.pub.sendall(
+        b"POST /series?n=%d&interval=%r&size=%d HTTP/1.1\r\nHost: bench\r\n"
+        b"Content-Length: 0\r\n\r\n" % (n_messages, interval, size)
+    )
+    pub_fd = fleet.pub.fileno()
+    deadline = t0 + n_messages * interval + timeout
+    buf, index, state = fleet.buf, fleet.index, fleet.state
+    readv, poll, finditer = os.readv, fleet.ep.poll, STAMP.finditer
+    progress = t0
+    while (pending or fleet._pub_answer is None) and time.monotonic() < deadline:
+        events = poll(0.2)
+        now = time.monotonic()
+        if events:
+            progress = now
+        elif now - progress > STALL_S + interval:
+            break
+        for fd, _ in events:
+            i = index.get(fd)
+            if i is None:
+                if fd == pub_fd:
+                    fleet._read_publisher()
+                continue
+            try:
+                k = readv(fd, [buf])
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                k, why = 0, repr(exc)
+            else:
+                why = "closed"
+            if k == 0:
+                if state[i] == OPEN and nxt.get(i, n_messages) < n_messages:
+                    pending -= 1
+                    res.closed += 1
+                fleet._fail(i, why)
+                continue
+            data = bytes(buf[:k])
+            if i in carry:
+                data = carry.pop(i) + data
+            expect = nxt[i]
+            end = 0
+            for m in finditer(data):
+                seq = int(m.group(1))
+                lat.append(now - float(m.group(2)))
+                if seq == expect:
+                    expect += 1
+                elif seq < expect:
+                    res.duplicated += 1
+                else:
+                    res.lost += seq - expect
+                    expect = seq + 1
+                end = m.end()
+            tail = data.rfind(MARKER, end)
+            if tail >= 0:
+                carry[i] = data[tail:]  # a stamp split across reads
+            if nxt[i] < n_messages <= expect:
+                pending -= 1
+            nxt[i] = expect
+    res.elapsed = time.monotonic() - t0
+    res.client_cpu = own_cpu() - cpu0
+    res.lost += sum(max(0, n_messages - v) for v in nxt.values())
+    res.complete = sum(1 for v in nxt.values() if v >= n_messages)
+    if fleet._pub_answer is None:
+        raise RuntimeError("POST /series was not answered in time")
+    res.answer = fleet._pub_answer
+    return res
+
+
+def worker_stats(port: int, pids: list[int], tries: int = 40) -> dict[str, Any]:
+    """``GET /stats`` on fresh connections until every worker has answered once."""
+    seen: dict[str, Any] = {}
+    for _ in range(tries):
+        with contextlib.suppress(OSError, ValueError):
+            stats = json.loads(http_get(port, "/stats", 5.0)[1])
+            seen[str(stats.get("pid"))] = stats
+        if all(str(p) in seen for p in pids):
+            break
+    return seen
+
+
+def measure_series(server: Server, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """N SSE subscribers spread over the workers; a steady series; latency per delivery."""
+    pid = server.proc.pid
+    pids = worker_pids(server.log)
+    warm_up(server, "sse", args.size)
+    settle(pid)
+    fds0 = {p: socket_fds(p) for p in pids}
+    fleet = Fleet(server.port, "sse", sources_for(n, args.per_source))
+    out: dict[str, Any] = {"server": server.name, "kind": "series", "n": n,
+                           "workers": len(pids)}  # fmt: skip
+    try:
+        out["open_s"] = round(fleet.open(n, args.window, args.open_timeout), 2)
+        out["open"] = fleet.open_count
+        first = fleet.deliver(1, args.size, args.deliver_timeout)
+        out["first"] = first.summary(n)
+        settle(pid)
+        # each worker's sockets now minus before (the publisher's connection is
+        # in one of them): how the kernel spread the subscribers
+        out["connections_per_worker"] = {str(p): socket_fds(p) - fds0[p] for p in pids}
+        stats = worker_stats(server.port, pids)
+        out["sse_subscribers_per_worker"] = {
+            p: s.get("subscribers", {}).get("sse") for p, s in stats.items()
+        }
+        interval = 1.0 / args.series_rate
+        noise: dict[str, Any] = {}
+        cpu0 = cpu_seconds(pid)
+        redis0 = cpu_seconds(REDIS_PID) if REDIS_PID else 0.0
+        with others_on_server_cpu(pid, noise):
+            series = run_series(fleet, args.series_messages, interval, args.size,
+                                args.deliver_timeout)  # fmt: skip
+        server_cpu = cpu_seconds(pid) - cpu0
+        redis_cpu = (cpu_seconds(REDIS_PID) - redis0) if REDIS_PID else 0.0
+        out["series"] = series.summary() | noise
+        # redis-server is pinned to the server's CPU too: its share, counted
+        # in "others" above, is given apart
+        out["series"]["redis_busy"] = (
+            round(redis_cpu / series.elapsed, 3) if series.elapsed else None
+        )
+        out["series"]["server_cpu_us_per_delivery"] = (
+            round(server_cpu / len(series.latencies) * 1e6, 2) if series.latencies else None
+        )
+        out["series"]["server_busy"] = (
+            round(server_cpu / series.elapsed, 3) if series.elapsed else None
+        )
+        out["hub_stats_per_worker"] = worker_stats(server.port, pids)
+    finally:
+        out["failures"] = len(fleet.failures)
+        out["first_failures"] = sorted(set(fleet.failures))[:5]
+        fleet.close()
+    return out
+
+
 # -------------------------------------------------------------------- one measurement
 
 
@@ -913,7 +1161,7 @@ def rows_of(results: dict[str, Any]) -> list[dict[str, Any]]:
             base[(r["server"], r["n"])] = r["bytes_per_conn"]
     rows = []
     for r in results["runs"]:
-        if r.get("kind") == "idle" or "error" in r or "n/a" in r:
+        if r.get("kind") in ("idle", "series") or "error" in r or "n/a" in r:
             continue
         b = base.get((r["server"], r["n"]))
         if b is None:  # the nearest N measured for this server
@@ -967,6 +1215,8 @@ def print_report(results: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['server']} | {r['kind']} | {r['n']:,} | {r.get('n/a') or r.get('error')} |||||||||"
             )
+    if not rows and not any("error" in r or "n/a" in r for r in results["runs"]):
+        lines = []  # only --workers-redis rows: their own table below
     idle = [r for r in results["runs"] if r.get("kind") == "idle" and "bytes_per_conn" in r]
     if idle:
         lines += [
@@ -975,6 +1225,30 @@ def print_report(results: dict[str, Any]) -> str:
             "| --- | ---: | ---: |",
         ]
         lines += [f"| {r['server']} | {r['open']:,} | {r['bytes_per_conn']:,} |" for r in idle]
+    series = [r for r in results["runs"] if r.get("kind") == "series" and r.get("series")]
+    if series:
+        lines += [
+            "",
+            "| server | workers | N | open | subscribers per worker | messages × rate | "
+            "deliveries | p50 ms | p99 ms | max ms | lost | duplicated | server busy | "
+            "server CPU µs / delivery | redis busy | client busy | others on server CPU |",
+            "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+            "| ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for r in series:
+            x = r["series"]
+            per = r.get("sse_subscribers_per_worker") or r.get("connections_per_worker") or {}
+            lines.append(
+                f"| {r['server']} | {r.get('workers')} | {r['n']:,} | {r.get('open', 0):,} | "
+                f"{' + '.join(f'{v:,}' for v in per.values() if v is not None)} | "
+                f"{x['messages']} × {x['rate_per_s']:g}/s | {x['deliveries']:,} | "
+                f"{_num(x.get('p50_ms'), ',.1f')} | {_num(x.get('p99_ms'), ',.1f')} | "
+                f"{_num(x.get('max_ms'), ',.1f')} | {x['lost']:,} | {x['duplicated']:,} | "
+                f"{x.get('server_busy') or 0:.0%} | "
+                f"{_num(x.get('server_cpu_us_per_delivery'), ',.1f')} | "
+                f"{x.get('redis_busy') or 0:.0%} | {x.get('client_busy') or 0:.0%} | "
+                f"{max(0.0, (x.get('others_on_server_cpu') or 0) - (x.get('redis_busy') or 0)):.0%} |"
+            )
     ratio_lines = []
     for r in rows:
         if r["server"] != "mhd2":
@@ -1110,6 +1384,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ws", default="10k", help="N for WebSocket (default: %(default)s)")
     p.add_argument("--poll", default="10k", help="N for long poll (default: %(default)s)")
     p.add_argument(
+        "--workers-redis",
+        default="",
+        metavar="N[,N...]",
+        help="N SSE subscribers of the mhd2 app under mhd2's supervisor with --workers "
+        "processes, Hub(redis=...) on the private redis-server; a steady --series-messages "
+        "series through one worker; end-to-end latency per delivery (default: none)",
+    )
+    p.add_argument("--workers", type=int, default=2, help="workers for --workers-redis")
+    p.add_argument(
+        "--series-messages", type=int, default=200, help="messages in the --workers-redis series"
+    )
+    p.add_argument(
+        "--series-rate",
+        type=float,
+        default=20.0,
+        help="messages per second in the --workers-redis series (default: %(default)s)",
+    )
+    p.add_argument(
         "--only",
         action="append",
         choices=SERVER_NAMES,
@@ -1204,9 +1496,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.plot:
             plot(saved, Path(args.plot))
         return 0
-    wanted = max([1, *parse_ns(args.sse), *parse_ns(args.ws), *parse_ns(args.poll)]) + FD_MARGIN
+    series_ns = parse_ns(args.workers_redis)
+    wanted = max([1, *parse_ns(args.sse), *parse_ns(args.ws), *parse_ns(args.poll), *series_ns])
+    wanted += FD_MARGIN
     limit = nofile_limit(wanted)
     todo, skipped = plan(args, limit)
+    for n in series_ns:
+        if n + FD_MARGIN > limit:
+            skipped.append(f"--workers-redis {fd_note(n, limit)}")
+    series_ns = [n for n in series_ns if n + FD_MARGIN <= limit]
     servers = args.only or list(SERVER_NAMES)
     if not args.no_pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(args.client_cpu)})
@@ -1227,14 +1525,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fanout-") as tmp, contextlib.ExitStack() as stack:
         logdir = Path(tmp)
         redis_url = None
-        if any(s.endswith("-redis") for s in servers):
+        if series_ns or any(s.endswith("-redis") for s in servers):
             redis_url = stack.enter_context(redis_server(server_cpu, logdir))
             if redis_url is None:
                 results["skipped"].append("*-redis rows: no redis-server on PATH")
                 servers = [s for s in servers if not s.endswith("-redis")]
+                series_ns = []
         jobs = [(s, "idle", n) for s in servers for n in baseline_ns]
         jobs += [(s, kind, n) for kind, n in todo for s in servers]
         jobs.sort(key=lambda j: (j[2], j[1] != "idle", j[1], servers.index(j[0])))
+        jobs += [(f"mhd2-redis-w{args.workers}", "series", n) for n in series_ns]
         not_applicable: set[str] = set()
         for name, kind, n in jobs:
             if name in not_applicable:
@@ -1242,7 +1542,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:15s} {kind:5s} N={n:>7,} ...", end=" ", file=sys.stderr, flush=True)
             try:
                 with running_server(name, server_cpu, logdir, redis_url) as server:
-                    r = measure(server, kind, n, args)
+                    if kind == "series":
+                        r = measure_series(server, n, args)
+                    else:
+                        r = measure(server, kind, n, args)
             except NotApplicable as exc:
                 not_applicable.add(name)
                 r = {"server": name, "kind": kind, "n": n, "n/a": f"n/a: {exc}"}
@@ -1251,7 +1554,13 @@ def main(argv: list[str] | None = None) -> int:
             results["runs"].append(r)
             brief = {k: r.get(k) for k in ("open", "bytes_per_conn", "bytes_per_subscriber",
                                            "last_ms_median", "deliveries_per_s", "failures",
-                                           "n/a", "error") if r.get(k) is not None}  # fmt: skip
+                                           "n/a", "error", "connections_per_worker")
+                     if r.get(k) is not None}  # fmt: skip
+            if r.get("series"):
+                brief["series"] = {
+                    k: r["series"].get(k)
+                    for k in ("p50_ms", "p99_ms", "max_ms", "lost", "duplicated", "complete")
+                }
             print(json.dumps(brief), file=sys.stderr, flush=True)
             if args.json:  # after every run: a crash keeps what was measured
                 Path(args.json).write_text(json.dumps(results, indent=1) + "\n")

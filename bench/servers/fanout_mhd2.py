@@ -9,10 +9,15 @@ The same routes as the peers' ``fanout_asgi.py``:
 | ``GET /ws`` | ``mhd2.fanout.action_websocket_subscribe`` |
 | ``POST /publish?n=K&size=S`` | ``await topic.publish(...)`` K times with S bytes of data; answers JSON with the ``time.monotonic()`` just before the first publish and just after the last |
 | ``GET /hello`` | a 2-byte ``ok`` (the bare idle-connection baseline) |
-| ``GET /stats`` | ``hub.stats()`` as JSON |
+| ``POST /series?n=K&interval=S&size=B`` | ``topic.publish`` K times on a steady schedule (message k at start + k*S), each message's data ``~<k> <time.monotonic()>`` read just before its publish (padded to B bytes); answers JSON ``{"n", "t_first", "t_last", "late"}`` once all are published |
+| ``GET /stats`` | ``hub.stats()`` as JSON, with this process's ``pid`` |
 | ``GET /tracemalloc/mark``, ``GET /tracemalloc/diff?n=N`` | with ``--tracemalloc``: a snapshot, then the lines that allocated most since it (bytes, and bytes per each of N subscribers) |
 
-Usage: ``python bench/servers/fanout_mhd2.py [--port P] [--redis URL] [--tracemalloc FRAMES]``.
+Usage: ``python bench/servers/fanout_mhd2.py [--port P] [--redis URL] [--workers N] [--tracemalloc FRAMES]``.
+With ``--workers N`` the port is bound once and ``mhd2.supervisor.Supervisor``
+forks N workers sharing it (what ``python -m mhd2 run --workers N`` does);
+each worker makes its own ``Hub`` (and so, with ``--redis``, its own Redis
+reader) inside its own trio run.
 Prints ``ready <port> <mhd2 path>`` once listening; SIGINT or SIGTERM stops
 it.  If this mhd2 has no ``mhd2.fanout`` (or no ``Hub(redis=...)``), it
 prints ``n/a: <reason>`` and exits with status 3, which the harness reports
@@ -30,6 +35,7 @@ import inspect
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import tracemalloc
@@ -135,6 +141,28 @@ def make_app(hub: Any, topic: Any) -> Any:
         body = {"n": n, "t_publish": t_publish, "t_done": t_done}
         return mhd2.action_from_response(request, _json(200, body))
 
+    async def series(request: mhd2.Request) -> mhd2.Action:
+        # A steady stream of stamped messages: the client reads each stamp
+        # (same CLOCK_MONOTONIC) to get publish -> received per delivery.
+        n = int(request.args.get("n", "200"))
+        interval = float(request.args.get("interval", "0.05"))
+        size = int(request.args.get("size", "32"))
+        start = trio.current_time()
+        late = 0
+        t_first = t_last = 0.0
+        for k in range(n):
+            due = start + k * interval
+            if trio.current_time() > due + interval:
+                late += 1
+            await trio.sleep_until(due)
+            t_last = time.monotonic()
+            if k == 0:
+                t_first = t_last
+            stamp = b"~%d %.6f;" % (k, t_last)
+            await topic.publish(stamp + b"a" * max(0, size - len(stamp)), event="message")
+        body = {"n": n, "t_first": t_first, "t_last": t_last, "late": late, "pid": os.getpid()}
+        return mhd2.action_from_response(request, _json(200, body))
+
     def callback(request: mhd2.Request) -> mhd2.Action | Awaitable[mhd2.Action]:
         path = request.path
         if path == "/sse":
@@ -146,19 +174,24 @@ def make_app(hub: Any, topic: Any) -> Any:
             return fanout.action_websocket_subscribe(request, topic)
         if path == "/publish":
             return publish(request)
+        if path == "/series":
+            return series(request)
         if path.startswith("/tracemalloc/") and tracemalloc.is_tracing():
             return mhd2.action_from_response(request, _json(200, _tracemalloc(path, request)))
         if path == "/stats":
             stats = hub.stats()
             if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
                 stats = dataclasses.asdict(stats)
+            stats = {**stats, "pid": os.getpid()}
             return mhd2.action_from_response(request, _json(200, stats))
         return mhd2.action_from_response(request, OK)
 
     return callback
 
 
-async def main(port: int, redis: str | None) -> None:
+async def main(
+    port: int, redis: str | None, sock: socket.socket | None = None, worker: Any = None
+) -> None:
     hub_kwargs = _accepted(fanout.Hub, LIMITS)
     if redis:
         hub_kwargs["redis"] = redis
@@ -169,25 +202,60 @@ async def main(port: int, redis: str | None) -> None:
         sys.exit(EXIT_NOT_APPLICABLE)
     async with hub:
         topic = hub.topic("bench", history=HISTORY, **_accepted(hub.topic, LIMITS))
+        where: dict[str, Any] = (
+            {"listen_socket": sock}
+            if sock is not None
+            else {"host": "127.0.0.1", "port": port, "backlog": 4096}
+        )
         daemon = mhd2.Daemon(
             make_app(hub, topic),
-            host="127.0.0.1",
-            port=port,
-            backlog=4096,
+            **where,
             connection_limit=None,
             timeout=QUIET_S,
         )
         async with daemon as d:
-            print("ready", d.port, os.path.dirname(mhd2.__file__), flush=True)
+            if worker is None:
+                print("ready", d.port, os.path.dirname(mhd2.__file__), flush=True)
+            else:
+                print("worker", worker.index, "pid", os.getpid(), flush=True)
+                worker.ready()
             with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for _ in signals:
                     break
+
+
+def supervise(port: int, redis: str | None, workers: int) -> int:
+    """Bind once, fork *workers* under mhd2's supervisor; each runs :func:`main`."""
+    from mhd2.supervisor import Supervisor
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(4096)
+
+    def worker_main(listen: socket.socket, worker: Any) -> int:
+        trio.run(main, port, redis, listen, worker)
+        return 0
+
+    def ready() -> None:
+        print("ready", sock.getsockname()[1], os.path.dirname(mhd2.__file__), flush=True)
+
+    supervisor = Supervisor(
+        worker_main, sock, workers=workers, graceful_timeout=5.0, on_ready=ready
+    )
+    return supervisor.run()
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--redis", default=None, help="Hub(redis=URL) instead of in-process")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="N worker processes under mhd2.supervisor (0: one process)",
+    )
     ap.add_argument(
         "--tracemalloc",
         type=int,
@@ -198,4 +266,6 @@ if __name__ == "__main__":
     a = ap.parse_args()
     if a.tracemalloc:
         tracemalloc.start(a.tracemalloc)
+    if a.workers:
+        sys.exit(supervise(a.port, a.redis, a.workers))
     trio.run(main, a.port, a.redis)
