@@ -11,6 +11,8 @@ import base64
 import json
 import re
 
+from ..websocket.session import frame_header
+
 __all__ = [
     "as_text",
     "json_item",
@@ -91,19 +93,9 @@ def ws_frame(message_id: str, event: str | None, data: bytes) -> bytes:
     """One whole unmasked WebSocket data frame carrying :func:`json_item`'s object.
 
     A text frame when *data* is UTF-8, else a binary frame (whose JSON says
-    ``"encoding": "base64"``).  RFC 6455 §5.2: "The length of the Payload
-    data, in bytes: if 0-125, that is the payload length.  If 126, the
-    following 2 bytes interpreted as a 16-bit unsigned integer are the
-    payload length.  If 127, the following 8 bytes interpreted as a 64-bit
-    unsigned integer".  Servers do not mask (§5.1).
+    ``"encoding": "base64"``), headed by the WebSocket session's own
+    :func:`~mhd2.websocket.session.frame_header`.
     """
     payload = json_item(message_id, event, data)
     first = 0x81 if as_text(data) is not None else 0x82
-    length = len(payload)
-    if length < 126:
-        header = bytes((first, length))
-    elif length < 65536:
-        header = bytes((first, 126)) + length.to_bytes(2, "big")
-    else:
-        header = bytes((first, 127)) + length.to_bytes(8, "big")
-    return header + payload
+    return frame_header(first, len(payload)) + payload

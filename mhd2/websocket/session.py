@@ -27,6 +27,7 @@ __all__ = [
     "CloseReason",
     "ConnectionClosed",
     "WebSocket",
+    "frame_header",
 ]
 
 logger = logging.getLogger("mhd2")
@@ -92,6 +93,21 @@ class ConnectionClosed(Exception):
         super().__init__(f"the WebSocket is closed: {reason.code} {reason.reason}".rstrip())
         self.reason = reason
 
+
+
+def frame_header(first_byte: int, length: int) -> bytes:
+    """The head of one unmasked frame (servers do not mask, RFC 6455 §5.1).
+
+    RFC 6455 §5.2: "The length of the Payload data, in bytes: if 0-125, that
+    is the payload length.  If 126, the following 2 bytes interpreted as a
+    16-bit unsigned integer are the payload length.  If 127, the following 8
+    bytes interpreted as a 64-bit unsigned integer".
+    """
+    if length < 126:
+        return bytes((first_byte, length))
+    if length < 65536:
+        return bytes((first_byte, 126)) + length.to_bytes(2, "big")
+    return bytes((first_byte, 127)) + length.to_bytes(8, "big")
 
 class WebSocket:
     """One server-side WebSocket connection, handed to the handler of :func:`action_websocket`.
@@ -204,16 +220,7 @@ class WebSocket:
         if self.closed is not None or self._conn.state is not ConnectionState.OPEN:
             raise ConnectionClosed(self.closed or CloseReason(1000, "closing"))
         length = len(payload)
-        # "The length of the Payload data, in bytes: if 0-125, that is the
-        # payload length.  If 126, the following 2 bytes interpreted as a
-        # 16-bit unsigned integer are the payload length.  If 127, the
-        # following 8 bytes interpreted as a 64-bit unsigned integer".
-        if length < 126:
-            header = bytes((first_byte, length))
-        elif length < 65536:
-            header = bytes((first_byte, 126)) + length.to_bytes(2, "big")
-        else:
-            header = bytes((first_byte, 127)) + length.to_bytes(8, "big")
+        header = frame_header(first_byte, length)
         if length < 16384:
             await self._send_locked(lambda: (header + payload,))
         else:
