@@ -152,7 +152,37 @@ def _with_headers(response: Response, pairs: list[tuple[str, str]]) -> Response:
     return response
 
 
-class HTTPCycle(Changes):
+class Cycle(Changes):
+    """What an HTTP and a WebSocket cycle share: their request, scope and bridge
+    record, and being listed in ``shared.cycles`` until the request ends.
+
+    A subclass sets its own state, then calls :meth:`_watch_end` last (the
+    request may have ended already, and :meth:`_ended` looks at that state).
+    """
+
+    __slots__ = ("app_done", "end_code", "request", "scope", "shared")
+
+    def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
+        super().__init__()
+        self.request = request
+        self.scope = scope
+        self.shared = shared
+        self.app_done = False
+        self.end_code: RequestEndedCode | None = None
+
+    def _watch_end(self) -> None:
+        """Have :meth:`_ended` told when the request ends; list the cycle until then."""
+        request_on_end(self.request, self._ended)
+        if self.end_code is None:
+            self.shared.cycles[self.request] = self
+
+    def _ended(self, code: RequestEndedCode) -> None:
+        """The request is over: note how, and unlist the cycle (subclasses go on)."""
+        self.end_code = code
+        self.shared.cycles.pop(self.request, None)
+
+
+class HTTPCycle(Cycle):
     """The meeting point of the daemon's task and the app's task for one request.
 
     Args:
@@ -173,24 +203,16 @@ class HTTPCycle(Changes):
         "_taken",
         "_trailers",
         "_want_body",
-        "app_done",
         "body_done",
         "body_piece",
-        "end_code",
         "failed",
         "finished",
         "next_piece",
-        "request",
         "response",
-        "scope",
-        "shared",
     )
 
     def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
-        self.request = request
-        self.scope = scope
-        self.shared = shared
-        super().__init__()
+        super().__init__(request, scope, shared)
         #: A piece of the body the daemon has read and the app not taken yet.
         self.body_piece: bytes | None = None
         #: A piece read while ``body_piece`` was not taken yet (the daemon has
@@ -221,17 +243,12 @@ class HTTPCycle(Changes):
         self.finished = False
         #: The app failed after ``http.response.start``: abort.
         self.failed = False
-        self.app_done = False
-        self.end_code: RequestEndedCode | None = None
-        request_on_end(request, self._ended)
-        if self.end_code is None:
-            shared.cycles[request] = self
+        self._watch_end()
 
     # -- waking the other side -------------------------------------------------------
 
     def _ended(self, code: RequestEndedCode) -> None:
-        self.end_code = code
-        self.shared.cycles.pop(self.request, None)
+        super()._ended(code)
         self.notify()
 
     def too_slow(self) -> None:

@@ -29,12 +29,10 @@ from .. import (
     Response,
     action_from_response,
     action_suspend,
-    request_on_end,
     request_resume,
 )
 from ..websocket import ConnectionClosed, WebSocket, action_websocket
-from .http import ClientDisconnected, Message, Shared
-from .wake import Changes
+from .http import ClientDisconnected, Cycle, Message, Shared
 
 __all__ = ["WebSocketCycle"]
 
@@ -47,7 +45,7 @@ def _text_pairs(headers: Any) -> list[tuple[str, str]]:
     return [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers]
 
 
-class WebSocketCycle(Changes):
+class WebSocketCycle(Cycle):
     """The meeting point of the daemon's side and the app's task for one WebSocket.
 
     Args:
@@ -58,17 +56,13 @@ class WebSocketCycle(Changes):
 
     __slots__ = (
         "_accept", "_connect_given", "_denial", "_denial_body", "_incoming",
-        "app_done", "app_failed", "closed", "end_code", "max_message_size", "request", "response",
-        "scope", "shared", "ws",
+        "app_failed", "closed", "max_message_size", "response", "ws",
     )
 
     def __init__(self, request: Request, scope: dict[str, Any], shared: Shared,
                  max_message_size: int = 1 << 20) -> None:
-        self.request = request
-        self.scope = scope
-        self.shared = shared
+        super().__init__(request, scope, shared)
         self.max_message_size = max_message_size
-        super().__init__()
         self._connect_given = False
         self._accept: Message | None = None
         self._denial: Message | None = None
@@ -78,16 +72,11 @@ class WebSocketCycle(Changes):
         self._incoming: deque[str | bytes] = deque()
         #: ``(code, reason)`` once the connection is closed.
         self.closed: tuple[int, str] | None = None
-        self.app_done = False
         self.app_failed = False
-        self.end_code: RequestEndedCode | None = None
-        request_on_end(request, self._ended)
-        if self.end_code is None:
-            shared.cycles[request] = self
+        self._watch_end()
 
     def _ended(self, code: RequestEndedCode) -> None:
-        self.end_code = code
-        self.shared.cycles.pop(self.request, None)
+        super()._ended(code)
         if code is RequestEndedCode.COMPLETED_OK_UPGRADE:
             return  # the 101 is sent: the handler runs next, and tells the rest
         if self.ws is None and self.closed is None:
