@@ -36,7 +36,7 @@ from .options import DaemonOptions
 from .request import Request
 from .shared import Shared
 from .tls import sni_server_name
-from .transport import Transport
+from .transport import Transport, send_last_words
 
 __all__ = ["Daemon"]
 
@@ -586,10 +586,5 @@ def _client_address(peer: Any) -> tuple[str, int]:
 
 def _refuse(sock: stdlib_socket.socket) -> None:
     """Answer 503 if that can be written without blocking, then close."""
-    try:
-        sock.setblocking(False)
-        sock.send(REFUSAL_REPLY)
-        sock.shutdown(stdlib_socket.SHUT_WR)
-    except OSError:
-        pass
+    send_last_words(sock, REFUSAL_REPLY)
     sock.close()

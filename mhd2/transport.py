@@ -27,7 +27,7 @@ import trio
 
 from .plain_stream import PlainSocketStream, translate_error
 
-__all__ = ["Transport", "TransportError"]
+__all__ = ["Transport", "TransportError", "send_last_words"]
 
 #: The inactivity deadline may lag real progress by this many seconds, so
 #: that it is not moved on every read and write (moving it is not free).
@@ -562,11 +562,21 @@ PLAIN_HTTP_TO_TLS_REPLY: Final = (
 )
 
 
-def _answer_plain_http(sock: socket.socket) -> None:
-    """OpenSSL saw a plain HTTP request: say so in plain HTTP (never blocks)."""
+def send_last_words(sock: socket.socket, reply: bytes) -> None:
+    """Send *reply* if it can go without blocking, then shut down the sending side.
+
+    For the daemon's fixed answers before a connection is dropped (the 503 of
+    a refusal, the 400 for plain HTTP on a TLS port); errors are ignored, the
+    caller closes the socket.
+    """
     try:
         sock.setblocking(False)
-        sock.send(PLAIN_HTTP_TO_TLS_REPLY)
+        sock.send(reply)
         sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass
+
+
+def _answer_plain_http(sock: socket.socket) -> None:
+    """OpenSSL saw a plain HTTP request: say so in plain HTTP (never blocks)."""
+    send_last_words(sock, PLAIN_HTTP_TO_TLS_REPLY)
