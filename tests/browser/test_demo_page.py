@@ -207,6 +207,32 @@ def test_name_is_remembered_across_visits(browser: Any) -> None:
         assert line.locator(".name").text_content() == "dora"
 
 
+def test_messages_typed_while_a_send_is_answered_are_not_lost(browser: Any) -> None:
+    """The text box is emptied when a message is sent, not when the POST answers:
+    the next message, typed while the answer is on its way, is sent as typed."""
+    with demo() as (url, _):
+        page = browser.new_page()
+        page.goto(url)
+        wait_status(page, "long polling")
+        held: list[Any] = []
+        page.route("**/send", lambda route: held.append(route))  # each POST /send waits for continue_()
+        page.fill("#name", "fred")
+        for n in range(3):
+            page.fill("#text", f"typed quickly {n}")
+            if held:  # the previous message's answer arrives after this one was typed
+                with page.expect_response("**/send"):
+                    held.pop().continue_()
+                page.evaluate("new Promise((resolve) => setTimeout(resolve, 0))")
+            # Old pages emptied the box on the answer, and the click sent nothing.
+            with page.expect_request("**/send", timeout=WAIT_MS):
+                page.click("#send button")
+            while not held:  # the route handler runs in the next dispatch
+                page.wait_for_timeout(10)
+        held.pop().continue_()
+        for n in range(3):
+            message(page, f"typed quickly {n}").wait_for(state="visible", timeout=WAIT_MS)
+
+
 def test_open_pages_follow_a_restart_of_the_demo(browser: Any, tmp_path: Path) -> None:
     """Ids never repeat, not even after a restart (in-process ids start with the
     start time): every mode shows the new messages after the old ones."""
