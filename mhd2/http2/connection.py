@@ -167,7 +167,7 @@ class HTTP2Connection(FramesIn):
         """
         self._send_goaway()
         for stream in list(self.streams.values()):
-            stream.exchange.wake_for_stop()
+            stream.begin_stop()
         if not self.streams:
             self._closing = True
             self._stop_reader()
