@@ -527,9 +527,10 @@ class H2Stream:
                 await send_error_page(self, outcome.status)
             return outcome.code
         exchange.response = outcome
-        if not self.body_ended and not self.expects_continue and not self.tunnel:
+        if (not self.body_ended and not self.expects_continue and not self.tunnel
+                and request.method != "CONNECT"):
             # (A client waiting for 100 Continue sends no body: answer at once;
-            # an extended CONNECT refused has tunnel bytes, not a body, to come.)
+            # after a CONNECT come tunnel bytes, not a body -- RFC 9113 §8.5.)
             await self._discard_small_body()
         code = await send_response(self, exchange, outcome, is_head=request.method == "HEAD",
                                    add_date=not options.suppress_date_header)
