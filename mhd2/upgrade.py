@@ -1,6 +1,8 @@
 """The upgraded-connection handle: ``upgraded_recv`` / ``upgraded_send`` / ``upgraded_close``.
 
-After ``101 Switching Protocols`` the connection no longer speaks HTTP; the
+After ``101 Switching Protocols`` the connection no longer speaks HTTP (over
+HTTP/2: after the ``200`` to an extended CONNECT, RFC 8441, the stream
+carries the bytes: :mod:`mhd2.http2.tunnel`); the
 upgrade handler talks to the client through an :class:`UpgradeHandle`, with
 MHD2's semantics (timeouts in seconds, ``0`` = do not block, partial sends
 reported) and MHD2's error codes as exceptions.  The handle is also a

@@ -56,7 +56,11 @@ def action_websocket(
     The handshake is checked as RFC 6455 §4.2.1 asks (``GET``, HTTP/1.1,
     ``Connection: Upgrade``, ``Upgrade: websocket``, ``Sec-WebSocket-Version:
     13``, a ``Sec-WebSocket-Key`` of 16 bytes in base64, no body); a bad one
-    is answered ``400`` with the reason in the body (never ``101``).
+    is answered ``400`` with the reason in the body (never ``101``).  Over
+    HTTP/2 the handshake is an extended CONNECT (RFC 8441 §5), which
+    :mod:`mhd2.http2` presents as ``GET`` with ``Upgrade: websocket``: only
+    ``Sec-WebSocket-Version: 13`` is checked (no key, no ``Accept``), and
+    the answer is ``200`` on the stream.
 
     Args:
         request: the request to answer.
