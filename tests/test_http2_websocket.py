@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from conftest import WAIT, running, text_response
 from h2.settings import SettingCodes
 from h2raw import RawH2, Reply
@@ -393,3 +394,41 @@ async def test_large_messages_both_ways() -> None:
         assert await ws.message(timeout=WAIT * 2) == big
         await client.aclose()
 
+
+
+async def test_client_vanishing_ends_every_handler_with_1006_not_a_cancellation() -> None:
+    opened: list[int] = []
+    all_open = trio.Event()
+    outcomes: list[str] = []
+    all_done = trio.Event()
+    ended: list[RequestEndedCode] = []
+
+    async def handler(ws: WebSocket) -> None:
+        opened.append(1)
+        if len(opened) == 3:
+            all_open.set()
+        try:
+            await ws.receive()
+        except ConnectionClosed as exc:
+            outcomes.append(f"closed {exc.reason.code}")
+        except trio.Cancelled:
+            outcomes.append("cancelled")
+            raise
+        finally:
+            if len(outcomes) == 3:
+                all_done.set()
+
+    async with running(_app(handler), notify_request_ended=lambda r, c: ended.append(c)) \
+            as daemon:
+        client = await RawH2.connect(daemon.port)
+        for _ in range(3):
+            await H2WebSocket.open(client)
+        with trio.fail_after(WAIT):
+            await all_open.wait()
+        await client.aclose()  # no END_STREAM, no RST_STREAM, no GOAWAY: gone
+        with trio.fail_after(WAIT):
+            await all_done.wait()
+            while daemon.connection_count:
+                await trio.testing.wait_all_tasks_blocked()
+        assert outcomes == ["closed 1006"] * 3
+        assert ended == [RequestEndedCode.COMPLETED_OK_UPGRADE] * 3
