@@ -432,3 +432,26 @@ async def test_client_vanishing_ends_every_handler_with_1006_not_a_cancellation(
                 await trio.testing.wait_all_tasks_blocked()
         assert outcomes == ["closed 1006"] * 3
         assert ended == [RequestEndedCode.COMPLETED_OK_UPGRADE] * 3
+
+
+async def test_keepalive_pings_over_a_stream_and_closes_1011_when_unanswered() -> None:
+    async with running(_app(echo, ping_interval=0.2)) as daemon:
+        client = await RawH2.connect(daemon.port)
+        ws = await H2WebSocket.open(client)
+        # The helper answers pings: the WebSocket stays open across several.
+        for _ in range(2):
+            event = await ws.event()
+            assert isinstance(event, Ping)
+        await ws.text("still here")
+        assert await ws.message() == "still here"
+        # A client that does not answer (and sends nothing) is closed with 1011.
+        quiet = await H2WebSocket.open(client)
+        with trio.fail_after(WAIT):
+            while True:
+                quiet._feed()
+                events = list(quiet.ws.events())
+                if any(isinstance(e, CloseConnection) for e in events):
+                    break
+                await client.receive()
+        assert next(e for e in events if isinstance(e, CloseConnection)).code == 1011
+        await client.aclose()

@@ -222,7 +222,8 @@ class H2Stream:
         timeout (at most a second) ago: moving a deadline is not free.
         """
         timeout = self._timeout
-        if timeout is None:
+        if timeout is None or self.upgraded is not None:
+            # (An upgraded stream has no inactivity limit: mhd2.http2.tunnel.)
             self.scope.deadline = math.inf
             return
         now = trio.current_time()
