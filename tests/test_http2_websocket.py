@@ -12,7 +12,7 @@ from conftest import WAIT, running, text_response
 from h2.settings import SettingCodes
 from h2raw import RawH2, Reply
 from h2ws import H2WebSocket, extended_connect
-from hyperframe.frame import SettingsFrame
+from hyperframe.frame import HeadersFrame, RstStreamFrame, SettingsFrame
 from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 
 import mhd2
@@ -454,4 +454,40 @@ async def test_keepalive_pings_over_a_stream_and_closes_1011_when_unanswered() -
                     break
                 await client.receive()
         assert next(e for e in events if isinstance(e, CloseConnection)).code == 1011
+        await client.aclose()
+
+
+async def test_websockets_beyond_max_concurrent_streams_are_refused() -> None:
+    async with running(_app(echo), http2_max_concurrent_streams=4) as daemon:
+        client = await RawH2.connect(daemon.port)
+        await client.until(lambda: client.conn.remote_settings.max_concurrent_streams == 4)
+        sockets = [await H2WebSocket.open(client) for _ in range(4)]
+        # h2 (the client) keeps to the limit itself: send the fifth HEADERS raw.
+        sid = 2 * len(sockets) + 1
+        block = client.conn.encoder.encode([
+            (b":method", b"CONNECT"), (b":protocol", b"websocket"), (b":scheme", b"http"),
+            (b":path", b"/ws"), (b":authority", b"localhost"), (b"sec-websocket-version", b"13")])
+        await client.send_raw(HeadersFrame(sid, block, flags=["END_HEADERS"]).serialize())
+        # (The client's h2 never opened the stream: it makes no event of the
+        # answer, so the frame itself is looked for.)
+        def answer() -> list[Any]:
+            return [f for f in client.frames if f.stream_id == sid]
+        await client.until(answer)
+        # RFC 9113 §5.1.2: REFUSED_STREAM (0x7), the client may retry.
+        assert [(type(f), getattr(f, "error_code", None)) for f in answer()] == [
+            (RstStreamFrame, 7)]
+        await sockets[0].text("the others go on")
+        assert await sockets[0].message() == "the others go on"
+        await client.aclose()
+
+
+async def test_data_sent_right_behind_the_extended_connect_comes_first() -> None:
+    async with running(_app(echo)) as daemon:
+        client = await RawH2.connect(daemon.port)
+        sid = extended_connect(client)
+        ws = H2WebSocket(client, sid)
+        # Frames queued with the HEADERS, before the 200 came back.
+        await ws.text("early")
+        assert await ws.message() == "early"
+        assert ws.reply.status == 200
         await client.aclose()
