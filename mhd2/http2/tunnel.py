@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from h2.errors import ErrorCodes
@@ -42,9 +42,11 @@ from .checks import strip_response_fields
 
 if TYPE_CHECKING:
     from ..actions import UpgradeAction
-    from .stream import H2Stream
+    from ..exchange import Exchange
+    from ..shared import Shared
+    from .machine import ServerH2
 
-__all__ = ["LINGER_SECONDS", "StreamTunnel", "serve_upgrade"]
+__all__ = ["LINGER_SECONDS", "StreamTunnel", "TunnelConnection", "TunnelStream", "serve_upgrade"]
 
 logger = logging.getLogger("mhd2")
 
@@ -55,6 +57,61 @@ FLUSH_BYTES = 64 * 1024
 #: reset the stream (``RST_STREAM(NO_ERROR)``, RFC 9113 §8.1).
 LINGER_SECONDS = 2.0
 _RECV_SIZE = 65536
+
+
+class TunnelConnection(Protocol):
+    """What a tunnel uses of its HTTP/2 connection (:class:`~mhd2.http2.HTTP2Connection`)."""
+
+    h2: ServerH2
+    shared: Shared
+
+    @property
+    def ending(self) -> bool:
+        """The connection is being torn down."""
+        ...
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """*size* received bytes of *stream_id* are consumed: WINDOW_UPDATE."""
+        ...
+
+    async def flushed(self) -> None:
+        """Wait until what is queued now has been written."""
+        ...
+
+    def wake_writer(self) -> None:
+        """Frames were queued: have the writer send them."""
+        ...
+
+
+class TunnelStream(Protocol):
+    """What a tunnel uses of its stream (:class:`~mhd2.http2.stream.H2Stream`; a
+    protocol, so that this module does not import the stream's, which imports it)."""
+
+    id: int
+    exchange: Exchange
+    scope: trio.CancelScope
+    gone: trio.Event
+    body_ended: bool
+    closed_local: bool
+    body_sent: int
+    upgraded: UpgradeHandle | None
+    _pieces: list[tuple[bytes, int]]
+    _data_event: trio.Event
+    _window_event: trio.Event
+
+    @property
+    def conn(self) -> TunnelConnection:
+        """The connection carrying the stream."""
+        ...
+
+    async def send_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
+                           final: bool = True, flush: bool = True) -> None:
+        """Send a HEADERS block."""
+        ...
+
+    def reset(self, code: ErrorCodes) -> None:
+        """Send RST_STREAM (once)."""
+        ...
 
 
 class StreamTunnel(trio.abc.HalfCloseableStream):
@@ -72,7 +129,7 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
         connection ended; ``trio.ClosedResourceError`` after :meth:`close`.
     """
 
-    def __init__(self, stream: H2Stream) -> None:
+    def __init__(self, stream: TunnelStream) -> None:
         self._s = stream
         self._closed = False
         #: The trio stream under the handle: the tunnel itself.
@@ -304,7 +361,7 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
                 await s._data_event.wait()
 
 
-async def serve_upgrade(stream: H2Stream, action: UpgradeAction) -> RequestEndedCode:
+async def serve_upgrade(stream: TunnelStream, action: UpgradeAction) -> RequestEndedCode:
     """Answer an extended CONNECT with ``200`` and run the upgrade handler over the stream.
 
     RFC 8441 §5: "the server ... replies with a 2xx status code" and "The
