@@ -256,6 +256,11 @@ async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWr
     request = exchange.request
     pending: bytes = head
     del head  # (pending holds it until it is sent; a parked stream keeps neither)
+    if sink.holding:
+        # Responses held for one write with this one (pipelining) leave now,
+        # with this head: the creator may wait, an answered request does not.
+        await sink.send(pending)
+        pending = b""
     pos = 0
     # What one creator call made; all of it is let go of before the task
     # parks (a parked event stream keeps no views, pieces or actions).

@@ -29,11 +29,11 @@ from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
-from ..actions import UpgradeAction
+from ..actions import ResponseAction, UpgradeAction
 from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
-from ..outcome import app_outcome
+from ..outcome import Outcome, app_outcome
 from ..reply import send_reply
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle
@@ -310,9 +310,9 @@ class HTTP1Connection:
             scan.fields, scan.upload_size,
         )
         self._exchange = exchange
-        if self.transport.holding and shared.app_may_wait:
-            await self.transport.flush()  # the earlier responses must not wait for this one
         if options.forwarded_headers or options.early_uri_logger is not None:
+            if self.transport.holding and options.early_uri_logger is not None:
+                await self.transport.flush()  # the logger may wait: answered requests do not
             await exchange.begin(head.lower_fields)
 
         problem = check_host(scan.host_values)
@@ -334,7 +334,19 @@ class HTTP1Connection:
         else:
             self.chunk_checker = None
 
-        outcome = await app_outcome(exchange, self._upload_body)
+        # A plain callback answering with a response is served without a
+        # coroutine; anything else goes through app_outcome.  Responses held
+        # for one write with the next ones (pipelining) go out first then:
+        # an async or upload callback, a suspension may wait, and an answered
+        # request never waits for a later one.
+        action = exchange.call_app_now()
+        outcome: Outcome | None
+        if type(action) is ResponseAction:
+            outcome = action.response
+        else:
+            if self.transport.holding:
+                await self.transport.flush()
+            outcome = await app_outcome(exchange, self._upload_body, action)
         if outcome is None:
             return False
         if isinstance(outcome, Ending):
