@@ -360,13 +360,18 @@ class Transport:
             Whether this wait ended early, at the deadline (the caller's next
             write without progress then waits for the deadline itself).
         """
+        plain = cast(PlainSocketStream, self._plain)
         deadline = self.scope.deadline
-        if tried_early or deadline == math.inf:
-            await trio.lowlevel.wait_writable(fd)
-            return False
-        early = deadline - self._slack / 2
-        with trio.move_on_at(early):
-            await trio.lowlevel.wait_writable(fd)
+        plain.waiting += 1  # (close() wakes counted waiters)
+        try:
+            if tried_early or deadline == math.inf:
+                await trio.lowlevel.wait_writable(fd)
+                return False
+            early = deadline - self._slack / 2
+            with trio.move_on_at(early):
+                await trio.lowlevel.wait_writable(fd)
+        finally:
+            plain.waiting -= 1
         return trio.current_time() >= early
 
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
@@ -458,8 +463,13 @@ class Transport:
                 break
             # Woken when writable, or at the deadline: either way the loop
             # tries to write again (see send() on the kernel's wake-ups).
-            with trio.move_on_at(deadline):
-                await trio.lowlevel.wait_writable(fd)
+            plain = cast(PlainSocketStream, self._plain)
+            plain.waiting += 1  # (close() wakes counted waiters)
+            try:
+                with trio.move_on_at(deadline):
+                    await trio.lowlevel.wait_writable(fd)
+            finally:
+                plain.waiting -= 1
         await trio.lowlevel.checkpoint()
         return sent
 
