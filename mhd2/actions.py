@@ -31,6 +31,7 @@ __all__ = [
     "Action",
     "ResponseAction",
     "Slot",
+    "UploadSlot",
     "SuspendAction",
     "UpgradeAction",
     "UploadAction",
@@ -89,16 +90,22 @@ class Slot:
     the usage error MHD2 reports as ``ACTION_ALREADY_CREATED``.  This is the
     one implementation of "exactly one action per call".
 
-    Args:
+    The caller empties the slot once the call is over (:meth:`take`): an
+    action refers to its request, and a slot kept full would tie the request
+    and its engine state into a reference cycle.
+
+    Class attributes (one subclass per kind of callback, so a slot is one
+    field per request):
         what: the kind of action, for the error message ("an upload action").
         where: the kind of callback ("upload callback").
     """
 
-    __slots__ = ("value", "what", "where")
+    __slots__ = ("value",)
 
-    def __init__(self, what: str, where: str) -> None:
-        self.what = what
-        self.where = where
+    what = "an action"
+    where = "request callback"
+
+    def __init__(self) -> None:
         self.value: Any = None
 
     def claim(self, action: _A) -> _A:
@@ -125,6 +132,15 @@ class Slot:
         """Empty the slot; return what it held."""
         value, self.value = self.value, None
         return value
+
+
+class UploadSlot(Slot):
+    """The slot of an upload callback's one upload action."""
+
+    __slots__ = ()
+
+    what = "an upload action"
+    where = "upload callback"
 
 
 def _claim(request: Request, action: Action) -> Action:
