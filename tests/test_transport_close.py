@@ -34,7 +34,7 @@ def notify_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
                 pass
         real(obj)
 
-    monkeypatch.setattr(plain_stream.trio.lowlevel, "notify_closing", counting)
+    monkeypatch.setattr(trio.lowlevel, "notify_closing", counting)
     return calls
 
 

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, cast
 import trio
 
 from .._http1.chunked_check import ChunkedChecker
-from .._http1.framing import plan_reply
 from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
@@ -34,7 +33,7 @@ from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
 from ..outcome import Outcome, app_outcome
-from ..reply import send_reply
+from ..reply import reply_plan, send_reply
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle
 from ..upload import BodyError
@@ -364,7 +363,8 @@ class HTTP1Connection:
     async def _reply(self, parser: Parser, exchange: Exchange, response: Response,
                      head: Head, must_close: bool) -> bool:
         exchange.response = response
-        await exchange.interim_done()  # (a 103 being written goes first)
+        if exchange.interim_lock is not None:
+            await exchange.interim_done()  # (a 103 being written goes first)
         scan = head.scan
         body_done = exchange.body_read
         if not body_done:
@@ -373,23 +373,11 @@ class HTTP1Connection:
                 must_close = True
         if body_done and self.chunk_checker is not None and self.chunk_checker.problem is not None:
             must_close = True
-        http11 = head.version == b"1.1"
-        plan = plan_reply(
-            http11=http11,
-            is_head=head.method == b"HEAD",
-            wants_close=scan.wants_close,
-            wants_keep_alive=scan.wants_keep_alive,
-            must_close=must_close,
-            status=response.status,
-            size_known=response.size is not None,
-            chunked=response.chunked,
-            conn_close=response.conn_close,
-            head_only=response.head_only,
-            http10_compatible_strict=response.http10_compatible_strict,
-            http10_server=response.http10_server,
-            app_content_length=response._app_content_length,
-            daemon_stopping=self._shared.quiescing,
-        )
+        add_date = not self._shared.options.suppress_date_header
+        planned = reply_plan(response, (head.version == b"1.1", head.method == b"HEAD",
+                                        scan.wants_close, scan.wants_keep_alive, must_close,
+                                        self._shared.quiescing, add_date))
+        plan = planned.plan
         self._reply_started = True
         transport = self.transport
         sent_before = transport.bytes_sent
@@ -398,8 +386,7 @@ class HTTP1Connection:
         transport.batch = (plan.keep_alive and body_done and response.in_memory
                            and parser.has_more)
         try:
-            code = await send_reply(transport, exchange, response, plan,
-                                    add_date=not self._shared.options.suppress_date_header)
+            code = await send_reply(transport, exchange, response, planned, add_date=add_date)
         finally:
             transport.batch = False
         if code is not RequestEndedCode.COMPLETED_OK:
