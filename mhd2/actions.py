@@ -66,7 +66,7 @@ class ResponseAction(Action):
     __slots__ = ("response",)
 
     def __init__(self, request: Request, response: Response) -> None:
-        super().__init__(request)
+        self.request = request  # (as Action.__init__, without a second call per request)
         self.response = response
 
 
@@ -159,9 +159,10 @@ def action_from_response(request: Request, response: Response | None) -> Action:
     """
     if response is None:
         return action_abort_request(request)
-    request._x.action_slot.check_free()
+    slot = request._x.action_slot
+    slot.check_free()
     response._acquire()
-    return _claim(request, ResponseAction(request, response))
+    return slot.claim(ResponseAction(request, response))
 
 
 def action_abort_request(request: Request) -> Action:
