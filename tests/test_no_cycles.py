@@ -14,14 +14,18 @@ from contextlib import contextmanager
 from typing import Any
 
 import trio
-from conftest import WAIT, read_response, running, text_response
+from conftest import WAIT, read_response, read_until_close, running, text_response
 
 import mhd2
 from mhd2.actions import Action, Slot, UploadAction
 from mhd2.exchange import Exchange
+from mhd2.http1.connection import HTTP1Connection
+from mhd2.plain_stream import PlainSocketStream
+from mhd2.transport import Transport
 
-#: The per-request objects that must not be found in cyclic garbage.
-PER_REQUEST = (Exchange, mhd2.Request, Action, UploadAction, Slot, mhd2.Response)
+#: The per-request (and per-connection) objects that must not be found in cyclic garbage.
+PER_REQUEST = (Exchange, mhd2.Request, Action, UploadAction, Slot, mhd2.Response,
+               HTTP1Connection, Transport, PlainSocketStream)
 
 REUSED = mhd2.Response.from_buffer_static(200, b"hello")
 REUSED.set_options(reusable=True)
@@ -90,4 +94,18 @@ async def test_async_suspended_and_upload_requests_leave_no_cyclic_garbage() -> 
     with cyclic_garbage() as found:
         replies = await serve(cb, [GET, post] * 10)
     assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in replies] == [b"ok", b"abc"] * 10
+    assert found == []
+
+
+async def test_connections_closed_after_one_request_leave_no_cyclic_garbage() -> None:
+    close = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+    with cyclic_garbage() as found:
+        async with running(text_response) as daemon:
+            for _ in range(10):
+                with trio.fail_after(WAIT):
+                    stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+                    async with stream:
+                        await stream.send_all(close)
+                        reply = await read_until_close(stream)
+                assert reply.startswith(b"HTTP/1.1 200 ") and reply.endswith(b"ok")
     assert found == []
