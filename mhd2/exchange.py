@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import trio
 
 from ._http1.syntax import BAD_VALUE, TOKEN
 from ._proxy.forwarded import resolve_from_headers
-from .actions import Action, Slot, UploadAction
+from .actions import Action, Slot, UploadAction, UploadSlot
 from .callbacks import call_maybe_await, report, warn_returned_none
 from .enums import RequestEndedCode, StatusCode
 from .errors import AuthError, ResponseHeaderError, UsageError
@@ -186,7 +187,9 @@ class Exchange:
     ) -> None:
         self.shared = shared
         self.host = host
-        self.action_slot = Slot("an action", "request callback")
+        #: Holds the action a callback call made, until the call is checked
+        #: (then emptied: the action refers to the request, see :meth:`end`).
+        self.action_slot = Slot()
         self._upload_slot: Slot | None = None  # made when an upload callback runs
         self.suspended = False
         self.resume_pending = False
@@ -308,6 +311,7 @@ class Exchange:
                 "the request callback must return the action made for this request "
                 f"by an mhd2.action_* function, not {result!r}"
             )
+        slot.value = None  # (the call is over: no action -> request -> exchange cycle)
         return result
 
     def _failed(self, exc: Exception) -> Ending:
@@ -342,6 +346,7 @@ class Exchange:
                     "an upload callback must return the upload action made for its request "
                     f"by an mhd2.upload_action_* function, not {result!r}"
                 )
+            slot.value = None  # (the call is over: no action -> request -> exchange cycle)
             if result.response is not None:
                 self.response = result.response
             return result
@@ -367,7 +372,7 @@ class Exchange:
         """The action slot of upload callbacks (made on first use)."""
         slot = self._upload_slot
         if slot is None:
-            slot = self._upload_slot = Slot("an upload action", "upload callback")
+            slot = self._upload_slot = UploadSlot()
         return slot
 
     def add_post_field(self, field: Any) -> None:
@@ -484,27 +489,41 @@ class Exchange:
     # -- the end -------------------------------------------------------------------
 
     def end(self, code: RequestEndedCode) -> None:
-        """Report the end of the request, exactly once."""
+        """Report the end of the request, exactly once.
+
+        Then the exchange lets go of what would keep it in a reference cycle
+        (freed by the garbage collector's passes rather than at once): the
+        end hooks, and its strong reference to the request -- the request
+        keeps its exchange (``request.response_status`` and the rest stay
+        readable), the exchange keeps the request only weakly from now on.
+        """
         if self.ended:
             return
         self.ended = True
         self.end_code = code
         self.suspended = False
-        for hook in self.on_end:
-            try:
-                hook()
-            except Exception:
-                logger.exception("mhd2: a request-end hook failed")
+        request = self.request
+        if self.on_end is not _NONE:
+            hooks, self.on_end = self.on_end, _NONE
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:
+                    logger.exception("mhd2: a request-end hook failed")
         response, self.response = self.response, None
         if response is not None:
             response._finish_use()
             if response.termination_callback is not None:
-                report(response.termination_callback, self.request, code)
-        notify = self.shared.options.notify_request_ended
+                report(response.termination_callback, request, code)
+        shared = self.shared
+        notify = shared.options.notify_request_ended
         if notify is not None:
-            report(notify, self.request, code)
-        if self.shared.metrics is not None:
-            self.shared.metrics.request_ended(self.request)
+            report(notify, request, code)
+        if shared.metrics is not None:
+            shared.metrics.request_ended(request)
+        # (A proxy reads as the request while anyone else holds it: code that
+        # still has the exchange -- an HTTP/2 stream's task -- holds it too.)
+        self.request = cast(Request, weakref.proxy(request))
 
 
 def request_resume(request: Request) -> None:

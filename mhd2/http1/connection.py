@@ -24,17 +24,16 @@ from typing import TYPE_CHECKING, cast
 import trio
 
 from .._http1.chunked_check import ChunkedChecker
-from .._http1.framing import plan_reply
 from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
-from ..actions import UpgradeAction
+from ..actions import ResponseAction, UpgradeAction
 from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
-from ..outcome import app_outcome
-from ..reply import send_reply
+from ..outcome import Outcome, app_outcome
+from ..reply import reply_plan, send_reply
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle
 from ..upload import BodyError
@@ -310,9 +309,9 @@ class HTTP1Connection:
             scan.fields, scan.upload_size,
         )
         self._exchange = exchange
-        if self.transport.holding and shared.app_may_wait:
-            await self.transport.flush()  # the earlier responses must not wait for this one
         if options.forwarded_headers or options.early_uri_logger is not None:
+            if self.transport.holding and options.early_uri_logger is not None:
+                await self.transport.flush()  # the logger may wait: answered requests do not
             await exchange.begin(head.lower_fields)
 
         problem = check_host(scan.host_values)
@@ -334,7 +333,19 @@ class HTTP1Connection:
         else:
             self.chunk_checker = None
 
-        outcome = await app_outcome(exchange, self._upload_body)
+        # A plain callback answering with a response is served without a
+        # coroutine; anything else goes through app_outcome.  Responses held
+        # for one write with the next ones (pipelining) go out first then:
+        # an async or upload callback, a suspension may wait, and an answered
+        # request never waits for a later one.
+        action = exchange.call_app_now()
+        outcome: Outcome | None
+        if type(action) is ResponseAction:
+            outcome = action.response
+        else:
+            if self.transport.holding:
+                await self.transport.flush()
+            outcome = await app_outcome(exchange, self._upload_body, action)
         if outcome is None:
             return False
         if isinstance(outcome, Ending):
@@ -352,7 +363,8 @@ class HTTP1Connection:
     async def _reply(self, parser: Parser, exchange: Exchange, response: Response,
                      head: Head, must_close: bool) -> bool:
         exchange.response = response
-        await exchange.interim_done()  # (a 103 being written goes first)
+        if exchange.interim_lock is not None:
+            await exchange.interim_done()  # (a 103 being written goes first)
         scan = head.scan
         body_done = exchange.body_read
         if not body_done:
@@ -361,23 +373,11 @@ class HTTP1Connection:
                 must_close = True
         if body_done and self.chunk_checker is not None and self.chunk_checker.problem is not None:
             must_close = True
-        http11 = head.version == b"1.1"
-        plan = plan_reply(
-            http11=http11,
-            is_head=head.method == b"HEAD",
-            wants_close=scan.wants_close,
-            wants_keep_alive=scan.wants_keep_alive,
-            must_close=must_close,
-            status=response.status,
-            size_known=response.size is not None,
-            chunked=response.chunked,
-            conn_close=response.conn_close,
-            head_only=response.head_only,
-            http10_compatible_strict=response.http10_compatible_strict,
-            http10_server=response.http10_server,
-            app_content_length=response._app_content_length,
-            daemon_stopping=self._shared.quiescing,
-        )
+        add_date = not self._shared.options.suppress_date_header
+        planned = reply_plan(response, (head.version == b"1.1", head.method == b"HEAD",
+                                        scan.wants_close, scan.wants_keep_alive, must_close,
+                                        self._shared.quiescing, add_date))
+        plan = planned.plan
         self._reply_started = True
         transport = self.transport
         sent_before = transport.bytes_sent
@@ -386,8 +386,7 @@ class HTTP1Connection:
         transport.batch = (plan.keep_alive and body_done and response.in_memory
                            and parser.has_more)
         try:
-            code = await send_reply(transport, exchange, response, plan,
-                                    add_date=not self._shared.options.suppress_date_header)
+            code = await send_reply(transport, exchange, response, planned, add_date=add_date)
         finally:
             transport.batch = False
         if code is not RequestEndedCode.COMPLETED_OK:
