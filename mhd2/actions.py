@@ -82,6 +82,10 @@ class SuspendAction(Action):
     __slots__ = ()
 
 
+#: What a slot holds once its call has returned its action (see Slot.spend).
+_SPENT: Any = object()
+
+
 class Slot:
     """Where the one action of one callback invocation is kept.
 
@@ -112,9 +116,16 @@ class Slot:
         """Keep *action* as this call's action.
 
         Raises:
-            UsageError: an action was already made in this call.
+            UsageError: an action was already made in this call, or the
+                call is over (:meth:`spend`).
         """
         if self.value is not None:
+            if self.value is _SPENT:
+                raise UsageError(
+                    f"{self.what} was created after the {self.where} had returned "
+                    "its action; create the action inside the callback and return it",
+                    StatusCode.ACTION_ALREADY_CREATED,
+                )
             raise UsageError(
                 f"{self.what} was already created in this call of the {self.where}; "
                 "return that action instead of creating another",
@@ -132,6 +143,12 @@ class Slot:
         """Empty the slot; return what it held."""
         value, self.value = self.value, None
         return value
+
+    def spend(self) -> None:
+        """The call returned its action: let go of it (no action -> request ->
+        exchange cycle), and refuse actions made after the call until the
+        next call empties the slot."""
+        self.value = _SPENT
 
 
 class UploadSlot(Slot):

@@ -311,7 +311,7 @@ class Exchange:
                 "the request callback must return the action made for this request "
                 f"by an mhd2.action_* function, not {result!r}"
             )
-        slot.value = None  # (the call is over: no action -> request -> exchange cycle)
+        slot.spend()
         return result
 
     def _failed(self, exc: Exception) -> Ending:
@@ -346,7 +346,7 @@ class Exchange:
                     "an upload callback must return the upload action made for its request "
                     f"by an mhd2.upload_action_* function, not {result!r}"
                 )
-            slot.value = None  # (the call is over: no action -> request -> exchange cycle)
+            slot.spend()
             if result.response is not None:
                 self.response = result.response
             return result
