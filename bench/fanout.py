@@ -115,6 +115,8 @@ GOAL_MEMORY_RATIO = 1 / 3
 TRACEMALLOC = False
 #: The private redis-server's pid (its CPU time is reported apart), once started.
 REDIS_PID: int | None = None
+#: ``--py-spy-raw``: where py-spy's raw stacks are kept (None: not kept).
+PY_SPY_RAW: Path | None = None
 #: The CPUs the servers are pinned to (None: not pinned).
 SERVER_CPUS: set[int] | None = None
 
@@ -995,6 +997,9 @@ def stop_py_spy(spy: tuple[subprocess.Popen[bytes], Path], us_per_delivery: floa
         return "py-spy did not stop"
     if not out.exists():
         return f"py-spy wrote nothing (exit {proc.returncode}; it needs ptrace rights)"
+    if PY_SPY_RAW is not None:
+        PY_SPY_RAW.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, PY_SPY_RAW / out.name)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from bench.pyspy_profile import read_raw, summarize
@@ -1042,14 +1047,30 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
             out["tracemalloc"] = json.loads(body)
             out["rss_inflated_by_tracemalloc"] = True
         rounds = []
+        # Long polls have no burst: their profile covers the rounds.
+        spy = start_py_spy(server, kind, n) if args.py_spy and kind == "poll" else None
         for _ in range(args.rounds):
             noise: dict[str, Any] = {}
+            cpu0 = cpu_seconds(pid)
             with others_on_server_cpu(pid, noise):
                 d = fleet.deliver(1, args.size, args.deliver_timeout)
-            rounds.append(d.summary(n) | noise)
+            summary = d.summary(n) | noise
+            if d.received:
+                # (the whole delivery: for long polls each answer is a response)
+                summary["server_cpu_us_per_delivery"] = round(
+                    (cpu_seconds(pid) - cpu0) / d.received * 1e6, 2)
+            rounds.append(summary)
             if kind == "poll":
                 fleet.repoll()
             settle(pid, step=0.2)
+        if spy is not None:
+            cpus = [r.get("server_cpu_us_per_delivery") for r in rounds]
+            known = [c for c in cpus if c is not None]
+            out["profile"] = stop_py_spy(spy, statistics.median(known) if known else None)
+        per_delivery = [r["server_cpu_us_per_delivery"] for r in rounds
+                        if r.get("server_cpu_us_per_delivery") is not None]
+        if kind == "poll" and per_delivery:
+            out["cpu_us_per_delivery"] = statistics.median(per_delivery)
         out["rounds"] = rounds
         lasts = [r["last_ms"] for r in rounds if r["last_ms"] is not None]
         out["last_ms_best"] = min(lasts) if lasts else None
@@ -1457,6 +1478,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="mhd2: profile the burst with py-spy (on the client's CPU) and print "
         "where the server's µs per delivery go (run apart from the real measurement)",
     )
+    p.add_argument("--py-spy-raw", metavar="DIR",
+                   help="with --py-spy: keep py-spy's raw stacks (collapsed format) in DIR")
     p.add_argument("--json", metavar="PATH", help="write all results here")
     p.add_argument("--plot", metavar="PNG", help="plot delivery latency against N here")
     p.add_argument("--report", metavar="JSON", help="measure nothing: report a saved --json run")
@@ -1488,8 +1511,9 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    global TRACEMALLOC, SERVER_CPUS
+    global TRACEMALLOC, SERVER_CPUS, PY_SPY_RAW
     TRACEMALLOC = args.tracemalloc
+    PY_SPY_RAW = Path(args.py_spy_raw) if args.py_spy_raw else None
     if args.report:
         saved: dict[str, Any] = json.loads(Path(args.report).read_text())
         print_report(saved)
