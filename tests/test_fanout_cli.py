@@ -90,9 +90,11 @@ async def test_a_factory_async_context_manager_runs_a_hub_in_every_worker(
             got = trio.Event()
 
             async def publish_until_got() -> None:
-                # (with workers, a publish may reach the other worker: again)
+                # (with workers, a publish may reach the other worker: again,
+                # on a new connection each time)
                 while not got.is_set():
-                    await client.get(f"http://127.0.0.1:{port}/publish?text=for%20you")
+                    async with httpx.AsyncClient() as publisher:
+                        await publisher.get(f"http://127.0.0.1:{port}/publish?text=for%20you")
                     with trio.move_on_after(0.2):
                         await got.wait()
 
