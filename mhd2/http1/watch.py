@@ -68,9 +68,10 @@ class Watch(ResumableWait):
     The task waits in trio's ``wait_readable`` itself; :meth:`cancel` ends
     that wait with ``trio.lowlevel.notify_closing(fd)``, which wakes the
     waiter with ``ClosedResourceError`` and closes nothing (the socket stays
-    open; nothing else waits on it while the request is parked).  Bytes
-    that arrive are read and kept as before; a resume never loses any: it
-    ends only the wait, never a read.
+    open; nothing else waits on it while the request is parked -- except a
+    task writing an interim (1xx) head into a full send buffer at that very
+    moment, whose write then fails).  Bytes that arrive are read and kept as
+    before; a resume never loses any: it ends only the wait, never a read.
     """
 
     __slots__ = ("_event", "_kept", "_limit", "_resumed", "_transport", "_waiting")
