@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ssl
 import sys
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
@@ -123,6 +124,10 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         self._closed = False
         self._corked = False
         self._stop = trio.Event()
+        #: Called (no arguments) by :meth:`begin_stop`, for a handler whose task
+        #: waits on something else than :meth:`wait_stopping` (mhd2.fanout's
+        #: WebSocket subscribers wait only for their socket to be readable).
+        self._on_stop: Callable[[], object] | None = None
         self._moved = 0  # bytes received and sent so far (see _progress_mark)
         self.request = request
 
@@ -252,6 +257,8 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         cancelled.
         """
         self._stop.set()
+        if self._on_stop is not None:
+            self._on_stop()
 
     @property
     def stopping(self) -> bool:

@@ -40,7 +40,7 @@ from ..upload import BodyError
 from .body import RequestBody
 from .head import read_head
 from .interim import send_interim
-from .watch import watch_until_gone
+from .watch import Watch, watch_until_gone
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
@@ -186,14 +186,20 @@ class HTTP1Connection:
 
     # -- ExchangeHost ------------------------------------------------------------
 
-    def wait_client_gone(self) -> Awaitable[None]:
+    def wait_client_gone(self) -> Awaitable[None] | Watch:
         """Watch the connection of a parked request; return when the client left.
 
         Returns the watching coroutine itself (the exchange awaits it): a
-        parked request keeps no frame of this method.
+        parked request keeps no frame of this method.  On a plain socket, a
+        :class:`~mhd2.http1.watch.Watch`, which a resume ends without a
+        cancel scope.
         """
-        self.transport.disarm()
-        return watch_until_gone(self.transport, self._kept, self._shared.options.max_header_size)
+        transport = self.transport
+        transport.disarm()
+        limit = self._shared.options.max_header_size
+        if transport.is_plain:
+            return Watch(transport, self._kept, limit)
+        return watch_until_gone(transport, self._kept, limit)
 
     async def send_informational(self, status: int, fields: list[tuple[str, str]]) -> bool:
         """ExchangeHost: an interim head now (see :mod:`mhd2.http1.interim`)."""
