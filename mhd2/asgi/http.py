@@ -209,6 +209,7 @@ class HTTPCycle(Cycle):
         "finished",
         "next_piece",
         "response",
+        "stepping",
     )
 
     def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
@@ -243,6 +244,9 @@ class HTTPCycle(Cycle):
         self.finished = False
         #: The app failed after ``http.response.start``: abort.
         self.failed = False
+        #: The app's first step runs in the request callback (nothing of the
+        #: daemon's side is suspended: no resume is needed).
+        self.stepping = False
         self._watch_end()
 
     # -- waking the other side -------------------------------------------------------
@@ -259,7 +263,7 @@ class HTTPCycle(Cycle):
     def _resume(self) -> None:
         """Wake the daemon's side: suspended (resume it) or waiting in a callback."""
         self.notify()
-        if self.end_code is None:
+        if self.end_code is None and not self.stepping:
             request_resume(self.request)
 
     # -- the daemon's side ------------------------------------------------------------
@@ -543,6 +547,22 @@ class HTTPCycle(Cycle):
             self.failed = True
             self._resume()
         self.notify()
+
+    def app_ended(self, error: BaseException | None) -> None:
+        """The app's call has ended (it raised *error*): log, end the response, count."""
+        shared = self.shared
+        try:
+            if error is None:
+                self.app_returned(None)
+            elif isinstance(error, Exception):
+                if not isinstance(error, ClientDisconnected):
+                    logger.error("mhd2.asgi: the app failed on %s %s", self.request.method,
+                                 self.request.uri, exc_info=error)
+                self.app_returned(error)
+        finally:
+            shared.running -= 1
+            if not shared.running and shared.idle is not None:
+                shared.idle.set()
 
 
 async def run_app(app: ASGIApp, cycle: Any) -> None:
