@@ -21,9 +21,10 @@ a cancel scope, a nursery, a lock's owner -- names the task that will go on
 driving it.  The runner stays parked through the hand-over: the abort function
 of its wait becomes the app's (:meth:`Runner._abort`), and whoever wakes the
 app wakes the runner, which passes trio's answer to the app's coroutine.
-That takes one of trio's internals (the thread-local that holds the current
-task); when it is not there (another trio), :data:`SUPPORTED` is false and
-every app call gets a task of its own, as before.
+That takes two of trio's internals (the thread-local that holds the current
+task, and a task's abort function, which trio forgets after one try); when
+they are not there (another trio), :data:`SUPPORTED` is false and every app
+call gets a task of its own, as before.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ try:  # trio's internals, checked before they are used (see the module docstring
     from trio._core._traps import WaitTaskRescheduled as _Wait
 
     _RUN_CONTEXT: Any = _trio_run.GLOBAL_RUN_CONTEXT
-    SUPPORTED = isinstance(getattr(_Wait, "__attrs_attrs__", None), tuple) and hasattr(
-        _trio_run, "current_task")
+    SUPPORTED = (isinstance(getattr(_Wait, "__attrs_attrs__", None), tuple)
+                 and hasattr(_trio_run.Task, "_abort_func") and hasattr(_RUN_CONTEXT, "__dict__"))
 except (ImportError, AttributeError):  # pragma: no cover -- another trio
     _RUN_CONTEXT = None
     _Checkpoint = _Wait = None  # type: ignore[assignment, misc]
@@ -204,6 +205,8 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
         trap = None
     except BaseException as exc:
         run_context.task = own
+        if runner.pending_cancel is not None:
+            task._abort_func = runner._abort  # (as below)
         _back(runner)
         coro.close()
         done(exc)
@@ -212,6 +215,11 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
         return True
     finally:
         run_context.task = own
+    if runner.pending_cancel is not None:
+        # trio tries an abort function once per wait and then forgets it,
+        # though it declined (Runner._abort): the runner is still parked in
+        # that wait, and must stay cancellable.
+        task._abort_func = runner._abort
     if trap is None:
         _back(runner)
         done(None)
