@@ -103,10 +103,13 @@ class Bridge:
         if self.inline:
             cycle.stepping = True
             try:
-                first_step(self.runners, coro, context, cycle.app_ended)
+                done = first_step(self.runners, coro, context, cycle.app_ended)
             finally:
                 cycle.stepping = False
+            if not done:
+                cycle.watch_end()
         else:
+            cycle.watch_end()
             self.runners.start(coro, context, cycle.app_ended)
         return cycle
 

@@ -116,15 +116,40 @@ class ClientDisconnected(OSError):
     """``send()`` on a request whose client has gone (the ASGI spec's OSError)."""
 
 
+#: Most header lists :func:`_split_headers` remembers (then it starts afresh).
+HEADER_CACHE_SIZE = 256
+_split_cache: dict[tuple[Any, ...], tuple[list[tuple[str, str]], int | None]] = {}
+
+
 def _split_headers(headers: Any) -> tuple[list[tuple[str, str]], int | None]:
     """The app's headers as text pairs, and the ``content-length`` it declared.
 
     ``Content-Length`` is left out: the daemon writes it from the body it is
-    given (or the declared size of a streamed body).
+    given (or the declared size of a streamed body).  Apps send the same
+    few header lists again and again: the last :data:`HEADER_CACHE_SIZE`
+    lists of ``(bytes, bytes)`` tuples are remembered with their result
+    (the pairs are only read by the caller).
 
     Raises:
         ValueError: a ``content-length`` that is not a number.
     """
+    try:
+        key = tuple(headers)
+        known = _split_cache.get(key)
+    except TypeError:  # [name, value] lists, bytearrays ...: not hashable
+        return _split_headers_now(headers)
+    if known is not None:
+        return known
+    result = _split_headers_now(key)
+    if all(type(name) is bytes and type(value) is bytes for name, value in key):
+        if len(_split_cache) >= HEADER_CACHE_SIZE:
+            _split_cache.clear()
+        _split_cache[key] = result
+    return result
+
+
+def _split_headers_now(headers: Any) -> tuple[list[tuple[str, str]], int | None]:
+    """:func:`_split_headers` without the cache."""
     pairs: list[tuple[str, str]] = []
     declared: int | None = None
     for name, value in headers:
@@ -247,6 +272,17 @@ class HTTPCycle(Cycle):
         #: The app's first step runs in the request callback (nothing of the
         #: daemon's side is suspended: no resume is needed).
         self.stepping = False
+        # The creator calls watch_end() once the app's first step is over
+        # (an app done by then needs no word of the end).
+
+
+    def watch_end(self) -> None:
+        """Be told when the request ends; call after the app's first step, if it goes on.
+
+        An app whose call ended within its first step (the common case: it
+        answered at once) has nothing left to tell of the end, so the hook
+        is not even set then.
+        """
         self._watch_end()
 
     # -- waking the other side -------------------------------------------------------
