@@ -257,3 +257,31 @@ async def test_inline_false_gives_every_call_a_task() -> None:
                 assert (await c.get("/")).text == "hi"
         nursery.cancel_scope.cancel()
     assert len(tasks) == 5
+
+
+class _ForeignYield:
+    """What asyncio code yields to its loop: not one of trio's traps."""
+
+    def __await__(self) -> Any:
+        yield self
+
+
+async def test_an_app_yielding_to_another_event_loop_gets_500_and_the_daemon_lives() -> None:
+    """As trio does with a task, the TypeError is thrown into the app (within its
+    context: a contextvar reset on the way out works), never into the daemon."""
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var")
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/asyncio":
+            token = var.set("in")
+            try:
+                await _ForeignYield()
+            finally:
+                var.reset(token)  # raises ValueError in another context
+        await send(START)
+        await send(body("fine"))
+
+    async with serve(app) as d, httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.port}") as c:
+        for _ in range(3):  # the first in a new runner, the others in a first step
+            assert (await c.get("/asyncio")).status_code == 500
+            assert (await c.get("/")).text == "fine"

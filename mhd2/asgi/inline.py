@@ -65,6 +65,15 @@ def _cannot_abort(_: Any) -> trio.lowlevel.Abort:
     return trio.lowlevel.Abort.FAILED
 
 
+class _Throw:
+    """Wakes a runner to throw *error* into the app it is handed (not send a value)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 @types.coroutine
 def _forward(trap: Any) -> Generator[Any, Any, Any]:
     """Yield one of the app's traps to trio as this task's own; return trio's answer."""
@@ -125,26 +134,33 @@ class Runner:
                     raise  # cancelled while idle
                 send = outcome.Error(exc)
             else:
-                send = outcome.Value(value)
+                send = value if type(value) is _Throw else outcome.Value(value)
             job, self.job = self.job, None
 
     async def _drive(self, coro: AppCoroutine, context: contextvars.Context, send: Any,
                      done: Done) -> None:
-        """Run *coro* to its end, starting by sending it *send* (trio's answer to its wait)."""
+        """Run *coro* to its end, starting by sending it *send* (trio's answer to its
+        wait), or throwing it in (a :class:`_Throw`)."""
         self.mode = _DRIVING
         self.abort_fn = _cannot_abort
         error: BaseException | None = None
+        step: Callable[[Any], Any] = coro.send
+        if type(send) is _Throw:
+            step, send = coro.throw, send.error
         try:
-            step = coro.send
             while True:
                 trap = context.run(step, send)
-                send = await _forward(trap)
+                try:
+                    send = await _forward(trap)
+                    step = coro.send
+                except BaseException as exc:
+                    # trio threw this into the task (a yield it does not know,
+                    # as from asyncio code): the app's own task would get it.
+                    step, send = coro.throw, exc
         except StopIteration:
             pass
         except BaseException as exc:
             error = exc
-        finally:
-            coro.close()
         done(error)
         if error is not None and not isinstance(error, Exception):
             raise error  # Cancelled (the daemon stops), KeyboardInterrupt ...
@@ -208,7 +224,6 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
         if runner.pending_cancel is not None:
             task._abort_func = runner._abort  # (as below)
         _back(runner)
-        coro.close()
         done(exc)
         if not isinstance(exc, Exception):
             raise
@@ -237,9 +252,13 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
         runner.abort_fn = _cannot_abort
         trio.lowlevel.reschedule(task)  # a schedule point: the runner goes on next
     else:
+        # Not one of trio's traps (an asyncio future ...): as trio does with
+        # a task that yields it, throw a TypeError into the app.
         runner.abort_fn = _cannot_abort
-        trio.lowlevel.reschedule(task, outcome.Error(RuntimeError(
-            f"an ASGI app cannot yield {trap!r} to trio from a request")))
+        trio.lowlevel.reschedule(task, outcome.Value(_Throw(TypeError(
+            f"trio.run received unrecognized yield message {trap!r}. Are you trying to "
+            "use a library written for some other framework like asyncio? That won't "
+            "work without some kind of compatibility shim."))))
     return False
 
 
