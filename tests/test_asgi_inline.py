@@ -27,8 +27,11 @@ Scope = dict[str, Any]
 START = {"type": "http.response.start", "status": 200,
          "headers": [(b"content-type", b"text/plain")]}
 
-pytestmark = pytest.mark.skipif(not mhd2.asgi.inline.SUPPORTED,
-                                reason="this trio has no GLOBAL_RUN_CONTEXT")
+
+
+def test_the_first_step_is_supported_on_this_trio() -> None:
+    """The trio internals mhd2.asgi.inline needs are there (else every call gets a task)."""
+    assert mhd2.asgi.inline.SUPPORTED
 
 
 @pytest.fixture(autouse=True)
@@ -285,3 +288,24 @@ async def test_an_app_yielding_to_another_event_loop_gets_500_and_the_daemon_liv
         for _ in range(3):  # the first in a new runner, the others in a first step
             assert (await c.get("/asyncio")).status_code == 500
             assert (await c.get("/")).text == "fine"
+
+
+def test_action_asgi_in_two_trio_runs_one_after_the_other() -> None:
+    """The runners of the first run end with it; the second run makes its own."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send(START)
+        await send(body(f"{id(trio.lowlevel.current_root_task())}"))
+
+    def request_cb(request: mhd2.Request) -> mhd2.Action:
+        return mhd2.asgi.action_asgi(request, app)
+
+    async def one_run() -> list[str]:
+        async with mhd2.Daemon(request_cb, port=0) as d, httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{d.port}") as c:
+            with trio.fail_after(WAIT):
+                return [(await c.get("/")).text for _ in range(4)]
+
+    for _ in range(2):
+        answers = trio.run(one_run)
+        assert len(set(answers)) == 1  # every answer from this run's tasks

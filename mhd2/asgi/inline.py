@@ -87,11 +87,13 @@ class Runner:
     lends its identity, and hands it the app if the app has to wait.
     """
 
-    __slots__ = ("abort_fn", "job", "mode", "pending_cancel", "pool", "task")
+    __slots__ = ("abort_fn", "job", "mode", "pending_cancel", "pool", "root", "task")
 
     def __init__(self, pool: Runners) -> None:
         self.pool = pool
         self.task: trio.lowlevel.Task | None = None
+        #: The root task of the trio run the runner lives in.
+        self.root: trio.lowlevel.Task | None = None
         self.mode = _DRIVING
         #: The app's abort function while it waits in the runner's name (hand-over).
         self.abort_fn: Callable[[Any], trio.lowlevel.Abort] = _cannot_abort
@@ -116,6 +118,7 @@ class Runner:
                    ) -> None:
         """Drive *job* (an app not started yet), then any app handed over, until cancelled."""
         self.task = trio.lowlevel.current_task()
+        self.root = trio.lowlevel.current_root_task()
         pool = self.pool
         send: Any = None  # a fresh coroutine is started with None
         while True:
@@ -201,7 +204,9 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
         Whether the app's call has ended already (*done* was called).
     """
     idle = runners.idle
-    if not idle or not SUPPORTED:
+    if not idle or not SUPPORTED or idle[-1].root is not trio.lowlevel.current_root_task():
+        # (A bridge that action_asgi shares between trio runs in two threads
+        # never lends a runner of one run to the other.)
         runners.start(coro, context, done)
         return False
     runner = idle.pop()
