@@ -262,7 +262,8 @@ class HTTPCycle(Cycle):
         #: The response handed to the daemon (``None`` until it is ready).
         self.response: Response | None = None
         self._declared: int | None = None
-        self._chunks: deque[bytes] = deque()
+        #: Body chunks the app sent and the daemon has not taken (made when streaming).
+        self._chunks: deque[bytes] | None = None
         self._taken = 0
         self._trailers: list[tuple[str, str]] | None = None
         #: The app has sent the last body message (and trailers, if announced).
@@ -389,7 +390,7 @@ class HTTPCycle(Cycle):
         if self.failed:
             return dcc_action_abort(ctx)
         chunks = self._chunks
-        if chunks:
+        if chunks:  # (None or empty: nothing to take)
             chunk = chunks.popleft()
             self._taken += 1
             self.notify()
@@ -519,8 +520,11 @@ class HTTPCycle(Cycle):
         if not more and not (self._start or {}).get("trailers", False):
             self.finished = True
         if body:
-            self._chunks.append(bytes(body))
-            mark = self._taken + len(self._chunks)
+            chunks = self._chunks
+            if chunks is None:
+                chunks = self._chunks = deque()
+            chunks.append(bytes(body))
+            mark = self._taken + len(chunks)
             self._resume()
             while self._taken < mark:
                 if self._gone():
