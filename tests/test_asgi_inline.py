@@ -309,3 +309,26 @@ def test_action_asgi_in_two_trio_runs_one_after_the_other() -> None:
     for _ in range(2):
         answers = trio.run(one_run)
         assert len(set(answers)) == 1  # every answer from this run's tasks
+
+
+async def test_no_idle_runners_means_a_task_for_each_call() -> None:
+    tasks: set[trio.lowlevel.Task] = set()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        tasks.add(trio.lowlevel.current_task())
+        await send(START)
+        await send(body("hi"))
+
+    async with serve(app, idle_runners=0) as d, httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{d.port}") as c:
+        for _ in range(5):
+            assert (await c.get("/")).text == "hi"
+    assert len(tasks) == 5
+
+
+def test_a_negative_idle_runners_is_refused() -> None:
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        pass
+
+    with pytest.raises(mhd2.UsageError, match="idle_runners"):
+        mhd2.asgi.Daemon(app, idle_runners=-1)

@@ -44,6 +44,8 @@ class Bridge:
         inline: take each HTTP app call's first step in the request callback,
             without a task of its own (:mod:`mhd2.asgi.inline`); ``False``:
             every call gets a task from the start.
+        idle_runners: the most runner tasks kept parked between app calls
+            (more end when their app does).
     """
 
     __slots__ = ("_sweeping", "app", "inline", "mounted", "root_path", "runners", "shared",
@@ -51,7 +53,8 @@ class Bridge:
 
     def __init__(self, app: ASGIApp, *, root_path: str = "", mounted: bool = False,
                  state: dict[str, Any] | None = None, spawn: Spawn | None = None,
-                 websocket_max_message_size: int = 1 << 20, inline: bool = True) -> None:
+                 websocket_max_message_size: int = 1 << 20, inline: bool = True,
+                 idle_runners: int = 64) -> None:
         self.app = app
         self.inline = inline
         self.root_path = root_path
@@ -63,7 +66,7 @@ class Bridge:
         self._sweeping = False
         #: Tasks that drive the app calls that wait (``spawn`` is looked up
         #: when one is started: the daemon sets it once its nursery is open).
-        self.runners = Runners(lambda *args: self.spawn(*args))
+        self.runners = Runners(lambda *args: self.spawn(*args), max_idle=idle_runners)
 
     def __call__(self, request: Request) -> Action:
         """The request callback."""
