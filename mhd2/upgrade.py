@@ -64,6 +64,12 @@ class UpgradedPipe(Protocol):
         """The socket under it, or ``-1``."""
         ...
 
+    @property
+    def is_plain(self) -> bool:
+        """A plain socket whose bytes are the upgraded connection's own (not TLS,
+        not an HTTP/2 stream): mhd2.fanout may write its frames to it directly."""
+        ...
+
     async def receive_later(self, max_bytes: int) -> bytes:
         """Up to *max_bytes*, waiting for them; ``b""`` at the end of input."""
         ...

@@ -28,6 +28,7 @@ import trio
 from ..actions import Action, UpgradeAction
 from ..callbacks import call_maybe_await
 from ..errors import UpgradedError, UsageError
+from ..transport import Transport
 from ..upgrade import UpgradeHandle
 from ..websocket import CLOSE_TIMEOUT, CloseReason, ConnectionClosed, WebSocket, action_websocket
 from ._answers import bad_cursor, over_limit
@@ -85,13 +86,16 @@ class WebSocketSubscriber(Subscriber):
 
     kind = "websocket"
     direct = True
-    __slots__ = ("fallback", "handle", "on_message", "send_scope", "waiting", "woken", "ws")
+    __slots__ = ("fallback", "handle", "on_message", "send_scope", "transport", "waiting",
+                 "woken", "ws")
 
     def __init__(self, topic: Topic, request: Request, cursor: str, key: object, mark: int,
                  on_message: OnMessage | None) -> None:
         super().__init__(topic, request, cursor, key, mark)
         self.on_message = on_message
         self.handle: UpgradeHandle | None = None
+        #: The plain socket's transport under *handle*, for the lean path only.
+        self.transport: Transport | None = None
         self.ws: WebSocket | None = None
         self.fallback: Callable[[Request, UpgradeHandle], Awaitable[None]] | None = None
         self.waiting = False
@@ -147,7 +151,8 @@ class WebSocketSubscriber(Subscriber):
         handle = self.handle
         if not self.waiting or handle is None or handle.stopping:
             return False
-        transport = handle._transport
+        transport = self.transport
+        assert transport is not None  # (lean: a plain Transport)
         history = topic._messages
         while True:
             if len(history) > 1 and history[-2].key == self.key:
@@ -249,11 +254,15 @@ class WebSocketSubscriber(Subscriber):
         less per subscriber.
         """
         fallback, self.fallback = self.fallback, None
-        if type(handle) is not UpgradeHandle or not handle._transport.is_plain or handle._extra:
-            # TLS (or bytes already sent after the handshake): the full session.
+        transport = handle._transport
+        if (type(handle) is not UpgradeHandle or not isinstance(transport, Transport)
+                or not transport.is_plain or handle._extra):
+            # TLS, an HTTP/2 stream (RFC 8441), or bytes already sent after the
+            # handshake: the full session.
             assert fallback is not None
             return fallback(request, handle)
         self.handle = handle
+        self.transport = transport
         return self.serve(lean=True)
 
     async def _end_abruptly(self) -> None:
@@ -268,7 +277,8 @@ class WebSocketSubscriber(Subscriber):
         if ws is not None:
             await ws._abort()
             return
-        transport = handle._transport
+        transport = self.transport
+        assert transport is not None  # (lean: a plain Transport)
         if not transport.holding:
             try:
                 transport.send_nowait(_RESTART_FRAME)
@@ -338,7 +348,8 @@ class WebSocketSubscriber(Subscriber):
                     else:
                         # Lean: wait for the socket only (written out here, not
                         # in a helper: one coroutine frame less per subscriber).
-                        transport = handle._transport
+                        transport = self.transport
+                        assert transport is not None  # (lean: a plain Transport)
                         if transport.holding:
                             # The rest of a frame written directly leaves first.
                             await self._write(b"")

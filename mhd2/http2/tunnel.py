@@ -308,6 +308,11 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
         """No socket of its own: ``-1``."""
         return -1
 
+    @property
+    def is_plain(self) -> bool:
+        """Never: its bytes travel in the connection's DATA frames."""
+        return False
+
     # -- endings -------------------------------------------------------------------------
 
     def _end_stream(self) -> None:
