@@ -11,14 +11,14 @@ happen in trio tasks of one thread without an ``await`` in the middle, so
 the state machine needs no lock.  Streams see the connection as a
 :class:`~mhd2.http2.port.StreamPort`.
 
-* **One write at a time.**  Everyone queues frames into the ``h2`` object.
-  The reader writes what is queued after each read it handled, unless a
-  write is under way; streams wake the writer task instead (a stream's task
-  may be cancelled, and a write cut mid-frame would break the connection).
-  Streams and the reader wait until their frames are written
-  (:meth:`flushed`) before they queue more, so what waits for the socket is
-  bounded: a window's worth per stream, and the reader reads nothing while
-  its answers (responses, ``PING`` and ``SETTINGS`` acks) cannot be written.
+* **One write at a time** (:class:`~mhd2.http2.writer.FrameWriter`).
+  Everyone queues frames into the engine.  The reader writes what is queued
+  after each read it handled, unless a write is under way; streams wake the
+  writer task instead.  Streams and the reader wait until their frames are
+  written (:meth:`flushed`) before they queue more, so what waits for the
+  socket is bounded: a window's worth per stream, and the reader reads
+  nothing while its answers (responses, ``PING`` and ``SETTINGS`` acks)
+  cannot be written.
 * **Flow control is the backpressure.**  Received DATA is acknowledged only
   when the application has consumed it (:meth:`acknowledge`).
 * **Limits.**  The engine refuses streams beyond
@@ -49,12 +49,11 @@ import trio
 from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
-from .engine import (
+from .engine import ConnState, H2Engine
+from .events import (
     BodyEnded,
-    ConnState,
     DataReceived,
     GoawayReceived,
-    H2Engine,
     PingAnswered,
     RequestReceived,
     StreamCancelled,
@@ -64,12 +63,13 @@ from .engine import (
 from .liveness import Liveness
 from .serve import run_stream, serve_now
 from .stream import H2Stream
+from .writer import FrameWriter
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
     from ..shared import Shared
     from ..transport import Transport
-    from .engine import Event
+    from .events import Event
 
 __all__ = ["HTTP2Connection"]
 
@@ -99,11 +99,11 @@ class HTTP2Connection:
         notified: ``ConnectionEvent.STARTED`` was already reported.
 
     The protocol state is the engine's (:attr:`engine`, one
-    :class:`~mhd2.http2.engine.ConnState`); the flags here only coordinate
-    the reader and the writer: a write is under way (``_writing``), a flush
-    was asked for during it (``_flush_asked``), the reader handles a read
-    (``_in_turn``) or is to stop after it (``_stop_reading``), and the
-    daemon closed the connection itself (``_closing``: no final ``GOAWAY``).
+    :class:`~mhd2.http2.engine.ConnState`); writing is the
+    :class:`~mhd2.http2.writer.FrameWriter`'s.  The flags here only
+    coordinate the reader: it handles a read (``_in_turn``) or is to stop
+    after it (``_stop_reading``), and the daemon closed the connection
+    itself (``_closing``: no final ``GOAWAY``).
 
     Resource handling:
         :meth:`run` always closes the transport and reports
@@ -112,10 +112,8 @@ class HTTP2Connection:
     """
 
     __slots__ = (
-        "_batch",
         "_closing",
         "_drained",
-        "_flush_asked",
         "_idle_from",
         "_in_turn",
         "_initial",
@@ -124,8 +122,7 @@ class HTTP2Connection:
         "_nursery",
         "_read_scope",
         "_stop_reading",
-        "_wake",
-        "_writing",
+        "_writer",
         "engine",
         "info",
         "shared",
@@ -146,10 +143,7 @@ class HTTP2Connection:
         #: The sans-IO engine (its server preface queued).
         self.engine = H2Engine(shared.options, trio.current_time, info.client_address)
         self.streams: dict[int, H2Stream] = {}
-        self._wake = trio.Event()
-        self._batch = trio.Event()
-        self._writing = False
-        self._flush_asked = False
+        self._writer = FrameWriter(self.engine, transport, self._lost, self._settle_deadline)
         self._closing = False
         #: Set when the last stream has ended (made by _let_tunnels_end).
         self._drained: trio.Event | None = None
@@ -200,28 +194,22 @@ class HTTP2Connection:
 
     def wake_writer(self) -> None:
         """Frames were queued: have the writer send them."""
-        self._wake.set()
+        self._writer.wake()
 
     async def flushed(self) -> None:
         """Wait until what is queued now has been written."""
-        if self.engine.state is ConnState.LOST:
-            await trio.lowlevel.checkpoint()
-            return
-        batch = self._batch
-        self._flush_asked = True
-        self._wake.set()
-        await batch.wait()
+        await self._writer.flushed()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """*size* flow-controlled bytes of *stream_id* are consumed: WINDOW_UPDATE."""
         if self.engine.acknowledge(stream_id, size):
-            self._wake.set()
+            self._writer.wake()
 
     def send_ping(self, payload: bytes) -> bool:
         """Queue a ``PING`` (for :class:`~mhd2.http2.liveness.Liveness`) and wake the writer."""
         if not self.engine.ping(payload):
             return False
-        self._wake.set()
+        self._writer.wake()
         return True
 
     def stream_parked(self, delta: int) -> None:
@@ -253,7 +241,7 @@ class HTTP2Connection:
         engine = self.engine
         engine.stream_closed(stream_id)
         if not in_reader and engine.has_output():
-            self._wake.set()
+            self._writer.wake()
         if not self.streams:
             if self._drained is not None:
                 self._drained.set()
@@ -278,8 +266,8 @@ class HTTP2Connection:
                 self._settle_deadline()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self._wake.set()  # the server preface (SETTINGS) the engine queued
-                    nursery.start_soon(self._writer)
+                    self._writer.wake()  # the server preface (SETTINGS) the engine queued
+                    nursery.start_soon(self._writer.run)
                     if self.shared.stopping:
                         # Handed over (h2c) while the daemon began to stop.
                         self.close_if_idle()
@@ -347,9 +335,10 @@ class HTTP2Connection:
                         # its last turn, as when it was handled in one.)
                         answered = not engine.more and engine.has_output()
                         if answered:
-                            if self._writing:
-                                await self.flushed()
-                            elif not await self._write():
+                            writer = self._writer
+                            if writer.writing:
+                                await writer.flushed()
+                            elif not await writer.write():
                                 return RequestEndedCode.CLIENT_ABORT
                     finally:
                         self._in_turn = False
@@ -418,7 +407,7 @@ class HTTP2Connection:
                     if self._liveness is not None:
                         self._liveness.answered()
                 elif isinstance(event, GoawayReceived):
-                    self._wake.set()
+                    self._writer.wake()
                     if not streams:
                         self._stop_reader()
         finally:
@@ -438,59 +427,12 @@ class HTTP2Connection:
         assert self._nursery is not None
         self._nursery.start_soon(run_stream, stream)
 
-    async def _writer(self) -> None:
-        """The connection's writer: writes what the streams queued when they wake it."""
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            # While the reader writes, its write takes what is queued (see _write).
-            if not self._writing and not await self._write():
-                return
-
-    async def _write(self) -> bool:
-        """Write what is queued, until nothing is (one task at a time: not :attr:`_writing`).
-
-        The writer task and the reader call this; a stream only ever asks the
-        writer (:meth:`flushed`): a stream's task may be cancelled, and a write
-        cut in the middle of a frame would break the connection.
-
-        Returns:
-            False if the client is gone (the streams and the reader are then ended).
-        """
-        transport = self.transport
-        engine = self.engine
-        # A write cancelled midway (the connection's deadline, or its end) leaves
-        # _writing set: the byte stream is no longer whole, nothing more is
-        # written on it (see _final_goaway).
-        self._writing = True
-        while True:
-            done, self._batch = self._batch, trio.Event()
-            self._flush_asked = False
-            data = engine.data_to_send()
-            if data and engine.state is not ConnState.LOST:
-                try:
-                    await transport.send(data)
-                except TransportError:
-                    # The client is gone: end the streams and the reader.
-                    self._writing = False
-                    engine.lost()
-                    self._cut(RequestEndedCode.CLIENT_ABORT)
-                    self._stop_reader()
-                    done.set()
-                    return False
-            done.set()
-            # Frames queued, or a flush asked for, during this write: once more.
-            if not (self._flush_asked or engine.has_output()):
-                self._writing = False
-                self._settle_deadline()
-                return True
-
     # -- endings ----------------------------------------------------------------------------
 
     def _send_goaway(self) -> None:
         """A graceful ``GOAWAY`` (the engine's, once), and wake the writer."""
         if self.engine.goaway():
-            self._wake.set()
+            self._writer.wake()
 
     async def _final_goaway(self) -> bool:
         """The connection timed out: ``GOAWAY`` if the byte stream is in one piece.
@@ -499,7 +441,7 @@ class HTTP2Connection:
             Whether it was sent.
         """
         engine = self.engine
-        if self._writing or engine.ending:
+        if self._writer.writing or engine.ending:
             return False
         engine.goaway()
         data = engine.data_to_send()
@@ -510,6 +452,11 @@ class HTTP2Connection:
             except TransportError:
                 pass
         return False
+
+    def _lost(self) -> None:
+        """A write failed (the client is gone): end the streams and the reader."""
+        self._cut(RequestEndedCode.CLIENT_ABORT)
+        self._stop_reader()
 
     def _cut(self, code: RequestEndedCode) -> None:
         """End every stream still running with *code*."""
@@ -530,7 +477,7 @@ class HTTP2Connection:
         options = self.shared.options
         if self.streams:
             transport.timeout = options.timeout
-            if not self._writing and transport.scope.deadline != math.inf:
+            if not self._writer.writing and transport.scope.deadline != math.inf:
                 # (Moving a deadline is not free: only when one is set.)
                 transport.disarm()
             return

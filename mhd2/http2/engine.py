@@ -43,7 +43,18 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from ..enums import RequestEndedCode
-from .checks import Malformed, RequestHead, check_request_head, check_trailers
+from .checks import Malformed, check_request_head, check_trailers
+from .events import (
+    BodyEnded,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    PingAnswered,
+    RequestReceived,
+    StreamCancelled,
+    TrailersReceived,
+    WindowOpened,
+)
 from .guard import FloodGuard
 from .machine import FRAMES_PER_TURN, connection_window, new_h2
 
@@ -51,9 +62,7 @@ if TYPE_CHECKING:
     from ..options import DaemonOptions
     from .machine import ServerH2
 
-__all__ = ["BodyEnded", "ConnState", "DataReceived", "Event", "GoawayReceived", "H2Engine",
-           "PingAnswered", "RequestReceived", "StreamCancelled", "TrailersReceived",
-           "WindowOpened"]
+__all__ = ["ConnState", "H2Engine"]
 
 logger = logging.getLogger("mhd2")
 
@@ -72,95 +81,6 @@ class ConnState(enum.Enum):
     FAILED = "failed"
     #: The transport broke: nothing more can be written.
     LOST = "lost"
-
-
-# -- events (what the client's frames mean to mhd2) -------------------------------------
-
-
-class Event:
-    """Base of the engine's events; each has the ``stream_id`` it is about (0: none)."""
-
-    __slots__ = ("stream_id",)
-
-    def __init__(self, stream_id: int = 0) -> None:
-        self.stream_id = stream_id
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}"
-                           for cls in type(self).__mro__ for name in getattr(cls, "__slots__", ()))
-        return f"{type(self).__name__}({fields})"
-
-
-class RequestReceived(Event):
-    """A new stream with a checked request head; *ended*: no body follows."""
-
-    __slots__ = ("ended", "head")
-
-    def __init__(self, stream_id: int, head: RequestHead, ended: bool) -> None:
-        super().__init__(stream_id)
-        self.head = head
-        self.ended = ended
-
-
-class DataReceived(Event):
-    """Body (or tunnel) bytes; *flow*: their flow-controlled length (padding included),
-    to be given back with :meth:`H2Engine.acknowledge` once consumed."""
-
-    __slots__ = ("data", "flow")
-
-    def __init__(self, stream_id: int, data: bytes, flow: int) -> None:
-        super().__init__(stream_id)
-        self.data = data
-        self.flow = flow
-
-
-class BodyEnded(Event):
-    """The client ended its side of the stream (END_STREAM)."""
-
-    __slots__ = ()
-
-
-class TrailersReceived(Event):
-    """A checked trailer section (it ended the stream: a :class:`BodyEnded` follows)."""
-
-    __slots__ = ("fields",)
-
-    def __init__(self, stream_id: int, fields: list[tuple[str, str]]) -> None:
-        super().__init__(stream_id)
-        self.fields = fields
-
-
-class WindowOpened(Event):
-    """The client opened a flow-control window: of the stream, or (``stream_id`` 0) of
-    every stream (the connection's window, or ``SETTINGS_INITIAL_WINDOW_SIZE``)."""
-
-    __slots__ = ()
-
-
-class StreamCancelled(Event):
-    """The stream is over: the request ends with *code*.
-
-    *by_client*: the client reset it (or provoked ``h2`` to; the stream is
-    closed both ways); else mhd2 reset it (malformed trailers)."""
-
-    __slots__ = ("by_client", "code")
-
-    def __init__(self, stream_id: int, code: RequestEndedCode, *, by_client: bool) -> None:
-        super().__init__(stream_id)
-        self.code = code
-        self.by_client = by_client
-
-
-class PingAnswered(Event):
-    """The client acknowledged the ``PING`` of :meth:`H2Engine.ping`."""
-
-    __slots__ = ()
-
-
-class GoawayReceived(Event):
-    """The client sent ``GOAWAY`` (the server's is queued in return; RFC 9113 §6.8)."""
-
-    __slots__ = ()
 
 
 # -- the engine ----------------------------------------------------------------------------
