@@ -40,7 +40,7 @@ class RequestReceived(Event):
     __slots__ = ("ended", "head")
 
     def __init__(self, stream_id: int, head: RequestHead, ended: bool) -> None:
-        super().__init__(stream_id)
+        self.stream_id = stream_id
         self.head = head
         self.ended = ended
 
@@ -52,7 +52,7 @@ class DataReceived(Event):
     __slots__ = ("data", "flow")
 
     def __init__(self, stream_id: int, data: bytes, flow: int) -> None:
-        super().__init__(stream_id)
+        self.stream_id = stream_id
         self.data = data
         self.flow = flow
 
@@ -69,7 +69,7 @@ class TrailersReceived(Event):
     __slots__ = ("fields",)
 
     def __init__(self, stream_id: int, fields: list[tuple[str, str]]) -> None:
-        super().__init__(stream_id)
+        self.stream_id = stream_id
         self.fields = fields
 
 
@@ -89,7 +89,7 @@ class StreamCancelled(Event):
     __slots__ = ("by_client", "code")
 
     def __init__(self, stream_id: int, code: RequestEndedCode, *, by_client: bool) -> None:
-        super().__init__(stream_id)
+        self.stream_id = stream_id
         self.code = code
         self.by_client = by_client
 
