@@ -1,7 +1,7 @@
 """Serving one HTTP/2 stream: the application, its action, the reply, and the end.
 
 The connection starts a stream here once its engine reported the request
-(:class:`~mhd2.http2.engine.RequestReceived`): :func:`serve_now` in the
+(:class:`~mhd2.http2.events.RequestReceived`): :func:`serve_now` in the
 reader for a request answered at once from memory, else :func:`run_stream`
 in a task of its own.  Either calls the application through the exchange,
 carries out what it returned (a response: :mod:`mhd2.http2.reply`; an
