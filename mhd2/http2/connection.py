@@ -24,8 +24,9 @@ the state machine needs no lock.  Streams see the connection as a
 * **Limits.**  The engine refuses streams beyond
   ``http2_max_concurrent_streams``, resets malformed ones and ends floods
   with ``GOAWAY`` ENHANCE_YOUR_CALM (:mod:`mhd2.http2.engine`,
-  :mod:`mhd2.http2.guard`).  The reader handles at most ``FRAMES_PER_TURN`` frames of a read per turn
-  and yields between turns (the answers to one read are written together).
+  :mod:`mhd2.http2.guard`).  The engine handles at most ``FRAMES_PER_TURN``
+  frames of a read per turn and the reader yields between turns (the
+  answers to one read are written together).
 * **Timeouts.**  With no stream running the connection waits for one for
   ``keep_alive_timeout`` (the first one: ``timeout``), counted from the end
   of the last stream -- control frames are not activity -- then sends
