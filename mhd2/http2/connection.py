@@ -382,12 +382,12 @@ class HTTP2Connection:
         fresh: list[H2Stream] = []
         try:
             for event in events:
-                if isinstance(event, DataReceived):
-                    streams[event.stream_id].feed(event.data, event.flow)
-                elif isinstance(event, RequestReceived):
+                if isinstance(event, RequestReceived):
                     stream = H2Stream(self, event.stream_id, event.head, event.ended)
                     streams[event.stream_id] = stream
                     fresh.append(stream)
+                elif isinstance(event, DataReceived):
+                    streams[event.stream_id].feed(event.data, event.flow)
                 elif isinstance(event, BodyEnded):
                     streams[event.stream_id].feed_end()
                 elif isinstance(event, WindowOpened):

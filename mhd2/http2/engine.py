@@ -101,8 +101,8 @@ class H2Engine:
     """
 
     __slots__ = ("_extra", "_guard", "_last_stream_id", "_options", "_ping_payload",
-                 "_provoked", "_useful_updates", "_window_opened", "active", "h2", "more",
-                 "peer", "served", "state")
+                 "_provoked", "_useful_updates", "_window_opened", "active", "ending", "h2",
+                 "more", "peer", "served", "state")
 
     def __init__(self, options: DaemonOptions, clock: Callable[[], float],
                  peer: object = None) -> None:
@@ -111,6 +111,9 @@ class H2Engine:
         #: The ``h2`` state machine (its server preface queued).
         self.h2: ServerH2 = new_h2(options)
         self.state = ConnState.OPEN
+        #: The connection is being torn down: :attr:`state` is FAILED or LOST
+        #: (kept with it: streams ask often).
+        self.ending = False
         #: The ids of the streams given to the caller and not yet closed.
         self.active: set[int] = set()
         #: Streams opened on this connection.
@@ -128,14 +131,10 @@ class H2Engine:
 
     # -- state --------------------------------------------------------------------------
 
-    @property
-    def ending(self) -> bool:
-        """The connection is being torn down (a connection error, or the transport lost)."""
-        return self.state is ConnState.FAILED or self.state is ConnState.LOST
-
     def lost(self) -> None:
         """The transport broke: nothing more is written."""
         self.state = ConnState.LOST
+        self.ending = True
 
     def goaway(self) -> bool:
         """Queue a graceful ``GOAWAY`` (NO_ERROR, the last stream id processed), once.
@@ -278,6 +277,7 @@ class H2Engine:
             # h2 queued GOAWAY with the error code.
             logger.debug("mhd2: HTTP/2 protocol error from %s: %s", self.peer, exc)
             self.state = ConnState.FAILED
+            self.ending = True
             self.more = False
             return []
         self.more = frames.more
@@ -309,6 +309,8 @@ class H2Engine:
         """
         active = self.active
         opened = 0
+        # The END_STREAM of a request's own HEADERS is in its RequestReceived (ended).
+        folded: h2e.StreamEnded | None = None
         for event in received:
             if isinstance(event, h2e.DataReceived):
                 sid = event.stream_id
@@ -322,8 +324,9 @@ class H2Engine:
                 if new is not None:
                     out.append(new)
                     opened += 1
+                    folded = event.stream_ended
             elif isinstance(event, h2e.StreamEnded):
-                if event.stream_id in active:
+                if event is not folded and event.stream_id in active:
                     out.append(BodyEnded(event.stream_id))
             elif isinstance(event, h2e.WindowUpdated):
                 sid = event.stream_id or 0
@@ -474,4 +477,5 @@ class H2Engine:
         self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM,
                                  last_stream_id=self._last_stream_id)
         self.state = ConnState.FAILED
+        self.ending = True
         return True

@@ -35,7 +35,8 @@ class Event:
 
 
 class RequestReceived(Event):
-    """A new stream with a checked request head; *ended*: no body follows."""
+    """A new stream with a checked request head; *ended*: its HEADERS carried
+    END_STREAM, so no body follows (and no :class:`BodyEnded` comes for it)."""
 
     __slots__ = ("ended", "head")
 
