@@ -420,8 +420,7 @@ class HTTP2Connection:
         return failed
 
     def _start(self, stream: H2Stream) -> None:
-        """Serve *stream* in the reader if it can be (:func:`serve_now`), else in a task
-        of its own."""
+        """Serve *stream* in the reader if it can be (:func:`serve_now`), else in a task."""
         if not stream.gone.is_set() and serve_now(stream):
             return
         self._settle_deadline()
