@@ -1,31 +1,32 @@
-"""The HTTP/2 connection loop: one ``h2`` state machine over one transport.
+"""The HTTP/2 connection task: it reads, writes, and starts stream tasks.
 
-One task per connection owns a nursery; in it run the connection's reader
-(this task), its writer, and one task per stream that needs one
-(:class:`~mhd2.http2.stream.H2Stream`), so every stream ends before its
-connection does.  A request answered at once from memory needs none: the
-reader serves it (:meth:`H2Stream.serve_now
-<mhd2.http2.stream.H2Stream.serve_now>`).  All ``h2`` calls happen in trio
-tasks of one thread without an ``await`` in the middle, so the state machine
-needs no lock.
+Everything the client's frames mean is decided by the connection's sans-IO
+engine (:class:`~mhd2.http2.engine.H2Engine`); this module does the I/O
+around it.  One task per connection owns a nursery; in it run the
+connection's reader (this task), its writer, and one task per stream that
+needs one (:func:`~mhd2.http2.serve.run_stream`), so every stream ends before
+its connection does.  A request answered at once from memory needs none: the
+reader serves it (:func:`~mhd2.http2.serve.serve_now`).  All engine calls
+happen in trio tasks of one thread without an ``await`` in the middle, so
+the state machine needs no lock.  Streams see the connection as a
+:class:`~mhd2.http2.port.StreamPort`.
 
-* **One write at a time.**  Everyone queues frames into the ``h2`` object.
-  The reader writes what is queued after each read it handled, unless a
-  write is under way; streams wake the writer task instead (a stream's task
-  may be cancelled, and a write cut mid-frame would break the connection).
-  Streams and the reader wait until their frames are written
-  (:meth:`flushed`) before they queue more, so what waits for the socket is
-  bounded: a window's worth per stream, and the reader reads nothing while
-  its answers (responses, ``PING`` and ``SETTINGS`` acks) cannot be written.
+* **One write at a time** (:class:`~mhd2.http2.writer.FrameWriter`).
+  Everyone queues frames into the engine.  The reader writes what is queued
+  after each read it handled, unless a write is under way; streams wake the
+  writer task instead.  Streams and the reader wait until their frames are
+  written (:meth:`flushed`) before they queue more, so what waits for the
+  socket is bounded: a window's worth per stream, and the reader reads
+  nothing while its answers (responses, ``PING`` and ``SETTINGS`` acks)
+  cannot be written.
 * **Flow control is the backpressure.**  Received DATA is acknowledged only
   when the application has consumed it (:meth:`acknowledge`).
-* **Limits.**  The received frames are handled by
-  :class:`~mhd2.http2.frames_in.FramesIn` (streams beyond
-  ``http2_max_concurrent_streams`` refused, malformed ones reset, floods
-  ended with ``GOAWAY`` ENHANCE_YOUR_CALM); the ``h2`` state machine and the
-  flood rates are made in :mod:`mhd2.http2.machine` and :mod:`mhd2.http2.guard`.
-  The reader handles at most ``FRAMES_PER_TURN`` frames of a read per turn
-  and yields between turns (the answers to one read are written together).
+* **Limits.**  The engine refuses streams beyond
+  ``http2_max_concurrent_streams``, resets malformed ones and ends floods
+  with ``GOAWAY`` ENHANCE_YOUR_CALM (:mod:`mhd2.http2.engine`,
+  :mod:`mhd2.http2.guard`).  The engine handles at most ``FRAMES_PER_TURN``
+  frames of a read per turn and the reader yields between turns (the
+  answers to one read are written together).
 * **Timeouts.**  With no stream running the connection waits for one for
   ``keep_alive_timeout`` (the first one: ``timeout``), counted from the end
   of the last stream -- control frames are not activity -- then sends
@@ -45,23 +46,31 @@ import math
 from typing import TYPE_CHECKING
 
 import trio
-from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
-from hyperframe.frame import GoAwayFrame
 
 from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
-from .frames_in import FramesIn
-from .guard import FloodGuard
+from .engine import ConnState, H2Engine
+from .events import (
+    BodyEnded,
+    DataReceived,
+    GoawayReceived,
+    PingAnswered,
+    RequestReceived,
+    StreamCancelled,
+    TrailersReceived,
+    WindowOpened,
+)
 from .liveness import Liveness
-from .machine import FRAMES_PER_TURN, connection_window, new_h2
+from .serve import run_stream, serve_now
+from .stream import H2Stream
+from .writer import FrameWriter
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
     from ..shared import Shared
     from ..transport import Transport
-    from .stream import H2Stream
+    from .events import Event
 
 __all__ = ["HTTP2Connection"]
 
@@ -80,7 +89,7 @@ TUNNEL_END_SECONDS = 2.0
 IDLE_SLACK = 1.0
 
 
-class HTTP2Connection(FramesIn):
+class HTTP2Connection:
     """Serve HTTP/2 streams on one transport until the connection ends.
 
     Args:
@@ -90,6 +99,13 @@ class HTTP2Connection(FramesIn):
         initial: bytes already read (the preface, when the HTTP/1 loop saw it).
         notified: ``ConnectionEvent.STARTED`` was already reported.
 
+    The protocol state is the engine's (:attr:`engine`, one
+    :class:`~mhd2.http2.engine.ConnState`); writing is the
+    :class:`~mhd2.http2.writer.FrameWriter`'s.  The flags here only
+    coordinate the reader: it handles a read (``_in_turn``) or is to stop
+    after it (``_stop_reading``), and the daemon closed the connection
+    itself (``_closing``: no final ``GOAWAY``).
+
     Resource handling:
         :meth:`run` always closes the transport and reports
         ``ConnectionEvent.CLOSED`` once; every stream's request has ended
@@ -97,13 +113,8 @@ class HTTP2Connection(FramesIn):
     """
 
     __slots__ = (
-        "_batch",
-        "_broken",
         "_closing",
         "_drained",
-        "_extra",
-        "_flush_asked",
-        "_guard",
         "_idle_from",
         "_in_turn",
         "_initial",
@@ -112,9 +123,8 @@ class HTTP2Connection(FramesIn):
         "_nursery",
         "_read_scope",
         "_stop_reading",
-        "_wake",
-        "_writing",
-        "h2",
+        "_writer",
+        "engine",
         "info",
         "shared",
         "streams",
@@ -131,35 +141,19 @@ class HTTP2Connection(FramesIn):
         self.shared = shared
         self._initial = initial
         self._notified = notified
-        options = shared.options
-        # Inbound fields are checked by mhd2.http2.checks; outbound ones are
-        # made by mhd2 already lower-case and valid (Response.add_header and
-        # the DCC footers check them; checks.strip_response_fields lowers
-        # them): h2's own passes over every header list cost ~5 % per request.
-        self.h2 = new_h2(options)
+        #: The sans-IO engine (its server preface queued).
+        self.engine = H2Engine(shared.options, trio.current_time, info.client_address)
         self.streams: dict[int, H2Stream] = {}
-        self._wake = trio.Event()
-        self._batch = trio.Event()
-        self._extra: list[bytes] = []
-        self._writing = False
-        self._flush_asked = False
-        self._goaway_sent = False
+        self._writer = FrameWriter(self.engine, transport, self._lost, self._settle_deadline)
         self._closing = False
         #: Set when the last stream has ended (made by _let_tunnels_end).
         self._drained: trio.Event | None = None
-        self._dead = False
-        self._broken = False
-        self._served = 0
-        self._useful_updates = 0
-        self._provoked = 0
         self._idle_from = 0.0  # when the last stream ended (or the connection began)
         self._liveness: Liveness | None = None  # made when a stream first parks
-        self._last_stream_id = 0
         self._read_scope = trio.CancelScope()
         self._in_turn = False  # the reader handles a read (and writes its answers)
         self._stop_reading = False
         self._nursery: trio.Nursery | None = None
-        self._guard = FloodGuard(options.http2_max_concurrent_streams)
 
     # -- daemon-facing ----------------------------------------------------------------
 
@@ -187,35 +181,37 @@ class HTTP2Connection(FramesIn):
         self._closing = True
         self.transport.scope.cancel()
 
-    # -- used by the streams ------------------------------------------------------------
+    # -- StreamPort (what the streams use) and PingHost (what Liveness uses) ----------
 
     @property
     def ending(self) -> bool:
         """The connection is being torn down (protocol error, abuse, or gone)."""
-        return self._dead or self._broken
+        return self.engine.ending
+
+    @property
+    def stream_count(self) -> int:
+        """Streams running."""
+        return len(self.streams)
 
     def wake_writer(self) -> None:
         """Frames were queued: have the writer send them."""
-        self._wake.set()
+        self._writer.wake()
 
     async def flushed(self) -> None:
         """Wait until what is queued now has been written."""
-        if self._broken:
-            await trio.lowlevel.checkpoint()
-            return
-        batch = self._batch
-        self._flush_asked = True
-        self._wake.set()
-        await batch.wait()
+        await self._writer.flushed()
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """*size* flow-controlled bytes of *stream_id* are consumed: WINDOW_UPDATE."""
-        if size and not self._dead:
-            try:
-                self.h2.acknowledge_received_data(size, stream_id)
-            except ProtocolError:
-                return
-            self._wake.set()
+        if self.engine.acknowledge(stream_id, size):
+            self._writer.wake()
+
+    def send_ping(self, payload: bytes) -> bool:
+        """Queue a ``PING`` (for :class:`~mhd2.http2.liveness.Liveness`) and wake the writer."""
+        if not self.engine.ping(payload):
+            return False
+        self._writer.wake()
+        return True
 
     def stream_parked(self, delta: int) -> None:
         """*delta* streams parked (+1: a suspended request waits) or woke (-1):
@@ -239,28 +235,22 @@ class HTTP2Connection(FramesIn):
         if not self.streams:
             self._stop_reader()
 
-    def stream_done(self, stream: H2Stream, *, in_reader: bool = False) -> None:
+    def stream_done(self, stream_id: int, *, in_reader: bool = False) -> None:
         """A stream has ended (its request too); *in_reader*: it was served by the
         reader, which writes what it queued (no need to wake the writer)."""
-        self.streams.pop(stream.id, None)
-        if not in_reader and self._queued():
-            self._wake.set()
+        self.streams.pop(stream_id, None)
+        engine = self.engine
+        engine.stream_closed(stream_id)
+        if not in_reader and engine.has_output():
+            self._writer.wake()
         if not self.streams:
             if self._drained is not None:
                 self._drained.set()
             self._idle_from = trio.current_time()
-            if self._goaway_sent:
+            if engine.state is not ConnState.OPEN:
                 self._stop_reader()
             else:
                 self._settle_deadline()
-
-    def _queued(self) -> bool:
-        """Frames wait to be written (so the writer has something to do).
-
-        Looks at ``h2``'s outbound buffer without taking it; should a later
-        ``h2`` not have it, the answer is always yes (correct, one wake-up
-        more per read)."""
-        return bool(getattr(self.h2, "_data_to_send", True)) or bool(self._extra)
 
     # -- the connection's task ------------------------------------------------------------
 
@@ -277,8 +267,8 @@ class HTTP2Connection(FramesIn):
                 self._settle_deadline()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    self._wake.set()  # the server preface (SETTINGS) new_h2 queued
-                    nursery.start_soon(self._writer)
+                    self._writer.wake()  # the server preface (SETTINGS) the engine queued
+                    nursery.start_soon(self._writer.run)
                     if self.shared.stopping:
                         # Handed over (h2c) while the daemon began to stop.
                         self.close_if_idle()
@@ -290,8 +280,8 @@ class HTTP2Connection(FramesIn):
             # The client may still be sending: drain a while after the GOAWAY
             # so that a reset does not destroy it before the client read it.
             # (On TLS, which cannot half-close, the close_notify says it.)
-            linger = (not self._broken and code is not RequestEndedCode.CLIENT_ABORT
-                      and transport.tls is None)
+            linger = (self.engine.state is not ConnState.LOST
+                      and code is not RequestEndedCode.CLIENT_ABORT and transport.tls is None)
         except TransportError:
             code = RequestEndedCode.CLIENT_ABORT
         except Exception:
@@ -324,62 +314,38 @@ class HTTP2Connection(FramesIn):
         if not self._in_turn:
             self._read_scope.cancel()
 
-    def _open_connection_window(self) -> None:
-        """Widen the connection's receive window (once the client's preface is in)."""
-        increment = connection_window(self.shared.options)
-        if increment:
-            try:
-                self.h2.increment_flow_control_window(increment)
-            except ProtocolError:  # the connection is closing already
-                pass
-
     async def _read_loop(self) -> RequestEndedCode:
-        """Read and handle frames until the connection is to end; return the code for
-        streams still running then."""
+        """Read and hand what was read to the engine until the connection is to end;
+        return the code for streams still running then."""
         data, self._initial = self._initial, b""
         transport = self.transport
-        frames = self.h2.incoming_buffer
-        opened = False
+        engine = self.engine
+        shared = self.shared
         answered = False
-        more = False
         with self._read_scope:
             while True:
-                if data or more:
+                if data or engine.more:
                     self._in_turn = True
                     try:
                         # At most FRAMES_PER_TURN frames now; the rest after a
                         # checkpoint (a read of tiny frames must not hold the loop).
-                        frames.budget = FRAMES_PER_TURN
-                        frames.more = False
-                        try:
-                            events = self.h2.receive_data(data)
-                        except ProtocolError as exc:
-                            # h2 queued GOAWAY with the error code.
-                            logger.debug("mhd2: HTTP/2 protocol error from %s: %s",
-                                         self.info.client_address, exc)
-                            self._goaway_sent = True
-                            return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                        more = frames.more
-                        if not opened:
-                            opened = True
-                            self._open_connection_window()
-                        if self._handle(events):
-                            return RequestEndedCode.HTTP_PROTOCOL_ERROR
-                        if self._goaway_sent and self._dead:
+                        events = engine.receive(data, stopping=shared.stopping)
+                        if self._dispatch(events):
                             return RequestEndedCode.HTTP_PROTOCOL_ERROR
                         # (The answers to one read are written together, after
                         # its last turn, as when it was handled in one.)
-                        answered = not more and self._queued()
+                        answered = not engine.more and engine.has_output()
                         if answered:
-                            if self._writing:
-                                await self.flushed()
-                            elif not await self._write():
+                            writer = self._writer
+                            if writer.writing:
+                                await writer.flushed()
+                            elif not await writer.write():
                                 return RequestEndedCode.CLIENT_ABORT
                     finally:
                         self._in_turn = False
                     if self._stop_reading:
                         break
-                    if more:
+                    if engine.more:
                         # The rest of the read, once the other tasks had their turn.
                         await trio.lowlevel.checkpoint()
                         data = b""
@@ -393,75 +359,80 @@ class HTTP2Connection(FramesIn):
                 except TransportError:
                     data = b""
                 if not data:
-                    self._broken = True
+                    engine.lost()
                     return RequestEndedCode.CLIENT_ABORT
-        return RequestEndedCode.DAEMON_SHUTDOWN if self.shared.stopping \
+        return RequestEndedCode.DAEMON_SHUTDOWN if shared.stopping \
             else RequestEndedCode.CONNECTION_ERROR
 
-    async def _writer(self) -> None:
-        """The connection's writer: writes what the streams queued when they wake it."""
-        while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
-            # While the reader writes, its write takes what is queued (see _write).
-            if not self._writing and not await self._write():
-                return
+    def _dispatch(self, events: list[Event]) -> bool:
+        """Hand the engine's events of one turn to the streams, in order; then start
+        the streams opened.
 
-    async def _write(self) -> bool:
-        """Write what is queued, until nothing is (one task at a time: not :attr:`_writing`).
-
-        The writer task and the reader call this; a stream only ever asks the
-        writer (:meth:`flushed`): a stream's task may be cancelled, and a write
-        cut in the middle of a frame would break the connection.
+        A stream starts only once all the events of the turn are handled: a
+        request reset in the same turn (rapid reset) costs no application
+        work and counts against the reset rate.  After a connection error
+        (a protocol error, a flood) no stream starts work: the ones opened
+        are ended (``HTTP_PROTOCOL_ERROR``), so the application is called at
+        most once per reset the budget allows.
 
         Returns:
-            False if the client is gone (the streams and the reader are then ended).
+            Whether the connection is to end (a connection error).
         """
-        transport = self.transport
-        h2 = self.h2
-        # A write cancelled midway (the connection's deadline, or its end) leaves
-        # _writing set: the byte stream is no longer whole, nothing more is
-        # written on it (see _final_goaway).
-        self._writing = True
-        while True:
-            done, self._batch = self._batch, trio.Event()
-            self._flush_asked = False
-            data = h2.data_to_send()
-            if self._extra:
-                data += b"".join(self._extra)
-                self._extra.clear()
-            if data and not self._broken:
-                try:
-                    await transport.send(data)
-                except TransportError:
-                    # The client is gone: end the streams and the reader.
-                    self._writing = False
-                    self._broken = True
-                    self._cut(RequestEndedCode.CLIENT_ABORT)
-                    self._stop_reader()
-                    done.set()
-                    return False
-            done.set()
-            # Frames queued, or a flush asked for, during this write: once more.
-            if not (self._flush_asked or self._queued()):
-                self._writing = False
-                self._settle_deadline()
-                return True
+        streams = self.streams
+        fresh: list[H2Stream] = []
+        try:
+            for event in events:
+                if isinstance(event, RequestReceived):
+                    stream = H2Stream(self, event.stream_id, event.head, event.ended)
+                    streams[event.stream_id] = stream
+                    fresh.append(stream)
+                elif isinstance(event, DataReceived):
+                    streams[event.stream_id].feed(event.data, event.flow)
+                elif isinstance(event, BodyEnded):
+                    streams[event.stream_id].feed_end()
+                elif isinstance(event, WindowOpened):
+                    if event.stream_id == 0:
+                        for stream in streams.values():
+                            stream.window_opened()
+                    else:
+                        streams[event.stream_id].window_opened()
+                elif isinstance(event, StreamCancelled):
+                    stream = streams[event.stream_id]
+                    if event.by_client:
+                        stream.reset_by_client()
+                    else:
+                        stream.cancel(event.code)
+                elif isinstance(event, TrailersReceived):
+                    streams[event.stream_id].trailers = event.fields
+                elif isinstance(event, PingAnswered):
+                    if self._liveness is not None:
+                        self._liveness.answered()
+                elif isinstance(event, GoawayReceived):
+                    self._writer.wake()
+                    if not streams:
+                        self._stop_reader()
+        finally:
+            failed = self.engine.state is ConnState.FAILED
+            for stream in fresh:
+                if failed:
+                    stream.cancel(RequestEndedCode.HTTP_PROTOCOL_ERROR)
+                self._start(stream)
+        return failed
+
+    def _start(self, stream: H2Stream) -> None:
+        """Serve *stream* in the reader if it can be (:func:`serve_now`), else in a task."""
+        if not stream.gone.is_set() and serve_now(stream):
+            return
+        self._settle_deadline()
+        assert self._nursery is not None
+        self._nursery.start_soon(run_stream, stream)
 
     # -- endings ----------------------------------------------------------------------------
 
     def _send_goaway(self) -> None:
-        """A graceful ``GOAWAY`` (NO_ERROR, the last stream id processed), once.
-
-        Built by hand: ``h2`` moves to its closed state on any GOAWAY it
-        sends and would then refuse the frames of the streams still running.
-        """
-        if self._goaway_sent:
-            return
-        self._goaway_sent = True
-        frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=ErrorCodes.NO_ERROR)
-        self._extra.append(frame.serialize())
-        self._wake.set()
+        """A graceful ``GOAWAY`` (the engine's, once), and wake the writer."""
+        if self.engine.goaway():
+            self._writer.wake()
 
     async def _final_goaway(self) -> bool:
         """The connection timed out: ``GOAWAY`` if the byte stream is in one piece.
@@ -469,10 +440,11 @@ class HTTP2Connection(FramesIn):
         Returns:
             Whether it was sent.
         """
-        if self._writing or self._dead or self._broken:
+        engine = self.engine
+        if self._writer.writing or engine.ending:
             return False
-        self._send_goaway()
-        data = self.h2.data_to_send() + b"".join(self._extra)
+        engine.goaway()
+        data = engine.data_to_send()
         with trio.CancelScope(shield=True), trio.move_on_after(FINAL_WRITE_SECONDS):
             try:
                 await self.transport.send(data)
@@ -480,6 +452,11 @@ class HTTP2Connection(FramesIn):
             except TransportError:
                 pass
         return False
+
+    def _lost(self) -> None:
+        """A write failed (the client is gone): end the streams and the reader."""
+        self._cut(RequestEndedCode.CLIENT_ABORT)
+        self._stop_reader()
 
     def _cut(self, code: RequestEndedCode) -> None:
         """End every stream still running with *code*."""
@@ -500,11 +477,11 @@ class HTTP2Connection(FramesIn):
         options = self.shared.options
         if self.streams:
             transport.timeout = options.timeout
-            if not self._writing and transport.scope.deadline != math.inf:
+            if not self._writer.writing and transport.scope.deadline != math.inf:
                 # (Moving a deadline is not free: only when one is set.)
                 transport.disarm()
             return
-        idle = options.keep_alive_timeout if self._served else options.timeout
+        idle = options.keep_alive_timeout if self.engine.served else options.timeout
         if transport.timeout != idle:
             transport.set_timeout(idle)  # (the limit of a write meanwhile)
         if idle is None:

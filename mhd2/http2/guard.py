@@ -6,11 +6,14 @@ own (CVE-2023-44487, "rapid reset") and those it provokes the server to send
 (CVE-2025-8671, "MadeYouReset") -- and frames that carry nothing
 (CVE-2019-9518, "empty frames flood"; CVE-2019-9517 with zero-effect
 ``WINDOW_UPDATE``).
+
+The clock is the caller's (``trio.current_time`` in the server; a plain
+function in the unit tests), so the rates can be tested without a loop.
 """
 
 from __future__ import annotations
 
-import trio
+from collections.abc import Callable
 
 __all__ = ["IDLE_FRAMES_PER_STREAM", "MAX_IDLE_FRAMES", "MAX_PINGS", "MAX_SETTINGS", "MIN_RESETS",
            "RATE_WINDOW", "FloodGuard"]
@@ -38,17 +41,18 @@ IDLE_FRAMES_PER_STREAM = 4
 class Rate:
     """Counts events in fixed windows of :data:`RATE_WINDOW` seconds."""
 
-    __slots__ = ("_count", "_limit", "_start")
+    __slots__ = ("_clock", "_count", "_limit", "_start")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
         self._limit = limit
+        self._clock = clock
         self._count = 0
-        self._start = trio.current_time()
+        self._start = clock()
 
     def over(self, count: int = 1) -> bool:
         """Count *count* (a negative count is credit, down to zero); True when the
         limit of this window is passed."""
-        now = trio.current_time()
+        now = self._clock()
         if now - self._start >= RATE_WINDOW:
             self._start = now
             self._count = 0
@@ -61,15 +65,20 @@ class FloodGuard:
 
     Each method counts one frame and returns why the connection is to end
     (``GOAWAY`` ENHANCE_YOUR_CALM), or ``None``.
+
+    Args:
+        max_concurrent_streams: the connection's stream limit (the reset budget
+            is at least twice it).
+        clock: the current time in seconds (``trio.current_time``).
     """
 
     __slots__ = ("_idle", "_pings", "_resets", "_settings")
 
-    def __init__(self, max_concurrent_streams: int) -> None:
-        self._pings = Rate(MAX_PINGS)
-        self._settings = Rate(MAX_SETTINGS)
-        self._resets = Rate(max(MIN_RESETS, 2 * max_concurrent_streams))
-        self._idle = Rate(MAX_IDLE_FRAMES)
+    def __init__(self, max_concurrent_streams: int, clock: Callable[[], float]) -> None:
+        self._pings = Rate(MAX_PINGS, clock)
+        self._settings = Rate(MAX_SETTINGS, clock)
+        self._resets = Rate(max(MIN_RESETS, 2 * max_concurrent_streams), clock)
+        self._idle = Rate(MAX_IDLE_FRAMES, clock)
 
     def ping(self) -> str | None:
         """A ``PING`` arrived."""

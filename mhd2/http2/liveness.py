@@ -12,24 +12,49 @@ the connection gives up on the client: its parked requests end with
 ``TIMEOUT_REACHED``, and the connection sends ``GOAWAY`` and closes.
 
 Nothing here reads or writes the socket: the ``PING`` is queued in the
-connection's ``h2`` state machine and written by its writer; the answer
-comes through the connection's reader (:meth:`Liveness.answered`).
+connection's engine and written by its writer; the answer comes through the
+connection's reader (the engine's :class:`~mhd2.http2.engine.PingAnswered`,
+then :meth:`Liveness.answered`).  What this needs of the connection is the
+:class:`PingHost` protocol.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
-from h2.exceptions import ProtocolError
 
 if TYPE_CHECKING:
-    from .connection import HTTP2Connection
+    from ..connection_info import ConnectionInfo
 
-__all__ = ["Liveness"]
+__all__ = ["Liveness", "PingHost"]
 
 logger = logging.getLogger("mhd2")
+
+
+class PingHost(Protocol):
+    """What :class:`Liveness` uses of its connection."""
+
+    info: ConnectionInfo
+
+    @property
+    def ending(self) -> bool:
+        """The connection is being torn down."""
+        ...
+
+    @property
+    def stream_count(self) -> int:
+        """Streams running on the connection (parked or not)."""
+        ...
+
+    def send_ping(self, payload: bytes) -> bool:
+        """Queue a ``PING`` with *payload* and wake the writer; False if refused."""
+        ...
+
+    def give_up(self) -> None:
+        """The client did not answer: end its streams, ``GOAWAY``, close."""
+        ...
 
 
 class Liveness:
@@ -44,7 +69,7 @@ class Liveness:
     returns when no stream is parked any more.
     """
 
-    __slots__ = ("_answer", "_payload", "_sent", "count", "interval", "running", "timeout")
+    __slots__ = ("_answer", "_sent", "count", "interval", "running", "timeout")
 
     def __init__(self, interval: float, timeout: float) -> None:
         self.interval = interval
@@ -54,7 +79,6 @@ class Liveness:
         #: :meth:`run` is running (or started).
         self.running = False
         self._sent = 0
-        self._payload = b""
         self._answer = trio.Event()
 
     def parked(self, delta: int) -> bool:
@@ -69,14 +93,11 @@ class Liveness:
             return True
         return False
 
-    def answered(self, data: bytes) -> bool:
-        """A ``PING`` ack with *data* arrived; whether it answers this one's ``PING``."""
-        if data and data == self._payload:
-            self._answer.set()
-            return True
-        return False
+    def answered(self) -> None:
+        """The client acknowledged the last ``PING`` (the engine matched its payload)."""
+        self._answer.set()
 
-    async def run(self, conn: HTTP2Connection) -> None:
+    async def run(self, conn: PingHost) -> None:
         """Ping while every stream of *conn* is parked; give up on a silent client.
 
         Error handling:
@@ -86,16 +107,12 @@ class Liveness:
         try:
             while self.count:
                 await trio.sleep(self.interval)
-                if not self.count or self.count < len(conn.streams) or conn.ending:
+                if not self.count or self.count < conn.stream_count or conn.ending:
                     continue  # (some stream is at work: the connection is not idle)
                 self._sent += 1
-                self._payload = self._sent.to_bytes(8, "big")
                 self._answer = trio.Event()
-                try:
-                    conn.h2.ping(self._payload)
-                except ProtocolError:
+                if not conn.send_ping(self._sent.to_bytes(8, "big")):
                     return
-                conn.wake_writer()
                 with trio.move_on_after(self.timeout):
                     await self._answer.wait()
                 if not self._answer.is_set():

@@ -278,7 +278,7 @@ async def send_error_page(stream: H2Stream, status: int) -> None:
                (b"content-type", b"text/plain; charset=utf-8"),
                (b"x-content-type-options", b"nosniff"),
                (b"content-length", b"%d" % len(body))]
-    if not stream.conn.shared.options.suppress_date_header:
+    if not stream.port.shared.options.suppress_date_header:
         headers.append((b"date", date_header_line()[6:-2]))
     stream.exchange.status = status
     try:

@@ -43,10 +43,9 @@ from .checks import strip_response_fields
 if TYPE_CHECKING:
     from ..actions import UpgradeAction
     from ..exchange import Exchange
-    from ..shared import Shared
-    from .machine import ServerH2
+    from .port import StreamPort
 
-__all__ = ["LINGER_SECONDS", "StreamTunnel", "TunnelConnection", "TunnelStream", "serve_upgrade"]
+__all__ = ["LINGER_SECONDS", "StreamTunnel", "TunnelStream", "serve_upgrade"]
 
 logger = logging.getLogger("mhd2")
 
@@ -59,33 +58,10 @@ LINGER_SECONDS = 2.0
 _RECV_SIZE = 65536
 
 
-class TunnelConnection(Protocol):
-    """What a tunnel uses of its HTTP/2 connection (:class:`~mhd2.http2.HTTP2Connection`)."""
-
-    h2: ServerH2
-    shared: Shared
-
-    @property
-    def ending(self) -> bool:
-        """The connection is being torn down."""
-        ...
-
-    def acknowledge(self, stream_id: int, size: int) -> None:
-        """*size* received bytes of *stream_id* are consumed: WINDOW_UPDATE."""
-        ...
-
-    async def flushed(self) -> None:
-        """Wait until what is queued now has been written."""
-        ...
-
-    def wake_writer(self) -> None:
-        """Frames were queued: have the writer send them."""
-        ...
-
-
 class TunnelStream(Protocol):
-    """What a tunnel uses of its stream (:class:`~mhd2.http2.stream.H2Stream`; a
-    protocol, so that this module does not import the stream's, which imports it)."""
+    """What a tunnel uses of its stream (:class:`~mhd2.http2.stream.H2Stream`), and
+    through it of the connection (its :class:`~mhd2.http2.port.StreamPort`): a
+    protocol, so that the tunnel depends on no more of them than this."""
 
     id: int
     exchange: Exchange
@@ -100,8 +76,8 @@ class TunnelStream(Protocol):
     _window_event: trio.Event
 
     @property
-    def conn(self) -> TunnelConnection:
-        """The connection carrying the stream."""
+    def port(self) -> StreamPort:
+        """The connection carrying the stream, as streams see it."""
         ...
 
     async def send_headers(self, headers: list[tuple[bytes, bytes]], *, end: bool,
@@ -173,7 +149,7 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
             if flow:
                 # Consumed: the client may send as much again (h2 batches the
                 # WINDOW_UPDATE frames: one per half a window).
-                s.conn.acknowledge(s.id, flow)
+                s.port.acknowledge(s.id, flow)
             if taken:
                 self.bytes_received += taken
                 return b"".join(out)
@@ -205,15 +181,14 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
         if self._closed:
             raise trio.ClosedResourceError("the upgraded stream was closed")
         s = self._s
-        if s.gone.is_set() or s.conn.ending or s.closed_local:
+        if s.gone.is_set() or s.port.ending or s.closed_local:
             raise trio.BrokenResourceError("the stream was reset or ended, or the connection ended")
 
     def _window(self) -> int:
         """How many bytes one DATA frame may carry now (0: a window is closed)."""
         s = self._s
-        h2 = s.conn.h2
         try:
-            return min(h2.local_flow_control_window(s.id), h2.max_outbound_frame_size)
+            return s.port.engine.room(s.id)
         except (ProtocolError, KeyError) as exc:
             raise trio.BrokenResourceError("the stream is closed") from exc
 
@@ -233,8 +208,8 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
             trio.BrokenResourceError, trio.ClosedResourceError: as the class says.
         """
         s = self._s
-        conn = s.conn
-        h2 = conn.h2
+        port = s.port
+        engine = port.engine
         deadline = math.inf if not timeout else trio.current_time() + timeout
         with memoryview(data) as raw, raw.cast("B") as view:
             total = view.nbytes
@@ -244,7 +219,7 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
                 room = self._window()
                 if room <= 0:
                     if queued and timeout != 0:
-                        await conn.flushed()
+                        await port.flushed()
                         queued = 0
                         continue
                     if timeout == 0 or trio.current_time() >= deadline:
@@ -255,7 +230,7 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
                     continue
                 n = min(total - pos, room)
                 try:
-                    h2.send_data(s.id, bytes(view[pos:pos + n]))
+                    engine.send_data(s.id, bytes(view[pos:pos + n]))
                 except ProtocolError as exc:
                     raise trio.BrokenResourceError("the stream is closed") from exc
                 pos += n
@@ -263,14 +238,14 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
                 if timeout:
                     deadline = trio.current_time() + timeout  # progress re-arms
                 if queued >= FLUSH_BYTES and timeout != 0:
-                    await conn.flushed()
+                    await port.flushed()
                     queued = 0
         if queued:
             if timeout == 0:
                 # (Never waits: also used in a cancelled task's last words.)
-                conn.wake_writer()
+                port.wake_writer()
             else:
-                await conn.flushed()
+                await port.flushed()
         else:
             await trio.lowlevel.checkpoint()
         if pos == 0 and total:
@@ -318,14 +293,14 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
     def _end_stream(self) -> None:
         """END_STREAM, once (RFC 8441 §7: an orderly close)."""
         s = self._s
-        if s.closed_local or s.gone.is_set() or s.conn.ending:
+        if s.closed_local or s.gone.is_set() or s.port.ending:
             return
         s.closed_local = True
         try:
-            s.conn.h2.end_stream(s.id)
+            s.port.engine.end_stream(s.id)
         except ProtocolError:
             return
-        s.conn.wake_writer()
+        s.port.wake_writer()
 
     async def send_eof(self) -> None:
         """Shut down the sending side: END_STREAM (the client's side stays open)."""
@@ -360,7 +335,7 @@ class StreamTunnel(trio.abc.HalfCloseableStream):
                 if s._pieces:
                     flow = sum(p[1] for p in s._pieces)
                     s._pieces.clear()
-                    s.conn.acknowledge(s.id, flow)
+                    s.port.acknowledge(s.id, flow)
                     continue
                 s._data_event = trio.Event()
                 await s._data_event.wait()
@@ -381,7 +356,7 @@ async def serve_upgrade(stream: TunnelStream, action: UpgradeAction) -> RequestE
     """
     exchange = stream.exchange
     request = exchange.request
-    shared = stream.conn.shared
+    shared = stream.port.shared
     headers = [(b":status", b"200")]
     headers.extend((name.encode("latin-1"), value.encode("latin-1"))
                    for name, value in strip_response_fields(action.headers))

@@ -1,0 +1,481 @@
+"""The HTTP/2 engine: bytes in, events and bytes out -- no I/O, no tasks.
+
+:class:`H2Engine` is to an HTTP/2 connection what ``h11.Connection`` is to an
+HTTP/1.1 one.  It wraps mhd2's ``h2`` state machine
+(:func:`~mhd2.http2.machine.new_h2`) and owns everything about the
+connection that is decided, not done:
+
+* **Frames in, events out.**  :meth:`H2Engine.receive` parses at most
+  ``FRAMES_PER_TURN`` frames of what was read (:attr:`H2Engine.more` says
+  frames are left for another turn) and returns mhd2's own events
+  (:class:`RequestReceived`, :class:`DataReceived`, :class:`BodyEnded`,
+  :class:`TrailersReceived`, :class:`WindowOpened`, :class:`StreamCancelled`,
+  :class:`PingAnswered`, :class:`GoawayReceived`), in order.  Streams beyond
+  ``http2_max_concurrent_streams`` are refused (``REFUSED_STREAM``), malformed
+  requests and trailers reset (``PROTOCOL_ERROR``): they never become events.
+* **Flood accounting** (:class:`~mhd2.http2.guard.FloodGuard`): the frames of
+  each turn are counted against the rates; a flood queues ``GOAWAY``
+  ENHANCE_YOUR_CALM and the engine is :attr:`ConnState.FAILED`.
+* **Window arithmetic**: the connection's receive window is widened once the
+  client's preface is in; received DATA is acknowledged
+  (:meth:`H2Engine.acknowledge`) when consumed; what a stream may send is
+  :meth:`H2Engine.room`.
+* **GOAWAY**: :meth:`H2Engine.goaway` (graceful, once), the client's own
+  (the server answers with one), and ``max_requests_per_connection``.
+* **The connection's state** is one :class:`ConnState`, not a set of flags.
+
+Bytes out are taken with :meth:`H2Engine.data_to_send`; the caller writes
+them.  The clock is the caller's (the flood rates), so the engine runs
+without an event loop (``tests/test_http2_engine.py``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from h2 import events as h2e
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
+
+from ..enums import RequestEndedCode
+from .checks import Malformed, check_request_head, check_trailers
+from .events import (
+    BodyEnded,
+    DataReceived,
+    Event,
+    GoawayReceived,
+    PingAnswered,
+    RequestReceived,
+    StreamCancelled,
+    TrailersReceived,
+    WindowOpened,
+)
+from .guard import FloodGuard
+from .machine import FRAMES_PER_TURN, connection_window, new_h2
+
+if TYPE_CHECKING:
+    from ..options import DaemonOptions
+    from .machine import ServerH2
+
+__all__ = ["ConnState", "H2Engine"]
+
+logger = logging.getLogger("mhd2")
+
+
+class ConnState(enum.Enum):
+    """Where an HTTP/2 connection is (one value; it only moves down this list)."""
+
+    #: Serving: new streams are taken.
+    OPEN = "open"
+    #: The server's graceful ``GOAWAY`` is queued (the client's GOAWAY, a
+    #: graceful stop, ``max_requests_per_connection``): the streams running
+    #: finish, new ones are refused.
+    GOING_AWAY = "going away"
+    #: A connection error (the client's protocol error, a flood): ``GOAWAY``
+    #: with its code is queued; nothing more is received or acknowledged.
+    FAILED = "failed"
+    #: The transport broke: nothing more can be written.
+    LOST = "lost"
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+
+class H2Engine:
+    """The sans-IO HTTP/2 server side of one connection (see the module docstring).
+
+    Args:
+        options: the daemon's options (stream limit, windows, header size,
+            ``max_requests_per_connection``).
+        clock: the current time in seconds, for the flood rates.
+        peer: the client, for log messages.
+
+    The caller tells the engine when a stream it was given
+    (:class:`RequestReceived`) has ended (:meth:`stream_closed`): until then
+    the stream counts against ``http2_max_concurrent_streams``.
+    """
+
+    __slots__ = ("_extra", "_guard", "_last_stream_id", "_options", "_ping_payload",
+                 "_provoked", "_useful_updates", "_window_opened", "active", "ending", "h2",
+                 "more", "peer", "served", "state")
+
+    def __init__(self, options: DaemonOptions, clock: Callable[[], float],
+                 peer: object = None) -> None:
+        self._options = options
+        self.peer = peer
+        #: The ``h2`` state machine (its server preface queued).
+        self.h2: ServerH2 = new_h2(options)
+        self.state = ConnState.OPEN
+        #: The connection is being torn down: :attr:`state` is FAILED or LOST
+        #: (kept with it: streams ask often).
+        self.ending = False
+        #: The ids of the streams given to the caller and not yet closed.
+        self.active: set[int] = set()
+        #: Streams opened on this connection.
+        self.served = 0
+        #: The last :meth:`receive` stopped at its frame budget: call it again
+        #: (with ``b""``) for the rest, after letting other work run.
+        self.more = False
+        self._guard = FloodGuard(options.http2_max_concurrent_streams, clock)
+        self._extra: list[bytes] = []
+        self._last_stream_id = 0
+        self._useful_updates = 0
+        self._provoked = 0
+        self._ping_payload = b""
+        self._window_opened = False
+
+    # -- state --------------------------------------------------------------------------
+
+    def lost(self) -> None:
+        """The transport broke: nothing more is written."""
+        self.state = ConnState.LOST
+        self.ending = True
+
+    def goaway(self) -> bool:
+        """Queue a graceful ``GOAWAY`` (NO_ERROR, the last stream id processed), once.
+
+        Built by hand: ``h2`` moves to its closed state on any GOAWAY it
+        sends and would then refuse the frames of the streams still running.
+
+        Returns:
+            Whether it was queued now (not before, and the connection is open).
+        """
+        if self.state is not ConnState.OPEN:
+            return False
+        self.state = ConnState.GOING_AWAY
+        frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=ErrorCodes.NO_ERROR)
+        self._extra.append(frame.serialize())
+        return True
+
+    def stream_closed(self, stream_id: int) -> None:
+        """The caller is done with *stream_id*: it no longer counts against the limit."""
+        self.active.discard(stream_id)
+
+    # -- bytes out -------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Take the bytes queued for the client."""
+        data = self.h2.data_to_send()
+        if self._extra:
+            data += b"".join(self._extra)
+            self._extra.clear()
+        return data
+
+    def has_output(self) -> bool:
+        """Bytes wait to be sent (without taking them).
+
+        Looks at ``h2``'s outbound buffer; should a later ``h2`` not have it,
+        the answer is always yes (correct, one write attempt more)."""
+        return bool(getattr(self.h2, "_data_to_send", True)) or bool(self._extra)
+
+    # -- stream output (window arithmetic) -----------------------------------------------
+
+    def room(self, stream_id: int) -> int:
+        """How many body bytes one DATA frame of *stream_id* may carry now (the
+        stream's and the connection's windows, the peer's frame size)."""
+        h2 = self.h2
+        return min(h2.local_flow_control_window(stream_id), h2.max_outbound_frame_size)
+
+    def window(self, stream_id: int) -> int:
+        """The client's flow-control window for *stream_id* (and the connection)."""
+        return self.h2.local_flow_control_window(stream_id)
+
+    @property
+    def frame_size(self) -> int:
+        """The largest DATA payload the client accepts in one frame."""
+        return self.h2.max_outbound_frame_size
+
+    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], *,
+                     end: bool) -> None:
+        """Queue a HEADERS block (raises ``h2``'s ``ProtocolError`` on a closed stream)."""
+        self.h2.send_headers(stream_id, headers, end_stream=end)
+
+    def send_data(self, stream_id: int, data: bytes, *, end: bool = False) -> None:
+        """Queue one DATA frame (at most :meth:`room` bytes)."""
+        self.h2.send_data(stream_id, data, end_stream=end)
+
+    def end_stream(self, stream_id: int) -> None:
+        """Queue an empty DATA frame with END_STREAM."""
+        self.h2.end_stream(stream_id)
+
+    def send_response(self, stream_id: int, headers: list[tuple[bytes, bytes]],
+                      body: bytes) -> None:
+        """Queue a final response whole (*body* at most :meth:`room` bytes), ending the
+        stream: HEADERS and DATA built directly when they fit one frame each."""
+        h2 = self.h2
+        if not h2.send_whole_response(stream_id, headers, body):
+            h2.send_headers(stream_id, headers, end_stream=not body)
+            if body:
+                h2.send_data(stream_id, body, end_stream=True)
+
+    def reset(self, stream_id: int, code: ErrorCodes) -> bool:
+        """Queue ``RST_STREAM``; whether it was (``False``: the stream is closed)."""
+        try:
+            self.h2.reset_stream(stream_id, code)
+        except ProtocolError:
+            return False
+        return True
+
+    def acknowledge(self, stream_id: int, size: int) -> bool:
+        """*size* flow-controlled bytes of *stream_id* are consumed: queue what
+        ``WINDOW_UPDATE`` is due (``h2`` batches them).
+
+        Returns:
+            Whether anything may have been queued.
+        """
+        if not size or self.ending:
+            return False
+        try:
+            self.h2.acknowledge_received_data(size, stream_id)
+        except ProtocolError:
+            return False
+        return True
+
+    def ping(self, payload: bytes) -> bool:
+        """Queue a ``PING`` with *payload* (8 bytes); its ack is a :class:`PingAnswered`.
+
+        Returns:
+            False if ``h2`` refused it (the connection is closing).
+        """
+        try:
+            self.h2.ping(payload)
+        except ProtocolError:
+            return False
+        self._ping_payload = payload
+        return True
+
+    # -- bytes in ----------------------------------------------------------------------
+
+    def receive(self, data: bytes, *, stopping: bool = False) -> list[Event]:
+        """Handle what was read (at most ``FRAMES_PER_TURN`` frames of it; see :attr:`more`).
+
+        Args:
+            data: bytes read (``b""`` to go on with the frames left).
+            stopping: the daemon is stopping: new streams are refused.
+
+        Returns:
+            The events of the turn, in order.  After a connection error (a
+            protocol error, a flood) :attr:`state` is :attr:`ConnState.FAILED`,
+            ``GOAWAY`` with its code is queued, and the events before it are
+            returned (the caller ends the streams they opened).
+        """
+        if self.ending:
+            self.more = False
+            return []
+        h2 = self.h2
+        frames = h2.incoming_buffer
+        frames.budget = FRAMES_PER_TURN
+        frames.more = False
+        try:
+            received = h2.receive_data(data)
+        except ProtocolError as exc:
+            # h2 queued GOAWAY with the error code.
+            logger.debug("mhd2: HTTP/2 protocol error from %s: %s", self.peer, exc)
+            self.state = ConnState.FAILED
+            self.ending = True
+            self.more = False
+            return []
+        self.more = frames.more
+        if not self._window_opened:
+            self._window_opened = True
+            self._open_connection_window()
+        out: list[Event] = []
+        opened = 0
+        if received:
+            opened = self._translate(received, out, stopping)
+        if self.state is not ConnState.FAILED:
+            self._count_floods(opened)
+        return out
+
+    def _open_connection_window(self) -> None:
+        """Widen the connection's receive window (once the client's preface is in)."""
+        increment = connection_window(self._options)
+        if increment:
+            try:
+                self.h2.increment_flow_control_window(increment)
+            except ProtocolError:  # the connection is closing already
+                pass
+
+    def _translate(self, received: list[h2e.Event], out: list[Event], stopping: bool) -> int:
+        """``h2``'s events into mhd2's (appended to *out*); stop at a flood.
+
+        Returns:
+            How many streams were opened.
+        """
+        active = self.active
+        opened = 0
+        # The END_STREAM of a request's own HEADERS is in its RequestReceived (ended).
+        folded: h2e.StreamEnded | None = None
+        for event in received:
+            if isinstance(event, h2e.DataReceived):
+                sid = event.stream_id
+                flow = event.flow_controlled_length or 0
+                if sid in active:
+                    out.append(DataReceived(sid, event.data or b"", flow))
+                elif sid is not None:
+                    self.acknowledge(sid, flow)
+            elif isinstance(event, h2e.RequestReceived):
+                new = self._on_request(event, stopping)
+                if new is not None:
+                    out.append(new)
+                    opened += 1
+                    folded = event.stream_ended
+            elif isinstance(event, h2e.StreamEnded):
+                if event is not folded and event.stream_id in active:
+                    out.append(BodyEnded(event.stream_id))
+            elif isinstance(event, h2e.WindowUpdated):
+                sid = event.stream_id or 0
+                if sid == 0 or sid in active:
+                    out.append(WindowOpened(sid))
+                    self._useful_updates += 1
+            elif isinstance(event, h2e.StreamReset):
+                if not event.remote_reset:
+                    # h2 reset the stream for a stream error of the client's.
+                    self._provoked += 1
+                if event.stream_id in active:
+                    out.append(StreamCancelled(event.stream_id, RequestEndedCode.CLIENT_ABORT,
+                                               by_client=True))
+            elif isinstance(event, h2e.TrailersReceived):
+                self._on_trailers(event, out)
+            elif isinstance(event, h2e.PingReceived):
+                if self._flood(self._guard.ping()):
+                    return opened
+            elif isinstance(event, h2e.PingAckReceived):
+                if self._ping_payload and event.ping_data == self._ping_payload:
+                    frames = self.h2.incoming_buffer
+                    frames.idle = max(0, frames.idle - 1)  # (an ack asked for)
+                    out.append(PingAnswered())
+            elif isinstance(event, h2e.RemoteSettingsChanged):
+                if self._flood(self._guard.settings()):
+                    return opened
+                if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+                    out.append(WindowOpened(0))
+            elif isinstance(event, h2e.ConnectionTerminated):
+                # The client's GOAWAY (RFC 9113 §6.8): its streams are still
+                # answered, frames for them accepted (see ServerH2), no new
+                # ones; the server's GOAWAY in return ("Endpoints SHOULD
+                # always send a GOAWAY frame before closing a connection"),
+                # and the connection ends when the last stream has.
+                self.goaway()
+                out.append(GoawayReceived())
+        return opened
+
+    def _on_request(self, event: h2e.RequestReceived, stopping: bool) -> RequestReceived | None:
+        """Open a stream for a request, or refuse it."""
+        stream_id = event.stream_id
+        if stream_id is None:
+            return None
+        options = self._options
+        if self.state is not ConnState.OPEN or stopping:
+            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
+            return None
+        if len(self.active) >= options.http2_max_concurrent_streams:
+            # RFC 9113 §5.1.2: "An endpoint that receives a HEADERS frame that
+            # causes its advertised concurrent stream limit to be exceeded MUST
+            # treat this as a stream error of type PROTOCOL_ERROR or REFUSED_STREAM."
+            self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
+            return None
+        ended = event.stream_ended is not None
+        try:
+            head = check_request_head(event.headers or [])
+            if ended and head.content_length:
+                raise Malformed("Content-Length without a body")
+        except Malformed as exc:
+            self._malformed(stream_id, str(exc))
+            return None
+        self.active.add(stream_id)
+        self._last_stream_id = stream_id
+        self.served += 1
+        limit = options.max_requests_per_connection
+        if limit is not None and self.served >= limit:
+            # As HTTP/1's "Connection: close" after the last request: GOAWAY.
+            self.goaway()
+        return RequestReceived(stream_id, head, ended)
+
+    def _on_trailers(self, event: h2e.TrailersReceived, out: list[Event]) -> None:
+        stream_id = event.stream_id
+        if stream_id is None or stream_id not in self.active:
+            return
+        try:
+            if event.stream_ended is None:
+                # RFC 9113 §8.1: a trailer section is "a HEADERS frame ... with
+                # the END_STREAM flag set".
+                raise Malformed("a second HEADERS frame without END_STREAM")
+            fields = check_trailers(event.headers or [])
+        except Malformed as exc:
+            self._malformed(stream_id, str(exc))
+            out.append(StreamCancelled(stream_id, RequestEndedCode.HTTP_PROTOCOL_ERROR,
+                                       by_client=False))
+            return
+        out.append(TrailersReceived(stream_id, fields))
+
+    def _malformed(self, stream_id: int, detail: str) -> None:
+        # RFC 9113 §8.1.1: "Malformed requests or responses that are detected
+        # MUST be treated as a stream error of type PROTOCOL_ERROR."
+        logger.debug("mhd2: malformed HTTP/2 request on stream %d from %s: %s", stream_id,
+                     self.peer, detail)
+        self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
+
+    def _refuse(self, stream_id: int, code: ErrorCodes) -> None:
+        """Reset a stream the client opened (refused, or malformed); the reset counts
+        against the reset rate (CVE-2025-8671, "MadeYouReset")."""
+        self._provoked += 1
+        self.h2.resets_sent += 1  # (sent for the client's frames, as h2's own)
+        self.reset(stream_id, code)
+
+    # -- flood accounting -------------------------------------------------------------------
+
+    def _count_floods(self, opened: int) -> bool:
+        """Count the frames of the last turn against the flood rates.
+
+        * Stream resets, one budget (:meth:`FloodGuard.resets`): every
+          ``RST_STREAM`` the client sent, also for streams already answered
+          (CVE-2023-44487, "rapid reset"), and every stream whose reset it
+          provoked (CVE-2025-8671, "MadeYouReset"): the stream errors ``h2``
+          answered with ``RST_STREAM`` (a second HEADERS on a half-closed
+          stream, a ``WINDOW_UPDATE`` overflowing 2^31-1, DATA after the
+          client's END_STREAM...: a ``StreamReset`` event not from the client)
+          and the streams mhd2 refused or found malformed (:meth:`_refuse`).
+        * Frames that carry nothing (CVE-2019-9518): empty DATA, PRIORITY,
+          unknown types, acks nobody asked for, ``WINDOW_UPDATE`` for a
+          stream mhd2 is not sending on (CVE-2019-9517), and frames on a
+          stream reset already (``h2`` answers each with one more
+          ``RST_STREAM``; a client's DATA in flight when the server reset
+          the stream does that too, so these are not stream resets);
+          *opened* streams earn some credit.
+
+        Returns:
+            Whether the connection is to end (``GOAWAY`` ENHANCE_YOUR_CALM queued).
+        """
+        h2 = self.h2
+        frames = h2.incoming_buffer
+        provoked = self._provoked
+        resets = frames.resets + provoked
+        idle = (frames.idle + max(0, frames.window_updates - self._useful_updates)
+                + max(0, h2.resets_sent - provoked))
+        frames.resets = frames.idle = frames.window_updates = 0
+        h2.resets_sent = self._provoked = self._useful_updates = 0
+        guard = self._guard
+        if resets and self._flood(guard.resets(resets)):
+            return True
+        return self._flood(guard.idle_frames(idle, opened))
+
+    def _flood(self, why: str | None) -> bool:
+        """Abuse (*why*): ``GOAWAY`` ENHANCE_YOUR_CALM, and the engine is FAILED.
+
+        Returns:
+            Whether the connection is to end (*why* was not ``None``).
+        """
+        if why is None:
+            return False
+        logger.warning("mhd2: HTTP/2 connection from %s ended: %s", self.peer, why)
+        self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM,
+                                 last_stream_id=self._last_stream_id)
+        self.state = ConnState.FAILED
+        self.ending = True
+        return True
