@@ -228,8 +228,10 @@ def _make_upgrade(request: Request, upgrade_hdr_value: str, upgrade_handler: Cal
     if request._x.shared.options.disallow_upgrade:
         raise UsageError("upgrades are disabled by the daemon option disallow_upgrade=True",
                          StatusCode.FEATURE_DISABLED)
-    # HTTP/2 has no Upgrade (RFC 9113 §8.6): the action is made, and the stream
-    # answers it with 501 and logs why (see mhd2.http2.stream).
+    # HTTP/2 has no Upgrade (RFC 9113 §8.6): the action is made, and on a stream
+    # opened by an extended CONNECT (RFC 8441) the stream itself is upgraded
+    # (mhd2.http2.tunnel); any other stream answers 501 and logs why
+    # (mhd2.http2.reply.refuse_upgrade).
     if request.version not in ("HTTP/1.1", "HTTP/2"):
         raise UsageError(
             "an HTTP/1.0 request cannot be upgraded (RFC 9110 §7.8: Upgrade is ignored "
