@@ -23,9 +23,17 @@ with a referee:
 So the bad-input answers are h11's by construction, and the common request
 (a GET, or a body with ``Content-Length``) never builds an h11 event.
 
-Each request head gets a fresh llhttp parser (a third of a microsecond),
-fed exactly the head's bytes, so llhttp never runs ahead into a body or a
-pipelined request.
+One llhttp parser serves the connection, fed exactly each head's bytes, so
+llhttp never runs ahead into a body or a pipelined request.  llhttp ends a
+bodiless message with its head and then waits for the next one, so the parser
+is kept while requests are bodiless and kept alive (the common case); after a
+head with a body, a ``Connection: close``, an HTTP/1.0 head without
+keep-alive, or anything it refused, it is dropped and the next head gets a
+fresh one.  llhttp calls back once per field into the connection's collector,
+and one pass over the fields makes both the checks above and the
+:class:`~.fields.FieldScan`.  The byte-level checks run once per received chunk
+when the whole chunk passes (its pipelined heads then need none of their own),
+else on each head alone.
 """
 
 from __future__ import annotations
