@@ -290,20 +290,22 @@ class HTTP1Connection:
             self._head_started = True
             # The head is usually in already: take it without read_head's
             # coroutine unless it needs more bytes, a limit or the strict checks.
-            head = parser.next_head()
-            if type(head) is not Head or strict or parser.fed_count > max_head:
-                head = await read_head(transport, parser, max_head, strict=strict, result=head)
+            parsed = parser.next_head()
+            head: Head | ParseError | None
+            if type(parsed) is not Head or strict or parser.fed_count > max_head:
+                head = await read_head(transport, parser, max_head, strict=strict, result=parsed)
             else:
                 parser.stop_recording()
+                head = parsed
             self._idle = False
             if head is None:
                 return
-            if type(head) is ParseError:
+            if isinstance(head, ParseError):
                 await self._reject(head.status, head.detail)
                 return
             self._head_started = False
             served += 1
-            if not await self._handle(parser, cast(Head, head),
+            if not await self._handle(parser, head,
                                       max_requests is not None and served >= max_requests):
                 return
             parser.next_request()
