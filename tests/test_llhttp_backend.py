@@ -274,6 +274,21 @@ def test_after_any_other_request_the_next_head_gets_a_fresh_llhttp_parser(first:
     assert isinstance(reference, Head) and after.scan == reference.scan
 
 
+def test_a_clean_pipelined_chunk_is_checked_once() -> None:
+    parser = LlhttpParser(MAX_HEAD)
+    parser.feed(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3")
+    assert isinstance(parser.next_head(), Head) and parser._clean is True
+    parser.next_request()
+    assert isinstance(parser.next_head(), Head) and fast(parser)
+    parser.next_request()
+    assert parser.next_head() is NEED_DATA
+    parser.feed(b" HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n")  # fed bytes are checked again
+    assert parser._clean is None
+    result = parser.next_head()  # a control byte: h11 decides
+    assert not fast(parser)
+    assert type(result) is type(h11_head(b"GET /3 HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n"))
+
+
 def test_a_pipelined_chunk_is_checked_once_and_a_body_in_it_does_not_refer_the_heads() -> None:
     body = b"\x00\xff\n\r"  # bytes a head may not hold
     parser = LlhttpParser(MAX_HEAD)
@@ -281,6 +296,9 @@ def test_a_pipelined_chunk_is_checked_once_and_a_body_in_it_does_not_refer_the_h
                 + b"GET /n HTTP/1.1\r\nHost: a\r\n\r\n")
     head = parser.next_head()
     assert isinstance(head, Head) and fast(parser)
+    # The chunk failed the whole-chunk check once: later heads in it are
+    # checked alone, never by scanning the rest of the chunk again.
+    assert parser._clean is False
     assert parser.next_body() == body
     assert isinstance(parser.next_body(), BodyEnd)
     parser.next_request()

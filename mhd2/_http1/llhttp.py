@@ -101,8 +101,9 @@ class LlhttpParser:
         # and whatever follows.
         self._pending = b""
         # Every byte of _pending passed the byte-level checks (what is cut
-        # from its front keeps passing them; what is fed resets it).
-        self._clean = False
+        # from its front keeps passing them): True; some did not: False;
+        # not checked since bytes were fed: None.
+        self._clean: bool | None = None
         self._eof = False
         # Bytes fed since the current request began.
         self._started = 0
@@ -131,12 +132,8 @@ class LlhttpParser:
                 data = bytes(data)  # memory streams hand out bytearrays
             self._started += len(data)
             pending = self._pending
-            if pending:
-                self._pending = pending + data
-                self._clean = False
-            else:
-                self._pending = data
-                self._clean = False
+            self._pending = pending + data if pending else data
+            self._clean = None
         if not data:
             self._eof = True
 
@@ -153,7 +150,7 @@ class LlhttpParser:
             self._referee = None
             data, eof = referee.leftover()
             self._pending = data
-            self._clean = False
+            self._clean = None
             self._eof = eof
         # RFC 9112 §2.2: empty lines before a request line are ignored, as
         # by H11Parser.next_request.
@@ -206,11 +203,16 @@ class LlhttpParser:
         # obs-text: h11 rules on it.  Checked once per received chunk when
         # it passes (its pipelined heads then need no check of their own),
         # else on the head alone (the chunk may hold a body of any bytes).
-        if not self._clean:
-            if _plain(pending):
+        clean = self._clean
+        if clean is not True:
+            if clean is None and _plain(pending):
                 self._clean = True
-            elif not _plain(head):
-                return self._refer()
+            else:
+                # Not again for this chunk: a chunk of many small pipelined
+                # requests with binary bodies is scanned once, not once per head.
+                self._clean = False
+                if not _plain(head):
+                    return self._refer()
         collector = self._collector
         collector.target = b""
         collector.fields = []
