@@ -245,6 +245,11 @@ def test_one_llhttp_parser_serves_the_keep_alive_requests_of_a_connection() -> N
     parser.feed(b"HEAD /3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     third = parser.next_head()
     assert isinstance(third, Head) and third.method == b"HEAD" and parser._llhttp is llhttp
+    parser.next_request()
+    parser.feed(b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+    fourth = parser.next_head()
+    assert isinstance(fourth, Head) and fourth.target == b"*" and fast(parser)
+    assert parser._llhttp is llhttp and fourth.scan.wants_keep_alive
 
 
 @pytest.mark.parametrize("first", [
