@@ -83,7 +83,8 @@ def docs(session: nox.Session) -> None:
 def browser(session: nox.Session) -> None:
     """The demo and the WebSocket chat example in headless Chromium (tests/browser; not a
     default session): the three modes talking, a restart of the demo, and screenshots of
-    the page at desktop and phone widths, checked for overflow and visible controls; and
+    the page at desktop and phone widths, checked for overflow and visible controls; a
+    page opening 20 WebSockets over its one HTTP/2 connection (RFC 8441); and
     ``demo --redis``: pages on two demo processes in one room, one process restarted
     (needs ``redis-server``, which ``nox -s deploy`` installs; skipped without it).
 

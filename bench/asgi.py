@@ -53,10 +53,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-# bench/ holds files named like packages (h2.py): run from the repository root.
+# bench/ holds files named like packages (so bench.* imports work): run from the repository root.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.h2 import run_h2load  # noqa: E402 -- after the path set-up above
+from bench.http2 import run_h2load  # noqa: E402 -- after the path set-up above
 from bench.run import (  # noqa: E402
     ASGI_BRIDGE,
     SERVERS_DIR,
@@ -127,7 +127,7 @@ def command(name: str, port: int, module: str, tmp: Path) -> tuple[list[str], Pa
     cmd, cwd = server_command(ASGI_BRIDGE if name == "mhd2" else name, port)
     cmd[-1] = module
     if name == "hypercorn":
-        # hypercorn ends a connection after 1000 requests by default (see bench/h2.py).
+        # hypercorn ends a connection after 1000 requests by default (see bench/http2.py).
         cmd[3:3] = ["--config", str(tmp / "hypercorn.toml")]
     return cmd, cwd
 

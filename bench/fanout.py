@@ -57,7 +57,12 @@ the kernel over the workers (counted per worker); one worker publishes
 ``--series-messages`` messages at ``--series-rate`` per second, each stamped
 with its ``time.monotonic()`` just before ``publish``; the client reads every
 stamp: end-to-end latency per delivery (p50, p99, max), and every subscriber
-must get every message once, in order (lost / duplicated).
+must get every message once, in order (lost / duplicated).  With
+``--client-procs K`` the subscribers are opened by K client processes (one
+loopback source address each) and ``--workers`` W share them, so N may exceed
+one process's open-files limit (100k: ``--workers 6 --client-procs 6``); the
+latencies are merged as a 0.1 ms histogram, and RSS and subscribers are given
+per worker.
 
 This is a benchmark, not a test: figures depend on the machine.
 """
@@ -115,6 +120,8 @@ GOAL_MEMORY_RATIO = 1 / 3
 TRACEMALLOC = False
 #: The private redis-server's pid (its CPU time is reported apart), once started.
 REDIS_PID: int | None = None
+#: ``--py-spy-raw``: where py-spy's raw stacks are kept (None: not kept).
+PY_SPY_RAW: Path | None = None
 #: The CPUs the servers are pinned to (None: not pinned).
 SERVER_CPUS: set[int] | None = None
 
@@ -810,6 +817,13 @@ def run_series(fleet: Fleet, n_messages: int, interval: float, size: int, timeou
     read just before ``publish`` (one ``CLOCK_MONOTONIC`` for all processes).
     Every subscriber must see 0, 1, ..., K-1 once each, in order.
     """
+    return read_series(fleet, n_messages, interval, size, timeout, post=True)
+
+
+def read_series(fleet: Fleet, n_messages: int, interval: float, size: int, timeout: float,
+                post: bool) -> Series:
+    """:func:`run_series`'s reading; *post*: this fleet also posts the series (else
+    another process does: ``--client-procs``)."""
     live = [i for i, st in enumerate(fleet.state) if st == OPEN]
     nxt = {i: 0 for i in live}
     carry: dict[int, bytes] = {}
@@ -820,10 +834,13 @@ def run_series(fleet: Fleet, n_messages: int, interval: float, size: int, timeou
     cpu0 = own_cpu()
     fleet._pub_buf = b""
     fleet._pub_answer = None
-    fleet.pub.sendall(
-        b"POST /series?n=%d&interval=%r&size=%d HTTP/1.1\r\nHost: bench\r\n"
-        b"Content-Length: 0\r\n\r\n" % (n_messages, interval, size)
-    )
+    if post:
+        fleet.pub.sendall(
+            b"POST /series?n=%d&interval=%r&size=%d HTTP/1.1\r\nHost: bench\r\n"
+            b"Content-Length: 0\r\n\r\n" % (n_messages, interval, size)
+        )
+    else:
+        fleet._pub_answer = {}  # (nothing to wait for on the publisher's connection)
     pub_fd = fleet.pub.fileno()
     deadline = t0 + n_messages * interval + timeout
     buf, index, state = fleet.buf, fleet.index, fleet.state
@@ -886,6 +903,142 @@ def run_series(fleet: Fleet, n_messages: int, interval: float, size: int, timeou
         raise RuntimeError("POST /series was not answered in time")
     res.answer = fleet._pub_answer
     return res
+
+
+#: ``--client-procs``: latencies are merged as a histogram of this resolution (s).
+HIST_STEP = 1e-4
+
+
+def shard_main(args: argparse.Namespace) -> int:
+    """One client process of ``--client-procs`` (``--shard``): open the subscribers,
+    say ``ready``, wait for ``go`` on stdin, read the series, print one JSON line."""
+    sources = args.shard_sources.split(",")
+    fleet = Fleet(args.shard_port, "sse", sources)
+    try:
+        fleet.open(args.shard_n, args.window, args.open_timeout)
+        print(json.dumps({"ready": fleet.open_count, "failures": len(fleet.failures),
+                          "first_failures": sorted(set(fleet.failures))[:3]}), flush=True)
+        if sys.stdin.readline().strip() != "go":
+            return 1
+        series = read_series(fleet, args.series_messages, 1.0 / args.series_rate, args.size,
+                             args.deliver_timeout, post=False)
+        hist: dict[int, int] = {}
+        for x in series.latencies:
+            b = int(x / HIST_STEP)
+            hist[b] = hist.get(b, 0) + 1
+        print(json.dumps({"deliveries": len(series.latencies), "lost": series.lost,
+                          "duplicated": series.duplicated, "complete": series.complete,
+                          "closed": series.closed, "client_cpu": series.client_cpu,
+                          "elapsed": series.elapsed, "hist": hist}), flush=True)
+    finally:
+        fleet.close()
+    return 0
+
+
+def _merged_quantiles(hists: list[dict[str, int]]) -> dict[str, float | None]:
+    total: dict[int, int] = {}
+    for h in hists:
+        for k, v in h.items():
+            total[int(k)] = total.get(int(k), 0) + v
+    count = sum(total.values())
+    out: dict[str, float | None] = {}
+    for name, p in (("p50_ms", 0.5), ("p90_ms", 0.9), ("p99_ms", 0.99), ("p999_ms", 0.999)):
+        if not count:
+            out[name] = None
+            continue
+        want, seen = p * count, 0
+        for k in sorted(total):
+            seen += total[k]
+            if seen >= want:
+                out[name] = round((k + 1) * HIST_STEP * 1000, 2)
+                break
+    out["max_ms"] = round((max(total) + 1) * HIST_STEP * 1000, 2) if total else None
+    return out
+
+
+def measure_series_sharded(server: Server, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``--workers-redis N --client-procs K``: N SSE subscribers opened by K client
+    processes (one loopback source address each; each process under the open-files
+    limit), spread by the kernel over the workers; one steady series; latency per
+    delivery merged from the K processes; RSS and subscribers per worker."""
+    pid = server.proc.pid
+    pids = worker_pids(server.log)
+    k = args.client_procs
+    warm_up(server, "sse", args.size)
+    settle(pid)
+    rss0 = {p: rss_bytes(p) for p in pids}
+    out: dict[str, Any] = {"server": server.name, "kind": "series", "n": n,
+                           "workers": len(pids), "client_procs": k}  # fmt: skip
+    shards: list[subprocess.Popen[str]] = []
+    t_open = time.monotonic()
+    try:
+        for j in range(k):
+            count = n // k + (1 if j < n % k else 0)
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--shard",
+                   "--shard-port", str(server.port), "--shard-n", str(count),
+                   "--shard-sources", f"127.0.0.{2 + j}", "--window", str(args.window),
+                   "--open-timeout", str(args.open_timeout),
+                   "--series-messages", str(args.series_messages),
+                   "--series-rate", str(args.series_rate), "--size", str(args.size),
+                   "--deliver-timeout", str(args.deliver_timeout)]  # fmt: skip
+            shards.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                           text=True))
+        ready = [json.loads(sh.stdout.readline() or "{}") for sh in shards if sh.stdout]
+        out["open_s"] = round(time.monotonic() - t_open, 2)
+        out["open"] = sum(r.get("ready", 0) for r in ready)
+        out["open_failures"] = sum(r.get("failures", 0) for r in ready)
+        settle(pid)
+        stats = worker_stats(server.port, pids)
+        per_worker = {p: s.get("subscribers", {}).get("sse") for p, s in stats.items()}
+        out["sse_subscribers_per_worker"] = per_worker
+        rss = {str(p): rss_bytes(p) - rss0[p] for p in pids}
+        out["rss_growth_per_worker"] = rss
+        out["bytes_per_subscriber_per_worker"] = {
+            p: round(rss[p] / c) for p, c in per_worker.items() if c and p in rss}
+        out["bytes_per_subscriber"] = round(sum(rss.values()) / max(1, out["open"]))
+        noise: dict[str, Any] = {}
+        cpu0 = cpu_seconds(pid)
+        redis0 = cpu_seconds(REDIS_PID) if REDIS_PID else 0.0
+        t0 = time.monotonic()
+        with others_on_server_cpu(pid, noise):
+            for sh in shards:
+                assert sh.stdin is not None
+                sh.stdin.write("go\n")
+                sh.stdin.flush()
+            time.sleep(0.5)  # every shard reads before the first message
+            with socket.create_connection(("127.0.0.1", server.port)) as pub:
+                pub.sendall(b"POST /series?n=%d&interval=%r&size=%d HTTP/1.1\r\nHost: bench\r\n"
+                            b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                            % (args.series_messages, 1.0 / args.series_rate, args.size))
+                answer = b""
+                while chunk := pub.recv(65536):
+                    answer += chunk
+            results = [json.loads(sh.stdout.readline() or "{}") for sh in shards if sh.stdout]
+        elapsed = time.monotonic() - t0
+        server_cpu = cpu_seconds(pid) - cpu0
+        redis_cpu = (cpu_seconds(REDIS_PID) - redis0) if REDIS_PID else 0.0
+        deliveries = sum(r.get("deliveries", 0) for r in results)
+        series = {key: sum(r.get(key, 0) for r in results)
+                  for key in ("deliveries", "lost", "duplicated", "complete", "closed")}
+        series |= _merged_quantiles([r.get("hist", {}) for r in results])
+        series["messages"] = args.series_messages
+        series["rate_per_s"] = args.series_rate
+        series["publish_answer"] = answer.partition(b"\r\n\r\n")[2].decode("latin-1")
+        series["client_busy"] = max(
+            (r["client_cpu"] / r["elapsed"] for r in results if r.get("elapsed")), default=None)
+        series["server_cpu_us_per_delivery"] = (
+            round(server_cpu / deliveries * 1e6, 2) if deliveries else None)
+        series["server_busy"] = round(server_cpu / elapsed, 3)
+        series["redis_busy"] = round(redis_cpu / elapsed, 3)
+        out["series"] = series | noise
+        out["hub_stats_per_worker"] = worker_stats(server.port, pids)
+    finally:
+        for sh in shards:
+            with contextlib.suppress(Exception):
+                sh.kill()
+                sh.wait(timeout=10)
+        out["failures"] = out.get("open_failures", 0)
+    return out
 
 
 def worker_stats(port: int, pids: list[int], tries: int = 40) -> dict[str, Any]:
@@ -995,6 +1148,9 @@ def stop_py_spy(spy: tuple[subprocess.Popen[bytes], Path], us_per_delivery: floa
         return "py-spy did not stop"
     if not out.exists():
         return f"py-spy wrote nothing (exit {proc.returncode}; it needs ptrace rights)"
+    if PY_SPY_RAW is not None:
+        PY_SPY_RAW.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out, PY_SPY_RAW / out.name)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from bench.pyspy_profile import read_raw, summarize
@@ -1042,14 +1198,30 @@ def measure(server: Server, kind: str, n: int, args: argparse.Namespace) -> dict
             out["tracemalloc"] = json.loads(body)
             out["rss_inflated_by_tracemalloc"] = True
         rounds = []
+        # Long polls have no burst: their profile covers the rounds.
+        spy = start_py_spy(server, kind, n) if args.py_spy and kind == "poll" else None
         for _ in range(args.rounds):
             noise: dict[str, Any] = {}
+            cpu0 = cpu_seconds(pid)
             with others_on_server_cpu(pid, noise):
                 d = fleet.deliver(1, args.size, args.deliver_timeout)
-            rounds.append(d.summary(n) | noise)
+            summary = d.summary(n) | noise
+            if d.received:
+                # (the whole delivery: for long polls each answer is a response)
+                summary["server_cpu_us_per_delivery"] = round(
+                    (cpu_seconds(pid) - cpu0) / d.received * 1e6, 2)
+            rounds.append(summary)
             if kind == "poll":
                 fleet.repoll()
             settle(pid, step=0.2)
+        if spy is not None:
+            cpus = [r.get("server_cpu_us_per_delivery") for r in rounds]
+            known = [c for c in cpus if c is not None]
+            out["profile"] = stop_py_spy(spy, statistics.median(known) if known else None)
+        per_delivery = [r["server_cpu_us_per_delivery"] for r in rounds
+                        if r.get("server_cpu_us_per_delivery") is not None]
+        if kind == "poll" and per_delivery:
+            out["cpu_us_per_delivery"] = statistics.median(per_delivery)
         out["rounds"] = rounds
         lasts = [r["last_ms"] for r in rounds if r["last_ms"] is not None]
         out["last_ms_best"] = min(lasts) if lasts else None
@@ -1393,6 +1565,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--workers", type=int, default=2, help="workers for --workers-redis")
     p.add_argument(
+        "--client-procs", type=int, default=1,
+        help="--workers-redis: open the subscribers from this many client processes "
+        "(one loopback source address each), so that N may exceed one process's open-files "
+        "limit; with --workers W each worker holds about N/W (default: %(default)s)")
+    p.add_argument("--shard", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--shard-port", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--shard-n", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--shard-sources", help=argparse.SUPPRESS)
+    p.add_argument(
         "--series-messages", type=int, default=200, help="messages in the --workers-redis series"
     )
     p.add_argument(
@@ -1457,6 +1638,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="mhd2: profile the burst with py-spy (on the client's CPU) and print "
         "where the server's µs per delivery go (run apart from the real measurement)",
     )
+    p.add_argument("--py-spy-raw", metavar="DIR",
+                   help="with --py-spy: keep py-spy's raw stacks (collapsed format) in DIR")
     p.add_argument("--json", metavar="PATH", help="write all results here")
     p.add_argument("--plot", metavar="PNG", help="plot delivery latency against N here")
     p.add_argument("--report", metavar="JSON", help="measure nothing: report a saved --json run")
@@ -1487,9 +1670,13 @@ def _exit_on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.shard:
+        nofile_limit(args.shard_n + FD_MARGIN)
+        return shard_main(args)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    global TRACEMALLOC, SERVER_CPUS
+    global TRACEMALLOC, SERVER_CPUS, PY_SPY_RAW
     TRACEMALLOC = args.tracemalloc
+    PY_SPY_RAW = Path(args.py_spy_raw) if args.py_spy_raw else None
     if args.report:
         saved: dict[str, Any] = json.loads(Path(args.report).read_text())
         print_report(saved)
@@ -1497,14 +1684,27 @@ def main(argv: list[str] | None = None) -> int:
             plot(saved, Path(args.plot))
         return 0
     series_ns = parse_ns(args.workers_redis)
-    wanted = max([1, *parse_ns(args.sse), *parse_ns(args.ws), *parse_ns(args.poll), *series_ns])
+
+    def per_process(n: int) -> int:
+        """Descriptors one process needs for a --workers-redis N (client or worker)."""
+        if args.client_procs <= 1:
+            return n
+        return math.ceil(n / min(args.client_procs, args.workers))
+
+    wanted = max([1, *parse_ns(args.sse), *parse_ns(args.ws), *parse_ns(args.poll),
+                  *map(per_process, series_ns)])
     wanted += FD_MARGIN
     limit = nofile_limit(wanted)
     todo, skipped = plan(args, limit)
     for n in series_ns:
-        if n + FD_MARGIN > limit:
-            skipped.append(f"--workers-redis {fd_note(n, limit)}")
-    series_ns = [n for n in series_ns if n + FD_MARGIN <= limit]
+        if per_process(n) + FD_MARGIN > limit:
+            skipped.append(f"--workers-redis {fd_note(per_process(n), limit)} "
+                           "(or raise --client-procs and --workers)")
+        elif args.client_procs > 1 and math.ceil(n / args.client_procs) > args.per_source:
+            skipped.append(f"--workers-redis N={n:,}: more than --per-source "
+                           f"{args.per_source:,} connections per client process")
+    series_ns = [n for n in series_ns if per_process(n) + FD_MARGIN <= limit and (
+        args.client_procs <= 1 or math.ceil(n / args.client_procs) <= args.per_source)]
     servers = args.only or list(SERVER_NAMES)
     if not args.no_pin and hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {int(args.client_cpu)})
@@ -1542,7 +1742,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:15s} {kind:5s} N={n:>7,} ...", end=" ", file=sys.stderr, flush=True)
             try:
                 with running_server(name, server_cpu, logdir, redis_url) as server:
-                    if kind == "series":
+                    if kind == "series" and args.client_procs > 1:
+                        r = measure_series_sharded(server, n, args)
+                    elif kind == "series":
                         r = measure_series(server, n, args)
                     else:
                         r = measure(server, kind, n, args)

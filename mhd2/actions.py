@@ -31,6 +31,7 @@ __all__ = [
     "Action",
     "ResponseAction",
     "Slot",
+    "UploadSlot",
     "SuspendAction",
     "UpgradeAction",
     "UploadAction",
@@ -65,7 +66,7 @@ class ResponseAction(Action):
     __slots__ = ("response",)
 
     def __init__(self, request: Request, response: Response) -> None:
-        super().__init__(request)
+        self.request = request  # (as Action.__init__, without a second call per request)
         self.response = response
 
 
@@ -81,6 +82,10 @@ class SuspendAction(Action):
     __slots__ = ()
 
 
+#: What a slot holds once its call has returned its action (see Slot.spend).
+_SPENT: Any = object()
+
+
 class Slot:
     """Where the one action of one callback invocation is kept.
 
@@ -89,25 +94,38 @@ class Slot:
     the usage error MHD2 reports as ``ACTION_ALREADY_CREATED``.  This is the
     one implementation of "exactly one action per call".
 
-    Args:
+    The caller empties the slot once the call is over (:meth:`take`): an
+    action refers to its request, and a slot kept full would tie the request
+    and its engine state into a reference cycle.
+
+    Class attributes (one subclass per kind of callback, so a slot is one
+    field per request):
         what: the kind of action, for the error message ("an upload action").
         where: the kind of callback ("upload callback").
     """
 
-    __slots__ = ("value", "what", "where")
+    __slots__ = ("value",)
 
-    def __init__(self, what: str, where: str) -> None:
-        self.what = what
-        self.where = where
+    what = "an action"
+    where = "request callback"
+
+    def __init__(self) -> None:
         self.value: Any = None
 
     def claim(self, action: _A) -> _A:
         """Keep *action* as this call's action.
 
         Raises:
-            UsageError: an action was already made in this call.
+            UsageError: an action was already made in this call, or the
+                call is over (:meth:`spend`).
         """
         if self.value is not None:
+            if self.value is _SPENT:
+                raise UsageError(
+                    f"{self.what} was created after the {self.where} had returned "
+                    "its action; create the action inside the callback and return it",
+                    StatusCode.ACTION_ALREADY_CREATED,
+                )
             raise UsageError(
                 f"{self.what} was already created in this call of the {self.where}; "
                 "return that action instead of creating another",
@@ -126,6 +144,21 @@ class Slot:
         value, self.value = self.value, None
         return value
 
+    def spend(self) -> None:
+        """The call returned its action: let go of it (no action -> request ->
+        exchange cycle), and refuse actions made after the call until the
+        next call empties the slot."""
+        self.value = _SPENT
+
+
+class UploadSlot(Slot):
+    """The slot of an upload callback's one upload action."""
+
+    __slots__ = ()
+
+    what = "an upload action"
+    where = "upload callback"
+
 
 def _claim(request: Request, action: Action) -> Action:
     return request._x.action_slot.claim(action)
@@ -143,9 +176,10 @@ def action_from_response(request: Request, response: Response | None) -> Action:
     """
     if response is None:
         return action_abort_request(request)
-    request._x.action_slot.check_free()
+    slot = request._x.action_slot
+    slot.check_free()
     response._acquire()
-    return _claim(request, ResponseAction(request, response))
+    return slot.claim(ResponseAction(request, response))
 
 
 def action_abort_request(request: Request) -> Action:

@@ -8,7 +8,11 @@ Three sub-commands share one set of options (:func:`add_shared_arguments`):
     ``--interface`` says which when it cannot be told), or with ``--factory`` a zero-argument callable that
     returns a request callback or a configured :class:`mhd2.Daemon` (its
     options are kept; the command line's binding replaces its host/port, and
-    options given on the command line win). Startup line on stderr:
+    options given on the command line win) -- or an async context manager
+    yielding one of those, entered in each process's (each worker's) own trio
+    run before its daemon serves and left after it stopped: the place to start
+    what the application needs per process, e.g. a :class:`mhd2.fanout.Hub`
+    (docs/deploying.rst, "Per-worker startup"). Startup line on stderr:
     ``mhd2: running MODULE:ATTR on http://127.0.0.1:8000/ (Ctrl-C to stop)``.
 ``python -m mhd2 serve [DIR] [--index NAME]... [--no-listing] [--dotfiles allow|deny] [--cache-control VALUE] [--listing-page-size N]``
     serves *DIR* (default: the current directory) with
@@ -46,7 +50,7 @@ import os
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -96,8 +100,9 @@ def _run_arguments(parser: argparse.ArgumentParser) -> None:
                              "factory) to serve")
     add_interface_arguments(parser)
     parser.add_argument("--factory", action="store_true",
-                        help="ATTR is a zero-argument callable returning a request callback "
-                             "or a configured mhd2.Daemon")
+                        help="ATTR is a zero-argument callable returning a request callback, "
+                             "a configured mhd2.Daemon, or an async context manager yielding "
+                             "one of those (entered in each worker around its daemon)")
     add_address_arguments(parser, port=8000)
 
 
@@ -165,6 +170,12 @@ def _takes_one(fn: Any) -> bool:
     return True
 
 
+def _is_async_context_manager(value: Any) -> bool:
+    """Whether a factory's result is an async context manager (``__aenter__``/``__aexit__``)."""
+    return callable(getattr(value, "__aenter__", None)) and callable(
+        getattr(value, "__aexit__", None))
+
+
 def _rebuild(daemon: Daemon) -> tuple[Callable[..., Any], dict[str, Any]]:
     """A configured Daemon's request callback and non-binding options."""
     from .options import DaemonOptions
@@ -195,6 +206,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             except Exception:
                 traceback.print_exc()
                 raise _LoadError(f"the factory {args.app!r} failed") from None
+            if _is_async_context_manager(value):
+                # Entered in this process's trio run, around the daemon (open_app).
+                state["lifespan"] = value
+                return
+        adopt(value)
+
+    def adopt(value: Any) -> None:
         if isinstance(value, Daemon):
             state["callback"], state["options"] = _rebuild(value)
             app = getattr(value, "app", None)  # an mhd2.asgi.Daemon: serve its app
@@ -210,6 +228,28 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     @asynccontextmanager
     async def open_app(options: dict[str, Any]) -> AsyncIterator[Daemon]:
+        lifespan = state.pop("lifespan", None)
+        if lifespan is None:
+            async with open_daemon(options) as daemon:
+                yield daemon
+            return
+        from .asgi import LifespanFailed
+
+        async with AsyncExitStack() as stack:
+            # The factory's async context manager (docs/deploying.rst, "Per-worker
+            # startup"): entered before the daemon serves, left after it stopped.
+            try:
+                adopt(await stack.enter_async_context(lifespan))
+            except _LoadError as exc:
+                raise LifespanFailed(str(exc)) from None
+            except Exception as exc:
+                traceback.print_exc()
+                raise LifespanFailed(f"{args.app} raised {type(exc).__name__}: {exc}") from None
+            async with open_daemon(options) as daemon:
+                yield daemon
+
+    @asynccontextmanager
+    async def open_daemon(options: dict[str, Any]) -> AsyncIterator[Daemon]:
         merged = {**state["options"], **options}
         merged["notify_request_ended"] = _chain(state["options"].get("notify_request_ended"),
                                                 options.get("notify_request_ended"))

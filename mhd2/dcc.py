@@ -65,6 +65,15 @@ def return_buffer(buf: bytearray) -> None:
         _free.append(buf)
 
 
+class DCCSlot(Slot):
+    """The slot of a content creator's one DCC action."""
+
+    __slots__ = ()
+
+    what = "a DCC action"
+    where = "content creator"
+
+
 class DCCContext:
     """Passed to a dynamic content creator: which request, and its one action slot."""
 
@@ -72,7 +81,7 @@ class DCCContext:
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self._slot = Slot("a DCC action", "content creator")
+        self._slot = DCCSlot()
 
     @property
     def _action(self) -> DCCAction | None:

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import trio
 
 from ._http1.syntax import BAD_VALUE, TOKEN
 from ._proxy.forwarded import resolve_from_headers
-from .actions import Action, Slot, UploadAction
+from .actions import Action, Slot, UploadAction, UploadSlot
 from .callbacks import call_maybe_await, report, warn_returned_none
 from .enums import RequestEndedCode, StatusCode
 from .errors import AuthError, ResponseHeaderError, UsageError
@@ -97,11 +98,12 @@ _NONE: list[Any] = []
 class ExchangeHost(Protocol):
     """What an exchange needs from the protocol that carries it."""
 
-    def wait_client_gone(self) -> Awaitable[None]:
+    def wait_client_gone(self) -> Awaitable[None] | ResumableWait:
         """Return when the client has gone away (or sleep until cancelled).
 
         (An ``async def``, or a plain method returning the awaitable that
-        waits: one coroutine frame fewer for every parked request.)"""
+        waits: one coroutine frame fewer for every parked request.  Or a
+        :class:`ResumableWait`, which the exchange ends without a cancel scope.)"""
 
     def resumed(self) -> None:
         """The parked request goes on (re-arm timeouts, keep what came meanwhile)."""
@@ -131,6 +133,27 @@ class ParkedBody(Protocol):
 
     def owe(self, rest: bytes) -> None:
         """The unwritten rest of a :meth:`send_nowait`: it goes out first, from the task."""
+
+
+class ResumableWait:
+    """A parked request's wait for its client to leave, which :meth:`cancel` ends
+    without a trio cancel scope (HTTP/1 on a plain socket: ``mhd2.http1.watch.Watch``).
+
+    Entering a cancel scope at every park and cancelling it at every resume
+    (trio's scope bookkeeping, a ``Cancelled`` unwinding the stack) cost
+    about 25 µs of the ~40 µs that parking and waking a request took: every
+    long poll pays both, once per message.
+    """
+
+    __slots__ = ()
+
+    def cancel(self) -> None:
+        """Resume: :meth:`wait` returns ``True`` (now, or at once if not waiting yet)."""
+        raise NotImplementedError
+
+    async def wait(self) -> bool:
+        """Wait until :meth:`cancel` (``True``) or until the client left (``False``)."""
+        raise NotImplementedError
 
 
 class Exchange:
@@ -186,11 +209,13 @@ class Exchange:
     ) -> None:
         self.shared = shared
         self.host = host
-        self.action_slot = Slot("an action", "request callback")
+        #: Holds the action a callback call made, until the call is checked
+        #: (then emptied: the action refers to the request, see :meth:`end`).
+        self.action_slot = Slot()
         self._upload_slot: Slot | None = None  # made when an upload callback runs
         self.suspended = False
         self.resume_pending = False
-        self._resume_scope: trio.CancelScope | None = None
+        self._resume_scope: trio.CancelScope | ResumableWait | None = None
         self._woken_for_stop = False
         #: Made by :meth:`interim_writes` when an interim (1xx) head is sent
         #: from a task other than the request's: HTTP/1 writes go one at a time.
@@ -308,6 +333,7 @@ class Exchange:
                 "the request callback must return the action made for this request "
                 f"by an mhd2.action_* function, not {result!r}"
             )
+        slot.spend()
         return result
 
     def _failed(self, exc: Exception) -> Ending:
@@ -342,6 +368,7 @@ class Exchange:
                     "an upload callback must return the upload action made for its request "
                     f"by an mhd2.upload_action_* function, not {result!r}"
                 )
+            slot.spend()
             if result.response is not None:
                 self.response = result.response
             return result
@@ -367,7 +394,7 @@ class Exchange:
         """The action slot of upload callbacks (made on first use)."""
         slot = self._upload_slot
         if slot is None:
-            slot = self._upload_slot = Slot("an upload action", "upload callback")
+            slot = self._upload_slot = UploadSlot()
         return slot
 
     def add_post_field(self, field: Any) -> None:
@@ -412,10 +439,16 @@ class Exchange:
                     raise DaemonStopping
                 await trio.lowlevel.checkpoint()
                 return
-            with trio.CancelScope() as scope:
-                self._resume_scope = scope
-                await self.host.wait_client_gone()
-                raise ClientGone("the client closed the connection while suspended")
+            waiting = self.host.wait_client_gone()
+            if isinstance(waiting, ResumableWait):
+                self._resume_scope = waiting
+                if not await waiting.wait():
+                    raise ClientGone("the client closed the connection while suspended")
+            else:
+                with trio.CancelScope() as scope:
+                    self._resume_scope = scope
+                    await waiting
+                    raise ClientGone("the client closed the connection while suspended")
             if self._woken_for_stop:
                 raise DaemonStopping
         finally:
@@ -484,27 +517,41 @@ class Exchange:
     # -- the end -------------------------------------------------------------------
 
     def end(self, code: RequestEndedCode) -> None:
-        """Report the end of the request, exactly once."""
+        """Report the end of the request, exactly once.
+
+        Then the exchange lets go of what would keep it in a reference cycle
+        (freed by the garbage collector's passes rather than at once): the
+        end hooks, and its strong reference to the request -- the request
+        keeps its exchange (``request.response_status`` and the rest stay
+        readable), the exchange keeps the request only weakly from now on.
+        """
         if self.ended:
             return
         self.ended = True
         self.end_code = code
         self.suspended = False
-        for hook in self.on_end:
-            try:
-                hook()
-            except Exception:
-                logger.exception("mhd2: a request-end hook failed")
+        request = self.request
+        if self.on_end is not _NONE:
+            hooks, self.on_end = self.on_end, _NONE
+            for hook in hooks:
+                try:
+                    hook()
+                except Exception:
+                    logger.exception("mhd2: a request-end hook failed")
         response, self.response = self.response, None
         if response is not None:
             response._finish_use()
             if response.termination_callback is not None:
-                report(response.termination_callback, self.request, code)
-        notify = self.shared.options.notify_request_ended
+                report(response.termination_callback, request, code)
+        shared = self.shared
+        notify = shared.options.notify_request_ended
         if notify is not None:
-            report(notify, self.request, code)
-        if self.shared.metrics is not None:
-            self.shared.metrics.request_ended(self.request)
+            report(notify, request, code)
+        if shared.metrics is not None:
+            shared.metrics.request_ended(request)
+        # (A proxy reads as the request while anyone else holds it: code that
+        # still has the exchange -- an HTTP/2 stream's task -- holds it too.)
+        self.request = cast(Request, weakref.proxy(request))
 
 
 def request_resume(request: Request) -> None:

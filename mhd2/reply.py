@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import trio
 
 from ._http1.date import date_header_line
-from ._http1.framing import ReplyPlan
+from ._http1.framing import ReplyPlan, plan_reply
 from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
 from .callbacks import call_maybe_await
 from .dcc import DCCContext, DCCStep, dcc_step, lend_buffer, return_buffer
@@ -29,7 +29,8 @@ from .exchange import DaemonStopping, Exchange
 from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
 from .transport import Transport
 
-__all__ = ["BodyAborted", "DirectBody", "body_failed", "build_head", "guard_body", "send_reply"]
+__all__ = ["BodyAborted", "DirectBody", "Planned", "RequestSide", "body_failed", "build_head",
+           "guard_body", "reply_plan", "send_reply"]
 
 logger = logging.getLogger("mhd2")
 
@@ -124,9 +125,84 @@ def build_head(response: Response, plan: ReplyPlan, date_line: bytes) -> bytes:
     return b"".join(parts)
 
 
+#: The request's side of a reply plan, as :func:`reply_plan` takes it:
+#: ``(HTTP/1.1, HEAD, "Connection: close" asked, "Connection: keep-alive"
+#: asked, the request forces a close, the daemon is quiescing, add a Date)``.
+RequestSide: TypeAlias = tuple[bool, bool, bool, bool, bool, bool, bool]
+
+
+class Planned:
+    """How one response answers requests of one :data:`RequestSide`.
+
+    Attributes:
+        plan: the framing and the connection's fate (:class:`ReplyPlan`).
+        data: the whole reply as bytes -- head and body -- when the response
+            is reusable with a small in-memory body (``None`` otherwise);
+            kept on the response, remade when the ``Date`` line changes.
+        date: the ``Date`` line *data* was made with (``b""``: none).
+        body_size: the bytes of *data* after the head.
+    """
+
+    __slots__ = ("body_size", "data", "date", "plan")
+
+    def __init__(self, plan: ReplyPlan) -> None:
+        self.plan = plan
+        self.data: bytes | None = None
+        self.date = b""
+        self.body_size = 0
+
+
+def reply_plan(response: Response, side: RequestSide) -> Planned:
+    """How *response* answers a request whose side is *side*.
+
+    A frozen response's own inputs to :func:`~mhd2._http1.framing.plan_reply`
+    never change, so a reusable response keeps its plans by *side* (at most
+    2**7 of them), with its wire bytes when its body is small and in memory:
+    answering with it is then a dictionary lookup and one write.  The
+    ``Date`` line is still that of the current second (RFC 9110 §6.6.1: an
+    origin server with a clock "MUST generate a Date header field" in 2xx,
+    3xx and 4xx responses): the bytes are remade when it changes.
+    """
+    replies = response._replies
+    planned: Planned | None = replies.get(side) if replies is not None else None
+    if planned is None:
+        http11, is_head, wants_close, wants_keep_alive, must_close, stopping, _ = side
+        planned = Planned(plan_reply(
+            http11=http11, is_head=is_head, wants_close=wants_close,
+            wants_keep_alive=wants_keep_alive, must_close=must_close,
+            status=response.status, size_known=response.size is not None,
+            chunked=response.chunked, conn_close=response.conn_close,
+            head_only=response.head_only,
+            http10_compatible_strict=response.http10_compatible_strict,
+            http10_server=response.http10_server,
+            app_content_length=response._app_content_length, daemon_stopping=stopping,
+        ))
+        if not response.reusable:
+            return planned
+        if replies is None:
+            replies = response._replies = {}
+        replies[side] = planned
+        body = response._body
+        if type(body) is not BufferBody or len(body.data) > COALESCE_LIMIT:
+            return planned
+    elif planned.data is None:
+        return planned
+    date = date_header_line() if side[6] and not response._has_date else b""
+    if planned.data is None or planned.date is not date:
+        plan = planned.plan
+        head = build_head(response, plan, date)
+        data = (_head_and_buffer(head, cast(BufferBody, response._body).data,
+                                 BODY_WRITERS[plan.framing])
+                if plan.send_body else head)
+        planned.date = date
+        planned.body_size = len(data) - len(head)
+        planned.data = data
+    return planned
+
+
 async def send_reply(transport: Transport, exchange: Exchange, response: Response,
-                     plan: ReplyPlan, *, add_date: bool) -> RequestEndedCode:
-    """Send *response* as *plan* says.
+                     planned: Planned, *, add_date: bool) -> RequestEndedCode:
+    """Send *response* as *planned* (:func:`reply_plan`) says.
 
     Returns:
         ``COMPLETED_OK``; or, when the body could not be completed and the
@@ -138,12 +214,16 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         trio.BrokenResourceError, trio.ClosedResourceError: the client went away.
         DaemonStopping: the daemon stopped while a content creator was suspended.
     """
+    exchange.status = response.status
+    wire = planned.data
+    if wire is not None:
+        await transport.send(wire)
+        exchange.body_bytes_sent = planned.body_size
+        return RequestEndedCode.COMPLETED_OK
+    plan = planned.plan
     body = response._body
     date = date_header_line() if add_date and not response._has_date else b""
-    if response.reusable and type(body) is BufferBody and len(body.data) <= COALESCE_LIMIT:
-        return await _send_reusable(transport, exchange, response, plan, date)
     head = build_head(response, plan, date)
-    exchange.status = response.status
     if not plan.send_body:
         await transport.send(head)
         return RequestEndedCode.COMPLETED_OK
@@ -160,27 +240,6 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         return RequestEndedCode.COMPLETED_OK
     finally:
         exchange.body_bytes_sent = max(0, transport.bytes_sent - body_starts)
-
-
-async def _send_reusable(transport: Transport, exchange: Exchange, response: Response,
-                         plan: ReplyPlan, date: bytes) -> RequestEndedCode:
-    """A reusable buffer response: its bytes on the wire are made once per plan and second.
-
-    The head of a frozen response changes only with the plan (version,
-    framing, keep-alive) and the ``Date`` line, which is the same object for
-    a whole second; the joined head and body are kept on the response.
-    """
-    wire = response._wire
-    if wire is None or wire[0] is not plan or wire[1] is not date:
-        head = build_head(response, plan, date)
-        data = (_head_and_buffer(head, cast(BufferBody, response._body).data,
-                                 BODY_WRITERS[plan.framing])
-                if plan.send_body else head)
-        wire = response._wire = (plan, date, data, len(data) - len(head))
-    exchange.status = response.status
-    await transport.send(wire[2])
-    exchange.body_bytes_sent = wire[3]
-    return RequestEndedCode.COMPLETED_OK
 
 
 def _head_and_buffer(head: bytes, data: bytes | bytearray | memoryview, writer: BodyWriter) -> bytes:
@@ -256,6 +315,11 @@ async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWr
     request = exchange.request
     pending: bytes = head
     del head  # (pending holds it until it is sent; a parked stream keeps neither)
+    if sink.holding:
+        # Responses held for one write with this one (pipelining) leave now,
+        # with this head: the creator may wait, an answered request does not.
+        await sink.send(pending)
+        pending = b""
     pos = 0
     # What one creator call made; all of it is let go of before the task
     # parks (a parked event stream keeps no views, pieces or actions).

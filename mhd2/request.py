@@ -88,6 +88,7 @@ class Request:
     """
 
     __slots__ = (
+        "__weakref__",
         "_args",
         "_cookies",
         "_headers",

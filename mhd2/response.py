@@ -117,8 +117,8 @@ class Response:
         "_headers",
         "_in_use",
         "_released",
+        "_replies",
         "_sent_once",
-        "_wire",
         "chunked",
         "conn_close",
         "head_only",
@@ -149,9 +149,10 @@ class Response:
         self._released = False
         self._sent_once = False
         self._in_use = 0
-        #: For a reusable buffer response: (plan, Date line, bytes, body length)
-        #: of its last send (see mhd2.reply).
-        self._wire: tuple[Any, bytes, bytes, int] | None = None
+        #: For a reusable response, once frozen: its reply plans (and, for a
+        #: small in-memory body, its bytes on the wire), by the request-side
+        #: inputs they depend on (see :func:`mhd2.reply.reply_plan`).
+        self._replies: dict[tuple[bool, ...], Any] | None = None
         self.reusable = False
         self.head_only = False
         self.chunked = False

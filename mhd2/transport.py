@@ -49,6 +49,8 @@ TLS_RECORD = 16384
 #: Bound on a TLS handshake (the inactivity timeout applies when it is shorter).
 TLS_HANDSHAKE_TIMEOUT = 10.0
 
+_HAS_SENDFILE: Final = hasattr(os, "sendfile")
+
 #: What a broken or closed connection raises from :meth:`Transport.receive`
 #: and :meth:`Transport.send`.
 TransportError = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -92,8 +94,11 @@ class Transport:
 
     def __init__(self, stream: trio.abc.Stream, timeout: float | None) -> None:
         self.stream = stream
-        self._plain = stream if isinstance(stream, PlainSocketStream) else None
-        self.can_sendfile = self._plain is not None and hasattr(os, "sendfile")
+        # (type() first: isinstance against a trio.abc class is an ABC check,
+        # ~1 µs of every connection.)
+        self._plain = (stream if type(stream) is PlainSocketStream
+                       or isinstance(stream, PlainSocketStream) else None)
+        self.can_sendfile = self._plain is not None and _HAS_SENDFILE
         self.scope = trio.CancelScope()
         self.timeout = timeout
         self._armed_at = -math.inf
@@ -144,11 +149,12 @@ class Transport:
     @property
     def tls(self) -> ssl.SSLObject | None:
         """The TLS session after the handshake, or ``None`` on a plain stream."""
-        if not isinstance(self.stream, trio.SSLStream):
+        stream = self.stream
+        if stream is self._plain or not isinstance(stream, trio.SSLStream):
             return None
         # trio forwards only a fixed set of SSLObject methods; the SNI name
         # that mhd2.tls's callback records on the SSLObject is not among them.
-        return self.stream._ssl_object
+        return stream._ssl_object
 
     # -- the deadline -----------------------------------------------------------
 
@@ -360,13 +366,18 @@ class Transport:
             Whether this wait ended early, at the deadline (the caller's next
             write without progress then waits for the deadline itself).
         """
+        plain = cast(PlainSocketStream, self._plain)
         deadline = self.scope.deadline
-        if tried_early or deadline == math.inf:
-            await trio.lowlevel.wait_writable(fd)
-            return False
-        early = deadline - self._slack / 2
-        with trio.move_on_at(early):
-            await trio.lowlevel.wait_writable(fd)
+        plain.waiting += 1  # (close() wakes counted waiters)
+        try:
+            if tried_early or deadline == math.inf:
+                await trio.lowlevel.wait_writable(fd)
+                return False
+            early = deadline - self._slack / 2
+            with trio.move_on_at(early):
+                await trio.lowlevel.wait_writable(fd)
+        finally:
+            plain.waiting -= 1
         return trio.current_time() >= early
 
     async def sendfile(self, fd: int, offset: int, count: int) -> int:
@@ -458,8 +469,13 @@ class Transport:
                 break
             # Woken when writable, or at the deadline: either way the loop
             # tries to write again (see send() on the kernel's wake-ups).
-            with trio.move_on_at(deadline):
-                await trio.lowlevel.wait_writable(fd)
+            plain = cast(PlainSocketStream, self._plain)
+            plain.waiting += 1  # (close() wakes counted waiters)
+            try:
+                with trio.move_on_at(deadline):
+                    await trio.lowlevel.wait_writable(fd)
+            finally:
+                plain.waiting -= 1
         await trio.lowlevel.checkpoint()
         return sent
 

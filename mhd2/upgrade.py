@@ -1,6 +1,8 @@
 """The upgraded-connection handle: ``upgraded_recv`` / ``upgraded_send`` / ``upgraded_close``.
 
-After ``101 Switching Protocols`` the connection no longer speaks HTTP; the
+After ``101 Switching Protocols`` the connection no longer speaks HTTP (over
+HTTP/2: after the ``200`` to an extended CONNECT, RFC 8441, the stream
+carries the bytes: :mod:`mhd2.http2.tunnel`); the
 upgrade handler talks to the client through an :class:`UpgradeHandle`, with
 MHD2's semantics (timeouts in seconds, ``0`` = do not block, partial sends
 reported) and MHD2's error codes as exceptions.  The handle is also a
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 import ssl
 import sys
+from collections.abc import Callable
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -28,7 +31,6 @@ from .transport import TransportError
 
 if TYPE_CHECKING:
     from .request import Request
-    from .transport import Transport
 
 fcntl: ModuleType | None
 termios: ModuleType | None
@@ -38,9 +40,60 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = termios = None
 
-__all__ = ["UpgradeHandle"]
+__all__ = ["UpgradeHandle", "UpgradedPipe"]
 
 _DEFAULT_RECV = 65536
+
+
+class UpgradedPipe(Protocol):
+    """What an :class:`UpgradeHandle` needs of the bytes under it.
+
+    An HTTP/1 connection's :class:`~mhd2.transport.Transport`, or one HTTP/2
+    stream upgraded by an extended CONNECT (RFC 8441:
+    :class:`~mhd2.http2.tunnel.StreamTunnel`).  Errors are trio's:
+    ``trio.BrokenResourceError``, ``trio.ClosedResourceError``, ``OSError``.
+    """
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The trio stream (for ``wait_send_all_might_not_block`` and ``send_eof``)."""
+        ...
+
+    @property
+    def fd(self) -> int:
+        """The socket under it, or ``-1``."""
+        ...
+
+    @property
+    def is_plain(self) -> bool:
+        """A plain socket whose bytes are the upgraded connection's own (not TLS,
+        not an HTTP/2 stream): mhd2.fanout may write its frames to it directly."""
+        ...
+
+    async def receive_later(self, max_bytes: int) -> bytes:
+        """Up to *max_bytes*, waiting for them; ``b""`` at the end of input."""
+        ...
+
+    def receive_now(self, max_bytes: int) -> bytes | None:
+        """The bytes there now, or ``None``."""
+        ...
+
+    async def send_within(self, data: bytes | bytearray | memoryview,
+                          timeout: float | None) -> int:
+        """Send with an inactivity limit; how many bytes were sent."""
+        ...
+
+    def send_nowait(self, data: bytes | list[bytes]) -> int:
+        """Write what fits now from any task (``0``: leave it to the handler's task)."""
+        ...
+
+    def set_cork(self, on: bool) -> bool:
+        """Hold back partial packets; whether it could."""
+        ...
+
+    async def close(self) -> None:
+        """Close, once, without blocking for long."""
+        ...
 
 
 class UpgradeHandle(trio.abc.HalfCloseableStream):
@@ -70,13 +123,17 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         (used after close).
     """
 
-    def __init__(self, transport: Transport, extra_in: bytes, request: Request) -> None:
+    def __init__(self, transport: UpgradedPipe, extra_in: bytes, request: Request) -> None:
         self._transport = transport
         self._stream = transport.stream
         self._extra = bytearray(extra_in)
         self._closed = False
         self._corked = False
         self._stop = trio.Event()
+        #: Called (no arguments) by :meth:`begin_stop`, for a handler whose task
+        #: waits on something else than :meth:`wait_stopping` (mhd2.fanout's
+        #: WebSocket subscribers wait only for their socket to be readable).
+        self._on_stop: Callable[[], object] | None = None
         self._moved = 0  # bytes received and sent so far (see _progress_mark)
         self.request = request
 
@@ -206,6 +263,8 @@ class UpgradeHandle(trio.abc.HalfCloseableStream):
         cancelled.
         """
         self._stop.set()
+        if self._on_stop is not None:
+            self._on_stop()
 
     @property
     def stopping(self) -> bool:

@@ -54,6 +54,22 @@ async def test_second_action_raises_usage_error_and_request_gets_500(
     assert any("UsageError" in (r.exc_text or "") for r in caplog.records)
 
 
+async def test_action_made_after_the_callback_returned_raises_usage_error() -> None:
+    """The slot lets go of the returned action (no reference cycle), but an action
+    made later, e.g. from a task the callback started, still raises UsageError."""
+    kept: list[mhd2.Request] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        kept.append(request)
+        return text_response(request)
+
+    async with running(cb) as daemon:
+        assert status_of(await exchange(daemon, GET)) == 200
+    with pytest.raises(mhd2.UsageError, match="after the request callback had returned") as info:
+        mhd2.action_abort_request(kept[0])
+    assert info.value.code == mhd2.StatusCode.ACTION_ALREADY_CREATED
+
+
 async def test_exception_gives_500_logged_and_daemon_keeps_serving(
     caplog: pytest.LogCaptureFixture, ended: list[Any]
 ) -> None:

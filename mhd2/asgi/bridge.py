@@ -9,6 +9,7 @@ resume).  Nothing here knows the engine: only mhd2's public API is used.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ import trio
 
 from .. import Action, Request, request_resume
 from .http import ASGIApp, HTTPCycle, Shared, run_app
+from .inline import Runners, first_step
 from .scope import headers_of, http_scope, is_websocket_request, websocket_scope
 from .websocket import WebSocketCycle
 
@@ -39,15 +41,22 @@ class Bridge:
         spawn: ``spawn(async_fn, *args)`` starts a task for the app
             (``nursery.start_soon``); ``None``: trio system tasks.
         websocket_max_message_size: the largest WebSocket message accepted.
+        inline: take each HTTP app call's first step in the request callback,
+            without a task of its own (:mod:`mhd2.asgi.inline`); ``False``:
+            every call gets a task from the start.
+        idle_runners: the most runner tasks kept parked between app calls
+            (more end when their app does).
     """
 
-    __slots__ = ("_sweeping", "app", "mounted", "root_path", "shared", "spawn", "state",
-                 "ws_max")
+    __slots__ = ("_sweeping", "app", "inline", "mounted", "root_path", "runners", "shared",
+                 "spawn", "state", "ws_max")
 
     def __init__(self, app: ASGIApp, *, root_path: str = "", mounted: bool = False,
                  state: dict[str, Any] | None = None, spawn: Spawn | None = None,
-                 websocket_max_message_size: int = 1 << 20) -> None:
+                 websocket_max_message_size: int = 1 << 20, inline: bool = True,
+                 idle_runners: int = 64) -> None:
         self.app = app
+        self.inline = inline
         self.root_path = root_path
         self.mounted = mounted
         self.state = state
@@ -55,6 +64,9 @@ class Bridge:
         self.shared = Shared()
         self.ws_max = websocket_max_message_size
         self._sweeping = False
+        #: Tasks that drive the app calls that wait (``spawn`` is looked up
+        #: when one is started: the daemon sets it once its nursery is open).
+        self.runners = Runners(lambda *args: self.spawn(*args), max_idle=idle_runners)
 
     def __call__(self, request: Request) -> Action:
         """The request callback."""
@@ -64,21 +76,44 @@ class Bridge:
         return cycle.next_action()
 
     def start(self, request: Request) -> HTTPCycle | WebSocketCycle:
-        """Make the cycle of a new request and start the app's task for it."""
+        """Make the cycle of a new request and call the app for it.
+
+        An HTTP app's first step is taken here (:func:`~mhd2.asgi.inline.first_step`):
+        an app that answers without waiting needs no task.  A WebSocket app
+        gets a task of its own.
+        """
         headers = headers_of(request)
-        cycle: HTTPCycle | WebSocketCycle
-        if is_websocket_request(request, headers):
-            scope = websocket_scope(request, headers, self.root_path, self.state,
-                                    mounted=self.mounted)
-            cycle = WebSocketCycle(request, scope, self.shared, self.ws_max)
-        else:
-            scope = http_scope(request, headers, self.root_path, self.state,
-                               mounted=self.mounted)
-            cycle = HTTPCycle(request, scope, self.shared)
         if not self._sweeping:
             self._sweeping = True
             self.spawn(self.shared.sweep)
-        self.spawn(run_app, self.app, cycle)
+        if is_websocket_request(request, headers):
+            scope = websocket_scope(request, headers, self.root_path, self.state,
+                                    mounted=self.mounted)
+            ws = WebSocketCycle(request, scope, self.shared, self.ws_max)
+            self.spawn(run_app, self.app, ws)
+            return ws
+        scope = http_scope(request, headers, self.root_path, self.state, mounted=self.mounted)
+        cycle = HTTPCycle(request, scope, self.shared)
+        self.shared.running += 1
+        context = contextvars.copy_context()
+        try:
+            coro = context.run(self.app, scope, cycle.receive, cycle.send)
+            if not inspect.iscoroutine(coro):
+                coro = _awaiting(coro)
+        except Exception as exc:
+            cycle.app_ended(exc)
+            return cycle
+        if self.inline:
+            cycle.stepping = True
+            try:
+                done = first_step(self.runners, coro, context, cycle.app_ended)
+            finally:
+                cycle.stepping = False
+            if not done:
+                cycle.watch_end()
+        else:
+            cycle.watch_end()
+            self.runners.start(coro, context, cycle.app_ended)
         return cycle
 
     def begin_stop(self) -> None:
@@ -98,6 +133,11 @@ class Bridge:
         while shared.running:
             shared.idle = trio.Event()
             await shared.idle.wait()
+
+
+async def _awaiting(awaitable: Any) -> Any:
+    """A coroutine for an app whose call returned another kind of awaitable."""
+    return await awaitable
 
 
 def _system_spawn(fn: Callable[..., Any], *args: Any) -> None:

@@ -35,6 +35,9 @@ class Daemon(_EngineDaemon):
         lifespan: ``"auto"``, ``"on"`` or ``"off"`` (see :class:`Lifespan`).
         websocket_max_message_size: the largest WebSocket message accepted
             (larger ones close the connection with 1009).
+        idle_runners: the most runner tasks kept parked between app calls
+            (docs/asgi.rst, "How it works"); 0 starts a task for each call
+            that waits.
         **options: the :class:`mhd2.Daemon` options.
 
     Raises:
@@ -47,7 +50,10 @@ class Daemon(_EngineDaemon):
     """
 
     def __init__(self, app: ASGIApp, *, root_path: str = "", lifespan: str = "auto",
-                 websocket_max_message_size: int = 1 << 20, **options: Any) -> None:
+                 websocket_max_message_size: int = 1 << 20, idle_runners: int = 64,
+                 **options: Any) -> None:
+        if idle_runners < 0:
+            raise UsageError(f"idle_runners={idle_runners!r} must be 0 or more")
         if not callable(app) or inspect.isclass(app):
             raise UsageError(
                 f"mhd2.asgi.Daemon needs an ASGI 3 app (async def app(scope, receive, send)), "
@@ -55,7 +61,8 @@ class Daemon(_EngineDaemon):
         self.app = app
         self._lifespan = Lifespan(app, mode=lifespan)
         self._bridge = Bridge(app, root_path=root_path.rstrip("/"),
-                              websocket_max_message_size=websocket_max_message_size)
+                              websocket_max_message_size=websocket_max_message_size,
+                              idle_runners=idle_runners)
         self._app_stack: AsyncExitStack | None = None
         self._apps: trio.Nursery | None = None
         self._stop_deadline = float("inf")

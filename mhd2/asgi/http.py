@@ -116,15 +116,40 @@ class ClientDisconnected(OSError):
     """``send()`` on a request whose client has gone (the ASGI spec's OSError)."""
 
 
+#: Most header lists :func:`_split_headers` remembers (then it starts afresh).
+HEADER_CACHE_SIZE = 256
+_split_cache: dict[tuple[Any, ...], tuple[list[tuple[str, str]], int | None]] = {}
+
+
 def _split_headers(headers: Any) -> tuple[list[tuple[str, str]], int | None]:
     """The app's headers as text pairs, and the ``content-length`` it declared.
 
     ``Content-Length`` is left out: the daemon writes it from the body it is
-    given (or the declared size of a streamed body).
+    given (or the declared size of a streamed body).  Apps send the same
+    few header lists again and again: the last :data:`HEADER_CACHE_SIZE`
+    lists of ``(bytes, bytes)`` tuples are remembered with their result
+    (the pairs are only read by the caller).
 
     Raises:
         ValueError: a ``content-length`` that is not a number.
     """
+    try:
+        key = tuple(headers)
+        known = _split_cache.get(key)
+    except TypeError:  # [name, value] lists, bytearrays ...: not hashable
+        return _split_headers_now(headers)
+    if known is not None:
+        return known
+    result = _split_headers_now(key)
+    if all(type(name) is bytes and type(value) is bytes for name, value in key):
+        if len(_split_cache) >= HEADER_CACHE_SIZE:
+            _split_cache.clear()
+        _split_cache[key] = result
+    return result
+
+
+def _split_headers_now(headers: Any) -> tuple[list[tuple[str, str]], int | None]:
+    """:func:`_split_headers` without the cache."""
     pairs: list[tuple[str, str]] = []
     declared: int | None = None
     for name, value in headers:
@@ -209,6 +234,7 @@ class HTTPCycle(Cycle):
         "finished",
         "next_piece",
         "response",
+        "stepping",
     )
 
     def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
@@ -236,13 +262,28 @@ class HTTPCycle(Cycle):
         #: The response handed to the daemon (``None`` until it is ready).
         self.response: Response | None = None
         self._declared: int | None = None
-        self._chunks: deque[bytes] = deque()
+        #: Body chunks the app sent and the daemon has not taken (made when streaming).
+        self._chunks: deque[bytes] | None = None
         self._taken = 0
         self._trailers: list[tuple[str, str]] | None = None
         #: The app has sent the last body message (and trailers, if announced).
         self.finished = False
         #: The app failed after ``http.response.start``: abort.
         self.failed = False
+        #: The app's first step runs in the request callback (nothing of the
+        #: daemon's side is suspended: no resume is needed).
+        self.stepping = False
+        # The creator calls watch_end() once the app's first step is over
+        # (an app done by then needs no word of the end).
+
+
+    def watch_end(self) -> None:
+        """Be told when the request ends; call after the app's first step, if it goes on.
+
+        An app whose call ended within its first step (the common case: it
+        answered at once) has nothing left to tell of the end, so the hook
+        is not even set then.
+        """
         self._watch_end()
 
     # -- waking the other side -------------------------------------------------------
@@ -259,7 +300,7 @@ class HTTPCycle(Cycle):
     def _resume(self) -> None:
         """Wake the daemon's side: suspended (resume it) or waiting in a callback."""
         self.notify()
-        if self.end_code is None:
+        if self.end_code is None and not self.stepping:
             request_resume(self.request)
 
     # -- the daemon's side ------------------------------------------------------------
@@ -349,7 +390,7 @@ class HTTPCycle(Cycle):
         if self.failed:
             return dcc_action_abort(ctx)
         chunks = self._chunks
-        if chunks:
+        if chunks:  # (None or empty: nothing to take)
             chunk = chunks.popleft()
             self._taken += 1
             self.notify()
@@ -479,8 +520,11 @@ class HTTPCycle(Cycle):
         if not more and not (self._start or {}).get("trailers", False):
             self.finished = True
         if body:
-            self._chunks.append(bytes(body))
-            mark = self._taken + len(self._chunks)
+            chunks = self._chunks
+            if chunks is None:
+                chunks = self._chunks = deque()
+            chunks.append(bytes(body))
+            mark = self._taken + len(chunks)
             self._resume()
             while self._taken < mark:
                 if self._gone():
@@ -543,6 +587,22 @@ class HTTPCycle(Cycle):
             self.failed = True
             self._resume()
         self.notify()
+
+    def app_ended(self, error: BaseException | None) -> None:
+        """The app's call has ended (it raised *error*): log, end the response, count."""
+        shared = self.shared
+        try:
+            if error is None:
+                self.app_returned(None)
+            elif isinstance(error, Exception):
+                if not isinstance(error, ClientDisconnected):
+                    logger.error("mhd2.asgi: the app failed on %s %s", self.request.method,
+                                 self.request.uri, exc_info=error)
+                self.app_returned(error)
+        finally:
+            shared.running -= 1
+            if not shared.running and shared.idle is not None:
+                shared.idle.set()
 
 
 async def run_app(app: ASGIApp, cycle: Any) -> None:

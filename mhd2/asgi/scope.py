@@ -48,11 +48,29 @@ def _target(request: Request) -> tuple[bytes, bytes]:
     return path, query
 
 
+#: Most header names :func:`headers_of` remembers in their ``scope`` form.
+NAME_CACHE_SIZE = 512
+_names: dict[str, bytes] = {}
+
+
 def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
-    """``scope["headers"]``: lower-case names and values as bytes, in arrival order."""
+    """``scope["headers"]``: lower-case names and values as bytes, in arrival order.
+
+    The lower-cased bytes of the names seen (up to :data:`NAME_CACHE_SIZE`
+    of them: clients send the same few) are remembered.
+    """
     # "headers: ... header names should be lowercased" -- duplicates kept.
-    return [(name.lower().encode("latin-1"), value.encode("latin-1", "replace"))
-            for name, value in request.get_values(ValueKind.HEADER)]
+    names = _names
+    headers: list[tuple[bytes, bytes]] = []
+    add = headers.append
+    for name, value in request.get_values(ValueKind.HEADER):
+        key = names.get(name)
+        if key is None:
+            key = name.lower().encode("latin-1")
+            if len(names) < NAME_CACHE_SIZE:
+                names[name] = key
+        add((key, value.encode("latin-1", "replace")))
+    return headers
 
 
 def _client(request: Request) -> tuple[str, int] | None:
@@ -111,7 +129,11 @@ def is_websocket_request(request: Request, headers: list[tuple[bytes, bytes]]) -
     """Whether *request* asks for a WebSocket (``Upgrade: websocket`` on a GET)."""
     if request.method != "GET":
         return False
-    return any(name == b"upgrade" and b"websocket" in value.lower() for name, value in headers)
+    # A loop, not any(<generator>): this runs for every GET.
+    for name, value in headers:  # noqa: SIM110
+        if name == b"upgrade" and b"websocket" in value.lower():
+            return True
+    return False
 
 
 def websocket_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: str,

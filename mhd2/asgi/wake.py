@@ -21,13 +21,14 @@ class Changes:
     __slots__ = ("_waiters",)
 
     def __init__(self) -> None:
-        self._waiters: list[trio.lowlevel.Task] = []
+        # Made by the first wait (most cycles of an app that answers at once never wait).
+        self._waiters: list[trio.lowlevel.Task] | None = None
 
     def notify(self) -> None:
         """Wake every task in :meth:`wait` (none: nothing happens)."""
         waiters = self._waiters
         if waiters:
-            self._waiters = []
+            self._waiters = None
             reschedule = trio.lowlevel.reschedule
             for task in waiters:
                 reschedule(task)
@@ -36,12 +37,14 @@ class Changes:
         """Wait for the next :meth:`notify` (a checkpoint; cancellable)."""
         task = trio.lowlevel.current_task()
         waiters = self._waiters
+        if waiters is None:
+            waiters = self._waiters = []
         waiters.append(task)
 
         def abort(_: Any) -> trio.lowlevel.Abort:
             try:
-                self._waiters.remove(task)
-            except ValueError:
+                self._waiters.remove(task)  # type: ignore[union-attr]
+            except (ValueError, AttributeError):  # (AttributeError: None, all woken)
                 pass
             return trio.lowlevel.Abort.SUCCEEDED
 

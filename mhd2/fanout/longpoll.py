@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = ["action_long_poll"]
 
+#: (A tuple, not ``int | float``: that makes a new union at every call, and
+#: every poll calls twice.)
+_NUMBER = (int, float)
+
 
 class LongPoll(Subscriber):
     """A parked long poll."""
@@ -117,7 +121,7 @@ def action_long_poll(request: Request, topic: Topic, *, cursor: str | None,
     Raises:
         UsageError: *timeout* is not positive seconds, or the hub is not running.
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+    if isinstance(timeout, bool) or not isinstance(timeout, _NUMBER) or not (
             0 < timeout < math.inf):
         raise UsageError(f"timeout must be seconds > 0, not {timeout!r}")
     hub = topic.hub

@@ -5,6 +5,17 @@ what it has not sent (each message's frame, built once for every
 subscriber: :meth:`~mhd2.fanout.Message.ws`), then waits to read.  A new
 message wakes that wait (the read is interrupted only where that loses
 nothing); what the client sends goes to ``on_message``.
+
+**Lean while silent.**  Most subscribers never send a byte.  Over HTTP/1.1
+on a plain socket the subscriber therefore starts without a WebSocket
+session: no :class:`~mhd2.websocket.WebSocket`, no wsproto connection, no
+stop-watcher task.  Its task waits only for the socket to turn readable
+(the fan-out writes the shared frame bytes straight to the socket, see
+:meth:`WebSocketSubscriber.write_parked`; the daemon's graceful stop wakes
+it through the upgrade handle).  The first byte the client sends -- a
+message, a ping, a close frame -- or the server's own goodbye makes the
+full session, fed with those bytes, and the subscriber goes on with it.
+Over TLS (and any other stream) it has the full session from the start.
 """
 
 from __future__ import annotations
@@ -14,15 +25,18 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..actions import Action
+from ..actions import Action, UpgradeAction
 from ..callbacks import call_maybe_await
-from ..errors import UsageError
+from ..errors import UpgradedError, UsageError
+from ..transport import Transport
+from ..upgrade import UpgradeHandle
 from ..websocket import CLOSE_TIMEOUT, CloseReason, ConnectionClosed, WebSocket, action_websocket
 from ._answers import bad_cursor, over_limit
 from .topic import Subscriber
 
 if TYPE_CHECKING:
     from ..request import Request
+    from .message import Message
     from .topic import Topic
 
 __all__ = ["DROP_GRACE", "action_websocket_subscribe"]
@@ -38,8 +52,17 @@ TOO_SLOW = (1008, "too slow")
 #: "Service restart" (IANA WebSocket close code registry): sent at a graceful
 #: stop or when the hub closes, so that the client reconnects.
 RESTART = (1012, "service restart")
-#: One wake-up sends at most this many bytes of frames before reading again.
+#: One wake-up (or one direct write) sends at most this many bytes of frames.
 WS_BATCH_BYTES = 64 * 1024
+#: The largest message accepted from the client (``action_websocket``'s default).
+MAX_MESSAGE_SIZE = 1 << 20
+#: Bytes read at once from a lean subscriber's socket.
+_RECV_SIZE = 65536
+#: RFC 6455 §5.5.1 close frame with 1012 "service restart", unmasked: what a
+#: lean subscriber sends, if the socket takes it at once, when the grace
+#: period of a stop is over.
+_RESTART_FRAME = (bytes((0x88, 2 + len(RESTART[1]))) + RESTART[0].to_bytes(2, "big")
+                  + RESTART[1].encode("ascii"))
 
 _NONE: list[Any] = []  # never appended to
 
@@ -47,20 +70,53 @@ OnMessage = Callable[[WebSocket, "str | bytes"], "Awaitable[Any] | Any"]
 
 
 class WebSocketSubscriber(Subscriber):
-    """The state of one WebSocket subscriber."""
+    """The state of one WebSocket subscriber.
+
+    Attributes:
+        handle: the upgraded connection (``None`` before the ``101``).
+        ws: the WebSocket session, once there is one (see the module docstring).
+        on_message: the application's callback for the client's messages.
+        fallback: ``action_websocket``'s own upgrade handler, run when the
+            subscriber cannot be lean (dropped once it is).
+        waiting: a lean subscriber's task waits for its socket to be readable
+            (only then does the fan-out write to it).
+        woken: a wake came (the task looks at the topic again before waiting).
+        send_scope: while the task sends frames (see :meth:`cut`).
+    """
 
     kind = "websocket"
     direct = True
-    __slots__ = ("send_scope", "ws")
+    __slots__ = ("fallback", "handle", "on_message", "send_scope", "transport", "waiting",
+                 "woken", "ws")
 
     def __init__(self, topic: Topic, request: Request, cursor: str, key: object, mark: int,
-                 ws: WebSocket) -> None:
+                 on_message: OnMessage | None) -> None:
         super().__init__(topic, request, cursor, key, mark)
-        self.ws = ws
+        self.on_message = on_message
+        self.handle: UpgradeHandle | None = None
+        #: The plain socket's transport under *handle*, for the lean path only.
+        self.transport: Transport | None = None
+        self.ws: WebSocket | None = None
+        self.fallback: Callable[[Request, UpgradeHandle], Awaitable[None]] | None = None
+        self.waiting = False
+        self.woken = False
         self.send_scope: trio.CancelScope | None = None
 
     def wake(self) -> None:
-        self.ws._wake()
+        ws = self.ws
+        if ws is not None:
+            ws._wake()
+            return
+        self.woken = True
+        if self.waiting:
+            # Its task waits in trio.lowlevel.wait_readable: notify_closing ends
+            # that wait (with ClosedResourceError, which the task expects
+            # after a wake) and closes nothing.  A cancel scope per parked
+            # subscriber would cost ~0.6 KB (its CancelStatus's two sets).
+            self.waiting = False  # no direct write until it waits again
+            handle = self.handle
+            assert handle is not None
+            trio.lowlevel.notify_closing(handle._transport.fd)
 
     def cut(self) -> None:
         scope = self.send_scope
@@ -68,37 +124,102 @@ class WebSocketSubscriber(Subscriber):
             # In the middle of a frame: it may finish within the grace.
             scope.deadline = min(scope.deadline, trio.current_time() + DROP_GRACE)
         else:
-            self.ws._wake()
+            self.wake()
 
     @property
     def stopping(self) -> bool:
-        return self.topic.hub._closing or self.ws.stopping
+        handle = self.handle
+        return self.topic.hub._closing or (handle is not None and handle.stopping)
+
+    # -- the fan-out side ----------------------------------------------------------------
 
     def write_parked(self) -> bool:
         """Direct delivery: write the frames it lacks from the publishing task.
 
         Only while its task waits to read on a plain socket with nothing in
-        flight (``WebSocket._send_prebuilt_nowait``): the shared frame bytes
-        go out with a non-blocking send and the task sleeps on.  A partial
-        send commits the frame (its rest is owed) and wakes the task, as
-        does a full socket buffer (nothing sent) or a broken connection.
+        flight: the shared frame bytes go out with one non-blocking
+        ``write`` (``writev`` for several) and the task sleeps on.  A partial
+        write commits the frame it began (the rest is owed to the
+        connection, written before any other byte) and wakes the task, as
+        does a full socket buffer (nothing written) or a broken connection.
         """
         topic = self.topic
-        if self.dropped or topic.hub._closing or self.ws.stopping:
+        if self.dropped or topic.hub._closing:
             return False
+        if self.ws is not None:
+            return self._write_session()
+        handle = self.handle
+        if not self.waiting or handle is None or handle.stopping:
+            return False
+        transport = self.transport
+        assert transport is not None  # (lean: a plain Transport)
         history = topic._messages
+        while True:
+            if len(history) > 1 and history[-2].key == self.key:
+                # One message behind: the common case, no list made.
+                messages = _NONE
+                last = history[-1]
+                frame = last._ws or last.ws()
+                data: bytes | list[bytes] = frame
+                size = len(frame)
+            else:
+                messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
+                if truncated:
+                    return False  # out of the history: the task drops it
+                if not messages:
+                    return True
+                last = messages[-1]
+                data = [m.ws() for m in messages]
+                size = sum(len(f) for f in data)
+            try:
+                sent = transport.send_nowait(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return False  # woken: the task reads the end of the connection and leaves
+            if sent == 0:
+                return False
+            handle._moved += sent
+            if sent < size:
+                # Commit up to the frame the write stopped in; owe its rest.
+                for count, message in enumerate(messages or [last], 1):
+                    frame = message.ws()
+                    if sent < len(frame):
+                        transport.owe(frame[sent:])
+                        self._took(message, count)
+                        return False  # woken: the task sends the rest first
+                    sent -= len(frame)
+            self._took(last, len(messages) or 1)
+            if self.key == topic._tip_key:
+                return True
+
+    def _took(self, last: Message, count: int) -> None:
+        """The connection took the frames up to *last* (*count* messages)."""
+        hub = self.topic.hub
+        self.cursor = last.id
+        self.key = last.key
+        self.mark = last.end
+        self.last = last.ws()
+        hub._deliveries += count
+        hub._direct += count
+
+    def _write_session(self) -> bool:
+        """:meth:`write_parked` for a subscriber with a WebSocket session (one frame
+        per write, through ``WebSocket._send_prebuilt_nowait``)."""
         ws = self.ws
+        assert ws is not None
+        if ws.stopping:
+            return False
+        topic = self.topic
+        history = topic._messages
         hub = topic.hub
         while True:
             messages: list[Any]
             if len(history) > 1 and history[-2].key == self.key:
-                # One message behind: the common case, no list made.
                 messages = _NONE
                 message = history[-1]
             else:
                 messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
                 if truncated:
-                    return False  # out of the history: the task drops it
+                    return False
                 if not messages:
                     return True
                 message = messages[0]
@@ -123,18 +244,95 @@ class WebSocketSubscriber(Subscriber):
             if self.key == topic._tip_key:
                 return True
 
-    async def serve(self, on_message: OnMessage | None) -> None:
-        """Send and receive until the WebSocket closes (the upgrade handler)."""
+    # -- the subscriber's task -----------------------------------------------------------
+
+    def upgraded(self, request: Request, handle: UpgradeHandle) -> Awaitable[None]:
+        """The upgrade handler (instead of ``action_websocket``'s): lean on a plain
+        HTTP/1.1 socket, else ``action_websocket``'s full session.
+
+        A plain function returning the coroutine to await: one coroutine frame
+        less per subscriber.
+        """
+        fallback, self.fallback = self.fallback, None
+        transport = handle._transport
+        if (type(handle) is not UpgradeHandle or not isinstance(transport, Transport)
+                or not transport.is_plain or handle._extra):
+            # TLS, an HTTP/2 stream (RFC 8441), or bytes already sent after the
+            # handshake: the full session.
+            assert fallback is not None
+            return fallback(request, handle)
+        self.handle = handle
+        self.transport = transport
+        return self.serve(lean=True)
+
+    async def _end_abruptly(self) -> None:
+        """Cancelled (the grace period of a stop is over): close now, never wait.
+
+        A close frame with 1012 goes out only if the socket takes it at once
+        (as ``action_websocket`` does).
+        """
+        handle = self.handle
+        assert handle is not None
         ws = self.ws
+        if ws is not None:
+            await ws._abort()
+            return
+        transport = self.transport
+        assert transport is not None  # (lean: a plain Transport)
+        if not transport.holding:
+            try:
+                transport.send_nowait(_RESTART_FRAME)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+        if not handle.closed:
+            await handle.aclose()
+
+    async def session(self, ws: WebSocket) -> None:
+        """The handler given to ``action_websocket``: the subscriber with a full
+        session from the start (TLS; a client that sent bytes with its handshake)."""
+        ws._stop_code = RESTART[0]
+        self.ws = ws
+        self.handle = ws._urh
+        await self.serve(lean=False)
+
+    def _session(self) -> WebSocket:
+        """The WebSocket session (made now if the subscriber was lean)."""
+        ws = self.ws
+        if ws is None:
+            from wsproto.connection import Connection, ConnectionType
+
+            handle = self.handle
+            assert handle is not None
+            ws = self.ws = WebSocket(handle, Connection(ConnectionType.SERVER), None,
+                                     MAX_MESSAGE_SIZE, compressed=False)
+            ws._stop_code = RESTART[0]
+            if self.woken:
+                ws._woken = True
+                self.woken = False
+        return ws
+
+    async def serve(self, lean: bool) -> None:
+        """Send and receive until the WebSocket closes.
+
+        *lean*: the subscriber runs the upgraded connection itself (else
+        ``action_websocket``'s handler around it closes and aborts).
+        """
         topic = self.topic
+        handle = self.handle
+        assert handle is not None
+        if not topic._add(self):
+            await self._session().close(1013, "try again later")
+            return
+        if lean:
+            handle._on_stop = self.wake
         try:
             while True:
                 if self.dropped:
                     await self._goodbye(*TOO_SLOW)
-                    return
+                    break
                 if self.stopping:
                     await self._goodbye(*RESTART)
-                    return
+                    break
                 messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
                 if truncated:
                     self.drop()
@@ -144,15 +342,88 @@ class WebSocketSubscriber(Subscriber):
                     continue
                 topic._park(self, None)
                 try:
-                    incoming = await ws._receive_or_wake()
+                    ws = self.ws
+                    if ws is not None:
+                        incoming = await ws._receive_or_wake()
+                    else:
+                        # Lean: wait for the socket only (written out here, not
+                        # in a helper: one coroutine frame less per subscriber).
+                        transport = self.transport
+                        assert transport is not None  # (lean: a plain Transport)
+                        if transport.holding:
+                            # The rest of a frame written directly leaves first.
+                            await self._write(b"")
+                        incoming = None
+                        if self.woken:
+                            self.woken = False
+                        else:
+                            self.waiting = True
+                            try:
+                                await trio.lowlevel.wait_readable(transport.fd)
+                            except trio.ClosedResourceError as exc:
+                                if not self.woken:  # the connection was closed
+                                    raise ConnectionClosed(CloseReason(1006, str(exc))) from exc
+                            finally:
+                                self.waiting = False
+                            if self.woken:
+                                self.woken = False
+                            else:
+                                incoming = await self._first_input()
                 finally:
                     self.parked = False
-                if incoming is not None and on_message is not None:
-                    await call_maybe_await(on_message, ws, incoming)
+                if incoming is not None and self.on_message is not None:
+                    await call_maybe_await(self.on_message, self.ws, incoming)
         except ConnectionClosed:
             pass
+        except Exception:
+            ws = self.ws
+            if lean and ws is not None and ws.closed is None:
+                # on_message raised: 1011, as action_websocket does.
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await ws._fail(1011)
+            raise
+        except BaseException:
+            if lean:
+                # Cancelled: the grace period of a graceful stop is over.
+                with trio.CancelScope(shield=True):
+                    await self._end_abruptly()
+            raise
         finally:
             topic._remove(self)
+            handle._on_stop = None
+        if lean and not handle.closed:
+            await handle.aclose()
+
+    async def _first_input(self) -> str | bytes | None:
+        """A lean subscriber's socket turned readable: read, make the session, feed it
+        what was read and go on as it says (a message, or ``None``: nothing whole yet)."""
+        handle = self.handle
+        assert handle is not None
+        try:
+            data = handle._transport.receive_now(_RECV_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._session()._finish(CloseReason(1006, f"the connection broke: {exc}"))
+            raise ConnectionClosed(CloseReason(1006, "connection lost")) from exc
+        if data is None:
+            return None  # not readable after all
+        ws = self._session()
+        if not data:
+            ws._finish(CloseReason(1006, "the peer closed the connection without a close frame"))
+            await ws._shutdown()
+            raise ConnectionClosed(CloseReason(1006, "connection lost"))
+        handle._moved += len(data)
+        ws._conn.receive_data(data)
+        return await ws._receive_or_wake()
+
+    async def _write(self, frame: bytes) -> None:
+        """A lean subscriber's task writes *frame* (after anything owed)."""
+        handle = self.handle
+        assert handle is not None
+        try:
+            await handle.upgraded_send(frame)
+        except UpgradedError as exc:
+            self._session()._finish(CloseReason(1006, f"the connection broke: {exc}"))
+            raise ConnectionClosed(CloseReason(1006, "connection lost")) from exc
 
     async def _send(self, messages: list[Any]) -> None:
         ws = self.ws
@@ -163,19 +434,23 @@ class WebSocketSubscriber(Subscriber):
                     if self.dropped:
                         break  # the close frame 1008 follows this whole frame
                     frame = self.last = message.ws()
-                    await ws._send_prebuilt(frame)
+                    if ws is not None:
+                        await ws._send_prebuilt(frame)
+                    else:
+                        await self._write(frame)
                     self.advance([message])
             finally:
                 self.send_scope = None
         if scope.cancelled_caught:
             # Cut in the middle of a frame: no close frame can follow it.
+            ws = self._session()
             with trio.CancelScope(shield=True):
                 ws._finish(CloseReason(*TOO_SLOW))
                 await ws._shutdown()
             raise ConnectionClosed(CloseReason(*TOO_SLOW))
 
     async def _goodbye(self, code: int, reason: str) -> None:
-        ws = self.ws
+        ws = self._session()
         with trio.move_on_after(DROP_GRACE if code == TOO_SLOW[0] else CLOSE_TIMEOUT):
             try:
                 await ws.close(code, reason)
@@ -225,13 +500,12 @@ def action_websocket_subscribe(request: Request, topic: Topic, *, cursor: str | 
     if hub._count >= hub.max_subscribers or (limit is not None and len(topic._subs) >= limit):
         hub._refused += 1
         return over_limit(request, topic)
-
-    async def handler(ws: WebSocket) -> None:
-        ws._stop_code = RESTART[0]
-        sub = WebSocketSubscriber(topic, request, cursor_id, key, mark, ws)
-        if not topic._add(sub):
-            await ws.close(1013, "try again later")
-            return
-        await sub.serve(on_message)
-
-    return action_websocket(request, handler, compression=False)
+    sub = WebSocketSubscriber(topic, request, cursor_id, key, mark, on_message)
+    action = action_websocket(request, sub.session, compression=False,
+                              max_message_size=MAX_MESSAGE_SIZE)
+    if isinstance(action, UpgradeAction):
+        # The subscriber runs the upgraded connection itself (lean while the
+        # client is silent; else action_websocket's own handler).
+        sub.fallback = action.handler
+        action.handler = sub.upgraded
+    return action

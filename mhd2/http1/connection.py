@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, cast
 import trio
 
 from .._http1.chunked_check import ChunkedChecker
-from .._http1.framing import plan_reply
 from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
@@ -34,7 +33,7 @@ from ..callbacks import call_maybe_await, report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
 from ..outcome import Outcome, app_outcome
-from ..reply import send_reply
+from ..reply import reply_plan, send_reply
 from ..response import Response
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle
@@ -42,7 +41,7 @@ from ..upload import BodyError
 from .body import RequestBody
 from .head import read_head
 from .interim import send_interim
-from .watch import watch_until_gone
+from .watch import Watch, watch_until_gone
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
@@ -197,14 +196,20 @@ class HTTP1Connection:
 
     # -- ExchangeHost ------------------------------------------------------------
 
-    def wait_client_gone(self) -> Awaitable[None]:
+    def wait_client_gone(self) -> Awaitable[None] | Watch:
         """Watch the connection of a parked request; return when the client left.
 
         Returns the watching coroutine itself (the exchange awaits it): a
-        parked request keeps no frame of this method.
+        parked request keeps no frame of this method.  On a plain socket, a
+        :class:`~mhd2.http1.watch.Watch`, which a resume ends without a
+        cancel scope.
         """
-        self.transport.disarm()
-        return watch_until_gone(self.transport, self._kept, self._shared.options.max_header_size)
+        transport = self.transport
+        transport.disarm()
+        limit = self._shared.options.max_header_size
+        if transport.is_plain:
+            return Watch(transport, self._kept, limit)
+        return watch_until_gone(transport, self._kept, limit)
 
     async def send_informational(self, status: int, fields: list[tuple[str, str]]) -> bool:
         """ExchangeHost: an interim head now (see :mod:`mhd2.http1.interim`)."""
@@ -333,9 +338,9 @@ class HTTP1Connection:
             scan.fields, scan.upload_size,
         )
         self._exchange = exchange
-        if shared.app_may_wait and self.transport.holding:
-            await self.transport.flush()  # the earlier responses must not wait for this one
         if self._begin:
+            if self.transport.holding and shared.options.early_uri_logger is not None:
+                await self.transport.flush()  # the logger may wait: answered requests do not
             await exchange.begin(head.lower_fields)
 
         problem = check_host(scan.host_values)
@@ -357,14 +362,18 @@ class HTTP1Connection:
         else:
             self.chunk_checker = None
 
-        # A plain callback answering with a response goes straight to the
-        # reply; anything else (async, suspend, upload, upgrade, abort, an
-        # error) is carried on by app_outcome, as for every protocol.
+        # A plain callback answering with a response is served without a
+        # coroutine; anything else goes through app_outcome.  Responses held
+        # for one write with the next ones (pipelining) go out first then:
+        # an async or upload callback, a suspension may wait, and an answered
+        # request never waits for a later one.
         action = exchange.call_app_now()
         outcome: Outcome | None
         if type(action) is ResponseAction:
             outcome = action.response
         else:
+            if self.transport.holding:
+                await self.transport.flush()
             outcome = await app_outcome(exchange, self._upload_body, action)
         if type(outcome) is Response:
             return await self._reply(parser, exchange, outcome, head, must_close)
@@ -397,22 +406,11 @@ class HTTP1Connection:
                 must_close = True
         if body_done and self.chunk_checker is not None and self.chunk_checker.problem is not None:
             must_close = True
-        plan = plan_reply(
-            http11=head.version == b"1.1",
-            is_head=head.method == b"HEAD",
-            wants_close=scan.wants_close,
-            wants_keep_alive=scan.wants_keep_alive,
-            must_close=must_close,
-            status=response.status,
-            size_known=response.size is not None,
-            chunked=response.chunked,
-            conn_close=response.conn_close,
-            head_only=response.head_only,
-            http10_compatible_strict=response.http10_compatible_strict,
-            http10_server=response.http10_server,
-            app_content_length=response._app_content_length,
-            daemon_stopping=self._shared.quiescing,
-        )
+        add_date = self._add_date
+        planned = reply_plan(response, (head.version == b"1.1", head.method == b"HEAD",
+                                        scan.wants_close, scan.wants_keep_alive, must_close,
+                                        self._shared.quiescing, add_date))
+        plan = planned.plan
         self._reply_started = True
         transport = self.transport
         sent_before = transport.bytes_sent
@@ -421,12 +419,11 @@ class HTTP1Connection:
             # leave together, in one write (a body made on the fly never waits).
             transport.batch = True
             try:
-                code = await send_reply(transport, exchange, response, plan,
-                                        add_date=self._add_date)
+                code = await send_reply(transport, exchange, response, planned, add_date=add_date)
             finally:
                 transport.batch = False
         else:
-            code = await send_reply(transport, exchange, response, plan, add_date=self._add_date)
+            code = await send_reply(transport, exchange, response, planned, add_date=add_date)
         if code is not RequestEndedCode.COMPLETED_OK:
             if code is RequestEndedCode.BY_APP_ERROR and transport.bytes_sent == sent_before:
                 # A content creator failed before the head left: still time for a 500.

@@ -7,7 +7,8 @@ See :mod:`mhd2.http2.connection` (the connection: its reader, writer, timeouts a
 :mod:`mhd2.http2.guard` (flood rates),
 :mod:`mhd2.http2.liveness` (``PING`` for connections whose streams are all parked),
 :mod:`mhd2.http2.stream` (one stream: exchange host, body source, task),
-:mod:`mhd2.http2.reply` (a response as HEADERS and DATA frames) and
+:mod:`mhd2.http2.reply` (a response as HEADERS and DATA frames),
+:mod:`mhd2.http2.tunnel` (an upgraded stream: RFC 8441 WebSocket over HTTP/2) and
 :mod:`mhd2.http2.checks` (the request-head rules of RFC 9113 §8).
 """
 

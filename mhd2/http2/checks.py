@@ -21,7 +21,9 @@ __all__ = ["Malformed", "RequestHead", "check_request_head", "check_trailers", "
 CONNECTION_SPECIFIC = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
 })
-_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path"})
+#: RFC 8441 §4 adds ``:protocol`` (extended CONNECT; the server sends
+#: SETTINGS_ENABLE_CONNECT_PROTOCOL = 1, see mhd2.http2.machine).
+_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
 #: RFC 9110 §5.1: field names are tokens; RFC 9113 §8.2.1 also refuses upper case.
 _NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
 #: RFC 9113 §8.2.1: a value must not contain NUL, CR or LF, nor begin or end
@@ -44,6 +46,9 @@ class RequestHead:
     fields: list[tuple[str, str]]
     content_length: int | None
     expects_continue: bool
+    #: The ``:protocol`` of an extended CONNECT (RFC 8441), else ``None``; the
+    #: request is then presented as ``GET`` with ``upgrade: <protocol>``.
+    protocol: str | None = None
 
 
 def check_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
@@ -108,12 +113,21 @@ def check_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
     if method is None or not _METHOD.fullmatch(method):
         raise Malformed("missing or invalid :method")
     authority = pseudo.get(b":authority")
-    if method == b"CONNECT":
+    protocol = pseudo.get(b":protocol")
+    if protocol is not None:
+        method, path = _check_extended_connect(method, protocol, pseudo, authority)
+        # Presented as the HTTP/1.1 request it stands for (RFC 8441 §5: the
+        # extended CONNECT replaces the GET with "Upgrade: websocket"): the
+        # application and action_websocket see GET and an Upgrade field
+        # carrying the :protocol token.  (A client's own Upgrade field was
+        # refused above as connection-specific, so this one is the daemon's.)
+        fields.append(("upgrade", protocol.decode("ascii")))
+    elif method == b"CONNECT":
         # §8.5: "The :scheme and :path pseudo-header fields MUST be omitted."
         if b":scheme" in pseudo or b":path" in pseudo or authority is None:
             raise Malformed("CONNECT needs :authority and no :scheme or :path")
         path = authority
-    else:
+    if protocol is None and method != b"CONNECT":
         # §8.3.1: "All HTTP/2 requests MUST include exactly one valid value for
         # the :method, :scheme, and :path pseudo-header fields, unless they are
         # CONNECT requests"; ":path ... MUST NOT be empty for "http" or "https"
@@ -154,7 +168,35 @@ def check_request_head(headers: list[tuple[bytes, bytes]]) -> RequestHead:
         fields=fields,
         content_length=content_length,
         expects_continue=expects_continue,
+        protocol=None if protocol is None else protocol.decode("ascii"),
     )
+
+
+def _check_extended_connect(method: bytes, protocol: bytes, pseudo: dict[bytes, bytes],
+                            authority: bytes | None) -> tuple[bytes, bytes]:
+    """The rules of an extended CONNECT (RFC 8441 §4); returns ``(b"GET", path)``.
+
+    Raises:
+        Malformed: ``:protocol`` on another method, not a token, or without
+            ``:scheme``, ``:path`` or ``:authority``.
+    """
+    # RFC 8441 §4: "A new pseudo-header field :protocol MAY be included on
+    # request HEADERS indicating the desired protocol to be spoken on the
+    # tunnel created by CONNECT" -- on no other method (RFC 9113 §8.3: a
+    # pseudo-header field not defined for the request makes it malformed).
+    if method != b"CONNECT":
+        raise Malformed(":protocol on a method other than CONNECT")
+    if not _METHOD.fullmatch(protocol):
+        raise Malformed(":protocol is not a token")
+    # "On requests that contain the :protocol pseudo-header field, the
+    # :scheme and :path pseudo-header fields of the target URI (see Section
+    # 5) MUST also be included."
+    path = pseudo.get(b":path", b"")
+    if not pseudo.get(b":scheme") or not path or authority is None:
+        raise Malformed("an extended CONNECT needs :scheme, :path and :authority")
+    if path[:1] != b"/" or _BAD_VALUE.search(path) or b" " in path:
+        raise Malformed(":path of an extended CONNECT is not origin-form")
+    return b"GET", path
 
 
 def check_trailers(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:

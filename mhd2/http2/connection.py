@@ -71,6 +71,10 @@ logger = logging.getLogger("mhd2")
 RECV_SIZE = 64 * 1024
 #: Bound on the last writes (GOAWAY) when a connection ends.
 FINAL_WRITE_SECONDS = 2.0
+#: When the connection ends (the client left, a protocol error), upgrade
+#: handlers (RFC 8441 tunnels) get this long to see the broken stream and
+#: return before they are cancelled.
+TUNNEL_END_SECONDS = 2.0
 #: The idle deadline may be off by this many seconds at most (an eighth of
 #: the idle limit when that is shorter).
 IDLE_SLACK = 1.0
@@ -96,6 +100,7 @@ class HTTP2Connection(FramesIn):
         "_batch",
         "_broken",
         "_closing",
+        "_drained",
         "_extra",
         "_flush_asked",
         "_guard",
@@ -140,6 +145,8 @@ class HTTP2Connection(FramesIn):
         self._flush_asked = False
         self._goaway_sent = False
         self._closing = False
+        #: Set when the last stream has ended (made by _let_tunnels_end).
+        self._drained: trio.Event | None = None
         self._dead = False
         self._broken = False
         self._served = 0
@@ -167,7 +174,7 @@ class HTTP2Connection(FramesIn):
         """
         self._send_goaway()
         for stream in list(self.streams.values()):
-            stream.exchange.wake_for_stop()
+            stream.begin_stop()
         if not self.streams:
             self._closing = True
             self._stop_reader()
@@ -239,6 +246,8 @@ class HTTP2Connection(FramesIn):
         if not in_reader and self._queued():
             self._wake.set()
         if not self.streams:
+            if self._drained is not None:
+                self._drained.set()
             self._idle_from = trio.current_time()
             if self._goaway_sent:
                 self._stop_reader()
@@ -275,6 +284,7 @@ class HTTP2Connection(FramesIn):
                         self.close_if_idle()
                     code = await self._read_loop()
                     self._cut(code)
+                    await self._let_tunnels_end()
                     await self.flushed()
                     nursery.cancel_scope.cancel()
             # The client may still be sending: drain a while after the GOAWAY
@@ -295,6 +305,16 @@ class HTTP2Connection(FramesIn):
                 await transport.linger()
             await transport.close()
             self._notify(ConnectionEvent.CLOSED)
+
+    async def _let_tunnels_end(self) -> None:
+        """The connection ends: upgrade handlers still running (their streams cut
+        already) get :data:`TUNNEL_END_SECONDS` to see it and return -- as over
+        HTTP/1, where a handler sees a broken connection, not a cancellation."""
+        if not any(stream.upgraded is not None for stream in self.streams.values()):
+            return
+        drained = self._drained = trio.Event()
+        with trio.move_on_after(TUNNEL_END_SECONDS):
+            await drained.wait()
 
     def _stop_reader(self) -> None:
         """End the reader: at once if it waits for input, else when its turn with

@@ -346,6 +346,11 @@ def new_h2(options: DaemonOptions) -> ServerH2:
         SettingCodes.INITIAL_WINDOW_SIZE: options.http2_initial_window_size,
         SettingCodes.MAX_HEADER_LIST_SIZE: options.max_header_size,
         SettingCodes.ENABLE_PUSH: 0,
+        # RFC 8441 §3: "Upon receipt of SETTINGS_ENABLE_CONNECT_PROTOCOL with a
+        # value of 1, a client MAY use the Extended CONNECT as defined in this
+        # document when creating new streams" -- WebSocket over HTTP/2
+        # (mhd2.http2.tunnel).
+        SettingCodes.ENABLE_CONNECT_PROTOCOL: 1,
     })
     h2.initiate_connection()
     # The decoder's limit would only apply once the client acknowledged our

@@ -35,8 +35,10 @@ from ..outcome import NOT_STARTED, Started, app_outcome
 from ..upload import BodyError, BodyRate
 from .checks import RequestHead
 from .reply import refuse_upgrade, reply_now, send_error_page, send_response
+from .tunnel import serve_upgrade
 
 if TYPE_CHECKING:
+    from ..upgrade import UpgradeHandle
     from .connection import HTTP2Connection
     from .machine import ServerH2
 
@@ -86,6 +88,8 @@ class H2Stream:
         "id",
         "scope",
         "trailers",
+        "tunnel",
+        "upgraded",
     )
 
     def __init__(self, conn: HTTP2Connection, stream_id: int, head: RequestHead,
@@ -103,8 +107,13 @@ class H2Stream:
         self._unacked = 0
         self._data_event = trio.Event()
         self._window_event = trio.Event()
+        #: An extended CONNECT (RFC 8441): its DATA is the tunnel's, not a body.
+        self.tunnel = head.protocol is not None
+        #: The upgraded handle, once the tunnel runs (see mhd2.http2.tunnel).
+        self.upgraded: UpgradeHandle | None = None
         rule = conn.shared.options.min_body_rate
-        self._rate = BodyRate(rule) if rule is not None and not ended else None
+        self._rate = (BodyRate(rule) if rule is not None and not ended and not self.tunnel
+                      else None)
         #: ``http2_min_send_rate`` of the response (made at the first wait for a window).
         self._send_rate: BodyRate | None = None
         self.body_ended = ended
@@ -113,7 +122,7 @@ class H2Stream:
         self.closed_local = False
         self.body_sent = 0
         self.expects_continue = head.expects_continue and not ended
-        upload_size = 0 if ended else head.content_length
+        upload_size = 0 if ended or self.tunnel else head.content_length
         self.exchange = Exchange(conn.shared, self, conn.info, head.method, head.uri, "HTTP/2",
                                  head.fields, upload_size)
         #: What the request callback returned, when :meth:`serve_now` called it.
@@ -145,7 +154,16 @@ class H2Stream:
         self.gone.set()
         self._data_event.set()
         self._window_event.set()
-        self.scope.cancel()
+        if self.upgraded is None:
+            # (An upgrade handler is not cancelled: its calls see a broken
+            # connection, as over HTTP/1.)
+            self.scope.cancel()
+
+    def begin_stop(self) -> None:
+        """Graceful stop: wake a parked request; tell an upgrade handler."""
+        self.exchange.wake_for_stop()
+        if self.upgraded is not None:
+            self.upgraded.begin_stop()
 
     # -- ExchangeHost -----------------------------------------------------------------
 
@@ -204,7 +222,8 @@ class H2Stream:
         timeout (at most a second) ago: moving a deadline is not free.
         """
         timeout = self._timeout
-        if timeout is None:
+        if timeout is None or self.upgraded is not None:
+            # (An upgraded stream has no inactivity limit: mhd2.http2.tunnel.)
             self.scope.deadline = math.inf
             return
         now = trio.current_time()
@@ -499,6 +518,8 @@ class H2Stream:
             self.reset(ErrorCodes.INTERNAL_ERROR)
             return RequestEndedCode.BY_APP_ABORT
         if isinstance(outcome, UpgradeAction):
+            if self.tunnel:
+                return await serve_upgrade(self, outcome)
             return await refuse_upgrade(self, outcome)
         if isinstance(outcome, Ending):
             if outcome.status is None:
@@ -507,8 +528,10 @@ class H2Stream:
                 await send_error_page(self, outcome.status)
             return outcome.code
         exchange.response = outcome
-        if not self.body_ended and not self.expects_continue:
-            # (A client waiting for 100 Continue sends no body: answer at once.)
+        if (not self.body_ended and not self.expects_continue and not self.tunnel
+                and request.method != "CONNECT"):
+            # (A client waiting for 100 Continue sends no body: answer at once;
+            # after a CONNECT come tunnel bytes, not a body -- RFC 9113 §8.5.)
             await self._discard_small_body()
         code = await send_response(self, exchange, outcome, is_head=request.method == "HEAD",
                                    add_date=not options.suppress_date_header)

@@ -56,7 +56,11 @@ def action_websocket(
     The handshake is checked as RFC 6455 §4.2.1 asks (``GET``, HTTP/1.1,
     ``Connection: Upgrade``, ``Upgrade: websocket``, ``Sec-WebSocket-Version:
     13``, a ``Sec-WebSocket-Key`` of 16 bytes in base64, no body); a bad one
-    is answered ``400`` with the reason in the body (never ``101``).
+    is answered ``400`` with the reason in the body (never ``101``).  Over
+    HTTP/2 the handshake is an extended CONNECT (RFC 8441 §5), which
+    :mod:`mhd2.http2` presents as ``GET`` with ``Upgrade: websocket``: only
+    ``Sec-WebSocket-Version: 13`` is checked (no key, no ``Accept``), and
+    the answer is ``200`` on the stream.
 
     Args:
         request: the request to answer.
@@ -94,28 +98,37 @@ def action_websocket(
     received = request.headers
     if request.method != "GET":
         return _bad_request(request, "the method must be GET")
-    if not check_http_version(request.version):
+    # RFC 8441 §5: over HTTP/2 the handshake is an extended CONNECT with
+    # ":protocol" websocket, which mhd2.http2 presents as GET with
+    # "Upgrade: websocket" (a client's own Upgrade field is malformed there).
+    over_h2 = request.version == "HTTP/2"
+    if not over_h2 and not check_http_version(request.version):
         return _bad_request(request, "HTTP/1.1 is needed to upgrade")
-    if not check_connection_header(", ".join(received.get_all("Connection")) or None):
+    if not over_h2 and not check_connection_header(
+            ", ".join(received.get_all("Connection")) or None):
         return _bad_request(request, "the Connection header must list Upgrade")
     if not check_upgrade_header(", ".join(received.get_all("Upgrade")) or None):
-        return _bad_request(request, "the Upgrade header must be websocket")
+        return _bad_request(request, "the Upgrade header must be websocket" if not over_h2 else
+                            "an extended CONNECT with :protocol websocket is needed (RFC 8441)")
     versions = received.get_all("Sec-WebSocket-Version")
     if len(versions) != 1 or not check_version_header(versions[0]):
         return _bad_request(request, "Sec-WebSocket-Version must be 13",
                             [("Sec-WebSocket-Version", "13")])
-    keys = received.get_all("Sec-WebSocket-Key")
-    if len(keys) != 1:
-        return _bad_request(request, "exactly one Sec-WebSocket-Key is needed")
-    try:
-        accept = create_accept_header(keys[0])
-    except ValueError as exc:
-        logger.debug("mhd2: bad WebSocket handshake from %s: %s", request.client_address, exc)
-        return _bad_request(request, "Sec-WebSocket-Key must be 16 bytes in base64")
+    extra: list[tuple[str, str]] = []
+    if not over_h2:
+        # (RFC 8441 §5: "The Sec-WebSocket-Key and Sec-WebSocket-Accept header
+        # fields are not used" over HTTP/2.)
+        keys = received.get_all("Sec-WebSocket-Key")
+        if len(keys) != 1:
+            return _bad_request(request, "exactly one Sec-WebSocket-Key is needed")
+        try:
+            extra.append(("Sec-WebSocket-Accept", create_accept_header(keys[0])))
+        except ValueError as exc:
+            logger.debug("mhd2: bad WebSocket handshake from %s: %s", request.client_address, exc)
+            return _bad_request(request, "Sec-WebSocket-Key must be 16 bytes in base64")
     if not request._body_read:
         return _bad_request(request, "a WebSocket handshake request has no body")
 
-    extra = [("Sec-WebSocket-Accept", accept)]
     offered = [p.strip() for h in received.get_all("Sec-WebSocket-Protocol") for p in h.split(",")]
     chosen = next((p for p in subprotocols if p in offered), None)
     if chosen is not None:

@@ -13,9 +13,9 @@ connection (VmRSS summed over the server's process tree, as ``bench/run.py``).
 
 Usage::
 
-    python bench/h2.py                         # -n 200000 per run: long for hypercorn
-    python bench/h2.py --requests 20000        # quick
-    python bench/h2.py --only mhd2 --transport h2c --json out.json
+    python bench/http2.py                         # -n 200000 per run: long for hypercorn
+    python bench/http2.py --requests 20000        # quick
+    python bench/http2.py --only mhd2 --transport h2c --json out.json
 
 Needs ``h2load`` (Debian's ``nghttp2-client``), ``taskset``, hypercorn, h2 and
 trustme.  Only ever talks to 127.0.0.1.
