@@ -222,3 +222,90 @@ def test_every_printable_byte_in_a_field_name_gets_h11s_answer(byte: bytes) -> N
 def test_a_head_starting_below_0x21_gets_h11s_early_answer(first: bytes, complete: bool) -> None:
     # h11 refuses such a head at once, before its end has arrived.
     _compare(first + b"GET / HTTP/1.1\r\nHost: h" + (b"\r\n\r\n" if complete else b""))
+
+
+# -- one llhttp parser per connection ------------------------------------------------
+
+
+def test_one_llhttp_parser_serves_the_keep_alive_requests_of_a_connection() -> None:
+    """Bodiless kept-alive heads reuse the connection's llhttp parser (issue 22)."""
+    parser = LlhttpParser(MAX_HEAD)
+    parser.feed(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n")
+    first = parser.next_head()
+    assert isinstance(first, Head) and first.target == b"/1" and fast(parser)
+    llhttp = parser._llhttp
+    assert llhttp is not None
+    assert isinstance(parser.next_body(), BodyEnd)
+    parser.next_request()
+    second = parser.next_head()
+    assert isinstance(second, Head) and second.target == b"/2" and fast(parser)
+    assert list(second.lower_fields) == [(b"host", b"a"), (b"x", b"y")]
+    assert parser._llhttp is llhttp
+    parser.next_request()
+    parser.feed(b"HEAD /3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    third = parser.next_head()
+    assert isinstance(third, Head) and third.method == b"HEAD" and parser._llhttp is llhttp
+    parser.next_request()
+    parser.feed(b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+    fourth = parser.next_head()
+    assert isinstance(fourth, Head) and fourth.target == b"*" and fast(parser)
+    assert parser._llhttp is llhttp and fourth.scan.wants_keep_alive
+
+
+@pytest.mark.parametrize("first", [
+    b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc",   # a body: llhttp mid-message
+    b"GET /c HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",       # llhttp closed
+    b"GET /d HTTP/1.0\r\n\r\n",                                         # 1.0: closed too
+    b"GET /e HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  # h11's
+    b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",     # upgrade
+    b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",                               # llhttp took it, h11 decides
+])
+def test_after_any_other_request_the_next_head_gets_a_fresh_llhttp_parser(first: bytes) -> None:
+    """A parser left mid-body, closed or failed is never fed the next head."""
+    parser = LlhttpParser(MAX_HEAD)
+    parser.feed(b"GET /0 HTTP/1.1\r\nHost: a\r\n\r\n" + first)
+    assert isinstance(parser.next_head(), Head)
+    parser.next_request()
+    head = parser.next_head()
+    assert parser._llhttp is None  # dropped: the next head gets a fresh one
+    if isinstance(head, Head):
+        while not isinstance(parser.next_body(), BodyEnd):
+            pass
+    parser.next_request()
+    parser.feed(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    after = parser.next_head()
+    assert isinstance(after, Head) and after.target == b"/next" and fast(parser)
+    reference = h11_head(b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert isinstance(reference, Head) and after.scan == reference.scan
+
+
+def test_a_clean_pipelined_chunk_is_checked_once() -> None:
+    parser = LlhttpParser(MAX_HEAD)
+    parser.feed(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\nGET /3")
+    assert isinstance(parser.next_head(), Head) and parser._clean is True
+    parser.next_request()
+    assert isinstance(parser.next_head(), Head) and fast(parser)
+    parser.next_request()
+    assert parser.next_head() is NEED_DATA
+    parser.feed(b" HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n")  # fed bytes are checked again
+    assert parser._clean is None
+    result = parser.next_head()  # a control byte: h11 decides
+    assert not fast(parser)
+    assert type(result) is type(h11_head(b"GET /3 HTTP/1.1\r\nHost: a\r\nX: \x01\r\n\r\n"))
+
+
+def test_a_pipelined_chunk_is_checked_once_and_a_body_in_it_does_not_refer_the_heads() -> None:
+    body = b"\x00\xff\n\r"  # bytes a head may not hold
+    parser = LlhttpParser(MAX_HEAD)
+    parser.feed(b"POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\n" + body
+                + b"GET /n HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = parser.next_head()
+    assert isinstance(head, Head) and fast(parser)
+    # The chunk failed the whole-chunk check once: later heads in it are
+    # checked alone, never by scanning the rest of the chunk again.
+    assert parser._clean is False
+    assert parser.next_body() == body
+    assert isinstance(parser.next_body(), BodyEnd)
+    parser.next_request()
+    after = parser.next_head()
+    assert isinstance(after, Head) and after.target == b"/n" and fast(parser)

@@ -23,9 +23,17 @@ with a referee:
 So the bad-input answers are h11's by construction, and the common request
 (a GET, or a body with ``Content-Length``) never builds an h11 event.
 
-Each request head gets a fresh llhttp parser (a third of a microsecond),
-fed exactly the head's bytes, so llhttp never runs ahead into a body or a
-pipelined request.
+One llhttp parser serves the connection, fed exactly each head's bytes, so
+llhttp never runs ahead into a body or a pipelined request.  llhttp ends a
+bodiless message with its head and then waits for the next one, so the parser
+is kept while requests are bodiless and kept alive (the common case); after a
+head with a body, a ``Connection: close``, an HTTP/1.0 head without
+keep-alive, or anything it refused, it is dropped and the next head gets a
+fresh one.  llhttp calls back once per field into the connection's collector,
+and one pass over the fields makes both the checks above and the
+:class:`~.fields.FieldScan`.  The byte-level checks run once per received chunk
+when the whole chunk passes (its pipelined heads then need none of their own),
+else on each head alone.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ from typing import Final
 
 import httptools
 
-from .fields import scan_items
+from .fields import FieldScan
 from .parser import CLOSED, MERGE_BYTES, NEED_DATA, BodyEnd, H11Parser, Head, ParseError, _Marker
 
 __all__ = ["LlhttpParser"]
@@ -48,8 +56,19 @@ _OWS: Final = (0x20, 0x09)
 _VERSIONS: Final = {b" HTTP/1.1": b"1.1", b" HTTP/1.0": b"1.0"}
 
 
+def _plain(data: bytes) -> bool:
+    """*data* has CRLF line ends only, no obs-fold, and printable ASCII, SP or HTAB only."""
+    crlf = data.count(b"\r\n")
+    return not (data.count(b"\n") != crlf or data.count(b"\r") != crlf
+                or b"\n " in data or b"\n\t" in data or data.translate(None, _PLAIN_BYTES))
+
+
 class _Collector:
-    """llhttp's callbacks for one head: the target and the fields."""
+    """llhttp's callbacks, per field, for the head being parsed: the target and the fields.
+
+    One per connection, reset before each head.  It holds no reference back to
+    the parser, so a connection's parser makes no reference cycle.
+    """
 
     __slots__ = ("fields", "target")
 
@@ -73,14 +92,18 @@ class LlhttpParser:
         max_head: the most bytes of an incomplete head kept before refusing it.
     """
 
-    __slots__ = ("_eof", "_head", "_head_len", "_max_head", "_pending", "_referee", "_remaining",
-                 "_started")
+    __slots__ = ("_clean", "_collector", "_eof", "_head", "_head_len", "_llhttp", "_max_head",
+                 "_pending", "_referee", "_remaining", "_started")
 
     def __init__(self, max_head: int) -> None:
         self._max_head = max_head
         # Received, not yet handed out: the head being read, then body bytes
         # and whatever follows.
         self._pending = b""
+        # Every byte of _pending passed the byte-level checks (what is cut
+        # from its front keeps passing them): True; some did not: False;
+        # not checked since bytes were fed: None.
+        self._clean: bool | None = None
         self._eof = False
         # Bytes fed since the current request began.
         self._started = 0
@@ -91,6 +114,11 @@ class LlhttpParser:
         self._remaining = 0
         # The h11 parser deciding the current request, if the fast path gave it up.
         self._referee: H11Parser | None = None
+        # The connection's llhttp parser, made at the first head and kept
+        # while each head it was fed ended its message (a bodiless request
+        # kept alive); anything else drops it and the next head gets a fresh one.
+        self._collector = _Collector()
+        self._llhttp: httptools.HttpRequestParser | None = None
 
     # -- feeding -------------------------------------------------------------
 
@@ -103,7 +131,9 @@ class LlhttpParser:
             if type(data) is not bytes:
                 data = bytes(data)  # memory streams hand out bytearrays
             self._started += len(data)
-            self._pending = self._pending + data if self._pending else data
+            pending = self._pending
+            self._pending = pending + data if pending else data
+            self._clean = None
         if not data:
             self._eof = True
 
@@ -120,12 +150,14 @@ class LlhttpParser:
             self._referee = None
             data, eof = referee.leftover()
             self._pending = data
+            self._clean = None
             self._eof = eof
         # RFC 9112 §2.2: empty lines before a request line are ignored, as
         # by H11Parser.next_request.
-        if self._pending[:1] in (b"\r", b"\n"):
-            self._pending = self._pending.lstrip(b"\r\n")
-        self._started = len(self._pending)
+        pending = self._pending
+        if pending and (pending[0] == 0x0D or pending[0] == 0x0A):
+            self._pending = pending = pending.lstrip(b"\r\n")
+        self._started = len(pending)
         self._head_len = 0
         self._remaining = 0
 
@@ -168,29 +200,47 @@ class LlhttpParser:
         end += 4
         head = pending[:end]
         # RFC 9112 §2.2: a bare CR or LF, obs-fold, a control byte or
-        # obs-text: h11 rules on it.
-        crlf = head.count(b"\r\n")
-        if (head.count(b"\n") != crlf or head.count(b"\r") != crlf
-                or b"\n " in head or b"\n\t" in head
-                or head.translate(None, _PLAIN_BYTES)):
-            return self._refer()
-        collector = _Collector()
-        llhttp = httptools.HttpRequestParser(collector)
+        # obs-text: h11 rules on it.  Checked once per received chunk when
+        # it passes (its pipelined heads then need no check of their own),
+        # else on the head alone (the chunk may hold a body of any bytes).
+        clean = self._clean
+        if clean is not True:
+            if clean is None and _plain(pending):
+                self._clean = True
+            else:
+                # Not again for this chunk: a chunk of many small pipelined
+                # requests with binary bodies is scanned once, not once per head.
+                self._clean = False
+                if not _plain(head):
+                    return self._refer()
+        collector = self._collector
+        collector.target = b""
+        collector.fields = []
+        llhttp = self._llhttp
+        if llhttp is None:
+            llhttp = self._llhttp = httptools.HttpRequestParser(collector)
         try:
             llhttp.feed_data(head)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._llhttp = None
             return self._refer()
         # The request line exactly as llhttp read it, single spaces and all
         # (llhttp also takes HTTP/0.9 and 2.0, repeated spaces and more).
         line = head[:head.find(b"\r\n")]
-        version = _VERSIONS.get(line[-9:])
+        tail = line[-9:]
+        version = _VERSIONS.get(tail)
         method = llhttp.get_method()
         target = collector.target
-        if version is None or method + b" " + target + line[-9:] != line:
+        if version is None or method + b" " + target + tail != line:
+            self._llhttp = None
             return self._refer()
-        triples = []
+        # One pass over the fields: the checks that send the head to h11, and
+        # what FieldScan says (as scan_items would, TE being h11's).
+        fields = []
         lower_fields = []
-        hosts = lengths = 0
+        hosts = []
+        upload_size = 0
+        has_length = wants_close = wants_keep_alive = False
         for name, value in collector.fields:
             lower = name.lower()
             if value and value[-1] in _OWS:
@@ -198,26 +248,40 @@ class LlhttpParser:
                 # (llhttp drops the leading OWS only).
                 value = value.rstrip(b" \t")
             if lower == b"host":
-                hosts += 1
+                hosts.append(value)
             elif lower == b"content-length":
-                lengths += 1
-                if not value.isdigit():
+                if has_length or not value.isdigit():
+                    self._llhttp = None
                     return self._refer()
+                has_length = True
+                upload_size = int(value)
             elif lower == b"transfer-encoding" or lower == b"expect":
+                self._llhttp = None
                 return self._refer()
-            triples.append((name, lower, value))
+            elif lower == b"connection":
+                # RFC 9110 §7.6.1: Connection = #connection-option (case-insensitive)
+                tokens = [t.strip() for t in value.lower().split(b",")]
+                wants_close = wants_close or b"close" in tokens
+                wants_keep_alive = wants_keep_alive or b"keep-alive" in tokens
+            fields.append((name.decode("latin-1"), value.decode("latin-1")))
             lower_fields.append((lower, value))
         # RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status
         # code to any HTTP/1.1 request message that lacks a Host header field
         # and to any request message that contains more than one Host header
         # field line" -- h11 words that refusal.
-        if hosts > 1 or (hosts == 0 and version == b"1.1") or lengths > 1:
+        if len(hosts) > 1 or (not hosts and version == b"1.1"):
+            self._llhttp = None
             return self._refer()
-        scan = scan_items(triples)
+        # llhttp ended the message with the head (no body) and stays ready for
+        # the next one only if it keeps the connection: otherwise a fresh one.
+        if upload_size or wants_close or (version == b"1.0" and not wants_keep_alive):
+            self._llhttp = None
         self._head_len = end
         self._head = head
         self._pending = pending[end:]
-        self._remaining = scan.upload_size or 0
+        self._remaining = upload_size
+        scan = tuple.__new__(FieldScan, (fields, upload_size, False, has_length, wants_close,
+                                         wants_keep_alive, hosts))
         return Head(method, target, version, lower_fields, scan)
 
     def _refer(self) -> Head | ParseError | _Marker:

@@ -34,6 +34,7 @@ from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
 from ..outcome import Outcome, app_outcome
 from ..reply import reply_plan, send_reply
+from ..response import Response
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle
 from ..upload import BodyError
@@ -44,7 +45,6 @@ from .watch import Watch, watch_until_gone
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
-    from ..response import Response
     from ..shared import Shared
     from ..transport import Transport
 
@@ -87,6 +87,8 @@ class HTTP1Connection:
     """
 
     __slots__ = (
+        "_add_date",
+        "_begin",
         "_closing_idle",
         "_exchange",
         "_head_started",
@@ -97,6 +99,7 @@ class HTTP1Connection:
         "_reply_started",
         "_request_timeout",
         "_shared",
+        "_strict_level",
         "_upgraded",
         "chunk_checker",
         "handoff",
@@ -108,7 +111,14 @@ class HTTP1Connection:
         self.transport = transport
         self.info = info
         self._shared = shared
-        self._request_timeout = shared.options.timeout
+        options = shared.options
+        self._request_timeout = options.timeout
+        # The options every request reads, read once per connection (they
+        # never change while a daemon runs).
+        #: The request head goes through Exchange.begin (a proxy's fields, the URI logger).
+        self._begin = bool(options.forwarded_headers) or options.early_uri_logger is not None
+        self._strict_level = int(options.strict_level)
+        self._add_date = not options.suppress_date_header
         self._overridden = False
         self._parser: Parser | None = None
         self._exchange: Exchange | None = None
@@ -236,30 +246,39 @@ class HTTP1Connection:
     # -- the request loop -------------------------------------------------------
 
     async def _serve(self) -> None:
-        options = self._shared.options
+        shared = self._shared
+        options = shared.options
         transport = self.transport
-        parser = self._shared.make_parser(options.max_header_size)
+        max_head = options.max_header_size
+        strict = self._strict_level >= 1
+        max_requests = options.max_requests_per_connection
+        http2 = options.http2
+        parser = shared.make_parser(max_head)
         self._parser = parser
         served = 0
         idle_timeout = options.timeout
         while True:
             self._idle = True
             if not parser.has_next:
-                if parser.at_eof or self._shared.stopping:
+                if parser.at_eof or shared.stopping:
                     return
                 if transport.timeout != idle_timeout:
                     transport.set_timeout(idle_timeout)
                 else:
                     transport.arm(force=served == 0)
-                data = await (transport.receive_later(RECV_SIZE) if served
-                              else transport.receive(RECV_SIZE))
-                if (not served and data[:1] == b"P" and options.http2
-                        and H2_PREFACE.startswith(data[:len(H2_PREFACE)])):
-                    data = await self._complete_preface(data)
-                    if data.startswith(H2_PREFACE):
-                        self.handoff = data
-                        return
-                while data[:1] in (b"\r", b"\n"):
+                if served:
+                    data = await transport.receive_later(RECV_SIZE)
+                else:
+                    data = await transport.receive(RECV_SIZE)
+                    if (data[:1] == b"P" and http2
+                            and H2_PREFACE.startswith(data[:len(H2_PREFACE)])):
+                        data = await self._complete_preface(data)
+                        if data.startswith(H2_PREFACE):
+                            self.handoff = data
+                            return
+                if not data:
+                    return
+                while data[0] == 0x0D or data[0] == 0x0A:
                     # RFC 9112 §2.2: "a server that is expecting to receive and
                     # parse a request-line SHOULD ignore at least one empty
                     # line (CRLF) received prior to the request-line."  They
@@ -269,15 +288,20 @@ class HTTP1Connection:
                         data = await transport.receive(RECV_SIZE)
                         if not data:
                             return
-                if not data:
-                    return
                 parser.feed(data)
             if transport.timeout != self._request_timeout:
                 transport.set_timeout(self._request_timeout)
             self._reply_started = False
             self._head_started = True
-            head = await read_head(transport, parser, options.max_header_size,
-                                   strict=options.strict_level >= 1)
+            # The head is usually in already: take it without read_head's
+            # coroutine unless it needs more bytes, a limit or the strict checks.
+            parsed = parser.next_head()
+            head: Head | ParseError | None
+            if type(parsed) is not Head or strict or parser.fed_count > max_head:
+                head = await read_head(transport, parser, max_head, strict=strict, result=parsed)
+            else:
+                parser.stop_recording()
+                head = parsed
             self._idle = False
             if head is None:
                 return
@@ -286,9 +310,8 @@ class HTTP1Connection:
                 return
             self._head_started = False
             served += 1
-            last = (options.max_requests_per_connection is not None
-                    and served >= options.max_requests_per_connection)
-            if not await self._handle(parser, head, last):
+            if not await self._handle(parser, head,
+                                      max_requests is not None and served >= max_requests):
                 return
             parser.next_request()
             idle_timeout = (self._request_timeout if self._overridden
@@ -306,25 +329,25 @@ class HTTP1Connection:
     async def _handle(self, parser: Parser, head: Head, last: bool) -> bool:
         """Serve one parsed request; return whether the connection stays open."""
         shared = self._shared
-        options = shared.options
         scan = head.scan
         version = head.version
+        target = head.target
         exchange = Exchange(
-            shared, self, self.info, head.method.decode("ascii"), head.target.decode("latin-1"),
+            shared, self, self.info, head.method.decode("ascii"), target.decode("latin-1"),
             "HTTP/1.1" if version == b"1.1" else "HTTP/" + version.decode("ascii", "replace"),
             scan.fields, scan.upload_size,
         )
         self._exchange = exchange
-        if options.forwarded_headers or options.early_uri_logger is not None:
-            if self.transport.holding and options.early_uri_logger is not None:
+        if self._begin:
+            if self.transport.holding and shared.options.early_uri_logger is not None:
                 await self.transport.flush()  # the logger may wait: answered requests do not
             await exchange.begin(head.lower_fields)
 
         problem = check_host(scan.host_values)
-        if problem is None and (head.target[:1] != b"/" or version != b"1.1"
-                                or scan.has_transfer_encoding or options.strict_level):
-            problem = check_head(head.method, head.target, version, head.lower_fields,
-                                 options.strict_level)
+        strict_level = self._strict_level
+        if problem is None and (target[:1] != b"/" or version != b"1.1"
+                                or scan.has_transfer_encoding or strict_level):
+            problem = check_head(head.method, target, version, head.lower_fields, strict_level)
         if problem is not None:
             await self._reject(*problem)
             return False
@@ -333,7 +356,7 @@ class HTTP1Connection:
         # treated] as if the framing is faulty ... and close the connection".
         must_close = last or (scan.has_transfer_encoding
                               and (scan.has_content_length or version != b"1.1"))
-        if options.strict_level >= 1 and scan.upload_size is None:
+        if strict_level >= 1 and scan.upload_size is None:
             self.chunk_checker = ChunkedChecker()
             self.chunk_checker.feed(parser.unparsed())
         else:
@@ -352,6 +375,8 @@ class HTTP1Connection:
             if self.transport.holding:
                 await self.transport.flush()
             outcome = await app_outcome(exchange, self._upload_body, action)
+        if type(outcome) is Response:
+            return await self._reply(parser, exchange, outcome, head, must_close)
         if outcome is None:
             return False
         if isinstance(outcome, Ending):
@@ -372,14 +397,16 @@ class HTTP1Connection:
         if exchange.interim_lock is not None:
             await exchange.interim_done()  # (a 103 being written goes first)
         scan = head.scan
-        body_done = exchange.body_read
+        upload_size = scan.upload_size
+        # A bodiless request (the common GET) has nothing left to read.
+        body_done = upload_size == 0 or exchange.body_read
         if not body_done:
-            body_done, drain = consume_buffered_body(parser, scan.upload_size)
+            body_done, drain = consume_buffered_body(parser, upload_size)
             if not body_done and (not drain or parser.expects_continue):
                 must_close = True
         if body_done and self.chunk_checker is not None and self.chunk_checker.problem is not None:
             must_close = True
-        add_date = not self._shared.options.suppress_date_header
+        add_date = self._add_date
         planned = reply_plan(response, (head.version == b"1.1", head.method == b"HEAD",
                                         scan.wants_close, scan.wants_keep_alive, must_close,
                                         self._shared.quiescing, add_date))
@@ -387,16 +414,18 @@ class HTTP1Connection:
         self._reply_started = True
         transport = self.transport
         sent_before = transport.bytes_sent
-        # More pipelined requests already here: their in-memory responses
-        # leave together, in one write (a body made on the fly never waits).
-        transport.batch = (plan.keep_alive and body_done and response.in_memory
-                           and parser.has_more)
-        try:
+        if parser.has_more and plan.keep_alive and body_done and response.in_memory:
+            # More pipelined requests already here: their in-memory responses
+            # leave together, in one write (a body made on the fly never waits).
+            transport.batch = True
+            try:
+                code = await send_reply(transport, exchange, response, planned, add_date=add_date)
+            finally:
+                transport.batch = False
+        else:
             code = await send_reply(transport, exchange, response, planned, add_date=add_date)
-        finally:
-            transport.batch = False
         if code is not RequestEndedCode.COMPLETED_OK:
-            if code is RequestEndedCode.BY_APP_ERROR and self.transport.bytes_sent == sent_before:
+            if code is RequestEndedCode.BY_APP_ERROR and transport.bytes_sent == sent_before:
                 # A content creator failed before the head left: still time for a 500.
                 self._reply_started = False
                 await self._reject(500, "", code)
@@ -406,7 +435,7 @@ class HTTP1Connection:
         self._end(code)
         if not plan.keep_alive:
             if not body_done or parser.unparsed():
-                await self.transport.linger()
+                await transport.linger()
             return False
         if not body_done:
             # Read and discard the rest of a small unread body; keep the
@@ -423,7 +452,7 @@ class HTTP1Connection:
         """Send ``101 Switching Protocols`` and run the upgrade handler; never keep HTTP."""
         transport = self.transport
         await transport.send(switching_protocols_head(
-            action.value, action.headers, add_date=not self._shared.options.suppress_date_header))
+            action.value, action.headers, add_date=self._add_date))
         request = exchange.request
         self._end(RequestEndedCode.COMPLETED_OK_UPGRADE)
         # Upgraded connections have no idle timeout (MHD2); they still count
@@ -499,8 +528,7 @@ class HTTP1Connection:
         self._reply_started = True
         if self._exchange is not None:
             await self._exchange.interim_done()
-        reply = daemon_reply(status, reason_phrase(status),
-                             add_date=not self._shared.options.suppress_date_header)
+        reply = daemon_reply(status, reason_phrase(status), add_date=self._add_date)
         with trio.move_on_after(ERROR_WRITE_SECONDS):
             try:
                 await self.transport.send(reply)

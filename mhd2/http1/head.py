@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._http1.parser import CLOSED, NEED_DATA, Head, ParseError, Parser
+from .._http1.parser import CLOSED, NEED_DATA, Head, ParseError, Parser, _Marker
 from .._http1.request_checks import check_raw_head
 
 if TYPE_CHECKING:
@@ -22,7 +22,8 @@ RECV_SIZE = 16 * 1024
 
 
 async def read_head(transport: Transport, parser: Parser, max_head: int, *,
-                    strict: bool) -> Head | ParseError | None:
+                    strict: bool,
+                    result: Head | ParseError | _Marker | None = None) -> Head | ParseError | None:
     """Feed *parser* from *transport* until a request head is complete.
 
     Args:
@@ -30,14 +31,18 @@ async def read_head(transport: Transport, parser: Parser, max_head: int, *,
         parser: the connection's parser, at the start of a request.
         max_head: ``max_header_size``.
         strict: check the raw bytes (strict levels >= 1).
+        result: what ``parser.next_head()`` just returned, when the caller
+            asked already (the connection does, to skip this coroutine when
+            the head is complete and needs no check here).
 
     Returns:
         The head; a :class:`ParseError` to answer (then close); ``None`` when
         the client left between requests (or mid-head).
     """
     waited = False
-    while True:
+    if result is None:
         result = parser.next_head()
+    while True:
         if result is NEED_DATA:
             if parser.fed_count > max_head:
                 return _too_large(parser, max_head)
@@ -47,6 +52,7 @@ async def read_head(transport: Transport, parser: Parser, max_head: int, *,
                 transport.arm(force=True)
                 waited = True
             parser.feed(await transport.receive(RECV_SIZE))
+            result = parser.next_head()
             continue
         if isinstance(result, ParseError):
             if result.status == 431 and b"\n" not in parser.raw_head_bytes()[:max_head]:
