@@ -23,13 +23,14 @@ modules the way ``mhd2/http1/connection.py`` (``HTTP1Connection._serve``,
 * **L3** -- + an :class:`~mhd2.exchange.Exchange` (and its
   :class:`~mhd2.Request`) per request, made as ``_handle`` makes it (the
   connection's :class:`~mhd2.http1.connection.HTTP1Connection` is its host),
-  ``check_host``, the ``check_head`` / close / chunk-checker decisions.
+  ``check_host``, the ``check_head`` / close / chunk-checker decisions, and
+  ``exchange.end`` once the reply is out.
 * **L4** -- + the application: the direct callback path
   (``exchange.call_app_now()``, a ``ResponseAction``'s response taken at once,
   anything else through :func:`~mhd2.outcome.app_outcome`) -- or
-  ``app_outcome`` alone in a checkout without the direct path -- and
-  ``exchange.end``.  The callback is mhd2_hello.py's: one reusable static
-  response through ``action_from_response``.
+  ``app_outcome`` alone in a checkout without the direct path.  The callback
+  is mhd2_hello.py's: one reusable static response through
+  ``action_from_response``.
 * **L5** -- + the reply writer: ``_reply``'s bookkeeping (body done, the
   pipelining batch), :func:`~mhd2.reply.reply_plan` and
   :func:`~mhd2.reply.send_reply` (in an older checkout:
@@ -42,6 +43,7 @@ Usage::
 
     python bench/ladder.py run                      # every rung, this checkout
     python bench/ladder.py run --root /work/wt/prev # the same rungs on another checkout's mhd2
+    python bench/ladder.py run --root /work/wt/prev --root .   # before/after, interleaved
     python bench/ladder.py run --duration 5 --reps 2 --parser httptools --levels L0,L5,mhd2
     python bench/ladder.py serve PORT LEVEL [--parser P]   # one rung, in the foreground
 
@@ -55,7 +57,9 @@ moves far less than req/s when the machine is shared; the load average before
 and after and the share of CPU 0 others used are printed with it.
 
 ``--root PATH`` imports ``mhd2`` from another checkout (the server processes
-get it first on ``sys.path``).  Where a rung needs an internal that checkout
+get it first on ``sys.path``).  Given more than once, the checkouts are
+measured in the same run, interleaved rung by rung, and a side-by-side table
+follows theirs (the way to compare before and after on a shared machine).  Where a rung needs an internal that checkout
 does not have, that rung's server exits with status 3 and a ``n/a: <reason>``
 line, and the table says "n/a" with the reason.
 
@@ -88,9 +92,9 @@ WHAT = {
     "L0": "bare trio + httptools loop",
     "L1": "+ Transport",
     "L2": "+ parser, next_head/read_head",
-    "L3": "+ Exchange/Request, checks",
-    "L4": "+ callback, action, end",
-    "L5": "+ reply_plan/send_reply",
+    "L3": "+ Exchange/Request, checks, end",
+    "L4": "+ callback and action",
+    "L5": "+ reply writer",
     "mhd2": "the real Daemon",
 }
 BODY = b"Hello, World!"  # 13 bytes, as bench/servers/mhd2_hello.py
@@ -343,6 +347,8 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
         transport = conn.transport
         if level == 3:
             await transport.send(hello())
+            conn._exchange = None
+            exchange.end(ok)  # (an exchange never ended would leave its cycles to the GC)
             return True
         outcome: Any
         if direct_callback:
@@ -526,7 +532,7 @@ def loadavg() -> str:
         return "unknown"
 
 
-def measure(level: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
+def measure(level: str, root: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any]:
     """One run of one rung: its server on CPU 0, wrk on CPU 1.
 
     Raises:
@@ -546,9 +552,7 @@ def measure(level: str, args: argparse.Namespace, logdir: Path) -> dict[str, Any
 
     port = free_port()
     cmd = [sys.executable, str(Path(__file__).resolve()), "serve", str(port), level,
-           "--parser", args.parser]
-    if args.root:
-        cmd += ["--root", args.root]
+           "--parser", args.parser, "--root", root]
     log = logdir / f"ladder-{level}-{port}.log"
     with log.open("wb") as logf:
         proc = subprocess.Popen(taskset_prefix("0") + cmd, stdin=subprocess.DEVNULL,
@@ -601,57 +605,80 @@ def run(args: argparse.Namespace) -> int:
             raise SystemExit(f"unknown level {lv!r}; choose from {', '.join(LEVELS)}")
     logdir = Path(args.logdir)
     logdir.mkdir(parents=True, exist_ok=True)
-    root = Path(args.root or ROOT).resolve()
-    commit = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty"],
-                            capture_output=True, text=True, check=False).stdout.strip()
-    load_start = loadavg()
-    print(f"ladder: mhd2 from {root} ({commit or 'unknown commit'}), parser={args.parser}, "
-          f"wrk -t1 -c{args.connections} -d{args.duration}s x {args.reps} reps; "
-          f"load average at start {load_start}", flush=True)
-    results: dict[str, list[dict[str, Any]]] = {lv: [] for lv in levels}
-    not_built: dict[str, str] = {}
-    seen: set[str] = set()
+    roots = [str(Path(r).resolve()) for r in (args.root or [str(ROOT)])]
+    names: dict[str, str] = {}
+    for root in roots:
+        commit = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, check=False).stdout.strip()
+        names[root] = f"{root} ({commit or 'unknown commit'})"
+    print(f"ladder: parser={args.parser}, wrk -t1 -c{args.connections} -d{args.duration:g}s, "
+          f"{args.reps} reps, mhd2 from {'; '.join(names.values())}", flush=True)
+    print(f"load average at start {loadavg()}", flush=True)
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    not_built: dict[tuple[str, str], str] = {}
+    seen: set[tuple[str, str]] = set()
+    runs = [(root, lv) for lv in levels for root in roots]
     for rep in range(args.reps):
-        for lv in levels if rep % 2 == 0 else levels[::-1]:
-            if lv in not_built:
+        for root, lv in runs if rep % 2 == 0 else runs[::-1]:
+            key = (root, lv)
+            if key in not_built:
                 continue
+            tag = f"{lv:<5}" + (f" {Path(root).name:<12}" if len(roots) > 1 else "")
             try:
-                r = measure(lv, args, logdir)
+                r = measure(lv, root, args, logdir)
             except NotApplicable as exc:
-                not_built[lv] = str(exc)
-                print(f"  {lv:<5} rep{rep}: n/a -- {exc}", flush=True)
+                not_built[key] = str(exc)
+                print(f"  {tag} rep{rep}: n/a -- {exc}", flush=True)
                 continue
             except Exception as exc:  # a broken rung: say so, measure the others
-                print(f"  {lv:<5} rep{rep}: FAILED -- {exc}", flush=True)
+                print(f"  {tag} rep{rep}: FAILED -- {exc}", flush=True)
                 continue
-            results[lv].append(r)
+            results.setdefault(key, []).append(r)
             for note in r["notes"]:
-                if note not in seen:
-                    seen.add(note)
-                    print(f"  ({lv}: {note})", flush=True)
-            print(f"  {lv:<5} rep{rep}: {r['us']:6.1f} us/req {r['rps']:>9,.0f} req/s  "
-                  f"others on CPU 0 {r['others_cpu0']:4.1f}%"
+                if (root, note) not in seen:
+                    seen.add((root, note))
+                    print(f"  ({tag.strip()}: {note})", flush=True)
+            print(f"  {tag} rep{rep}: {r['us']:6.1f} us/req {r['rps']:>9,.0f} req/s  "
+                  f"others on CPU 0 {r['others_cpu0']:5.1f}%"
                   + (f"  {r['errors']} errors" if r["errors"] else ""), flush=True)
-    print(f"\nload average at end {loadavg()}\n")
-    print("| rung | adds | µs CPU / request (median) | min–max | req/s | Δ µs vs rung below |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    below: float | None = None
-    for lv in levels:
-        if lv in not_built:
-            print(f"| {lv} | {WHAT[lv]} | n/a: {not_built[lv]} | | | |")
-            below = None
-            continue
-        rs = results[lv]
-        if not rs:
-            print(f"| {lv} | {WHAT[lv]} | failed | | | |")
-            below = None
-            continue
-        us = statistics.median(r["us"] for r in rs)
-        rps = statistics.median(r["rps"] for r in rs)
-        lo, hi = min(r["us"] for r in rs), max(r["us"] for r in rs)
-        delta = "" if below is None else f"{us - below:+.1f}"
-        print(f"| {lv} | {WHAT[lv]} | {us:.1f} | {lo:.1f}–{hi:.1f} | {rps:,.0f} | {delta} |")
-        below = us
+    print(f"\nload average at end {loadavg()}")
+    medians: dict[tuple[str, str], float] = {}
+    for root in roots:
+        print(f"\nmhd2 from {names[root]}:\n")
+        print("| rung | adds | µs CPU / request (median) | min–max | req/s | Δ µs vs rung above |")
+        print("| --- | --- | ---: | ---: | ---: | ---: |")
+        above: float | None = None
+        for lv in levels:
+            key = (root, lv)
+            rs = results.get(key, [])
+            if key in not_built or not rs:
+                why = f"n/a: {not_built[key]}" if key in not_built else "failed"
+                print(f"| {lv} | {WHAT[lv]} | {why} | | | |")
+                above = None
+                continue
+            us = medians[key] = statistics.median(r["us"] for r in rs)
+            rps = statistics.median(r["rps"] for r in rs)
+            lo, hi = min(r["us"] for r in rs), max(r["us"] for r in rs)
+            delta = "" if above is None else f"{us - above:+.1f}"
+            print(f"| {lv} | {WHAT[lv]} | {us:.1f} | {lo:.1f}–{hi:.1f} | {rps:,.0f} | {delta} |")
+            above = us
+    if len(roots) > 1:
+        first = roots[0]
+        print("\nside by side (µs CPU / request, median; Δ against the first checkout):\n")
+        print("| rung | " + " | ".join(Path(r).name for r in roots) + " |")
+        print("| --- |" + " ---: |" * len(roots))
+        for lv in levels:
+            cells = []
+            for root in roots:
+                us_or_none = medians.get((root, lv))
+                base = medians.get((first, lv))
+                if us_or_none is None:
+                    cells.append("n/a")
+                elif root == first or base is None:
+                    cells.append(f"{us_or_none:.1f}")
+                else:
+                    cells.append(f"{us_or_none:.1f} ({us_or_none - base:+.1f})")
+            print(f"| {lv} | " + " | ".join(cells) + " |")
     return 0
 
 
@@ -672,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--reps", type=int, default=2, help="runs per rung, in alternating order")
     rp.add_argument("--connections", type=int, default=50)
     rp.add_argument("--levels", default=",".join(LEVELS), help="comma-separated rungs to run")
-    rp.add_argument("--root", help="the checkout whose mhd2 to import (default: this one)")
+    rp.add_argument("--root", action="append",
+                    help="a checkout whose mhd2 to import (default: this one); repeat to compare")
     rp.add_argument("--logdir", default=os.path.join(
         os.environ.get("TMPDIR", "/tmp"), "mhd2-ladder"), help="server logs go here")
     args = ap.parse_args(argv)
