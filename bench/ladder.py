@@ -71,6 +71,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import inspect
+import json
 import os
 import signal
 import socket
@@ -642,6 +643,13 @@ def run(args: argparse.Namespace) -> int:
                   f"others on CPU 0 {r['others_cpu0']:5.1f}%"
                   + (f"  {r['errors']} errors" if r["errors"] else ""), flush=True)
     print(f"\nload average at end {loadavg()}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"parser": args.parser, "duration": args.duration, "reps": args.reps,
+                       "roots": names, "not_built": {f"{r} {lv}": why
+                                                     for (r, lv), why in not_built.items()},
+                       "runs": [{**r, "root": root} for (root, _), rs in results.items()
+                                for r in rs]}, f, indent=1)
     medians: dict[tuple[str, str], float] = {}
     for root in roots:
         print(f"\nmhd2 from {names[root]}:\n")
@@ -701,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--levels", default=",".join(LEVELS), help="comma-separated rungs to run")
     rp.add_argument("--root", action="append",
                     help="a checkout whose mhd2 to import (default: this one); repeat to compare")
+    rp.add_argument("--json", help="also write every run's figures to this file")
     rp.add_argument("--logdir", default=os.path.join(
         os.environ.get("TMPDIR", "/tmp"), "mhd2-ladder"), help="server logs go here")
     args = ap.parse_args(argv)
