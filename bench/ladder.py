@@ -197,7 +197,6 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
     Raises:
         NotBuildable: the imported mhd2 lacks an internal this rung uses.
     """
-    import httptools
     import trio
 
     import mhd2
@@ -249,6 +248,8 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
         raise RuntimeError("hello world has no upload")
 
     async def serve_l1(transport: Transport) -> None:
+        import httptools  # (L1 only: L2 up parse with mhd2's parser, h11 needs no httptools)
+
         proto = _Proto()
         parser = httptools.HttpRequestParser(proto)
         served = 0
@@ -459,7 +460,7 @@ async def accept_loop(port: int, handler: Handler) -> None:
     lsock.bind(("127.0.0.1", port))
     lsock.listen(1024)
     lsock.setblocking(False)
-    print("ready", port, flush=True)
+    print("ready", lsock.getsockname()[1], flush=True)  # (port 0: the one the kernel chose)
 
     async def accept(nursery: trio.Nursery) -> None:
         while True:
@@ -491,8 +492,8 @@ async def serve_daemon(port: int, parser_name: str) -> None:
 
     daemon = mhd2.Daemon(on_request, host="127.0.0.1", port=port, connection_limit=20000,
                          timeout=TIMEOUT, parser=parser_name)
-    async with daemon:
-        print("ready", port, flush=True)
+    async with daemon as running:
+        print("ready", running.port, flush=True)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
                 break
@@ -695,7 +696,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("serve", help="run one rung in the foreground")
-    sp.add_argument("port", type=int)
+    sp.add_argument("port", type=int, help="0: a free one (the line \"ready PORT\" says which)")
     sp.add_argument("level", choices=LEVELS)
     sp.add_argument("--parser", default="httptools", choices=("auto", "h11", "httptools"))
     sp.add_argument("--root", help="the checkout whose mhd2 to import (default: this one)")
