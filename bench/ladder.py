@@ -51,7 +51,7 @@ Usage::
 up, drives it with ``wrk -t1 -c50 -dD --latency`` pinned to CPU 1, and prints
 per rung: the median server CPU per request (utime + stime of the server
 process over the run / requests wrk counted) with its spread over the reps,
-req/s, and the difference from the rung below.  Reps run in alternating order
+req/s, and the difference from the rung before it (the row above), and the share of CPU 0 other processes used.  Reps run in alternating order
 (forward, then backward).  CPU µs per request is the figure to compare: it
 moves far less than req/s when the machine is shared; the load average before
 and after and the share of CPU 0 others used are printed with it.
