@@ -66,16 +66,17 @@ class ThrottledLog:
         self._count = 0
         self._last = -math.inf
 
-    def _due(self) -> tuple[int, float] | None:
-        """Count one event; ``(count, seconds covered)`` when a record is due, else ``None``."""
+    def note(self, level: int, message: str, *args: object) -> None:
+        """Count one event; when a record is due, log *message* at *level* with the
+        count, the seconds it covers, then *args*."""
         self._count += 1
         now = trio.current_time()
         if now - self._last < REFUSAL_LOG_INTERVAL:
-            return None
-        due = (self._count, min(now - self._last, REFUSAL_LOG_INTERVAL))
+            return
+        covered = min(now - self._last, REFUSAL_LOG_INTERVAL)
+        logger.log(level, message, self._count, covered, *args)
         self._count = 0
         self._last = now
-        return due
 
 
 class RefusalLog(ThrottledLog):
@@ -84,10 +85,8 @@ class RefusalLog(ThrottledLog):
     __slots__ = ()
 
     def refused(self, ip: str) -> None:
-        due = self._due()
-        if due is not None:
-            logger.warning("mhd2: %d connection(s) refused in the last %.0f s: connection "
-                           "limit reached (latest from %s)", due[0], due[1], ip)
+        self.note(logging.WARNING, "mhd2: %d connection(s) refused in the last %.0f s: "
+                  "connection limit reached (latest from %s)", ip)
 
 
 class AcceptErrorLog(ThrottledLog):
@@ -96,12 +95,10 @@ class AcceptErrorLog(ThrottledLog):
     __slots__ = ()
 
     def failed(self, exc: OSError) -> None:
-        due = self._due()
-        if due is not None:
-            logger.error("mhd2: accept() failed %d time(s) in the last %.0f s (latest: %s); "
-                         "new connections wait in the backlog, retried every %.1f s: raise the "
-                         "open-file limit (ulimit -n) or lower connection_limit",
-                         due[0], due[1], exc.strerror or exc, ACCEPT_PAUSE)
+        self.note(logging.ERROR, "mhd2: accept() failed %d time(s) in the last %.0f s "
+                  "(latest: %s); new connections wait in the backlog, retried every %.1f s: "
+                  "raise the open-file limit (ulimit -n) or lower connection_limit",
+                  exc.strerror or exc, ACCEPT_PAUSE)
 
 
 def accepted_address(peer: Any) -> tuple[str, int]:
