@@ -18,7 +18,6 @@ import socket as stdlib_socket
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from inspect import isawaitable
 from types import TracebackType
 from typing import Any
 
@@ -26,6 +25,16 @@ import trio
 
 from ._proxy.protocol import ProxyProtocolError
 from ._proxy.receive import proxied_client_address
+from .accepting import (
+    ACCEPT_CAPACITY_ERRORS,
+    ACCEPT_PAUSE,
+    UNIX_CLIENT,
+    AcceptErrorLog,
+    RefusalLog,
+    accepted_address,
+    allowed_by,
+    refuse,
+)
 from .connection_info import ConnectionInfo, connection_info_for
 from .enums import StatusCode
 from .errors import DaemonStartError, UsageError
@@ -36,32 +45,16 @@ from .options import DaemonOptions
 from .request import Request
 from .shared import Shared
 from .tls import sni_server_name
-from .transport import Transport, send_last_words
+from .transport import Transport
 
 __all__ = ["Daemon"]
 
 logger = logging.getLogger("mhd2")
 
-#: accept() errors that mean "out of resources for now": log, pause, go on
-#: (as ``trio.serve_listeners`` does).
-_ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-_ACCEPT_PAUSE = 0.1
 #: At most this many accepts in a row before a checkpoint.
 _ACCEPT_BURST = 32
 #: Grace period when a ``async with Daemon(...)`` block is left normally.
 DEFAULT_GRACE = 5.0
-#: Refusals over the connection limits, and ``accept()`` failing for lack of
-#: resources, are each logged at most once per this many seconds, with a count.
-REFUSAL_LOG_INTERVAL = 10.0
-#: What a connection refused over the limits is told, if it can be written
-#: without blocking (docs/daemon.rst: over a limit, close or 503).
-REFUSAL_REPLY = (
-    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
-    b"Content-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"
-    b"Content-Length: 24\r\nConnection: close\r\n\r\n503 Service Unavailable\n"
-)
-#: The client address of a Unix-domain peer (docs/deploying.rst, ``--uds``).
-UNIX_CLIENT = ("unix", 0)
 
 RequestCallback = Callable[[Request], Any]
 
@@ -135,8 +128,8 @@ class Daemon:
         self._connections: set[HTTP1Connection | HTTP2Connection] = set()
         self._per_ip: Counter[str] = Counter()
         self._count = 0
-        self._refusals = _RefusalLog()
-        self._accept_errors = _AcceptErrorLog()
+        self._refusals = RefusalLog()
+        self._accept_errors = AcceptErrorLog()
         self._serving = False
         self._grace = DEFAULT_GRACE
         self._stop_requested = trio.Event()
@@ -355,26 +348,26 @@ class Daemon:
             except OSError as exc:
                 if listener.fileno() == -1 or exc.errno == errno.EBADF:
                     return
-                if exc.errno in _ACCEPT_CAPACITY_ERRORS:
+                if exc.errno in ACCEPT_CAPACITY_ERRORS:
                     # Out of file descriptors / buffers: the pending connection
                     # stays in the backlog and the same error comes back after
                     # every pause, so it is logged once per interval, counted.
                     self._accept_errors.failed(exc)
                     if self._shared.metrics is not None:
                         self._shared.metrics.refused("accept_error")
-                    await trio.sleep(_ACCEPT_PAUSE)
+                    await trio.sleep(ACCEPT_PAUSE)
                     continue
                 continue  # the connection died before accept (ECONNABORTED ...)
             burst += 1
             if burst >= _ACCEPT_BURST:
                 burst = 0
                 await trio.lowlevel.checkpoint()
-            address = _client_address(peer)
+            address = accepted_address(peer)
             # Behind a PROXY header the client's address is known only once
             # the header is read: per-IP counting waits for it.
             ip = None if self.options.proxy_protocol else address[0]
             if self._over_limit(ip, address[0]):
-                _refuse(sock)
+                refuse(sock)
                 continue
             self._count += 1
             if ip is not None:
@@ -422,11 +415,11 @@ class Daemon:
                     self._refusals.refused(address[0])
                     if self._shared.metrics is not None:
                         self._shared.metrics.refused("per_ip_limit")
-                    _refuse(sock)
+                    refuse(sock)
                     return
                 ip = address[0]
                 self._per_ip[ip] += 1
-            if opts.accept_policy is not None and not await self._accepted(address):
+            if opts.accept_policy is not None and not await allowed_by(opts.accept_policy, address):
                 sock.close()
                 return
             local = sock.getsockname()
@@ -439,20 +432,10 @@ class Daemon:
             assert transport is not None
             tls = transport.tls
             info = connection_info_for(address, local if isinstance(local, tuple) else UNIX_CLIENT,
-                                       tls, sni_server_name(tls), _client_address(peer))
+                                       tls, sni_server_name(tls), accepted_address(peer))
             await self._serve_transport(transport, info)
         finally:
             self._forget(ip)
-
-    async def _accepted(self, address: tuple[str, int]) -> bool:
-        try:
-            allowed = self.options.accept_policy(address)  # type: ignore[misc]
-            if isawaitable(allowed):
-                allowed = await allowed
-        except Exception:
-            logger.exception("mhd2: accept_policy failed; refusing %s", address[0])
-            return False
-        return bool(allowed)
 
     async def _serve_transport(self, transport: Transport, info: ConnectionInfo) -> None:
         shared = self._shared
@@ -515,76 +498,11 @@ class Daemon:
         self._count += 1
         self._per_ip[ip] += 1
         try:
-            if self.options.accept_policy is not None and not await self._accepted(address):
+            policy = self.options.accept_policy
+            if policy is not None and not await allowed_by(policy, address):
                 await trio.aclose_forcefully(stream)
                 return
             transport = Transport(stream, self.options.timeout)
             await self._serve_transport(transport, ConnectionInfo(address))
         finally:
             self._forget(ip)
-
-
-class _ThrottledLog:
-    """Logs a recurring event at most once per :data:`REFUSAL_LOG_INTERVAL`, with a count.
-
-    The first event is logged at once; the ones after it within the interval
-    are only counted, and the next record (at the first event after the
-    interval) says how many there were.  A flood therefore costs one record
-    per interval, whatever its rate.
-    """
-
-    __slots__ = ("_count", "_last")
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._last = -math.inf
-
-    def _due(self) -> tuple[int, float] | None:
-        """Count one event; ``(count, seconds covered)`` when a record is due, else ``None``."""
-        self._count += 1
-        now = trio.current_time()
-        if now - self._last < REFUSAL_LOG_INTERVAL:
-            return None
-        due = (self._count, min(now - self._last, REFUSAL_LOG_INTERVAL))
-        self._count = 0
-        self._last = now
-        return due
-
-
-class _RefusalLog(_ThrottledLog):
-    """Refusals over the connection limits (WARNING)."""
-
-    __slots__ = ()
-
-    def refused(self, ip: str) -> None:
-        due = self._due()
-        if due is not None:
-            logger.warning("mhd2: %d connection(s) refused in the last %.0f s: connection "
-                           "limit reached (latest from %s)", due[0], due[1], ip)
-
-
-class _AcceptErrorLog(_ThrottledLog):
-    """``accept()`` failing for lack of resources: EMFILE, ENFILE, ENOBUFS, ENOMEM (ERROR)."""
-
-    __slots__ = ()
-
-    def failed(self, exc: OSError) -> None:
-        due = self._due()
-        if due is not None:
-            logger.error("mhd2: accept() failed %d time(s) in the last %.0f s (latest: %s); "
-                         "new connections wait in the backlog, retried every %.1f s: raise the "
-                         "open-file limit (ulimit -n) or lower connection_limit",
-                         due[0], due[1], exc.strerror or exc, _ACCEPT_PAUSE)
-
-
-def _client_address(peer: Any) -> tuple[str, int]:
-    """``(host, port)`` of a peer as ``accept()`` gives it; Unix peers are ``("unix", 0)``."""
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return (str(peer[0]), int(peer[1]))
-    return UNIX_CLIENT
-
-
-def _refuse(sock: stdlib_socket.socket) -> None:
-    """Answer 503 if that can be written without blocking, then close."""
-    send_last_words(sock, REFUSAL_REPLY)
-    sock.close()

@@ -55,13 +55,12 @@ see docs/actions.rst). It starts no threads.
 
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import stat
 from collections.abc import Coroutine, Sequence
 from typing import Any, Literal, TextIO
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote
 
 from . import (
     Action,
@@ -75,22 +74,15 @@ from . import (
 from ._accesslog import AccessLog
 from ._static import listing
 from ._static.conditionals import if_range, preconditions
-from ._static.encodings import SIDECARS, choose
+from ._static.encodings import choose
 from ._static.files import MultipartBody, content_type, etag_of, http_date, last_modified
 from ._static.pages import ListingLimits, Listings
 from ._static.ranges import DEFAULT_MAX_RANGES, multipart, parse_ranges
+from ._static.tree import EXHAUSTED, Tree, segments
 
 __all__ = ["ListingLimits", "StaticFiles"]
 
 _ALLOWED = "GET, HEAD"
-_OPEN_FLAGS = (
-    os.O_RDONLY
-    | getattr(os, "O_NOFOLLOW", 0)
-    | getattr(os, "O_CLOEXEC", 0)
-    | getattr(os, "O_NONBLOCK", 0)  # never hang on a FIFO
-)
-#: errno values that mean "the server is short of resources", not "no such file".
-_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 #: Seconds in the Retry-After of a 503 for an exhausted resource.
 RETRY_AFTER = 1
 
@@ -170,15 +162,33 @@ class StaticFiles:
         for name in names:
             if not name or "/" in name or name in (".", ".."):
                 raise UsageError(f"index names are plain file names, not {name!r}")
-        self.root = real
+        #: The files that may be served (the root, ``dotfiles``, ``precompressed``).
+        self.tree = Tree(real, dotfiles, precompressed)
         self.index: tuple[str, ...] = names
         self.listing = listing
-        self.dotfiles = dotfiles
         self.cache_control = cache_control
-        self.precompressed = precompressed
         self.max_ranges = max_ranges
         self._log = AccessLog(access_log) if access_log is not None else None
-        self.listings = Listings(listing_limits, self._entry)
+        self.listings = Listings(listing_limits, self.tree.entry)
+
+    @property
+    def root(self) -> str:
+        """The served directory, resolved."""
+        return self.tree.root
+
+    @property
+    def dotfiles(self) -> Literal["allow", "deny"]:
+        """Whether dot-names are served (``"allow"``) or 404 (``"deny"``)."""
+        return self.tree.dotfiles
+
+    @property
+    def precompressed(self) -> bool:
+        """Whether precompressed sidecar files are looked for."""
+        return self.tree.precompressed
+
+    #: The decoded, checked path segments of a request-target (see
+    #: :func:`mhd2._static.tree.segments`).
+    _segments = staticmethod(segments)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -210,7 +220,7 @@ class StaticFiles:
             real = os.path.realpath(os.path.join(self.root, *segments))
         except (OSError, ValueError):
             return self._not_found(request)
-        if not self._visible(real):
+        if not self.tree.visible(real):
             return self._not_found(request)
         try:
             st = os.stat(real)
@@ -228,53 +238,6 @@ class StaticFiles:
         """``notify_request_ended`` callback: writes the access log line."""
         if self._log is not None:
             self._log(request, code)
-
-    # ------------------------------------------------------------------ paths
-
-    @staticmethod
-    def _segments(target: str) -> tuple[list[str], bool] | None:
-        """The decoded, checked path segments of a request-target and whether it
-        ends with a slash (``None``: 404)."""
-        if target.startswith("/"):
-            path = target
-        elif target.startswith(("http://", "https://")):  # absolute-form
-            slash = target.find("/", target.find("//") + 2)
-            path = "/" if slash < 0 else target[slash:]
-        else:
-            return None
-        for stop in "?#":
-            cut = path.find(stop)
-            if cut >= 0:
-                path = path[:cut]
-        decoded = os.fsdecode(unquote_to_bytes(path))
-        if "\x00" in decoded or "\\" in decoded:
-            return None
-        segments = []
-        for seg in decoded.split("/"):
-            if seg in ("", "."):
-                continue
-            if seg == "..":
-                return None
-            segments.append(seg)
-        return segments, decoded.endswith("/")
-
-    def _inside(self, real: str) -> bool:
-        if real == self.root:
-            return True
-        try:
-            return os.path.commonpath((self.root, real)) == self.root
-        except ValueError:
-            return False
-
-    def _visible(self, real: str) -> bool:
-        """*real* (resolved) is inside the root and, with ``dotfiles="deny"``,
-        no part of it below the root starts with ``.`` (a symbolic link to
-        ``.git`` does not open it)."""
-        if not self._inside(real):
-            return False
-        if self.dotfiles == "allow" or real == self.root:
-            return True
-        return not any(p.startswith(".") for p in os.path.relpath(real, self.root).split(os.sep))
 
     # ------------------------------------------------------------------ replies
 
@@ -304,7 +267,7 @@ class StaticFiles:
         descriptors or memory: that is 503 with ``Retry-After`` (RFC 9110
         §15.6.4: "the server is currently unable to handle the request due to
         a temporary overload")."""
-        if exc.errno not in _EXHAUSTED:
+        if exc.errno not in EXHAUSTED:
             return self._not_found(request)
         page = listing.UNAVAILABLE_PAGE
         r = Response.from_buffer_static(HTTPStatus.SERVICE_UNAVAILABLE, page)
@@ -328,10 +291,10 @@ class StaticFiles:
             try:
                 ist = os.stat(index)
             except OSError as exc:
-                if exc.errno in _EXHAUSTED:
+                if exc.errno in EXHAUSTED:
                     return self._failed(request, exc)
                 continue
-            if stat.S_ISREG(ist.st_mode) and self._visible(index):
+            if stat.S_ISREG(ist.st_mode) and self.tree.visible(index):
                 return self._file(request, index, ist)
         if not self.listing:
             return self._not_found(request)
@@ -380,85 +343,20 @@ class StaticFiles:
         r = Response.from_buffer_static(HTTPStatus.OK, body)  # kept bytes: never changed
         return self._with_headers(request, r, headers, 200, len(body))
 
-    def _entry(self, e: os.DirEntry[str]) -> listing.Entry | None:
-        """What a listing shows for directory entry *e*: an entry for a name
-        that would be served, ``None`` for others.
-
-        Raises:
-            OSError: the server is out of descriptors or memory.
-        """
-        if self.dotfiles == "deny" and e.name.startswith("."):
-            return None
-        try:
-            if e.is_symlink():
-                target = os.path.realpath(e.path)
-                if not self._visible(target):
-                    return None  # never show where a link out of the tree goes
-                est = os.stat(target)
-            else:
-                est = e.stat(follow_symlinks=False)
-        except OSError as exc:
-            if exc.errno in _EXHAUSTED:
-                raise
-            return None
-        if stat.S_ISDIR(est.st_mode):
-            return listing.Entry(e.name, True, None, int(est.st_mtime))
-        if stat.S_ISREG(est.st_mode):
-            return listing.Entry(e.name, False, est.st_size, int(est.st_mtime))
-        return None
-
-    def _sidecars(self, real: str, st: os.stat_result) -> dict[str, str]:
-        """``{coding: path}`` of the usable precompressed files next to *real*."""
-        found: dict[str, str] = {}
-        if not self.precompressed:
-            return found
-        for coding, suffix in SIDECARS.items():
-            path = real + suffix  # *real* is resolved and visible, so is its directory
-            try:
-                sst = os.lstat(path)  # usually ENOENT: one system call
-                if stat.S_ISLNK(sst.st_mode):
-                    path = os.path.realpath(path)
-                    if not self._visible(path):
-                        continue
-                    sst = os.stat(path)
-            except (OSError, ValueError):
-                continue
-            # an older sidecar is a stale copy of an earlier version: never send it
-            if stat.S_ISREG(sst.st_mode) and sst.st_mtime_ns >= st.st_mtime_ns:
-                found[coding] = path
-        return found
-
-    def _open(self, path: str) -> tuple[int, os.stat_result] | OSError | None:
-        """``(fd, stat)`` of the regular file *path*, the error, or ``None`` (not regular)."""
-        try:
-            fd = os.open(path, _OPEN_FLAGS)
-        except OSError as exc:
-            return exc
-        try:
-            st = os.fstat(fd)
-            if stat.S_ISREG(st.st_mode):
-                os.set_blocking(fd, True)
-                return fd, st
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-        return None
-
     def _file(self, request: Request, real: str, original: os.stat_result) -> Action:
         """Serve the regular file *real* (resolved, visible; *original* is its stat)."""
 
         def header(name: str) -> str | None:
             return request.get_value(ValueKind.HEADER, name)
 
-        sidecars = self._sidecars(real, original)
+        sidecars = self.tree.sidecars(real, original)
         coding = choose(header("Accept-Encoding"), sidecars) if sidecars else None
-        opened = self._open(sidecars[coding]) if coding is not None else None
+        opened = self.tree.open(sidecars[coding]) if coding is not None else None
         if not isinstance(opened, tuple):
-            if isinstance(opened, OSError) and opened.errno in _EXHAUSTED:
+            if isinstance(opened, OSError) and opened.errno in EXHAUSTED:
                 return self._failed(request, opened)
             coding = None  # no usable sidecar after all: the file itself
-            opened = self._open(real)
+            opened = self.tree.open(real)
         if isinstance(opened, OSError):
             return self._failed(request, opened)
         if opened is None:

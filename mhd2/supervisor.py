@@ -31,12 +31,9 @@ What the supervisor does:
   killed; then :meth:`Supervisor.run` returns 0. A second SIGINT/SIGTERM
   kills the workers at once.
 
-The worker side of the protocol is a pipe per worker: one byte ``R`` for
-"ready", ``Q`` for "recycle me", ``S`` and a status byte for "exit with
-this status: I cannot start". Workers get SIGTERM to stop; they must stop
-accepting at once and exit within ``graceful_timeout``. In a worker SIGTERM
-and SIGCHLD have their default handlers, SIGINT raises KeyboardInterrupt
-(a worker's ``KeyboardInterrupt`` is exit status 0) and SIGHUP is ignored.
+Workers get SIGTERM to stop; they must stop accepting at once and exit
+within ``graceful_timeout``. The worker's side -- its pipe to the
+supervisor, its signals, its graceful stop -- is :mod:`mhd2._worker`.
 """
 
 from __future__ import annotations
@@ -48,84 +45,28 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final, NoReturn
 
 from ._notify import Notifier
+from ._worker import (
+    READY,
+    RECYCLE,
+    WORKER_BOOT_ERROR,
+    Worker,
+    WorkerMain,
+    decode,
+    drain_and_stop,
+    stop_with,
+    worker_process,
+)
 from .errors import UsageError
 
 __all__ = ["WORKER_BOOT_ERROR", "Supervisor", "Worker", "WorkerMain", "drain_and_stop"]
 
-#: Exit status of a worker that could not start its application at all (it
-#: is not restarted in a loop).
-WORKER_BOOT_ERROR: Final = 3
-
-_READY: Final = b"R"
-_RECYCLE: Final = b"Q"
-_START_FAILED: Final = b"S"
 _KILL_SLACK: Final = 1.0
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
-
-
-class Worker:
-    """What a worker process knows about itself; handed to ``worker_main``.
-
-    Attributes:
-        index: the worker's slot, ``0`` to ``workers - 1``; a replacement
-            gets the slot of the worker it replaces.
-        graceful_timeout: seconds the worker has between SIGTERM and its end.
-    """
-
-    def __init__(self, index: int, control_fd: int, graceful_timeout: float) -> None:
-        self.index = index
-        self.graceful_timeout = graceful_timeout
-        self._fd = control_fd
-        self._recycle_asked = False
-
-    def ready(self) -> None:
-        """Tell the supervisor this worker accepts connections now.
-
-        Call it once the daemon listens; the worker it replaces is stopped
-        only after this. A worker that never calls it is killed after the
-        supervisor's ``ready_timeout``.
-        """
-        self._send(_READY)
-
-    def recycle(self) -> None:
-        """Ask to be replaced; keep serving until SIGTERM arrives.
-
-        The supervisor starts a new worker and, once that one is ready,
-        sends this one SIGTERM. Calling it more than once has no effect.
-        """
-        if not self._recycle_asked:
-            self._recycle_asked = True
-            self._send(_RECYCLE)
-
-    def start_failed(self, status: int) -> int:
-        """Say that the application cannot start, and the exit status the
-        supervisor should end with (if it is first starting); return
-        :data:`WORKER_BOOT_ERROR`, this worker's own exit status.
-
-        Args:
-            status: 1 to 255, e.g. 3 for an ASGI app's failed startup.
-        """
-        if not 1 <= status <= 255:
-            raise UsageError(f"start_failed({status}): an exit status is 1 to 255")
-        self._send(_START_FAILED + bytes([status]))
-        return WORKER_BOOT_ERROR
-
-    def _send(self, message: bytes) -> None:
-        try:
-            os.write(self._fd, message)
-        except OSError:
-            pass  # the supervisor is gone: nothing to tell
-
-
-#: ``worker_main(sock, worker)`` runs in the worker process; its return value
-#: (an int, or ``None`` for 0) is the worker's exit status.
-WorkerMain = Callable[[socket.socket, Worker], "int | None"]
 
 
 @dataclass(eq=False)
@@ -315,7 +256,7 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:
             os.close(read_fd)
-            _stop_with(supervisor)
+            stop_with(supervisor)
             self._child(index, write_fd)  # never returns
         os.close(write_fd)
         os.set_blocking(read_fd, False)
@@ -326,16 +267,11 @@ class Supervisor:
         self._by_fd[read_fd] = proc
         self._selector.register(read_fd, selectors.EVENT_READ)
 
-    def _child(self, index: int, control_fd: int) -> None:
-        code = 1
-        try:
-            signal.set_wakeup_fd(-1)
-            for signum in (signal.SIGCHLD, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_DFL)
-            # SIGHUP is the supervisor's business (reload); a hang-up of the
-            # terminal's process group must not kill the workers under it.
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+    def _child(self, index: int, control_fd: int) -> NoReturn:
+        """In the new worker process: let go of the supervisor's resources, then be
+        the worker (:func:`mhd2._worker.worker_process`)."""
+
+        def detach() -> None:
             assert self._selector is not None and self._wakeup is not None
             if self.notifier is not None:  # the supervisor is the service's main process
                 self.notifier.close()
@@ -345,21 +281,9 @@ class Supervisor:
             self._selector.close()
             self._wakeup[0].close()
             self._wakeup[1].close()
-            result = self.worker_main(self.sock, Worker(index, control_fd, self.graceful_timeout))
-            code = 0 if result is None else int(result)
-        except KeyboardInterrupt:
-            code = 0  # SIGINT from the terminal before the worker's own handler was in place
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-        finally:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
+
+        worker_process(self.worker_main, self.sock,
+                       Worker(index, control_fd, self.graceful_timeout), detach)
 
     def _read_control(self, proc: _Proc) -> None:
         if self._by_fd.get(proc.fd) is not proc:
@@ -373,20 +297,14 @@ class Supervisor:
         if not data:  # the worker closed its end (it is exiting): SIGCHLD will tell
             self._unregister(proc)
             return
-        data = proc.buffer + data
-        proc.buffer = b""
-        for at, byte in enumerate(data):
-            message = bytes([byte])
-            if message == _READY and not proc.ready:
+        messages, proc.buffer, status = decode(proc.buffer + data)
+        if status is not None:
+            proc.boot_status = status
+        for message in messages:
+            if message == READY and not proc.ready:
                 self._on_ready(proc)
-            elif message == _RECYCLE:
+            elif message == RECYCLE:
                 self._on_recycle(proc)
-            elif message == _START_FAILED:
-                if at + 1 == len(data):
-                    proc.buffer = message  # its status byte comes with the next read
-                else:
-                    proc.boot_status = data[at + 1]
-                break  # (nothing follows it: the worker exits)
 
     def _unregister(self, proc: _Proc) -> None:
         if self._by_fd.pop(proc.fd, None) is not None:
@@ -595,57 +513,8 @@ class Supervisor:
                 _kill(proc.pid, signal.SIGKILL)
 
 
-#: How long :func:`drain_and_stop` waits for just-accepted connections.
-DRAIN_SECONDS: Final = 1.0
-
-
-async def drain_and_stop(daemon: Any, grace: float, *, drain: float = DRAIN_SECONDS) -> None:
-    """A worker's graceful stop: stop accepting, let connections finish, then stop.
-
-    :meth:`mhd2.Daemon.stop` closes every connection that is between
-    requests at once -- a connection accepted a moment ago whose first
-    request is still on its way included. A worker that is being replaced
-    must not drop those, so it first only quiesces (the listening socket stays
-    open in the other workers) and waits up to *drain* seconds for its
-    connections to end on their own, then stops with what is left of
-    *grace* (idle keep-alive connections are closed, requests in flight
-    finish, then what remains is cancelled).
-
-    Args:
-        daemon: a running :class:`mhd2.Daemon`.
-        grace: the whole time the stop may take, in seconds.
-        drain: the longest wait for connections to end by themselves.
-    """
-    import trio
-
-    deadline = trio.current_time() + grace
-    daemon.quiesce()
-    with trio.move_on_after(min(drain, grace)):
-        while daemon.connection_count:
-            await trio.sleep(0.02)  # the daemon offers no "connection ended" event to wait on
-    await daemon.stop(grace=max(0.0, deadline - trio.current_time()))
-
-
 def _kill(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _stop_with(supervisor: int) -> None:
-    """In a new worker: be sent SIGTERM (a graceful stop) if the supervisor dies.
-
-    A supervisor that is killed outright (``kill -9``, an OOM kill) cannot stop
-    its workers; on Linux ``prctl(PR_SET_PDEATHSIG)`` has the kernel do it,
-    so no worker is left serving, orphaned, on the shared socket.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        return
-    if os.getppid() != supervisor:  # it died before the prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)

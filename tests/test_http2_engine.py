@@ -27,6 +27,7 @@ from mhd2.http2.events import (
     Event,
     GoawayReceived,
     PingAnswered,
+    RequestMalformed,
     RequestReceived,
     StreamCancelled,
     TrailersReceived,
@@ -152,11 +153,13 @@ def test_streams_beyond_the_limit_are_refused_until_one_closes() -> None:
     assert [e.stream_id for e in of(pair.send(), RequestReceived)] == [7]
 
 
-def test_malformed_request_is_reset_and_makes_no_event() -> None:
+def test_malformed_request_is_reset_and_reported_without_a_stream() -> None:
     pair = Pair()
     pair.handshake()
     pair.client.send_headers(1, [h for h in GET if h[0] != b":path"], end_stream=True)
-    assert pair.send() == []
+    events = pair.send()
+    assert [(type(e), e.stream_id) for e in events] == [(RequestMalformed, 1)]
+    assert events[0].status == 400  # type: ignore[attr-defined]
     resets = of(pair.answer(), h2.events.StreamReset)
     assert [(r.stream_id, r.error_code) for r in resets] == [(1, ErrorCodes.PROTOCOL_ERROR)]
     assert pair.engine.active == set()
@@ -191,6 +194,9 @@ def test_trailers_and_malformed_trailers() -> None:
     cancelled = of(events, StreamCancelled)
     assert [(c.stream_id, c.code, c.by_client) for c in cancelled] == [
         (3, RequestEndedCode.HTTP_PROTOCOL_ERROR, False)]
+    # The caller resets the stream once the request's end is reported.
+    assert of(pair.answer(), h2.events.StreamReset) == []
+    assert pair.engine.reset(3, ErrorCodes.PROTOCOL_ERROR)
     resets = of(pair.answer(), h2.events.StreamReset)
     assert [(r.stream_id, r.error_code) for r in resets] == [(3, ErrorCodes.PROTOCOL_ERROR)]
 

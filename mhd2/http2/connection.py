@@ -56,13 +56,14 @@ from .events import (
     DataReceived,
     GoawayReceived,
     PingAnswered,
+    RequestMalformed,
     RequestReceived,
     StreamCancelled,
     TrailersReceived,
     WindowOpened,
 )
 from .liveness import Liveness
-from .serve import run_stream, serve_now
+from .serve import report_malformed, run_stream, serve_now
 from .stream import H2Stream
 from .writer import FrameWriter
 
@@ -401,9 +402,11 @@ class HTTP2Connection:
                     if event.by_client:
                         stream.reset_by_client()
                     else:
-                        stream.cancel(event.code)
+                        stream.malformed()
                 elif isinstance(event, TrailersReceived):
                     streams[event.stream_id].trailers = event.fields
+                elif isinstance(event, RequestMalformed):
+                    report_malformed(self, event.status)
                 elif isinstance(event, PingAnswered):
                     if self._liveness is not None:
                         self._liveness.answered()

@@ -11,8 +11,11 @@ connection that is decided, not done:
   (:class:`RequestReceived`, :class:`DataReceived`, :class:`BodyEnded`,
   :class:`TrailersReceived`, :class:`WindowOpened`, :class:`StreamCancelled`,
   :class:`PingAnswered`, :class:`GoawayReceived`), in order.  Streams beyond
-  ``http2_max_concurrent_streams`` are refused (``REFUSED_STREAM``), malformed
-  requests and trailers reset (``PROTOCOL_ERROR``): they never become events.
+  ``http2_max_concurrent_streams`` are refused (``REFUSED_STREAM``): they never
+  become events.  A malformed request is reset (``PROTOCOL_ERROR``) and
+  becomes a :class:`RequestMalformed` (its end is reported before the reset
+  is written); malformed trailers become a :class:`StreamCancelled` whose
+  reset the caller sends after the request's end is reported.
 * **Flood accounting** (:class:`~mhd2.http2.guard.FloodGuard`): the frames of
   each turn are counted against the rates; a flood queues ``GOAWAY``
   ENHANCE_YOUR_CALM and the engine is :attr:`ConnState.FAILED`.
@@ -50,6 +53,7 @@ from .events import (
     Event,
     GoawayReceived,
     PingAnswered,
+    RequestMalformed,
     RequestReceived,
     StreamCancelled,
     TrailersReceived,
@@ -323,8 +327,9 @@ class H2Engine:
                 new = self._on_request(event, stopping)
                 if new is not None:
                     out.append(new)
-                    opened += 1
-                    folded = event.stream_ended
+                    if type(new) is RequestReceived:
+                        opened += 1
+                        folded = event.stream_ended
             elif isinstance(event, h2e.StreamEnded):
                 if event is not folded and event.stream_id in active:
                     out.append(BodyEnded(event.stream_id))
@@ -365,8 +370,10 @@ class H2Engine:
                 out.append(GoawayReceived())
         return opened
 
-    def _on_request(self, event: h2e.RequestReceived, stopping: bool) -> RequestReceived | None:
-        """Open a stream for a request, or refuse it."""
+    def _on_request(self, event: h2e.RequestReceived,
+                    stopping: bool) -> RequestReceived | RequestMalformed | None:
+        """Open a stream for a request, or refuse it (``None``), or reset it as
+        malformed (:class:`RequestMalformed`)."""
         stream_id = event.stream_id
         if stream_id is None:
             return None
@@ -387,7 +394,8 @@ class H2Engine:
                 raise Malformed("Content-Length without a body")
         except Malformed as exc:
             self._malformed(stream_id, str(exc))
-            return None
+            self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            return RequestMalformed(stream_id)
         self.active.add(stream_id)
         self._last_stream_id = stream_id
         self.served += 1
@@ -408,7 +416,9 @@ class H2Engine:
                 raise Malformed("a second HEADERS frame without END_STREAM")
             fields = check_trailers(event.headers or [])
         except Malformed as exc:
+            # (Reset by the caller once the request's end is reported; counted now.)
             self._malformed(stream_id, str(exc))
+            self._count_provoked()
             out.append(StreamCancelled(stream_id, RequestEndedCode.HTTP_PROTOCOL_ERROR,
                                        by_client=False))
             return
@@ -419,14 +429,17 @@ class H2Engine:
         # MUST be treated as a stream error of type PROTOCOL_ERROR."
         logger.debug("mhd2: malformed HTTP/2 request on stream %d from %s: %s", stream_id,
                      self.peer, detail)
-        self._refuse(stream_id, ErrorCodes.PROTOCOL_ERROR)
 
     def _refuse(self, stream_id: int, code: ErrorCodes) -> None:
         """Reset a stream the client opened (refused, or malformed); the reset counts
         against the reset rate (CVE-2025-8671, "MadeYouReset")."""
+        self._count_provoked()
+        self.reset(stream_id, code)
+
+    def _count_provoked(self) -> None:
+        """One stream reset the client's frames provoked (see :meth:`_count_floods`)."""
         self._provoked += 1
         self.h2.resets_sent += 1  # (sent for the client's frames, as h2's own)
-        self.reset(stream_id, code)
 
     # -- flood accounting -------------------------------------------------------------------
 

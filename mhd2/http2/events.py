@@ -3,8 +3,10 @@
 :meth:`H2Engine.receive <mhd2.http2.engine.H2Engine.receive>` returns these,
 in the order of the frames, h11-style: one small class per kind, each with the
 ``stream_id`` it is about.  Frames that mean nothing to the streams (a
-refused or malformed request, a ``PING``, ``SETTINGS``, flood accounting) are
-handled inside the engine and make no event.
+refused request, a ``PING``, ``SETTINGS``, flood accounting) are handled
+inside the engine and make no event; a malformed request makes a
+:class:`RequestMalformed`, so that its end is reported (and access-logged)
+as over HTTP/1, before its ``RST_STREAM`` leaves.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ if TYPE_CHECKING:
     from .checks import RequestHead
 
 __all__ = ["BodyEnded", "DataReceived", "Event", "GoawayReceived", "PingAnswered",
-           "RequestReceived", "StreamCancelled", "TrailersReceived", "WindowOpened"]
+           "RequestMalformed", "RequestReceived", "StreamCancelled", "TrailersReceived",
+           "WindowOpened"]
+
+#: The status recorded for a malformed request (the ``400`` HTTP/1 answers a
+#: malformed head with): over HTTP/2 no response is sent, the stream is reset.
+MALFORMED_STATUS = 400
 
 
 
@@ -44,6 +51,19 @@ class RequestReceived(Event):
         self.stream_id = stream_id
         self.head = head
         self.ended = ended
+
+
+class RequestMalformed(Event):
+    """A request head that is malformed (RFC 9113 §8.1.1): no stream is made, and
+    its ``RST_STREAM(PROTOCOL_ERROR)`` is queued already -- the caller reports the
+    request's end (``HTTP_PROTOCOL_ERROR``, *status* :data:`MALFORMED_STATUS`)
+    before it writes what the engine queued."""
+
+    __slots__ = ("status",)
+
+    def __init__(self, stream_id: int, status: int = MALFORMED_STATUS) -> None:
+        self.stream_id = stream_id
+        self.status = status
 
 
 class DataReceived(Event):
@@ -85,7 +105,10 @@ class StreamCancelled(Event):
     """The stream is over: the request ends with *code*.
 
     *by_client*: the client reset it (or provoked ``h2`` to; the stream is
-    closed both ways); else mhd2 reset it (malformed trailers)."""
+    closed both ways); else its trailers are malformed (RFC 9113 §8.1.1): the
+    caller resets the stream (``PROTOCOL_ERROR``) once the request's end is
+    reported -- the engine has not queued the reset, so that the application
+    hears of the end before the client does, as over HTTP/1."""
 
     __slots__ = ("by_client", "code")
 

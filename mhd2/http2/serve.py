@@ -3,7 +3,9 @@
 The connection starts a stream here once its engine reported the request
 (:class:`~mhd2.http2.events.RequestReceived`): :func:`serve_now` in the
 reader for a request answered at once from memory, else :func:`run_stream`
-in a task of its own.  Either calls the application through the exchange,
+in a task of its own (a malformed request, which never became a stream, only
+has its end reported: :func:`report_malformed`).  Either calls the application
+through the exchange,
 carries out what it returned (a response: :mod:`mhd2.http2.reply`; an
 upgrade: :mod:`mhd2.http2.tunnel`; an error page), reports the request's end
 once (``notify_request_ended``) and frees the stream (:meth:`H2Stream.finish
@@ -23,20 +25,65 @@ from h2.errors import ErrorCodes
 
 from ..actions import ResponseAction, UpgradeAction
 from ..enums import RequestEndedCode
-from ..exchange import ClientGone, DaemonStopping, Ending
+from ..exchange import ClientGone, DaemonStopping, Ending, Exchange
 from ..outcome import NOT_STARTED, app_outcome
 from .reply import refuse_upgrade, reply_now, send_error_page, send_response
 from .tunnel import serve_upgrade
 
 if TYPE_CHECKING:
     from ..upload import BodySource
+    from .port import StreamPort
     from .stream import H2Stream
 
-__all__ = ["run_stream", "serve_now"]
+__all__ = ["report_malformed", "run_stream", "serve_now"]
 
 logger = logging.getLogger("mhd2")
 
 _TRANSPORT_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+
+
+class _ResetStream:
+    """The :class:`~mhd2.exchange.ExchangeHost` of a malformed request: its stream was
+    reset before it began, so the client is gone and nothing can be sent."""
+
+    __slots__ = ()
+
+    async def wait_client_gone(self) -> None:
+        return
+
+    def resumed(self) -> None:
+        pass
+
+    def set_timeout(self, seconds: float | None) -> None:
+        pass
+
+    def cut(self) -> None:
+        pass
+
+    async def send_informational(self, status: int, fields: list[tuple[str, str]]) -> bool:
+        return False
+
+
+_RESET_STREAM = _ResetStream()
+
+
+def report_malformed(port: StreamPort, status: int) -> None:
+    """Report the end of a malformed request (``notify_request_ended``, and so the
+    access log), as HTTP/1 reports a head it refuses: method and URI ``-``,
+    ``request.response_status`` *status* (the ``400`` HTTP/1 would have
+    answered; over HTTP/2 the stream is reset instead, RFC 9113 §8.1.1), code
+    ``HTTP_PROTOCOL_ERROR``.
+
+    Called by the connection's reader while it dispatches the engine's events,
+    so before it writes the ``RST_STREAM`` the engine queued: the application
+    hears of the end first, as over HTTP/1, where ``notify_request_ended`` is
+    called before the ``400`` is written.
+    """
+    if port.shared.options.notify_request_ended is None:
+        return
+    exchange = Exchange(port.shared, _RESET_STREAM, port.info, "-", "-", "HTTP/2", [], 0)
+    exchange.status = status
+    exchange.end(RequestEndedCode.HTTP_PROTOCOL_ERROR)
 
 
 def serve_now(stream: H2Stream) -> bool:

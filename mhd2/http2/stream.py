@@ -34,6 +34,7 @@ from ..enums import RequestEndedCode
 from ..exchange import ClientGone, Exchange
 from ..outcome import NOT_STARTED, Started
 from ..upload import BodyError, BodyRate
+from .events import MALFORMED_STATUS
 
 if TYPE_CHECKING:
     from ..upgrade import UpgradeHandle
@@ -69,6 +70,7 @@ class H2Stream:
         "_data_event",
         "_pieces",
         "_rate",
+        "_reset_code",
         "_send_rate",
         "_timeout",
         "_unacked",
@@ -99,6 +101,8 @@ class H2Stream:
         self._armed_at = -math.inf
         self.gone = trio.Event()
         self.cancel_code: RequestEndedCode | None = None
+        #: The RST_STREAM code :meth:`finish` sends (malformed trailers), if any.
+        self._reset_code: ErrorCodes | None = None
         # DATA received and not yet handed over; taken whole (a list: an empty
         # deque is ten times its size, and there is one per parked stream).
         self._pieces: list[tuple[bytes, int]] = []
@@ -163,6 +167,23 @@ class H2Stream:
             # (An upgrade handler is not cancelled: its calls see a broken
             # connection, as over HTTP/1.)
             self.scope.cancel()
+
+    def malformed(self) -> None:
+        """Its trailers are malformed (RFC 9113 §8.1.1: "MUST be treated as a
+        stream error of type PROTOCOL_ERROR"): the request ends with
+        ``HTTP_PROTOCOL_ERROR`` -- and the status HTTP/1 would have answered
+        (:data:`~mhd2.http2.events.MALFORMED_STATUS`) if no response head left
+        -- and ``RST_STREAM(PROTOCOL_ERROR)`` goes when the stream is freed
+        (:meth:`finish`), after the end was reported, as HTTP/1 reports the end
+        before its ``400`` leaves.  An upgrade handler is not cancelled (its
+        calls see a broken connection): its stream is reset at once.
+        """
+        if not self.headers_sent and self.exchange.status is None:
+            self.exchange.status = MALFORMED_STATUS
+        self._reset_code = ErrorCodes.PROTOCOL_ERROR
+        self.cancel(RequestEndedCode.HTTP_PROTOCOL_ERROR)
+        if self.upgraded is not None:
+            self.reset(ErrorCodes.PROTOCOL_ERROR)
 
     def begin_stop(self) -> None:
         """Graceful stop: wake a parked request; tell an upgrade handler."""
@@ -432,7 +453,10 @@ class H2Stream:
         and tell the connection (*in_reader*: as :meth:`StreamPort.stream_done
         <mhd2.http2.port.StreamPort.stream_done>`)."""
         if not self.closed_local:
-            self.reset(ErrorCodes.INTERNAL_ERROR if not self.gone.is_set() else ErrorCodes.CANCEL)
+            code = self._reset_code
+            if code is None:
+                code = ErrorCodes.INTERNAL_ERROR if not self.gone.is_set() else ErrorCodes.CANCEL
+            self.reset(code)
         elif not self.body_ended:
             # RFC 9113 §8.1: "A server can send a complete response prior to the
             # client sending an entire request ... the server MAY request that

@@ -23,6 +23,7 @@ from .handshake import (
     check_version_header,
     create_accept_header,
 )
+from .keepalive import keepalive
 from .session import CLOSE_TIMEOUT, MAX_FRAGMENTS, ConnectionClosed, WebSocket
 
 __all__ = ["action_websocket"]
@@ -159,7 +160,7 @@ def action_websocket(
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ws._watch_stop)
                 if ping_interval is not None:
-                    nursery.start_soon(ws._keepalive, ping_interval)
+                    nursery.start_soon(keepalive, ws, ping_interval)
                 await serve()
                 nursery.cancel_scope.cancel()
         finally:

@@ -1,9 +1,13 @@
-"""A WebSocket connection over an upgraded handle, with wsproto inside (what handlers get)."""
+"""A WebSocket connection over an upgraded handle, with wsproto inside (what handlers get).
+
+How it ends (:class:`CloseReason`, :class:`ConnectionClosed`, the daemon's
+close reasons) is :mod:`mhd2.websocket.closing`; the frame heads it writes
+itself, :mod:`mhd2.websocket.frames` (both re-exported here).
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +23,8 @@ from wsproto.events import (
 
 from ..errors import UpgradedError
 from ..upgrade import UpgradeHandle
+from .closing import CLOSE_TIMEOUT, CloseReason, ConnectionClosed, fixed_reason
+from .frames import frame_header
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -33,8 +39,6 @@ __all__ = [
 logger = logging.getLogger("mhd2")
 
 _RECV_SIZE = 65536
-#: Seconds to wait for the peer's close frame (and its end of the connection).
-CLOSE_TIMEOUT = 5.0
 #: Default most frames (first frame and continuations) one message may have.
 MAX_FRAGMENTS = 1 << 17
 #: What each continuation frame costs against ``max_message_size`` besides its
@@ -42,72 +46,6 @@ MAX_FRAGMENTS = 1 << 17
 FRAGMENT_OVERHEAD = 16
 #: Received frames handled between two checkpoints (other tasks get to run).
 _CHECKPOINT_EVERY = 128
-
-#: The close reasons the daemon sends: fixed short texts, never parser detail
-#: (which goes to the ``mhd2`` logger at debug level).
-_REASONS = {
-    1001: "going away",
-    1002: "protocol error",
-    1003: "unsupported data",
-    1007: "invalid UTF-8",
-    1008: "policy violation",
-    1009: "message too big",
-    1010: "extension required",
-    1011: "internal error",
-    1012: "service restart",
-}
-
-
-def _fixed_reason(code: int) -> str:
-    return _REASONS.get(code, "protocol error" if code < 3000 else "")
-
-
-class CloseReason:
-    """Why a WebSocket closed: the close *code* (RFC 6455 §7.4) and *reason* text.
-
-    ``1006`` (abnormal closure) means the connection ended without a close frame.
-    """
-
-    __slots__ = ("code", "reason")
-
-    def __init__(self, code: int, reason: str = "") -> None:
-        self.code = code
-        self.reason = reason
-
-    def __repr__(self) -> str:
-        return f"CloseReason(code={self.code}, reason={self.reason!r})"
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CloseReason):
-            return NotImplemented
-        return (self.code, self.reason) == (other.code, other.reason)
-
-    def __hash__(self) -> int:
-        return hash((self.code, self.reason))
-
-
-class ConnectionClosed(Exception):
-    """The WebSocket is closed; :attr:`reason` is its :class:`CloseReason`."""
-
-    def __init__(self, reason: CloseReason) -> None:
-        super().__init__(f"the WebSocket is closed: {reason.code} {reason.reason}".rstrip())
-        self.reason = reason
-
-
-
-def frame_header(first_byte: int, length: int) -> bytes:
-    """The head of one unmasked frame (servers do not mask, RFC 6455 §5.1).
-
-    RFC 6455 §5.2: "The length of the Payload data, in bytes: if 0-125, that
-    is the payload length.  If 126, the following 2 bytes interpreted as a
-    16-bit unsigned integer are the payload length.  If 127, the following 8
-    bytes interpreted as a 64-bit unsigned integer".
-    """
-    if length < 126:
-        return bytes((first_byte, length))
-    if length < 65536:
-        return bytes((first_byte, 126)) + length.to_bytes(2, "big")
-    return bytes((first_byte, 127)) + length.to_bytes(8, "big")
 
 class WebSocket:
     """One server-side WebSocket connection, handed to the handler of :func:`action_websocket`.
@@ -459,7 +397,7 @@ class WebSocket:
         connection under our close frame.
         """
         self._failed = True
-        reason = _fixed_reason(code)
+        reason = fixed_reason(code)
         self._reset_message()
         with trio.move_on_after(CLOSE_TIMEOUT):
             if self._conn.state is ConnectionState.OPEN:
@@ -539,11 +477,11 @@ class WebSocket:
                     and not self._send_lock.locked() and self._owed is None):
                 try:
                     frame = self._conn.send(CloseConnection(code=self._stop_code,
-                                                            reason=_fixed_reason(self._stop_code)))
+                                                            reason=fixed_reason(self._stop_code)))
                     await self._urh.upgraded_send(frame, timeout=0)
                 except Exception:
                     pass
-            self._finish(CloseReason(self._stop_code, _fixed_reason(self._stop_code)))
+            self._finish(CloseReason(self._stop_code, fixed_reason(self._stop_code)))
             await self._shutdown()
 
     async def _watch_stop(self) -> None:
@@ -553,44 +491,4 @@ class WebSocket:
             # "1001 indicates that an endpoint is "going away", such as a
             # server going down" (RFC 6455 §7.4.1); 1012 "service restart"
             # (IANA registry) tells a fan-out client to reconnect.
-            await self.close(self._stop_code, _fixed_reason(self._stop_code))
-
-    async def _pong_or_progress(self, interval: float) -> bool:
-        """Wait for the pong; ``False`` only when *interval* passes with nothing moving.
-
-        The deadline is an inactivity limit: a peer that reads what is sent
-        (even slowly: the kernel's send queue shrinks) or sends anything is
-        alive, and its pong may well be queued behind a large message.
-        """
-        mark = self._urh._progress_mark()
-        while True:
-            with trio.move_on_after(interval):
-                await self._pong_seen.wait()
-                return True
-            now = self._urh._progress_mark()
-            if now == mark or self.closed is not None:
-                return False
-            mark = now
-
-    async def _keepalive(self, interval: float) -> None:
-        payload = os.urandom(4)
-        while self.closed is None:
-            await trio.sleep(interval)
-            self._pong_seen = trio.Event()
-            try:
-                await self.ping(payload)
-            except ConnectionClosed:
-                return
-            if await self._pong_or_progress(interval):
-                continue
-            if self.closed is None:
-                self._finish(CloseReason(1011, "keepalive ping timeout"))
-                with trio.move_on_after(0.5):
-                    try:
-                        async with self._send_lock:
-                            await self._write(self._conn.send(
-                                CloseConnection(code=1011, reason="keepalive ping timeout")))
-                    except Exception:
-                        pass
-                await self._shutdown()
-            return
+            await self.close(self._stop_code, fixed_reason(self._stop_code))

@@ -1,0 +1,60 @@
+"""How a WebSocket ends: :class:`CloseReason`, :class:`ConnectionClosed`, and the
+close reasons and timeout of the daemon's own close frames (RFC 6455 §7)."""
+
+from __future__ import annotations
+
+__all__ = ["CLOSE_TIMEOUT", "REASONS", "CloseReason", "ConnectionClosed", "fixed_reason"]
+
+#: Seconds to wait for the peer's close frame (and its end of the connection).
+CLOSE_TIMEOUT = 5.0
+
+#: The close reasons the daemon sends: fixed short texts, never parser detail
+#: (which goes to the ``mhd2`` logger at debug level).
+REASONS = {
+    1001: "going away",
+    1002: "protocol error",
+    1003: "unsupported data",
+    1007: "invalid UTF-8",
+    1008: "policy violation",
+    1009: "message too big",
+    1010: "extension required",
+    1011: "internal error",
+    1012: "service restart",
+}
+
+
+def fixed_reason(code: int) -> str:
+    """The reason text the daemon sends with close *code* (empty for an application's)."""
+    return REASONS.get(code, "protocol error" if code < 3000 else "")
+
+
+class CloseReason:
+    """Why a WebSocket closed: the close *code* (RFC 6455 §7.4) and *reason* text.
+
+    ``1006`` (abnormal closure) means the connection ended without a close frame.
+    """
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        self.code = code
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"CloseReason(code={self.code}, reason={self.reason!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CloseReason):
+            return NotImplemented
+        return (self.code, self.reason) == (other.code, other.reason)
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.reason))
+
+
+class ConnectionClosed(Exception):
+    """The WebSocket is closed; :attr:`reason` is its :class:`CloseReason`."""
+
+    def __init__(self, reason: CloseReason) -> None:
+        super().__init__(f"the WebSocket is closed: {reason.code} {reason.reason}".rstrip())
+        self.reason = reason
