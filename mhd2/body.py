@@ -284,14 +284,19 @@ class CallbackProducer(BodyProducer):
     may_wait = True
 
     def __init__(self, body: CallbackBody, request: Request) -> None:
-        super().__init__(body.size)
+        # (BodyProducer.__init__ inline: one made per streamed response)
+        self.size = size = body.size
+        self.pos = 0
+        self.done = size == 0
+        self.ext = None
         self._dyn_cont = body.dyn_cont
         self._request = request
         self._buf: bytearray | None = None
         self._free_cb: FreeCallback | None = None
 
     async def pull(self) -> Piece:
-        self._sent()
+        if self._free_cb is not None:
+            self._sent()
         size = self.size
         pos = self.pos
         if size is not None and pos >= size:

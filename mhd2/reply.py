@@ -1,9 +1,11 @@
 """Writing one HTTP/1 response: its head, then its body by source.
 
 The framing was decided beforehand (:func:`mhd2._http1.framing.plan_reply`);
-here each body source has one small sender, picked from a table keyed by the
-source's type, that pushes bytes through the connection's
-:class:`~mhd2.transport.Transport`.  Small responses leave in a single write.
+here the body's pieces, from its producer (:mod:`mhd2.body`, shared with
+HTTP/2), are framed and pushed through the connection's
+:class:`~mhd2.transport.Transport`.  Small responses leave in a single write
+(a reusable one from its cached wire bytes), and a file range on a plain
+socket without framing goes by ``sendfile``.
 
 :func:`send_reply` *returns* how the request ended; only the transport's own
 errors (the client went away) and :class:`~mhd2.exchange.DaemonStopping`
@@ -18,10 +20,9 @@ from typing import TypeAlias, cast
 from ._http1.date import date_header_line
 from ._http1.framing import ReplyPlan, plan_reply
 from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
-from .body import SUSPENDED, BodyProducer, Ended, FdProducer, body_failed, producer_for
+from .body import BodyProducer, Ended, FdProducer, Suspended, body_failed, producer_for
 from .enums import RequestEndedCode
 from .exchange import Exchange
-from .response import Buffer as Data
 from .response import BufferBody, Response
 from .transport import Transport
 
@@ -230,10 +231,10 @@ async def _send_produced(sink: Transport, head: bytes, producer: BodyProducer,
     raw = writer.raw
     while not producer.done:
         piece = await producer.pull()
-        if type(piece) is Ended:
+        if isinstance(piece, Ended):
             await sink.send(pending + writer.end(piece.footers))
             return
-        if piece is SUSPENDED:
+        if isinstance(piece, Suspended):
             if pending or sink.holding:
                 # Owed bytes of a direct write (DirectBody) leave before
                 # the task parks: nothing is owed while it is parked.
@@ -243,7 +244,7 @@ async def _send_produced(sink: Transport, head: bytes, producer: BodyProducer,
                 exchange.direct = DirectBody(sink, not raw)
             await exchange.park()
             continue
-        data = cast(Data, piece)
+        data = piece
         del piece  # (a parked stream keeps no piece)
         if raw and len(data) > COALESCE_LIMIT:
             # A large piece as it is: no copy to join it with the head.
@@ -251,6 +252,7 @@ async def _send_produced(sink: Transport, head: bytes, producer: BodyProducer,
                 await sink.send(pending)
                 pending = b""
             await sink.send(data)
+            del data
             continue
         pieces = writer.frame(data, producer.ext)
         del data

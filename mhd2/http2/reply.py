@@ -1,10 +1,11 @@
-"""Writing one response on an HTTP/2 stream: a HEADERS block, then DATA by body source.
+"""Writing one response on an HTTP/2 stream: a HEADERS block, then DATA frames.
 
-The same body sources as HTTP/1 (:mod:`mhd2.reply`) -- buffers, iovecs,
-files (read, no ``sendfile``: the bytes go into DATA frames), pipes and
-dynamic content creators -- but no framing to decide: the stream carries
-the body's end (END_STREAM), trailers are a second HEADERS block, and
-``Content-Length`` is sent only when it is the truth.  RFC 9113 §8.2.2:
+The body comes from the same producers as HTTP/1's (:mod:`mhd2.body`:
+buffers, iovecs, files -- read, no ``sendfile``: the bytes go into DATA
+frames --, pipes and dynamic content creators), but there is no framing to
+decide: the stream carries the body's end (END_STREAM on the last piece),
+trailers are a second HEADERS block, and ``Content-Length`` is sent only
+when it is the truth.  RFC 9113 §8.2.2:
 "An endpoint MUST NOT generate an HTTP/2 message containing
 connection-specific header fields", so ``Connection`` and
 ``Transfer-Encoding`` never leave.
@@ -19,17 +20,16 @@ stopping, 4xx of uploads, 500, 501 for ``action_upgrade``).
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import trio
 from h2.errors import ErrorCodes
 
 from .._http1.date import date_header_line
-from ..body import READ_SIZE, SUSPENDED, BodyProducer, Ended, guard_body, producer_for
+from ..body import READ_SIZE, BodyProducer, Ended, Suspended, guard_body, producer_for
 from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError
 from ..exchange import ClientGone, Exchange
-from ..response import Buffer as Data
 from ..response import BufferBody, Response
 from .checks import strip_response_fields
 
@@ -144,7 +144,7 @@ async def _send_head_and_body(stream: H2Stream, headers: list[tuple[bytes, bytes
     await stream.send_headers(headers, end=False, flush=False)
     while not producer.done:
         piece = await producer.pull()
-        if type(piece) is Ended:
+        if isinstance(piece, Ended):
             footers = strip_response_fields(list(piece.footers))
             if footers:
                 # RFC 9113 §8.1: a trailer section is a HEADERS frame that ends the stream.
@@ -152,10 +152,10 @@ async def _send_head_and_body(stream: H2Stream, headers: list[tuple[bytes, bytes
             else:
                 await stream.send_data(b"", end=True)
             return
-        if piece is SUSPENDED:
+        if isinstance(piece, Suspended):
             await exchange.park()
             continue
-        await stream.send_data(cast(Data, piece), end=producer.done)
+        await stream.send_data(piece, end=producer.done)
         del piece  # (a parked stream keeps no piece)
     if not stream.closed_local:
         await stream.send_data(b"", end=True)
