@@ -3,7 +3,8 @@
 ``dyn_cont(ctx, pos, buf)`` returns exactly one :class:`DCCAction` per call,
 made by a ``dcc_action_*`` function from its own :class:`DCCContext` (whose
 :class:`~mhd2.actions.Slot` enforces the "exactly one").  The daemon
-(:mod:`mhd2.reply`) carries them out.
+(:class:`mhd2.body.CallbackProducer`, for both HTTP/1 and HTTP/2) carries
+them out.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """Writing one HTTP/1 response: its head, then its body by source.
 
 The framing was decided beforehand (:func:`mhd2._http1.framing.plan_reply`);
-here each body source has one small sender, picked from a table keyed by the
-source's type, that pushes bytes through the connection's
-:class:`~mhd2.transport.Transport`.  Small responses leave in a single write.
+here the body's pieces, from its producer (:mod:`mhd2.body`, shared with
+HTTP/2), are framed and pushed through the connection's
+:class:`~mhd2.transport.Transport`.  Small responses leave in a single write
+(a reusable one from its cached wire bytes), and a file range on a plain
+socket without framing goes by ``sendfile``.
 
 :func:`send_reply` *returns* how the request ended; only the transport's own
 errors (the client went away) and :class:`~mhd2.exchange.DaemonStopping`
@@ -13,31 +15,23 @@ errors (the client went away) and :class:`~mhd2.exchange.DaemonStopping`
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeAlias, cast
-
-import trio
+from typing import TypeAlias, cast
 
 from ._http1.date import date_header_line
 from ._http1.framing import ReplyPlan, plan_reply
 from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
-from .callbacks import call_maybe_await
-from .dcc import DCCContext, DCCStep, dcc_step, lend_buffer, return_buffer
+from .body import BodyProducer, Ended, FdProducer, Suspended, body_failed, producer_for
 from .enums import RequestEndedCode
-from .exchange import DaemonStopping, Exchange
-from .response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
+from .exchange import Exchange
+from .response import BufferBody, Response
 from .transport import Transport
 
-__all__ = ["BodyAborted", "DirectBody", "Planned", "RequestSide", "body_failed", "build_head",
-           "guard_body", "reply_plan", "send_reply"]
+__all__ = ["DirectBody", "Planned", "RequestSide", "build_head", "reply_plan", "send_reply"]
 
 logger = logging.getLogger("mhd2")
 
 #: Bodies up to this size are joined with the head into one ``send_all``.
 COALESCE_LIMIT = 16 * 1024
-#: Read size for file and pipe bodies when ``sendfile`` cannot be used.
-READ_SIZE = 64 * 1024
 
 
 
@@ -64,48 +58,6 @@ class DirectBody:
 
     def owe(self, rest: bytes) -> None:
         self.transport.owe(rest)
-
-
-class BodyAborted(Exception):
-    """A body sender's way to say the body cannot be completed, and how it ends."""
-
-    def __init__(self, code: RequestEndedCode, why: str) -> None:
-        super().__init__(why)
-        self.code = code
-
-
-async def guard_body(exchange: Exchange, sending: Awaitable[None], what: str) -> RequestEndedCode:
-    """Await *sending* (a response's body going out); how the request ended.
-
-    Shared by the HTTP/1 and HTTP/2 senders: a :class:`BodyAborted` is the
-    code it carries (logged at debug), a failure of the application's content
-    creator is ``BY_APP_ERROR`` (logged), and the transport's own errors and
-    :class:`~mhd2.exchange.DaemonStopping` propagate.
-    """
-    try:
-        await sending
-    except Exception as exc:
-        return body_failed(exchange, exc, what)
-    return RequestEndedCode.COMPLETED_OK
-
-
-def body_failed(exchange: Exchange, exc: Exception, what: str) -> RequestEndedCode:
-    """How the request ended when sending its body raised *exc* (being handled):
-    :func:`guard_body`'s rules, for a sender that awaits the body itself
-    (one coroutine frame fewer for every parked event stream).
-
-    Raises:
-        The transport's own errors and DaemonStopping: *exc* again.
-    """
-    if isinstance(exc, BodyAborted):
-        logger.debug("mhd2: %s to %s %s cut: %s", what, exchange.request.method,
-                     exchange.request.uri, exc)
-        return exc.code
-    if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError
-                  | DaemonStopping):
-        raise exc
-    exchange.app_failed("a content creator")
-    return RequestEndedCode.BY_APP_ERROR
 
 
 def build_head(response: Response, plan: ReplyPlan, date_line: bytes) -> bytes:
@@ -227,11 +179,22 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
     if not plan.send_body:
         await transport.send(head)
         return RequestEndedCode.COMPLETED_OK
+    writer = BODY_WRITERS[plan.framing]
+    if type(body) is BufferBody and len(body.data) <= COALESCE_LIMIT:
+        # As reply_plan's wire bytes, made for this once: one write, no producer.
+        wire = _head_and_buffer(head, body.data, writer)
+        await transport.send(wire)
+        exchange.body_bytes_sent = len(wire) - len(head)
+        return RequestEndedCode.COMPLETED_OK
     # What was written beyond the head is the body (and its framing), as far
     # as the client got it: an aborted download is not logged as complete.
     body_starts = transport.bytes_sent + len(head)
-    sending = _SENDERS[type(body)](transport, head, body, BODY_WRITERS[plan.framing], exchange)
-    del head  # the sender has it (a parked event stream keeps no copy here)
+    producer = producer_for(body, exchange.request, join_up_to=COALESCE_LIMIT)
+    if type(producer) is FdProducer and writer.raw and transport.can_sendfile:
+        sending = _sendfile(transport, head, producer)
+    else:
+        sending = _send_produced(transport, head, producer, writer, exchange)
+    del head  # the writer has it (a parked event stream keeps no copy here)
     try:
         try:
             await sending
@@ -239,6 +202,7 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
             return body_failed(exchange, exc, "reply")
         return RequestEndedCode.COMPLETED_OK
     finally:
+        producer.close()
         exchange.body_bytes_sent = max(0, transport.bytes_sent - body_starts)
 
 
@@ -249,151 +213,65 @@ def _head_and_buffer(head: bytes, data: bytes | bytearray | memoryview, writer: 
     return b"".join([head, *writer.frame(data), writer.end()])
 
 
-async def _send_buffer(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
-    data = body.data
-    if not data or not writer.raw or len(data) <= COALESCE_LIMIT:
-        await sink.send(_head_and_buffer(head, data, writer))
-    else:
-        await sink.send(head)
-        await sink.send(data)
+async def _send_produced(sink: Transport, head: bytes, producer: BodyProducer,
+                         writer: BodyWriter, exchange: Exchange) -> None:
+    """Send *head*, then the body *producer* makes, framed by *writer*.
 
-
-async def _send_iovec(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
-    parts = [p for p in body.parts if len(p)]
-    if body.size <= COALESCE_LIMIT:
-        pieces: list[bytes | bytearray | memoryview] = [head]
-        for part in parts:
-            pieces.extend(writer.frame(part))
-        pieces.append(writer.end())
-        await sink.send(b"".join(pieces))
-        return
-    await sink.send(head)
-    for part in parts:
-        await _send_framed(sink, writer, part)
-    await _send_end(sink, writer)
-
-
-async def _send_fd(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
-    await sink.send(head)
-    offset, remaining = body.offset, body.size
-    if writer.raw and sink.can_sendfile:
-        while remaining:
-            sent = await sink.sendfile(body.fd, offset, remaining)
-            if sent == 0:
-                raise BodyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
-            offset += sent
-            remaining -= sent
-        return
-    while remaining:
-        chunk = os.pread(body.fd, min(READ_SIZE, remaining), offset)
-        if not chunk:
-            raise BodyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
-        await _send_framed(sink, writer, chunk)
-        offset += len(chunk)
-        remaining -= len(chunk)
-    await _send_end(sink, writer)
-
-
-async def _send_pipe(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
-    await sink.send(head)
-    # FdStream makes its fd non-blocking and closes it; give it a duplicate so
-    # the response keeps (and closes) the descriptor the application passed.
-    async with trio.lowlevel.FdStream(os.dup(body.fd)) as pipe:
-        while True:
-            chunk = await pipe.receive_some(READ_SIZE)
-            if not chunk:
-                break
-            await _send_framed(sink, writer, chunk)
-    await _send_end(sink, writer)
-
-
-async def _send_callback(sink: Transport, head: bytes, body: Any, writer: BodyWriter, exchange: Exchange) -> None:
-    size: int | None = body.size
-    # The creator's buffer is held only while it is needed (see lend_buffer):
-    # a parked stream holds none.
-    buf: bytearray | None = None
-    request = exchange.request
+    The head leaves with the first piece (and a small last piece with the
+    body's end: one write), except before a slow source (a pipe, a file)
+    and when held responses are waiting (pipelining) and the source may wait.
+    """
     pending: bytes = head
     del head  # (pending holds it until it is sent; a parked stream keeps neither)
-    if sink.holding:
-        # Responses held for one write with this one (pipelining) leave now,
-        # with this head: the creator may wait, an answered request does not.
+    if producer.slow or (producer.may_wait and sink.holding):
+        # Responses held for one write with this one leave now, with this
+        # head: the source may wait, an answered request does not.
         await sink.send(pending)
         pending = b""
-    pos = 0
-    # What one creator call made; all of it is let go of before the task
-    # parks (a parked event stream keeps no views, pieces or actions).
-    ctx: DCCContext | None = None
-    view: memoryview | None = None
-    result: object = None
-    step: DCCStep | None = None
-    pieces: list[bytes | bytearray | memoryview] | None = None
-    try:
-        while size is None or pos < size:
-            if buf is None:
-                buf = lend_buffer()
-            room = len(buf) if size is None else min(len(buf), size - pos)
-            ctx = DCCContext(request)
-            with memoryview(buf)[:room] as view:
-                result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
-                step = dcc_step(ctx, result, view, pos, size)
-                if step.kind == "data":
-                    if not step.action.data_size:
-                        return_buffer(buf)  # zero-copy data only: not needed to send it
-                        buf = None
-                    pieces = writer.frame(step.data, step.action.chunk_ext)
-                    if pending:
-                        pieces = [pending, *pieces]
-                        pending = b""
-                    await sink.send(b"".join(pieces) if len(pieces) > 1 else pieces[0])
-                    if step.action.free_cb is not None:
-                        step.action.free_cb()
-                    pos += len(step.data)
-                    continue
-            if step.kind == "finish":
-                await sink.send(pending + writer.end(step.action.footers or ()))
-                return
-            if step.kind == "suspend":
-                return_buffer(buf)
-                buf = None
-                if pending or sink.holding:
-                    # Owed bytes of a direct write (DirectBody) leave before
-                    # the task parks: nothing is owed while it is parked.
-                    await sink.send(pending)
-                    pending = b""
-                if exchange.direct is None and sink.is_plain:
-                    exchange.direct = DirectBody(sink, not writer.raw)
-                ctx = view = result = step = pieces = None
-                await exchange.park()
-                continue
-            raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)
-        await sink.send(pending + writer.end())
-    finally:
-        if buf is not None:
-            return_buffer(buf)
-
-
-async def _send_framed(sink: Transport, writer: BodyWriter, data: bytes | memoryview) -> None:
-    """Send one non-empty body piece, framed (one write per piece)."""
-    if writer.raw:
-        await sink.send(data)
-    else:
-        await sink.send(b"".join(writer.frame(data)))
-
-
-async def _send_end(sink: Transport, writer: BodyWriter) -> None:
-    """Send what ends the body, if the framing has anything to send."""
+    raw = writer.raw
+    while not producer.done:
+        piece = await producer.pull()
+        if isinstance(piece, Ended):
+            await sink.send(pending + writer.end(piece.footers))
+            return
+        if isinstance(piece, Suspended):
+            if pending or sink.holding:
+                # Owed bytes of a direct write (DirectBody) leave before
+                # the task parks: nothing is owed while it is parked.
+                await sink.send(pending)
+                pending = b""
+            if exchange.direct is None and sink.is_plain:
+                exchange.direct = DirectBody(sink, not raw)
+            await exchange.park()
+            continue
+        data = piece
+        del piece  # (a parked stream keeps no piece)
+        if raw and len(data) > COALESCE_LIMIT:
+            # A large piece as it is: no copy to join it with the head.
+            if pending:
+                await sink.send(pending)
+                pending = b""
+            await sink.send(data)
+            del data
+            continue
+        pieces = writer.frame(data, producer.ext)
+        del data
+        if pending:
+            pieces = [pending, *pieces]
+            pending = b""
+        if producer.done:
+            pieces.append(writer.end())
+            await sink.send(b"".join(pieces))
+            return
+        await sink.send(b"".join(pieces) if len(pieces) > 1 else pieces[0])
+        del pieces
     tail = writer.end()
-    if tail:
-        await sink.send(tail)
+    if pending or tail:
+        await sink.send(pending + tail)
 
 
-_Sender = Callable[[Transport, bytes, Any, BodyWriter, Exchange], Awaitable[None]]
-_SENDERS: dict[type, _Sender] = {
-    BufferBody: _send_buffer,
-    IovecBody: _send_iovec,
-    FdBody: _send_fd,
-    PipeBody: _send_pipe,
-    CallbackBody: _send_callback,
-}
-
+async def _sendfile(sink: Transport, head: bytes, producer: FdProducer) -> None:
+    """Send *head*, then a file's byte range with ``sendfile`` (plain socket, no framing)."""
+    await sink.send(head)
+    while not producer.done:
+        producer.advance(await sink.sendfile(producer.fd, producer.offset, producer.left))

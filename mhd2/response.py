@@ -7,8 +7,9 @@ of times, concurrently, until :meth:`Response.destroy`.  Resources (a
 ``free_cb``, a file descriptor) are released exactly once, when the last use
 ends after destruction.
 
-The body sources are small records; how each is written to a connection lives
-in :mod:`mhd2.reply`.
+The body sources are small records; each is read by its producer in
+:mod:`mhd2.body`, and written by :mod:`mhd2.reply` (HTTP/1) or
+:mod:`mhd2.http2.reply` (HTTP/2).
 """
 
 from __future__ import annotations

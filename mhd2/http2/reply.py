@@ -1,10 +1,11 @@
-"""Writing one response on an HTTP/2 stream: a HEADERS block, then DATA by body source.
+"""Writing one response on an HTTP/2 stream: a HEADERS block, then DATA frames.
 
-The same body sources as HTTP/1 (:mod:`mhd2.reply`) -- buffers, iovecs,
-files (read, no ``sendfile``: the bytes go into DATA frames), pipes and
-dynamic content creators -- but no framing to decide: the stream carries
-the body's end (END_STREAM), trailers are a second HEADERS block, and
-``Content-Length`` is sent only when it is the truth.  RFC 9113 §8.2.2:
+The body comes from the same producers as HTTP/1's (:mod:`mhd2.body`:
+buffers, iovecs, files -- read, no ``sendfile``: the bytes go into DATA
+frames --, pipes and dynamic content creators), but there is no framing to
+decide: the stream carries the body's end (END_STREAM on the last piece),
+trailers are a second HEADERS block, and ``Content-Length`` is sent only
+when it is the truth.  RFC 9113 §8.2.2:
 "An endpoint MUST NOT generate an HTTP/2 message containing
 connection-specific header fields", so ``Connection`` and
 ``Transfer-Encoding`` never leave.
@@ -19,21 +20,17 @@ stopping, 4xx of uploads, 500, 501 for ``action_upgrade``).
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 from h2.errors import ErrorCodes
 
 from .._http1.date import date_header_line
-from ..callbacks import call_maybe_await
-from ..dcc import DCCContext, dcc_step, lend_buffer, return_buffer
+from ..body import READ_SIZE, BodyProducer, Ended, Suspended, guard_body, producer_for
 from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError
 from ..exchange import ClientGone, Exchange
-from ..reply import BodyAborted, guard_body
-from ..response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody, Response
+from ..response import BufferBody, Response
 from .checks import strip_response_fields
 
 if TYPE_CHECKING:
@@ -44,8 +41,6 @@ __all__ = ["refuse_upgrade", "reply_now", "response_headers", "send_error_page",
 
 logger = logging.getLogger("mhd2")
 
-#: Read size for file and pipe bodies.
-READ_SIZE = 64 * 1024
 #: Bound on sending a daemon-made error page.
 ERROR_PAGE_SECONDS = 5.0
 
@@ -131,115 +126,39 @@ async def send_response(stream: H2Stream, exchange: Exchange, response: Response
     if not body_allowed:
         await stream.send_headers(headers, end=True)
         return RequestEndedCode.COMPLETED_OK
-    body = response._body
-    if type(body) is BufferBody and not body.data:
-        await stream.send_headers(headers, end=True)
-        return RequestEndedCode.COMPLETED_OK
+    producer = producer_for(response._body, exchange.request, join_up_to=READ_SIZE)
     try:
-        return await guard_body(exchange, _send_head_and_body(stream, headers, body, exchange),
+        if producer.done:  # an empty body: END_STREAM on the HEADERS
+            await stream.send_headers(headers, end=True)
+            return RequestEndedCode.COMPLETED_OK
+        return await guard_body(exchange, _send_head_and_body(stream, headers, producer, exchange),
                                 "HTTP/2 reply")
     finally:
+        producer.close()
         exchange.body_bytes_sent = stream.body_sent
 
 
-async def _send_head_and_body(stream: H2Stream, headers: list[tuple[bytes, bytes]], body: Any,
-                              exchange: Exchange) -> None:
+async def _send_head_and_body(stream: H2Stream, headers: list[tuple[bytes, bytes]],
+                              producer: BodyProducer, exchange: Exchange) -> None:
+    """HEADERS, then DATA frames of what *producer* makes; the body's end ends the stream."""
     await stream.send_headers(headers, end=False, flush=False)
-    await _SENDERS[type(body)](stream, body, exchange)
-
-
-async def _send_buffer(stream: H2Stream, body: Any, exchange: Exchange) -> None:
-    await stream.send_data(body.data, end=True)
-
-
-async def _send_iovec(stream: H2Stream, body: Any, exchange: Exchange) -> None:
-    parts = [p for p in body.parts if len(p)]
-    if body.size <= READ_SIZE:
-        await stream.send_data(b"".join(parts), end=True)
-        return
-    for part in parts:
-        await stream.send_data(part)
-    await stream.send_data(b"", end=True)
-
-
-async def _send_fd(stream: H2Stream, body: Any, exchange: Exchange) -> None:
-    offset, remaining = body.offset, body.size
-    while remaining:
-        chunk = os.pread(body.fd, min(READ_SIZE, remaining), offset)
-        if not chunk:
-            raise BodyAborted(RequestEndedCode.FILE_ERROR, "the file ended before its size")
-        offset += len(chunk)
-        remaining -= len(chunk)
-        await stream.send_data(chunk, end=not remaining)
-    if body.size == 0:
+    while not producer.done:
+        piece = await producer.pull()
+        if isinstance(piece, Ended):
+            footers = strip_response_fields(list(piece.footers))
+            if footers:
+                # RFC 9113 §8.1: a trailer section is a HEADERS frame that ends the stream.
+                await stream.send_trailers(_encode(footers))
+            else:
+                await stream.send_data(b"", end=True)
+            return
+        if isinstance(piece, Suspended):
+            await exchange.park()
+            continue
+        await stream.send_data(piece, end=producer.done)
+        del piece  # (a parked stream keeps no piece)
+    if not stream.closed_local:
         await stream.send_data(b"", end=True)
-
-
-async def _send_pipe(stream: H2Stream, body: Any, exchange: Exchange) -> None:
-    # FdStream makes its fd non-blocking and closes it: give it a duplicate.
-    async with trio.lowlevel.FdStream(os.dup(body.fd)) as pipe:
-        while True:
-            chunk = await pipe.receive_some(READ_SIZE)
-            if not chunk:
-                break
-            await stream.send_data(chunk)
-    await stream.send_data(b"", end=True)
-
-
-async def _send_callback(stream: H2Stream, body: Any, exchange: Exchange) -> None:
-    size: int | None = body.size
-    # The creator's buffer is held only while it is needed (see lend_buffer):
-    # a parked stream holds none.
-    buf: bytearray | None = None
-    request = exchange.request
-    pos = 0
-    try:
-        while size is None or pos < size:
-            if buf is None:
-                buf = lend_buffer()
-            room = len(buf) if size is None else min(len(buf), size - pos)
-            ctx = DCCContext(request)
-            with memoryview(buf)[:room] as view:
-                result = await call_maybe_await(body.dyn_cont, ctx, pos, view)
-                step = dcc_step(ctx, result, view, pos, size)
-                if step.kind == "data":
-                    if not step.action.data_size:
-                        return_buffer(buf)  # zero-copy data only: not needed to send it
-                        buf = None
-                    if step.data:
-                        await stream.send_data(step.data)
-                    if step.action.free_cb is not None:
-                        step.action.free_cb()
-                    pos += len(step.data)
-                    continue
-            if step.kind == "finish":
-                footers = strip_response_fields(step.action.footers or [])
-                if footers:
-                    # RFC 9113 §8.1: a trailer section is a HEADERS frame that ends the stream.
-                    await stream.send_trailers(_encode(footers))
-                else:
-                    await stream.send_data(b"", end=True)
-                return
-            if step.kind == "suspend":
-                return_buffer(buf)
-                buf = None
-                await exchange.park()
-                continue
-            raise BodyAborted(RequestEndedCode.BY_APP_ABORT, step.why)
-        await stream.send_data(b"", end=True)
-    finally:
-        if buf is not None:
-            return_buffer(buf)
-
-
-_Sender = Callable[["H2Stream", Any, Exchange], Awaitable[None]]
-_SENDERS: dict[type, _Sender] = {
-    BufferBody: _send_buffer,
-    IovecBody: _send_iovec,
-    FdBody: _send_fd,
-    PipeBody: _send_pipe,
-    CallbackBody: _send_callback,
-}
 
 
 # -- pages made by the daemon --------------------------------------------------------------
