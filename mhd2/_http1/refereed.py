@@ -13,7 +13,7 @@ The language of the fast path (on which h11 and the fast parsers agree; a test
 compares them on every printable byte): CRLF line ends only, printable ASCII,
 SP and HTAB only, no obs-fold, one request line ``METHOD SP target SP
 HTTP/1.x`` with single spaces, ``HTTP/1.0`` or ``HTTP/1.1``, at most one
-``Host`` (exactly one on 1.1), at most one all-digit ``Content-Length``, no
+``Host`` (exactly one on 1.1), at most one ``Content-Length`` of 1 to 18 digits, no
 ``Transfer-Encoding``, no ``Expect``, no ``Upgrade``.  Any other request --
 and anything the subclass refuses -- goes, from its first byte, to h11,
 whose answer is final; the next request goes back to the fast path.  So the
@@ -212,7 +212,8 @@ class RefereedParser:
             if lower == b"host":
                 hosts.append(value)
             elif lower == b"content-length":
-                if has_length or not value.isdigit():
+                # Longer than 18 digits: h11's rules on lengths past 2**63 (llhttp refuses them).
+                if has_length or not value.isdigit() or len(value) > 18:
                     return self._refer()
                 has_length = True
                 upload_size = int(value)
