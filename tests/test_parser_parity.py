@@ -58,13 +58,34 @@ from parity_corpus import (
 
 import mhd2
 from mhd2._http1.parser import CLOSED, NEED_DATA, BodyEnd, H11Parser, Head, ParseError, Parser
+from mhd2._http1.plain import PlainParser
 from mhd2.websocket import ConnectionClosed, WebSocket, action_websocket
 
-httptools = pytest.importorskip("httptools")
+try:
+    from mhd2._http1.llhttp import LlhttpParser
+except ImportError:  # no httptools: only the pure-Python fast path is compared
+    LlhttpParser = None  # type: ignore[assignment,misc]
 
-from mhd2._http1.llhttp import LlhttpParser  # noqa: E402  (needs httptools)
+#: The fast paths compared with h11 alone: every test runs once per entry
+#: (the transcripts keep the key "httptools" for the fast side).
+FAST_PARSERS: dict[str, Any] = {"plain": PlainParser}
+if LlhttpParser is not None:
+    FAST_PARSERS["llhttp"] = LlhttpParser
+_FAST: list[Any] = [PlainParser]
 
 PARSERS = ("h11", "httptools")
+
+
+@pytest.fixture(autouse=True, scope="module", params=sorted(FAST_PARSERS))
+def fast_parser(request: pytest.FixtureRequest) -> Any:
+    """Which fast path this run compares with h11 alone (``plain`` or ``llhttp``)."""
+    _FAST[0] = FAST_PARSERS[request.param]
+    return _FAST[0]
+
+
+def needs_httptools() -> None:
+    if LlhttpParser is None:
+        pytest.skip("needs httptools")
 #: MHD2's ``PROTOCOL_STRICT_LEVEL`` runs from -3 to 3; mhd2's rules are
 #: thresholds (today: < 0 lenient, 0 default, >= 1 strict), so the levels next
 #: to 0 and the two extremes cover every rule, one added at -2 or 2 included.
@@ -193,9 +214,12 @@ async def daemons(app: EchoApp, **options: Any) -> AsyncIterator[dict[str, mhd2.
     async with (
         mhd2.Daemon(app, port=0, parser="h11", notify_request_ended=app.notify_ended,
                     **options) as a,
-        mhd2.Daemon(app, port=0, parser="httptools", notify_request_ended=app.notify_ended,
+        mhd2.Daemon(app, port=0, parser="h11", notify_request_ended=app.notify_ended,
                     **options) as b,
     ):
+        # h11 alone against the fast path under test, whatever the install has.
+        a._shared.make_parser = H11Parser
+        b._shared.make_parser = _FAST[0]
         yield {"h11": a, "httptools": b}
 
 
@@ -659,7 +683,7 @@ def drive(parser: Parser, parts: Sequence[bytes], eof: bool) -> list[object]:
 
 def parsers_differ(parts: Sequence[bytes], eof: bool) -> tuple[list[object], list[object]] | None:
     a = drive(H11Parser(MAX_HEADER_SIZE), parts, eof)
-    b = drive(LlhttpParser(MAX_HEADER_SIZE), parts, eof)
+    b = drive(_FAST[0](MAX_HEADER_SIZE), parts, eof)
     return None if a == b else (a, b)
 
 
@@ -747,5 +771,6 @@ def test_httptools_backend_is_really_llhttp() -> None:
     """The parity above compares two different parsers, not h11 twice."""
     from mhd2._http1.backend import parser_factory
 
+    needs_httptools()
     assert parser_factory("httptools") is LlhttpParser
-    assert parser_factory("h11") is H11Parser
+    assert parser_factory("h11") is PlainParser

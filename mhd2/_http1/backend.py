@@ -4,7 +4,11 @@ h11 is the pure-Python parser every install has; httptools (llhttp, the parser
 of Node.js) comes with ``pip install mhd2[speedups]``.  ``"auto"`` takes
 httptools when it can be imported.  Both backends sit behind the interface of
 :class:`~mhd2._http1.parser.Parser` and give the same answers for the same
-bytes (see :mod:`mhd2._http1.llhttp` for how).
+bytes: each is a fast path for plainly well-formed heads with h11 as its
+referee (:mod:`mhd2._http1.refereed`) -- llhttp splits the heads for
+``"httptools"`` (:mod:`mhd2._http1.llhttp`), a few ``bytes`` splits in Python
+for ``"h11"`` (:mod:`mhd2._http1.plain`) -- and any other head goes to h11
+(:class:`~mhd2._http1.parser.H11Parser`) from its first byte.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ import importlib.util
 from collections.abc import Callable
 from typing import Final
 
-from .parser import H11Parser, Parser
+from .parser import Parser
+from .plain import PlainParser
 
 __all__ = ["PARSER_CHOICES", "httptools_available", "parser_factory", "resolve_parser"]
 
@@ -39,4 +44,4 @@ def parser_factory(choice: str) -> Callable[[int], Parser]:
         from .llhttp import LlhttpParser
 
         return LlhttpParser
-    return H11Parser
+    return PlainParser
