@@ -381,7 +381,8 @@ async def test_graceful_stop_closes_websockets_with_1001() -> None:
             await ws.send_raw(b"", end=True)
             goaway = await client.until_goaway()
             assert goaway.error_code == 0
-        await client.aclose()
+            await client.until_closed()
+            await client.aclose()  # else the stop waits out the server's linger
     assert handler_saw == [1001]
 
 
