@@ -342,7 +342,7 @@ async def test_client_gone_mid_body_gives_the_pool_back() -> None:
             head = post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 60_000)
             await stream.send_all(head[: len(head) - 30_000])
             await trio.testing.wait_all_tasks_blocked()  # in memory: the body was taken
-            assert daemon_pool_in_use(daemon) > 0
+            assert (daemon_pool_in_use(daemon) or 0) > 0
             await stream.aclose()
             await trio.testing.wait_all_tasks_blocked()
             # The parser's share is given back when the request ends
