@@ -81,6 +81,12 @@ class RawH2:
     @classmethod
     async def connect(cls, port: int, **kwargs: object) -> RawH2:
         stream = await trio.open_tcp_stream("127.0.0.1", port)
+        return await cls.over(stream, **kwargs)
+
+    @classmethod
+    async def over(cls, stream: trio.abc.Stream, **kwargs: object) -> RawH2:
+        """A client on *stream* (e.g. ``conftest.open_stream(daemon)``, in memory,
+        which tests on ``trio.testing.MockClock`` need), its preface sent."""
         client = cls(stream, **kwargs)  # type: ignore[arg-type]
         await client.flush()
         return client

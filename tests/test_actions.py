@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
 
 import mhd2
@@ -132,7 +133,8 @@ async def test_used_response_cannot_be_reused_without_option() -> None:
         shared.add_header("X", "y")
 
 
-async def test_suspend_and_resume_from_task_and_thread(ended: list[Any]) -> None:
+async def test_suspend_and_resume_from_task_and_thread(
+        ended: list[Any], autojump_clock: trio.testing.MockClock) -> None:
     parked: list[mhd2.Request] = []
     calls: list[Any] = []
 
@@ -150,9 +152,12 @@ async def test_suspend_and_resume_from_task_and_thread(ended: list[Any]) -> None
         with trio.fail_after(WAIT):
             while not parked:
                 await trio.sleep(0.01)
-        await trio.sleep(0.5)  # longer than the timeout: a suspended request does not time out
+        await trio.sleep(0.5)  # virtual time, past the timeout: a suspended request does not time out
         mhd2.request_resume(parked[0])
         assert (await read_response(stream, bytearray())).endswith(b"resumed")
+        # A thread is not a trio task: while it runs, the clock must not jump.
+        autojump_clock.autojump_threshold = float("inf")
+        autojump_clock.rate = 1.0
         # from another thread
         await stream.send_all(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
         with trio.fail_after(WAIT):

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import WAIT, exchange, read_until_close, status_of
+import trio.testing
+from conftest import WAIT, exchange, open_stream, read_until_close, status_of
 from h2raw import RawH2
 
 import mhd2
@@ -706,7 +707,8 @@ async def test_http2_upload_streams_through_the_bridge() -> None:
         assert rs.text == "0"
 
 
-async def test_a_slow_app_is_suspended_and_still_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_slow_app_is_suspended_and_still_answers(
+        monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock) -> None:
     """After PARK_AFTER the request is suspended (watched, no inactivity timeout)."""
     monkeypatch.setattr(mhd2.asgi.http, "PARK_AFTER", 0.02)
     parked = trio.Event()
@@ -721,10 +723,10 @@ async def test_a_slow_app_is_suspended_and_still_answers(monkeypatch: pytest.Mon
     ended: list[mhd2.RequestEndedCode] = []
     async with serve(app, timeout=0.3,
                      notify_request_ended=lambda r, code: ended.append(code)) as d:
-        stream = await trio.open_tcp_stream("127.0.0.1", d.port)
+        stream = await open_stream(d)
         async with stream:
             await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
-            await trio.sleep(0.6)  # twice the inactivity timeout: suspended, not cut
+            await trio.sleep(0.6)  # virtual time, twice the inactivity timeout: suspended, not cut
             parked.set()
             with trio.fail_after(WAIT):
                 data = b""

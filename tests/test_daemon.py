@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import WAIT, exchange, read_response, running, status_of, text_response
+import trio.testing
+from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
 
 import mhd2
 
@@ -228,7 +229,8 @@ async def test_graceful_stop_lets_in_flight_response_finish() -> None:
     assert b"Connection: close" in result[0]
 
 
-async def test_graceful_stop_cancels_after_grace(ended: list[Any]) -> None:
+async def test_graceful_stop_cancels_after_grace(
+        ended: list[Any], autojump_clock: trio.testing.MockClock) -> None:
     async def never(request: mhd2.Request) -> mhd2.Action:
         await trio.sleep_forever()
         raise AssertionError
@@ -236,15 +238,15 @@ async def test_graceful_stop_cancels_after_grace(ended: list[Any]) -> None:
     daemon = mhd2.Daemon(never, port=0, notify_request_ended=lambda r, c: ended.append(c))
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.serve)
-        stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        stream = await open_stream(daemon)
         await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-        with trio.fail_after(WAIT):
-            while daemon.connection_count < 1:
-                await trio.sleep(0.01)
+        await trio.testing.wait_all_tasks_blocked()  # in memory: the callback waits
+        assert daemon.connection_count == 1
         start = trio.current_time()
         with trio.fail_after(WAIT):
             await daemon.stop(grace=0.3)
-        assert trio.current_time() - start >= 0.25
+        took = trio.current_time() - start  # virtual time
+        assert 0.3 <= took < 0.35, took  # the grace, then the cancel
     assert ended == [mhd2.RequestEndedCode.DAEMON_SHUTDOWN]
     await stream.aclose()
 

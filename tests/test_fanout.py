@@ -574,11 +574,12 @@ async def test_graceful_stop_over_http2(ca: trustme.CA, protocol: str) -> None:
                         s.hub.stats().subscribers["sse"] == 1)
             nursery.start_soon(s.daemon.stop, WAIT)
             replies = [await client.response(sid) for sid in (poll, events)]
+            await client.until_closed()
+            await client.aclose()  # else the stop waits out the server's linger
         assert replies[0].status == 204 and replies[0].header(b"x-cursor") == tip.encode()
         assert replies[1].status == 200 and replies[1].ended
         assert replies[1].body == b"retry: 1500\n\nretry: 1500\n\n"
         assert client.goaway is not None and client.goaway.error_code == 0
-        await client.aclose()
 
 
 async def test_closing_the_hub_says_goodbye_too(ca: trustme.CA) -> None:

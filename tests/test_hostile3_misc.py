@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
-from conftest import WAIT, running, text_response
+from conftest import WAIT, open_stream, running, text_response
 
 import mhd2
 from mhd2.pool import LargePool
@@ -262,7 +262,7 @@ POOL = 64 * 1024
 SHARE = 16 * 1024
 
 
-async def read_reply(stream: trio.SocketStream) -> bytes:
+async def read_reply(stream: trio.abc.ReceiveStream) -> bytes:
     """Everything until the server closes (a reset counts as a close)."""
     reply = b""
     try:
@@ -273,7 +273,8 @@ async def read_reply(stream: trio.SocketStream) -> bytes:
     return reply
 
 
-async def test_slow_full_uploads_cannot_hold_the_shared_pool() -> None:
+async def test_slow_full_uploads_cannot_hold_the_shared_pool(
+        autojump_clock: trio.testing.MockClock) -> None:
     """Four uploads trickling just over ``min_body_rate`` reserve the whole
     ``large_pool_size`` (three declared, one chunked that grew to its share).
     Meanwhile another full upload gets 413 -- but only until the holders run
@@ -294,8 +295,8 @@ async def test_slow_full_uploads_cannot_hold_the_shared_pool() -> None:
                 all_reserving.set()
         return mhd2.action_process_upload_full(request, SHARE, full)
 
-    async def fast_upload(port: int) -> bytes:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async def fast_upload(target: mhd2.Daemon) -> bytes:
+        stream = await open_stream(target)
         async with stream:
             await stream.send_all(b"POST /fast HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
                                   b"Content-Length: %d\r\n\r\n" % SHARE + b"x" * SHARE)
@@ -303,8 +304,8 @@ async def test_slow_full_uploads_cannot_hold_the_shared_pool() -> None:
 
     replies: list[tuple[bytes, float]] = []
 
-    async def slow_upload(port: int, chunked: bool, nursery_started: trio.Event) -> None:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async def slow_upload(target: mhd2.Daemon, chunked: bool, nursery_started: trio.Event) -> None:
+        stream = await open_stream(target)
         async with stream:
             if chunked:  # grows to (almost) its share at once, then trickles
                 head = (b"POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -338,18 +339,18 @@ async def test_slow_full_uploads_cannot_hold_the_shared_pool() -> None:
             async with trio.open_nursery() as nursery:
                 for chunked in (False, False, False, True):
                     sent = trio.Event()
-                    nursery.start_soon(slow_upload, daemon.port, chunked, sent)
+                    nursery.start_soon(slow_upload, daemon, chunked, sent)
                     await sent.wait()
                 await all_reserving.wait()
                 # The pool is held: a full upload that does not fit is refused.
-                assert (await fast_upload(daemon.port)).startswith(b"HTTP/1.1 413 ")
+                assert (await fast_upload(daemon)).startswith(b"HTTP/1.1 413 ")
         # ... until the holders were cut off, each ~2 s after its reservation.
         assert len(replies) == 4
         for reply, took in replies:
             assert reply.startswith(b"HTTP/1.1 408 "), reply
-            assert 1.5 <= took < 5.0, took
+            assert 1.9 <= took < 2.5, took  # virtual time: the fill time, 2 s
         with trio.fail_after(WAIT):
-            assert (await fast_upload(daemon.port)).endswith(b"got %d" % SHARE)
+            assert (await fast_upload(daemon)).endswith(b"got %d" % SHARE)
 
 
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), "60", True])
@@ -358,7 +359,8 @@ def test_large_pool_fill_time_bad_values(value: object) -> None:
         mhd2.Daemon(text_response, large_pool_fill_time=value)
 
 
-async def test_slow_full_uploads_cannot_hold_the_shared_pool_over_http2() -> None:
+async def test_slow_full_uploads_cannot_hold_the_shared_pool_over_http2(
+        autojump_clock: trio.testing.MockClock) -> None:
     """The same over HTTP/2: four streams of one connection trickle; a fifth
     full upload gets 413 while they hold the pool, the four get 408 after the
     fill time, and then a full upload is served."""
@@ -386,7 +388,7 @@ async def test_slow_full_uploads_cannot_hold_the_shared_pool_over_http2() -> Non
         return sid
 
     async with running(cb, large_pool_size=POOL, large_pool_fill_time=2.0) as daemon:
-        client = await RawH2.connect(daemon.port)
+        client = await RawH2.over(await open_stream(daemon))
         slow = [upload(client, "/slow", b"z" * 10, end=False) for _ in range(4)]
         await client.flush()
         started = trio.current_time()
@@ -413,7 +415,7 @@ async def test_slow_full_uploads_cannot_hold_the_shared_pool_over_http2() -> Non
                 took = trio.current_time() - started
                 nursery.cancel_scope.cancel()
             assert [client.replies[sid].status for sid in slow] == [408] * 4
-            assert 1.5 <= took < 5.0, took
+            assert 1.9 <= took < 2.5, took  # virtual time: the fill time, 2 s
             again = upload(client, "/fast", b"x" * SHARE, end=True)
             assert (await client.response(again)).body == b"got %d" % SHARE
         await client.aclose()
@@ -436,7 +438,8 @@ class WatchedPool(LargePool):
         return done
 
 
-async def test_slow_form_posts_cannot_hold_the_shared_pool() -> None:
+async def test_slow_form_posts_cannot_hold_the_shared_pool(
+        autojump_clock: trio.testing.MockClock) -> None:
     """The form parser's collected values draw from the same pool: four form
     posts send most of a collected value at once, then trickle the rest.  A
     fifth form finds the pool short -- until the holders' fill time is over:
@@ -457,16 +460,16 @@ async def test_slow_form_posts_cannot_hold_the_shared_pool() -> None:
                 b"Content-Type: application/x-www-form-urlencoded\r\n"
                 b"Content-Length: %d\r\n\r\n" % (declared or len(body)) + body)
 
-    async def fast_form(port: int) -> bytes:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async def fast_form(target: mhd2.Daemon) -> bytes:
+        stream = await open_stream(target)
         async with stream:
             await stream.send_all(form(b"x" * SHARE))
             return await read_reply(stream)
 
     replies: list[tuple[bytes, float]] = []
 
-    async def slow_form(port: int, sent: trio.Event) -> None:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async def slow_form(target: mhd2.Daemon, sent: trio.Event) -> None:
+        stream = await open_stream(target)
         async with stream:
             await stream.send_all(form(b"x" * value, declared=SHARE + 2))
             sent.set()
@@ -493,15 +496,15 @@ async def test_slow_form_posts_cannot_hold_the_shared_pool() -> None:
             async with trio.open_nursery() as nursery:
                 for _ in range(4):
                     sent = trio.Event()
-                    nursery.start_soon(slow_form, daemon.port, sent)
+                    nursery.start_soon(slow_form, daemon, sent)
                     await sent.wait()
                 await pool.reached.wait()  # the values are collected as they come
-                assert (await fast_form(daemon.port)).endswith(b"FAILED_NO_LARGE_BUF_MEM")
+                assert (await fast_form(daemon)).endswith(b"FAILED_NO_LARGE_BUF_MEM")
         assert len(replies) == 4
         for reply, took in replies:
             assert reply.endswith(b"FAILED_NO_LARGE_BUF_MEM"), reply
-            assert 1.5 <= took < 5.0, took
+            assert 1.9 <= took < 2.5, took  # virtual time: the fill time, 2 s
         assert pool.in_use == 0
         with trio.fail_after(WAIT):
-            last = await fast_form(daemon.port)
+            last = await fast_form(daemon)
             assert last.endswith(b"\r\n\r\nOK"), last

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from conftest import (
     WAIT,
     exchange,
@@ -41,7 +42,9 @@ async def test_slow_steady_reader_is_not_cut_by_the_inactivity_timeout(
         source: str, tmp_path: Path) -> None:
     """A body that takes several timeouts to read, read steadily, arrives whole
     (from memory through write, and from a file through sendfile)."""
-    body = b"x" * (6 * 1024 * 1024)
+    # Real sockets (partial writes, sendfile), so real time: kept short, with a
+    # wide margin (a read every 0.02 s against a 0.3 s timeout).
+    body = b"x" * (3 * 1024 * 1024)
     path = tmp_path / "body.bin"
     path.write_bytes(body)
     ends: list[mhd2.RequestEndedCode] = []
@@ -53,7 +56,7 @@ async def test_slow_steady_reader_is_not_cut_by_the_inactivity_timeout(
             response = mhd2.Response.from_buffer_static(200, body)
         return mhd2.action_from_response(request, response)
 
-    async with running(app, timeout=0.6, notify_request_ended=lambda r, c: ends.append(c)) as d:
+    async with running(app, timeout=0.3, notify_request_ended=lambda r, c: ends.append(c)) as d:
         sock = trio.socket.socket()
         # A small receive buffer keeps the server's writes partial.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
@@ -68,9 +71,9 @@ async def test_slow_steady_reader_is_not_cut_by_the_inactivity_timeout(
                 if not chunk:
                     break
                 got += len(chunk)
-                await trio.sleep(0.02)  # the workload: a reader of ~1.5-3 MiB/s
+                await trio.sleep(0.02)  # the workload: a reader of at most ~3 MiB/s
         elapsed = trio.current_time() - started
-    assert elapsed > 1.2  # it did take more than two timeouts ...
+    assert elapsed > 0.6  # it did take more than two timeouts ...
     assert got > len(body)  # ... and nothing was cut
     assert ends == [Code.COMPLETED_OK]
 
@@ -78,9 +81,10 @@ async def test_slow_steady_reader_is_not_cut_by_the_inactivity_timeout(
 # -- 3. empty lines before a request line do not re-arm the idle timer -----------------
 
 
-async def test_empty_lines_do_not_hold_an_idle_connection_open() -> None:
+async def test_empty_lines_do_not_hold_an_idle_connection_open(
+        autojump_clock: trio.testing.MockClock) -> None:
     async with running(text_response, timeout=0.5) as d:
-        stream = await open_stream(d.port)
+        stream = await open_stream(d)
         started = trio.current_time()
         closed_after = None
         with trio.fail_after(WAIT):
@@ -100,7 +104,8 @@ async def test_empty_lines_do_not_hold_an_idle_connection_open() -> None:
                         if end:
                             closed_after = trio.current_time() - started
                             break
-        assert closed_after is not None and closed_after < 2.0
+        # virtual time: closed at the timeout, not re-armed by the empty lines
+        assert closed_after is not None and 0.49 < closed_after < 0.6, closed_after
 
 
 # -- 5. one-byte chunks are merged and do not monopolise the daemon -----------------------
@@ -146,7 +151,8 @@ async def test_tiny_chunks_are_merged_and_other_clients_are_served_meanwhile() -
 # -- 7. a body trickled below the minimum rate is cut -----------------------------------
 
 
-async def test_trickled_body_is_cut_with_408(ended: list[tuple[mhd2.Request, Code]]) -> None:
+async def test_trickled_body_is_cut_with_408(
+        ended: list[tuple[mhd2.Request, Code]], autojump_clock: trio.testing.MockClock) -> None:
     def app(request: mhd2.Request) -> mhd2.Action:
         return mhd2.action_process_upload_full(
             request, 1000, lambda r, data: mhd2.upload_action_from_response(
@@ -154,7 +160,7 @@ async def test_trickled_body_is_cut_with_408(ended: list[tuple[mhd2.Request, Cod
 
     async with running(app, min_body_rate=(100, 0.5), timeout=30,
                        notify_request_ended=lambda r, c: ended.append((r, c))) as d:
-        stream = await open_stream(d.port)
+        stream = await open_stream(d)
         async with stream:
             await stream.send_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
             reply = b""
@@ -298,9 +304,10 @@ async def test_strict_refuses_lenient_trailer_even_when_the_body_is_not_read() -
 # -- the engine's other limits -----------------------------------------------------------------
 
 
-async def test_keep_alive_timeout_apart_from_timeout() -> None:
+async def test_keep_alive_timeout_apart_from_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
     async with running(text_response, timeout=30, keep_alive_timeout=0.3) as d:
-        stream = await open_stream(d.port)
+        stream = await open_stream(d)
         async with stream:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             buffer = bytearray()
@@ -308,7 +315,8 @@ async def test_keep_alive_timeout_apart_from_timeout() -> None:
             started = trio.current_time()
             with trio.fail_after(WAIT):
                 assert await read_until_close(stream) == b""
-            assert trio.current_time() - started < 5
+            idle_for = trio.current_time() - started  # virtual time
+            assert 0.29 < idle_for < 1, idle_for  # keep_alive_timeout, not timeout
     assert mhd2.Daemon(text_response, timeout=7).options.keep_alive_timeout == 7
 
 
@@ -321,7 +329,8 @@ async def test_max_requests_per_connection() -> None:
     assert b"Connection: close" in second
 
 
-async def test_per_connection_timeout_override() -> None:
+async def test_per_connection_timeout_override(
+        autojump_clock: trio.testing.MockClock) -> None:
     def app(request: mhd2.Request) -> mhd2.Action:
         assert request.connection_timeout == 30
         request.connection_timeout = 0.3
@@ -329,7 +338,7 @@ async def test_per_connection_timeout_override() -> None:
         return text_response(request)
 
     async with running(app, timeout=30) as d:
-        stream = await open_stream(d.port)
+        stream = await open_stream(d)
         async with stream:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             assert status_of(await read_response(stream, bytearray())) == 200

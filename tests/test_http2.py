@@ -17,13 +17,15 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 import trustme
-from conftest import WAIT, read_until_close, running, text_response
+from conftest import WAIT, open_stream, read_until_close, running, text_response
 from h2raw import RawH2
 from test_auth import PASSWORD, RANDOM, USER, basic_app, digest_app
 
 import mhd2
 from mhd2.enums import RequestEndedCode
+from mhd2.http2.connection import IDLE_SLACK
 from mhd2.tls import server_context
 
 Ended = list[tuple[mhd2.Request, mhd2.RequestEndedCode]]
@@ -362,7 +364,8 @@ async def test_slow_application_stops_the_window_instead_of_buffering() -> None:
 
 
 async def test_trickled_body_is_cut_with_408_and_the_connection_serves_on(
-        ended: list[tuple[mhd2.Request, RequestEndedCode]]) -> None:
+        ended: list[tuple[mhd2.Request, RequestEndedCode]],
+        autojump_clock: trio.testing.MockClock) -> None:
     """``min_body_rate`` on HTTP/2: a stream whose DATA trickles below the rate
     is answered 408 (then RST_STREAM(NO_ERROR) for the rest of the body), as
     HTTP/1 answers 408; the connection's other streams are not affected."""
@@ -374,7 +377,7 @@ async def test_trickled_body_is_cut_with_408_and_the_connection_serves_on(
     async with running(app, min_body_rate=(100, 0.5), timeout=30,
                        notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
         with trio.fail_after(WAIT):
-            client = await RawH2.connect(daemon.port)
+            client = await RawH2.over(await open_stream(daemon))
             sid = client.request("/slow", "POST", [("content-length", "100")], end=False)
             reply = client.replies[sid]
             start = trio.current_time()
@@ -515,7 +518,14 @@ async def test_request_ended_once_per_stream_and_client_reset_is_client_abort(
             return mhd2.action_suspend(request)
         return text_response(request)
 
-    async with running(cb, notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+    both_ended = trio.Event()
+
+    def on_end(request: mhd2.Request, code: mhd2.RequestEndedCode) -> None:
+        ended.append((request, code))
+        if len(ended) == 2:
+            both_ended.set()
+
+    async with running(cb, notify_request_ended=on_end) as daemon:
         with trio.fail_after(WAIT):
             client = await RawH2.connect(daemon.port)
             park = client.request("/park")
@@ -524,8 +534,7 @@ async def test_request_ended_once_per_stream_and_client_reset_is_client_abort(
             await parked.wait()
             client.conn.reset_stream(park, 8)  # CANCEL
             await client.flush()
-            while len(ended) < 2:
-                await trio.sleep(0.01)
+            await both_ended.wait()
             await client.aclose()
     assert sorted((r.path, c) for r, c in ended) == [
         ("/ok", RequestEndedCode.COMPLETED_OK), ("/park", RequestEndedCode.CLIENT_ABORT)]
@@ -585,20 +594,26 @@ async def test_graceful_stop_sends_goaway_and_lets_running_streams_finish(ended:
                 release.set()
                 reply = await client.response(sid)
                 await client.until_closed()
+                await client.aclose()  # else the stop waits out the server's linger
     assert (reply.status, reply.body) == (200, b"finished")
     assert [c for _, c in ended] == [RequestEndedCode.COMPLETED_OK]
 
 
-async def test_idle_connection_gets_goaway_at_the_keep_alive_timeout() -> None:
-    async with running(text_response, timeout=5, keep_alive_timeout=0.3) as daemon:
-        with trio.fail_after(WAIT):
-            client = await RawH2.connect(daemon.port)
+async def test_idle_connection_gets_goaway_at_the_keep_alive_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """In memory on virtual time: the GOAWAY comes at keep_alive_timeout (not at
+    the longer timeout), give or take the idle check's slack."""
+    async with running(text_response, timeout=60, keep_alive_timeout=20) as daemon:
+        with trio.fail_after(WAIT * 10):
+            client = await RawH2.over(await open_stream(daemon))
             reply = await client.response(client.request("/"))
             start = trio.current_time()
-            goaway = await client.until_goaway()
+            goaway = await client.until_goaway(timeout=WAIT * 10)
+            idle_for = trio.current_time() - start
             await client.until_closed()
+            await client.aclose()  # else the daemon's exit waits out the server's linger
     assert reply.status == 200 and goaway.error_code == 0 and goaway.last_stream_id == 1
-    assert trio.current_time() - start < 3
+    assert 20 <= idle_for <= 20 + IDLE_SLACK, idle_for
 
 
 # -- real clients ---------------------------------------------------------------------------------
@@ -669,6 +684,7 @@ async def test_stop_wakes_parked_streams_with_503_and_refuses_new_ones(ended: En
                 goaway = await client.until_goaway()
                 reply = await client.response(sid)
                 await client.until_closed()
+                await client.aclose()  # else the stop waits out the server's linger
     assert goaway.last_stream_id == sid and reply.status == 503
     assert [c for _, c in ended] == [RequestEndedCode.DAEMON_SHUTDOWN]
 
@@ -681,6 +697,7 @@ async def test_max_requests_per_connection_sends_goaway() -> None:
             second = await client.response(client.request("/2"))
             goaway = await client.until_goaway()
             await client.until_closed()
+            await client.aclose()  # else the daemon's exit waits out the server's linger
     assert first.status == second.status == 200
     assert goaway.error_code == 0 and goaway.last_stream_id == 3
 
@@ -720,7 +737,8 @@ async def test_the_last_answers_are_not_cut_when_the_connection_ends_mid_write(
     assert goaway.error_code == 0 and goaway.last_stream_id == sids[-1]
 
 
-async def test_connection_timeout_is_per_stream(ended: Ended) -> None:
+async def test_connection_timeout_is_per_stream(ended: Ended,
+        autojump_clock: trio.testing.MockClock) -> None:
     """request.connection_timeout sets the limit of the request's own stream:
     a stream waiting for a body that does not come is cut, its neighbour is not."""
     def cb(request: mhd2.Request) -> mhd2.Action:
@@ -734,7 +752,7 @@ async def test_connection_timeout_is_per_stream(ended: Ended) -> None:
     async with running(cb, timeout=30,
                        notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
         with trio.fail_after(WAIT):
-            client = await RawH2.connect(daemon.port)
+            client = await RawH2.over(await open_stream(daemon))
             short = client.request("/short", "POST", end=False)
             long = client.request("/long", "POST", end=False)
             cut = await client.response(short)
@@ -749,8 +767,6 @@ async def test_connection_timeout_is_per_stream(ended: Ended) -> None:
 async def test_prior_knowledge_over_serve_stream(ended: Ended) -> None:
     """The preface is recognised on any transport, e.g. a memory stream handed to
     serve_stream; the connection counts and its streams end once each."""
-    from conftest import open_stream
-
     async with running(echo_request,
                        notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
         with trio.fail_after(WAIT):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import WAIT, running, text_response
+from conftest import WAIT, open_stream, running, text_response
 from h2.settings import SettingCodes
 from h2raw import RawH2, Reply
 from h2ws import H2WebSocket, extended_connect
@@ -381,7 +381,8 @@ async def test_graceful_stop_closes_websockets_with_1001() -> None:
             await ws.send_raw(b"", end=True)
             goaway = await client.until_goaway()
             assert goaway.error_code == 0
-        await client.aclose()
+            await client.until_closed()
+            await client.aclose()  # else the stop waits out the server's linger
     assert handler_saw == [1001]
 
 
@@ -434,9 +435,10 @@ async def test_client_vanishing_ends_every_handler_with_1006_not_a_cancellation(
         assert ended == [RequestEndedCode.COMPLETED_OK_UPGRADE] * 3
 
 
-async def test_keepalive_pings_over_a_stream_and_closes_1011_when_unanswered() -> None:
+async def test_keepalive_pings_over_a_stream_and_closes_1011_when_unanswered(
+        autojump_clock: trio.testing.MockClock) -> None:
     async with running(_app(echo, ping_interval=0.2)) as daemon:
-        client = await RawH2.connect(daemon.port)
+        client = await RawH2.over(await open_stream(daemon))
         ws = await H2WebSocket.open(client)
         # The helper answers pings: the WebSocket stays open across several.
         for _ in range(2):

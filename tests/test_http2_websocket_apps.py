@@ -61,7 +61,8 @@ async def test_fanout_websocket_subscriber_over_http2_and_1012_at_stop() -> None
                 assert await ws.close_code() == 1012
                 await ws.send(CloseConnection(1012))
                 await ws.send_raw(b"", end=True)
-        await client.aclose()
+            await client.until_closed()
+            await client.aclose()  # else the stop waits out the server's linger
 
 
 def echo_app(log: list[Any]) -> Any:

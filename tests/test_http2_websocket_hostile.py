@@ -64,6 +64,7 @@ async def test_a_client_that_never_reads_holds_the_handlers_not_memory() -> None
     """50 tunnels each sending 1 MB (50 MB) to a client that never acknowledges: each
     handler's send waits at the client's window; nothing is queued beyond it."""
     waiting = trio.Event()
+    finished = trio.Event()
     blocked: list[int] = []
 
     async def handler(request: mhd2.Request, urh: mhd2.UpgradeHandle) -> None:
@@ -74,7 +75,7 @@ async def test_a_client_that_never_reads_holds_the_handlers_not_memory() -> None
         blocked.append(sent)
         if len(blocked) == TUNNELS:
             waiting.set()
-        await trio.sleep_forever()
+        await finished.wait()  # released at the end: else the daemon waits 2 s for it
 
     async with h2_attack(tunnel_app(handler),
                          client_options={"window": 4096, "auto_ack": False}) as attack:
@@ -90,3 +91,4 @@ async def test_a_client_that_never_reads_holds_the_handlers_not_memory() -> None
         # most, the connection's 65535 shared).
         assert all(0 <= sent <= 4096 for sent in blocked)
         assert sum(blocked) <= 65535
+        finished.set()

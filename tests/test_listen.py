@@ -113,9 +113,8 @@ async def test_serve_stream_needs_a_running_daemon_and_counts_against_limits() -
         async with trio.open_nursery() as nursery:
             first_client, first = trio.testing.memory_stream_pair()
             nursery.start_soon(daemon.serve_stream, first)
-            with trio.fail_after(WAIT):
-                while daemon.connection_count < 1:
-                    await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()  # in memory: the connection is open
+            assert daemon.connection_count == 1
             second_client, second = trio.testing.memory_stream_pair()
             with trio.fail_after(WAIT):
                 await daemon.serve_stream(second)  # over the limit: closed at once
@@ -135,9 +134,8 @@ async def test_graceful_stop_ends_serve_stream_connections() -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(serve)
             await client.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-            with trio.fail_after(WAIT):
-                while daemon.connection_count < 1:
-                    await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()  # in memory: the connection is open
+            assert daemon.connection_count == 1
             with trio.fail_after(WAIT):
                 await daemon.stop(grace=1)
                 await done.wait()  # the idle kept-alive connection was closed

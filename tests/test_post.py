@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.testing
 from conftest import WAIT, exchange, open_stream, running, status_of
 
 import mhd2
@@ -265,10 +266,11 @@ async def test_reader_suspend_and_resume() -> None:
                 result.append(await exchange(daemon, post(b"application/x-www-form-urlencoded", body)))
 
             nursery.start_soon(client)
+            # In memory: once every task waits, the request has parked and
+            # stays so (nothing is left to run), not merely "after 0.1 s".
             with trio.fail_after(WAIT):
-                while not parked:
-                    await trio.sleep(0.01)
-            await trio.sleep(0.1)
+                await trio.testing.wait_all_tasks_blocked()
+            assert parked
             assert seen.results == []  # parked
             mhd2.request_resume(parked[0])
     assert result[0].endswith(b"done")
@@ -339,11 +341,11 @@ async def test_client_gone_mid_body_gives_the_pool_back() -> None:
             stream = await open_stream(daemon)
             head = post(b"application/x-www-form-urlencoded", b"a=" + b"v" * 60_000)
             await stream.send_all(head[: len(head) - 30_000])
-            while daemon_pool_in_use(daemon) == 0:
-                await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()  # in memory: the body was taken
+            assert (daemon_pool_in_use(daemon) or 0) > 0
             await stream.aclose()
-            while daemon_pool_in_use(daemon) != 0:
-                # The parser's share is given back when the request ends
-                # (CLIENT_ABORT), without waiting for garbage collection.
-                await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
+            # The parser's share is given back when the request ends
+            # (CLIENT_ABORT), without waiting for garbage collection.
+            assert daemon_pool_in_use(daemon) == 0
         assert seen.results == []

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
 
 import mhd2
@@ -62,13 +63,14 @@ def recorder(ended: Ended) -> Callable[[mhd2.Request, RequestEndedCode], None]:
 # -- action_suspend ------------------------------------------------------------------
 
 
-async def test_suspended_request_does_not_time_out_and_is_called_again(ended: Ended) -> None:
+async def test_suspended_request_does_not_time_out_and_is_called_again(
+        ended: Ended, autojump_clock: trio.testing.MockClock) -> None:
     app = Parker()
     async with running(app, timeout=0.2, notify_request_ended=recorder(ended)) as daemon:
         async with await open_stream(daemon) as stream:
             await stream.send_all(b"GET /one HTTP/1.1\r\nHost: h\r\n\r\n")
             await until(lambda: len(app.parked) == 1)
-            await trio.sleep(0.6)  # three timeouts pass: still parked, nothing ended
+            await trio.sleep(0.6)  # virtual time: three timeouts pass, still parked, nothing ended
             assert ended == []
             mhd2.request_resume(app.parked[0])
             response = await read_response(stream, bytearray())
@@ -193,7 +195,7 @@ async def test_client_gone_while_suspended_is_noticed_without_a_resume(ended: En
         # resuming now does nothing: the callback is not called again
         mhd2.request_resume(app.parked[0])
         await trio.to_thread.run_sync(mhd2.request_resume, app.parked[0])
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()  # whatever the resume would do, done
         assert app.calls == [("/x", None)]
     assert len(ended) == 1
 
@@ -220,7 +222,7 @@ async def test_hundreds_of_clients_vanishing_leave_nothing_behind(ended: Ended) 
         assert len({id(r) for r, _ in ended}) == n  # each request ended exactly once
         for request in app.parked:
             mhd2.request_resume(request)
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()  # whatever the resume would do, done
         assert len(app.calls) == n and len(ended) == n
 
 
@@ -247,14 +249,15 @@ async def test_client_gone_while_dcc_suspended_is_noticed(ended: Ended) -> None:
         await until(lambda: len(ended) == 1, timeout=2.0)
         assert ended == [(requests[0], RequestEndedCode.CLIENT_ABORT)]
         mhd2.request_resume(requests[0])
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()  # whatever the resume would do, done
         assert calls == [0, 6]
 
 
 # -- dcc_action_suspend -----------------------------------------------------------------
 
 
-async def test_dcc_suspend_between_events_like_server_sent_events() -> None:
+async def test_dcc_suspend_between_events_like_server_sent_events(
+        autojump_clock: trio.testing.MockClock) -> None:
     """An event stream: the creator suspends when it has nothing; each resume sends one event."""
     queue: list[bytes] = []
     streams: list[mhd2.Request] = []
@@ -284,7 +287,7 @@ async def test_dcc_suspend_between_events_like_server_sent_events() -> None:
             for i in range(3):
                 await until(lambda i=i: len(positions) == 2 * i + 1)  # type: ignore[misc]
                 if i == 1:
-                    await trio.sleep(0.5)  # longer than the timeout: no timeout while suspended
+                    await trio.sleep(0.5)  # virtual time, longer than the timeout: none while suspended
                 event = b"data: %d\n\n" % i
                 queue.append(event)
                 sent += event

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from conftest import WAIT, exchange, read_response, running, status_of, text_response
+from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
 
 import mhd2
 
@@ -51,7 +51,7 @@ def page(request: mhd2.Request, body: bytes, status: int = 200) -> mhd2.UploadAc
 class Raw:
     """A raw client connection with a read buffer."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
         self.stream = stream
         self.buffer = bytearray()
 
@@ -87,9 +87,10 @@ class Raw:
 
 
 @asynccontextmanager
-async def raw_connection(port: int) -> AsyncIterator[Raw]:
+async def raw_connection(port: int | mhd2.Daemon) -> AsyncIterator[Raw]:
+    """A raw connection: TCP to a port, in memory to a daemon (``conftest.open_stream``)."""
     with trio.fail_after(WAIT):
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        stream = await open_stream(port)
     async with stream:
         yield Raw(stream)
 
@@ -823,7 +824,8 @@ async def test_client_leaving_a_suspended_upload_is_client_abort(ended: Ended) -
     assert calls == [b"first"]
 
 
-async def test_body_trickling_past_the_timeout_is_timeout_reached(ended: Ended) -> None:
+async def test_body_trickling_past_the_timeout_is_timeout_reached(
+        ended: Ended, autojump_clock: trio.testing.MockClock) -> None:
     pieces: list[bytes] = []
 
     def inc(request: mhd2.Request, data: bytes) -> mhd2.UploadAction:
@@ -834,7 +836,7 @@ async def test_body_trickling_past_the_timeout_is_timeout_reached(ended: Ended) 
         return mhd2.action_process_upload_inc(request, inc)
 
     async with running(cb, timeout=0.4, notify_request_ended=notify(ended)) as daemon:
-        async with raw_connection(daemon.port) as conn:
+        async with raw_connection(daemon) as conn:
             await conn.send(post_head(length=100) + b"part")
             # nothing more is sent: the daemon gives up and closes
             assert await conn.rest() == b""

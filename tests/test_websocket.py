@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 import trio
-from conftest import WAIT, exchange, running, status_of, text_response
+import trio.testing
+from conftest import WAIT, exchange, open_stream, running, status_of, text_response
 from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
@@ -55,14 +56,16 @@ def _handshake(path: str = "/ws", extra: str = "", drop: str = "") -> bytes:
 class RawClient:
     """A WebSocket client on a trio socket, framing with WebSocketStream(CLIENT)."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.HalfCloseableStream) -> None:
         self.stream = stream
         self.codec = WebSocketStream(flags=StreamFlags.CLIENT)
         self.buffer = b""
 
     @classmethod
-    async def open(cls, port: int, extra: str = "") -> tuple[RawClient, bytes]:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async def open(cls, port: int | mhd2.Daemon, extra: str = "") -> tuple[RawClient, bytes]:
+        """Connect (TCP to a port, in memory to a daemon: see ``conftest.open_stream``)
+        and shake hands; returns the client and the response head."""
+        stream = await open_stream(port)
         await stream.send_all(_handshake(extra=extra))
         client = cls(stream)
         data = b""
@@ -333,10 +336,11 @@ async def test_slow_reader_blocks_send_and_memory_stays_bounded() -> None:
     assert sent[0] < 16 << 20
 
 
-async def test_keepalive_pings_and_pong_deadline() -> None:
+async def test_keepalive_pings_and_pong_deadline(
+        autojump_clock: trio.testing.MockClock) -> None:
     async with running(_app(echo, ping_interval=0.1)) as d:
         # A client answering pings stays connected across several intervals.
-        client, _ = await RawClient.open(d.port)
+        client, _ = await RawClient.open(d)
         async with client.stream:
             for _ in range(3):
                 status, payload = await client.next()
@@ -347,7 +351,7 @@ async def test_keepalive_pings_and_pong_deadline() -> None:
                 await client.send(client.codec.encode_pong(frame[1] or b""))
             assert frame == (WebSocketStatus.TEXT_FRAME, b"alive")
         # One that does not answer is closed with 1011.
-        client, _ = await RawClient.open(d.port)
+        client, _ = await RawClient.open(d)
         async with client.stream:
             assert (await client.next())[0] == WebSocketStatus.PING_FRAME
             assert await client.close_code() == 1011

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import WAIT, exchange, running, status_of
+from conftest import WAIT, exchange, open_stream, read_until_close, running, status_of
 from test_websocket import RawClient, _app, _handshake, echo, masked
 
 import mhd2
@@ -261,38 +261,24 @@ def test_bad_limits_are_usage_errors() -> None:
 # -- 4. graceful stop: 1001 at once, done within grace ---------------------------------------
 
 
-def _silent_clients(port: int, n: int) -> list[socket.socket]:
-    socks = []
-    for _ in range(n):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
-        sock.sendall(_handshake())
-        _recv_head(sock)
-        socks.append(sock)
-    return socks
-
-
-def _frames_until_eof(sock: socket.socket, buffer: bytes) -> list[tuple[WebSocketStatus, bytes | None]]:
+def _frames_in(data: bytes) -> list[tuple[WebSocketStatus, bytes | None]]:
+    """The whole server frames in *data*, decoded as a client."""
     codec = WebSocketStream(flags=1)  # CLIENT
     frames: list[tuple[WebSocketStatus, bytes | None]] = []
-    data = buffer
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except OSError:
-            chunk = b""
-        data += chunk
-        while data:
-            status, payload, used = codec.decode(data)
-            data = data[used:]
-            if status == WebSocketStatus.OK:
-                break
-            frames.append((status, payload))
-        if not chunk:
-            return frames
+    while data:
+        status, payload, used = codec.decode(data)
+        data = data[used:]
+        if status == WebSocketStatus.OK:
+            break
+        frames.append((status, payload))
+    return frames
 
 
-async def test_stop_sends_1001_at_once_and_ends_within_grace() -> None:
-    """3 silent clients (never answer the close, never read): stop(grace=2) < 2.5 s."""
+async def test_stop_sends_1001_at_once_and_ends_within_grace(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """3 silent clients (never answer the close, never read), in memory on
+    virtual time: stop(grace=2) takes the grace, not more (not < 2: the
+    clients do not answer, so the grace is waited out)."""
     started = 0
     all_in = trio.Event()
     seen: list[bool] = []
@@ -310,22 +296,24 @@ async def test_stop_sends_1001_at_once_and_ends_within_grace() -> None:
     daemon = mhd2.Daemon(_app(handler), port=0)
     async with trio.open_nursery() as nursery:
         await nursery.start(daemon.serve)
-        socks = await trio.to_thread.run_sync(_silent_clients, daemon.port, 3)
-        try:
+        clients = [await open_stream(daemon) for _ in range(3)]
+        for client in clients:
+            await client.send_all(_handshake())
+        with trio.fail_after(WAIT):
+            await all_in.wait()
+        start = trio.current_time()
+        with trio.fail_after(WAIT):
+            await daemon.stop(grace=2)
+        elapsed = trio.current_time() - start
+        for client in clients:
             with trio.fail_after(WAIT):
-                await all_in.wait()
-            start = trio.current_time()
-            with trio.fail_after(WAIT):
-                await daemon.stop(grace=2)
-            elapsed = trio.current_time() - start
-            for sock in socks:
-                frames = await trio.to_thread.run_sync(_frames_until_eof, sock, b"")
-                assert frames and frames[0][0] == WebSocketStatus.CLOSE_FRAME
-                assert WebSocketStream.split_close_reason(frames[0][1]) == (1001, "going away")
-        finally:
-            for sock in socks:
-                sock.close()
-    assert elapsed < 2.5, elapsed
+                head, _, rest = (await read_until_close(client)).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 101 ")
+            frames = _frames_in(rest)
+            assert frames and frames[0][0] == WebSocketStatus.CLOSE_FRAME
+            assert WebSocketStream.split_close_reason(frames[0][1]) == (1001, "going away")
+            await client.aclose()
+    assert 2 <= elapsed < 2.5, elapsed
     assert seen == [True, True, True]
 
 
@@ -433,13 +421,15 @@ async def test_deflate_offers_with_bad_parameters_are_declined(offer: str, answe
 
 
 async def test_keepalive_counts_a_slow_steady_reader_as_alive() -> None:
-    """ping_interval=0.4 while 6 MiB go to a client reading steadily for ~2 s: no 1011.
+    """ping_interval=0.4 while 3 MiB go to a client reading steadily for ~1 s: no 1011.
 
     The ping waits behind the big message and the client reaches it only after
     draining the kernel's buffers, long after ``ping_interval``; the send queue
     shrinking meanwhile is progress.
     """
-    size = 6 * MiB
+    # Real sockets (the kernel's buffers are the point), so real time: the
+    # size keeps the drain at ~2.5 ping intervals, each read 0.02 s apart.
+    size = 3 * MiB
     closed: list[CloseReason | None] = []
 
     async def handler(ws: WebSocket) -> None:
