@@ -21,6 +21,7 @@ import math
 import os
 import socket
 import ssl
+from collections.abc import Callable
 from typing import Final, cast
 
 import trio
@@ -239,6 +240,13 @@ class Transport:
     def holding(self) -> bool:
         """Responses are held back (:meth:`hold`), waiting for the next write."""
         return bool(self._held)
+
+    def on_idle_wait(self, hook: Callable[[], object]) -> None:
+        """Call *hook* whenever :meth:`receive_later` is about to wait for the
+        client (plain sockets only: elsewhere an idle connection costs more
+        than the hook could save)."""
+        if self._plain is not None:
+            self._plain.before_wait = hook
 
     @property
     def is_plain(self) -> bool:

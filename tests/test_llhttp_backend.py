@@ -309,3 +309,47 @@ def test_a_pipelined_chunk_is_checked_once_and_a_body_in_it_does_not_refer_the_h
     parser.next_request()
     after = parser.next_head()
     assert isinstance(after, Head) and after.target == b"/n" and fast(parser)
+
+
+def test_a_resting_parser_lets_go_of_llhttp_and_the_last_head() -> None:
+    """An idle or parked connection keeps neither llhttp's parser (~0.7 KB) nor
+    the last head's fields; the next head gets a fresh parser and parses the same."""
+    parser = LlhttpParser(MAX_HEAD)
+    parser.feed(b"GET /1 HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n")
+    first = parser.next_head()
+    assert isinstance(first, Head) and parser._llhttp is not None
+    assert isinstance(parser.next_body(), BodyEnd)
+    parser.next_request()
+    parser.rest()
+    assert parser._llhttp is None
+    assert parser._collector.fields == [] and parser._collector.target == b""
+    parser.feed(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+    second = parser.next_head()
+    assert isinstance(second, Head) and second.target == b"/2" and fast(parser)
+    assert list(second.lower_fields) == [(b"host", b"a")]
+
+
+async def test_an_idle_keep_alive_connection_rests_its_parser() -> None:
+    """Over a real socket: once the daemon waits for the next request, the
+    connection's llhttp parser is gone (PlainSocketStream.before_wait)."""
+    import trio
+    from conftest import open_stream, running, text_response
+
+    from mhd2.http1.connection import HTTP1Connection
+
+    async with running(text_response, parser="httptools") as daemon:
+        stream = await open_stream(daemon.port)
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            with trio.fail_after(5):
+                got = b""
+                while b"\r\n\r\n" not in got:
+                    got += await stream.receive_some(4096)
+            (connection,) = daemon._connections
+            assert isinstance(connection, HTTP1Connection)
+            parser = connection._parser
+            assert isinstance(parser, LlhttpParser)
+            with trio.fail_after(5):
+                while parser._llhttp is not None:  # the daemon reaches its idle wait
+                    await trio.sleep(0.01)
+            assert parser._collector.fields == []

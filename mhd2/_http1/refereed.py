@@ -100,6 +100,12 @@ class RefereedParser:
     def _ended(self, kept: bool) -> None:
         """The head was parsed; *kept*: it is bodiless and the connection stays open."""
 
+    def rest(self) -> None:
+        """The connection is about to wait: drop what the fast parser keeps
+        between heads (it is made again for the next head)."""
+        if self._referee is None:
+            self._forget()
+
     # -- feeding -------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:
