@@ -12,6 +12,7 @@ glue, trio-websocket, h2 ...) can run over it.
 
 from __future__ import annotations
 
+import logging
 import ssl
 import sys
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
+from .callbacks import call_maybe_await
 from .errors import (
     UpgradedBroken,
     UpgradedClosed,
@@ -30,7 +32,9 @@ from .errors import (
 from .transport import TransportError
 
 if TYPE_CHECKING:
+    from .actions import UpgradeAction
     from .request import Request
+    from .shared import Shared
 
 fcntl: ModuleType | None
 termios: ModuleType | None
@@ -40,7 +44,9 @@ try:
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = termios = None
 
-__all__ = ["UpgradeHandle", "UpgradedPipe"]
+__all__ = ["UpgradeHandle", "UpgradedPipe", "run_upgrade_handler"]
+
+logger = logging.getLogger("mhd2")
 
 _DEFAULT_RECV = 65536
 
@@ -371,3 +377,26 @@ def _broken(exc: BaseException) -> Exception:
     if isinstance(cause, ssl.SSLError):
         return UpgradedTLSError(f"TLS error: {cause}")
     return UpgradedBroken(f"the connection broke: {exc}")
+
+
+async def run_upgrade_handler(shared: Shared, action: UpgradeAction, request: Request,
+                              handle: UpgradeHandle) -> None:
+    """Run *action*'s handler on *handle* (HTTP/1.1 after the 101, or an RFC 8441 stream).
+
+    A stop already begun is passed on at once; a WebSocket is counted while
+    its handler runs.
+
+    Error handling:
+        An exception from the handler is logged on the ``mhd2`` logger.
+    """
+    if shared.stopping:
+        handle.begin_stop()
+    websocket = str(action.value).lower() == "websocket"
+    shared.websockets += websocket
+    try:
+        await call_maybe_await(action.handler, request, handle)
+    except Exception:
+        logger.exception("mhd2: the upgrade handler failed for %s %s",
+                         request.method, request.uri)
+    finally:
+        shared.websockets -= websocket

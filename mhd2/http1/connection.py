@@ -29,14 +29,14 @@ from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
 from ..actions import ResponseAction, UpgradeAction
-from ..callbacks import call_maybe_await, report
+from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
 from ..outcome import Outcome, app_outcome
 from ..reply import reply_plan, send_reply
 from ..response import Response
 from ..transport import TransportError
-from ..upgrade import UpgradeHandle
+from ..upgrade import UpgradeHandle, run_upgrade_handler
 from ..upload import BodyError
 from .body import RequestBody
 from .head import read_head
@@ -465,17 +465,7 @@ class HTTP1Connection:
         transport.disarm()
         handle = UpgradeHandle(transport, parser.unparsed(), request)
         self._upgraded = handle  # told when a graceful stop begins
-        if self._shared.stopping:
-            handle.begin_stop()
-        websocket = str(action.value).lower() == "websocket"
-        self._shared.websockets += websocket
-        try:
-            await call_maybe_await(action.handler, request, handle)
-        except Exception:
-            logger.exception("mhd2: the upgrade handler failed for %s %s",
-                             request.method, request.uri)
-        finally:
-            self._shared.websockets -= websocket
+        await run_upgrade_handler(self._shared, action, request, handle)
 
     # -- endings ------------------------------------------------------------------
 

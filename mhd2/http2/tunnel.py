@@ -35,9 +35,8 @@ from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
 from .._http1.date import date_header_line
-from ..callbacks import call_maybe_await
 from ..enums import RequestEndedCode
-from ..upgrade import UpgradeHandle
+from ..upgrade import UpgradeHandle, run_upgrade_handler
 from .checks import strip_response_fields
 
 if TYPE_CHECKING:
@@ -372,17 +371,9 @@ async def serve_upgrade(stream: TunnelStream, action: UpgradeAction) -> RequestE
     tunnel = StreamTunnel(stream)
     handle = UpgradeHandle(tunnel, b"", request)
     stream.upgraded = handle  # told when a graceful stop begins
-    if shared.stopping:
-        handle.begin_stop()
-    websocket = str(action.value).lower() == "websocket"
-    shared.websockets += websocket
     try:
-        await call_maybe_await(action.handler, request, handle)
-    except Exception:
-        logger.exception("mhd2: the upgrade handler failed for %s %s",
-                         request.method, request.uri)
+        await run_upgrade_handler(shared, action, request, handle)
     finally:
-        shared.websockets -= websocket
         await tunnel.close()
     if not stream.body_ended and not stream.gone.is_set():
         await tunnel.linger()
