@@ -10,7 +10,6 @@ caller's task but count, and stop, like accepted ones.
 from __future__ import annotations
 
 import errno
-import inspect
 import logging
 import math
 import os
@@ -118,9 +117,6 @@ class Daemon:
                 serve = with_metrics_path(request_cb, self.options.metrics_path,
                                           self.options.metrics, self.sample_metrics)
         self._shared = Shared(self.options, serve)
-        if serve is not request_cb:
-            self._shared.app_may_wait = self._shared.app_may_wait or (
-                inspect.iscoroutinefunction(request_cb))
         if self.options.metrics is not None:
             self._shared.metrics = metrics
         self._listeners: list[stdlib_socket.socket] = []

@@ -7,7 +7,6 @@ lower layers never import the daemon.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +38,7 @@ class Shared:
         trusted: the peers whose PROXY and forwarded headers are believed.
     """
 
-    __slots__ = ("app_may_wait", "large_pool", "make_parser", "metrics", "nonces", "options",
+    __slots__ = ("large_pool", "make_parser", "metrics", "nonces", "options",
                  "parked", "quiescing", "request_cb", "stopping", "token", "trusted",
                  "websockets")
 
@@ -60,7 +59,3 @@ class Shared:
         self.websockets = 0
         #: Makes one HTTP/1 connection's parser (the backend ``options.parser`` names).
         self.make_parser = parser_factory(options.parser)
-        #: The request callback or early_uri_logger is ``async def``: calling it
-        #: may wait, so held pipelined responses are written first.
-        self.app_may_wait = (inspect.iscoroutinefunction(request_cb)
-                             or inspect.iscoroutinefunction(options.early_uri_logger))
