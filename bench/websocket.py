@@ -1,6 +1,14 @@
 """WebSocket benchmarks: echo round trips/s and upgraded raw throughput.
 
     python bench/websocket.py [--seconds 5] [--clients 50] [--size 32]
+    python bench/websocket.py --servers mhd2 --root /path/to/old/checkout --root . --reps 2
+
+``--root PATH`` (repeatable) runs mhd2's echo from another checkout (its
+``examples/ws_echo.py`` with its ``mhd2`` on ``PYTHONPATH``), named
+``mhd2@PATH``, so that two versions are compared side by side in one run;
+``--reps`` repeats the servers in alternating order.  Each row also gives the
+server's CPU time per round trip (user + system of the server and its
+children), which is far less sensitive to other load than the rate.
 
 1. WebSocket echo, *clients* concurrent connections each sending a *size*-byte
    binary message and waiting for the echo, for *seconds*: mhd2
@@ -86,8 +94,10 @@ def free_port() -> int:
 def start_server(name: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(tmp))
-    if name == "mhd2":
-        cmd = [sys.executable, str(REPO / "examples" / "ws_echo.py"), "--port", str(port)]
+    if name == "mhd2" or name.startswith("mhd2@"):
+        root = Path(name.partition("@")[2] or REPO).resolve()
+        env["PYTHONPATH"] = f"{root}{os.pathsep}{tmp}"
+        cmd = [sys.executable, str(root / "examples" / "ws_echo.py"), "--port", str(port)]
     elif name == "hypercorn-trio":
         (tmp / "asgi_ws_echo.py").write_text(ASGI_ECHO)
         cmd = [sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--bind",
@@ -110,6 +120,18 @@ def start_server(name: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.05)
     _stop(process)
     raise RuntimeError(f"{name} did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process *pid* and its children so far."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -232,28 +254,42 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--servers", default="mhd2,hypercorn-trio,trio-websocket")
+    parser.add_argument("--root", action="append", default=[],
+                        help="also run mhd2 from this checkout (repeatable)")
+    parser.add_argument("--reps", type=int, default=1,
+                        help="run the servers this often, in alternating order")
     args = parser.parse_args()
     import tempfile
 
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
 
-    results: dict[str, float] = {}
+    names = [n for n in args.servers.split(",") if n]
+    names += [f"mhd2@{root}" for root in args.root]
+    results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmpdir:
-        for name in args.servers.split(","):
-            process, port = start_server(name, Path(tmpdir))
-            try:
-                results[name] = echo_rate(port, args.clients, args.size, args.seconds)
-                print(f"{name:16s} WebSocket echo: {results[name]:9.0f} round trips/s "
-                      f"({args.clients} clients, {args.size}-byte messages)", flush=True)
-                if name == "mhd2":
-                    mbps = raw_throughput(port, args.seconds)
-                    print(f"{name:16s} upgraded raw echo, 64 KB writes: {mbps:7.0f} MB/s",
-                          flush=True)
-            finally:
-                _stop(process)
-    if "mhd2" in results and "hypercorn-trio" in results:
-        print(f"mhd2 / hypercorn-trio: {results['mhd2'] / results['hypercorn-trio']:.2f}x")
+        for rep in range(args.reps):
+            for name in names if rep % 2 == 0 else names[::-1]:
+                process, port = start_server(name, Path(tmpdir))
+                try:
+                    before = cpu_seconds(process.pid)
+                    start = time.monotonic()
+                    rate = echo_rate(port, args.clients, args.size, args.seconds)
+                    used = cpu_seconds(process.pid) - before
+                    trips = rate * (time.monotonic() - start)
+                    results.setdefault(name, []).append(rate)
+                    print(f"{name:16s} WebSocket echo: {rate:9.0f} round trips/s "
+                          f"({args.clients} clients, {args.size}-byte messages), "
+                          f"{used / trips * 1e6:6.1f} us server CPU per round trip", flush=True)
+                    if name == "mhd2":
+                        mbps = raw_throughput(port, args.seconds)
+                        print(f"{name:16s} upgraded raw echo, 64 KB writes: {mbps:7.0f} MB/s",
+                              flush=True)
+                finally:
+                    _stop(process)
+    best = {name: max(rates) for name, rates in results.items()}
+    if "mhd2" in best and "hypercorn-trio" in best:
+        print(f"mhd2 / hypercorn-trio: {best['mhd2'] / best['hypercorn-trio']:.2f}x")
     return 0
 
 

@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("httptools")
 
-from mhd2._http1.llhttp import LlhttpParser
+from mhd2._http1.llhttp import LlhttpParser, LlhttpState
 from mhd2._http1.parser import (
     CLOSED,
     NEED_DATA,
@@ -224,32 +224,32 @@ def test_a_head_starting_below_0x21_gets_h11s_early_answer(first: bytes, complet
     _compare(first + b"GET / HTTP/1.1\r\nHost: h" + (b"\r\n\r\n" if complete else b""))
 
 
-# -- one llhttp parser per connection ------------------------------------------------
+# -- one llhttp parser per daemon ------------------------------------------------
 
 
 def test_one_llhttp_parser_serves_the_keep_alive_requests_of_a_connection() -> None:
-    """Bodiless kept-alive heads reuse the connection's llhttp parser (issue 22)."""
+    """Bodiless kept-alive heads reuse the llhttp parser (issue 22)."""
     parser = LlhttpParser(MAX_HEAD)
     parser.feed(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n")
     first = parser.next_head()
     assert isinstance(first, Head) and first.target == b"/1" and fast(parser)
-    llhttp = parser._llhttp
+    llhttp = parser._state.llhttp
     assert llhttp is not None
     assert isinstance(parser.next_body(), BodyEnd)
     parser.next_request()
     second = parser.next_head()
     assert isinstance(second, Head) and second.target == b"/2" and fast(parser)
     assert list(second.lower_fields) == [(b"host", b"a"), (b"x", b"y")]
-    assert parser._llhttp is llhttp
+    assert parser._state.llhttp is llhttp
     parser.next_request()
     parser.feed(b"HEAD /3 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     third = parser.next_head()
-    assert isinstance(third, Head) and third.method == b"HEAD" and parser._llhttp is llhttp
+    assert isinstance(third, Head) and third.method == b"HEAD" and parser._state.llhttp is llhttp
     parser.next_request()
     parser.feed(b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
     fourth = parser.next_head()
     assert isinstance(fourth, Head) and fourth.target == b"*" and fast(parser)
-    assert parser._llhttp is llhttp and fourth.scan.wants_keep_alive
+    assert parser._state.llhttp is llhttp and fourth.scan.wants_keep_alive
 
 
 @pytest.mark.parametrize("first", [
@@ -267,7 +267,7 @@ def test_after_any_other_request_the_next_head_gets_a_fresh_llhttp_parser(first:
     assert isinstance(parser.next_head(), Head)
     parser.next_request()
     head = parser.next_head()
-    assert parser._llhttp is None  # dropped: the next head gets a fresh one
+    assert parser._state.llhttp is None  # dropped: the next head gets a fresh one
     if isinstance(head, Head):
         while not isinstance(parser.next_body(), BodyEnd):
             pass
@@ -311,45 +311,72 @@ def test_a_pipelined_chunk_is_checked_once_and_a_body_in_it_does_not_refer_the_h
     assert isinstance(after, Head) and after.target == b"/n" and fast(parser)
 
 
-def test_a_resting_parser_lets_go_of_llhttp_and_the_last_head() -> None:
-    """An idle or parked connection keeps neither llhttp's parser (~0.7 KB) nor
-    the last head's fields; the next head gets a fresh parser and parses the same."""
-    parser = LlhttpParser(MAX_HEAD)
-    parser.feed(b"GET /1 HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n")
-    first = parser.next_head()
-    assert isinstance(first, Head) and parser._llhttp is not None
-    assert isinstance(parser.next_body(), BodyEnd)
-    parser.next_request()
-    parser.rest()
-    assert parser._llhttp is None
-    assert parser._collector.fields == [] and parser._collector.target == b""
-    parser.feed(b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
-    second = parser.next_head()
-    assert isinstance(second, Head) and second.target == b"/2" and fast(parser)
-    assert list(second.lower_fields) == [(b"host", b"a")]
+def test_connections_sharing_llhttp_never_see_each_others_state() -> None:
+    """A daemon's connections share one llhttp parser (no ~0.7 KB per
+    connection, no parser made per request): a head that leaves llhttp in
+    any state but "between messages" drops it for everyone, and the heads of
+    interleaved connections parse exactly as alone."""
+    state = LlhttpState()
+    a, b, c = (LlhttpParser(MAX_HEAD, state) for _ in range(3))
+    a.feed(b"GET /a1 HTTP/1.1\r\nHost: a\r\nX: 1\r\n\r\n")
+    b.feed(b"GET /b1 HTTP/1.1\r\nHost: b\r\n\r\n")
+    head_a = a.next_head()
+    shared = state.llhttp
+    head_b = b.next_head()
+    assert isinstance(head_a, Head) and isinstance(head_b, Head)
+    assert (head_a.target, head_b.target) == (b"/a1", b"/b1")
+    assert list(head_a.lower_fields) == [(b"host", b"a"), (b"x", b"1")]
+    assert list(head_b.lower_fields) == [(b"host", b"b")]
+    assert shared is not None and state.llhttp is shared and fast(a) and fast(b)
+    # c's head has a body: llhttp is mid-message, so it is dropped before b's next head.
+    c.feed(b"POST /c HTTP/1.1\r\nHost: c\r\nContent-Length: 5\r\n\r\nhel")
+    head_c = c.next_head()
+    assert isinstance(head_c, Head) and head_c.scan.upload_size == 5 and state.llhttp is None
+    for parser in (a, b):
+        assert isinstance(parser.next_body(), BodyEnd)
+        parser.next_request()
+    b.feed(b"GET /b2 HTTP/1.1\r\nHost: b\r\n\r\n")
+    head_b2 = b.next_head()
+    assert isinstance(head_b2, Head) and head_b2.target == b"/b2" and fast(b)
+    assert state.llhttp is not None and state.llhttp is not shared
+    # c's body is still framed by c itself, not by the shared llhttp.
+    assert c.next_body() == b"hel"
+    c.feed(b"lo")
+    assert c.next_body() == b"lo" and isinstance(c.next_body(), BodyEnd)
+    # A refused head drops the shared parser too; the others are unaffected.
+    a.feed(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n")
+    a.next_head()
+    assert not fast(a) and state.llhttp is None
+    b.next_request()
+    b.feed(b"GET /b3 HTTP/1.1\r\nHost: b\r\n\r\n")
+    head_b3 = b.next_head()
+    assert isinstance(head_b3, Head) and head_b3.target == b"/b3" and fast(b)
+    reference = h11_head(b"GET /b3 HTTP/1.1\r\nHost: b\r\n\r\n")
+    assert isinstance(reference, Head) and head_b3.scan == reference.scan
 
 
-async def test_an_idle_keep_alive_connection_rests_its_parser() -> None:
-    """Over a real socket: once the daemon waits for the next request, the
-    connection's llhttp parser is gone (PlainSocketStream.before_wait)."""
+async def test_the_connections_of_a_daemon_share_one_llhttp_parser() -> None:
+    """Over real sockets: two connections' parsers hold the same llhttp state,
+    so an idle connection keeps no llhttp parser of its own."""
     import trio
     from conftest import open_stream, running, text_response
 
     from mhd2.http1.connection import HTTP1Connection
 
     async with running(text_response, parser="httptools") as daemon:
-        stream = await open_stream(daemon.port)
-        async with stream:
+        streams = [await open_stream(daemon.port) for _ in range(2)]
+        for stream in streams:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             with trio.fail_after(5):
                 got = b""
                 while b"\r\n\r\n" not in got:
                     got += await stream.receive_some(4096)
-            (connection,) = daemon._connections
+        parsers = []
+        for connection in daemon._connections:
             assert isinstance(connection, HTTP1Connection)
-            parser = connection._parser
-            assert isinstance(parser, LlhttpParser)
-            with trio.fail_after(5):
-                while parser._llhttp is not None:  # the daemon reaches its idle wait
-                    await trio.sleep(0.01)
-            assert parser._collector.fields == []
+            assert isinstance(connection._parser, LlhttpParser)
+            parsers.append(connection._parser)
+        assert len(parsers) == 2 and parsers[0]._state is parsers[1]._state
+        assert parsers[0]._state.llhttp is not None
+        for stream in streams:
+            await stream.aclose()

@@ -62,7 +62,7 @@ from mhd2._http1.plain import PlainParser
 from mhd2.websocket import ConnectionClosed, WebSocket, action_websocket
 
 try:
-    from mhd2._http1.llhttp import LlhttpParser
+    from mhd2._http1.llhttp import LlhttpParser, LlhttpState
 except ImportError:  # no httptools: only the pure-Python fast path is compared
     LlhttpParser = None  # type: ignore[assignment,misc]
 
@@ -70,7 +70,10 @@ except ImportError:  # no httptools: only the pure-Python fast path is compared
 #: (the transcripts keep the key "httptools" for the fast side).
 FAST_PARSERS: dict[str, Any] = {"plain": PlainParser}
 if LlhttpParser is not None:
-    FAST_PARSERS["llhttp"] = LlhttpParser
+    # Every case of the run shares one llhttp parser, as a daemon's
+    # connections do: whatever one head leaves behind must not change another's answer.
+    _SHARED_LLHTTP = LlhttpState()
+    FAST_PARSERS["llhttp"] = lambda max_head: LlhttpParser(max_head, _SHARED_LLHTTP)
 _FAST: list[Any] = [PlainParser]
 
 PARSERS = ("h11", "httptools")
@@ -772,5 +775,5 @@ def test_httptools_backend_is_really_llhttp() -> None:
     from mhd2._http1.backend import parser_factory
 
     needs_httptools()
-    assert parser_factory("httptools") is LlhttpParser
+    assert isinstance(parser_factory("httptools")(8192), LlhttpParser)
     assert parser_factory("h11") is PlainParser

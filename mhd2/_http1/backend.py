@@ -41,7 +41,13 @@ def resolve_parser(choice: str) -> str:
 def parser_factory(choice: str) -> Callable[[int], Parser]:
     """A callable making one connection's parser from ``max_header_size``."""
     if resolve_parser(choice) == "httptools":
-        from .llhttp import LlhttpParser
+        from .llhttp import LlhttpParser, LlhttpState
 
-        return LlhttpParser
+        # One llhttp parser for all of this daemon's connections (see .llhttp).
+        state = LlhttpState()
+
+        def make_llhttp_parser(max_head: int) -> Parser:
+            return LlhttpParser(max_head, state)
+
+        return make_llhttp_parser
     return PlainParser

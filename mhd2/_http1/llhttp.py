@@ -11,13 +11,18 @@ exactly, as h11's: a test checks every printable byte), and any other request
 -- and anything llhttp refuses or hands over as an upgrade (``CONNECT``,
 ``Connection: upgrade``) -- is given, from its first byte, to h11.
 
-One llhttp parser serves the connection, fed exactly each head's bytes, so
-llhttp never runs ahead into a body or a pipelined request.  llhttp ends a
-bodiless message with its head and then waits for the next one, so the parser
-is kept while requests are bodiless and kept alive (the common case); after a
+One llhttp parser serves all the connections of a daemon
+(:class:`LlhttpState`, made by :func:`~.backend.parser_factory`), fed exactly
+one whole head at a time, so llhttp never runs ahead into a body or a
+pipelined request and no connection keeps llhttp's ~0.7 KB while it waits.
+Parsing a head is one synchronous call, so connections cannot interleave in
+it.  llhttp ends a bodiless message with its head and then waits for the next
+message, in the same state whichever connection it comes from; so the parser
+is kept while heads are bodiless and kept alive (the common case).  After a
 head with a body, a ``Connection: close``, an HTTP/1.0 head without
-keep-alive, or anything it refused, it is dropped and the next head gets a
-fresh one.  llhttp calls back once per field into the connection's collector.
+keep-alive, or anything it refused, llhttp is in another state, and the next
+head gets a fresh parser.  llhttp calls back once per field into the shared
+collector, which the head's fields are taken from before anything else runs.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import httptools
 
 from .refereed import RefereedParser, SplitHead
 
-__all__ = ["LlhttpParser"]
+__all__ = ["LlhttpParser", "LlhttpState"]
 
 _VERSIONS: Final = {b" HTTP/1.1": b"1.1", b" HTTP/1.0": b"1.0"}
 
@@ -36,8 +41,7 @@ _VERSIONS: Final = {b" HTTP/1.1": b"1.1", b" HTTP/1.0": b"1.0"}
 class _Collector:
     """llhttp's callbacks, per field, for the head being parsed: the target and the fields.
 
-    One per connection, reset before each head.  It holds no reference back to
-    the parser, so a connection's parser makes no reference cycle.
+    Reset before each head.  It holds no reference to any connection's parser.
     """
 
     __slots__ = ("fields", "target")
@@ -53,6 +57,23 @@ class _Collector:
         self.fields.append((name, value))
 
 
+class LlhttpState:
+    """One llhttp parser and its collector, shared by a daemon's connections.
+
+    Attributes:
+        llhttp: the parser, between heads waiting for the start of a
+            message; ``None`` after a head that left it in any other state
+            (the next head makes a fresh one, ~0.5 us).
+        collector: what llhttp calls back into.
+    """
+
+    __slots__ = ("collector", "llhttp")
+
+    def __init__(self) -> None:
+        self.collector = _Collector()
+        self.llhttp: httptools.HttpRequestParser | None = None
+
+
 class LlhttpParser(RefereedParser):
     """The requests of one connection, split by llhttp where h11 would agree.
 
@@ -60,41 +81,38 @@ class LlhttpParser(RefereedParser):
 
     Args:
         max_head: the most bytes of an incomplete head kept before refusing it.
+        state: the llhttp parser shared with the daemon's other connections
+            (default: one of its own).
     """
 
-    __slots__ = ("_collector", "_llhttp")
+    __slots__ = ("_state",)
 
-    def __init__(self, max_head: int) -> None:
+    def __init__(self, max_head: int, state: LlhttpState | None = None) -> None:
         super().__init__(max_head)
-        # The connection's llhttp parser, made at the first head and kept
-        # while each head it was fed ended its message (a bodiless request
-        # kept alive); anything else drops it and the next head gets a fresh one.
-        self._collector = _Collector()
-        self._llhttp: httptools.HttpRequestParser | None = None
+        self._state = LlhttpState() if state is None else state
 
     def _forget(self) -> None:
-        # (~0.7 KB of llhttp per connection, and the last head's fields: an
-        # idle or parked connection keeps neither; a new parser costs ~0.5 us.)
-        self._llhttp = None
-        collector = self._collector
-        collector.target = b""
-        collector.fields = []
+        # (llhttp may have read the head h11 now decides, and be mid-message.)
+        self._state.llhttp = None
 
     def _ended(self, kept: bool) -> None:
         if not kept:
-            self._llhttp = None
+            self._state.llhttp = None
 
     def _split_head(self, head: bytes) -> SplitHead:
         """The head as llhttp reads it, if that is how h11 reads it too."""
-        collector = self._collector
+        state = self._state
+        collector = state.collector
         collector.target = b""
-        collector.fields = []
-        llhttp = self._llhttp
+        fields: list[tuple[bytes, bytes]] = []
+        collector.fields = fields
+        llhttp = state.llhttp
         if llhttp is None:
-            llhttp = self._llhttp = httptools.HttpRequestParser(collector)
+            llhttp = state.llhttp = httptools.HttpRequestParser(collector)
         try:
             llhttp.feed_data(head)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            state.llhttp = None
             return None
         # The request line exactly as llhttp read it, single spaces and all
         # (llhttp also takes HTTP/0.9 and 2.0, repeated spaces and more).
@@ -104,6 +122,8 @@ class LlhttpParser(RefereedParser):
         method = llhttp.get_method()
         target = collector.target
         if version is None or method + b" " + target + tail != line:
+            # (llhttp read a message h11 would not: its state is not trusted.)
+            state.llhttp = None
             return None
         # llhttp drops the leading OWS of a value, the shared pass the trailing.
-        return method, target, version, collector.fields
+        return method, target, version, fields

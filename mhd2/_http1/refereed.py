@@ -95,16 +95,14 @@ class RefereedParser:
         raise NotImplementedError
 
     def _forget(self) -> None:
-        """The head went to h11: drop any state the fast parser kept."""
+        """The head went to h11: drop any state the fast parser was left in."""
 
     def _ended(self, kept: bool) -> None:
         """The head was parsed; *kept*: it is bodiless and the connection stays open."""
 
     def rest(self) -> None:
-        """The connection is about to wait: drop what the fast parser keeps
-        between heads (it is made again for the next head)."""
-        if self._referee is None:
-            self._forget()
+        """The connection is about to wait: nothing to let go of (between
+        heads the fast path keeps no state of its own)."""
 
     # -- feeding -------------------------------------------------------------
 
