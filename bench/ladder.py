@@ -499,6 +499,28 @@ async def serve_daemon(port: int, parser_name: str) -> None:
                 break
 
 
+#: ``run --schedule``: how trio orders the tasks woken in one batch, passed to
+#: the server processes through this environment variable.
+SCHEDULE_ENV = "MHD2_LADDER_SCHEDULE"
+SCHEDULES = ("trio", "fifo", "lifo")
+
+
+def _set_schedule(schedule: str) -> None:
+    """An experiment on tail latency, not a setting for servers: trio runs a
+    batch of woken tasks in order or reversed, at random (``trio``); ``fifo``
+    always runs them in the order they were woken, ``lifo`` always reversed.
+    Patches trio's private scheduler random source."""
+    if schedule == "trio":
+        return
+    from trio._core import _run  # private: for this experiment only
+
+    # unrolled_run reverses the batch when _r.random() < 0.5 and then pops
+    # from its end: reversed is FIFO.
+    value = 0.0 if schedule == "fifo" else 1.0
+    _run._r.random = lambda: value  # type: ignore[method-assign]
+    print(f"paths: trio batches run {schedule.upper()}", flush=True)
+
+
 def serve(port: int, level: str, parser_name: str, root: str | None) -> int:
     """Run one rung until SIGINT; the exit status (3: not buildable here)."""
     sys.path.insert(0, root or str(ROOT))
@@ -507,6 +529,7 @@ def serve(port: int, level: str, parser_name: str, root: str | None) -> int:
     import mhd2
 
     print("mhd2 from", os.path.dirname(mhd2.__file__), flush=True)
+    _set_schedule(os.environ.get(SCHEDULE_ENV, "trio"))
     try:
         if level == "mhd2":
             trio.run(serve_daemon, port, parser_name)
@@ -591,6 +614,8 @@ def measure(level: str, root: str, args: argparse.Namespace, logdir: Path) -> di
         "level": level,
         "us": 1e6 * used / max(1, w.requests),
         "rps": w.requests_per_s,
+        "p50_ms": w.p50_ms,
+        "p99_ms": w.p99_ms,
         "others_cpu0": 100 * ((busy1 - busy0) - used) / elapsed,
         "errors": errors,
         "notes": notes,
@@ -613,7 +638,8 @@ def run(args: argparse.Namespace) -> int:
         commit = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty"],
                                 capture_output=True, text=True, check=False).stdout.strip()
         names[root] = f"{root} ({commit or 'unknown commit'})"
-    print(f"ladder: parser={args.parser}, wrk -t1 -c{args.connections} -d{args.duration:g}s, "
+    os.environ[SCHEDULE_ENV] = args.schedule
+    print(f"ladder: parser={args.parser}, schedule={args.schedule}, wrk -t1 -c{args.connections} -d{args.duration:g}s, "
           f"{args.reps} reps, mhd2 from {'; '.join(names.values())}", flush=True)
     print(f"load average at start {loadavg()}", flush=True)
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -640,8 +666,9 @@ def run(args: argparse.Namespace) -> int:
                 if (root, note) not in seen:
                     seen.add((root, note))
                     print(f"  ({tag.strip()}: {note})", flush=True)
+            p99 = f"{r['p99_ms']:5.2f}" if r["p99_ms"] is not None else "  n/a"
             print(f"  {tag} rep{rep}: {r['us']:6.1f} us/req {r['rps']:>9,.0f} req/s  "
-                  f"others on CPU 0 {r['others_cpu0']:5.1f}%"
+                  f"p99 {p99} ms  others on CPU 0 {r['others_cpu0']:5.1f}%"
                   + (f"  {r['errors']} errors" if r["errors"] else ""), flush=True)
     print(f"\nload average at end {loadavg()}")
     if args.json:
@@ -655,15 +682,15 @@ def run(args: argparse.Namespace) -> int:
     for root in roots:
         print(f"\nmhd2 from {names[root]}:\n")
         print("| rung | adds | µs CPU / request (median) | min–max | req/s | Δ µs vs rung above "
-              "| others on CPU 0 |")
-        print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+              "| p99 ms | others on CPU 0 |")
+        print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         above: float | None = None
         for lv in levels:
             key = (root, lv)
             rs = results.get(key, [])
             if key in not_built or not rs:
                 why = f"n/a: {not_built[key]}" if key in not_built else "failed"
-                print(f"| {lv} | {WHAT[lv]} | {why} | | | | |")
+                print(f"| {lv} | {WHAT[lv]} | {why} | | | | | |")
                 above = None
                 continue
             us = medians[key] = statistics.median(r["us"] for r in rs)
@@ -673,8 +700,10 @@ def run(args: argparse.Namespace) -> int:
             # Others' share of the server's CPU inflates its µs per request
             # (caches, the hypervisor): compare rungs measured under alike shares.
             others = statistics.median(r["others_cpu0"] for r in rs)
+            p99s = [r["p99_ms"] for r in rs if r["p99_ms"] is not None]
+            p99 = f"{statistics.median(p99s):.2f}" if p99s else "n/a"
             print(f"| {lv} | {WHAT[lv]} | {us:.1f} | {lo:.1f}–{hi:.1f} | {rps:,.0f} | {delta} "
-                  f"| {others:.0f} % |")
+                  f"| {p99} | {others:.0f} % |")
             above = us
     if len(roots) > 1:
         first = roots[0]
@@ -716,6 +745,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--root", action="append",
                     help="a checkout whose mhd2 to import (default: this one); repeat to compare")
     rp.add_argument("--json", help="also write every run's figures to this file")
+    rp.add_argument("--schedule", choices=SCHEDULES, default="trio",
+                    help="trio's order of a batch of woken tasks (an experiment on p99)")
     rp.add_argument("--logdir", default=os.path.join(
         os.environ.get("TMPDIR", "/tmp"), "mhd2-ladder"), help="server logs go here")
     args = ap.parse_args(argv)

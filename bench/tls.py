@@ -6,9 +6,17 @@ connections, so the handshakes are a negligible part of the run and what is
 measured is request handling over TLS records.
 
     python bench/tls.py [--duration 10] [--connections 50] [--threads 1]
+    python bench/tls.py --servers mhd2,uvicorn --root /path/to/old/checkout --reps 2
 
-Needs ``wrk`` (built with OpenSSL), ``taskset``, hypercorn and trustme.
-Prints requests/s of each server and the ratio.
+Servers (``--servers``): ``mhd2``, ``hypercorn`` (trio worker) and ``uvicorn``
+(uvloop + httptools, the ASGI hello app of ``bench/servers``).  ``--root PATH``
+(repeatable) also runs mhd2 from another checkout, named ``mhd2@PATH``, for a
+side-by-side comparison of two versions; ``--reps`` repeats the servers in
+alternating order.
+
+Needs ``wrk`` (built with OpenSSL), ``taskset``, psutil, trustme and the peers.
+Prints requests/s and server CPU µs per request (user + system of the server
+process and its children over the measured run) of each, and the ratios.
 """
 
 from __future__ import annotations
@@ -83,17 +91,33 @@ def run_wrk(port: int, args: argparse.Namespace) -> float:
     return float(match[1])
 
 
-def bench(name: str, argv: list[str], port: int, args: argparse.Namespace) -> float:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process *pid* and its children so far."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
+
+
+def bench(name: str, argv: list[str], port: int, args: argparse.Namespace,
+          root: Path = ROOT) -> tuple[float, float]:
+    """Requests/s and server CPU µs per request of one server."""
+    env = dict(os.environ, PYTHONPATH=str(root))
     proc = subprocess.Popen(["taskset", "-c", "0", *argv], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_port(port, proc)
         subprocess.run(["taskset", "-c", "1", "wrk", "-t", "1", "-c", "4", "-d", "1s",
                         f"https://127.0.0.1:{port}/"], capture_output=True, check=True)  # warm
+        before = cpu_seconds(proc.pid)
         rps = run_wrk(port, args)
-        print(f"{name:10s} {rps:10.0f} req/s", flush=True)
-        return rps
+        cpu_us = (cpu_seconds(proc.pid) - before) / (rps * args.duration) * 1e6
+        print(f"{name:24s} {rps:10.0f} req/s {cpu_us:8.1f} us CPU/req", flush=True)
+        return rps, cpu_us
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -108,9 +132,17 @@ def main() -> int:
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--servers", default="mhd2,hypercorn",
+                    help="comma-separated: mhd2, hypercorn, uvicorn")
+    ap.add_argument("--root", action="append", default=[],
+                    help="also run mhd2 from this checkout (repeatable)")
+    ap.add_argument("--reps", type=int, default=1,
+                    help="run the servers this often, in alternating order")
     args = ap.parse_args()
     import trustme
 
+    names = [n for n in args.servers.split(",") if n] + [f"mhd2@{r}" for r in args.root]
+    results: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         leaf = trustme.CA().issue_cert("127.0.0.1", "localhost")
         cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
@@ -118,16 +150,34 @@ def main() -> int:
         leaf.private_key_pem.write_to_path(str(key))
         script = Path(tmp, "mhd2_tls_hello.py")
         script.write_text(MHD2_SERVER)
-        port = free_port()
-        mhd2_rps = bench("mhd2", [sys.executable, str(script), str(port), str(cert), str(key)],
-                         port, args)
-        port = free_port()
-        hyper_rps = bench("hypercorn", [
-            sys.executable, "-m", "hypercorn", "--worker-class", "trio", "--workers", "1",
-            "--bind", f"127.0.0.1:{port}", "--certfile", str(cert), "--keyfile", str(key),
-            "--keep-alive", "300", "--log-level", "warning", "bench.servers.asgi_hello:app"],
-            port, args)
-    print(f"ratio      {mhd2_rps / hyper_rps:10.2f}x  (mhd2 / hypercorn-trio, HTTPS keep-alive)")
+        for rep in range(args.reps):
+            for name in names if rep % 2 == 0 else names[::-1]:
+                port = free_port()
+                root = ROOT
+                if name == "mhd2" or name.startswith("mhd2@"):
+                    root = Path(name.partition("@")[2] or ROOT).resolve()
+                    argv = [sys.executable, str(script), str(port), str(cert), str(key)]
+                elif name == "hypercorn":
+                    argv = [sys.executable, "-m", "hypercorn", "--worker-class", "trio",
+                            "--workers", "1", "--bind", f"127.0.0.1:{port}", "--certfile",
+                            str(cert), "--keyfile", str(key), "--keep-alive", "300",
+                            "--log-level", "warning", "bench.servers.asgi_hello:app"]
+                elif name == "uvicorn":
+                    argv = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http",
+                            "httptools", "--host", "127.0.0.1", "--port", str(port),
+                            "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                            "--timeout-keep-alive", "300", "--log-level", "warning",
+                            "--no-access-log", "bench.servers.asgi_hello:app"]
+                else:
+                    raise SystemExit(f"unknown server {name!r}")
+                results.setdefault(name, []).append(bench(name, argv, port, args, root))
+    best = {name: min(cpu for _, cpu in runs) for name, runs in results.items()}
+    base = best.get("mhd2")
+    if base:
+        for name, cpu in best.items():
+            if name != "mhd2":
+                print(f"mhd2 vs {name:17s} {cpu / base:6.2f}x  (their CPU/req over mhd2's; "
+                      "> 1: mhd2 cheaper)")
     return 0
 
 
