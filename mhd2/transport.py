@@ -2,7 +2,7 @@
 
 This is the only module that knows what kind of stream a connection runs
 over -- plain TCP or a Unix socket (:class:`~mhd2.plain_stream.PlainSocketStream`,
-with ``sendfile``), TLS (:class:`trio.SSLStream`), or any other
+with ``sendfile``), TLS (:class:`~mhd2.tls_stream.TLSSocketStream`), or any other
 :class:`trio.abc.Stream` handed to :meth:`mhd2.Daemon.serve_stream` (for example
 ``trio.testing`` memory streams).  The protocol layers above it only receive,
 send, and close.
@@ -27,6 +27,7 @@ from typing import Final, cast
 import trio
 
 from .plain_stream import PlainSocketStream, translate_error
+from .tls_stream import TLSSocketStream
 
 __all__ = ["Transport", "TransportError", "send_last_words"]
 
@@ -132,7 +133,7 @@ class Transport:
         """
         # Under TLS too the socket is a PlainSocketStream: its reads and writes
         # cost a third of trio.SocketStream's, and TLS makes several per request.
-        tls = trio.SSLStream(PlainSocketStream(sock), context, server_side=True)
+        tls = TLSSocketStream(PlainSocketStream(sock), context)
         limit = TLS_HANDSHAKE_TIMEOUT if timeout is None else min(TLS_HANDSHAKE_TIMEOUT, timeout)
         with trio.move_on_after(limit):
             try:
@@ -151,11 +152,9 @@ class Transport:
     def tls(self) -> ssl.SSLObject | None:
         """The TLS session after the handshake, or ``None`` on a plain stream."""
         stream = self.stream
-        if stream is self._plain or not isinstance(stream, trio.SSLStream):
+        if stream is self._plain or not isinstance(stream, TLSSocketStream):
             return None
-        # trio forwards only a fixed set of SSLObject methods; the SNI name
-        # that mhd2.tls's callback records on the SSLObject is not among them.
-        return stream._ssl_object
+        return stream.ssl_object
 
     # -- the deadline -----------------------------------------------------------
 
