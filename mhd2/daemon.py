@@ -220,9 +220,10 @@ class Daemon:
                 self._shared.stopping = True
                 for conn in list(self._connections):
                     conn.close_if_idle()
-                if self._connections:
-                    with trio.move_on_after(self._grace):
-                        await self._drained.wait()
+                # Also those still being set up (TLS handshake, PROXY header):
+                # they are told of the stop by `shared.stopping` once they run.
+                with trio.move_on_after(self._grace):
+                    await self.drained()
                 for conn in list(self._connections):
                     conn.cancel()  # also those of serve_stream, in other tasks
                 nursery.cancel_scope.cancel()
@@ -251,6 +252,20 @@ class Daemon:
                 "this Daemon is already serving or has been stopped; a Daemon runs once: "
                 "make a new Daemon to serve again"
             )
+
+    async def drained(self) -> None:
+        """Return once no client connection is open (at once if none is).
+
+        After :meth:`quiesce` no new connection comes, so this is the wait for
+        the open ones to end on their own: each is answered with
+        ``Connection: close`` after its current (or, if it is new, its first)
+        request.  Kept-alive connections that send nothing more end with their
+        ``keep_alive_timeout``; bound the wait with a cancel scope of your own.
+        """
+        while self._count:
+            if self._drained.is_set():
+                self._drained = trio.Event()
+            await self._drained.wait()
 
     def quiesce(self) -> None:
         """Stop accepting new connections; open connections are still served.
@@ -460,7 +475,7 @@ class Daemon:
             self._per_ip[ip] -= 1
             if not self._per_ip[ip]:
                 del self._per_ip[ip]
-        if self._shared.stopping and not self._connections:
+        if not self._count:
             self._drained.set()
 
     async def serve_stream(self, stream: trio.abc.Stream, *,
