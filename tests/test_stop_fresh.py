@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import trio
 import trio.testing
-from conftest import WAIT, open_stream, read_response, read_until_close, running, status_of, text_response
+from conftest import (
+    WAIT,
+    open_stream,
+    read_response,
+    read_until_close,
+    running,
+    status_of,
+    text_response,
+)
 
 import mhd2
 from mhd2.http1.connection import STOP_FIRST_REQUEST_SECONDS
