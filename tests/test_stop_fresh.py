@@ -171,3 +171,27 @@ async def test_worker_drain_serves_a_fresh_connection_and_ends_with_it(
             assert status_of(response) == 200
             assert b"connection: close" in response.lower()
         assert trio.current_time() - start < 0.1
+
+
+async def test_connection_still_in_set_up_is_waited_for_and_answered() -> None:
+    """Accepted, but its PROXY header not in yet when the stop begins: the stop waits
+    for it (it counts), and its first request is answered."""
+    seen: list[tuple[str, int]] = []
+
+    def policy(address: tuple[str, int]) -> bool:
+        seen.append(address)
+        return True
+
+    async with running(hello, proxy_protocol=True, accept_policy=policy) as daemon:
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        async with stream, trio.open_nursery() as nursery:
+            await trio.testing.wait_all_tasks_blocked()
+            assert daemon.connection_count == 1
+            nursery.start_soon(daemon.stop, WAIT)
+            await trio.testing.wait_all_tasks_blocked()
+            await stream.send_all(b"PROXY TCP4 203.0.113.9 10.0.0.1 4711 80\r\n" + REQUEST)
+            response = await read_response(stream, bytearray())
+            assert status_of(response) == 200
+            assert b"connection: close" in response.lower()
+        assert seen == [("203.0.113.9", 4711)]
