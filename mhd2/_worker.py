@@ -164,21 +164,22 @@ def worker_process(worker_main: WorkerMain, sock: socket.socket, worker: Worker,
             os._exit(code)
 
 
-#: How long :func:`drain_and_stop` waits for just-accepted connections.
+#: How long :func:`drain_and_stop` lets connections end on their own.
 DRAIN_SECONDS: Final = 1.0
 
 
 async def drain_and_stop(daemon: Any, grace: float, *, drain: float = DRAIN_SECONDS) -> None:
     """A worker's graceful stop: stop accepting, let connections finish, then stop.
 
-    :meth:`mhd2.Daemon.stop` closes every connection that is between
-    requests at once -- a connection accepted a moment ago whose first
-    request is still on its way included. A worker that is being replaced
-    must not drop those, so it first only quiesces (the listening socket stays
-    open in the other workers) and waits up to *drain* seconds for its
-    connections to end on their own, then stops with what is left of
-    *grace* (idle keep-alive connections are closed, requests in flight
-    finish, then what remains is cancelled).
+    It first only quiesces (the listening socket stays open in the other
+    workers): for up to *drain* seconds every connection keeps being served,
+    and each reply says ``Connection: close``, so a kept-alive client that
+    sends its next request now is answered instead of finding its connection
+    closed.  It moves on as soon as the last connection has ended
+    (:meth:`mhd2.Daemon.drained`), then stops the daemon with what is left
+    of *grace* (idle keep-alive connections are closed, a connection that has
+    not sent its first request yet still gets it, requests in flight finish,
+    then what remains is cancelled).
 
     Args:
         daemon: a running :class:`mhd2.Daemon`.
@@ -190,10 +191,8 @@ async def drain_and_stop(daemon: Any, grace: float, *, drain: float = DRAIN_SECO
     deadline = trio.current_time() + grace
     daemon.quiesce()
     with trio.move_on_after(min(drain, grace)):
-        while daemon.connection_count:
-            await trio.sleep(0.02)  # the daemon offers no "connection ended" event to wait on
+        await daemon.drained()
     await daemon.stop(grace=max(0.0, deadline - trio.current_time()))
-
 
 
 def stop_with(supervisor: int) -> None:

@@ -7,6 +7,9 @@
   most once per :data:`REFUSAL_LOG_INTERVAL`, with a count
   (:class:`RefusalLog`, :class:`AcceptErrorLog`): a flood costs one record
   per interval.
+* :class:`ConnectionCount` counts the open connections (in all, per client
+  IP), says when a new one is over ``connection_limit`` / ``per_ip_limit``,
+  and lets a stop wait until none is open (:meth:`ConnectionCount.drained`).
 * :func:`allowed_by` asks the application's ``accept_policy``.
 * :func:`accepted_address` is the ``(host, port)`` of a peer as ``accept()``
   gives it (:data:`UNIX_CLIENT` for a Unix-domain peer).
@@ -18,6 +21,7 @@ import errno
 import logging
 import math
 import socket as stdlib_socket
+from collections import Counter
 from collections.abc import Callable
 from inspect import isawaitable
 from typing import Any
@@ -27,9 +31,8 @@ import trio
 from .transport import send_last_words
 
 __all__ = ["ACCEPT_CAPACITY_ERRORS", "ACCEPT_PAUSE", "REFUSAL_LOG_INTERVAL", "REFUSAL_REPLY",
-           "UNIX_CLIENT", "AcceptErrorLog", "RefusalLog", "ThrottledLog", "accepted_address",
-           "allowed_by",
-           "refuse"]
+           "UNIX_CLIENT", "AcceptErrorLog", "ConnectionCount", "RefusalLog", "ThrottledLog",
+           "accepted_address", "allowed_by", "refuse"]
 
 logger = logging.getLogger("mhd2")
 
@@ -99,6 +102,85 @@ class AcceptErrorLog(ThrottledLog):
                   "(latest: %s); new connections wait in the backlog, retried every %.1f s: "
                   "raise the open-file limit (ulimit -n) or lower connection_limit",
                   exc.strerror or exc, ACCEPT_PAUSE)
+
+
+class ConnectionCount:
+    """The daemon's open client connections: how many, from which IP, within the limits.
+
+    Args:
+        connection_limit: ``connection_limit`` (``None``: no limit).
+        per_ip_limit: ``per_ip_limit`` (``None``: no limit).
+        metrics: the daemon's :class:`mhd2.metrics.DaemonMetrics`, or ``None``.
+
+    Every :meth:`add` is matched by one :meth:`remove` when the connection
+    has ended; a connection behind a PROXY header is added without an IP and
+    given one later (:meth:`add_ip`).
+    """
+
+    __slots__ = ("_drained", "_metrics", "_per_ip", "_refusals", "connection_limit", "count",
+                 "per_ip_limit")
+
+    def __init__(self, connection_limit: int | None, per_ip_limit: int | None,
+                 metrics: Any = None) -> None:
+        self.connection_limit = connection_limit
+        self.per_ip_limit = per_ip_limit
+        self._metrics = metrics
+        #: How many client connections are open now.
+        self.count = 0
+        self._per_ip: Counter[str] = Counter()
+        self._refusals = RefusalLog()
+        self._drained = trio.Event()
+
+    def over_limit(self, ip: str | None, seen: str) -> bool:
+        """Whether a new connection (from client *ip*, if known yet) is over a limit;
+        a refusal is logged (naming *seen*) and counted in the metrics."""
+        limit = self.connection_limit
+        if limit is not None and self.count >= limit:
+            self._refused(seen, "connection_limit")
+            return True
+        return ip is not None and not self._ip_allowed(ip)
+
+    def _ip_allowed(self, ip: str) -> bool:
+        if self.per_ip_limit is not None and self._per_ip[ip] >= self.per_ip_limit:
+            self._refused(ip, "per_ip_limit")
+            return False
+        return True
+
+    def _refused(self, seen: str, limit: str) -> None:
+        self._refusals.refused(seen)
+        if self._metrics is not None:
+            self._metrics.refused(limit)
+
+    def add(self, ip: str | None) -> None:
+        """A connection is let in (from *ip*; ``None`` until a PROXY header says it)."""
+        self.count += 1
+        if ip is not None:
+            self._per_ip[ip] += 1
+
+    def add_ip(self, ip: str) -> bool:
+        """The PROXY header named the client *ip*: count it, unless over ``per_ip_limit``
+        (then the caller refuses the connection and still calls ``remove(None)``)."""
+        if not self._ip_allowed(ip):
+            return False
+        self._per_ip[ip] += 1
+        return True
+
+    def remove(self, ip: str | None) -> None:
+        """A connection added with (or later given) *ip* has ended."""
+        self.count -= 1
+        if ip is not None:
+            self._per_ip[ip] -= 1
+            if not self._per_ip[ip]:
+                del self._per_ip[ip]
+        if not self.count:
+            self._drained.set()
+
+    async def drained(self) -> None:
+        """Return once no connection is open (at once if none is)."""
+        while self.count:
+            if self._drained.is_set():
+                self._drained = trio.Event()
+            await self._drained.wait()
 
 
 def accepted_address(peer: Any) -> tuple[str, int]:

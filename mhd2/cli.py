@@ -53,11 +53,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-import trio
-
 if TYPE_CHECKING:
     from .daemon import Daemon
 
+from ._cli.demo_command import demo_arguments, run_demo
 from ._cli.environ import add_environment_help, environment_arguments
 from ._cli.options import (
     Subcommand,
@@ -78,6 +77,7 @@ from ._cli.running import (
     _Plan,
     _with_workers,
 )
+from ._cli.serve_files import serve_arguments, serve_files
 
 __all__ = [
     "SUBCOMMANDS",
@@ -277,198 +277,16 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     return _execute(parser, args, plan, "https" if tls else "http")
 
 
-# ---------------------------------------------------------------------- serve
-
-
-def _directory(text: str) -> str:
-    return text  # checked after parsing, so that an unknown option is reported first
-
-
-
-
-def _serve_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "directory",
-        type=_directory,
-        nargs="?",
-        default=".",
-        metavar="DIR",
-        help="directory to serve (default: the current directory)",
-    )
-    parser.add_argument(
-        "--index",
-        action="append",
-        type=_index_name,
-        metavar="NAME",
-        help="file served for a directory; repeat for several, first match wins "
-        "(default: index.html)",
-    )
-    parser.add_argument(
-        "--no-listing",
-        dest="listing",
-        action="store_false",
-        help="no generated listing for a directory without an index file (404 instead)",
-    )
-    parser.add_argument(
-        "--dotfiles",
-        choices=("allow", "deny"),
-        default="deny",
-        help="serve and list names starting with '.' (default: %(default)s: 404, not listed)",
-    )
-    parser.add_argument(
-        "--cache-control",
-        type=_cache_control,
-        default="no-cache",
-        metavar="VALUE",
-        help="Cache-Control header for files, e.g. 'public, max-age=3600', '' for none "
-        "(default: %(default)s: caches revalidate every time)",
-    )
-    parser.add_argument(
-        "--listing-page-size",
-        type=_page_size,
-        default=1000,
-        metavar="N",
-        help="entries on one page of a directory listing; further pages are ?page=2, ... "
-        "(default: %(default)s)",
-    )
-
-
-def _index_name(text: str) -> str:
-    if not text or "/" in text or text in (".", ".."):
-        raise argparse.ArgumentTypeError(f"an index is a plain file name, not {text!r}")
-    return text
-
-
-def _page_size(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 9 or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a page size is a whole number >= 1, not {text!r}")
-    return int(text)
-
-
-def _cache_control(text: str) -> str:
-    if text == "":
-        return text  # no header
-    if not text.strip() or not all(c == "\t" or " " <= c <= "~" for c in text):
-        raise argparse.ArgumentTypeError(f"not a printable ASCII header value: {text!r}")
-    return text
-
-
-def _static_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`~mhd2.static.StaticFiles` options given by ``_serve_arguments``."""
-    from .static import ListingLimits
-
-    return {
-        "index": args.index if args.index is not None else "index.html",
-        "listing": args.listing,
-        "dotfiles": args.dotfiles,
-        "cache_control": args.cache_control or None,
-        "listing_limits": ListingLimits(page_size=args.listing_page_size),
-    }
-
-
-def _serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from . import Daemon
-    from .static import StaticFiles
-
-    if not os.path.isdir(args.directory):
-        parser.error(f"argument DIR: not a directory: {args.directory!r}")
-    tls = _tls_context(parser, args)
-    root = os.path.realpath(args.directory)
-
-    @asynccontextmanager
-    async def open_app(options: dict[str, Any]) -> AsyncIterator[Daemon]:
-        files = StaticFiles(args.directory, **_static_options(args))
-        options = dict(options)
-        options["notify_request_ended"] = _chain(files.request_ended,
-                                                 options.get("notify_request_ended"))
-        async with Daemon(files.handle, **options) as daemon:
-            yield daemon
-
-    options = _engine_options(args)
-    if tls is not None:
-        options["tls"] = tls
-    if (log := access_logger(args)) is not None:
-        options["notify_request_ended"] = log
-    plan = _Plan(
-        open_app, options,
-        lambda url, n: f"mhd2: serving {root} on {url}{_with_workers(n)} (Ctrl-C to stop)",
-        args.graceful_timeout, args.max_requests, args.max_requests_jitter)
-    return _execute(parser, args, plan, "https" if tls else "http")
-
-
-# ---------------------------------------------------------------------- demo
-
-
-def _demo_arguments(parser: argparse.ArgumentParser) -> None:
-    add_address_arguments(parser, port=8888)
-    parser.add_argument(
-        "--redis", metavar="URL",
-        help="keep the room in this Redis (redis://HOST:PORT/DB, Redis 5+), so that every "
-             "demo process using it serves one room (needs mhd2[redis])")
-
-
-def _demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from . import demo
-
-    tls = _tls_context(parser, args)
-    if args.redis is not None:
-        from . import demo_redis
-
-        try:  # one line and exit status 1 when Redis cannot be used, like a busy port
-            trio.run(demo_redis.check_redis, args.redis)
-        except demo_redis.RedisUnavailable as exc:
-            print(f"mhd2 demo: {exc}", file=sys.stderr)
-            return 1
-
-    @asynccontextmanager
-    async def open_app(options: dict[str, Any]) -> AsyncIterator[Daemon]:
-        chat = None
-        if args.redis is not None:
-            from .demo_redis import redis_chat
-
-            chat = redis_chat(args.redis)
-        async with demo.chat_server(chat, **options) as (daemon, _):
-            yield daemon
-
-    options = _engine_options(args)
-    if tls is not None:
-        options["tls"] = tls
-    if (log := access_logger(args, default=False)) is not None:
-        options["notify_request_ended"] = log
-    plan = _Plan(
-        open_app, options,
-        lambda url, n: f"mhd2 demo: chat on {url}{_with_workers(n)} ({_room_of(args.redis)}; "
-                       "Ctrl-C to stop)",
-        args.graceful_timeout, args.max_requests, args.max_requests_jitter,
-        stopping_line="mhd2 demo: stopping")
-    return _execute(parser, args, plan, "https" if tls else "http")
-
-
-def _room_of(redis_url: str | None) -> str:
-    """Where the demo keeps its room, for the startup line (never the password)."""
-    if redis_url is None:
-        return "room in this process"
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(redis_url)
-        where = (f"{parts.scheme}://{parts.hostname or 'localhost'}:{parts.port or 6379}"
-                 f"{parts.path or '/0'}")
-    except ValueError:
-        where = "(an unreadable URL)"
-    return f"room in Redis at {where}"
-
-
 SUBCOMMANDS: dict[str, Subcommand] = {
     "run": Subcommand("serve an application: a request callback given as MODULE:ATTR",
                       _run_arguments, _run, 8000),
-    "serve": Subcommand("serve the files of a directory over HTTP", _serve_arguments, _serve,
+    "serve": Subcommand("serve the files of a directory over HTTP", serve_arguments, serve_files,
                         8080),
     "demo": Subcommand(
         "the chat demo: one room reached by long polling (GET /poll), server-sent events"
         " (GET /events) and a WebSocket (GET /ws); the page links the three",
-        _demo_arguments,
-        _demo,
+        demo_arguments,
+        run_demo,
         8888,
     ),
 }

@@ -14,7 +14,6 @@ import logging
 import math
 import os
 import socket as stdlib_socket
-from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -29,7 +28,7 @@ from .accepting import (
     ACCEPT_PAUSE,
     UNIX_CLIENT,
     AcceptErrorLog,
-    RefusalLog,
+    ConnectionCount,
     accepted_address,
     allowed_by,
     refuse,
@@ -122,15 +121,13 @@ class Daemon:
         self._listeners: list[stdlib_socket.socket] = []
         self._unix_path: str | None = None
         self._connections: set[HTTP1Connection | HTTP2Connection] = set()
-        self._per_ip: Counter[str] = Counter()
-        self._count = 0
-        self._refusals = RefusalLog()
+        self._open = ConnectionCount(self.options.connection_limit, self.options.per_ip_limit,
+                                     self._shared.metrics)
         self._accept_errors = AcceptErrorLog()
         self._serving = False
         self._grace = DEFAULT_GRACE
         self._stop_requested = trio.Event()
         self._stopped = trio.Event()
-        self._drained = trio.Event()
         self._stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
 
@@ -160,7 +157,7 @@ class Daemon:
     @property
     def connection_count(self) -> int:
         """How many client connections are open now."""
-        return self._count
+        return self._open.count
 
     # -- life cycle --------------------------------------------------------------
 
@@ -220,9 +217,10 @@ class Daemon:
                 self._shared.stopping = True
                 for conn in list(self._connections):
                     conn.close_if_idle()
-                if self._connections:
-                    with trio.move_on_after(self._grace):
-                        await self._drained.wait()
+                # Also those still being set up (TLS handshake, PROXY header):
+                # they are told of the stop by `shared.stopping` once they run.
+                with trio.move_on_after(self._grace):
+                    await self.drained()
                 for conn in list(self._connections):
                     conn.cancel()  # also those of serve_stream, in other tasks
                 nursery.cancel_scope.cancel()
@@ -251,6 +249,17 @@ class Daemon:
                 "this Daemon is already serving or has been stopped; a Daemon runs once: "
                 "make a new Daemon to serve again"
             )
+
+    async def drained(self) -> None:
+        """Return once no client connection is open (at once if none is).
+
+        After :meth:`quiesce` no new connection comes, so this is the wait for
+        the open ones to end on their own: each is answered with
+        ``Connection: close`` after its current (or, if it is new, its first)
+        request.  Kept-alive connections that send nothing more end with their
+        ``keep_alive_timeout``; bound the wait with a cancel scope of your own.
+        """
+        await self._open.drained()
 
     def quiesce(self) -> None:
         """Stop accepting new connections; open connections are still served.
@@ -362,29 +371,11 @@ class Daemon:
             # Behind a PROXY header the client's address is known only once
             # the header is read: per-IP counting waits for it.
             ip = None if self.options.proxy_protocol else address[0]
-            if self._over_limit(ip, address[0]):
+            if self._open.over_limit(ip, address[0]):
                 refuse(sock)
                 continue
-            self._count += 1
-            if ip is not None:
-                self._per_ip[ip] += 1
+            self._open.add(ip)
             nursery.start_soon(self._run_connection, sock, peer, address, ip)
-
-    def _over_limit(self, ip: str | None, seen: str) -> bool:
-        """Whether a new connection (from client *ip*, if known) is over the limits."""
-        opts = self.options
-        if (opts.connection_limit is not None and self._count >= opts.connection_limit) or (
-            ip is not None and opts.per_ip_limit is not None
-            and self._per_ip[ip] >= opts.per_ip_limit
-        ):
-            self._refusals.refused(seen)
-            if self._shared.metrics is not None:
-                limit = "connection_limit" if ip is None or (
-                    opts.connection_limit is not None and self._count >= opts.connection_limit
-                ) else "per_ip_limit"
-                self._shared.metrics.refused(limit)
-            return True
-        return False
 
     @trio.lowlevel.enable_ki_protection
     async def _run_connection(self, sock: stdlib_socket.socket, peer: Any,
@@ -407,14 +398,10 @@ class Daemon:
                     logger.debug("mhd2: connection from %s closed: %s", address[0], exc)
                     sock.close()
                     return
-                if opts.per_ip_limit is not None and self._per_ip[address[0]] >= opts.per_ip_limit:
-                    self._refusals.refused(address[0])
-                    if self._shared.metrics is not None:
-                        self._shared.metrics.refused("per_ip_limit")
+                if not self._open.add_ip(address[0]):
                     refuse(sock)
                     return
                 ip = address[0]
-                self._per_ip[ip] += 1
             if opts.accept_policy is not None and not await allowed_by(opts.accept_policy, address):
                 sock.close()
                 return
@@ -431,7 +418,7 @@ class Daemon:
                                        tls, sni_server_name(tls), accepted_address(peer))
             await self._serve_transport(transport, info)
         finally:
-            self._forget(ip)
+            self._open.remove(ip)
 
     async def _serve_transport(self, transport: Transport, info: ConnectionInfo) -> None:
         shared = self._shared
@@ -453,15 +440,6 @@ class Daemon:
         finally:
             self._connections.discard(conn)
             await transport.close()
-
-    def _forget(self, ip: str | None) -> None:
-        self._count -= 1
-        if ip is not None:
-            self._per_ip[ip] -= 1
-            if not self._per_ip[ip]:
-                del self._per_ip[ip]
-        if self._shared.stopping and not self._connections:
-            self._drained.set()
 
     async def serve_stream(self, stream: trio.abc.Stream, *,
                            client_address: tuple[str, int] = UNIX_CLIENT) -> None:
@@ -488,11 +466,10 @@ class Daemon:
                              "'async with daemon' (or after nursery.start(daemon.serve))")
         address = (str(client_address[0]), int(client_address[1]))
         ip = address[0]
-        if self._over_limit(ip, ip):
+        if self._open.over_limit(ip, ip):
             await trio.aclose_forcefully(stream)
             return
-        self._count += 1
-        self._per_ip[ip] += 1
+        self._open.add(ip)
         try:
             policy = self.options.accept_policy
             if policy is not None and not await allowed_by(policy, address):
@@ -501,4 +478,4 @@ class Daemon:
             transport = Transport(stream, self.options.timeout)
             await self._serve_transport(transport, ConnectionInfo(address))
         finally:
-            self._forget(ip)
+            self._open.remove(ip)

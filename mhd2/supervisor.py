@@ -33,7 +33,8 @@ What the supervisor does:
 
 Workers get SIGTERM to stop; they must stop accepting at once and exit
 within ``graceful_timeout``. The worker's side -- its pipe to the
-supervisor, its signals, its graceful stop -- is :mod:`mhd2._worker`.
+supervisor, its signals, its graceful stop -- is :mod:`mhd2._worker`; forking
+a worker and the record kept of it are :mod:`mhd2._forking`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,9 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final, NoReturn
 
+from ._forking import WorkerProc, fork_worker, signal_worker
 from ._notify import Notifier
 from ._worker import (
     READY,
@@ -58,7 +59,6 @@ from ._worker import (
     WorkerMain,
     decode,
     drain_and_stop,
-    stop_with,
     worker_process,
 )
 from .errors import UsageError
@@ -67,24 +67,6 @@ __all__ = ["WORKER_BOOT_ERROR", "Supervisor", "Worker", "WorkerMain", "drain_and
 
 _KILL_SLACK: Final = 1.0
 _STOP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
-
-
-@dataclass(eq=False)
-class _Proc:
-    pid: int
-    index: int
-    fd: int
-    started: float
-    ready: bool = False
-    stopping: bool = False
-    kill_at: float | None = None
-    reload: bool = False
-    given_up: bool = False
-    replaces: _Proc | None = None
-    replaced_by: _Proc | None = None
-    buffer: bytes = field(default=b"", repr=False)
-    #: The exit status the worker asked for with ``Worker.start_failed``.
-    boot_status: int | None = None
 
 
 def _log_stderr(message: str) -> None:
@@ -165,12 +147,12 @@ class Supervisor:
         #: Old workers of the reload under way that have not exited yet.
         self._reload_old: set[int] = set()
         self._reload_finishing = False
-        self._procs: dict[int, _Proc] = {}
-        self._by_fd: dict[int, _Proc] = {}
+        self._procs: dict[int, WorkerProc] = {}
+        self._by_fd: dict[int, WorkerProc] = {}
         self._failures: dict[int, int] = {}
-        self._spawn_at: dict[int, tuple[float, _Proc | None]] = {}
-        self._reload_queue: list[_Proc] = []
-        self._reloading: _Proc | None = None
+        self._spawn_at: dict[int, tuple[float, WorkerProc | None]] = {}
+        self._reload_queue: list[WorkerProc] = []
+        self._reloading: WorkerProc | None = None
         self._signals: list[int] = []
         self._stopping = False
         self._status = 0
@@ -212,7 +194,7 @@ class Supervisor:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             for proc in list(self._procs.values()):  # only on an unexpected error
-                _kill(proc.pid, signal.SIGKILL)
+                signal_worker(proc.pid, signal.SIGKILL)
             self._selector.close()
             wake_r.close()
             wake_w.close()
@@ -247,25 +229,12 @@ class Supervisor:
 
     # ------------------------------------------------------------ workers
 
-    def _spawn(self, index: int, replaces: _Proc | None = None, *, reload: bool = False) -> None:
+    def _spawn(self, index: int, replaces: WorkerProc | None = None, *, reload: bool = False) -> None:
         assert self._selector is not None
-        read_fd, write_fd = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        supervisor = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read_fd)
-            stop_with(supervisor)
-            self._child(index, write_fd)  # never returns
-        os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        proc = _Proc(pid, index, read_fd, time.monotonic(), reload=reload, replaces=replaces)
-        if replaces is not None:
-            replaces.replaced_by = proc
-        self._procs[pid] = proc
-        self._by_fd[read_fd] = proc
-        self._selector.register(read_fd, selectors.EVENT_READ)
+        proc = fork_worker(index, self._child, replaces=replaces, reload=reload)
+        self._procs[proc.pid] = proc
+        self._by_fd[proc.fd] = proc
+        self._selector.register(proc.fd, selectors.EVENT_READ)
 
     def _child(self, index: int, control_fd: int) -> NoReturn:
         """In the new worker process: let go of the supervisor's resources, then be
@@ -285,7 +254,7 @@ class Supervisor:
         worker_process(self.worker_main, self.sock,
                        Worker(index, control_fd, self.graceful_timeout), detach)
 
-    def _read_control(self, proc: _Proc) -> None:
+    def _read_control(self, proc: WorkerProc) -> None:
         if self._by_fd.get(proc.fd) is not proc:
             return  # closed already (its number may belong to a newer worker's pipe now)
         try:
@@ -306,13 +275,13 @@ class Supervisor:
             elif message == RECYCLE:
                 self._on_recycle(proc)
 
-    def _unregister(self, proc: _Proc) -> None:
+    def _unregister(self, proc: WorkerProc) -> None:
         if self._by_fd.pop(proc.fd, None) is not None:
             assert self._selector is not None
             self._selector.unregister(proc.fd)
             os.close(proc.fd)
 
-    def _on_ready(self, proc: _Proc) -> None:
+    def _on_ready(self, proc: WorkerProc) -> None:
         proc.ready = True
         if proc.stopping:
             return
@@ -332,20 +301,20 @@ class Supervisor:
             if self.on_ready is not None:
                 self.on_ready()
 
-    def _on_recycle(self, proc: _Proc) -> None:
+    def _on_recycle(self, proc: WorkerProc) -> None:
         if self._stopping or proc.stopping or proc.replaced_by is not None:
             return
         self.log(f"worker {proc.index} (pid {proc.pid}) asked to be recycled")
         self._spawn(proc.index, proc)
 
-    def _stop(self, proc: _Proc, *, kill: bool = False) -> None:
+    def _stop(self, proc: WorkerProc, *, kill: bool = False) -> None:
         if kill:
-            _kill(proc.pid, signal.SIGKILL)
+            signal_worker(proc.pid, signal.SIGKILL)
         if proc.stopping:
             return
         proc.stopping = True
         proc.kill_at = time.monotonic() + self.graceful_timeout + _KILL_SLACK
-        _kill(proc.pid, signal.SIGTERM)
+        signal_worker(proc.pid, signal.SIGTERM)
 
     # ------------------------------------------------------------ reload
 
@@ -431,7 +400,7 @@ class Supervisor:
                     self.on_worker_exit(pid)
                 self._exited(proc, os.waitstatus_to_exitcode(status))
 
-    def _exited(self, proc: _Proc, code: int) -> None:
+    def _exited(self, proc: WorkerProc, code: int) -> None:
         if proc.replaced_by is not None:
             proc.replaced_by.replaces = None
         replacement_of = proc.replaces
@@ -504,17 +473,10 @@ class Supervisor:
             if proc.kill_at is not None and proc.kill_at <= now:
                 self.log(f"worker {proc.index} (pid {proc.pid}) did not stop in time; killing it")
                 proc.kill_at = None
-                _kill(proc.pid, signal.SIGKILL)
+                signal_worker(proc.pid, signal.SIGKILL)
             elif not (proc.ready or proc.stopping or proc.given_up) and (
                     now >= proc.started + self.ready_timeout):
                 self.log(f"worker {proc.index} (pid {proc.pid}) not ready after "
                          f"{self.ready_timeout:g} s; killing it")
                 proc.given_up = True  # its end is handled like any other death
-                _kill(proc.pid, signal.SIGKILL)
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
+                signal_worker(proc.pid, signal.SIGKILL)

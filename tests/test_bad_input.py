@@ -730,3 +730,45 @@ async def test_disconnect_mid_request_does_not_hurt_the_daemon(
             await keepalive_request(before, buffer, b"/after")
         await assert_serves(daemon.port)
     no_internal_errors(caplog)
+
+
+@pytest.mark.parametrize(
+    ("bad", "status", "method"),
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400, "-",
+                     id="bad-name"),
+        pytest.param(b"\x01\x02 garbage\r\n\r\n", 400, "-", id="garbage"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 3000 + b"\r\n\r\n", 431,
+                     "-", id="431"),
+        # parsed, then refused: reported under its method
+        pytest.param(b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "GET", id="505"),
+    ],
+)
+@pytest.mark.parametrize("together", [True, False], ids=["one-write", "after-the-answer"])
+async def test_pipelined_head_that_fails_to_parse_is_reported(
+        bad: bytes, status: int, method: str, together: bool) -> None:
+    """The 2nd request of a connection fails to parse: notify_request_ended (so the access
+    log) hears of it as of a first request's failure -- method '-', the status sent,
+    HTTP_PROTOCOL_ERROR -- whether it came in one write with the 1st or after its answer."""
+    ended: list[tuple[str, int | None, mhd2.RequestEndedCode]] = []
+
+    def notify(request: mhd2.Request, code: mhd2.RequestEndedCode) -> None:
+        ended.append((request.method, request.response_status, code))
+
+    first = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with running(App(), max_header_size=LIMIT, notify_request_ended=notify) as daemon:
+        with trio.fail_after(BOUND):
+            stream = await open_stream(daemon)
+            async with stream:
+                buffer = bytearray()
+                if together:
+                    await stream.send_all(first + bad)
+                else:
+                    await stream.send_all(first)
+                    assert status_of(await read_response(stream, buffer)) == 200
+                    await stream.send_all(bad)
+                await stream.send_eof()
+                rest = bytes(buffer) + await read_until_close(stream)
+    assert [s for s, _, _ in split_responses(rest)][-1] == status
+    assert ended == [("GET", 200, mhd2.RequestEndedCode.COMPLETED_OK),
+                     (method, status, mhd2.RequestEndedCode.HTTP_PROTOCOL_ERROR)]

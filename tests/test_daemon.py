@@ -204,8 +204,9 @@ async def test_graceful_stop_lets_in_flight_response_finish() -> None:
     entered = trio.Event()
 
     async def slow(request: mhd2.Request) -> mhd2.Action:
-        entered.set()
-        await release.wait()
+        if request.path == "/slow":
+            entered.set()
+            await release.wait()
         return text_response(request, b"finished")
 
     daemon = mhd2.Daemon(slow, port=0)
@@ -214,10 +215,13 @@ async def test_graceful_stop_lets_in_flight_response_finish() -> None:
         await nursery.start(daemon.serve)
 
         async def client() -> None:
-            result.append(await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+            result.append(await exchange(daemon.port, b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"))
 
-        nursery.start_soon(client)
+        # A kept-alive connection, served once, idle when the stop begins.
         idle = await trio.open_tcp_stream("127.0.0.1", daemon.port)
+        await idle.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert status_of(await read_response(idle, bytearray())) == 200
+        nursery.start_soon(client)
         with trio.fail_after(WAIT):
             await entered.wait()
         nursery.start_soon(daemon.stop, 5.0)

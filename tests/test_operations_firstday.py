@@ -89,7 +89,7 @@ def test_uds_on_a_regular_file_says_so(tmp_path: Path) -> None:
 
 
 def test_demo_says_where_its_room_is() -> None:
-    from mhd2.cli import _room_of
+    from mhd2._cli.demo_command import room_of as _room_of
 
     assert _room_of(None) == "room in this process"
     assert _room_of("redis://:secret@10.0.0.5:6380/2") == "room in Redis at redis://10.0.0.5:6380/2"

@@ -29,6 +29,7 @@ from .binding import (
     _BindError,
     _Listener,
 )
+from .logs import configure_logging, load_log_config
 from .options import (
     check_forwarded_arguments,
     stop_signals,
@@ -297,9 +298,9 @@ def _execute(parser: argparse.ArgumentParser, args: argparse.Namespace, plan: _P
     check_forwarded_arguments(parser, args)
     plan.reload_tls = getattr(args, "tls_loader", None)
     if args.log_config is not None:
-        _load_log_config(args.log_config)
+        load_log_config(args.log_config)
     else:
-        _configure_logging(args.log_level)
+        configure_logging(args.log_level)
     workers = args.workers
     if workers is None and args.max_requests is not None:
         workers = 1
@@ -409,59 +410,6 @@ def _metrics_listener(where: tuple[str, int], plan: _Plan) -> None:
     except OSError as exc:
         raise _BindError(f"cannot listen on {host} port {port} for --metrics: "
                          f"{exc.strerror or exc}") from None
-
-
-def _configure_logging(level: str) -> None:
-    """``--log-level``: the ``mhd2`` logger writes to stderr from *level* up.
-
-    Only mhd2's own logger is configured; the application's logging stays as
-    the application sets it up.
-    """
-    logger = logging.getLogger("mhd2")
-    logger.setLevel(level.upper())
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
-    access = logging.getLogger("mhd2.access")
-    access.setLevel(logging.INFO)  # --access-log says whether there is one
-    if not access.handlers:
-        plain = logging.StreamHandler(sys.stderr)
-        plain.setFormatter(logging.Formatter("%(message)s"))
-        access.addHandler(plain)
-        access.propagate = False
-
-
-def _load_log_config(path: str) -> None:
-    """``--log-config FILE``: :func:`logging.config.dictConfig` from JSON or YAML.
-
-    A file that cannot be read or used exits 2 with one sentence naming it.
-    """
-    import json
-    import logging.config
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        if path.endswith((".yaml", ".yml")):
-            try:
-                import yaml
-            except ImportError:
-                raise ValueError("YAML needs PyYAML (pip install pyyaml); or write it as "
-                                 "JSON") from None
-            config = yaml.safe_load(text)
-        else:
-            config = json.loads(text)
-        if not isinstance(config, dict):
-            raise ValueError("it is not a logging.config.dictConfig mapping")
-        config.setdefault("version", 1)
-        config.setdefault("disable_existing_loggers", False)
-        logging.config.dictConfig(config)
-    except (OSError, ValueError, TypeError, AttributeError, ImportError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        print(f"mhd2: cannot use the log configuration {path}: {reason}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def _supervise(plan: _Plan, listener: _Listener, workers: int) -> int:

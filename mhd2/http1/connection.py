@@ -61,6 +61,10 @@ ERROR_WRITE_SECONDS = 5.0
 #: RFC 9113 §3.4: "the connection preface starts with the string
 #: PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" -- HTTP/2 with prior knowledge.
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: A graceful stop: how long a connection that has not sent a byte yet (accepted
+#: a moment before the stop) may still wait for its first request.  Once its
+#: first byte is in, the head has ``timeout`` and the whole stop its grace.
+STOP_FIRST_REQUEST_SECONDS = 1.0
 
 
 class _Close(Exception):
@@ -98,6 +102,7 @@ class HTTP1Connection:
         "_parser",
         "_reply_started",
         "_request_timeout",
+        "_served",
         "_shared",
         "_strict_level",
         "_upgraded",
@@ -129,6 +134,8 @@ class HTTP1Connection:
         self._idle = True
         self._closing_idle = False
         self._head_started = False
+        #: Requests begun on this connection (0: it may still be on its way).
+        self._served = 0
         self._upgraded: UpgradeHandle | None = None
         #: The bytes read so far when the connection turned out to start with
         #: the HTTP/2 preface: :meth:`run` then returns without closing, and the
@@ -140,14 +147,24 @@ class HTTP1Connection:
     def close_if_idle(self) -> bool:
         """Graceful stop: close now if between requests; end a suspended request.
 
-        A suspended request is woken and answered ``503 Service Unavailable``
-        (or, if its head was already sent, its connection is closed); an
-        upgraded connection's handler is told (``UpgradeHandle.begin_stop``).
+        Only a kept-alive connection with no byte of its next request is
+        closed.  One whose first request has not come yet may wait
+        :data:`STOP_FIRST_REQUEST_SECONDS` for it (it was accepted a moment
+        ago: its request may be on the way), and a head already begun is read;
+        either is answered with ``Connection: close``.  A suspended request is
+        woken and answered ``503 Service Unavailable`` (or, if its head was
+        already sent, its connection is closed); an upgraded connection's
+        handler is told (``UpgradeHandle.begin_stop``).
 
         Returns:
-            True if the connection was idle.
+            True if the connection was closed as idle.
         """
         if self._idle:
+            if self._head_started:
+                return False
+            if not self._served:
+                self._limit_first_wait()
+                return False
             self._closing_idle = True
             self.transport.scope.cancel()
             return True
@@ -156,6 +173,15 @@ class HTTP1Connection:
         if self._upgraded is not None:
             self._upgraded.begin_stop()
         return False
+
+    def _limit_first_wait(self) -> None:
+        """Stopping: the wait for the first byte ends within :data:`STOP_FIRST_REQUEST_SECONDS`.
+
+        When it passes the connection is closed without a reply (it had
+        begun no request); the head's own ``timeout`` applies from its first byte.
+        """
+        scope = self.transport.scope
+        scope.deadline = min(scope.deadline, trio.current_time() + STOP_FIRST_REQUEST_SECONDS)
 
     def cancel(self) -> None:
         """End the connection now (the grace period is over)."""
@@ -264,12 +290,14 @@ class HTTP1Connection:
         while True:
             self._idle = True
             if not parser.has_next:
-                if parser.at_eof or shared.stopping:
+                if parser.at_eof or (shared.stopping and served):
                     return
                 if transport.timeout != idle_timeout:
                     transport.set_timeout(idle_timeout)
                 else:
                     transport.arm(force=served == 0)
+                if shared.stopping:
+                    self._limit_first_wait()  # (accepted just before the stop)
                 if served:
                     data = await transport.receive_later(RECV_SIZE)
                 else:
@@ -314,6 +342,7 @@ class HTTP1Connection:
                 return
             self._head_started = False
             served += 1
+            self._served = served
             if not await self._handle(parser, head,
                                       max_requests is not None and served >= max_requests):
                 return
