@@ -14,6 +14,11 @@ from __future__ import annotations
 
 import enum
 
+# Declared boilerplate (issue 21): this module is tables -- enum members, one
+# ``NAME = value`` line each, and the ``number: "text"`` dicts beside them
+# (reason phrases, header names).  ``duplicates`` pairs their runs by shape;
+# with the member and table lines left out it finds nothing here.
+
 __all__ = [
     "HTTPStatus",
     "reason_phrase",

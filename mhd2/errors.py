@@ -113,6 +113,11 @@ class UpgradedError(MHDError):
         return cls(message if message is not None else code.name.lower().replace("_", " "), code)
 
 
+# Declared boilerplate (issue 21): one three-line class per ``UPGRADED_*`` status
+# code -- a name, a docstring and a default code, a table in class form so that
+# each can be caught and documented on its own; ``duplicates`` pairs them by shape.
+
+
 class UpgradedTimeout(UpgradedError):
     """Nothing was sent or received before the timeout expired."""
 

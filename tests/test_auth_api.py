@@ -414,3 +414,30 @@ async def test_fuzz_authorization_never_500(value: str, caplog: pytest.LogCaptur
                                + wire + b"\r\nConnection: close\r\n\r\n")
     assert status_of(reply) in (400, 401), reply[:300]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_kept_name_digest_auth_check_is_the_request_method() -> None:
+    """``mhd2.auth.digest_auth_check(request, ...)``, the name kept from before the
+    sans-IO split, checks exactly as ``request.digest_auth_check(...)``."""
+    from mhd2.auth import digest_auth_check
+
+    assert digest_auth_check is mhd2.Request.digest_auth_check
+    results: list[R] = []
+
+    def app(request: mhd2.Request) -> mhd2.Action:
+        result = digest_auth_check(request, REALM, "u", "p", qop="auth", algo=Algo.SHA256)
+        results.append(result)
+        if result is R.OK:
+            return text_response(request, b"in")
+        page = mhd2.Response.from_buffer_static(401, b"denied")
+        return mhd2.action_digest_auth_challenge(request, REALM, page, algo=Algo.SHA256)
+
+    async with running(app, digest_auth_random=RANDOM) as daemon:
+        url = f"http://127.0.0.1:{daemon.port}/k"
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(WAIT):
+                good = await client.get(url, auth=httpx.DigestAuth("u", "p"))
+                bad = await client.get(url, auth=httpx.DigestAuth("u", "wrong"))
+    assert (good.status_code, good.content) == (200, b"in")
+    assert bad.status_code == 401
+    assert results == [R.HEADER_MISSING, R.OK, R.HEADER_MISSING, R.RESPONSE_WRONG]

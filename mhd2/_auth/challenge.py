@@ -54,6 +54,8 @@ class DigestChallengeHeader:
 
     __slots__ = ("_parts", "algos", "realm")
 
+    # Declared boilerplate (issue 21): mhd2.auth's public signatures repeat
+    # these settings and their defaults (see DigestChallenge.__init__).
     def __init__(
         self,
         realm: str,

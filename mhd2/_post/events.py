@@ -69,15 +69,44 @@ class FormParser:
         self.fields = 0
         self._max_fields = max_fields
 
-    def feed(self, data: bytes) -> list[Event]:  # pragma: no cover - abstract
-        """Parse the next piece of the body; return the events it completes."""
+    def feed(self, data: bytes) -> list[Event]:
+        """Parse the next piece of the body; return the events it completes.
+
+        Args:
+            data: the next bytes of the body (any size, may be empty).
+
+        Returns:
+            The events *data* completes (``[]`` once :attr:`result` is set:
+            after an error or :meth:`close`, input is ignored).
+        """
+        events: list[Event] = []
+        if self.result is None:
+            self._feed(data, events)
+        return events
+
+    def close(self) -> list[Event]:
+        """The body is complete: return the last events and set :attr:`result`.
+
+        Returns:
+            The events of a field the end of the body completes or cuts off
+            (``[]`` if :attr:`result` was already set, which it then keeps).
+        """
+        events: list[Event] = []
+        if self.result is None:
+            result = self._close(events)
+            if self.result is None:  # (unless the last field hit a limit)
+                self.result = result
+        return events
+
+    # -- for subclasses ----------------------------------------------------------
+
+    def _feed(self, data: bytes, events: list[Event]) -> None:  # pragma: no cover - abstract
+        """Parse *data* (no :attr:`result` yet), appending to *events*."""
         raise NotImplementedError
 
-    def close(self) -> list[Event]:  # pragma: no cover - abstract
-        """The body is complete: return the last events and set :attr:`result`."""
+    def _close(self, events: list[Event]) -> PostParseResult:  # pragma: no cover - abstract
+        """End the body (no :attr:`result` yet), appending to *events*; return the result."""
         raise NotImplementedError
-
-    # -- helpers for subclasses --------------------------------------------------
 
     def _start(self, events: list[Event], start: FieldStart) -> bool:
         """Append *start* unless the field limit is hit; return whether it was."""

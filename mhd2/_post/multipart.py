@@ -163,13 +163,9 @@ class MultipartParser(FormParser):
         self._buf = bytearray(b"\r\n")
         self._in_part = False
 
-    def feed(self, data: bytes) -> list[Event]:
-        """Parse the next piece of the body; return the events it completes."""
-        events: list[Event] = []
-        if self.result is not None:
-            return events
+    def _feed(self, data: bytes, events: list[Event]) -> None:
         if self._state == _EPILOGUE:
-            return events  # "implementations must ignore" the epilogue
+            return  # "implementations must ignore" the epilogue
         buf = self._buf
         buf += data
         delim = self._delim
@@ -248,26 +244,19 @@ class MultipartParser(FormParser):
                 break
         if self.result is not None:
             buf.clear()
-        return events
 
-    def close(self) -> list[Event]:
-        """The body is complete: flush a cut-off part and set :attr:`result`."""
-        events: list[Event] = []
-        if self.result is not None:
-            return events
+    def _close(self, events: list[Event]) -> PostParseResult:
         state = self._state
-        if state == _EPILOGUE:
-            self.result = PostParseResult.OK
-        elif state == _PREAMBLE:
-            # Not a single delimiter: this is not multipart data at all.
-            self.result = PostParseResult.FAILED_INVALID_POST_FORMAT
-        else:
-            if state == _BODY:
-                # An unterminated part: hand out what was held back and end it.
-                if self._buf:
-                    events.append(FieldData(bytes(self._buf)))
-                events.append(FieldEnd())
-                self._in_part = False
-            self.result = PostParseResult.OK_BAD_TERMINATION
+        if state == _BODY:
+            # An unterminated part: hand out what was held back and end it.
+            if self._buf:
+                events.append(FieldData(bytes(self._buf)))
+            events.append(FieldEnd())
+            self._in_part = False
         self._buf.clear()
-        return events
+        if state == _EPILOGUE:
+            return PostParseResult.OK
+        if state == _PREAMBLE:
+            # Not a single delimiter: this is not multipart data at all.
+            return PostParseResult.FAILED_INVALID_POST_FORMAT
+        return PostParseResult.OK_BAD_TERMINATION

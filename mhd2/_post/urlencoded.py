@@ -28,15 +28,8 @@ from __future__ import annotations
 from urllib.parse import unquote_to_bytes
 
 from ..enums import PostParseResult
-from .events import (
-    DEFAULT_MAX_FIELDS,
-    Event,
-    FieldData,
-    FieldEnd,
-    FieldStart,
-    FormParser,
-    decode_text,
-)
+from .events import DEFAULT_MAX_FIELDS, decode_text
+from .pairs import PairParser
 
 __all__ = ["UrlencodedParser", "pct_decode", "split_escape_tail"]
 
@@ -58,8 +51,12 @@ def split_escape_tail(chunk: bytes) -> tuple[bytes, bytes]:
     return chunk[:i], chunk[i:]
 
 
-class UrlencodedParser(FormParser):
+class UrlencodedParser(PairParser):
     """Incremental ``application/x-www-form-urlencoded`` parser.
+
+    "Let sequences be the result of splitting input on 0x26 (&) [...] If
+    bytes is the empty byte sequence, then continue."  A body may end without
+    a ``&`` (the result is ``OK``).
 
     Args:
         max_name_size: a (raw) field name longer than this stops parsing with
@@ -68,83 +65,25 @@ class UrlencodedParser(FormParser):
         max_fields: see :class:`~mhd2._post.events.FormParser`.
     """
 
+    SEPARATOR = b"&"
+    BARE_NAME_STRIP = b""
+    UNTERMINATED = PostParseResult.OK
+
     def __init__(self, *, max_name_size: int = 16384, max_fields: int = DEFAULT_MAX_FIELDS) -> None:
-        super().__init__(max_fields=max_fields)
-        self._max_name = max_name_size
-        self._in_value = False
-        self._name = bytearray()  # raw name bytes so far (name state)
+        super().__init__(max_name_size=max_name_size, max_fields=max_fields)
         self._tail = b""  # an incomplete escape held back (value state)
 
-    def feed(self, data: bytes) -> list[Event]:
-        """Parse the next piece of the body; return the events it completes."""
-        events: list[Event] = []
-        if self.result is not None:
-            return events
-        pos, end = 0, len(data)
-        while pos < end:
-            if not self._in_value:
-                amp = data.find(b"&", pos)
-                eq = data.find(b"=", pos, amp if amp >= 0 else end)
-                stop = eq if eq >= 0 else amp
-                if stop < 0:
-                    self._name += data[pos:]
-                    self._check_name()
-                    break
-                self._name += data[pos:stop]
-                if not self._check_name():
-                    break
-                if eq >= 0:
-                    if not self._start(events, FieldStart(decode_text(pct_decode(bytes(self._name))))):
-                        break
-                    self._in_value = True
-                    self._tail = b""
-                elif self._name:
-                    # "If 0x3D (=) is not present, let name be bytes and value be
-                    # the empty byte sequence."
-                    if not self._start(events, FieldStart(decode_text(pct_decode(bytes(self._name))))):
-                        break
-                    events.append(FieldEnd())
-                # else: "If bytes is the empty byte sequence, then continue."
-                self._name.clear()
-                pos = stop + 1
-            else:
-                amp = data.find(b"&", pos)
-                stop = end if amp < 0 else amp
-                chunk = self._tail + data[pos:stop]
-                if amp < 0:
-                    chunk, self._tail = split_escape_tail(chunk)
-                else:
-                    self._tail = b""
-                if chunk:
-                    events.append(FieldData(pct_decode(chunk)))
-                if amp < 0:
-                    break
-                events.append(FieldEnd())
-                self._in_value = False
-                pos = amp + 1
-        return events
+    def _field_name(self, raw: bytes) -> str:
+        return decode_text(pct_decode(raw))
 
-    def close(self) -> list[Event]:
-        """The body is complete: flush the last field and set :attr:`result` (``OK``)."""
-        events: list[Event] = []
-        if self.result is not None:
-            return events
-        if self._in_value:
-            if self._tail:
-                events.append(FieldData(pct_decode(self._tail)))
-            events.append(FieldEnd())
-        elif self._name and self._start(events, FieldStart(decode_text(pct_decode(bytes(self._name))))):
-            events.append(FieldEnd())
-        self._in_value = False
-        self._name.clear()
-        self._tail = b""
-        if self.result is None:
-            self.result = PostParseResult.OK
-        return events
+    def _value_piece(self, raw: bytes, ended: bool) -> bytes:
+        if self._tail:
+            raw = self._tail + raw
+            self._tail = b""
+        if not ended:
+            raw, self._tail = split_escape_tail(raw)
+        return pct_decode(raw)
 
-    def _check_name(self) -> bool:
-        if len(self._name) > self._max_name:
-            self.result = PostParseResult.FAILED_NO_LARGE_BUF_MEM
-            self._name.clear()
-            return False
-        return True
+    def _value_rest(self) -> bytes:
+        tail, self._tail = self._tail, b""
+        return pct_decode(tail)

@@ -50,18 +50,8 @@ import trio
 from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
+from . import events as ev
 from .engine import ConnState, H2Engine
-from .events import (
-    BodyEnded,
-    DataReceived,
-    GoawayReceived,
-    PingAnswered,
-    RequestMalformed,
-    RequestReceived,
-    StreamCancelled,
-    TrailersReceived,
-    WindowOpened,
-)
 from .liveness import Liveness
 from .serve import report_malformed, run_stream, serve_now
 from .stream import H2Stream
@@ -71,7 +61,6 @@ if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
     from ..shared import Shared
     from ..transport import Transport
-    from .events import Event
 
 __all__ = ["HTTP2Connection"]
 
@@ -365,7 +354,7 @@ class HTTP2Connection:
         return RequestEndedCode.DAEMON_SHUTDOWN if shared.stopping \
             else RequestEndedCode.CONNECTION_ERROR
 
-    def _dispatch(self, events: list[Event]) -> bool:
+    def _dispatch(self, events: list[ev.Event]) -> bool:
         """Hand the engine's events of one turn to the streams, in order; then start
         the streams opened.
 
@@ -383,34 +372,34 @@ class HTTP2Connection:
         fresh: list[H2Stream] = []
         try:
             for event in events:
-                if isinstance(event, RequestReceived):
+                if isinstance(event, ev.RequestReceived):
                     stream = H2Stream(self, event.stream_id, event.head, event.ended)
                     streams[event.stream_id] = stream
                     fresh.append(stream)
-                elif isinstance(event, DataReceived):
+                elif isinstance(event, ev.DataReceived):
                     streams[event.stream_id].feed(event.data, event.flow)
-                elif isinstance(event, BodyEnded):
+                elif isinstance(event, ev.BodyEnded):
                     streams[event.stream_id].feed_end()
-                elif isinstance(event, WindowOpened):
+                elif isinstance(event, ev.WindowOpened):
                     if event.stream_id == 0:
                         for stream in streams.values():
                             stream.window_opened()
                     else:
                         streams[event.stream_id].window_opened()
-                elif isinstance(event, StreamCancelled):
+                elif isinstance(event, ev.StreamCancelled):
                     stream = streams[event.stream_id]
                     if event.by_client:
                         stream.reset_by_client()
                     else:
                         stream.malformed()
-                elif isinstance(event, TrailersReceived):
+                elif isinstance(event, ev.TrailersReceived):
                     streams[event.stream_id].trailers = event.fields
-                elif isinstance(event, RequestMalformed):
+                elif isinstance(event, ev.RequestMalformed):
                     report_malformed(self, event.status)
-                elif isinstance(event, PingAnswered):
+                elif isinstance(event, ev.PingAnswered):
                     if self._liveness is not None:
                         self._liveness.answered()
-                elif isinstance(event, GoawayReceived):
+                elif isinstance(event, ev.GoawayReceived):
                     self._writer.wake()
                     if not streams:
                         self._stop_reader()
