@@ -164,6 +164,50 @@ def _split_headers_now(headers: Any) -> tuple[list[tuple[str, str]], int | None]
     return pairs, declared
 
 
+#: Bodies up to this size are answered from :func:`_whole_response`'s cache.
+REPLY_CACHE_BODY_LIMIT = 1024
+#: Most whole responses :func:`_whole_response` remembers (then it starts afresh).
+REPLY_CACHE_SIZE = 256
+_reply_cache: dict[tuple[Any, ...], Response] = {}
+
+
+def _whole_response(status: Any, headers: Any, body: Any) -> Response:
+    """The response of a ``http.response.start`` and a single, last ``http.response.body``.
+
+    Apps answer with the same few complete responses again and again (a
+    health check, an empty ``204``, a small constant page): a response made
+    from ``bytes`` header pairs and a ``bytes`` body of at most
+    :data:`REPLY_CACHE_BODY_LIMIT` bytes is made once, *reusable*, and the
+    last :data:`REPLY_CACHE_SIZE` of them are remembered by ``(status,
+    headers, body)``.  The daemon then sends it from its cached wire bytes
+    (head and body in one piece, the ``Date`` line renewed each second)
+    instead of building the head again for every request.
+
+    Raises:
+        ValueError: a ``content-length`` that is not a number.
+        mhd2.ResponseHeaderError: a header mhd2 refuses.
+    """
+    key: tuple[Any, ...] | None = None
+    if type(body) is bytes and len(body) <= REPLY_CACHE_BODY_LIMIT and type(status) is int:
+        try:
+            key = (status, tuple(headers), body)
+            known = _reply_cache.get(key)
+        except TypeError:  # [name, value] lists ...: not hashable
+            key = None
+        else:
+            if known is not None:
+                return known
+    pairs, _ = _split_headers(headers)
+    response = _with_headers(Response.from_buffer(status, bytes(body)), pairs)
+    if key is not None and all(type(name) is bytes and type(value) is bytes
+                               for name, value in key[1]):
+        response.set_options(reusable=True)
+        if len(_reply_cache) >= REPLY_CACHE_SIZE:
+            _reply_cache.clear()
+        _reply_cache[key] = response
+    return response
+
+
 def _with_headers(response: Response, pairs: list[tuple[str, str]]) -> Response:
     """*response* with the header lines *pairs* added.
 
@@ -500,18 +544,23 @@ class HTTPCycle(Cycle):
             if start is None:
                 raise RuntimeError("http.response.body before http.response.start")
             status = start["status"]
-            pairs, declared = _split_headers(start.get("headers", ()))
+            headers = start.get("headers", ())
             if not more and not start.get("trailers", False):
-                if declared and not body and self.request.method == "HEAD":
-                    # HEAD: the app declared the GET body's size and sent none;
-                    # the daemon sends the headers of that size and no body.
-                    response = Response.from_callback(status, declared, self._creator)
+                if body or self.request.method != "HEAD":
+                    response = _whole_response(status, headers, body)
                 else:
-                    response = Response.from_buffer(status, bytes(body))
-                response = _with_headers(response, pairs)  # (raises for a bad header)
+                    pairs, declared = _split_headers(headers)
+                    if declared:
+                        # HEAD: the app declared the GET body's size and sent none;
+                        # the daemon sends the headers of that size and no body.
+                        response = Response.from_callback(status, declared, self._creator)
+                    else:
+                        response = Response.from_buffer(status, b"")
+                    response = _with_headers(response, pairs)  # (raises for a bad header)
                 self.finished = True
                 self._ready(response)
                 return
+            pairs, declared = _split_headers(headers)
             self._declared = declared
             self._ready(_with_headers(Response.from_callback(status, declared, self._creator),
                                       pairs))

@@ -1,0 +1,117 @@
+"""The bridge's fast paths give the same bytes as the slow ones.
+
+A complete small response (``http.response.start`` and one last
+``http.response.body``) is made once and reused (:func:`mhd2.asgi.http._whole_response`):
+every request, whatever its method, version or ``Connection`` wish, must get
+what a freshly made response would have given it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from conftest import WAIT, exchange, open_stream
+
+import mhd2
+import mhd2.asgi
+import mhd2.asgi.http
+
+Scope = dict[str, Any]
+BODY = b"Hello, World!"
+
+
+@pytest.fixture(autouse=True)
+def empty_cache() -> None:
+    mhd2.asgi.http._reply_cache.clear()
+
+
+def constant_app(body: Any = BODY, headers: Any = None, status: int = 200) -> Any:
+    start = {"type": "http.response.start", "status": status,
+             "headers": headers if headers is not None else
+             [(b"content-type", b"text/plain"), (b"x-a", b"1")]}
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan here")
+        await send(dict(start))
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+def split(response: bytes) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    status, *lines = head.split(b"\r\n")
+    fields = dict(line.lower().split(b": ", 1) for line in lines)
+    return status, fields, body
+
+
+async def test_a_constant_response_is_made_once_and_answers_every_kind_of_request() -> None:
+    async with mhd2.asgi.Daemon(constant_app(), port=0) as d:
+        with trio.fail_after(WAIT):
+            stream = await open_stream(d.port)
+            async with stream:
+                # keep-alive, then HEAD, then HTTP/1.0, then close, on one connection
+                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+                                      b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
+                                      b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                                      b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := await stream.receive_some(65536):
+                    data += chunk
+    assert len(mhd2.asgi.http._reply_cache) == 1
+    parts = data.split(b"HTTP/1.1 200 OK\r\n")
+    assert parts[0] == b"" and len(parts) == 5, data
+    for i, part in enumerate(parts[1:]):
+        _, fields, body = split(b"HTTP/1.1 200 OK\r\n" + part)
+        assert fields[b"content-length"] == b"13"
+        assert fields[b"content-type"] == b"text/plain" and fields[b"x-a"] == b"1"
+        assert b"date" in fields
+        assert body == (b"" if i == 1 else BODY)  # HEAD: the head only
+        if i == 2:
+            assert fields[b"connection"] == b"keep-alive"  # the HTTP/1.0 client asked
+        if i == 3:
+            assert fields[b"connection"] == b"close"
+
+
+@pytest.mark.parametrize("body, headers", [
+    (bytearray(BODY), None),                                  # not bytes: not cached
+    (BODY * 100, None),                                       # too big: not cached
+    (BODY, [[b"content-type", b"text/plain"], [b"x-a", b"1"]]),  # lists: not hashable
+    (BODY, [(bytearray(b"content-type"), b"text/plain"), (b"x-a", b"1")]),
+])
+async def test_responses_that_are_not_cached_are_still_right(body: Any, headers: Any) -> None:
+    async with mhd2.asgi.Daemon(constant_app(body, headers), port=0) as d:
+        for _ in range(2):
+            response = await exchange(
+                d.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            status, fields, got = split(response)
+            assert status == b"HTTP/1.1 200 OK"
+            assert got == bytes(body) and fields[b"content-length"] == b"%d" % len(body)
+            assert fields[b"content-type"] == b"text/plain" and fields[b"x-a"] == b"1"
+    assert not mhd2.asgi.http._reply_cache
+
+
+async def test_different_bodies_and_statuses_get_their_own_responses(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mhd2.asgi.http, "REPLY_CACHE_SIZE", 3)
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan here")
+        n = int(scope["path"][1:])
+        await send({"type": "http.response.start", "status": 200 + n % 2,
+                    "headers": [(b"x-n", b"%d" % (n % 5))]})
+        await send({"type": "http.response.body", "body": b"body %d" % (n % 7)})
+
+    async with mhd2.asgi.Daemon(app, port=0) as d:
+        for n in range(20):
+            response = await exchange(
+                d.port, b"GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % n)
+            status, fields, body = split(response)
+            assert status.startswith(b"HTTP/1.1 %d " % (200 + n % 2))
+            assert fields[b"x-n"] == b"%d" % (n % 5)
+            assert body == b"body %d" % (n % 7)
+            assert len(mhd2.asgi.http._reply_cache) <= 3  # the bound holds
