@@ -115,3 +115,44 @@ async def test_different_bodies_and_statuses_get_their_own_responses(
             assert fields[b"x-n"] == b"%d" % (n % 5)
             assert body == b"body %d" % (n % 7)
             assert len(mhd2.asgi.http._reply_cache) <= 3  # the bound holds
+
+
+TARGETS = [
+    b"/", b"/plain/path", b"/p?q=1&r=2", b"/p?", b"/?only=query", b"/a%20b?x=%41",
+    b"/caf\xc3\xa9?x=\xc3\xa9", b"/a#frag", b"/a?b#c", b"//double//slash", b"/a/../b",
+    b"http://example.com/abs?q=1", b"http://example.com", b"/%E2%82%AC/x%2Fy",
+]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+async def test_scope_path_raw_path_and_query_of_every_kind_of_target(target: bytes) -> None:
+    """The scope's target keys agree with the request's own decoding, fast path or not."""
+    seen: list[Scope] = []
+    paths: list[tuple[str, str]] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        paths.append((request.path, request.uri))
+        return mhd2.asgi.action_asgi(request, app)
+
+    async with mhd2.Daemon(cb, port=0) as d:
+        response = await exchange(
+            d.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if response.startswith(b"HTTP/1.1 400 "):
+        assert not seen  # (raw non-ASCII in the target: refused before the app)
+        return
+    assert response.startswith(b"HTTP/1.1 200 "), response
+    (scope,) = seen
+    ((path, uri),) = paths
+    raw = uri.encode("latin-1", "replace")
+    raw_path, _, query = raw.partition(b"?")
+    if raw_path.startswith(b"http://"):
+        rest = raw_path[len(b"http://"):]
+        raw_path = rest[rest.find(b"/"):] if b"/" in rest else b"/"
+    assert scope["path"] == path  # the request's decoding (surrogate escapes and all)
+    assert scope["raw_path"] == raw_path
+    assert scope["query_string"] == query

@@ -61,9 +61,14 @@ def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
     """
     # "headers: ... header names should be lowercased" -- duplicates kept.
     names = _names
+    fields = request.get_values(ValueKind.HEADER)
+    try:  # every name seen before (the common case)
+        return [(names[name], value.encode("latin-1", "replace")) for name, value in fields]
+    except KeyError:
+        pass
     headers: list[tuple[bytes, bytes]] = []
     add = headers.append
-    for name, value in request.get_values(ValueKind.HEADER):
+    for name, value in fields:
         key = names.get(name)
         if key is None:
             key = name.lower().encode("latin-1")
@@ -100,14 +105,23 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
             to the path, as behind a proxy that strips it (uvicorn's
             ``--root-path``).
     """
-    raw_path, query = _target(request)
-    path = request.path
+    uri = request.uri
+    if uri[:1] == "/" and uri.isascii() and "%" not in uri and "#" not in uri:
+        # The common target (origin-form, nothing escaped): the path is its
+        # own percent-decoding, and the bytes are the ASCII of the text.
+        path, _, query_text = uri.partition("?")
+        raw_path = path.encode("ascii")
+        query = query_text.encode("ascii")
+    else:
+        raw_path, query = _target(request)
+        path = request.path
     if root_path and not mounted:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
     scope: dict[str, Any] = {
         "type": "http",
-        "asgi": ASGI_VERSION.copy(),  # (a middleware may write into a scope's dicts)
+        # (a middleware may write into a scope's dicts: each scope has its own)
+        "asgi": {"version": "3.0", "spec_version": "2.4"},  # ASGI_VERSION
         "http_version": _HTTP_VERSIONS.get(request.version, "1.1"),
         "method": request.method,
         "scheme": request.scheme,
