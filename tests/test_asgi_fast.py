@@ -156,3 +156,43 @@ async def test_scope_path_raw_path_and_query_of_every_kind_of_target(target: byt
     assert scope["path"] == path  # the request's decoding (surrogate escapes and all)
     assert scope["raw_path"] == raw_path
     assert scope["query_string"] == query
+
+
+def test_one_mounted_app_served_by_daemons_in_two_threads() -> None:
+    """action_asgi's bridge is shared by two trio runs: a runner of one run is
+    never lent to the other (each run's apps that wait, wait in their own run)."""
+    import threading
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await trio.sleep(0)  # waits: a runner drives it from here
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body",
+                    "body": threading.current_thread().name.encode()})
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        return mhd2.asgi.action_asgi(request, app)
+
+    results: dict[str, list[bytes]] = {}
+    errors: list[BaseException] = []
+
+    def thread_main() -> None:
+        async def main() -> None:
+            async with mhd2.Daemon(cb, port=0) as d:
+                got = []
+                for _ in range(20):
+                    response = await exchange(
+                        d.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    got.append(response.partition(b"\r\n\r\n")[2])
+                results[threading.current_thread().name] = got
+        try:
+            trio.run(main)
+        except BaseException as exc:  # (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=thread_main, name=f"run{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT * 3)
+    assert not errors, errors
+    assert results == {name: [name.encode()] * 20 for name in ("run0", "run1")}

@@ -282,7 +282,13 @@ class HTTPCycle(Cycle):
     )
 
     def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
-        super().__init__(request, scope, shared)
+        # Cycle.__init__ (and Changes.__init__) written out: one per request.
+        self._waiters = None
+        self.request = request
+        self.scope = scope
+        self.shared = shared
+        self.app_done = False
+        self.end_code = None
         #: A piece of the body the daemon has read and the app not taken yet.
         self.body_piece: bytes | None = None
         #: A piece read while ``body_piece`` was not taken yet (the daemon has
