@@ -8,6 +8,7 @@ what a freshly made response would have given it.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -196,3 +197,36 @@ def test_one_mounted_app_served_by_daemons_in_two_threads() -> None:
         t.join(WAIT * 3)
     assert not errors, errors
     assert results == {name: [name.encode()] * 20 for name in ("run0", "run1")}
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+async def test_scope_client_and_server_are_host_port_pairs(host: str) -> None:
+    """IPv6 socket addresses have four parts; the scope's have two (ASGI: ``[host, port]``)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        pytest.skip(f"no {host} here")
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan here")
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with mhd2.asgi.Daemon(app, host=host, port=0) as d:
+        port = d.port
+        with trio.fail_after(WAIT):
+            stream = await trio.open_tcp_stream(host, port)
+            local_port = stream.socket.getsockname()[1]
+            async with stream:
+                await stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                data = b""
+                while chunk := await stream.receive_some(65536):
+                    data += chunk
+    assert data.startswith(b"HTTP/1.1 204 ")
+    (scope,) = seen
+    assert scope["server"] == (host, port)
+    assert scope["client"] == (host, local_port)

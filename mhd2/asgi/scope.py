@@ -78,12 +78,6 @@ def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
     return headers
 
 
-def _client(request: Request) -> tuple[str, int] | None:
-    host, port = request.client_address
-    # A Unix-domain peer has no (host, port): "Optional; if missing ... None".
-    return None if host == "unix" else (host, port)
-
-
 def _server(request: Request) -> tuple[str, int | None] | None:
     address = request.connection.server_address
     if address is None or not isinstance(address, tuple):
@@ -118,11 +112,25 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
     if root_path and not mounted:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
+    version = request.version
+    # (the common cases of _server written out: this runs for every request)
+    client = request.client_address
+    if client[0] == "unix":
+        # A Unix-domain peer has no (host, port): "Optional; if missing ... None".
+        client = None  # type: ignore[assignment]
+    elif type(client) is not tuple or len(client) != 2:
+        client = (client[0], client[1])
+    server: Any = request.connection.server_address
+    if type(server) is tuple:
+        if len(server) != 2:
+            server = (server[0], server[1])  # (IPv6: host, port, flowinfo, scope_id)
+    else:
+        server = _server(request)
     scope: dict[str, Any] = {
         "type": "http",
         # (a middleware may write into a scope's dicts: each scope has its own)
         "asgi": {"version": "3.0", "spec_version": "2.4"},  # ASGI_VERSION
-        "http_version": _HTTP_VERSIONS.get(request.version, "1.1"),
+        "http_version": _HTTP_VERSIONS.get(version, "1.1"),
         "method": request.method,
         "scheme": request.scheme,
         "path": path,
@@ -130,10 +138,10 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         "query_string": query,
         "root_path": root_path,
         "headers": headers,
-        "client": _client(request),
-        "server": _server(request),
+        "client": client,
+        "server": server,
         "state": {} if state is None else dict(state),
-        "extensions": (HTTP_EXTENSIONS if request.version != "HTTP/1.0"
+        "extensions": (HTTP_EXTENSIONS if version != "HTTP/1.0"
                        else _HTTP10_EXTENSIONS).copy(),
     }
     return scope
