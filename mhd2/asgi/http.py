@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
 import trio
@@ -504,7 +504,10 @@ class HTTPCycle(Cycle):
         """
         kind = message["type"]
         if kind == "http.response.body":
-            await self._send_body(message)
+            # (no coroutine of its own unless the chunk has to be waited for)
+            waiting = self._send_body(message)
+            if waiting is not None:
+                await waiting
         elif kind == "http.response.start":
             if self._start is not None or self.response is not None:
                 raise RuntimeError("http.response.start sent twice")
@@ -540,9 +543,15 @@ class HTTPCycle(Cycle):
             return True  # e.g. a HEAD reply: the body is not wanted, drop it quietly
         raise ClientDisconnected(f"the request has ended ({code.name})")
 
-    async def _send_body(self, message: Message) -> None:
+    def _send_body(self, message: Message) -> Coroutine[Any, Any, None] | None:
+        """Take an ``http.response.body`` message.
+
+        Returns:
+            What ``send()`` must await before it returns (a streamed chunk
+            being taken), or ``None``.
+        """
         if self._gone():
-            return
+            return None
         body = message.get("body", b"")
         more = message.get("more_body", False)
         if self.response is None:
@@ -565,7 +574,7 @@ class HTTPCycle(Cycle):
                     response = _with_headers(response, pairs)  # (raises for a bad header)
                 self.finished = True
                 self._ready(response)
-                return
+                return None
             pairs, declared = _split_headers(headers)
             self._declared = declared
             self._ready(_with_headers(Response.from_callback(status, declared, self._creator),
@@ -581,12 +590,16 @@ class HTTPCycle(Cycle):
             chunks.append(bytes(body))
             mark = self._taken + len(chunks)
             self._resume()
-            while self._taken < mark:
-                if self._gone():
-                    return
-                await self.wait()
-        else:
-            self._resume()
+            return self._until_taken(mark)
+        self._resume()
+        return None
+
+    async def _until_taken(self, mark: int) -> None:
+        """Wait until the daemon has taken *mark* chunks (or the request is over)."""
+        while self._taken < mark:
+            if self._gone():
+                return
+            await self.wait()
 
     def _send_trailers(self, message: Message) -> None:
         if self._gone():
