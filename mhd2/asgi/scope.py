@@ -16,6 +16,8 @@ from .. import Request, ValueKind
 __all__ = ["ASGI_VERSION", "headers_of", "http_scope", "is_websocket_request",
            "websocket_scope"]
 
+_HEADER = ValueKind.HEADER  # (looked up once)
+
 #: ``scope["asgi"]`` of HTTP and WebSocket scopes.
 ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
 
@@ -61,7 +63,7 @@ def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
     """
     # "headers: ... header names should be lowercased" -- duplicates kept.
     names = _names
-    fields = request.get_values(ValueKind.HEADER)
+    fields = request.get_values(_HEADER)
     try:  # every name seen before (the common case)
         return [(names[name], value.encode("latin-1", "replace")) for name, value in fields]
     except KeyError:
