@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from conftest import WAIT, exchange, open_stream
@@ -230,3 +231,21 @@ async def test_scope_client_and_server_are_host_port_pairs(host: str) -> None:
     (scope,) = seen
     assert scope["server"] == (host, port)
     assert scope["client"] == (host, local_port)
+
+
+async def test_a_constant_response_is_shared_by_http1_and_http2_requests() -> None:
+    """The cached response answers HTTP/2 streams too (GET and HEAD), interleaved with HTTP/1.1."""
+    async with mhd2.asgi.Daemon(constant_app(), port=0) as d:
+        port = d.port
+        async with httpx.AsyncClient(http1=False, http2=True) as h2, httpx.AsyncClient() as h1:
+            for _ in range(3):
+                for client, version in ((h2, "HTTP/2"), (h1, "HTTP/1.1")):
+                    r = await client.get(f"http://127.0.0.1:{port}/")
+                    assert r.http_version == version
+                    assert r.status_code == 200 and r.content == BODY
+                    assert r.headers["content-length"] == "13"
+                    assert r.headers["x-a"] == "1" and "date" in r.headers
+                    r = await client.head(f"http://127.0.0.1:{port}/")
+                    assert r.status_code == 200 and r.content == b""
+                    assert r.headers["content-length"] == "13"
+    assert len(mhd2.asgi.http._reply_cache) == 1
