@@ -27,6 +27,7 @@ BODY = b"Hello, World!"
 @pytest.fixture(autouse=True)
 def empty_cache() -> None:
     mhd2.asgi.http._reply_cache.clear()
+    mhd2.asgi.http._reply_seen.clear()
 
 
 def constant_app(body: Any = BODY, headers: Any = None, status: int = 200) -> Any:
@@ -93,6 +94,24 @@ async def test_responses_that_are_not_cached_are_still_right(body: Any, headers:
             assert status == b"HTTP/1.1 200 OK"
             assert got == bytes(body) and fields[b"content-length"] == b"%d" % len(body)
             assert fields[b"content-type"] == b"text/plain" and fields[b"x-a"] == b"1"
+    assert not mhd2.asgi.http._reply_cache
+
+
+async def test_a_response_that_differs_every_time_is_never_kept() -> None:
+    counter = iter(range(1000))
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise RuntimeError("no lifespan here")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"n=%d" % next(counter)})
+
+    async with mhd2.asgi.Daemon(app, port=0) as d:
+        for n in range(5):
+            response = await exchange(
+                d.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert split(response)[2] == b"n=%d" % n
+    # (made once each: no reusable response is kept for any of them)
     assert not mhd2.asgi.http._reply_cache
 
 

@@ -169,6 +169,8 @@ REPLY_CACHE_BODY_LIMIT = 1024
 #: Most whole responses :func:`_whole_response` remembers (then it starts afresh).
 REPLY_CACHE_SIZE = 256
 _reply_cache: dict[tuple[Any, ...], Response] = {}
+#: Keys seen once, not cached yet (at most REPLY_CACHE_SIZE; then it starts afresh).
+_reply_seen: dict[tuple[Any, ...], None] = {}
 
 
 def _whole_response(status: Any, headers: Any, body: Any) -> Response:
@@ -181,7 +183,10 @@ def _whole_response(status: Any, headers: Any, body: Any) -> Response:
     last :data:`REPLY_CACHE_SIZE` of them are remembered by ``(status,
     headers, body)``.  The daemon then sends it from its cached wire bytes
     (head and body in one piece, the ``Date`` line renewed each second)
-    instead of building the head again for every request.
+    instead of building the head again for every request.  A response is
+    cached the second time it is made: one that differs every time (a
+    counter, a timestamp in the body) is made as a plain one-use response,
+    and no reusable response is kept for it.
 
     Raises:
         ValueError: a ``content-length`` that is not a number.
@@ -199,12 +204,18 @@ def _whole_response(status: Any, headers: Any, body: Any) -> Response:
                 return known
     pairs, _ = _split_headers(headers)
     response = _with_headers(Response.from_buffer(status, bytes(body)), pairs)
-    if key is not None and all(type(name) is bytes and type(value) is bytes
-                               for name, value in key[1]):
-        response.set_options(reusable=True)
-        if len(_reply_cache) >= REPLY_CACHE_SIZE:
-            _reply_cache.clear()
-        _reply_cache[key] = response
+    if key is not None:
+        seen = _reply_seen
+        if key not in seen:
+            if len(seen) >= REPLY_CACHE_SIZE:
+                seen.clear()
+            seen[key] = None
+        elif all(type(name) is bytes and type(value) is bytes for name, value in key[1]):
+            del seen[key]
+            response.set_options(reusable=True)
+            if len(_reply_cache) >= REPLY_CACHE_SIZE:
+                _reply_cache.clear()
+            _reply_cache[key] = response
     return response
 
 
