@@ -561,7 +561,7 @@ class HTTPCycle(Cycle):
             What ``send()`` must await before it returns (a streamed chunk
             being taken), or ``None``.
         """
-        if self._gone():
+        if self.end_code is not None and self._gone():  # (no call while the request runs)
             return None
         body = message.get("body", b"")
         more = message.get("more_body", False)
