@@ -49,7 +49,10 @@ def _serve(root: str, app: str, apps_dir: str, port: int) -> subprocess.Popen[by
     env = dict(os.environ, PYTHONPATH=f"{Path(root).resolve()}{os.pathsep}{apps_dir}")
     argv = ["taskset", "-c", "0", sys.executable, "-m", "mhd2", "run", "--interface", "asgi",
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-            "--log-level", "warning", "--keep-alive-timeout", "300", app]
+            # --timeout, as the mhd2 hello server: a --keep-alive-timeout that
+            # differs from --timeout re-arms the connection's deadline twice
+            # per request (bench/README.md, ASGI rows).
+            "--log-level", "warning", "--timeout", "300", app]
     proc = subprocess.Popen(argv, cwd=apps_dir, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     for _ in range(300):

@@ -157,7 +157,7 @@ def server_command(name: str, port: int) -> tuple[list[str], Path]:
     if name == ASGI_BRIDGE:
         cmd = [py, "-m", "mhd2", "run", "--interface", "asgi", "--host", "127.0.0.1",
                "--port", str(port), "--no-access-log", "--log-level", "warning",
-               "--keep-alive-timeout", str(KEEPALIVE_SECONDS), "--limit-concurrency", "20000",
+               "--timeout", str(KEEPALIVE_SECONDS), "--limit-concurrency", "20000",
                "--backlog", "2048", "asgi_hello:app"]
         return cmd, SERVERS_DIR
     if is_mhd2(name):

@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 __all__ = ["HeaderView", "Request"]
 
+#: ``ValueKind.HEADER``, looked up once (an enum member costs an attribute
+#: lookup on the enum class each time; get_values runs for every ASGI request).
+_HEADER = ValueKind.HEADER
+
 
 class HeaderView(Mapping[str, str]):
     """Read-only, case-insensitive view of request header (or trailer) lines.
@@ -241,7 +245,7 @@ class Request:
                 (headers, then cookies, then query arguments, then POST data,
                 then trailers).
         """
-        if kind is ValueKind.HEADER:
+        if kind is _HEADER:
             # The common call, without five flag tests (an IntFlag '&' is slow).
             return list(self._headers)
         out: list[tuple[str, str]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import logging
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -98,7 +99,7 @@ class Bridge:
         context = contextvars.copy_context()
         try:
             coro = context.run(self.app, scope, cycle.receive, cycle.send)
-            if not inspect.iscoroutine(coro):
+            if type(coro) is not _COROUTINE and not inspect.iscoroutine(coro):
                 coro = _awaiting(coro)
         except Exception as exc:
             cycle.app_ended(exc)
@@ -133,6 +134,9 @@ class Bridge:
         while shared.running:
             shared.idle = trio.Event()
             await shared.idle.wait()
+
+
+_COROUTINE = types.CoroutineType
 
 
 async def _awaiting(awaitable: Any) -> Any:

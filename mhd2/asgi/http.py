@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
 import trio
@@ -164,6 +164,61 @@ def _split_headers_now(headers: Any) -> tuple[list[tuple[str, str]], int | None]
     return pairs, declared
 
 
+#: Bodies up to this size are answered from :func:`_whole_response`'s cache.
+REPLY_CACHE_BODY_LIMIT = 1024
+#: Most whole responses :func:`_whole_response` remembers (then it starts afresh).
+REPLY_CACHE_SIZE = 256
+_reply_cache: dict[tuple[Any, ...], Response] = {}
+#: Keys seen once, not cached yet (at most REPLY_CACHE_SIZE; then it starts afresh).
+_reply_seen: dict[tuple[Any, ...], None] = {}
+
+
+def _whole_response(status: Any, headers: Any, body: Any) -> Response:
+    """The response of a ``http.response.start`` and a single, last ``http.response.body``.
+
+    Apps answer with the same few complete responses again and again (a
+    health check, an empty ``204``, a small constant page): a response made
+    from ``bytes`` header pairs and a ``bytes`` body of at most
+    :data:`REPLY_CACHE_BODY_LIMIT` bytes is made once, *reusable*, and the
+    last :data:`REPLY_CACHE_SIZE` of them are remembered by ``(status,
+    headers, body)``.  The daemon then sends it from its cached wire bytes
+    (head and body in one piece, the ``Date`` line renewed each second)
+    instead of building the head again for every request.  A response is
+    cached the second time it is made: one that differs every time (a
+    counter, a timestamp in the body) is made as a plain one-use response,
+    and no reusable response is kept for it.
+
+    Raises:
+        ValueError: a ``content-length`` that is not a number.
+        mhd2.ResponseHeaderError: a header mhd2 refuses.
+    """
+    key: tuple[Any, ...] | None = None
+    if type(body) is bytes and len(body) <= REPLY_CACHE_BODY_LIMIT and type(status) is int:
+        try:
+            key = (status, tuple(headers), body)
+            known = _reply_cache.get(key)
+        except TypeError:  # [name, value] lists ...: not hashable
+            key = None
+        else:
+            if known is not None:
+                return known
+    pairs, _ = _split_headers(headers)
+    response = _with_headers(Response.from_buffer(status, bytes(body)), pairs)
+    if key is not None:
+        seen = _reply_seen
+        if key not in seen:
+            if len(seen) >= REPLY_CACHE_SIZE:
+                seen.clear()
+            seen[key] = None
+        elif all(type(name) is bytes and type(value) is bytes for name, value in key[1]):
+            del seen[key]
+            response.set_options(reusable=True)
+            if len(_reply_cache) >= REPLY_CACHE_SIZE:
+                _reply_cache.clear()
+            _reply_cache[key] = response
+    return response
+
+
 def _with_headers(response: Response, pairs: list[tuple[str, str]]) -> Response:
     """*response* with the header lines *pairs* added.
 
@@ -238,7 +293,13 @@ class HTTPCycle(Cycle):
     )
 
     def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
-        super().__init__(request, scope, shared)
+        # Cycle.__init__ (and Changes.__init__) written out: one per request.
+        self._waiters = None
+        self.request = request
+        self.scope = scope
+        self.shared = shared
+        self.app_done = False
+        self.end_code = None
         #: A piece of the body the daemon has read and the app not taken yet.
         self.body_piece: bytes | None = None
         #: A piece read while ``body_piece`` was not taken yet (the daemon has
@@ -454,7 +515,10 @@ class HTTPCycle(Cycle):
         """
         kind = message["type"]
         if kind == "http.response.body":
-            await self._send_body(message)
+            # (no coroutine of its own unless the chunk has to be waited for)
+            waiting = self._send_body(message)
+            if waiting is not None:
+                await waiting
         elif kind == "http.response.start":
             if self._start is not None or self.response is not None:
                 raise RuntimeError("http.response.start sent twice")
@@ -490,9 +554,15 @@ class HTTPCycle(Cycle):
             return True  # e.g. a HEAD reply: the body is not wanted, drop it quietly
         raise ClientDisconnected(f"the request has ended ({code.name})")
 
-    async def _send_body(self, message: Message) -> None:
-        if self._gone():
-            return
+    def _send_body(self, message: Message) -> Coroutine[Any, Any, None] | None:
+        """Take an ``http.response.body`` message.
+
+        Returns:
+            What ``send()`` must await before it returns (a streamed chunk
+            being taken), or ``None``.
+        """
+        if self.end_code is not None and self._gone():  # (no call while the request runs)
+            return None
         body = message.get("body", b"")
         more = message.get("more_body", False)
         if self.response is None:
@@ -500,18 +570,23 @@ class HTTPCycle(Cycle):
             if start is None:
                 raise RuntimeError("http.response.body before http.response.start")
             status = start["status"]
-            pairs, declared = _split_headers(start.get("headers", ()))
+            headers = start.get("headers", ())
             if not more and not start.get("trailers", False):
-                if declared and not body and self.request.method == "HEAD":
-                    # HEAD: the app declared the GET body's size and sent none;
-                    # the daemon sends the headers of that size and no body.
-                    response = Response.from_callback(status, declared, self._creator)
+                if body or self.request.method != "HEAD":
+                    response = _whole_response(status, headers, body)
                 else:
-                    response = Response.from_buffer(status, bytes(body))
-                response = _with_headers(response, pairs)  # (raises for a bad header)
+                    pairs, declared = _split_headers(headers)
+                    if declared:
+                        # HEAD: the app declared the GET body's size and sent none;
+                        # the daemon sends the headers of that size and no body.
+                        response = Response.from_callback(status, declared, self._creator)
+                    else:
+                        response = Response.from_buffer(status, b"")
+                    response = _with_headers(response, pairs)  # (raises for a bad header)
                 self.finished = True
                 self._ready(response)
-                return
+                return None
+            pairs, declared = _split_headers(headers)
             self._declared = declared
             self._ready(_with_headers(Response.from_callback(status, declared, self._creator),
                                       pairs))
@@ -526,12 +601,16 @@ class HTTPCycle(Cycle):
             chunks.append(bytes(body))
             mark = self._taken + len(chunks)
             self._resume()
-            while self._taken < mark:
-                if self._gone():
-                    return
-                await self.wait()
-        else:
-            self._resume()
+            return self._until_taken(mark)
+        self._resume()
+        return None
+
+    async def _until_taken(self, mark: int) -> None:
+        """Wait until the daemon has taken *mark* chunks (or the request is over)."""
+        while self._taken < mark:
+            if self._gone():
+                return
+            await self.wait()
 
     def _send_trailers(self, message: Message) -> None:
         if self._gone():

@@ -87,18 +87,19 @@ class Runner:
     lends its identity, and hands it the app if the app has to wait.
     """
 
-    __slots__ = ("abort_fn", "job", "mode", "pending_cancel", "pool", "root", "task")
+    __slots__ = ("abort_fn", "job", "mode", "pending_cancel", "pool", "task", "trio_run")
 
     def __init__(self, pool: Runners) -> None:
         self.pool = pool
         self.task: trio.lowlevel.Task | None = None
-        #: The root task of the trio run the runner lives in.
-        self.root: trio.lowlevel.Task | None = None
         self.mode = _DRIVING
         #: The app's abort function while it waits in the runner's name (hand-over).
         self.abort_fn: Callable[[Any], trio.lowlevel.Abort] = _cannot_abort
         #: ``(coroutine, context, done)`` handed over by :func:`first_step`.
         self.job: tuple[AppCoroutine, contextvars.Context, Done] | None = None
+        #: The trio run it lives in (trio's internal ``Runner``, which is
+        #: cheaper to look up than the root task; ``None`` unless :data:`SUPPORTED`).
+        self.trio_run: Any = None
         #: A cancellation trio tried to deliver while the identity was lent.
         self.pending_cancel: Callable[[], Any] | None = None
 
@@ -118,7 +119,8 @@ class Runner:
                    ) -> None:
         """Drive *job* (an app not started yet), then any app handed over, until cancelled."""
         self.task = trio.lowlevel.current_task()
-        self.root = trio.lowlevel.current_root_task()
+        if SUPPORTED:
+            self.trio_run = getattr(_RUN_CONTEXT, "runner", None)
         pool = self.pool
         send: Any = None  # a fresh coroutine is started with None
         while True:
@@ -204,7 +206,8 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
         Whether the app's call has ended already (*done* was called).
     """
     idle = runners.idle
-    if not idle or not SUPPORTED or idle[-1].root is not trio.lowlevel.current_root_task():
+    if (not idle or not SUPPORTED or idle[-1].trio_run is None
+            or idle[-1].trio_run is not _RUN_CONTEXT.runner):
         # (A bridge that action_asgi shares between trio runs in two threads
         # never lends a runner of one run to the other.)
         runners.start(coro, context, done)

@@ -16,6 +16,8 @@ from .. import Request, ValueKind
 __all__ = ["ASGI_VERSION", "headers_of", "http_scope", "is_websocket_request",
            "websocket_scope"]
 
+_HEADER = ValueKind.HEADER  # (looked up once)
+
 #: ``scope["asgi"]`` of HTTP and WebSocket scopes.
 ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
 
@@ -61,9 +63,14 @@ def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
     """
     # "headers: ... header names should be lowercased" -- duplicates kept.
     names = _names
+    fields = request.get_values(_HEADER)
+    try:  # every name seen before (the common case)
+        return [(names[name], value.encode("latin-1", "replace")) for name, value in fields]
+    except KeyError:
+        pass
     headers: list[tuple[bytes, bytes]] = []
     add = headers.append
-    for name, value in request.get_values(ValueKind.HEADER):
+    for name, value in fields:
         key = names.get(name)
         if key is None:
             key = name.lower().encode("latin-1")
@@ -71,12 +78,6 @@ def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
                 names[name] = key
         add((key, value.encode("latin-1", "replace")))
     return headers
-
-
-def _client(request: Request) -> tuple[str, int] | None:
-    host, port = request.client_address
-    # A Unix-domain peer has no (host, port): "Optional; if missing ... None".
-    return None if host == "unix" else (host, port)
 
 
 def _server(request: Request) -> tuple[str, int | None] | None:
@@ -100,15 +101,38 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
             to the path, as behind a proxy that strips it (uvicorn's
             ``--root-path``).
     """
-    raw_path, query = _target(request)
-    path = request.path
+    uri = request.uri
+    if uri[:1] == "/" and uri.isascii() and "%" not in uri and "#" not in uri:
+        # The common target (origin-form, nothing escaped): the path is its
+        # own percent-decoding, and the bytes are the ASCII of the text.
+        path, _, query_text = uri.partition("?")
+        raw_path = path.encode("ascii")
+        query = query_text.encode("ascii")
+    else:
+        raw_path, query = _target(request)
+        path = request.path
     if root_path and not mounted:
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
+    version = request.version
+    # (the common cases of _server written out: this runs for every request)
+    client = request.client_address
+    if client[0] == "unix":
+        # A Unix-domain peer has no (host, port): "Optional; if missing ... None".
+        client = None  # type: ignore[assignment]
+    elif type(client) is not tuple or len(client) != 2:
+        client = (client[0], client[1])
+    server: Any = request.connection.server_address
+    if type(server) is tuple:
+        if len(server) != 2:
+            server = (server[0], server[1])  # (IPv6: host, port, flowinfo, scope_id)
+    else:
+        server = _server(request)
     scope: dict[str, Any] = {
         "type": "http",
-        "asgi": ASGI_VERSION.copy(),  # (a middleware may write into a scope's dicts)
-        "http_version": _HTTP_VERSIONS.get(request.version, "1.1"),
+        # (a middleware may write into a scope's dicts: each scope has its own)
+        "asgi": {"version": "3.0", "spec_version": "2.4"},  # ASGI_VERSION
+        "http_version": _HTTP_VERSIONS.get(version, "1.1"),
         "method": request.method,
         "scheme": request.scheme,
         "path": path,
@@ -116,10 +140,10 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         "query_string": query,
         "root_path": root_path,
         "headers": headers,
-        "client": _client(request),
-        "server": _server(request),
+        "client": client,
+        "server": server,
         "state": {} if state is None else dict(state),
-        "extensions": (HTTP_EXTENSIONS if request.version != "HTTP/1.0"
+        "extensions": (HTTP_EXTENSIONS if version != "HTTP/1.0"
                        else _HTTP10_EXTENSIONS).copy(),
     }
     return scope
