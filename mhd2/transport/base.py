@@ -17,7 +17,7 @@ kind overrides; no method here asks what kind of stream it has.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, ClassVar, cast
 
 import trio
@@ -269,8 +269,12 @@ class Transport:
         """Write what of *data* goes without waiting; how many bytes did (none here)."""
         return 0
 
-    async def _write_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
-        """Write *data* from offset *sent* on, re-arming on progress (a checkpoint if empty)."""
+    def _write_rest(self, data: bytes | bytearray | memoryview, sent: int) -> Awaitable[None]:
+        """Write *data* from offset *sent* on, re-arming on progress (a checkpoint if empty).
+
+        Returns the awaitable that writes (a kind may hand back its stream's own
+        ``send_all`` instead of wrapping it in one more coroutine).
+        """
         raise NotImplementedError
 
     def send_nowait(self, data: bytes | list[bytes]) -> int:

@@ -11,6 +11,7 @@ may wait for the peer, so it is bounded.
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable
 
 import trio
 
@@ -38,12 +39,18 @@ class StreamTransport(Transport):
 
     __slots__ = ()
 
-    async def _write_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
-        """``send_all`` in slices of :data:`SEND_SLICE`, each one re-arming."""
+    def _write_rest(self, data: bytes | bytearray | memoryview, sent: int) -> Awaitable[None]:
+        """``send_all``, in slices of :data:`SEND_SLICE` when larger, each one re-arming.
+
+        (Most writes are one slice: the stream's own ``send_all`` is returned,
+        with no coroutine of this class around it.)
+        """
+        if len(data) - sent <= SEND_SLICE:
+            return self.stream.send_all(data[sent:] if sent else data)
+        return self._write_slices(data, sent)
+
+    async def _write_slices(self, data: bytes | bytearray | memoryview, sent: int) -> None:
         size = len(data)
-        if size - sent <= SEND_SLICE:
-            await self.stream.send_all(data[sent:] if sent else data)
-            return
         with memoryview(data) as view:
             for start in range(sent, size, SEND_SLICE):
                 await self.stream.send_all(view[start:start + SEND_SLICE])
