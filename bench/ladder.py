@@ -214,7 +214,7 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
     from mhd2.options import DaemonOptions
     from mhd2.response import Response
     from mhd2.shared import Shared
-    from mhd2.transport import Transport
+    from mhd2.transport import SocketTransport
 
     response = hello_response()
 
@@ -422,7 +422,7 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
         return code is ok and bool(plan.keep_alive)
 
     async def handle_conn(sock: socket.socket) -> None:
-        transport = Transport.over_socket(sock, options.timeout)
+        transport = SocketTransport.over_socket(sock, options.timeout)
         try:
             with transport.scope:
                 if level == 1:

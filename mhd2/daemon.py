@@ -43,7 +43,7 @@ from .options import DaemonOptions
 from .request import Request
 from .shared import Shared
 from .tls import sni_server_name
-from .transport import Transport
+from .transport import SocketTransport, TLSTransport, Transport, open_transport
 
 __all__ = ["Daemon"]
 
@@ -407,9 +407,9 @@ class Daemon:
                 return
             local = sock.getsockname()
             if opts.tls is None:
-                transport: Transport | None = Transport.over_socket(sock, opts.timeout)
+                transport: Transport | None = SocketTransport.over_socket(sock, opts.timeout)
             else:
-                transport = await Transport.over_tls(sock, opts.tls, opts.timeout)
+                transport = await TLSTransport.over_tls(sock, opts.tls, opts.timeout)
                 if transport is None:
                     return
             assert transport is not None
@@ -475,7 +475,7 @@ class Daemon:
             if policy is not None and not await allowed_by(policy, address):
                 await trio.aclose_forcefully(stream)
                 return
-            transport = Transport(stream, self.options.timeout)
+            transport = open_transport(stream, self.options.timeout)
             await self._serve_transport(transport, ConnectionInfo(address))
         finally:
             self._open.remove(ip)

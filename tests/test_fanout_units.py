@@ -250,11 +250,11 @@ async def test_a_cancelled_upgraded_receive_keeps_the_bytes_that_came_with_the_h
     # client sent right behind its handshake must survive that.
     import trio.testing
 
-    from mhd2.transport import Transport
+    from mhd2.transport import open_transport
     from mhd2.upgrade import UpgradeHandle
 
     client, server = trio.testing.memory_stream_pair()
-    urh = UpgradeHandle(Transport(server, None), b"frame bytes", None)  # type: ignore[arg-type]
+    urh = UpgradeHandle(open_transport(server, None), b"frame bytes", None)  # type: ignore[arg-type]
     with trio.CancelScope() as scope:
         scope.cancel()
         await urh.upgraded_recv(100)
