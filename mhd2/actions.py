@@ -5,7 +5,7 @@ of the ``action_*`` functions; a dynamic content creator returns exactly one
 :class:`DCCAction` per call, made by a ``dcc_action_*`` function.  Creating a
 second one for the same call raises :class:`~mhd2.UsageError`.  The action
 objects are plain records; the daemon (:mod:`mhd2.connection`,
-:mod:`mhd2.reply`) carries them out.
+:mod:`mhd2.http1.reply`) carries them out.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._http1.syntax import BAD_VALUE as _BAD_VALUE
-from ._http1.syntax import TOKEN as _TOKEN
+from ._syntax import BAD_VALUE as _BAD_VALUE
+from ._syntax import TOKEN as _TOKEN
 from .enums import StatusCode
 from .errors import UsageError
 

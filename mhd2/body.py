@@ -7,7 +7,7 @@ piece of the body -- bytes (never empty), :data:`SUSPENDED` (the creator
 paused: park until resumed, then pull again) or an :class:`Ended` (the body
 is complete, with its footers) -- and :attr:`~BodyProducer.done` says when
 the last byte has been produced.  The producers do no network I/O: the
-HTTP/1 writer (:mod:`mhd2.reply`: framing, ``Content-Length`` or chunked,
+HTTP/1 writer (:mod:`mhd2.http1.reply`: framing, ``Content-Length`` or chunked,
 coalescing with the head) and the HTTP/2 writer (:mod:`mhd2.http2.reply`:
 DATA frames within flow-control windows, trailers) consume the same
 producers, so each source is read in one place.  Only the file producer

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._http1.syntax import BAD_VALUE as _BAD_VALUE
-from ._http1.syntax import TOKEN as _TOKEN
+from ._syntax import BAD_VALUE as _BAD_VALUE
+from ._syntax import TOKEN as _TOKEN
 from .actions import Slot
 from .enums import StatusCode
 from .errors import UsageError

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import trio
 
-from ._http1.syntax import BAD_VALUE, TOKEN
 from ._proxy.forwarded import resolve_from_headers
+from ._syntax import BAD_VALUE, TOKEN
 from .actions import Action, Slot, UploadAction, UploadSlot
 from .callbacks import call_maybe_await, report, warn_returned_none
 from .enums import RequestEndedCode, StatusCode
@@ -123,7 +123,7 @@ class ExchangeHost(Protocol):
 class ParkedBody(Protocol):
     """A response body that can be written from outside its connection's task while
     its content creator is suspended (HTTP/1 over a plain socket: see
-    :class:`mhd2.reply.DirectBody`)."""
+    :class:`mhd2.http1.reply.DirectBody`)."""
 
     #: Body pieces are framed as chunks (``Transfer-Encoding: chunked``).
     chunked: bool

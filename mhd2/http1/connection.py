@@ -4,7 +4,7 @@ One task per connection, deliberately plain: no task per request, and one
 cancel scope per connection (the transport's) whose deadline moves with
 progress.  The loop reads a request head through the parser interface
 (:mod:`mhd2._http1.parser`), makes an :class:`~mhd2.exchange.Exchange`, calls
-the application, and carries out its action with :mod:`mhd2.reply`,
+the application, and carries out its action with :mod:`mhd2.http1.reply`,
 :mod:`mhd2.upload` or an upgrade -- each of which *returns* how the request
 went.  Keep-alive and the connection's end are decided here and only here.
 
@@ -33,7 +33,6 @@ from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
 from ..outcome import Outcome, app_outcome
-from ..reply import reply_plan, send_reply
 from ..response import Response
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle, run_upgrade_handler
@@ -41,6 +40,7 @@ from ..upload import BodyError
 from .body import RequestBody
 from .head import read_head
 from .interim import send_interim
+from .reply import reply_plan, send_reply
 from .watch import Watch, watch_until_gone
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import trio
 from h2.errors import ErrorCodes
 
-from .._http1.date import date_header_line
+from .._date import date_header_line
 from ..body import READ_SIZE, BodyProducer, Ended, Suspended, guard_body, producer_for
 from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError

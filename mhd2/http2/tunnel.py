@@ -34,7 +34,7 @@ import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
-from .._http1.date import date_header_line
+from .._date import date_header_line
 from ..enums import RequestEndedCode
 from ..upgrade import UpgradeHandle, run_upgrade_handler
 from .checks import strip_response_fields
