@@ -371,18 +371,32 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
         if type(outcome) is not Response:
             return False
         if level == 4:
-            exchange.response = outcome
+            set_response(exchange, outcome)
             await transport.send(hello())
             conn._exchange = None
             exchange.end(ok)
             return True
         return await reply(conn, parser, exchange, outcome, head, must_close)
 
+    # (Before issue 21 the loop wrote the exchange's slots itself.)
+    new_exchange = hasattr(Exchange, "set_response")
+
+    def set_response(exchange: Any, response: Response) -> None:
+        if new_exchange:
+            exchange.set_response(response)
+        else:
+            exchange.response = response
+
+    def interim_pending(exchange: Any) -> bool:
+        if new_exchange:
+            return bool(exchange.has_interim_writes)
+        return exchange.interim_lock is not None
+
     async def reply(conn: Any, parser: Any, exchange: Exchange, response: Response,
                     head: Head, must_close: bool) -> bool:
         """``HTTP1Connection._reply`` on the hello-world path (L5)."""
-        exchange.response = response
-        if exchange.interim_lock is not None:
+        set_response(exchange, response)
+        if interim_pending(exchange):
             await exchange.interim_done()
         scan = head.scan
         body_done = scan.upload_size == 0 or exchange.body_read

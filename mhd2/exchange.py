@@ -28,21 +28,23 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 import trio
 
 from ._proxy.forwarded import resolve_from_headers
+from ._slot import Slot, UploadSlot
 from ._syntax import BAD_VALUE, TOKEN
-from .actions import Action, Slot, UploadAction, UploadSlot
+from .actions import Action, UploadAction
 from .callbacks import call_maybe_await, report, warn_returned_none
 from .enums import RequestEndedCode, StatusCode
 from .errors import AuthError, ResponseHeaderError, UsageError
-from .request import Request
+from .request import Request, exchange_view
 
 if TYPE_CHECKING:
+    from ._auth.nonces import NonceRegistry
     from .connection_info import ConnectionInfo
+    from .options import DaemonOptions
     from .response import Response
     from .shared import Shared
 
@@ -55,6 +57,7 @@ __all__ = [
     "MAX_EARLY_HINTS_SIZE",
     "Ending",
     "ParkedBody",
+    "exchange_of",
     "request_on_end",
     "request_resume",
     "request_send_early_hints",
@@ -108,6 +111,10 @@ class ExchangeHost(Protocol):
     def resumed(self) -> None:
         """The parked request goes on (re-arm timeouts, keep what came meanwhile)."""
 
+    @property
+    def timeout(self) -> float | None:
+        """The inactivity timeout of this connection (HTTP/2: of the stream)."""
+
     def set_timeout(self, seconds: float | None) -> None:
         """Override the inactivity timeout of this connection."""
 
@@ -159,6 +166,13 @@ class ResumableWait:
 class Exchange:
     """The engine state of one request (see the module docstring).
 
+    Only the exchange changes its state: the protocol loops, the writers and
+    the library's modules tell it what happened through its methods
+    (:meth:`set_response`, :meth:`head_sent`, :meth:`body_sent`,
+    :meth:`received`, :meth:`body_complete` ...) and read it through
+    read-only properties; :class:`~mhd2.Request` sees it as an
+    :class:`~mhd2.request.ExchangeView`.
+
     Args:
         shared: the daemon's shared record.
         host: the protocol connection carrying the request.
@@ -169,31 +183,31 @@ class Exchange:
     """
 
     __slots__ = (
+        "_body_bytes_sent",
+        "_body_read",
+        "_client_address",
+        "_direct",
+        "_end_code",
+        "_ended",
+        "_footers",
+        "_interim_lock",
+        "_on_end",
+        "_post_fields",
+        "_request",
+        "_response",
+        "_resume_on_stop",
+        "_resume_pending",
         "_resume_scope",
+        "_scheme",
+        "_status",
+        "_suspended",
+        "_upload_received",
         "_upload_slot",
         "_woken_for_stop",
         "action_slot",
-        "body_bytes_sent",
-        "body_read",
-        "client_address",
-        "direct",
-        "end_code",
-        "ended",
-        "footers",
         "host",
-        "interim_lock",
-        "on_end",
-        "post_fields",
-        "request",
-        "response",
-        "resume_on_stop",
-        "resume_pending",
-        "scheme",
         "shared",
         "started_at",
-        "status",
-        "suspended",
-        "upload_received",
     )
 
     def __init__(
@@ -207,46 +221,163 @@ class Exchange:
         headers: list[tuple[str, str]],
         upload_size: int | None,
     ) -> None:
-        self.shared = shared
-        self.host = host
-        #: Holds the action a callback call made, until the call is checked
-        #: (then emptied: the action refers to the request, see :meth:`end`).
-        self.action_slot = Slot()
+        #: The daemon's shared record.
+        self.shared: Final = shared
+        #: The protocol connection (or HTTP/2 stream) carrying the request.
+        self.host: Final = host
+        #: Holds the action a request callback call made, until the call is
+        #: checked (:meth:`~mhd2.actions.Slot.call`; then spent: the action
+        #: refers to the request, see :meth:`end`).
+        self.action_slot: Final = Slot()
         self._upload_slot: Slot | None = None  # made when an upload callback runs
-        self.suspended = False
-        self.resume_pending = False
+        self._suspended = False
+        self._resume_pending = False
         self._resume_scope: trio.CancelScope | ResumableWait | None = None
         self._woken_for_stop = False
-        #: Made by :meth:`interim_writes` when an interim (1xx) head is sent
-        #: from a task other than the request's: HTTP/1 writes go one at a time.
-        self.interim_lock: trio.Lock | None = None
-        #: A graceful stop resumes the parked request like request_resume
-        #: (the callback or content creator then sees ``shared.stopping`` and
-        #: says goodbye itself: mhd2.fanout) instead of answering 503.
-        self.resume_on_stop = False
-        #: Set by the HTTP/1 sender of a content creator's body over a plain
-        #: socket: see :meth:`parked_body`.
-        self.direct: ParkedBody | None = None
-        self.ended = False
-        #: How the request ended (``None`` until it has).
-        self.end_code: RequestEndedCode | None = None
-        self.response: Response | None = None
-        #: The status sent (``None`` until a status line has left).
-        self.status: int | None = None
-        #: Response body bytes actually written (not just announced).
-        self.body_bytes_sent = 0
-        self.body_read = upload_size == 0
-        self.upload_received = 0
-        self.footers: list[tuple[str, str]] = _NONE
-        #: Form fields the POST parser kept in memory (``PostField`` records).
-        self.post_fields: list[Any] = _NONE
-        #: Called once when the request ends, however it ends (library hooks).
-        self.on_end: Sequence[Callable[[], object]] = _NONE
-        self.started_at = time.monotonic()
-        #: The real client after forwarded headers (``None``: the connection's).
-        self.client_address: tuple[str, int] | None = None
-        self.scheme = "https" if info.tls_version is not None else "http"
-        self.request = Request(self, method, uri, version, headers, upload_size, info)
+        # Made by interim_writes() when an interim (1xx) head is sent from a
+        # task other than the request's: HTTP/1 writes go one at a time.
+        self._interim_lock: trio.Lock | None = None
+        # resume_when_stopping(): a graceful stop resumes the parked request.
+        self._resume_on_stop = False
+        # set_direct_body(): see parked_body().
+        self._direct: ParkedBody | None = None
+        self._ended = False
+        self._end_code: RequestEndedCode | None = None
+        self._response: Response | None = None
+        self._status: int | None = None
+        self._body_bytes_sent = 0
+        self._body_read = upload_size == 0
+        self._upload_received = 0
+        self._footers: list[tuple[str, str]] = _NONE
+        self._post_fields: list[Any] = _NONE
+        self._on_end: Sequence[Callable[[], object]] = _NONE
+        #: ``time.monotonic()`` when the request head was parsed.
+        self.started_at: Final = time.monotonic()
+        self._client_address: tuple[str, int] | None = None
+        self._scheme = "https" if info.tls_version is not None else "http"
+        self._request = Request(self, method, uri, version, headers, upload_size, info)
+
+    # -- what the rest of the engine reads -----------------------------------------------
+
+    @property
+    def request(self) -> Request:
+        """The application's :class:`~mhd2.Request` (a weak proxy once ended)."""
+        return self._request
+
+    @property
+    def options(self) -> DaemonOptions:
+        """The daemon's options."""
+        return self.shared.options
+
+    @property
+    def nonces(self) -> NonceRegistry | None:
+        """The daemon's Digest nonce registry (``None``: Digest auth is off)."""
+        return self.shared.nonces
+
+    @property
+    def status(self) -> int | None:
+        """The status of the response head sent (``None`` until a status line left)."""
+        return self._status
+
+    @property
+    def body_bytes_sent(self) -> int:
+        """Response body bytes actually written (not just announced)."""
+        return self._body_bytes_sent
+
+    @property
+    def body_read(self) -> bool:
+        """The request body was read to its end (or there is none)."""
+        return self._body_read
+
+    @property
+    def upload_received(self) -> int:
+        """Bytes of the request body received so far."""
+        return self._upload_received
+
+    @property
+    def footers(self) -> list[tuple[str, str]]:
+        """The request's trailer fields, once its body was read."""
+        return self._footers
+
+    @property
+    def post_fields(self) -> list[Any]:
+        """Form fields the POST parser kept in memory (``PostField`` records)."""
+        return self._post_fields
+
+    @property
+    def client_address(self) -> tuple[str, int] | None:
+        """The real client after forwarded headers (``None``: the connection's)."""
+        return self._client_address
+
+    @property
+    def scheme(self) -> str:
+        """``"https"`` or ``"http"``: TLS, or what a trusted proxy said."""
+        return self._scheme
+
+    @property
+    def ended(self) -> bool:
+        """:meth:`end` was called."""
+        return self._ended
+
+    @property
+    def end_code(self) -> RequestEndedCode | None:
+        """How the request ended (``None`` until it has)."""
+        return self._end_code
+
+    @property
+    def connection_timeout(self) -> float | None:
+        """The inactivity timeout of the connection (HTTP/2: the stream) carrying it."""
+        return self.host.timeout
+
+    def set_connection_timeout(self, seconds: float | None) -> None:
+        """Override the inactivity timeout of the connection (HTTP/2: the stream)."""
+        self.host.set_timeout(seconds)
+
+    # -- what the protocol loops and writers tell it -----------------------------------
+
+    def set_response(self, response: Response) -> None:
+        """*response* answers the request: released (and its termination callback
+        told) when the request ends."""
+        self._response = response
+
+    def head_sent(self, status: int) -> None:
+        """The final response head, with *status*, is on its way out."""
+        self._status = status
+
+    def daemon_status(self, status: int) -> None:
+        """The daemon answers *status* itself (an error page, a malformed request):
+        the end reports it, unless a response head had a status already."""
+        if self._status is None:
+            self._status = status
+
+    def body_sent(self, nbytes: int) -> None:
+        """*nbytes* of the response body (and its framing) were written, in all."""
+        self._body_bytes_sent = nbytes
+
+    def received(self, nbytes: int) -> None:
+        """*nbytes* more of the request body arrived."""
+        self._upload_received += nbytes
+
+    def body_complete(self, footers: list[tuple[str, str]]) -> None:
+        """The request body was read to its end; *footers* are its trailer fields."""
+        self._footers = footers
+        self._body_read = True
+
+    def resume_when_stopping(self) -> None:
+        """A graceful stop resumes the parked request like :func:`request_resume`
+        (the callback or content creator then sees ``shared.stopping`` and says
+        goodbye itself: mhd2.fanout) instead of answering 503."""
+        self._resume_on_stop = True
+
+    @property
+    def has_direct_body(self) -> bool:
+        """:meth:`set_direct_body` was called."""
+        return self._direct is not None
+
+    def set_direct_body(self, body: ParkedBody) -> None:
+        """The HTTP/1 sender of a content creator's body over a plain socket: *body*
+        takes writes from outside while the request is parked (:meth:`parked_body`)."""
+        self._direct = body
 
     # -- calling the application ---------------------------------------------------
 
@@ -260,7 +391,7 @@ class Exchange:
         then call ``early_uri_logger`` (its failure is logged, not fatal).
         """
         options = self.shared.options
-        request = self.request
+        request = self._request
         if options.forwarded_headers:
             self.believe_proxy(fields)
         if options.early_uri_logger is not None:
@@ -277,11 +408,11 @@ class Exchange:
         use = self.shared.options.forwarded_headers
         if not use:
             return
-        found = resolve_from_headers(self.request.connection.client_address,
-                                     self.shared.trusted, fields, scheme=self.scheme, use=use)
+        found = resolve_from_headers(self._request.connection.client_address,
+                                     self.shared.trusted, fields, scheme=self._scheme, use=use)
         if found.from_headers:
-            self.client_address = found.client_address
-            self.scheme = found.scheme
+            self._client_address = found.client_address
+            self._scheme = found.scheme
 
     def call_app_now(self) -> Action | Ending | Awaitable[Any] | None:
         """Call the request callback once, without awaiting what it returned.
@@ -297,48 +428,33 @@ class Exchange:
             when the callback returned an awaitable (a coroutine function),
             that awaitable: pass it to :meth:`finish_app`.
         """
-        slot = self.action_slot
-        slot.value = None
         try:
-            result = self.shared.request_cb(self.request)
-            # A plain callback returns the action it just made: skip the
-            # awaitable check (an ABC isinstance) on that common path.
-            if result is not slot.value and isawaitable(result):
-                return result
-            return self._checked(result)
+            result = self.action_slot.call(self.shared.request_cb, self._request)
         except Exception as exc:
             return self._failed(exc)
+        if result is None:
+            self._returned_none()
+        return result  # type: ignore[no-any-return]
 
     async def finish_app(self, pending: Awaitable[Any]) -> Action | Ending | None:
         """Await what an async request callback returned; then as :meth:`call_app_now`."""
         try:
-            return self._checked(await pending)
+            result = self.action_slot.returned(await pending)
         except Exception as exc:
             return self._failed(exc)
-
-    def _checked(self, result: object) -> Action | None:
-        """The callback's result, if it is the action it made for this request.
-
-        Raises:
-            UsageError: it is not.
-        """
-        slot = self.action_slot
         if result is None:
-            self._release(slot.take())
-            warn_returned_none(self.shared.request_cb, "request callback", _NONE_FIX)
-            self.end(RequestEndedCode.BY_APP_ABORT)
-            return None
-        if result is not slot.value or not isinstance(result, Action):
-            raise UsageError(
-                "the request callback must return the action made for this request "
-                f"by an mhd2.action_* function, not {result!r}"
-            )
-        slot.spend()
-        return result
+            self._returned_none()
+        return result  # type: ignore[no-any-return]
+
+    def _returned_none(self) -> None:
+        """The request callback returned ``None``: an abort (with a warning, once)."""
+        self._release(self.action_slot.take())
+        warn_returned_none(self.shared.request_cb, "request callback", _NONE_FIX)
+        self.end(RequestEndedCode.BY_APP_ABORT)
 
     def _failed(self, exc: Exception) -> Ending:
         """The callback raised *exc* (being handled): log it, release its action."""
-        request = self.request
+        request = self._request
         self._release(self.action_slot.take())
         if isinstance(exc, AuthError):
             # A malformed Authorization header surfaced through request.basic_auth:
@@ -352,25 +468,21 @@ class Exchange:
 
     async def call_upload(self, cb: Callable[..., Any], data: bytes) -> UploadAction | Ending:
         """Call an upload callback once and check it returned its own upload action."""
-        request = self.request
+        request = self._request
         slot = self.upload_slot
-        slot.value = None
         try:
-            result = await call_maybe_await(cb, request, data)
+            result: UploadAction | None = await slot.call_async(cb, request, data)
             if result is None:
+                # An upload action made but not returned counts as returned.
                 result = slot.value
                 if result is None:
                     from .actions import upload_action_abort_request
                     warn_returned_none(cb, "upload callback", _UPLOAD_NONE_FIX)
                     result = upload_action_abort_request(request)
-            if result is not slot.value or not isinstance(result, UploadAction):
-                raise UsageError(
-                    "an upload callback must return the upload action made for its request "
-                    f"by an mhd2.upload_action_* function, not {result!r}"
-                )
-            slot.spend()
+                result = slot.returned(result)
+            assert result is not None
             if result.response is not None:
-                self.response = result.response
+                self._response = result.response
             return result
         except Exception:
             self._release(slot.take())
@@ -380,7 +492,8 @@ class Exchange:
 
     def app_failed(self, what: str) -> Ending:
         """Log the exception being handled as a failure of the application's *what*."""
-        logger.exception("mhd2: %s failed for %s %s", what, self.request.method, self.request.uri)
+        logger.exception("mhd2: %s failed for %s %s", what, self._request.method,
+                         self._request.uri)
         return _APP_ERROR
 
     @staticmethod
@@ -399,14 +512,14 @@ class Exchange:
 
     def add_post_field(self, field: Any) -> None:
         """Keep a form field the POST parser collected (``request.post_data``)."""
-        if self.post_fields is _NONE:
-            self.post_fields = []
-        self.post_fields.append(field)
+        if self._post_fields is _NONE:
+            self._post_fields = []
+        self._post_fields.append(field)
 
     def add_end_hook(self, hook: Callable[[], object]) -> None:
         """Call *hook* once when the request ends, however it ends (library hooks)."""
         # A tuple: most requests with a hook have one (a list would keep room for more).
-        self.on_end = (*self.on_end, hook)
+        self._on_end = (*self._on_end, hook)
 
     # -- suspension ---------------------------------------------------------------
 
@@ -417,7 +530,7 @@ class Exchange:
                 "suspend is disabled by the daemon option disallow_suspend_resume=True",
                 StatusCode.FEATURE_DISABLED,
             )
-        self.suspended = True
+        self._suspended = True
 
     async def park(self) -> None:
         """Wait until :func:`request_resume`; no inactivity timeout applies meanwhile.
@@ -426,16 +539,16 @@ class Exchange:
             ClientGone: the client closed the connection meanwhile.
             DaemonStopping: the daemon is stopping.
         """
-        self.suspended = True
+        self._suspended = True
         self.shared.parked += 1
         try:
-            if self.resume_pending:
+            if self._resume_pending:
                 # Resumed already, before the daemon got here (from the callback).
-                self.resume_pending = False
+                self._resume_pending = False
                 await trio.lowlevel.checkpoint()
                 return
             if self.shared.stopping:
-                if not self.resume_on_stop:
+                if not self._resume_on_stop:
                     raise DaemonStopping
                 await trio.lowlevel.checkpoint()
                 return
@@ -453,7 +566,7 @@ class Exchange:
                 raise DaemonStopping
         finally:
             self._resume_scope = None
-            self.suspended = False
+            self._suspended = False
             self.shared.parked -= 1
         self.host.resumed()
 
@@ -468,28 +581,33 @@ class Exchange:
         """
         # (resume() clears `suspended` when it wakes the task: cheaper to test
         # than the scope's cancel_called, which reads the clock.)
-        if self._resume_scope is None or not self.suspended or self.shared.stopping:
+        if self._resume_scope is None or not self._suspended or self.shared.stopping:
             return None
-        return self.direct
+        return self._direct
 
     def interim_writes(self) -> trio.Lock:
         """The lock that puts this request's interim heads (100, 103) on an
         HTTP/1 connection one at a time, and the final head after them."""
-        lock = self.interim_lock
+        lock = self._interim_lock
         if lock is None:
-            lock = self.interim_lock = trio.Lock()
+            lock = self._interim_lock = trio.Lock()
         return lock
+
+    @property
+    def has_interim_writes(self) -> bool:
+        """:meth:`interim_writes` was called: await :meth:`interim_done` before the final head."""
+        return self._interim_lock is not None
 
     async def interim_done(self) -> None:
         """Wait until no interim head is being written (the final head goes after it)."""
-        lock = self.interim_lock
+        lock = self._interim_lock
         if lock is not None:
             async with lock:
                 pass
 
     def wake_for_stop(self) -> bool:
         """Graceful stop: wake the parked request; :meth:`park` then raises
-        (or returns, with :attr:`resume_on_stop`).
+        (or returns, after :meth:`resume_when_stopping`).
 
         Returns:
             True if the request was parked.
@@ -497,21 +615,21 @@ class Exchange:
         scope = self._resume_scope
         if scope is None:
             return False
-        if not self.resume_on_stop:
+        if not self._resume_on_stop:
             self._woken_for_stop = True
         scope.cancel()
         return True
 
     def resume(self) -> None:
         """Resume the request, if suspended (runs in the daemon's trio run)."""
-        if self.ended or not self.suspended:
+        if self._ended or not self._suspended:
             return
         scope = self._resume_scope
         if scope is None:
             # Suspended by an action that the daemon has not parked yet.
-            self.resume_pending = True
+            self._resume_pending = True
             return
-        self.suspended = False  # woken: a second resume does nothing
+        self._suspended = False  # woken: a second resume does nothing
         scope.cancel()
 
     # -- the end -------------------------------------------------------------------
@@ -525,20 +643,20 @@ class Exchange:
         keeps its exchange (``request.response_status`` and the rest stay
         readable), the exchange keeps the request only weakly from now on.
         """
-        if self.ended:
+        if self._ended:
             return
-        self.ended = True
-        self.end_code = code
-        self.suspended = False
-        request = self.request
-        if self.on_end is not _NONE:
-            hooks, self.on_end = self.on_end, _NONE
+        self._ended = True
+        self._end_code = code
+        self._suspended = False
+        request = self._request
+        if self._on_end is not _NONE:
+            hooks, self._on_end = self._on_end, _NONE
             for hook in hooks:
                 try:
                     hook()
                 except Exception:
                     logger.exception("mhd2: a request-end hook failed")
-        response, self.response = self.response, None
+        response, self._response = self._response, None
         if response is not None:
             response._finish_use()
             if response.termination_callback is not None:
@@ -551,7 +669,14 @@ class Exchange:
             shared.metrics.request_ended(request)
         # (A proxy reads as the request while anyone else holds it: code that
         # still has the exchange -- an HTTP/2 stream's task -- holds it too.)
-        self.request = cast(Request, weakref.proxy(request))
+        self._request = cast(Request, weakref.proxy(request))
+
+
+#: ``exchange_of(request)``: the :class:`Exchange` behind *request*, for the
+#: library's modules above this one (those below see it as
+#: :class:`~mhd2.request.ExchangeView`, through ``exchange_view``: the same
+#: function, typed for the whole exchange).
+exchange_of = cast(Callable[[Request], Exchange], exchange_view)
 
 
 def request_resume(request: Request) -> None:
@@ -560,7 +685,7 @@ def request_resume(request: Request) -> None:
     Safe to call from any trio task of the daemon's run and from any other
     thread.  Resuming a request that is not suspended (or has ended) does nothing.
     """
-    exchange: Exchange = request._x
+    exchange = exchange_of(request)
     token = exchange.shared.token
     try:
         current: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
@@ -590,7 +715,7 @@ def request_on_end(request: Request, hook: Callable[[RequestEndedCode], object])
         request: the request to watch.
         hook: ``hook(code)`` with the :class:`~mhd2.RequestEndedCode`.
     """
-    exchange: Exchange = request._x
+    exchange = exchange_of(request)
     if exchange.ended:
         assert exchange.end_code is not None
         hook(exchange.end_code)
@@ -663,7 +788,7 @@ async def request_send_early_hints(request: Request,
             (:data:`MAX_EARLY_HINTS_SIZE`).
     """
     fields = _hint_fields(headers)
-    exchange: Exchange = request._x
-    if exchange.ended or exchange.response is not None or exchange.status is not None:
+    exchange = exchange_of(request)
+    if exchange.ended or exchange._response is not None or exchange.status is not None:
         return False
     return await exchange.host.send_informational(103, fields)

@@ -33,6 +33,7 @@ from mhd2.auth import (
     digest_auth_calc_userhash,
     parse_auth_params,
 )
+from mhd2.request import exchange_view
 
 REALM = "admins"
 USER, PASSWORD = "root", "pa$$w0rd"
@@ -354,7 +355,7 @@ async def test_expired_nonce_is_stale_with_fresh_challenge() -> None:
         async with httpx.AsyncClient() as client:
             with trio.fail_after(WAIT):
                 c = challenges(await client.get(url))[0]
-                registry = registry_for(requests[0])
+                registry = registry_for(exchange_view(requests[0]).nonces)
                 real_clock = registry._clock
                 registry._clock = lambda: real_clock() + 31  # half a minute later
                 r = await client.get(url, headers={"Authorization": authorization(c, "GET", "/p")})

@@ -397,8 +397,8 @@ class HTTP1Connection:
 
     async def _reply(self, parser: Parser, exchange: Exchange, response: Response,
                      head: Head, must_close: bool) -> bool:
-        exchange.response = response
-        if exchange.interim_lock is not None:
+        exchange.set_response(response)
+        if exchange.has_interim_writes:
             await exchange.interim_done()  # (a 103 being written goes first)
         scan = head.scan
         upload_size = scan.upload_size
@@ -489,8 +489,7 @@ class HTTP1Connection:
                 return
             exchange = Exchange(self._shared, self, self.info, "-", "-", "HTTP/1.1", [], 0)
             self._exchange = exchange
-        if exchange.status is None:
-            exchange.status = status
+        exchange.daemon_status(status)
 
     def _notify(self, event: ConnectionEvent) -> None:
         notify = self._shared.options.notify_connection

@@ -361,7 +361,7 @@ async def serve_upgrade(stream: TunnelStream, action: UpgradeAction) -> RequestE
                    for name, value in strip_response_fields(action.headers))
     if not shared.options.suppress_date_header:
         headers.append((b"date", date_header_line()[6:-2]))
-    exchange.status = 200
+    exchange.head_sent(200)
     await stream.send_headers(headers, end=False)
     code = RequestEndedCode.COMPLETED_OK_UPGRADE
     exchange.end(code)
