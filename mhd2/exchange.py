@@ -1,25 +1,23 @@
 """One request's engine state, independent of the protocol that carries it.
 
 An :class:`Exchange` is made for each request head the daemon accepts, by the
-HTTP/1 connection loop today (and by an HTTP/2 stream tomorrow).  It owns
+HTTP/1 connection loop or an HTTP/2 stream.  It owns
 what the application's calls change and what the engine must get right once:
 
 * the action slots -- "exactly one action per callback invocation"
   (:class:`~mhd2.actions.Slot`), and the one place where an application
   callback is called and awaited if it returns an awaitable
   (:func:`call_maybe_await`);
-* suspension: where a suspended request waits (:meth:`Exchange.park`), and
-  :func:`request_resume`, from any task or thread;
+* suspension: :meth:`Exchange.park` and :func:`request_resume`, from any
+  task or thread (the waiting itself is :class:`mhd2.parking.Parking`'s, made
+  only for a request that suspends);
 * the end: :meth:`Exchange.end` reports ``notify_request_ended`` (and the
   response's termination callback) exactly once, however the request ends.
 
-The :class:`~mhd2.Request` the application sees is a read-only view over an
-exchange (plus ``app_context``).
-
-The rule for a ``request_resume`` that comes *before* the daemon parks the
-request (the application resumes from inside the callback that suspended
-it): it is remembered (``resume_pending``) and the park that follows returns
-at once.  A resume of a request that is not suspended does nothing.
+Only the exchange changes its state; the protocol loops and writers tell it
+what happened through its methods.  The :class:`~mhd2.Request` the
+application sees reads it through :class:`~mhd2.exchange_view.ExchangeView`
+(plus ``app_context``).
 """
 
 from __future__ import annotations
@@ -34,11 +32,11 @@ import trio
 
 from ._proxy.forwarded import resolve_from_headers
 from ._slot import Slot, UploadSlot
-from ._syntax import BAD_VALUE, TOKEN
 from .actions import Action, UploadAction
 from .callbacks import call_maybe_await, report, warn_returned_none
 from .enums import RequestEndedCode, StatusCode
-from .errors import AuthError, ResponseHeaderError, UsageError
+from .errors import AuthError, UsageError
+from .parking import ClientGone, DaemonStopping, ParkedBody, Parking, ParkingHost
 from .request import Request, exchange_view
 
 if TYPE_CHECKING:
@@ -54,13 +52,11 @@ __all__ = [
     "DaemonStopping",
     "Exchange",
     "ExchangeHost",
-    "MAX_EARLY_HINTS_SIZE",
     "Ending",
     "ParkedBody",
     "exchange_of",
     "request_on_end",
     "request_resume",
-    "request_send_early_hints",
 ]
 
 logger = logging.getLogger("mhd2")
@@ -69,14 +65,6 @@ _NONE_FIX = ("return an action made by an mhd2.action_* function (e.g. "
              "action_from_response), or action_abort_request(request) to abort on purpose")
 _UPLOAD_NONE_FIX = ("return an upload action (e.g. upload_action_continue), or "
                     "upload_action_abort_request(request) to abort on purpose")
-
-
-class ClientGone(trio.BrokenResourceError):
-    """The client closed the connection while its request was suspended."""
-
-
-class DaemonStopping(Exception):
-    """The daemon is stopping while the request is suspended."""
 
 
 class Ending(NamedTuple):
@@ -98,18 +86,9 @@ ABORTED = Ending(None, RequestEndedCode.BY_APP_ABORT)
 _NONE: list[Any] = []
 
 
-class ExchangeHost(Protocol):
-    """What an exchange needs from the protocol that carries it."""
-
-    def wait_client_gone(self) -> Awaitable[None] | ResumableWait:
-        """Return when the client has gone away (or sleep until cancelled).
-
-        (An ``async def``, or a plain method returning the awaitable that
-        waits: one coroutine frame fewer for every parked request.  Or a
-        :class:`ResumableWait`, which the exchange ends without a cancel scope.)"""
-
-    def resumed(self) -> None:
-        """The parked request goes on (re-arm timeouts, keep what came meanwhile)."""
+class ExchangeHost(ParkingHost, Protocol):
+    """What an exchange needs from the protocol that carries it (waiting for a
+    parked request's client to leave, and going on: :class:`~mhd2.parking.ParkingHost`)."""
 
     @property
     def timeout(self) -> float | None:
@@ -125,42 +104,6 @@ class ExchangeHost(Protocol):
     async def send_informational(self, status: int, fields: list[tuple[str, str]]) -> bool:
         """Send an interim (1xx) response head now; ``False`` if the protocol
         version may not carry one (HTTP/1.0) or the final head has begun."""
-
-
-class ParkedBody(Protocol):
-    """A response body that can be written from outside its connection's task while
-    its content creator is suspended (HTTP/1 over a plain socket: see
-    :class:`mhd2.http1.reply.DirectBody`)."""
-
-    #: Body pieces are framed as chunks (``Transfer-Encoding: chunked``).
-    chunked: bool
-
-    def send_nowait(self, data: bytes | list[bytes]) -> int:
-        """Write what fits now (already framed); the count written (``0``: none)."""
-
-    def owe(self, rest: bytes) -> None:
-        """The unwritten rest of a :meth:`send_nowait`: it goes out first, from the task."""
-
-
-class ResumableWait:
-    """A parked request's wait for its client to leave, which :meth:`cancel` ends
-    without a trio cancel scope (HTTP/1 on a plain socket: ``mhd2.http1.watch.Watch``).
-
-    Entering a cancel scope at every park and cancelling it at every resume
-    (trio's scope bookkeeping, a ``Cancelled`` unwinding the stack) cost
-    about 25 µs of the ~40 µs that parking and waking a request took: every
-    long poll pays both, once per message.
-    """
-
-    __slots__ = ()
-
-    def cancel(self) -> None:
-        """Resume: :meth:`wait` returns ``True`` (now, or at once if not waiting yet)."""
-        raise NotImplementedError
-
-    async def wait(self) -> bool:
-        """Wait until :meth:`cancel` (``True``) or until the client left (``False``)."""
-        raise NotImplementedError
 
 
 class Exchange:
@@ -186,24 +129,19 @@ class Exchange:
         "_body_bytes_sent",
         "_body_read",
         "_client_address",
-        "_direct",
         "_end_code",
         "_ended",
         "_footers",
         "_interim_lock",
         "_on_end",
+        "_parking",
         "_post_fields",
         "_request",
         "_response",
-        "_resume_on_stop",
-        "_resume_pending",
-        "_resume_scope",
         "_scheme",
         "_status",
-        "_suspended",
         "_upload_received",
         "_upload_slot",
-        "_woken_for_stop",
         "action_slot",
         "host",
         "shared",
@@ -230,17 +168,11 @@ class Exchange:
         #: refers to the request, see :meth:`end`).
         self.action_slot: Final = Slot()
         self._upload_slot: Slot | None = None  # made when an upload callback runs
-        self._suspended = False
-        self._resume_pending = False
-        self._resume_scope: trio.CancelScope | ResumableWait | None = None
-        self._woken_for_stop = False
+        # Made when the request first suspends (a keep-alive GET never does).
+        self._parking: Parking | None = None
         # Made by interim_writes() when an interim (1xx) head is sent from a
         # task other than the request's: HTTP/1 writes go one at a time.
         self._interim_lock: trio.Lock | None = None
-        # resume_when_stopping(): a graceful stop resumes the parked request.
-        self._resume_on_stop = False
-        # set_direct_body(): see parked_body().
-        self._direct: ParkedBody | None = None
         self._ended = False
         self._end_code: RequestEndedCode | None = None
         self._response: Response | None = None
@@ -362,22 +294,6 @@ class Exchange:
         """The request body was read to its end; *footers* are its trailer fields."""
         self._footers = footers
         self._body_read = True
-
-    def resume_when_stopping(self) -> None:
-        """A graceful stop resumes the parked request like :func:`request_resume`
-        (the callback or content creator then sees ``shared.stopping`` and says
-        goodbye itself: mhd2.fanout) instead of answering 503."""
-        self._resume_on_stop = True
-
-    @property
-    def has_direct_body(self) -> bool:
-        """:meth:`set_direct_body` was called."""
-        return self._direct is not None
-
-    def set_direct_body(self, body: ParkedBody) -> None:
-        """The HTTP/1 sender of a content creator's body over a plain socket: *body*
-        takes writes from outside while the request is parked (:meth:`parked_body`)."""
-        self._direct = body
 
     # -- calling the application ---------------------------------------------------
 
@@ -523,6 +439,12 @@ class Exchange:
 
     # -- suspension ---------------------------------------------------------------
 
+    def _parked(self) -> Parking:
+        parking = self._parking
+        if parking is None:
+            parking = self._parking = Parking(self.shared, self.host)
+        return parking
+
     def mark_suspended(self) -> None:
         """A suspend action was made (the daemon parks the request next)."""
         if self.shared.options.disallow_suspend_resume:
@@ -530,60 +452,56 @@ class Exchange:
                 "suspend is disabled by the daemon option disallow_suspend_resume=True",
                 StatusCode.FEATURE_DISABLED,
             )
-        self._suspended = True
+        self._parked().suspend()
 
-    async def park(self) -> None:
-        """Wait until :func:`request_resume`; no inactivity timeout applies meanwhile.
+    def park(self) -> Awaitable[None]:
+        """Wait until :func:`request_resume` (:meth:`Parking.park
+        <mhd2.parking.Parking.park>`; its awaitable, without a frame of ours).
 
         Raises:
             ClientGone: the client closed the connection meanwhile.
             DaemonStopping: the daemon is stopping.
         """
-        self._suspended = True
-        self.shared.parked += 1
-        try:
-            if self._resume_pending:
-                # Resumed already, before the daemon got here (from the callback).
-                self._resume_pending = False
-                await trio.lowlevel.checkpoint()
-                return
-            if self.shared.stopping:
-                if not self._resume_on_stop:
-                    raise DaemonStopping
-                await trio.lowlevel.checkpoint()
-                return
-            waiting = self.host.wait_client_gone()
-            if isinstance(waiting, ResumableWait):
-                self._resume_scope = waiting
-                if not await waiting.wait():
-                    raise ClientGone("the client closed the connection while suspended")
-            else:
-                with trio.CancelScope() as scope:
-                    self._resume_scope = scope
-                    await waiting
-                    raise ClientGone("the client closed the connection while suspended")
-            if self._woken_for_stop:
-                raise DaemonStopping
-        finally:
-            self._resume_scope = None
-            self._suspended = False
-            self.shared.parked -= 1
-        self.host.resumed()
+        return self._parked().park()
+
+    def resume(self) -> None:
+        """Resume the request, if suspended (runs in the daemon's trio run)."""
+        parking = self._parking
+        if parking is not None and not self._ended:
+            parking.resume()
+
+    def wake_for_stop(self) -> bool:
+        """Graceful stop: wake the parked request; :meth:`park` then raises
+        (or returns, after :meth:`resume_when_stopping`).
+
+        Returns:
+            True if the request was parked.
+        """
+        parking = self._parking
+        return parking is not None and parking.wake_for_stop()
+
+    def resume_when_stopping(self) -> None:
+        """A graceful stop resumes the parked request like :func:`request_resume`
+        (the callback or content creator then sees ``shared.stopping`` and says
+        goodbye itself: mhd2.fanout) instead of answering 503."""
+        self._parked().resume_when_stopping()
+
+    @property
+    def has_direct_body(self) -> bool:
+        """:meth:`set_direct_body` was called."""
+        parking = self._parking
+        return parking is not None and parking.has_direct_body
+
+    def set_direct_body(self, body: ParkedBody) -> None:
+        """The HTTP/1 sender of a content creator's body over a plain socket: *body*
+        takes writes from outside while the request is parked (:meth:`parked_body`)."""
+        self._parked().set_direct_body(body)
 
     def parked_body(self) -> ParkedBody | None:
-        """The body to write to from outside while the request is parked, if that is safe.
-
-        Only while a content creator is suspended and its task waits in
-        :meth:`park` (not yet woken, the daemon not stopping) on a connection
-        that can take bytes without its task (HTTP/1, plain socket): the task
-        sends nothing then, so bytes written by another task (mhd2.fanout's
-        direct delivery) cannot interleave with its own.  Else ``None``.
-        """
-        # (resume() clears `suspended` when it wakes the task: cheaper to test
-        # than the scope's cancel_called, which reads the clock.)
-        if self._resume_scope is None or not self._suspended or self.shared.stopping:
-            return None
-        return self._direct
+        """The body to write to from outside while the request is parked, if that
+        is safe (see :meth:`Parking.parked_body <mhd2.parking.Parking.parked_body>`)."""
+        parking = self._parking
+        return None if parking is None else parking.parked_body()
 
     def interim_writes(self) -> trio.Lock:
         """The lock that puts this request's interim heads (100, 103) on an
@@ -592,6 +510,11 @@ class Exchange:
         if lock is None:
             lock = self._interim_lock = trio.Lock()
         return lock
+
+    @property
+    def answered(self) -> bool:
+        """The final response was chosen, or its head has begun."""
+        return self._response is not None or self._status is not None
 
     @property
     def has_interim_writes(self) -> bool:
@@ -604,33 +527,6 @@ class Exchange:
         if lock is not None:
             async with lock:
                 pass
-
-    def wake_for_stop(self) -> bool:
-        """Graceful stop: wake the parked request; :meth:`park` then raises
-        (or returns, after :meth:`resume_when_stopping`).
-
-        Returns:
-            True if the request was parked.
-        """
-        scope = self._resume_scope
-        if scope is None:
-            return False
-        if not self._resume_on_stop:
-            self._woken_for_stop = True
-        scope.cancel()
-        return True
-
-    def resume(self) -> None:
-        """Resume the request, if suspended (runs in the daemon's trio run)."""
-        if self._ended or not self._suspended:
-            return
-        scope = self._resume_scope
-        if scope is None:
-            # Suspended by an action that the daemon has not parked yet.
-            self._resume_pending = True
-            return
-        self._suspended = False  # woken: a second resume does nothing
-        scope.cancel()
 
     # -- the end -------------------------------------------------------------------
 
@@ -647,7 +543,8 @@ class Exchange:
             return
         self._ended = True
         self._end_code = code
-        self._suspended = False
+        if self._parking is not None:
+            self._parking.ended()
         request = self._request
         if self._on_end is not _NONE:
             hooks, self._on_end = self._on_end, _NONE
@@ -721,74 +618,3 @@ def request_on_end(request: Request, hook: Callable[[RequestEndedCode], object])
         hook(exchange.end_code)
         return
     exchange.add_end_hook(lambda: hook(exchange.end_code))  # type: ignore[arg-type]
-
-
-#: Most bytes of header lines one ``103 Early Hints`` may carry.
-MAX_EARLY_HINTS_SIZE = 8192
-#: Fields that describe a connection or a body, not a resource: never in a
-#: 103 (RFC 9113 §8.2.2 makes them malformed on HTTP/2; a 1xx has no content).
-_NOT_HINTS = frozenset(("connection", "content-length", "keep-alive", "proxy-connection",
-                        "te", "transfer-encoding", "upgrade"))
-
-
-def _hint_fields(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """*headers* checked for a ``103`` head.
-
-    Raises:
-        ResponseHeaderError: a name that is not a token, a value with a
-            control character, a connection or framing field, or more than
-            :data:`MAX_EARLY_HINTS_SIZE` bytes in all.
-    """
-    fields: list[tuple[str, str]] = []
-    size = 0
-    for name, value in headers:
-        if not isinstance(name, str) or not TOKEN.fullmatch(name):
-            raise ResponseHeaderError(f"header name {name!r} is not an HTTP token",
-                                      StatusCode.RESP_HEADER_NAME_INVALID)
-        if not isinstance(value, str) or BAD_VALUE.search(value):
-            raise ResponseHeaderError(
-                f"header value {value!r} for {name} contains CR, LF, TAB, another control "
-                "character or a non-Latin-1 character", StatusCode.RESP_HEADER_VALUE_INVALID)
-        if name.lower() in _NOT_HINTS:
-            raise ResponseHeaderError(f"{name} is not allowed in 103 Early Hints: send "
-                                      "resource hints such as Link",
-                                      StatusCode.RESP_HEADER_NOT_ALLOWED)
-        size += len(name) + len(value) + 4
-        if size > MAX_EARLY_HINTS_SIZE:
-            raise ResponseHeaderError(
-                f"103 Early Hints over {MAX_EARLY_HINTS_SIZE} bytes: send fewer hints",
-                StatusCode.RESP_HEADER_NOT_ALLOWED)
-        fields.append((name, value.strip(" ")))
-    return fields
-
-
-async def request_send_early_hints(request: Request,
-                                   headers: Iterable[tuple[str, str]]) -> bool:
-    """Send ``103 Early Hints`` with *headers* now, before the final response (RFC 8297).
-
-    The client may start fetching what the ``Link`` fields name while the
-    application is still working on the response.  Call it from the request
-    callback (an ``async`` one) or from any task of the daemon's run while the
-    request is suspended, before the action with the final response is given;
-    call it as often as needed.  RFC 8297 §3: "a server MUST NOT send a 103
-    response to an HTTP/1.0 client": there it sends nothing and returns ``False``.
-
-    Args:
-        request: the request being answered.
-        headers: ``(name, value)`` text pairs, usually ``Link``.
-
-    Returns:
-        ``True`` if the 103 was sent; ``False`` if it could not be (an
-        HTTP/1.0 client, the final response has begun, the request ended,
-        the client went away).
-
-    Raises:
-        ResponseHeaderError: a bad header (as :meth:`Response.add_header`),
-            a connection or framing field, or too many bytes
-            (:data:`MAX_EARLY_HINTS_SIZE`).
-    """
-    fields = _hint_fields(headers)
-    exchange = exchange_of(request)
-    if exchange.ended or exchange._response is not None or exchange.status is not None:
-        return False
-    return await exchange.host.send_informational(103, fields)
