@@ -381,22 +381,17 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
     # (Before issue 21 the loop wrote the exchange's slots itself.)
     new_exchange = hasattr(Exchange, "set_response")
 
-    def set_response(exchange: Any, response: Response) -> None:
+    def set_response(exchange: Any, response: Response) -> bool:
+        """Give the exchange its response; whether an interim head goes first."""
         if new_exchange:
-            exchange.set_response(response)
-        else:
-            exchange.response = response
-
-    def interim_pending(exchange: Any) -> bool:
-        if new_exchange:
-            return bool(exchange.has_interim_writes)
+            return bool(exchange.set_response(response))
+        exchange.response = response
         return exchange.interim_lock is not None
 
     async def reply(conn: Any, parser: Any, exchange: Exchange, response: Response,
                     head: Head, must_close: bool) -> bool:
         """``HTTP1Connection._reply`` on the hello-world path (L5)."""
-        set_response(exchange, response)
-        if interim_pending(exchange):
+        if set_response(exchange, response):
             await exchange.interim_done()
         scan = head.scan
         body_done = scan.upload_size == 0 or exchange.body_read

@@ -267,10 +267,17 @@ class Exchange:
 
     # -- what the protocol loops and writers tell it -----------------------------------
 
-    def set_response(self, response: Response) -> None:
+    def set_response(self, response: Response) -> bool:
         """*response* answers the request: released (and its termination callback
-        told) when the request ends."""
+        told) when the request ends.
+
+        Returns:
+            Whether an interim head was written from another task
+            (:meth:`interim_writes`): HTTP/1 awaits :meth:`interim_done`
+            before the final head.  (One call for both on every request.)
+        """
         self._response = response
+        return self._interim_lock is not None
 
     def head_sent(self, status: int) -> None:
         """The final response head, with *status*, is on its way out."""
@@ -515,11 +522,6 @@ class Exchange:
     def answered(self) -> bool:
         """The final response was chosen, or its head has begun."""
         return self._response is not None or self._status is not None
-
-    @property
-    def has_interim_writes(self) -> bool:
-        """:meth:`interim_writes` was called: await :meth:`interim_done` before the final head."""
-        return self._interim_lock is not None
 
     async def interim_done(self) -> None:
         """Wait until no interim head is being written (the final head goes after it)."""

@@ -397,8 +397,7 @@ class HTTP1Connection:
 
     async def _reply(self, parser: Parser, exchange: Exchange, response: Response,
                      head: Head, must_close: bool) -> bool:
-        exchange.set_response(response)
-        if exchange.has_interim_writes:
+        if exchange.set_response(response):
             await exchange.interim_done()  # (a 103 being written goes first)
         scan = head.scan
         upload_size = scan.upload_size
