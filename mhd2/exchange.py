@@ -114,7 +114,7 @@ class Exchange:
     (:meth:`set_response`, :meth:`head_sent`, :meth:`body_sent`,
     :meth:`received`, :meth:`body_complete` ...) and read it through
     read-only properties; :class:`~mhd2.Request` sees it as an
-    :class:`~mhd2.request.ExchangeView`.
+    :class:`~mhd2.exchange_view.ExchangeView`.
 
     Args:
         shared: the daemon's shared record.
@@ -573,7 +573,7 @@ class Exchange:
 
 #: ``exchange_of(request)``: the :class:`Exchange` behind *request*, for the
 #: library's modules above this one (those below see it as
-#: :class:`~mhd2.request.ExchangeView`, through ``exchange_view``: the same
+#: :class:`~mhd2.exchange_view.ExchangeView`, through ``exchange_view``: the same
 #: function, typed for the whole exchange).
 exchange_of = cast(Callable[[Request], Exchange], exchange_view)
 
