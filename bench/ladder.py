@@ -32,8 +32,8 @@ modules the way ``mhd2/http1/connection.py`` (``HTTP1Connection._serve``,
   is mhd2_hello.py's: one reusable static response through
   ``action_from_response``.
 * **L5** -- + the reply writer: ``_reply``'s bookkeeping (body done, the
-  pipelining batch), :func:`~mhd2.reply.reply_plan` and
-  :func:`~mhd2.reply.send_reply` (in an older checkout:
+  pipelining batch), :func:`~mhd2.http1.reply.reply_plan` and
+  :func:`~mhd2.http1.reply.send_reply` (``mhd2.reply`` before issue 21; in an older checkout:
   ``plan_reply`` with the response's inputs, and ``send_reply`` with the plan).
   L5 is the connection loop minus its wrapper.
 * **mhd2** -- the real :class:`~mhd2.Daemon` (its accept loop,
@@ -201,7 +201,10 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
 
     import mhd2
     from mhd2 import outcome as outcome_mod
-    from mhd2 import reply as reply_mod
+    try:
+        from mhd2.http1 import reply as reply_mod
+    except ImportError:  # a checkout from before issue 21: the writer was mhd2/reply.py
+        from mhd2 import reply as reply_mod  # type: ignore[no-redef]
     from mhd2._http1.chunked_check import ChunkedChecker
     from mhd2._http1.parser import Head, ParseError
     from mhd2._http1.request_checks import check_head, check_host
@@ -368,18 +371,27 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
         if type(outcome) is not Response:
             return False
         if level == 4:
-            exchange.response = outcome
+            set_response(exchange, outcome)
             await transport.send(hello())
             conn._exchange = None
             exchange.end(ok)
             return True
         return await reply(conn, parser, exchange, outcome, head, must_close)
 
+    # (Before issue 21 the loop wrote the exchange's slots itself.)
+    new_exchange = hasattr(Exchange, "set_response")
+
+    def set_response(exchange: Any, response: Response) -> bool:
+        """Give the exchange its response; whether an interim head goes first."""
+        if new_exchange:
+            return bool(exchange.set_response(response))
+        exchange.response = response
+        return exchange.interim_lock is not None
+
     async def reply(conn: Any, parser: Any, exchange: Exchange, response: Response,
                     head: Head, must_close: bool) -> bool:
         """``HTTP1Connection._reply`` on the hello-world path (L5)."""
-        exchange.response = response
-        if exchange.interim_lock is not None:
+        if set_response(exchange, response):
             await exchange.interim_done()
         scan = head.scan
         body_done = scan.upload_size == 0 or exchange.body_read

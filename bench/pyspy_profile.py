@@ -69,9 +69,10 @@ GROUPS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("h11", re.compile(r"(^|/)h11/")),
     ("httptools", re.compile(r"(^|/)httptools/")),
     ("mhd2._http1", re.compile(r"(^|/)mhd2/_http1/")),
+    # The HTTP/1 reply writer: mhd2/http1/reply.py (mhd2/reply.py before issue 21).
+    ("mhd2.reply", re.compile(r"(^|/)mhd2/(http1/)?reply\.py$")),
     ("mhd2.http1", re.compile(r"(^|/)mhd2/http1/")),
     ("mhd2.exchange", re.compile(r"(^|/)mhd2/exchange\.py$")),
-    ("mhd2.reply", re.compile(r"(^|/)mhd2/reply\.py$")),
     (
         "transport/trio",
         re.compile(r"(^|/)(trio/|mhd2/transport\.py$|mhd2/plain_stream\.py$|outcome/|sniffio/)"),

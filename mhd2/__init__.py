@@ -44,6 +44,7 @@ from .dcc import (
     dcc_action_finish,
     dcc_action_suspend,
 )
+from .early_hints import request_send_early_hints
 from .enums import (
     AddressFamily,
     ConnectionEvent,
@@ -74,7 +75,7 @@ from .errors import (
     UpgradedTLSError,
     UsageError,
 )
-from .exchange import request_on_end, request_resume, request_send_early_hints
+from .exchange import request_on_end, request_resume
 from .options import DaemonOptions
 from .post import action_parse_post
 from .post_field import PostField

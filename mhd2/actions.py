@@ -5,26 +5,26 @@ of the ``action_*`` functions; a dynamic content creator returns exactly one
 :class:`DCCAction` per call, made by a ``dcc_action_*`` function.  Creating a
 second one for the same call raises :class:`~mhd2.UsageError`.  The action
 objects are plain records; the daemon (:mod:`mhd2.connection`,
-:mod:`mhd2.reply`) carries them out.
+:mod:`mhd2.http1.reply`) carries them out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ._http1.syntax import BAD_VALUE as _BAD_VALUE
-from ._http1.syntax import TOKEN as _TOKEN
+from ._slot import Slot, UploadSlot
+from ._syntax import BAD_VALUE as _BAD_VALUE
+from ._syntax import TOKEN as _TOKEN
 from .enums import StatusCode
 from .errors import UsageError
+from .request import exchange_view
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .request import Request
     from .response import Response
-
-_A = TypeVar("_A")
 
 __all__ = [
     "AbortAction",
@@ -82,86 +82,8 @@ class SuspendAction(Action):
     __slots__ = ()
 
 
-#: What a slot holds once its call has returned its action (see Slot.spend).
-_SPENT: Any = object()
-
-
-class Slot:
-    """Where the one action of one callback invocation is kept.
-
-    Every kind of callback (request, upload, dynamic content creator) gets one
-    slot; making an action claims it, and a second claim in the same call is
-    the usage error MHD2 reports as ``ACTION_ALREADY_CREATED``.  This is the
-    one implementation of "exactly one action per call".
-
-    The caller empties the slot once the call is over (:meth:`take`): an
-    action refers to its request, and a slot kept full would tie the request
-    and its engine state into a reference cycle.
-
-    Class attributes (one subclass per kind of callback, so a slot is one
-    field per request):
-        what: the kind of action, for the error message ("an upload action").
-        where: the kind of callback ("upload callback").
-    """
-
-    __slots__ = ("value",)
-
-    what = "an action"
-    where = "request callback"
-
-    def __init__(self) -> None:
-        self.value: Any = None
-
-    def claim(self, action: _A) -> _A:
-        """Keep *action* as this call's action.
-
-        Raises:
-            UsageError: an action was already made in this call, or the
-                call is over (:meth:`spend`).
-        """
-        if self.value is not None:
-            if self.value is _SPENT:
-                raise UsageError(
-                    f"{self.what} was created after the {self.where} had returned "
-                    "its action; create the action inside the callback and return it",
-                    StatusCode.ACTION_ALREADY_CREATED,
-                )
-            raise UsageError(
-                f"{self.what} was already created in this call of the {self.where}; "
-                "return that action instead of creating another",
-                StatusCode.ACTION_ALREADY_CREATED,
-            )
-        self.value = action
-        return action
-
-    def check_free(self) -> None:
-        """Raise the usage error of :meth:`claim` if the slot is taken."""
-        if self.value is not None:
-            self.claim(None)
-
-    def take(self) -> Any:
-        """Empty the slot; return what it held."""
-        value, self.value = self.value, None
-        return value
-
-    def spend(self) -> None:
-        """The call returned its action: let go of it (no action -> request ->
-        exchange cycle), and refuse actions made after the call until the
-        next call empties the slot."""
-        self.value = _SPENT
-
-
-class UploadSlot(Slot):
-    """The slot of an upload callback's one upload action."""
-
-    __slots__ = ()
-
-    what = "an upload action"
-    where = "upload callback"
-
-
 def _claim(request: Request, action: Action) -> Action:
-    return request._x.action_slot.claim(action)
+    return exchange_view(request).action_slot.claim(action)
 
 
 def action_from_response(request: Request, response: Response | None) -> Action:
@@ -176,7 +98,7 @@ def action_from_response(request: Request, response: Response | None) -> Action:
     """
     if response is None:
         return action_abort_request(request)
-    slot = request._x.action_slot
+    slot = exchange_view(request).action_slot
     slot.check_free()
     response._acquire()
     return slot.claim(ResponseAction(request, response))
@@ -196,8 +118,9 @@ def action_suspend(request: Request) -> Action:
     Raises:
         UsageError: the daemon was made with ``disallow_suspend_resume=True``.
     """
-    request._x.action_slot.check_free()
-    request._x.mark_suspended()
+    view = exchange_view(request)
+    view.action_slot.check_free()
+    view.mark_suspended()
     return _claim(request, SuspendAction(request))
 
 
@@ -225,7 +148,7 @@ class UpgradeAction(Action):
 
 def _make_upgrade(request: Request, upgrade_hdr_value: str, upgrade_handler: Callable[..., Any],
                   headers: Sequence[tuple[str, str]]) -> UpgradeAction:
-    if request._x.shared.options.disallow_upgrade:
+    if exchange_view(request).options.disallow_upgrade:
         raise UsageError("upgrades are disabled by the daemon option disallow_upgrade=True",
                          StatusCode.FEATURE_DISABLED)
     # HTTP/2 has no Upgrade (RFC 9113 §8.6): the action is made, and on a stream
@@ -236,7 +159,7 @@ def _make_upgrade(request: Request, upgrade_hdr_value: str, upgrade_handler: Cal
         raise UsageError(
             "an HTTP/1.0 request cannot be upgraded (RFC 9110 §7.8: Upgrade is ignored "
             "in HTTP/1.0); answer it with a response", StatusCode.ACTION_INVALID)
-    if not request._x.body_read:
+    if not exchange_view(request).body_read:
         raise UsageError(
             "the request body has not been read: read it with an upload action and upgrade "
             "from its final callback with upload_action_upgrade",
@@ -392,7 +315,7 @@ class UploadAction:
 
 
 def _upload_claim(request: Request, action: UploadAction) -> UploadAction:
-    return request._x.upload_slot.claim(action)
+    return exchange_view(request).upload_slot.claim(action)
 
 
 def upload_action_continue(request: Request) -> UploadAction:
@@ -402,8 +325,9 @@ def upload_action_continue(request: Request) -> UploadAction:
 
 def upload_action_suspend(request: Request) -> UploadAction:
     """Stop reading until :func:`~mhd2.request_resume`, then go on (``MHD_upload_action_suspend``)."""
-    request._x.upload_slot.check_free()
-    request._x.mark_suspended()
+    view = exchange_view(request)
+    view.upload_slot.check_free()
+    view.mark_suspended()
     return _upload_claim(request, UploadAction(request, "suspend"))
 
 
@@ -416,7 +340,7 @@ def upload_action_from_response(request: Request, response: Response | None) -> 
     """
     if response is None:
         return upload_action_abort_request(request)
-    request._x.upload_slot.check_free()
+    exchange_view(request).upload_slot.check_free()
     response._acquire()
     return _upload_claim(request, UploadAction(request, "response", response))
 

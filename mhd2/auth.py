@@ -31,7 +31,7 @@ from ._auth.nonces import NonceRegistry, registry_for
 from .actions import Action, action_from_response
 from .enums import DigestAuthAlgo, HTTPStatus, StatusCode, reason_phrase
 from .errors import AuthError, UsageError
-from .request import Request
+from .request import Request, exchange_view
 from .response import Buffer, Response
 
 __all__ = [
@@ -160,7 +160,7 @@ def action_digest_auth_challenge(
     """
     header = DigestChallengeHeader(realm, opaque=opaque, domain=domain, qop=qop, algo=algo,
                                    userhash=userhash, prefer_utf8=prefer_utf8)
-    nonce = registry_for(request).new_nonce(realm)
+    nonce = registry_for(exchange_view(request).nonces).new_nonce(realm)
     return _challenge(request, response, header.values(nonce, stale=stale))
 
 
@@ -256,7 +256,7 @@ class DigestChallenge:
         Raises:
             UsageError: digest auth is not enabled (no ``digest_auth_random``).
         """
-        nonce = registry_for(request).new_nonce(self._header.realm)
+        nonce = registry_for(exchange_view(request).nonces).new_nonce(self._header.realm)
         response = Response.from_buffer_static(HTTPStatus.UNAUTHORIZED, self._body)
         for name, value in self._headers:
             response.add_header(name, value)

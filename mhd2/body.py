@@ -7,7 +7,7 @@ piece of the body -- bytes (never empty), :data:`SUSPENDED` (the creator
 paused: park until resumed, then pull again) or an :class:`Ended` (the body
 is complete, with its footers) -- and :attr:`~BodyProducer.done` says when
 the last byte has been produced.  The producers do no network I/O: the
-HTTP/1 writer (:mod:`mhd2.reply`: framing, ``Content-Length`` or chunked,
+HTTP/1 writer (:mod:`mhd2.http1.reply`: framing, ``Content-Length`` or chunked,
 coalescing with the head) and the HTTP/2 writer (:mod:`mhd2.http2.reply`:
 DATA frames within flow-control windows, trailers) consume the same
 producers, so each source is read in one place.  Only the file producer
@@ -23,12 +23,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Sequence
-from inspect import isawaitable
 from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 import trio
 
-from .dcc import DCCAction, DCCContext, dcc_step, lend_buffer, return_buffer
+from .dcc import (
+    DCCAction,
+    DCCContext,
+    call_creator,
+    creator_returned,
+    dcc_step,
+    lend_buffer,
+    return_buffer,
+)
 from .enums import RequestEndedCode
 from .exchange import DaemonStopping, Exchange
 from .response import BodySource, BufferBody, CallbackBody, FdBody, IovecBody, PipeBody
@@ -310,11 +317,11 @@ class CallbackProducer(BodyProducer):
         # cannot write into a buffer that is lent out again.  (The data
         # returned is a slice, valid until the next pull.)
         with memoryview(buf)[:room] as view:
-            # (call_maybe_await inline: one coroutine fewer for every piece)
-            result = self._dyn_cont(ctx, pos, view)
-            if type(result) is not DCCAction and isawaitable(result):
-                result = await result
-            step = dcc_step(ctx, result, view, pos, size)
+            # (no call_maybe_await: one coroutine fewer for every piece)
+            result = call_creator(self._dyn_cont, ctx, pos, view)
+            if result is not None and type(result) is not DCCAction:
+                result = creator_returned(ctx, await result)
+            step = dcc_step(result, view, pos, size)
         kind = step.kind
         if kind == "data":
             action = step.action

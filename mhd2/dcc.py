@@ -9,14 +9,15 @@ them out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._http1.syntax import BAD_VALUE as _BAD_VALUE
-from ._http1.syntax import TOKEN as _TOKEN
-from .actions import Slot
+from ._slot import DCCSlot
+from ._syntax import BAD_VALUE as _BAD_VALUE
+from ._syntax import TOKEN as _TOKEN
 from .enums import StatusCode
 from .errors import UsageError
+from .request import exchange_view
 
 if TYPE_CHECKING:
 
@@ -28,6 +29,8 @@ __all__ = [
     "DCCAction",
     "DCCContext",
     "DCCStep",
+    "call_creator",
+    "creator_returned",
     "dcc_action_abort",
     "dcc_action_continue",
     "dcc_action_continue_zc",
@@ -66,15 +69,6 @@ def return_buffer(buf: bytearray) -> None:
         _free.append(buf)
 
 
-class DCCSlot(Slot):
-    """The slot of a content creator's one DCC action."""
-
-    __slots__ = ()
-
-    what = "a DCC action"
-    where = "content creator"
-
-
 class DCCContext:
     """Passed to a dynamic content creator: which request, and its one action slot."""
 
@@ -83,10 +77,6 @@ class DCCContext:
     def __init__(self, request: Request) -> None:
         self.request = request
         self._slot = DCCSlot()
-
-    @property
-    def _action(self) -> DCCAction | None:
-        return self._slot.value  # type: ignore[no-any-return]
 
 
 class DCCAction:
@@ -198,7 +188,7 @@ def dcc_action_finish(ctx: DCCContext, footers: Sequence[tuple[str, str]] | None
 def dcc_action_suspend(ctx: DCCContext) -> DCCAction:
     """No data yet: pause until ``request_resume(ctx.request)``, then call the creator again."""
     ctx._slot.check_free()
-    ctx.request._x.mark_suspended()
+    exchange_view(ctx.request).mark_suspended()
     return _dcc_claim(ctx, DCCAction("suspend"))
 
 
@@ -210,6 +200,27 @@ def dcc_action_abort(ctx: DCCContext) -> DCCAction:
 
 
 # -- carrying out one result (used by the HTTP/1 and HTTP/2 senders) --------------------
+
+
+def call_creator(dyn_cont: Callable[..., Any], ctx: DCCContext, pos: int,
+                 buf: memoryview) -> Any:
+    """Call ``dyn_cont(ctx, pos, buf)`` through *ctx*'s slot (:meth:`Slot.call
+    <mhd2._slot.Slot.call>`).
+
+    Returns:
+        The DCC action made from *ctx* and returned, ``None``, or (an ``async``
+        creator) an awaitable: await it and pass the result to
+        :func:`creator_returned`.
+
+    Raises:
+        UsageError: it returned something else than the action made from *ctx*.
+    """
+    return ctx._slot.call(dyn_cont, ctx, pos, buf)
+
+
+def creator_returned(ctx: DCCContext, result: object) -> DCCAction | None:
+    """What an ``async`` content creator returned, checked as by :func:`call_creator`."""
+    return ctx._slot.returned(result)  # type: ignore[no-any-return]
 
 
 class DCCStep(NamedTuple):
@@ -230,32 +241,25 @@ class DCCStep(NamedTuple):
     why: str
 
 
-def dcc_step(ctx: DCCContext, result: object, buf: memoryview, pos: int,
+def dcc_step(result: DCCAction | None, buf: memoryview, pos: int,
              size: int | None) -> DCCStep:
-    """Validate what a content creator returned and say what to send: bytes, the end, or a pause.
+    """Validate a content creator's action and say what to send: bytes, the end, or a pause.
 
-    Sans-IO: the sender calls ``dyn_cont(ctx, pos, buf)`` and hands the result
-    here, then sends ``data``, ends the body, parks, or gives up.
+    Sans-IO: the sender calls the creator with :func:`call_creator` (which
+    checks that it returned its own action) and hands the result here, then
+    sends ``data``, ends the body, parks, or gives up.
 
     Args:
-        ctx: the context the creator was called with.
-        result: what it returned (``None`` counts as ``dcc_action_abort``).
+        result: the action it returned (``None`` counts as ``dcc_action_abort``).
         buf: the buffer it was given (``buf[:data_size]`` holds its data).
         pos: the body offset of this call (bytes produced before it).
         size: the declared body size, or ``None`` when unknown.
 
     Raises:
-        UsageError: the result is not the action made from *ctx*, its
-            ``data_size`` exceeds *buf*, or the data runs past *size*.
+        UsageError: its ``data_size`` exceeds *buf*, or the data runs past *size*.
     """
     if result is None:
         return DCCStep("abort", DCCAction("abort"), b"", "the content creator aborted")
-    if not isinstance(result, DCCAction) or result is not ctx._action:
-        raise UsageError(
-            "a content creator must return the DCC action made from its own ctx "
-            "(dcc_action_continue(ctx, ...), dcc_action_finish(ctx) ...)",
-            StatusCode.DCC_ACTION_INVALID,
-        )
     kind = result.kind
     if kind == "continue":
         room = len(buf)

@@ -1,25 +1,23 @@
 """One request's engine state, independent of the protocol that carries it.
 
 An :class:`Exchange` is made for each request head the daemon accepts, by the
-HTTP/1 connection loop today (and by an HTTP/2 stream tomorrow).  It owns
+HTTP/1 connection loop or an HTTP/2 stream.  It owns
 what the application's calls change and what the engine must get right once:
 
 * the action slots -- "exactly one action per callback invocation"
   (:class:`~mhd2.actions.Slot`), and the one place where an application
   callback is called and awaited if it returns an awaitable
   (:func:`call_maybe_await`);
-* suspension: where a suspended request waits (:meth:`Exchange.park`), and
-  :func:`request_resume`, from any task or thread;
+* suspension: :meth:`Exchange.park` and :func:`request_resume`, from any
+  task or thread (the waiting itself is :class:`mhd2.parking.Parking`'s, made
+  only for a request that suspends);
 * the end: :meth:`Exchange.end` reports ``notify_request_ended`` (and the
   response's termination callback) exactly once, however the request ends.
 
-The :class:`~mhd2.Request` the application sees is a read-only view over an
-exchange (plus ``app_context``).
-
-The rule for a ``request_resume`` that comes *before* the daemon parks the
-request (the application resumes from inside the callback that suspended
-it): it is remembered (``resume_pending``) and the park that follows returns
-at once.  A resume of a request that is not suspended does nothing.
+Only the exchange changes its state; the protocol loops and writers tell it
+what happened through its methods.  The :class:`~mhd2.Request` the
+application sees reads it through :class:`~mhd2.exchange_view.ExchangeView`
+(plus ``app_context``).
 """
 
 from __future__ import annotations
@@ -28,21 +26,23 @@ import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from inspect import isawaitable
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, cast
 
 import trio
 
-from ._http1.syntax import BAD_VALUE, TOKEN
 from ._proxy.forwarded import resolve_from_headers
-from .actions import Action, Slot, UploadAction, UploadSlot
+from ._slot import Slot, UploadSlot
+from .actions import Action, UploadAction
 from .callbacks import call_maybe_await, report, warn_returned_none
 from .enums import RequestEndedCode, StatusCode
-from .errors import AuthError, ResponseHeaderError, UsageError
-from .request import Request
+from .errors import AuthError, UsageError
+from .parking import ClientGone, DaemonStopping, ParkedBody, Parking, ParkingHost
+from .request import Request, exchange_view
 
 if TYPE_CHECKING:
+    from ._auth.nonces import NonceRegistry
     from .connection_info import ConnectionInfo
+    from .options import DaemonOptions
     from .response import Response
     from .shared import Shared
 
@@ -52,12 +52,11 @@ __all__ = [
     "DaemonStopping",
     "Exchange",
     "ExchangeHost",
-    "MAX_EARLY_HINTS_SIZE",
     "Ending",
     "ParkedBody",
+    "exchange_of",
     "request_on_end",
     "request_resume",
-    "request_send_early_hints",
 ]
 
 logger = logging.getLogger("mhd2")
@@ -66,14 +65,6 @@ _NONE_FIX = ("return an action made by an mhd2.action_* function (e.g. "
              "action_from_response), or action_abort_request(request) to abort on purpose")
 _UPLOAD_NONE_FIX = ("return an upload action (e.g. upload_action_continue), or "
                     "upload_action_abort_request(request) to abort on purpose")
-
-
-class ClientGone(trio.BrokenResourceError):
-    """The client closed the connection while its request was suspended."""
-
-
-class DaemonStopping(Exception):
-    """The daemon is stopping while the request is suspended."""
 
 
 class Ending(NamedTuple):
@@ -95,18 +86,13 @@ ABORTED = Ending(None, RequestEndedCode.BY_APP_ABORT)
 _NONE: list[Any] = []
 
 
-class ExchangeHost(Protocol):
-    """What an exchange needs from the protocol that carries it."""
+class ExchangeHost(ParkingHost, Protocol):
+    """What an exchange needs from the protocol that carries it (waiting for a
+    parked request's client to leave, and going on: :class:`~mhd2.parking.ParkingHost`)."""
 
-    def wait_client_gone(self) -> Awaitable[None] | ResumableWait:
-        """Return when the client has gone away (or sleep until cancelled).
-
-        (An ``async def``, or a plain method returning the awaitable that
-        waits: one coroutine frame fewer for every parked request.  Or a
-        :class:`ResumableWait`, which the exchange ends without a cancel scope.)"""
-
-    def resumed(self) -> None:
-        """The parked request goes on (re-arm timeouts, keep what came meanwhile)."""
+    @property
+    def timeout(self) -> float | None:
+        """The inactivity timeout of this connection (HTTP/2: of the stream)."""
 
     def set_timeout(self, seconds: float | None) -> None:
         """Override the inactivity timeout of this connection."""
@@ -120,44 +106,15 @@ class ExchangeHost(Protocol):
         version may not carry one (HTTP/1.0) or the final head has begun."""
 
 
-class ParkedBody(Protocol):
-    """A response body that can be written from outside its connection's task while
-    its content creator is suspended (HTTP/1 over a plain socket: see
-    :class:`mhd2.reply.DirectBody`)."""
-
-    #: Body pieces are framed as chunks (``Transfer-Encoding: chunked``).
-    chunked: bool
-
-    def send_nowait(self, data: bytes | list[bytes]) -> int:
-        """Write what fits now (already framed); the count written (``0``: none)."""
-
-    def owe(self, rest: bytes) -> None:
-        """The unwritten rest of a :meth:`send_nowait`: it goes out first, from the task."""
-
-
-class ResumableWait:
-    """A parked request's wait for its client to leave, which :meth:`cancel` ends
-    without a trio cancel scope (HTTP/1 on a plain socket: ``mhd2.http1.watch.Watch``).
-
-    Entering a cancel scope at every park and cancelling it at every resume
-    (trio's scope bookkeeping, a ``Cancelled`` unwinding the stack) cost
-    about 25 µs of the ~40 µs that parking and waking a request took: every
-    long poll pays both, once per message.
-    """
-
-    __slots__ = ()
-
-    def cancel(self) -> None:
-        """Resume: :meth:`wait` returns ``True`` (now, or at once if not waiting yet)."""
-        raise NotImplementedError
-
-    async def wait(self) -> bool:
-        """Wait until :meth:`cancel` (``True``) or until the client left (``False``)."""
-        raise NotImplementedError
-
-
 class Exchange:
     """The engine state of one request (see the module docstring).
+
+    Only the exchange changes its state: the protocol loops, the writers and
+    the library's modules tell it what happened through its methods
+    (:meth:`set_response`, :meth:`head_sent`, :meth:`body_sent`,
+    :meth:`received`, :meth:`body_complete` ...) and read it through
+    read-only properties; :class:`~mhd2.Request` sees it as an
+    :class:`~mhd2.exchange_view.ExchangeView`.
 
     Args:
         shared: the daemon's shared record.
@@ -169,31 +126,26 @@ class Exchange:
     """
 
     __slots__ = (
-        "_resume_scope",
+        "_body_bytes_sent",
+        "_body_read",
+        "_client_address",
+        "_end_code",
+        "_ended",
+        "_footers",
+        "_interim_lock",
+        "_on_end",
+        "_parking",
+        "_post_fields",
+        "_request",
+        "_response",
+        "_scheme",
+        "_status",
+        "_upload_received",
         "_upload_slot",
-        "_woken_for_stop",
         "action_slot",
-        "body_bytes_sent",
-        "body_read",
-        "client_address",
-        "direct",
-        "end_code",
-        "ended",
-        "footers",
         "host",
-        "interim_lock",
-        "on_end",
-        "post_fields",
-        "request",
-        "response",
-        "resume_on_stop",
-        "resume_pending",
-        "scheme",
         "shared",
         "started_at",
-        "status",
-        "suspended",
-        "upload_received",
     )
 
     def __init__(
@@ -207,46 +159,148 @@ class Exchange:
         headers: list[tuple[str, str]],
         upload_size: int | None,
     ) -> None:
-        self.shared = shared
-        self.host = host
-        #: Holds the action a callback call made, until the call is checked
-        #: (then emptied: the action refers to the request, see :meth:`end`).
-        self.action_slot = Slot()
+        #: The daemon's shared record.
+        self.shared: Final = shared
+        #: The protocol connection (or HTTP/2 stream) carrying the request.
+        self.host: Final = host
+        #: Holds the action a request callback call made, until the call is
+        #: checked (:meth:`~mhd2.actions.Slot.call`; then spent: the action
+        #: refers to the request, see :meth:`end`).
+        self.action_slot: Final = Slot()
         self._upload_slot: Slot | None = None  # made when an upload callback runs
-        self.suspended = False
-        self.resume_pending = False
-        self._resume_scope: trio.CancelScope | ResumableWait | None = None
-        self._woken_for_stop = False
-        #: Made by :meth:`interim_writes` when an interim (1xx) head is sent
-        #: from a task other than the request's: HTTP/1 writes go one at a time.
-        self.interim_lock: trio.Lock | None = None
-        #: A graceful stop resumes the parked request like request_resume
-        #: (the callback or content creator then sees ``shared.stopping`` and
-        #: says goodbye itself: mhd2.fanout) instead of answering 503.
-        self.resume_on_stop = False
-        #: Set by the HTTP/1 sender of a content creator's body over a plain
-        #: socket: see :meth:`parked_body`.
-        self.direct: ParkedBody | None = None
-        self.ended = False
-        #: How the request ended (``None`` until it has).
-        self.end_code: RequestEndedCode | None = None
-        self.response: Response | None = None
-        #: The status sent (``None`` until a status line has left).
-        self.status: int | None = None
-        #: Response body bytes actually written (not just announced).
-        self.body_bytes_sent = 0
-        self.body_read = upload_size == 0
-        self.upload_received = 0
-        self.footers: list[tuple[str, str]] = _NONE
-        #: Form fields the POST parser kept in memory (``PostField`` records).
-        self.post_fields: list[Any] = _NONE
-        #: Called once when the request ends, however it ends (library hooks).
-        self.on_end: Sequence[Callable[[], object]] = _NONE
-        self.started_at = time.monotonic()
-        #: The real client after forwarded headers (``None``: the connection's).
-        self.client_address: tuple[str, int] | None = None
-        self.scheme = "https" if info.tls_version is not None else "http"
-        self.request = Request(self, method, uri, version, headers, upload_size, info)
+        # Made when the request first suspends (a keep-alive GET never does).
+        self._parking: Parking | None = None
+        # Made by interim_writes() when an interim (1xx) head is sent from a
+        # task other than the request's: HTTP/1 writes go one at a time.
+        self._interim_lock: trio.Lock | None = None
+        self._ended = False
+        self._end_code: RequestEndedCode | None = None
+        self._response: Response | None = None
+        self._status: int | None = None
+        self._body_bytes_sent = 0
+        self._body_read = upload_size == 0
+        self._upload_received = 0
+        self._footers: list[tuple[str, str]] = _NONE
+        self._post_fields: list[Any] = _NONE
+        self._on_end: Sequence[Callable[[], object]] = _NONE
+        #: ``time.monotonic()`` when the request head was parsed.
+        self.started_at: Final = time.monotonic()
+        self._client_address: tuple[str, int] | None = None
+        self._scheme = "https" if info.tls_version is not None else "http"
+        self._request = Request(self, method, uri, version, headers, upload_size, info)
+
+    # -- what the rest of the engine reads -----------------------------------------------
+
+    @property
+    def request(self) -> Request:
+        """The application's :class:`~mhd2.Request` (a weak proxy once ended)."""
+        return self._request
+
+    @property
+    def options(self) -> DaemonOptions:
+        """The daemon's options."""
+        return self.shared.options
+
+    @property
+    def nonces(self) -> NonceRegistry | None:
+        """The daemon's Digest nonce registry (``None``: Digest auth is off)."""
+        return self.shared.nonces
+
+    @property
+    def status(self) -> int | None:
+        """The status of the response head sent (``None`` until a status line left)."""
+        return self._status
+
+    @property
+    def body_bytes_sent(self) -> int:
+        """Response body bytes actually written (not just announced)."""
+        return self._body_bytes_sent
+
+    @property
+    def body_read(self) -> bool:
+        """The request body was read to its end (or there is none)."""
+        return self._body_read
+
+    @property
+    def upload_received(self) -> int:
+        """Bytes of the request body received so far."""
+        return self._upload_received
+
+    @property
+    def footers(self) -> list[tuple[str, str]]:
+        """The request's trailer fields, once its body was read."""
+        return self._footers
+
+    @property
+    def post_fields(self) -> list[Any]:
+        """Form fields the POST parser kept in memory (``PostField`` records)."""
+        return self._post_fields
+
+    @property
+    def client_address(self) -> tuple[str, int] | None:
+        """The real client after forwarded headers (``None``: the connection's)."""
+        return self._client_address
+
+    @property
+    def scheme(self) -> str:
+        """``"https"`` or ``"http"``: TLS, or what a trusted proxy said."""
+        return self._scheme
+
+    @property
+    def ended(self) -> bool:
+        """:meth:`end` was called."""
+        return self._ended
+
+    @property
+    def end_code(self) -> RequestEndedCode | None:
+        """How the request ended (``None`` until it has)."""
+        return self._end_code
+
+    @property
+    def connection_timeout(self) -> float | None:
+        """The inactivity timeout of the connection (HTTP/2: the stream) carrying it."""
+        return self.host.timeout
+
+    def set_connection_timeout(self, seconds: float | None) -> None:
+        """Override the inactivity timeout of the connection (HTTP/2: the stream)."""
+        self.host.set_timeout(seconds)
+
+    # -- what the protocol loops and writers tell it -----------------------------------
+
+    def set_response(self, response: Response) -> bool:
+        """*response* answers the request: released (and its termination callback
+        told) when the request ends.
+
+        Returns:
+            Whether an interim head was written from another task
+            (:meth:`interim_writes`): HTTP/1 awaits :meth:`interim_done`
+            before the final head.  (One call for both on every request.)
+        """
+        self._response = response
+        return self._interim_lock is not None
+
+    def head_sent(self, status: int) -> None:
+        """The final response head, with *status*, is on its way out."""
+        self._status = status
+
+    def daemon_status(self, status: int) -> None:
+        """The daemon answers *status* itself (an error page, a malformed request):
+        the end reports it, unless a response head had a status already."""
+        if self._status is None:
+            self._status = status
+
+    def body_sent(self, nbytes: int) -> None:
+        """*nbytes* of the response body (and its framing) were written, in all."""
+        self._body_bytes_sent = nbytes
+
+    def received(self, nbytes: int) -> None:
+        """*nbytes* more of the request body arrived."""
+        self._upload_received += nbytes
+
+    def body_complete(self, footers: list[tuple[str, str]]) -> None:
+        """The request body was read to its end; *footers* are its trailer fields."""
+        self._footers = footers
+        self._body_read = True
 
     # -- calling the application ---------------------------------------------------
 
@@ -260,7 +314,7 @@ class Exchange:
         then call ``early_uri_logger`` (its failure is logged, not fatal).
         """
         options = self.shared.options
-        request = self.request
+        request = self._request
         if options.forwarded_headers:
             self.believe_proxy(fields)
         if options.early_uri_logger is not None:
@@ -277,11 +331,11 @@ class Exchange:
         use = self.shared.options.forwarded_headers
         if not use:
             return
-        found = resolve_from_headers(self.request.connection.client_address,
-                                     self.shared.trusted, fields, scheme=self.scheme, use=use)
+        found = resolve_from_headers(self._request.connection.client_address,
+                                     self.shared.trusted, fields, scheme=self._scheme, use=use)
         if found.from_headers:
-            self.client_address = found.client_address
-            self.scheme = found.scheme
+            self._client_address = found.client_address
+            self._scheme = found.scheme
 
     def call_app_now(self) -> Action | Ending | Awaitable[Any] | None:
         """Call the request callback once, without awaiting what it returned.
@@ -297,48 +351,33 @@ class Exchange:
             when the callback returned an awaitable (a coroutine function),
             that awaitable: pass it to :meth:`finish_app`.
         """
-        slot = self.action_slot
-        slot.value = None
         try:
-            result = self.shared.request_cb(self.request)
-            # A plain callback returns the action it just made: skip the
-            # awaitable check (an ABC isinstance) on that common path.
-            if result is not slot.value and isawaitable(result):
-                return result
-            return self._checked(result)
+            result = self.action_slot.call(self.shared.request_cb, self._request)
         except Exception as exc:
             return self._failed(exc)
+        if result is None:
+            self._returned_none()
+        return result  # type: ignore[no-any-return]
 
     async def finish_app(self, pending: Awaitable[Any]) -> Action | Ending | None:
         """Await what an async request callback returned; then as :meth:`call_app_now`."""
         try:
-            return self._checked(await pending)
+            result = self.action_slot.returned(await pending)
         except Exception as exc:
             return self._failed(exc)
-
-    def _checked(self, result: object) -> Action | None:
-        """The callback's result, if it is the action it made for this request.
-
-        Raises:
-            UsageError: it is not.
-        """
-        slot = self.action_slot
         if result is None:
-            self._release(slot.take())
-            warn_returned_none(self.shared.request_cb, "request callback", _NONE_FIX)
-            self.end(RequestEndedCode.BY_APP_ABORT)
-            return None
-        if result is not slot.value or not isinstance(result, Action):
-            raise UsageError(
-                "the request callback must return the action made for this request "
-                f"by an mhd2.action_* function, not {result!r}"
-            )
-        slot.spend()
-        return result
+            self._returned_none()
+        return result  # type: ignore[no-any-return]
+
+    def _returned_none(self) -> None:
+        """The request callback returned ``None``: an abort (with a warning, once)."""
+        self._release(self.action_slot.take())
+        warn_returned_none(self.shared.request_cb, "request callback", _NONE_FIX)
+        self.end(RequestEndedCode.BY_APP_ABORT)
 
     def _failed(self, exc: Exception) -> Ending:
         """The callback raised *exc* (being handled): log it, release its action."""
-        request = self.request
+        request = self._request
         self._release(self.action_slot.take())
         if isinstance(exc, AuthError):
             # A malformed Authorization header surfaced through request.basic_auth:
@@ -352,25 +391,21 @@ class Exchange:
 
     async def call_upload(self, cb: Callable[..., Any], data: bytes) -> UploadAction | Ending:
         """Call an upload callback once and check it returned its own upload action."""
-        request = self.request
+        request = self._request
         slot = self.upload_slot
-        slot.value = None
         try:
-            result = await call_maybe_await(cb, request, data)
+            result: UploadAction | None = await slot.call_async(cb, request, data)
             if result is None:
+                # An upload action made but not returned counts as returned.
                 result = slot.value
                 if result is None:
                     from .actions import upload_action_abort_request
                     warn_returned_none(cb, "upload callback", _UPLOAD_NONE_FIX)
                     result = upload_action_abort_request(request)
-            if result is not slot.value or not isinstance(result, UploadAction):
-                raise UsageError(
-                    "an upload callback must return the upload action made for its request "
-                    f"by an mhd2.upload_action_* function, not {result!r}"
-                )
-            slot.spend()
+                result = slot.returned(result)
+            assert result is not None
             if result.response is not None:
-                self.response = result.response
+                self._response = result.response
             return result
         except Exception:
             self._release(slot.take())
@@ -380,7 +415,8 @@ class Exchange:
 
     def app_failed(self, what: str) -> Ending:
         """Log the exception being handled as a failure of the application's *what*."""
-        logger.exception("mhd2: %s failed for %s %s", what, self.request.method, self.request.uri)
+        logger.exception("mhd2: %s failed for %s %s", what, self._request.method,
+                         self._request.uri)
         return _APP_ERROR
 
     @staticmethod
@@ -399,16 +435,22 @@ class Exchange:
 
     def add_post_field(self, field: Any) -> None:
         """Keep a form field the POST parser collected (``request.post_data``)."""
-        if self.post_fields is _NONE:
-            self.post_fields = []
-        self.post_fields.append(field)
+        if self._post_fields is _NONE:
+            self._post_fields = []
+        self._post_fields.append(field)
 
     def add_end_hook(self, hook: Callable[[], object]) -> None:
         """Call *hook* once when the request ends, however it ends (library hooks)."""
         # A tuple: most requests with a hook have one (a list would keep room for more).
-        self.on_end = (*self.on_end, hook)
+        self._on_end = (*self._on_end, hook)
 
     # -- suspension ---------------------------------------------------------------
+
+    def _parked(self) -> Parking:
+        parking = self._parking
+        if parking is None:
+            parking = self._parking = Parking(self.shared, self.host)
+        return parking
 
     def mark_suspended(self) -> None:
         """A suspend action was made (the daemon parks the request next)."""
@@ -417,102 +459,76 @@ class Exchange:
                 "suspend is disabled by the daemon option disallow_suspend_resume=True",
                 StatusCode.FEATURE_DISABLED,
             )
-        self.suspended = True
+        self._parked().suspend()
 
-    async def park(self) -> None:
-        """Wait until :func:`request_resume`; no inactivity timeout applies meanwhile.
+    def park(self) -> Awaitable[None]:
+        """Wait until :func:`request_resume` (:meth:`Parking.park
+        <mhd2.parking.Parking.park>`; its awaitable, without a frame of ours).
 
         Raises:
             ClientGone: the client closed the connection meanwhile.
             DaemonStopping: the daemon is stopping.
         """
-        self.suspended = True
-        self.shared.parked += 1
-        try:
-            if self.resume_pending:
-                # Resumed already, before the daemon got here (from the callback).
-                self.resume_pending = False
-                await trio.lowlevel.checkpoint()
-                return
-            if self.shared.stopping:
-                if not self.resume_on_stop:
-                    raise DaemonStopping
-                await trio.lowlevel.checkpoint()
-                return
-            waiting = self.host.wait_client_gone()
-            if isinstance(waiting, ResumableWait):
-                self._resume_scope = waiting
-                if not await waiting.wait():
-                    raise ClientGone("the client closed the connection while suspended")
-            else:
-                with trio.CancelScope() as scope:
-                    self._resume_scope = scope
-                    await waiting
-                    raise ClientGone("the client closed the connection while suspended")
-            if self._woken_for_stop:
-                raise DaemonStopping
-        finally:
-            self._resume_scope = None
-            self.suspended = False
-            self.shared.parked -= 1
-        self.host.resumed()
+        return self._parked().park()
 
-    def parked_body(self) -> ParkedBody | None:
-        """The body to write to from outside while the request is parked, if that is safe.
-
-        Only while a content creator is suspended and its task waits in
-        :meth:`park` (not yet woken, the daemon not stopping) on a connection
-        that can take bytes without its task (HTTP/1, plain socket): the task
-        sends nothing then, so bytes written by another task (mhd2.fanout's
-        direct delivery) cannot interleave with its own.  Else ``None``.
-        """
-        # (resume() clears `suspended` when it wakes the task: cheaper to test
-        # than the scope's cancel_called, which reads the clock.)
-        if self._resume_scope is None or not self.suspended or self.shared.stopping:
-            return None
-        return self.direct
-
-    def interim_writes(self) -> trio.Lock:
-        """The lock that puts this request's interim heads (100, 103) on an
-        HTTP/1 connection one at a time, and the final head after them."""
-        lock = self.interim_lock
-        if lock is None:
-            lock = self.interim_lock = trio.Lock()
-        return lock
-
-    async def interim_done(self) -> None:
-        """Wait until no interim head is being written (the final head goes after it)."""
-        lock = self.interim_lock
-        if lock is not None:
-            async with lock:
-                pass
+    def resume(self) -> None:
+        """Resume the request, if suspended (runs in the daemon's trio run)."""
+        parking = self._parking
+        if parking is not None and not self._ended:
+            parking.resume()
 
     def wake_for_stop(self) -> bool:
         """Graceful stop: wake the parked request; :meth:`park` then raises
-        (or returns, with :attr:`resume_on_stop`).
+        (or returns, after :meth:`resume_when_stopping`).
 
         Returns:
             True if the request was parked.
         """
-        scope = self._resume_scope
-        if scope is None:
-            return False
-        if not self.resume_on_stop:
-            self._woken_for_stop = True
-        scope.cancel()
-        return True
+        parking = self._parking
+        return parking is not None and parking.wake_for_stop()
 
-    def resume(self) -> None:
-        """Resume the request, if suspended (runs in the daemon's trio run)."""
-        if self.ended or not self.suspended:
-            return
-        scope = self._resume_scope
-        if scope is None:
-            # Suspended by an action that the daemon has not parked yet.
-            self.resume_pending = True
-            return
-        self.suspended = False  # woken: a second resume does nothing
-        scope.cancel()
+    def resume_when_stopping(self) -> None:
+        """A graceful stop resumes the parked request like :func:`request_resume`
+        (the callback or content creator then sees ``shared.stopping`` and says
+        goodbye itself: mhd2.fanout) instead of answering 503."""
+        self._parked().resume_when_stopping()
+
+    @property
+    def has_direct_body(self) -> bool:
+        """:meth:`set_direct_body` was called."""
+        parking = self._parking
+        return parking is not None and parking.has_direct_body
+
+    def set_direct_body(self, body: ParkedBody) -> None:
+        """The HTTP/1 sender of a content creator's body over a plain socket: *body*
+        takes writes from outside while the request is parked (:meth:`parked_body`)."""
+        self._parked().set_direct_body(body)
+
+    def parked_body(self) -> ParkedBody | None:
+        """The body to write to from outside while the request is parked, if that
+        is safe (see :meth:`Parking.parked_body <mhd2.parking.Parking.parked_body>`)."""
+        parking = self._parking
+        return None if parking is None else parking.parked_body()
+
+    def interim_writes(self) -> trio.Lock:
+        """The lock that puts this request's interim heads (100, 103) on an
+        HTTP/1 connection one at a time, and the final head after them."""
+        lock = self._interim_lock
+        if lock is None:
+            lock = self._interim_lock = trio.Lock()
+        return lock
+
+    @property
+    def answered(self) -> bool:
+        """The final response was chosen, or its head has begun."""
+        return self._response is not None or self._status is not None
+
+    async def interim_done(self) -> None:
+        """Wait until no interim head is being written (the final head goes after it)."""
+        lock = self._interim_lock
+        if lock is not None:
+            async with lock:
+                pass
 
     # -- the end -------------------------------------------------------------------
 
@@ -525,20 +541,21 @@ class Exchange:
         keeps its exchange (``request.response_status`` and the rest stay
         readable), the exchange keeps the request only weakly from now on.
         """
-        if self.ended:
+        if self._ended:
             return
-        self.ended = True
-        self.end_code = code
-        self.suspended = False
-        request = self.request
-        if self.on_end is not _NONE:
-            hooks, self.on_end = self.on_end, _NONE
+        self._ended = True
+        self._end_code = code
+        if self._parking is not None:
+            self._parking.ended()
+        request = self._request
+        if self._on_end is not _NONE:
+            hooks, self._on_end = self._on_end, _NONE
             for hook in hooks:
                 try:
                     hook()
                 except Exception:
                     logger.exception("mhd2: a request-end hook failed")
-        response, self.response = self.response, None
+        response, self._response = self._response, None
         if response is not None:
             response._finish_use()
             if response.termination_callback is not None:
@@ -551,7 +568,14 @@ class Exchange:
             shared.metrics.request_ended(request)
         # (A proxy reads as the request while anyone else holds it: code that
         # still has the exchange -- an HTTP/2 stream's task -- holds it too.)
-        self.request = cast(Request, weakref.proxy(request))
+        self._request = cast(Request, weakref.proxy(request))
+
+
+#: ``exchange_of(request)``: the :class:`Exchange` behind *request*, for the
+#: library's modules above this one (those below see it as
+#: :class:`~mhd2.exchange_view.ExchangeView`, through ``exchange_view``: the same
+#: function, typed for the whole exchange).
+exchange_of = cast(Callable[[Request], Exchange], exchange_view)
 
 
 def request_resume(request: Request) -> None:
@@ -560,7 +584,7 @@ def request_resume(request: Request) -> None:
     Safe to call from any trio task of the daemon's run and from any other
     thread.  Resuming a request that is not suspended (or has ended) does nothing.
     """
-    exchange: Exchange = request._x
+    exchange = exchange_of(request)
     token = exchange.shared.token
     try:
         current: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
@@ -590,80 +614,9 @@ def request_on_end(request: Request, hook: Callable[[RequestEndedCode], object])
         request: the request to watch.
         hook: ``hook(code)`` with the :class:`~mhd2.RequestEndedCode`.
     """
-    exchange: Exchange = request._x
+    exchange = exchange_of(request)
     if exchange.ended:
         assert exchange.end_code is not None
         hook(exchange.end_code)
         return
     exchange.add_end_hook(lambda: hook(exchange.end_code))  # type: ignore[arg-type]
-
-
-#: Most bytes of header lines one ``103 Early Hints`` may carry.
-MAX_EARLY_HINTS_SIZE = 8192
-#: Fields that describe a connection or a body, not a resource: never in a
-#: 103 (RFC 9113 §8.2.2 makes them malformed on HTTP/2; a 1xx has no content).
-_NOT_HINTS = frozenset(("connection", "content-length", "keep-alive", "proxy-connection",
-                        "te", "transfer-encoding", "upgrade"))
-
-
-def _hint_fields(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """*headers* checked for a ``103`` head.
-
-    Raises:
-        ResponseHeaderError: a name that is not a token, a value with a
-            control character, a connection or framing field, or more than
-            :data:`MAX_EARLY_HINTS_SIZE` bytes in all.
-    """
-    fields: list[tuple[str, str]] = []
-    size = 0
-    for name, value in headers:
-        if not isinstance(name, str) or not TOKEN.fullmatch(name):
-            raise ResponseHeaderError(f"header name {name!r} is not an HTTP token",
-                                      StatusCode.RESP_HEADER_NAME_INVALID)
-        if not isinstance(value, str) or BAD_VALUE.search(value):
-            raise ResponseHeaderError(
-                f"header value {value!r} for {name} contains CR, LF, TAB, another control "
-                "character or a non-Latin-1 character", StatusCode.RESP_HEADER_VALUE_INVALID)
-        if name.lower() in _NOT_HINTS:
-            raise ResponseHeaderError(f"{name} is not allowed in 103 Early Hints: send "
-                                      "resource hints such as Link",
-                                      StatusCode.RESP_HEADER_NOT_ALLOWED)
-        size += len(name) + len(value) + 4
-        if size > MAX_EARLY_HINTS_SIZE:
-            raise ResponseHeaderError(
-                f"103 Early Hints over {MAX_EARLY_HINTS_SIZE} bytes: send fewer hints",
-                StatusCode.RESP_HEADER_NOT_ALLOWED)
-        fields.append((name, value.strip(" ")))
-    return fields
-
-
-async def request_send_early_hints(request: Request,
-                                   headers: Iterable[tuple[str, str]]) -> bool:
-    """Send ``103 Early Hints`` with *headers* now, before the final response (RFC 8297).
-
-    The client may start fetching what the ``Link`` fields name while the
-    application is still working on the response.  Call it from the request
-    callback (an ``async`` one) or from any task of the daemon's run while the
-    request is suspended, before the action with the final response is given;
-    call it as often as needed.  RFC 8297 §3: "a server MUST NOT send a 103
-    response to an HTTP/1.0 client": there it sends nothing and returns ``False``.
-
-    Args:
-        request: the request being answered.
-        headers: ``(name, value)`` text pairs, usually ``Link``.
-
-    Returns:
-        ``True`` if the 103 was sent; ``False`` if it could not be (an
-        HTTP/1.0 client, the final response has begun, the request ended,
-        the client went away).
-
-    Raises:
-        ResponseHeaderError: a bad header (as :meth:`Response.add_header`),
-            a connection or framing field, or too many bytes
-            (:data:`MAX_EARLY_HINTS_SIZE`).
-    """
-    fields = _hint_fields(headers)
-    exchange: Exchange = request._x
-    if exchange.ended or exchange.response is not None or exchange.status is not None:
-        return False
-    return await exchange.host.send_informational(103, fields)

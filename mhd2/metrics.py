@@ -152,16 +152,17 @@ class DaemonMetrics:
 
     def request_ended(self, request: Request) -> None:
         """Count a finished request (called by the engine, once per request)."""
-        x = request._x
-        status = x.status
+        status = request.response_status
         method = request.method if request.method in METHODS else "OTHER"
         status_class = f"{status // 100}xx" if status else "none"
         self.requests.labels(method, status_class, request.version).inc()
         self.duration.observe(request.duration)
-        if x.upload_received:
-            self._bytes_in.inc(x.upload_received)
-        if x.body_bytes_sent:
-            self._bytes_out.inc(x.body_bytes_sent)
+        received = request.upload_received
+        if received:
+            self._bytes_in.inc(received)
+        sent = request.bytes_sent
+        if sent:
+            self._bytes_out.inc(sent)
 
     def refused(self, reason: str) -> None:
         """Count a refused connection."""

@@ -45,9 +45,10 @@ from .actions import (
     upload_action_abort_request,
     upload_action_continue,
 )
-from .callbacks import call_maybe_await, warn_returned_none
+from .callbacks import warn_returned_none
 from .enums import PostEncoding, PostParseResult, ValueKind
 from .errors import UsageError
+from .exchange import exchange_of
 from .post_field import PostField
 
 if TYPE_CHECKING:
@@ -61,6 +62,10 @@ __all__ = ["PostDataFinished", "PostDataReader", "action_parse_post"]
 PostDataReader = Callable[..., Any]
 #: ``done_cb(request, result)`` → upload action (or an awaitable of one).
 PostDataFinished = Callable[..., Any]
+
+#: The usage error when a reader or done callback returns something other than
+#: the upload action it made (see :meth:`mhd2.actions.Slot.call_async`).
+_MISUSE = "{callback!r} must return an upload action (upload_action_continue, …), not {result!r}"
 
 
 def action_parse_post(
@@ -181,14 +186,15 @@ class _PostState:
         # Bytes reserved from the daemon's large pool for collected values; given
         # back after done_cb, or when the request ends in any other way (the
         # client went away, a callback raised ...).
-        self._pool: LargePool = request._x.shared.large_pool
+        exchange = exchange_of(request)
+        self._pool: LargePool = exchange.shared.large_pool
         self._held = [0]
         # ``large_pool_fill_time``: once values are collected from the pool,
         # the body must end by this deadline (else FAILED_NO_LARGE_BUF_MEM),
         # so that a trickled form cannot hold its share of the pool for hours.
-        self._fill_time = request._x.shared.options.large_pool_fill_time
+        self._fill_time = exchange.shared.options.large_pool_fill_time
         self._hold_deadline = math.inf
-        request._x.add_end_hook(lambda: _release(self._pool, self._held))
+        exchange.add_end_hook(lambda: _release(self._pool, self._held))
 
     # -- the upload callback ---------------------------------------------------------
 
@@ -206,7 +212,7 @@ class _PostState:
             # request: ignore the rest of the body.
             if data:
                 return self._continue(request)
-            request._x.upload_slot.value = None
+            exchange_of(request).upload_slot.take()
             return upload_action_abort_request(request)
         if self._result is not None:
             return await self._finish(request)  # Content-Type refused: nothing to parse
@@ -308,7 +314,7 @@ class _PostState:
             return action
         field = self._field
         assert field is not None
-        request._x.add_post_field(PostField(
+        exchange_of(request).add_post_field(PostField(
             field.name, self._value.decode("utf-8", "surrogateescape"), field.filename,
             field.content_type, field.transfer_encoding))
         self._value = bytearray()
@@ -337,31 +343,30 @@ class _PostState:
         """Call an application callback that answers with an upload action.
 
         The parser may call the reader many times within one call of its own
-        upload callback; each of those calls has its own action slot.
+        upload callback; each of those calls is a call of the request's upload
+        slot of its own (:meth:`~mhd2.actions.Slot.call_async`): it must return
+        the upload action it made, and the slot is spent afterwards.
+
+        Raises:
+            UsageError: it returned something else.
         """
-        request._x.upload_slot.value = None
-        action = await call_maybe_await(cb, *args)
-        request._x.upload_slot.value = None
+        slot = exchange_of(request).upload_slot
+        action = await slot.call_async(cb, *args, misuse=_MISUSE)
         if action is None:
             warn_returned_none(cb, "post-data callback", "return an upload action (e.g. "
                                "upload_action_continue), or upload_action_abort_request("
                                "request) to abort on purpose")
+            slot.take()  # (an action made but not returned is dropped)
             action = upload_action_abort_request(request)
-            request._x.upload_slot.value = None
-        if not isinstance(action, UploadAction):
-            raise UsageError(
-                f"{getattr(cb, '__name__', cb)!r} must return an upload action "
-                f"(upload_action_continue, …), not {action!r}"
-            )
-        return action
+        return action  # type: ignore[no-any-return]
 
     @staticmethod
     def _continue(request: Request) -> UploadAction:
-        request._x.upload_slot.value = None
+        exchange_of(request).upload_slot.take()  # (spent by a reader's call, or empty)
         return upload_action_continue(request)
 
     @staticmethod
     def _own(request: Request, action: UploadAction) -> UploadAction:
-        """Make *action* the one this upload callback call returns."""
-        request._x.upload_slot.value = action
-        return action
+        """Make *action* (a reader's or the done callback's) the one this upload
+        callback call returns."""
+        return exchange_of(request).upload_slot.pass_on(action)

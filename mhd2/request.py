@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping
+from operator import attrgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +22,22 @@ from ._auth.nonces import registry_for
 from ._http1.values import parse_cookies, parse_query, split_target
 from .connection_info import ConnectionInfo
 from .enums import DigestAuthAlgo, DigestAuthResult, HTTPMethod, HTTPVersion, ValueKind
+from .exchange_view import ExchangeView
 from .post_field import PostField
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from .exchange import Exchange
     from .options import DaemonOptions
 
-__all__ = ["HeaderView", "Request"]
+__all__ = ["ExchangeView", "HeaderView", "Request", "exchange_view"]
+
+
+#: ``exchange_view(request)``: the engine state behind *request*, as
+#: :class:`ExchangeView` shows it (for the library's own modules; applications
+#: use the request's properties).  (An ``attrgetter``: called for every action
+#: made, it costs less than a function of ours.)
+exchange_view: Callable[[Request], ExchangeView] = attrgetter("_x")
 
 #: ``ValueKind.HEADER``, looked up once (an enum member costs an attribute
 #: lookup on the enum class each time; get_values runs for every ASGI request).
@@ -109,7 +117,7 @@ class Request:
 
     def __init__(
         self,
-        exchange: Exchange,
+        exchange: ExchangeView,
         method: str,
         uri: str,
         version: str,
@@ -132,11 +140,7 @@ class Request:
 
     @property
     def _daemon_options(self) -> DaemonOptions:
-        return self._x.shared.options
-
-    @property
-    def _body_read(self) -> bool:
-        return self._x.body_read
+        return self._x.options
 
     # -- request line -------------------------------------------------------
 
@@ -224,7 +228,7 @@ class Request:
         (``None`` disables it); it applies from the next wait on.  On HTTP/2
         it is the limit of this request's stream (see :doc:`/http2`).
         """
-        return self._x.host.timeout  # type: ignore[attr-defined,no-any-return]
+        return self._x.connection_timeout
 
     @connection_timeout.setter
     def connection_timeout(self, seconds: float | None) -> None:
@@ -233,7 +237,7 @@ class Request:
             from .errors import UsageError
 
             raise UsageError(f"connection_timeout must be seconds > 0 or None, not {seconds!r}")
-        self._x.host.set_timeout(seconds)
+        self._x.set_connection_timeout(seconds)
 
     # -- values ---------------------------------------------------------------
 
@@ -283,7 +287,7 @@ class Request:
         if kind & ValueKind.POSTDATA:
             for field in self._x.post_fields:
                 if field.name == key:
-                    return field.value  # type: ignore[no-any-return]
+                    return field.value
         if kind & ValueKind.FOOTER:
             lower = key.lower()
             for name, value in self._x.footers:
@@ -415,7 +419,7 @@ class Request:
                       qop: str | Collection[str], algo: DigestAuthAlgo) -> DigestAuthResult:
         return _digest.check(
             self.headers.get_all("authorization"), method=self.method, request_uri=self.uri,
-            target_matches=self._digest_target_matches, registry=registry_for(self),
+            target_matches=self._digest_target_matches, registry=registry_for(self._x.nonces),
             realm=realm, username=username, userdigest=userdigest, max_nc=max_nc, qop=qop,
             algo=algo)
 

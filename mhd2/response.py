@@ -8,7 +8,7 @@ of times, concurrently, until :meth:`Response.destroy`.  Resources (a
 ends after destruction.
 
 The body sources are small records; each is read by its producer in
-:mod:`mhd2.body`, and written by :mod:`mhd2.reply` (HTTP/1) or
+:mod:`mhd2.body`, and written by :mod:`mhd2.http1.reply` (HTTP/1) or
 :mod:`mhd2.http2.reply` (HTTP/2).
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ._http1.syntax import BAD_VALUE, TOKEN
 from ._http1.writer import encode_header_lines
+from ._syntax import BAD_VALUE, TOKEN
 from .enums import PredefinedHeader, StatusCode, reason_phrase
 from .errors import ResponseHeaderError, UsageError
 
@@ -152,7 +152,7 @@ class Response:
         self._in_use = 0
         #: For a reusable response, once frozen: its reply plans (and, for a
         #: small in-memory body, its bytes on the wire), by the request-side
-        #: inputs they depend on (see :func:`mhd2.reply.reply_plan`).
+        #: inputs they depend on (see :func:`mhd2.http1.reply.reply_plan`).
         self._replies: dict[tuple[bool, ...], Any] | None = None
         self.reusable = False
         self.head_only = False

@@ -33,6 +33,7 @@ from mhd2.auth import (
     digest_auth_calc_userhash,
     parse_auth_params,
 )
+from mhd2.request import exchange_view
 
 REALM = "admins"
 USER, PASSWORD = "root", "pa$$w0rd"
@@ -132,7 +133,7 @@ async def test_basic_auth_check_and_challenge_rules() -> None:
         results.append(basic_auth_check(request, USER, PASSWORD))
         used = mhd2.Response.from_buffer_static(200, b"x")
         mhd2.action_from_response(request, used)  # freezes the response
-        request._x.action_slot.value = None  # (test only: allow a second action below)
+        exchange_view(request).action_slot.take()  # (test only: allow a second action below)
         with pytest.raises(mhd2.UsageError):
             action_basic_auth_challenge(request, REALM, used)
         fresh = mhd2.Response.from_buffer_static(403, b"denied")
@@ -354,7 +355,7 @@ async def test_expired_nonce_is_stale_with_fresh_challenge() -> None:
         async with httpx.AsyncClient() as client:
             with trio.fail_after(WAIT):
                 c = challenges(await client.get(url))[0]
-                registry = registry_for(requests[0])
+                registry = registry_for(exchange_view(requests[0]).nonces)
                 real_clock = registry._clock
                 registry._clock = lambda: real_clock() + 31  # half a minute later
                 r = await client.get(url, headers={"Authorization": authorization(c, "GET", "/p")})

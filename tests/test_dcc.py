@@ -431,7 +431,7 @@ async def test_termination_callback_gets_abort_code() -> None:
     assert term == [Code.BY_APP_ABORT]
 
 
-# -- dcc_step: the one validation both senders (HTTP/1 and HTTP/2) use ------------------
+# -- call_creator and dcc_step: the one validation both senders (HTTP/1 and HTTP/2) use ------------------
 
 
 def _ctx() -> mhd2.DCCContext:
@@ -447,21 +447,22 @@ def _ctx() -> mhd2.DCCContext:
 
 
 def test_dcc_step_joins_buf_then_iov_and_checks_sizes() -> None:
-    from mhd2.dcc import dcc_step
+    from mhd2.dcc import call_creator, dcc_step
 
     buf = memoryview(bytearray(b"abcdefgh"))
     ctx = _ctx()
-    step = dcc_step(ctx, mhd2.dcc_action_continue_zc(ctx, 2, [b"XY"]), buf, 0, 10)
+    step = dcc_step(mhd2.dcc_action_continue_zc(ctx, 2, [b"XY"]), buf, 0, 10)
     assert (step.kind, bytes(step.data)) == ("data", b"abXY")
     ctx = _ctx()
     with pytest.raises(mhd2.UsageError, match="exceeds the buffer"):
-        dcc_step(ctx, mhd2.dcc_action_continue(ctx, 9), buf, 0, None)
+        dcc_step(mhd2.dcc_action_continue(ctx, 9), buf, 0, None)
     ctx = _ctx()
     with pytest.raises(mhd2.UsageError, match="more than the declared size 10"):
-        dcc_step(ctx, mhd2.dcc_action_continue(ctx, 4), buf, 8, 10)
+        dcc_step(mhd2.dcc_action_continue(ctx, 4), buf, 8, 10)
     ctx = _ctx()
-    with pytest.raises(mhd2.UsageError, match="its own ctx"):
-        dcc_step(ctx, mhd2.dcc_action_continue(_ctx(), 1), buf, 0, None)
+    with pytest.raises(mhd2.UsageError, match="its own ctx") as info:
+        call_creator(lambda ctx, pos, buf: mhd2.dcc_action_continue(_ctx(), 1), ctx, 0, buf)
+    assert info.value.code is mhd2.StatusCode.DCC_ACTION_INVALID
 
 
 def test_dcc_step_ends_suspends_and_aborts() -> None:
@@ -469,13 +470,13 @@ def test_dcc_step_ends_suspends_and_aborts() -> None:
 
     buf = memoryview(bytearray(8))
     ctx = _ctx()
-    step = dcc_step(ctx, mhd2.dcc_action_finish(ctx, [("X-Sum", "1")]), buf, 10, 10)
+    step = dcc_step(mhd2.dcc_action_finish(ctx, [("X-Sum", "1")]), buf, 10, 10)
     assert step.kind == "finish" and step.action.footers == [("X-Sum", "1")]
     ctx = _ctx()
-    short = dcc_step(ctx, mhd2.dcc_action_finish(ctx), buf, 4, 10)
+    short = dcc_step(mhd2.dcc_action_finish(ctx), buf, 4, 10)
     assert (short.kind, short.why) == ("abort", "the content creator finished at 4 of 10 bytes")
     ctx = _ctx()
-    assert dcc_step(ctx, mhd2.dcc_action_suspend(ctx), buf, 0, None).kind == "suspend"
+    assert dcc_step(mhd2.dcc_action_suspend(ctx), buf, 0, None).kind == "suspend"
     ctx = _ctx()
-    assert dcc_step(ctx, None, buf, 0, None).kind == "abort"
-    assert dcc_step(ctx, mhd2.dcc_action_abort(ctx), buf, 0, None).why == "the content creator aborted"
+    assert dcc_step(None, buf, 0, None).kind == "abort"
+    assert dcc_step(mhd2.dcc_action_abort(ctx), buf, 0, None).why == "the content creator aborted"

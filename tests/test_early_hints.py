@@ -114,7 +114,7 @@ async def test_curl_gets_the_final_response() -> None:
 async def test_bad_fields_refused() -> None:
     async def cb(request: mhd2.Request) -> mhd2.Action:
         for bad in ([("Link", "a\r\nX: y")], [("Content-Length", "3")], [("Bad Name", "v")],
-                    [("Link", "x" * (mhd2.exchange.MAX_EARLY_HINTS_SIZE + 1))]):
+                    [("Link", "x" * (mhd2.early_hints.MAX_EARLY_HINTS_SIZE + 1))]):
             with pytest.raises(mhd2.ResponseHeaderError):
                 await mhd2.request_send_early_hints(request, bad)
         return text_response(request)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mhd2._http1.date import date_header_line
+from mhd2._date import date_header_line
 from mhd2._http1.framing import Framing, plan_reply
 from mhd2._http1.parser import BodyEnd, H11Parser, Head
 from mhd2._http1.request_checks import check_head, check_host, check_raw_head, has_length_conflict

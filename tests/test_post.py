@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -332,6 +333,48 @@ async def test_reader_exception_is_a_500_and_frees_the_pool() -> None:
         again = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert again.endswith(b"alive")
         assert daemon_pool_in_use(daemon) == 0
+
+
+async def test_reader_returning_an_action_of_an_earlier_call_is_a_500() -> None:
+    """Each reader call must return the upload action made in that call (Slot.call):
+    one kept from the call before is a usage error (logged, 500), as for the
+    request callback; the parser's pool share is given back."""
+    kept: list[mhd2.UploadAction] = []
+    errors: list[BaseException | None] = []
+
+    def reader(request: mhd2.Request, *args: Any) -> Any:
+        if kept:
+            return kept[0]  # the stale action, not a new one
+        kept.append(mhd2.upload_action_continue(request))
+        return kept[0]
+
+    def done(request: mhd2.Request, result: PostParseResult) -> Any:
+        return mhd2.upload_action_from_response(request, mhd2.Response.from_empty(200))
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        if request.method != "POST":
+            return mhd2.action_from_response(request, mhd2.Response.from_buffer_copy(200, b"alive"))
+        return action_parse_post(request, 4096, 10, PostEncoding.OTHER, reader, done)
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record.exc_info[1] if record.exc_info else None)
+
+    handler = Catch(logging.ERROR)
+    logging.getLogger("mhd2").addHandler(handler)
+    try:
+        async with running(cb) as daemon:
+            body = b"big=" + b"x" * 50 + b"&more=" + b"y" * 50
+            # (Content-Length framing; the two fields reach the reader in two calls at least)
+            raw = await exchange(daemon, post(b"application/x-www-form-urlencoded", body))
+            assert status_of(raw) == 500
+            again = await exchange(daemon, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert again.endswith(b"alive")
+            assert daemon_pool_in_use(daemon) == 0
+    finally:
+        logging.getLogger("mhd2").removeHandler(handler)
+    assert any(isinstance(e, mhd2.UsageError) and "'reader' must return an upload action" in str(e)
+               for e in errors), errors
 
 
 async def test_client_gone_mid_body_gives_the_pool_back() -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import mhd2
-from mhd2._http1 import date as date_module
-from mhd2._http1.date import date_header_line
+from mhd2 import _date as date_module
+from mhd2._date import date_header_line
 from mhd2._http1.framing import Framing
-from mhd2.reply import RequestSide, reply_plan
+from mhd2.http1.reply import RequestSide, reply_plan
 
 #: HTTP/1.1, GET, no Connection header, not forced to close, not quiescing, with Date.
 KEEP: RequestSide = (True, False, False, False, False, False, True)

@@ -20,7 +20,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from ..enums import DigestAuthResult, StatusCode
 from ..errors import UsageError
@@ -154,21 +154,13 @@ class NonceRegistry:
             state[1] = mask | (1 << (highest - nc - 1))
 
 
-class _HasShared(Protocol):
-    @property
-    def _x(self) -> Any: ...
-
-
-def registry_for(request: _HasShared) -> NonceRegistry:
-    """The nonce registry of the daemon that received *request*.
-
-    The daemon owns it (``Shared.nonces``, made from its options); this is the
-    one place it is reached from a request.
+def registry_for(registry: NonceRegistry | None) -> NonceRegistry:
+    """The daemon's nonce registry, *registry* (``Shared.nonces``, made from its
+    options, as a request's exchange gives it), if Digest auth is on.
 
     Raises:
         UsageError: digest auth is disabled (no ``digest_auth_random``).
     """
-    registry: NonceRegistry | None = request._x.shared.nonces
     if registry is None:
         raise UsageError(
             "digest auth is disabled: start the Daemon with digest_auth_random="

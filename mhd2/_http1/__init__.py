@@ -8,6 +8,8 @@ and write response heads and body framing as bytes:
 * :mod:`.values` -- the request target, query string and cookies as values;
 * :mod:`.framing` -- how a response body is delimited and whether the
   connection stays open;
-* :mod:`.writer` -- response heads, chunks and trailers as bytes;
-* :mod:`.date` -- the ``Date`` header, formatted once per second.
+* :mod:`.writer` -- response heads, chunks and trailers as bytes.
+
+What HTTP/2 shares with it -- the field syntax and the ``Date`` header -- is
+protocol-neutral and lives beside this package: :mod:`mhd2._syntax`, :mod:`mhd2._date`.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
-from .date import date_header_line
+from .._date import date_header_line
 from .framing import Framing
 
 __all__ = [

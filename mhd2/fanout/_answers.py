@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..actions import Action, action_from_response
+from ..exchange import exchange_of
 from ..response import Response
 
 if TYPE_CHECKING:
@@ -36,4 +37,4 @@ def over_limit(request: Request, topic: Topic) -> Action:
 
 def stopping(request: Request) -> bool:
     """Whether the daemon serving *request* is stopping gracefully."""
-    return bool(request._x.shared.stopping)
+    return bool(exchange_of(request).shared.stopping)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..actions import Action, action_from_response, action_suspend
 from ..errors import UsageError
+from ..exchange import exchange_of
 from ..response import Response
 from ._answers import bad_cursor, over_limit, stopping
 from .topic import _CACHE_BYTES, _CACHE_ENTRIES, Subscriber
@@ -43,7 +44,7 @@ class LongPoll(Subscriber):
     __slots__ = ()
 
     def wake(self) -> None:
-        self.request._x.resume()
+        exchange_of(self.request).resume()
 
     def cut(self) -> None:
         """Never called: a poll is not droppable."""
@@ -143,8 +144,8 @@ def action_long_poll(request: Request, topic: Topic, *, cursor: str | None,
         sub = LongPoll(topic, request, cursor_id, key, topic._mark_at(key))
         if not topic._add(sub):
             return over_limit(request, topic)
-        exchange = request._x
-        exchange.resume_on_stop = True
+        exchange = exchange_of(request)
+        exchange.resume_when_stopping()
         exchange.add_end_hook(lambda: topic._remove(sub))
         topic._waiting[request] = sub
         topic._park(sub, float(timeout))

@@ -25,6 +25,7 @@ from ..dcc import (
     dcc_action_suspend,
 )
 from ..errors import UsageError
+from ..exchange import exchange_of
 from ..response import Response
 from ._answers import bad_cursor, over_limit
 from .encode import sse_comment, sse_retry
@@ -65,11 +66,11 @@ class EventStream(Subscriber):
         self.done = False
 
     def wake(self) -> None:
-        self.request._x.resume()
+        exchange_of(self.request).resume()
 
     def cut(self) -> None:
         self.topic._remove(self)
-        self.request._x.host.cut()
+        exchange_of(self.request).host.cut()
 
     def release(self) -> None:
         """The request ended (the exchange's end hook): the subscriber is gone."""
@@ -90,7 +91,7 @@ class EventStream(Subscriber):
         releases the subscriber.
         """
         topic = self.topic
-        body = self.request._x.parked_body()  # None when the daemon stops, too
+        body = exchange_of(self.request).parked_body()  # None when the daemon stops, too
         if body is None or self.due or topic.hub._closing:
             return False
         history = topic._messages
@@ -251,8 +252,8 @@ def action_sse(request: Request, topic: Topic, *, cursor: str | None = None,
                          None if heartbeat is None else float(heartbeat), retry_ms)
     if not topic._add(stream):
         return over_limit(request, topic)
-    exchange = request._x
-    exchange.resume_on_stop = True
+    exchange = exchange_of(request)
+    exchange.resume_when_stopping()
     exchange.add_end_hook(stream.release)
     response = Response.from_callback(200, None, stream)  # the stream is its content creator
     response._add_headers(_HEADERS)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..errors import UsageError
+from ..exchange import exchange_of
 from .message import Message, MessageList
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class Subscriber:
     @property
     def stopping(self) -> bool:
         """The daemon stops gracefully (or the hub closes): say goodbye."""
-        return self.topic.hub._closing or self.request._x.shared.stopping
+        return self.topic.hub._closing or exchange_of(self.request).shared.stopping
 
     def advance(self, messages: list[Message]) -> None:
         """*messages* were handed to the connection: move the cursor past them."""

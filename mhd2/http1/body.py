@@ -51,7 +51,7 @@ class RequestBody:
         while True:
             result = self._parser.next_body()
             if type(result) is bytes:
-                exchange.upload_received += len(result)
+                exchange.received(len(result))
                 # One read may hold thousands of tiny chunks: give other
                 # connections a turn between the pieces handed over.
                 await trio.lowlevel.checkpoint()
@@ -73,8 +73,7 @@ class RequestBody:
                 checker = conn.chunk_checker
                 if checker is not None and checker.problem is not None:
                     raise BodyError(400, checker.problem)
-                exchange.footers = result.trailers
-                exchange.body_read = True
+                exchange.body_complete(result.trailers)
                 return None
             if isinstance(result, ParseError):
                 raise BodyError(result.status, result.detail)

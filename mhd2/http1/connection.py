@@ -4,7 +4,7 @@ One task per connection, deliberately plain: no task per request, and one
 cancel scope per connection (the transport's) whose deadline moves with
 progress.  The loop reads a request head through the parser interface
 (:mod:`mhd2._http1.parser`), makes an :class:`~mhd2.exchange.Exchange`, calls
-the application, and carries out its action with :mod:`mhd2.reply`,
+the application, and carries out its action with :mod:`mhd2.http1.reply`,
 :mod:`mhd2.upload` or an upgrade -- each of which *returns* how the request
 went.  Keep-alive and the connection's end are decided here and only here.
 
@@ -33,7 +33,6 @@ from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
 from ..outcome import Outcome, app_outcome
-from ..reply import reply_plan, send_reply
 from ..response import Response
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle, run_upgrade_handler
@@ -41,6 +40,7 @@ from ..upload import BodyError
 from .body import RequestBody
 from .head import read_head
 from .interim import send_interim
+from .reply import reply_plan, send_reply
 from .watch import Watch, watch_until_gone
 
 if TYPE_CHECKING:
@@ -426,8 +426,7 @@ class HTTP1Connection:
 
     async def _reply(self, parser: Parser, exchange: Exchange, response: Response,
                      head: Head, must_close: bool) -> bool:
-        exchange.response = response
-        if exchange.interim_lock is not None:
+        if exchange.set_response(response):
             await exchange.interim_done()  # (a 103 being written goes first)
         scan = head.scan
         upload_size = scan.upload_size
@@ -518,8 +517,7 @@ class HTTP1Connection:
                 return
             exchange = Exchange(self._shared, self, self.info, "-", "-", "HTTP/1.1", [], 0)
             self._exchange = exchange
-        if exchange.status is None:
-            exchange.status = status
+        exchange.daemon_status(status)
 
     def _notify(self, event: ConnectionEvent) -> None:
         notify = self._shared.options.notify_connection

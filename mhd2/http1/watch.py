@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..exchange import ResumableWait
+from ..parking import ResumableWait
 from ..transport import TransportError
 
 if TYPE_CHECKING:

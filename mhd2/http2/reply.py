@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import trio
 from h2.errors import ErrorCodes
 
-from .._http1.date import date_header_line
+from .._date import date_header_line
 from ..body import READ_SIZE, BodyProducer, Ended, Suspended, guard_body, producer_for
 from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError
@@ -81,8 +81,8 @@ def reply_now(stream: H2Stream, exchange: Exchange, response: Response, *, is_he
     DATA) are queued with END_STREAM for the connection's writer.
 
     Returns:
-        Whether the response was queued (``exchange.response`` and
-        ``exchange.status`` are then set); if not, nothing was done and the
+        Whether the response was queued (the exchange was then told:
+        :meth:`~mhd2.exchange.Exchange.set_response`, ``head_sent``, ``body_sent``); if not, nothing was done and the
         caller sends it with :func:`send_response`.
     """
     status = response.status
@@ -99,10 +99,10 @@ def reply_now(stream: H2Stream, exchange: Exchange, response: Response, *, is_he
             return False
         data = bytes(raw)  # (no copy of bytes)
     headers = response_headers(response, add_date=add_date, body_allowed=body_allowed)
-    exchange.response = response
-    exchange.status = status
+    exchange.set_response(response)
+    exchange.head_sent(status)
     stream.queue_response(headers, data)
-    exchange.body_bytes_sent = len(data)
+    exchange.body_sent(len(data))
     return True
 
 
@@ -122,7 +122,7 @@ async def send_response(stream: H2Stream, exchange: Exchange, response: Response
     status = response.status
     body_allowed = _body_allowed(response, is_head)
     headers = response_headers(response, add_date=add_date, body_allowed=body_allowed)
-    exchange.status = status
+    exchange.head_sent(status)
     if not body_allowed:
         await stream.send_headers(headers, end=True)
         return RequestEndedCode.COMPLETED_OK
@@ -135,7 +135,7 @@ async def send_response(stream: H2Stream, exchange: Exchange, response: Response
                                 "HTTP/2 reply")
     finally:
         producer.close()
-        exchange.body_bytes_sent = stream.body_sent
+        exchange.body_sent(stream.body_sent)
 
 
 async def _send_head_and_body(stream: H2Stream, headers: list[tuple[bytes, bytes]],
@@ -199,7 +199,7 @@ async def send_error_page(stream: H2Stream, status: int) -> None:
                (b"content-length", b"%d" % len(body))]
     if not stream.port.shared.options.suppress_date_header:
         headers.append((b"date", date_header_line()[6:-2]))
-    stream.exchange.status = status
+    stream.exchange.head_sent(status)
     try:
         with trio.move_on_after(ERROR_PAGE_SECONDS):
             await stream.send_headers(headers, end=False, flush=False)

@@ -54,6 +54,10 @@ class _ResetStream:
     def resumed(self) -> None:
         pass
 
+    @property
+    def timeout(self) -> float | None:
+        return None
+
     def set_timeout(self, seconds: float | None) -> None:
         pass
 
@@ -82,7 +86,7 @@ def report_malformed(port: StreamPort, status: int) -> None:
     if port.shared.options.notify_request_ended is None:
         return
     exchange = Exchange(port.shared, _RESET_STREAM, port.info, "-", "-", "HTTP/2", [], 0)
-    exchange.status = status
+    exchange.daemon_status(status)
     exchange.end(RequestEndedCode.HTTP_PROTOCOL_ERROR)
 
 
@@ -199,7 +203,7 @@ async def _serve(stream: H2Stream) -> RequestEndedCode:
         else:
             await send_error_page(stream, outcome.status)
         return outcome.code
-    exchange.response = outcome
+    exchange.set_response(outcome)
     if (not stream.body_ended and not stream.expects_continue and not stream.tunnel
             and request.method != "CONNECT"):
         # (A client waiting for 100 Continue sends no body: answer at once;

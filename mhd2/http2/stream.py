@@ -178,8 +178,8 @@ class H2Stream:
         before its ``400`` leaves.  An upgrade handler is not cancelled (its
         calls see a broken connection): its stream is reset at once.
         """
-        if not self.headers_sent and self.exchange.status is None:
-            self.exchange.status = MALFORMED_STATUS
+        if not self.headers_sent:
+            self.exchange.daemon_status(MALFORMED_STATUS)
         self._reset_code = ErrorCodes.PROTOCOL_ERROR
         self.cancel(RequestEndedCode.HTTP_PROTOCOL_ERROR)
         if self.upgraded is not None:
@@ -272,12 +272,11 @@ class H2Stream:
                 if not data:
                     self._ack_consumed()  # padding only
                     continue
-                self.exchange.upload_received += len(data)
+                self.exchange.received(len(data))
                 await trio.lowlevel.checkpoint()
                 return data
             if self.body_ended:
-                self.exchange.footers = self.trailers
-                self.exchange.body_read = True
+                self.exchange.body_complete(self.trailers)
                 return None
             if self.gone.is_set():
                 raise ClientGone("the client reset the stream mid-body")

@@ -34,7 +34,7 @@ import trio
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 
-from .._http1.date import date_header_line
+from .._date import date_header_line
 from ..enums import RequestEndedCode
 from ..upgrade import UpgradeHandle, run_upgrade_handler
 from .checks import strip_response_fields
@@ -361,7 +361,7 @@ async def serve_upgrade(stream: TunnelStream, action: UpgradeAction) -> RequestE
                    for name, value in strip_response_fields(action.headers))
     if not shared.options.suppress_date_header:
         headers.append((b"date", date_header_line()[6:-2]))
-    exchange.status = 200
+    exchange.head_sent(200)
     await stream.send_headers(headers, end=False)
     code = RequestEndedCode.COMPLETED_OK_UPGRADE
     exchange.end(code)

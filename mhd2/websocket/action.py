@@ -12,7 +12,7 @@ from wsproto.connection import Connection, ConnectionType
 
 from ..actions import Action, action_from_response, action_upgrade
 from ..errors import UsageError
-from ..request import Request
+from ..request import Request, exchange_view
 from ..response import Response
 from ..upgrade import UpgradeHandle
 from .deflate import negotiate_deflate
@@ -127,7 +127,7 @@ def action_websocket(
         except ValueError as exc:
             logger.debug("mhd2: bad WebSocket handshake from %s: %s", request.client_address, exc)
             return _bad_request(request, "Sec-WebSocket-Key must be 16 bytes in base64")
-    if not request._body_read:
+    if not exchange_view(request).body_read:
         return _bad_request(request, "a WebSocket handshake request has no body")
 
     offered = [p.strip() for h in received.get_all("Sec-WebSocket-Protocol") for p in h.split(",")]

@@ -3,6 +3,9 @@
 RFC 9110 §5.1: ``field-name = token``; ``token = 1*tchar``.  RFC 9110 §5.5:
 field values do not contain CR, LF or NUL; MHD2 also refuses TAB in values
 it is given, and mhd2 refuses every other control character too.
+
+Protocol-neutral: the response, action and content-creator checks apply it to
+what the application gives, whichever protocol then writes it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ RFC 9110 §6.6.1: "An origin server with a clock ... MUST generate a Date header
 field in all 2xx, 3xx and 4xx responses, and MAY generate a Date header field in
 1xx and 5xx responses."  mhd2 sends it on every response unless the daemon's
 ``suppress_date_header`` is set or the application set its own.
+
+Protocol-neutral: the HTTP/1 writer sends the line as it is; HTTP/2 (replies
+and the RFC 8441 tunnel) takes the value from it.
 """
 
 from __future__ import annotations

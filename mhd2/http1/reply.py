@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 from typing import TypeAlias, cast
 
-from ._http1.date import date_header_line
-from ._http1.framing import ReplyPlan, plan_reply
-from ._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
-from .body import BodyProducer, Ended, FdProducer, Suspended, body_failed, producer_for
-from .enums import RequestEndedCode
-from .exchange import Exchange
-from .response import BufferBody, Response
-from .transport import Transport
+from .._date import date_header_line
+from .._http1.framing import ReplyPlan, plan_reply
+from .._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
+from ..body import BodyProducer, Ended, FdProducer, Suspended, body_failed, producer_for
+from ..enums import RequestEndedCode
+from ..exchange import Exchange
+from ..response import BufferBody, Response
+from ..transport import Transport
 
 __all__ = ["DirectBody", "Planned", "RequestSide", "build_head", "reply_plan", "send_reply"]
 
@@ -166,11 +166,11 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         trio.BrokenResourceError, trio.ClosedResourceError: the client went away.
         DaemonStopping: the daemon stopped while a content creator was suspended.
     """
-    exchange.status = response.status
+    exchange.head_sent(response.status)
     wire = planned.data
     if wire is not None:
         await transport.send(wire)
-        exchange.body_bytes_sent = planned.body_size
+        exchange.body_sent(planned.body_size)
         return RequestEndedCode.COMPLETED_OK
     plan = planned.plan
     body = response._body
@@ -184,7 +184,7 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         # As reply_plan's wire bytes, made for this once: one write, no producer.
         wire = _head_and_buffer(head, body.data, writer)
         await transport.send(wire)
-        exchange.body_bytes_sent = len(wire) - len(head)
+        exchange.body_sent(len(wire) - len(head))
         return RequestEndedCode.COMPLETED_OK
     # What was written beyond the head is the body (and its framing), as far
     # as the client got it: an aborted download is not logged as complete.
@@ -203,7 +203,7 @@ async def send_reply(transport: Transport, exchange: Exchange, response: Respons
         return RequestEndedCode.COMPLETED_OK
     finally:
         producer.close()
-        exchange.body_bytes_sent = max(0, transport.bytes_sent - body_starts)
+        exchange.body_sent(max(0, transport.bytes_sent - body_starts))
 
 
 def _head_and_buffer(head: bytes, data: bytes | bytearray | memoryview, writer: BodyWriter) -> bytes:
@@ -240,8 +240,8 @@ async def _send_produced(sink: Transport, head: bytes, producer: BodyProducer,
                 # the task parks: nothing is owed while it is parked.
                 await sink.send(pending)
                 pending = b""
-            if exchange.direct is None and sink.is_plain:
-                exchange.direct = DirectBody(sink, not raw)
+            if sink.is_plain and not exchange.has_direct_body:
+                exchange.set_direct_body(DirectBody(sink, not raw))
             await exchange.park()
             continue
         data = piece
