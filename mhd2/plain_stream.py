@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Callable
 
 import trio
 
@@ -41,12 +40,6 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
     #: wait on the descriptor counts itself, so :meth:`close` knows whether
     #: anyone must be woken.
     waiting = 0
-
-    #: Called (no arguments) when :meth:`receive_some_later` finds nothing to
-    #: read and is about to wait: the HTTP/1 loop lets its parser rest
-    #: (:meth:`mhd2._http1.parser.Parser.rest`).  Not called at saturation,
-    #: where the next request is already there.
-    before_wait: Callable[[], object] | None = None
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -110,9 +103,6 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
                 pass
             except OSError as exc:
                 raise _translate(exc) from exc
-            hook = self.before_wait
-            if hook is not None:
-                hook()
             self.waiting += 1
             try:
                 await trio.lowlevel.wait_readable(fd)

@@ -131,11 +131,6 @@ class Parser(Protocol):
     def stop_recording(self) -> None:
         """The head is parsed: stop keeping copies of what is fed."""
 
-    def rest(self) -> None:
-        """The connection is about to wait (idle, or a parked request): let go
-        of what the next head can make again, so a waiting connection costs
-        less memory."""
-
     def next_body(self) -> bytes | BodyEnd | ParseError | _Marker:
         """The next piece of body, its end, or a marker."""
 
@@ -272,9 +267,6 @@ class H11Parser:
         """The head is parsed: stop keeping copies of what is fed."""
         self._recording = False
         self._fed = []
-
-    def rest(self) -> None:
-        """Nothing to let go of: h11's state is the request's."""
 
     def next_body(self) -> bytes | BodyEnd | ParseError | _Marker:
         """The next piece of body (adjacent pieces merged), its end, or a marker."""

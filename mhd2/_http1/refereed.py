@@ -100,10 +100,6 @@ class RefereedParser:
     def _ended(self, kept: bool) -> None:
         """The head was parsed; *kept*: it is bodiless and the connection stays open."""
 
-    def rest(self) -> None:
-        """The connection is about to wait: nothing to let go of (between
-        heads the fast path keeps no state of its own)."""
-
     # -- feeding -------------------------------------------------------------
 
     def feed(self, data: bytes) -> None:

@@ -232,8 +232,6 @@ class HTTP1Connection:
         """
         transport = self.transport
         transport.disarm()
-        if self._parser is not None:
-            self._parser.rest()  # (a parked request: see on_idle_wait)
         limit = self._shared.options.max_header_size
         if transport.is_plain:
             return Watch(transport, self._kept, limit)
@@ -283,8 +281,6 @@ class HTTP1Connection:
         http2 = options.http2
         parser = shared.make_parser(max_head)
         self._parser = parser
-        # An idle keep-alive connection lets its parser rest (llhttp's ~0.7 KB).
-        transport.on_idle_wait(parser.rest)
         served = 0
         idle_timeout = options.timeout
         while True:

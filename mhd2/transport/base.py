@@ -17,7 +17,7 @@ kind overrides; no method here asks what kind of stream it has.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, ClassVar, cast
 
 import trio
@@ -187,11 +187,6 @@ class Transport:
         Only a plain socket can tell; on other streams this is always ``None``.
         """
         return None
-
-    def on_idle_wait(self, hook: Callable[[], object]) -> None:
-        """Call *hook* whenever :meth:`receive_later` is about to wait for the
-        client (plain sockets only: elsewhere an idle connection costs more
-        than the hook could save)."""
 
     # -- holding back ---------------------------------------------------------------
 

@@ -18,7 +18,6 @@ import contextlib
 import math
 import os
 import socket
-from collections.abc import Callable
 from typing import ClassVar, Final
 
 import trio
@@ -73,10 +72,6 @@ class SocketTransport(Transport):
             return None
         except OSError as exc:
             raise translate_error(exc) from exc
-
-    def on_idle_wait(self, hook: Callable[[], object]) -> None:
-        """Call *hook* whenever :meth:`receive_later` is about to wait for the client."""
-        self._sock.before_wait = hook
 
     # -- sending -----------------------------------------------------------------------
 
