@@ -1,4 +1,4 @@
-"""Sans-IO pieces for running behind proxies (no sockets, no trio).
+"""Running behind proxies: sans-IO parsers, and one read from the socket.
 
 * :mod:`mhd2._proxy.protocol`: HAProxy's PROXY protocol, v1 (text) and v2
   (binary), parsed from bytes as they arrive.

@@ -3,7 +3,7 @@
 The one piece of I/O around :mod:`mhd2._proxy.protocol`. The header must be
 read before TLS starts (HAProxy's ``send-proxy-v2`` comes before the
 ClientHello) and before HTTP is parsed, and the bytes that follow it belong
-to someone else: :class:`trio.SSLStream` cannot be handed bytes already read.
+to someone else (TLS and HTTP read them from the socket themselves).
 So the socket is read with ``MSG_PEEK`` first, and only the bytes that
 certainly belong to the header are then taken from it; everything after the
 header stays in the kernel for whoever reads the socket next.
