@@ -200,6 +200,17 @@ class RawH2:
         assert self.goaway is not None, "the server closed without GOAWAY"
         return self.goaway
 
+    async def until_final_goaway(self, timeout: float = WAIT) -> GoAwayFrame:
+        """A graceful stop's second GOAWAY (RFC 9113 §6.8): the first announces
+        it with the highest stream id, the final one names the last stream taken."""
+        def finals() -> list[GoAwayFrame]:
+            return [f for f in self.frames
+                    if isinstance(f, GoAwayFrame) and f.last_stream_id != 2**31 - 1]
+        await self.until(lambda: bool(finals()), timeout)
+        found = finals()
+        assert found, "the server closed without a final GOAWAY"
+        return found[0]
+
     async def until_closed(self, timeout: float = WAIT) -> None:
         with trio.fail_after(timeout):
             while not self.closed:

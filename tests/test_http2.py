@@ -12,6 +12,7 @@ import os
 import shutil
 import ssl
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ import trio.testing
 import trustme
 from conftest import WAIT, open_stream, read_until_close, running, text_response
 from h2raw import RawH2
+from hyperframe.frame import GoAwayFrame, PingFrame, SettingsFrame
 from test_auth import PASSWORD, RANDOM, USER, basic_app, digest_app
 
 import mhd2
@@ -589,14 +591,83 @@ async def test_graceful_stop_sends_goaway_and_lets_running_streams_finish(ended:
             await started.wait()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(daemon.stop, 5.0)
-                goaway = await client.until_goaway()
-                assert goaway.error_code == 0 and goaway.last_stream_id == sid
+                # RFC 9113 §6.8: first a GOAWAY with 2^31-1 (and a PING), then,
+                # once the PING is answered, one naming the last stream taken.
+                announced = await client.until_goaway()
+                assert announced.error_code == 0 and announced.last_stream_id == 2**31 - 1
+                final = await client.until_final_goaway()
+                assert final.error_code == 0 and final.last_stream_id == sid
                 release.set()
                 reply = await client.response(sid)
                 await client.until_closed()
                 await client.aclose()  # else the stop waits out the server's linger
     assert (reply.status, reply.body) == (200, b"finished")
     assert [c for _, c in ended] == [RequestEndedCode.COMPLETED_OK]
+
+
+async def read_unanswered(client: RawH2, done: Callable[[], bool]) -> None:
+    """Read frames into ``client.frames`` without h2 seeing them (so a PING
+    is not acknowledged) until ``done()``."""
+    while not done():
+        data = await client.stream.receive_some(65536)
+        assert data, "the server closed"
+        client.frames.extend(frame for frame, _ in client._split(data))
+
+
+def announcing_ping(client: RawH2) -> PingFrame | None:
+    return next((f for f in client.frames
+                 if isinstance(f, PingFrame) and "ACK" not in f.flags), None)
+
+
+async def test_a_request_in_flight_when_the_stop_is_announced_is_served(ended: Ended) -> None:
+    """A fresh connection's first request that crosses the stop's announcement
+    is taken and answered (RFC 9113 §6.8: the first GOAWAY has 2^31-1; the
+    final one, after the PING round trip, names the last stream taken)."""
+    async with running(text_response,
+                       notify_request_ended=lambda r, c: ended.append((r, c))) as daemon:
+        with trio.fail_after(WAIT):
+            client = await RawH2.connect(daemon.port)
+            await client.until(lambda: any(isinstance(f, SettingsFrame) for f in client.frames))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(daemon.stop, 5.0)
+                await read_unanswered(client, lambda: announcing_ping(client) is not None)
+                announced = [f for f in client.frames if isinstance(f, GoAwayFrame)]
+                assert [(f.last_stream_id, f.error_code) for f in announced] == [(2**31 - 1, 0)]
+                # Sent before the client acknowledges the PING: still taken.
+                sid = client.request("/first")
+                await client.flush()
+                ping = announcing_ping(client)
+                assert ping is not None
+                await client.send_raw(PingFrame(0, opaque_data=ping.opaque_data,
+                                                flags=["ACK"]).serialize())
+                reply = await client.response(sid)
+                final = await client.until_final_goaway()
+                await client.until_closed()
+                await client.aclose()
+    assert (reply.status, reply.body, final.last_stream_id) == (200, b"ok", sid)
+    assert [c for _, c in ended] == [RequestEndedCode.COMPLETED_OK]
+
+
+async def test_an_unanswered_announcement_ends_within_its_bound(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A client that never answers the announcing PING gets the final GOAWAY
+    after ANNOUNCE_SECONDS, and the idle connection closes."""
+    from mhd2.http2.connection import ANNOUNCE_SECONDS
+
+    async with running(text_response) as daemon:
+        with trio.fail_after(WAIT * 10):
+            client = await RawH2.over(await open_stream(daemon))
+            reply = await client.response(client.request("/"))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(daemon.stop, 30.0)
+                await read_unanswered(client, lambda: announcing_ping(client) is not None)
+                start = trio.current_time()
+                await read_unanswered(client, lambda: any(
+                    isinstance(f, GoAwayFrame) and f.last_stream_id == 1 for f in client.frames))
+                waited = trio.current_time() - start
+                await client.aclose()
+    assert reply.status == 200
+    assert ANNOUNCE_SECONDS <= waited <= ANNOUNCE_SECONDS + 0.5, waited
 
 
 async def test_idle_connection_gets_goaway_at_the_keep_alive_timeout(
@@ -681,7 +752,7 @@ async def test_stop_wakes_parked_streams_with_503_and_refuses_new_ones(ended: En
             await parked.wait()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(daemon.stop, 5.0)
-                goaway = await client.until_goaway()
+                goaway = await client.until_final_goaway()
                 reply = await client.response(sid)
                 await client.until_closed()
                 await client.aclose()  # else the stop waits out the server's linger

@@ -16,7 +16,7 @@ import h2.events
 import pytest
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
-from hyperframe.frame import PriorityFrame
+from hyperframe.frame import Frame, GoAwayFrame, PingFrame, PriorityFrame
 
 import mhd2
 from mhd2.enums import RequestEndedCode
@@ -29,6 +29,7 @@ from mhd2.http2.events import (
     PingAnswered,
     RequestMalformed,
     RequestReceived,
+    ShutdownAnswered,
     StreamCancelled,
     TrailersReceived,
     WindowOpened,
@@ -321,6 +322,45 @@ def test_stopping_refuses_new_streams() -> None:
     assert pair.engine.receive(pair.client.data_to_send(), stopping=True) == []
     resets = of(pair.answer(), h2.events.StreamReset)
     assert [(r.stream_id, r.error_code) for r in resets] == [(1, ErrorCodes.REFUSED_STREAM)]
+
+
+def test_a_stop_is_announced_streams_in_flight_are_taken_then_the_final_goaway() -> None:
+    """RFC 9113 §6.8: GOAWAY(2^31-1) and a PING; a stream the client opens
+    before it acknowledges the PING is taken even while the daemon stops;
+    the ack is ShutdownAnswered; the final GOAWAY names the last stream."""
+    pair = Pair()
+    pair.handshake()
+    assert pair.engine.announce_goaway()
+    assert not pair.engine.announce_goaway()
+    assert state_of(pair.engine) is ConnState.OPEN and pair.engine.announced
+    # The client opens stream 1 before it has read the announcement.
+    pair.client.send_headers(1, GET, end_stream=True)
+    events = pair.engine.receive(pair.client.data_to_send(), stopping=True)
+    assert [e.stream_id for e in of(events, RequestReceived)] == [1]
+    frames = split_frames(pair.engine.data_to_send())
+    assert [(f.error_code, f.last_stream_id) for f in frames
+            if isinstance(f, GoAwayFrame)] == [(ErrorCodes.NO_ERROR, 2**31 - 1)]
+    (ping,) = [f for f in frames if isinstance(f, PingFrame)]
+    events = pair.engine.receive(PingFrame(0, opaque_data=ping.opaque_data,
+                                           flags=["ACK"]).serialize())
+    assert len(of(events, ShutdownAnswered)) == 1 and not of(events, PingAnswered)
+    assert pair.engine.goaway()
+    assert state_of(pair.engine) is ConnState.GOING_AWAY
+    (final,) = [f for f in split_frames(pair.engine.data_to_send())
+                if isinstance(f, GoAwayFrame)]
+    assert (final.error_code, final.last_stream_id) == (ErrorCodes.NO_ERROR, 1)
+
+
+def split_frames(data: bytes) -> list[Any]:
+    """The frames in *data*, parsed with hyperframe (no state machine)."""
+    frames = []
+    view = memoryview(data)
+    while view:
+        frame, length = Frame.parse_frame_header(view[:9])
+        frame.parse_body(view[9:9 + length])
+        frames.append(frame)
+        view = view[9 + length:]
+    return frames
 
 
 def test_client_goaway_is_answered_with_ours() -> None:

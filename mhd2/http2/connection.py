@@ -74,6 +74,11 @@ FINAL_WRITE_SECONDS = 2.0
 #: handlers (RFC 8441 tunnels) get this long to see the broken stream and
 #: return before they are cancelled.
 TUNNEL_END_SECONDS = 2.0
+#: A graceful stop announces itself (``GOAWAY`` with the highest stream id and
+#: a ``PING``) and takes the streams the client had in flight until the
+#: ``PING`` is answered, or for this long at most, before the final ``GOAWAY``
+#: (as the HTTP/1 loop waits for a fresh connection's first request).
+ANNOUNCE_SECONDS = 1.0
 #: The idle deadline may be off by this many seconds at most (an eighth of
 #: the idle limit when that is shorter).
 IDLE_SLACK = 1.0
@@ -103,6 +108,7 @@ class HTTP2Connection:
     """
 
     __slots__ = (
+        "_announce_answered",
         "_closing",
         "_drained",
         "_idle_from",
@@ -138,6 +144,8 @@ class HTTP2Connection:
         self._closing = False
         #: Set when the last stream has ended (made by _let_tunnels_end).
         self._drained: trio.Event | None = None
+        # Set when the client answers the PING of a stop's announcement.
+        self._announce_answered: trio.Event | None = None
         self._idle_from = 0.0  # when the last stream ended (or the connection began)
         self._liveness: Liveness | None = None  # made when a stream first parks
         self._read_scope = trio.CancelScope()
@@ -148,22 +156,52 @@ class HTTP2Connection:
     # -- daemon-facing ----------------------------------------------------------------
 
     def close_if_idle(self) -> bool:
-        """Graceful stop: ``GOAWAY`` now; close at once if no stream runs.
+        """Graceful stop: announce it, take the streams in flight, then ``GOAWAY``.
 
-        Parked requests are woken (they end with ``DAEMON_SHUTDOWN``, answered
-        503); running ones finish within the grace period.
+        The announcement (RFC 9113 §6.8, :meth:`H2Engine.announce_goaway
+        <mhd2.http2.engine.H2Engine.announce_goaway>`) lets a request the
+        client sent before it learned of the stop -- a fresh connection's
+        first request too -- be served, up to :data:`ANNOUNCE_SECONDS`; then
+        the final ``GOAWAY`` names the last stream taken.  Parked requests are
+        woken (they end with ``DAEMON_SHUTDOWN``, answered 503); running ones
+        finish within the grace period.
 
         Returns:
-            True if no stream was running.
+            True if no stream was running and the connection closes at once.
         """
-        self._send_goaway()
+        nursery = self._nursery
+        if nursery is not None and self.engine.announce_goaway():
+            self._announce_answered = trio.Event()
+            self._writer.wake()
+            nursery.start_soon(self._end_announcement)
+        else:
+            self._send_goaway()
         for stream in list(self.streams.values()):
             stream.begin_stop()
+        if self.engine.announced and self.engine.state is ConnState.OPEN:
+            return False
         if not self.streams:
             self._closing = True
             self._stop_reader()
             return True
         return False
+
+    async def _end_announcement(self) -> None:
+        """Once the client has answered the announcement (or after
+        :data:`ANNOUNCE_SECONDS`): the final ``GOAWAY``, and close if no
+        stream runs."""
+        answered = self._announce_answered
+        assert answered is not None
+        told = max(self.streams, default=0)  # streams already told of the stop
+        with trio.move_on_after(ANNOUNCE_SECONDS):
+            await answered.wait()
+        self._send_goaway()
+        for stream_id, stream in list(self.streams.items()):
+            if stream_id > told:  # (the streams taken meanwhile)
+                stream.begin_stop()
+        if not self.streams:
+            self._closing = True
+            self._stop_reader()
 
     def cancel(self) -> None:
         """End the connection now (the grace period is over)."""
@@ -399,6 +437,9 @@ class HTTP2Connection:
                 elif isinstance(event, ev.PingAnswered):
                     if self._liveness is not None:
                         self._liveness.answered()
+                elif isinstance(event, ev.ShutdownAnswered):
+                    if self._announce_answered is not None:
+                        self._announce_answered.set()
                 elif isinstance(event, ev.GoawayReceived):
                     self._writer.wake()
                     if not streams:

@@ -43,7 +43,7 @@ from h2 import events as h2e
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import GoAwayFrame, PingFrame
 
 from ..enums import RequestEndedCode
 from .checks import Malformed, check_request_head, check_trailers
@@ -55,6 +55,7 @@ from .events import (
     PingAnswered,
     RequestMalformed,
     RequestReceived,
+    ShutdownAnswered,
     StreamCancelled,
     TrailersReceived,
     WindowOpened,
@@ -69,6 +70,12 @@ if TYPE_CHECKING:
 __all__ = ["ConnState", "H2Engine"]
 
 logger = logging.getLogger("mhd2")
+
+
+#: The last stream id of the ``GOAWAY`` that announces a shutdown (RFC 9113 §6.8).
+MAX_STREAM_ID = 2**31 - 1
+#: The payload of the ``PING`` sent with that ``GOAWAY``.
+SHUTDOWN_PING = b"mhd2-bye"
 
 
 class ConnState(enum.Enum):
@@ -105,8 +112,8 @@ class H2Engine:
     """
 
     __slots__ = ("_extra", "_guard", "_last_stream_id", "_options", "_ping_payload",
-                 "_provoked", "_useful_updates", "_window_opened", "active", "ending", "h2",
-                 "more", "peer", "served", "state")
+                 "_provoked", "_useful_updates", "_window_opened", "active", "announced",
+                 "ending", "h2", "more", "peer", "served", "state")
 
     def __init__(self, options: DaemonOptions, clock: Callable[[], float],
                  peer: object = None) -> None:
@@ -132,6 +139,9 @@ class H2Engine:
         self._provoked = 0
         self._ping_payload = b""
         self._window_opened = False
+        #: The shutdown was announced (:meth:`announce_goaway`): streams are
+        #: still taken, even while the daemon stops, until :meth:`goaway`.
+        self.announced = False
 
     # -- state --------------------------------------------------------------------------
 
@@ -154,6 +164,32 @@ class H2Engine:
         self.state = ConnState.GOING_AWAY
         frame = GoAwayFrame(0, last_stream_id=self._last_stream_id, error_code=ErrorCodes.NO_ERROR)
         self._extra.append(frame.serialize())
+        return True
+
+    def announce_goaway(self) -> bool:
+        """Announce a graceful shutdown, once, leaving room for streams in flight.
+
+        RFC 9113 §6.8: "A server that is attempting to gracefully shut down a
+        connection SHOULD send an initial GOAWAY frame with the last stream
+        identifier set to 2^31-1 and a NO_ERROR code.  This signals to the
+        client that a shutdown is imminent and that initiating further
+        requests is prohibited.  After allowing time for any in-flight stream
+        creation (at least one round-trip time), the server MAY send another
+        GOAWAY frame with an updated last stream identifier."  So: that first
+        ``GOAWAY``, then a ``PING`` whose ack (:class:`ShutdownAnswered`)
+        marks the round trip -- every stream the client began before it saw
+        the ``GOAWAY`` has arrived by then.  Streams are taken until
+        :meth:`goaway` sends the second one.
+
+        Returns:
+            Whether it was queued now (not before, and the connection is open).
+        """
+        if self.state is not ConnState.OPEN or self.announced:
+            return False
+        self.announced = True
+        self._extra.append(GoAwayFrame(0, last_stream_id=MAX_STREAM_ID,
+                                       error_code=ErrorCodes.NO_ERROR).serialize())
+        self._extra.append(PingFrame(0, opaque_data=SHUTDOWN_PING).serialize())
         return True
 
     def stream_closed(self, stream_id: int) -> None:
@@ -355,6 +391,10 @@ class H2Engine:
                     frames = self.h2.incoming_buffer
                     frames.idle = max(0, frames.idle - 1)  # (an ack asked for)
                     out.append(PingAnswered())
+                elif self.announced and event.ping_data == SHUTDOWN_PING:
+                    frames = self.h2.incoming_buffer
+                    frames.idle = max(0, frames.idle - 1)
+                    out.append(ShutdownAnswered())
             elif isinstance(event, h2e.RemoteSettingsChanged):
                 if self._flood(self._guard.settings()):
                     return opened
@@ -378,7 +418,7 @@ class H2Engine:
         if stream_id is None:
             return None
         options = self._options
-        if self.state is not ConnState.OPEN or stopping:
+        if self.state is not ConnState.OPEN or (stopping and not self.announced):
             self._refuse(stream_id, ErrorCodes.REFUSED_STREAM)
             return None
         if len(self.active) >= options.http2_max_concurrent_streams:

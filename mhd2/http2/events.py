@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from .checks import RequestHead
 
 __all__ = ["BodyEnded", "DataReceived", "Event", "GoawayReceived", "PingAnswered",
-           "RequestMalformed", "RequestReceived", "StreamCancelled", "TrailersReceived",
-           "WindowOpened"]
+           "RequestMalformed", "RequestReceived", "ShutdownAnswered", "StreamCancelled",
+           "TrailersReceived", "WindowOpened"]
 
 #: The status recorded for a malformed request (the ``400`` HTTP/1 answers a
 #: malformed head with): over HTTP/2 no response is sent, the stream is reset.
@@ -120,6 +120,13 @@ class StreamCancelled(Event):
 
 class PingAnswered(Event):
     """The client acknowledged the ``PING`` of :meth:`H2Engine.ping`."""
+
+    __slots__ = ()
+
+
+class ShutdownAnswered(Event):
+    """The client acknowledged the ``PING`` of :meth:`H2Engine.announce_goaway`:
+    every stream it began before it saw the announcing ``GOAWAY`` has arrived."""
 
     __slots__ = ()
 
