@@ -39,11 +39,13 @@ Code = mhd2.RequestEndedCode
 
 @pytest.mark.parametrize("source", ["buffer", "file"])
 async def test_slow_steady_reader_is_not_cut_by_the_inactivity_timeout(
-        source: str, tmp_path: Path) -> None:
+        source: str, tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     """A body that takes several timeouts to read, read steadily, arrives whole
     (from memory through write, and from a file through sendfile)."""
-    # Real sockets (partial writes, sendfile), so real time: kept short, with a
-    # wide margin (a read every 0.02 s against a 0.3 s timeout).
+    # Real sockets (partial writes, sendfile) on MockClock: loopback I/O is
+    # ready as soon as it is done, so virtual time only jumps while every task
+    # waits on a timer -- the reader's pacing, a read every 0.02 s against a
+    # 0.3 s timeout.
     body = b"x" * (3 * 1024 * 1024)
     path = tmp_path / "body.bin"
     path.write_bytes(body)

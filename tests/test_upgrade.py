@@ -231,8 +231,13 @@ async def _paced_reader(stream: trio.abc.ReceiveStream, total: int, step: int,
     return got, longest
 
 
-async def test_send_timeout_is_an_inactivity_timeout() -> None:
-    """A send to a slow but steady reader lasts far past *timeout* and is not cut."""
+async def test_send_timeout_is_an_inactivity_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A send to a slow but steady reader lasts far past *timeout* and is not cut.
+
+    Real sockets on MockClock: loopback I/O is ready as soon as it is done, so
+    virtual time only jumps while every task waits on a timer (the reader's
+    pacing, or the send's timeout if it were not re-armed)."""
     size = 10 << 20
     results: dict[str, Any] = {}
 
