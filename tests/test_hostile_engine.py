@@ -25,6 +25,7 @@ from conftest import (
     read_response,
     read_until_close,
     running,
+    settled,
     status_of,
     text_response,
 )
@@ -194,9 +195,8 @@ async def test_connection_limit_refusals_are_rate_limited_in_the_log(
     caplog.set_level(logging.WARNING, logger="mhd2")
     async with running(text_response, connection_limit=1) as d:
         holder = await open_stream(d.port)
-        with trio.fail_after(WAIT):
-            while d.connection_count < 1:
-                await trio.sleep(0.01)
+        await settled()
+        assert d.connection_count == 1
         for _ in range(40):
             reply = await exchange(d.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             assert reply.startswith(b"HTTP/1.1 503 ")

@@ -333,7 +333,7 @@ async def test_an_idle_keep_alive_connection_rests_its_parser() -> None:
     """Over a real socket: once the daemon waits for the next request, the
     connection's llhttp parser is gone (PlainSocketStream.before_wait)."""
     import trio
-    from conftest import open_stream, running, text_response
+    from conftest import open_stream, running, settled, text_response
 
     from mhd2.http1.connection import HTTP1Connection
 
@@ -349,7 +349,6 @@ async def test_an_idle_keep_alive_connection_rests_its_parser() -> None:
             assert isinstance(connection, HTTP1Connection)
             parser = connection._parser
             assert isinstance(parser, LlhttpParser)
-            with trio.fail_after(5):
-                while parser._llhttp is not None:  # the daemon reaches its idle wait
-                    await trio.sleep(0.01)
+            await settled()  # the daemon reaches its idle wait
+            assert parser._llhttp is None
             assert parser._collector.fields == []
