@@ -35,6 +35,19 @@ def pytest_configure(config: pytest.Config) -> None:
 WAIT = 10.0
 
 
+async def settled(timeout: float = WAIT) -> None:
+    """Wait (bounded) until every task is blocked: an in-process daemon has then
+    done all it can with what its clients sent.
+
+    Loopback TCP and memory streams are ready as soon as the peer's call returns,
+    and trio handles ready I/O before it declares every task blocked, so a check
+    made after this sees the daemon's settled state -- no polling, no sleep.
+    (Not for changes made by threads or other processes.)
+    """
+    with trio.fail_after(timeout):
+        await trio.testing.wait_all_tasks_blocked()
+
+
 @asynccontextmanager
 async def running(cb: Callable[[mhd2.Request], Any], **options: Any) -> AsyncIterator[mhd2.Daemon]:
     """Run a daemon on 127.0.0.1 with a free port for the duration of the block."""

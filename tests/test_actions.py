@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
+from conftest import (
+    exchange,
+    open_stream,
+    read_response,
+    running,
+    settled,
+    status_of,
+    text_response,
+)
 
 import mhd2
 
@@ -149,9 +157,8 @@ async def test_suspend_and_resume_from_task_and_thread(
     async with running(cb, notify_request_ended=lambda r, c: ended.append(c), timeout=0.3) as d:
         stream = await open_stream(d)
         await stream.send_all(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
-        with trio.fail_after(WAIT):
-            while not parked:
-                await trio.sleep(0.01)
+        await settled()
+        assert len(parked) == 1
         await trio.sleep(0.5)  # virtual time, past the timeout: a suspended request does not time out
         mhd2.request_resume(parked[0])
         assert (await read_response(stream, bytearray())).endswith(b"resumed")
@@ -160,9 +167,8 @@ async def test_suspend_and_resume_from_task_and_thread(
         autojump_clock.rate = 1.0
         # from another thread
         await stream.send_all(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
-        with trio.fail_after(WAIT):
-            while len(parked) < 2:
-                await trio.sleep(0.01)
+        await settled()
+        assert len(parked) == 2
         thread = threading.Thread(target=mhd2.request_resume, args=(parked[1],))
         thread.start()
         assert (await read_response(stream, bytearray())).endswith(b"resumed")

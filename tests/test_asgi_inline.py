@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
-from conftest import WAIT
+from conftest import WAIT, settled
 
 import mhd2
 import mhd2.asgi
@@ -166,10 +166,8 @@ async def test_the_response_leaves_before_the_app_returns() -> None:
             assert (await c.get("/two")).text == "early"
         assert finished == []
         release.set()
-        with trio.fail_after(WAIT):
-            while len(finished) < 2:
-                await trio.sleep(0.01)
-    assert sorted(finished) == ["/one", "/two"]
+        await settled()
+        assert sorted(finished) == ["/one", "/two"]
 
 
 async def test_a_nursery_in_the_first_step_whose_child_answers() -> None:

@@ -9,7 +9,16 @@ import httpx
 import pytest
 import trio
 import trio.testing
-from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
+from conftest import (
+    WAIT,
+    exchange,
+    open_stream,
+    read_response,
+    running,
+    settled,
+    status_of,
+    text_response,
+)
 
 import mhd2
 
@@ -149,14 +158,12 @@ async def test_connection_limit_refuses_extra_connections_and_keeps_accepting() 
     async with running(text_response, connection_limit=2) as daemon:
         a = await trio.open_tcp_stream("127.0.0.1", daemon.port)
         b = await trio.open_tcp_stream("127.0.0.1", daemon.port)
-        with trio.fail_after(WAIT):
-            while daemon.connection_count < 2:
-                await trio.sleep(0.01)
+        await settled()
+        assert daemon.connection_count == 2
         assert_refused_503(await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
         await a.aclose()
-        with trio.fail_after(WAIT):
-            while daemon.connection_count > 1:
-                await trio.sleep(0.01)
+        await settled()
+        assert daemon.connection_count == 1
         reply = await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert status_of(reply) == 200
         await b.aclose()
@@ -165,9 +172,8 @@ async def test_connection_limit_refuses_extra_connections_and_keeps_accepting() 
 async def test_per_ip_limit() -> None:
     async with running(text_response, per_ip_limit=1) as daemon:
         held = await trio.open_tcp_stream("127.0.0.1", daemon.port)
-        with trio.fail_after(WAIT):
-            while daemon.connection_count < 1:
-                await trio.sleep(0.01)
+        await settled()
+        assert daemon.connection_count == 1
         assert_refused_503(await exchange(daemon.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
         await held.aclose()
 

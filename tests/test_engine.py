@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import trio
-from conftest import WAIT, exchange, open_stream, read_response, running, status_of, text_response
+from conftest import (
+    WAIT,
+    exchange,
+    open_stream,
+    read_response,
+    running,
+    settled,
+    status_of,
+    text_response,
+)
 
 import mhd2
 
@@ -41,10 +50,7 @@ async def test_pipelined_requests_answered_in_order_one_at_a_time() -> None:
         await stream.send_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n"
                               b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n"
                               b"GET /three HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-        with trio.fail_after(WAIT):
-            while not in_app:
-                await trio.sleep(0.01)
-        await trio.testing.wait_all_tasks_blocked()
+        await settled()
         assert in_app == ["/slow"]  # the next request is not read while one is pending
         release.set()
         with trio.fail_after(WAIT):

@@ -236,7 +236,10 @@ async def test_a_reset_connection_is_released_by_the_publisher() -> None:
         assert stats.direct_deliveries == 0 and stats.drops == 0
 
 
-async def test_a_directly_written_stream_gets_its_heartbeat_after_its_last_event() -> None:
+async def test_a_directly_written_stream_gets_its_heartbeat_after_its_last_event(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Real sockets on MockClock: the time between events, and the silence until the
+    heartbeat, pass in virtual time."""
     tasks: list[Any] = []
     async with Hub() as hub:
         topic = hub.topic("news")

@@ -25,6 +25,7 @@ from conftest import (
     read_response,
     read_until_close,
     running,
+    settled,
     status_of,
     text_response,
 )
@@ -39,11 +40,13 @@ Code = mhd2.RequestEndedCode
 
 @pytest.mark.parametrize("source", ["buffer", "file"])
 async def test_slow_steady_reader_is_not_cut_by_the_inactivity_timeout(
-        source: str, tmp_path: Path) -> None:
+        source: str, tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
     """A body that takes several timeouts to read, read steadily, arrives whole
     (from memory through write, and from a file through sendfile)."""
-    # Real sockets (partial writes, sendfile), so real time: kept short, with a
-    # wide margin (a read every 0.02 s against a 0.3 s timeout).
+    # Real sockets (partial writes, sendfile) on MockClock: loopback I/O is
+    # ready as soon as it is done, so virtual time only jumps while every task
+    # waits on a timer -- the reader's pacing, a read every 0.02 s against a
+    # 0.3 s timeout.
     body = b"x" * (3 * 1024 * 1024)
     path = tmp_path / "body.bin"
     path.write_bytes(body)
@@ -192,9 +195,8 @@ async def test_connection_limit_refusals_are_rate_limited_in_the_log(
     caplog.set_level(logging.WARNING, logger="mhd2")
     async with running(text_response, connection_limit=1) as d:
         holder = await open_stream(d.port)
-        with trio.fail_after(WAIT):
-            while d.connection_count < 1:
-                await trio.sleep(0.01)
+        await settled()
+        assert d.connection_count == 1
         for _ in range(40):
             reply = await exchange(d.port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
             assert reply.startswith(b"HTTP/1.1 503 ")

@@ -309,9 +309,14 @@ async def test_full_and_incremental_uploads() -> None:
     assert after.status == 200 and after.body == b"0"
 
 
-async def test_slow_application_stops_the_window_instead_of_buffering() -> None:
+async def test_slow_application_stops_the_window_instead_of_buffering(
+        autojump_clock: trio.testing.MockClock) -> None:
     """Flow control is the backpressure: a suspended upload callback gets no more
-    than the stream's window, and the client's window stays closed."""
+    than the stream's window, and the client's window stays closed.
+
+    On MockClock (real sockets): the client's bounded waits for a WINDOW_UPDATE
+    end only once every task is blocked, so "none came" means the daemon had
+    done all it could."""
     got = [0]
     parked_in, parked_out = trio.open_memory_channel[mhd2.Request](100)
 

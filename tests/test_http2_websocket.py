@@ -288,10 +288,12 @@ async def test_action_upgrade_over_a_stream_echo_eof_and_timeouts() -> None:
         await client.aclose()
 
 
-async def test_flow_control_is_the_backpressure_both_ways() -> None:
+async def test_flow_control_is_the_backpressure_both_ways(
+        autojump_clock: trio.testing.MockClock) -> None:
     """A client that stops acknowledging stops the handler's sends (a timeout then
     reports a partial send), and a handler that stops reading closes the client's
-    window instead of buffering."""
+    window instead of buffering (real sockets on MockClock: the send timeouts pass
+    in virtual time)."""
     window = 1000
     results: dict[str, Any] = {}
     sent_some = trio.Event()

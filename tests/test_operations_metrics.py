@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from conftest import settled
 from test_cli import running
 
 prometheus_client = pytest.importorskip("prometheus_client")
@@ -186,8 +187,8 @@ async def test_suspended_requests_and_websocket_sessions_are_gauged() -> None:
             nursery.start_soon(trio.to_thread.run_sync, websocket_client)
             with trio.fail_after(10):
                 await in_session.wait()
-                while not parked:
-                    await trio.sleep(0.01)  # the daemon offers no "parked" event
+            await settled()  # the plain request reached the application too
+            assert len(parked) == 1
             daemon.sample_metrics()
             during = samples(prometheus_client.generate_latest(registry).decode())
             mhd2.request_resume(parked[0])
@@ -216,9 +217,8 @@ async def test_a_running_fanout_hub_is_scraped() -> None:
                     got.append(await client.get(f"http://127.0.0.1:{daemon.port}/"))
 
                 nursery.start_soon(poll)
-                with trio.fail_after(10):
-                    while sum(hub.stats().subscribers.values()) < 1:
-                        await trio.sleep(0.01)  # the hub offers no "subscribed" event
+                await settled()  # the poll reached the hub
+                assert sum(hub.stats().subscribers.values()) == 1
                 daemon.sample_metrics()
                 waiting = samples(prometheus_client.generate_latest(registry).decode())
                 await topic.publish(b"hello")

@@ -25,7 +25,12 @@ VERSION = {version!r}
 async def handle(request):
     if request.path == "/slow":
         print("slow request started", file=sys.stderr, flush=True)
-        await trio.sleep(1.5)
+        # Held until the test creates the file "release": in flight across the
+        # reload for sure.  (Another process's file: nothing to wait on but it.)
+        release = os.path.join(os.path.dirname(__file__), "release")
+        with trio.fail_after(30):
+            while not os.path.exists(release):
+                await trio.sleep(0.01)
     body = f"{{VERSION}} {{os.getpid()}}".encode()
     return mhd2.action_from_response(request, mhd2.Response.from_buffer_copy(200, body))
 """
@@ -66,6 +71,7 @@ async def test_sighup_without_workers_reexecs_on_the_same_socket(tmp_path: Path)
                 module.write_text(SOURCE.format(version="two"))
                 process.send_signal(signal.SIGHUP)
                 await stderr.until("SIGHUP, reloading")
+                (tmp_path / "release").touch()  # the reload began: let /slow end
                 await stderr.until("mhd2: running hup_app:handle")
                 while not bodies or not bodies[-1].startswith("two "):
                     await trio.sleep(0.05)

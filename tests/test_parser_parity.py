@@ -539,9 +539,10 @@ TIMEOUT_CASES = (
 )
 
 
-async def test_timeouts_are_identical() -> None:
+async def test_timeouts_are_identical(autojump_clock: trio.testing.MockClock) -> None:
     """What an unfinished request gets when the inactivity timeout passes (408 or a
-    close) is the same on both backends."""
+    close) is the same on both backends (in memory on MockClock: the timeouts pass
+    in virtual time)."""
     app = EchoApp()
     mismatches = []
     async with daemons(app, timeout=0.2) as by_parser:

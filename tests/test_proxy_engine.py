@@ -15,6 +15,7 @@ from conftest import (
     open_stream,
     read_until_close,
     running,
+    settled,
     status_of,
     text_response,
 )
@@ -100,9 +101,8 @@ async def test_per_ip_limit_counts_the_proxied_client() -> None:
     async with running(text_response, proxy_protocol=True, per_ip_limit=1) as d:
         holder = await open_stream(d.port)
         await holder.send_all(V1)  # 203.0.113.9 holds its one connection
-        with trio.fail_after(WAIT):
-            while d.connection_count < 1:
-                await trio.sleep(0.01)
+        await settled()
+        assert d.connection_count == 1
         other = b"PROXY TCP4 192.0.2.1 10.0.0.1 1000 80\r\n"
         assert status_of(await exchange(d.port, other + GET)) == 200  # another client: fine
         reply = await exchange(d.port, V1 + GET)  # the same client again: over its limit

@@ -36,7 +36,12 @@ async def serve(sock, worker):
     async def answer(request):
         if request.path == "/slow":
             log(f"slow request in {os.getpid()}")
-            await trio.sleep(1)
+            # Held until the test creates the file "release": in flight across the
+            # stop for sure.  (Another process's file: nothing to wait on but it.)
+            release = os.path.join(os.path.dirname(__file__), "release")
+            with trio.fail_after(30):
+                while not os.path.exists(release):
+                    await trio.sleep(0.01)
         elif request.path == "/hang":
             log(f"hanging request in {os.getpid()}")
             await trio.sleep_forever()
@@ -55,6 +60,7 @@ async def serve(sock, worker):
                 worker.ready()
             async for _ in signals:
                 break
+            log(f"worker {os.getpid()} draining")
             await drain_and_stop(daemon, worker.graceful_timeout)
     return 0
 
@@ -187,7 +193,7 @@ async def test_sighup_reload_under_load_only_200s(running: App) -> None:
     assert "sup: SIGHUP: reloading 2 workers one at a time" in running.stderr.seen
 
 
-async def test_sigterm_exits_0_after_requests_in_flight(running: App) -> None:
+async def test_sigterm_exits_0_after_requests_in_flight(running: App, app_file: Path) -> None:
     result: list[tuple[int, int]] = []
 
     async def slow() -> None:
@@ -196,13 +202,16 @@ async def test_sigterm_exits_0_after_requests_in_flight(running: App) -> None:
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(slow)
-            await running.stderr.until("slow request in")
+            line = await running.stderr.until("slow request in")
             running.process.send_signal(signal.SIGTERM)
+            # The worker holding the request is draining: now let the request end.
+            await running.stderr.until(f"worker {line.split()[-1]} draining")
+            (app_file.parent / "release").touch()
         assert await running.process.wait() == 0
     assert result[0][0] == 200  # finished during the graceful stop
 
 
-@pytest.mark.parametrize("running", [("1", "0", "1", "normal")], indirect=True)
+@pytest.mark.parametrize("running", [("1", "0", "0.3", "normal")], indirect=True)
 async def test_sigterm_within_graceful_timeout(running: App) -> None:
     async with trio.open_nursery() as nursery:
         answers: list[bytes] = []
@@ -221,7 +230,7 @@ async def test_sigterm_within_graceful_timeout(running: App) -> None:
             code = await running.process.wait()
         nursery.cancel_scope.cancel()
     assert code == 0
-    assert trio.current_time() - start < 1 + 2  # graceful timeout 1 s, plus slack
+    assert trio.current_time() - start < 0.3 + 2  # graceful timeout 0.3 s, plus slack
     assert answers in ([], [b""])  # the hung request was cut off, not answered
 
 

@@ -56,6 +56,7 @@ async def test_a_task_waiting_on_an_upgraded_socket_is_woken_by_its_close() -> N
     # the handle: the reader must be woken (not hang), the client sees EOF.
     woken: list[str] = []
     reading = trio.Event()
+    reader_done = trio.Event()
 
     async def handler(request: mhd2.Request, urh: mhd2.UpgradeHandle) -> None:
         async def reader() -> None:
@@ -65,6 +66,8 @@ async def test_a_task_waiting_on_an_upgraded_socket_is_woken_by_its_close() -> N
                 woken.append("data")
             except Exception as exc:
                 woken.append(type(exc).__name__)
+            finally:
+                reader_done.set()
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reader)
@@ -82,8 +85,7 @@ async def test_a_task_waiting_on_an_upgraded_socket_is_woken_by_its_close() -> N
                                   b"Upgrade: echo/1\r\n\r\n")
             reply = await read_until_close(stream)
             await stream.aclose()
-            while not woken:
-                await trio.sleep(0)
+            await reader_done.wait()
     assert reply.startswith(b"HTTP/1.1 101 ")
     assert woken and woken[0] != "data", woken
 

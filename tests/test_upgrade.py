@@ -180,7 +180,10 @@ async def test_recv_timeouts_peer_shutdown_and_invalid_after_close() -> None:
     assert results == {"data": b"1234", "eof": b"", "ok": True}
 
 
-async def test_send_timeout_returns_partial_count_then_times_out() -> None:
+async def test_send_timeout_returns_partial_count_then_times_out(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A send to a client that never reads returns what fit once its timeout passes
+    (real sockets on MockClock: the timeout passes in virtual time)."""
     results: dict[str, Any] = {}
     filled = trio.Event()
 
@@ -231,8 +234,13 @@ async def _paced_reader(stream: trio.abc.ReceiveStream, total: int, step: int,
     return got, longest
 
 
-async def test_send_timeout_is_an_inactivity_timeout() -> None:
-    """A send to a slow but steady reader lasts far past *timeout* and is not cut."""
+async def test_send_timeout_is_an_inactivity_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """A send to a slow but steady reader lasts far past *timeout* and is not cut.
+
+    Real sockets on MockClock: loopback I/O is ready as soon as it is done, so
+    virtual time only jumps while every task waits on a timer (the reader's
+    pacing, or the send's timeout if it were not re-armed)."""
     size = 10 << 20
     results: dict[str, Any] = {}
 
@@ -357,7 +365,9 @@ async def test_no_idle_timeout_and_counted_against_limits(
             assert status_of(reply) == 200
 
 
-async def test_graceful_stop_closes_upgraded_connections_after_grace() -> None:
+async def test_graceful_stop_closes_upgraded_connections_after_grace(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Real sockets on MockClock: the grace passes in virtual time."""
     started = trio.Event()
     cancelled: list[bool] = []
 

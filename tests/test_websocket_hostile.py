@@ -317,8 +317,10 @@ async def test_stop_sends_1001_at_once_and_ends_within_grace(
     assert seen == [True, True, True]
 
 
-async def test_stop_while_a_send_blocks_on_a_non_reader_ends_within_grace() -> None:
-    """The handler's send holds the socket (the client never reads): stop is still bounded."""
+async def test_stop_while_a_send_blocks_on_a_non_reader_ends_within_grace(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """The handler's send holds the socket (the client never reads): stop is still bounded
+    (real sockets on MockClock: the 0.5 s fill and the 1 s grace pass in virtual time)."""
     blocked = trio.Event()
 
     async def handler(ws: WebSocket) -> None:
@@ -420,15 +422,18 @@ async def test_deflate_offers_with_bad_parameters_are_declined(offer: str, answe
 # -- 2. deadlines are inactivity limits: a slow but steady reader is alive -------------------
 
 
-async def test_keepalive_counts_a_slow_steady_reader_as_alive() -> None:
+async def test_keepalive_counts_a_slow_steady_reader_as_alive(
+        autojump_clock: trio.testing.MockClock) -> None:
     """ping_interval=0.4 while 3 MiB go to a client reading steadily for ~1 s: no 1011.
 
     The ping waits behind the big message and the client reaches it only after
     draining the kernel's buffers, long after ``ping_interval``; the send queue
     shrinking meanwhile is progress.
     """
-    # Real sockets (the kernel's buffers are the point), so real time: the
-    # size keeps the drain at ~2.5 ping intervals, each read 0.02 s apart.
+    # Real sockets (the kernel's buffers are the point) on MockClock: loopback
+    # I/O is ready as soon as it is done, so virtual time only jumps while every
+    # task waits on a timer.  The size keeps the drain at ~2.5 ping intervals,
+    # each read 0.02 s apart.
     size = 3 * MiB
     closed: list[CloseReason | None] = []
 
