@@ -10,15 +10,24 @@ to h11 (correct, but slow) fails.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mhd2._http1.backend import parser_factory
+from mhd2._http1.backend import httptools_available, parser_factory
 from mhd2._http1.parser import BodyEnd, H11Parser, Head, ParseError
 from mhd2._http1.plain import PlainParser
 
 MAX_HEAD = 8192
+
+# The pure-Python fast path does not depend on what is installed: its
+# Hypothesis runs are made once, in the session without httptools (the h11
+# session of ``nox -s tests``), unless ``MHD2_PARITY_ALL=1``.
+if httptools_available() and os.environ.get("MHD2_PARITY_ALL") != "1":
+    pytest.skip("runs in the h11 session (no httptools), or with MHD2_PARITY_ALL=1",
+                allow_module_level=True)
 
 
 def fast(parser: PlainParser) -> bool:
