@@ -32,7 +32,7 @@ from .. import (
     request_resume,
 )
 from ..websocket import ConnectionClosed, WebSocket, action_websocket
-from .http import ClientDisconnected, Cycle, Message, Shared
+from .cycle import ClientDisconnected, Cycle, Message, Shared
 
 __all__ = ["WebSocketCycle"]
 
