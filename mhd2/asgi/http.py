@@ -29,7 +29,6 @@ gets ``500``; after it, the connection is closed (an HTTP/2 stream reset).
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
 from collections.abc import Coroutine
 from typing import Any
@@ -58,7 +57,7 @@ from .. import (
     upload_action_suspend,
 )
 from .cycle import ClientDisconnected, Cycle, Message, Shared
-from .responses import split_headers, whole_response, with_headers
+from .responses import file_response, split_headers, text_pairs, whole_response, with_headers
 
 __all__ = ["HTTPCycle"]
 
@@ -425,8 +424,7 @@ class HTTPCycle(Cycle):
             raise RuntimeError("http.response.trailers needs http.response.start with "
                                "trailers=True and the body sent first")
         trailers = self._trailers if self._trailers is not None else []
-        trailers.extend((bytes(n).decode("latin-1"), bytes(v).decode("latin-1"))
-                        for n, v in message.get("headers", ()))
+        trailers.extend(text_pairs(message.get("headers", ())))
         self._trailers = trailers
         if not message.get("more_trailers", False):
             self.finished = True
@@ -439,13 +437,7 @@ class HTTPCycle(Cycle):
         if start is None or self.response is not None:
             raise RuntimeError("http.response.pathsend must follow http.response.start "
                                "and replace the body")
-        fd = os.open(message["path"], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        response = Response.from_fd(start["status"], fd)  # (closes fd if it raises)
-        try:
-            with_headers(response, split_headers(start.get("headers", ()))[0])
-        except BaseException:
-            response.destroy()  # closes fd
-            raise
+        response = file_response(start["status"], start.get("headers", ()), message["path"])
         self.finished = True
         self._ready(response)
 

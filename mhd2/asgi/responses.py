@@ -6,7 +6,10 @@
 * :func:`whole_response`: the response of a ``http.response.start`` and a
   single, last ``http.response.body``, from the **whole-response cache**
   once it has been made twice;
-* :func:`with_headers`: header lines added to a response.
+* :func:`with_headers`: header lines added to a response;
+* :func:`file_response`: the response of ``http.response.pathsend`` (a file);
+* :func:`text_pairs`: header pairs as text, uncached (trailers, a
+  WebSocket's accept headers).
 
 Nothing here waits or knows the request: these are pure functions of the
 app's messages (and the caches), called from :mod:`mhd2.asgi.http`.
@@ -14,6 +17,7 @@ app's messages (and the caches), called from :mod:`mhd2.asgi.http`.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from .. import Response
@@ -22,7 +26,9 @@ __all__ = [
     "HEADER_CACHE_SIZE",
     "REPLY_CACHE_BODY_LIMIT",
     "REPLY_CACHE_SIZE",
+    "file_response",
     "split_headers",
+    "text_pairs",
     "whole_response",
     "with_headers",
 ]
@@ -142,3 +148,25 @@ def with_headers(response: Response, pairs: list[tuple[str, str]]) -> Response:
         add(name, value)
     return response
 
+
+def file_response(status: Any, headers: Any, path: Any) -> Response:
+    """The response of ``http.response.start`` and ``http.response.pathsend``: the file at *path*.
+
+    Raises:
+        OSError: the file cannot be opened.
+        ValueError: a ``content-length`` that is not a number.
+        mhd2.ResponseHeaderError: a header mhd2 refuses (the file is closed).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    response = Response.from_fd(status, fd)  # (closes fd if it raises)
+    try:
+        with_headers(response, split_headers(headers)[0])
+    except BaseException:
+        response.destroy()  # closes fd
+        raise
+    return response
+
+
+def text_pairs(headers: Any) -> list[tuple[str, str]]:
+    """ASGI header pairs (``bytes``-like names and values) as Latin-1 text pairs."""
+    return [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers]
