@@ -11,8 +11,9 @@
 * :func:`text_pairs`: header pairs as text, uncached (trailers, a
   WebSocket's accept headers).
 
-Nothing here waits or knows the request: these are pure functions of the
-app's messages (and the caches), called from :mod:`mhd2.asgi.http`.
+Nothing here waits or knows the request: each function turns the app's
+messages into a response or a header list (using the caches), called from :mod:`mhd2.asgi.http` (and
+:mod:`mhd2.asgi.websocket` for its accept headers).
 """
 
 from __future__ import annotations
