@@ -16,12 +16,8 @@ from typing import Any, Literal
 import trio
 
 from ._http1.backend import PARSER_CHOICES, httptools_available
-from ._proxy.forwarded import (
-    DEFAULT_TRUSTED_PROXIES,
-    ForwardedFamily,
-    TrustedProxies,
-    check_forwarded_headers,
-)
+from ._proxy.forwarded import ForwardedFamily, check_forwarded_headers
+from ._proxy.trusted import DEFAULT_TRUSTED_PROXIES, TrustedProxies
 from .enums import AddressFamily, StatusCode, StrictLevel
 from .errors import UsageError
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._auth.nonces import NonceRegistry
 from ._http1.backend import parser_factory
-from ._proxy.forwarded import TrustedProxies
+from ._proxy.trusted import TrustedProxies
 from .pool import LargePool
 
 if TYPE_CHECKING:

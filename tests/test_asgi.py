@@ -22,7 +22,7 @@ from h2raw import RawH2
 
 import mhd2
 import mhd2.asgi
-import mhd2.asgi.http
+import mhd2.asgi.cycle
 from mhd2.asgi import LifespanFailed
 
 Scope = dict[str, Any]
@@ -31,7 +31,7 @@ Scope = dict[str, Any]
 @pytest.fixture(autouse=True)
 def no_park_rescue(monkeypatch: pytest.MonkeyPatch) -> None:
     """A lost wake-up must hang (and fail), not be rescued by the slow-app sweeper."""
-    monkeypatch.setattr(mhd2.asgi.http, "PARK_AFTER", 1000.0)
+    monkeypatch.setattr(mhd2.asgi.cycle, "PARK_AFTER", 1000.0)
 
 
 @asynccontextmanager
@@ -710,7 +710,7 @@ async def test_http2_upload_streams_through_the_bridge() -> None:
 async def test_a_slow_app_is_suspended_and_still_answers(
         monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.testing.MockClock) -> None:
     """After PARK_AFTER the request is suspended (watched, no inactivity timeout)."""
-    monkeypatch.setattr(mhd2.asgi.http, "PARK_AFTER", 0.02)
+    monkeypatch.setattr(mhd2.asgi.cycle, "PARK_AFTER", 0.02)
     parked = trio.Event()
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:

@@ -1,7 +1,7 @@
 """The bridge's fast paths give the same bytes as the slow ones.
 
 A complete small response (``http.response.start`` and one last
-``http.response.body``) is made once and reused (:func:`mhd2.asgi.http._whole_response`):
+``http.response.body``) is made once and reused (:func:`mhd2.asgi.responses.whole_response`):
 every request, whatever its method, version or ``Connection`` wish, must get
 what a freshly made response would have given it.
 """
@@ -18,7 +18,7 @@ from conftest import WAIT, exchange, open_stream
 
 import mhd2
 import mhd2.asgi
-import mhd2.asgi.http
+import mhd2.asgi.responses
 
 Scope = dict[str, Any]
 BODY = b"Hello, World!"
@@ -26,8 +26,8 @@ BODY = b"Hello, World!"
 
 @pytest.fixture(autouse=True)
 def empty_cache() -> None:
-    mhd2.asgi.http._reply_cache.clear()
-    mhd2.asgi.http._reply_seen.clear()
+    mhd2.asgi.responses._reply_cache.clear()
+    mhd2.asgi.responses._reply_seen.clear()
 
 
 def constant_app(body: Any = BODY, headers: Any = None, status: int = 200) -> Any:
@@ -64,7 +64,7 @@ async def test_a_constant_response_is_made_once_and_answers_every_kind_of_reques
                 data = b""
                 while chunk := await stream.receive_some(65536):
                     data += chunk
-    assert len(mhd2.asgi.http._reply_cache) == 1
+    assert len(mhd2.asgi.responses._reply_cache) == 1
     parts = data.split(b"HTTP/1.1 200 OK\r\n")
     assert parts[0] == b"" and len(parts) == 5, data
     for i, part in enumerate(parts[1:]):
@@ -94,7 +94,7 @@ async def test_responses_that_are_not_cached_are_still_right(body: Any, headers:
             assert status == b"HTTP/1.1 200 OK"
             assert got == bytes(body) and fields[b"content-length"] == b"%d" % len(body)
             assert fields[b"content-type"] == b"text/plain" and fields[b"x-a"] == b"1"
-    assert not mhd2.asgi.http._reply_cache
+    assert not mhd2.asgi.responses._reply_cache
 
 
 async def test_a_response_that_differs_every_time_is_never_kept() -> None:
@@ -112,12 +112,12 @@ async def test_a_response_that_differs_every_time_is_never_kept() -> None:
                 d.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             assert split(response)[2] == b"n=%d" % n
     # (made once each: no reusable response is kept for any of them)
-    assert not mhd2.asgi.http._reply_cache
+    assert not mhd2.asgi.responses._reply_cache
 
 
 async def test_different_bodies_and_statuses_get_their_own_responses(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mhd2.asgi.http, "REPLY_CACHE_SIZE", 3)
+    monkeypatch.setattr(mhd2.asgi.responses, "REPLY_CACHE_SIZE", 3)
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -135,7 +135,7 @@ async def test_different_bodies_and_statuses_get_their_own_responses(
             assert status.startswith(b"HTTP/1.1 %d " % (200 + n % 2))
             assert fields[b"x-n"] == b"%d" % (n % 5)
             assert body == b"body %d" % (n % 7)
-            assert len(mhd2.asgi.http._reply_cache) <= 3  # the bound holds
+            assert len(mhd2.asgi.responses._reply_cache) <= 3  # the bound holds
 
 
 TARGETS = [
@@ -267,4 +267,4 @@ async def test_a_constant_response_is_shared_by_http1_and_http2_requests() -> No
                     r = await client.head(f"http://127.0.0.1:{port}/")
                     assert r.status_code == 200 and r.content == b""
                     assert r.headers["content-length"] == "13"
-    assert len(mhd2.asgi.http._reply_cache) == 1
+    assert len(mhd2.asgi.responses._reply_cache) == 1

@@ -20,7 +20,7 @@ from conftest import WAIT, settled
 
 import mhd2
 import mhd2.asgi
-import mhd2.asgi.http
+import mhd2.asgi.cycle
 import mhd2.asgi.inline
 
 Scope = dict[str, Any]
@@ -37,7 +37,7 @@ def test_the_first_step_is_supported_on_this_trio() -> None:
 @pytest.fixture(autouse=True)
 def no_park_rescue(monkeypatch: pytest.MonkeyPatch) -> None:
     """A lost wake-up must hang (and fail), not be rescued by the slow-app sweeper."""
-    monkeypatch.setattr(mhd2.asgi.http, "PARK_AFTER", 1000.0)
+    monkeypatch.setattr(mhd2.asgi.cycle, "PARK_AFTER", 1000.0)
 
 
 @asynccontextmanager

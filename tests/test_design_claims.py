@@ -21,7 +21,8 @@ PACKAGE = ROOT / "mhd2"
 #: design.rst: "The sans-IO cores ... never import it, not even for type checking".
 SANS_IO = [
     "_http1/*.py", "_auth/*.py", "_post/*.py",
-    "_proxy/protocol.py", "_proxy/forwarded.py",
+    "_proxy/protocol.py", "_proxy/forwarded.py", "_proxy/addresses.py", "_proxy/trusted.py",
+    "_proxy/rfc7239.py", "_proxy/x_forwarded.py",
     "_static/conditionals.py", "_static/encodings.py", "_static/files.py",
     "_static/listing.py", "_static/ranges.py", "_static/snapshot.py", "_static/tree.py",
     "http2/engine.py", "http2/events.py", "http2/guard.py", "http2/machine.py",

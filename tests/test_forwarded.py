@@ -23,16 +23,15 @@ from hypothesis import strategies as st
 import mhd2
 from mhd2._cli.options import _engine_options
 from mhd2._proxy.forwarded import (
-    ForwardedElement,
     ForwardedFamily,
     ForwardedResult,
-    TrustedProxies,
     check_forwarded_headers,
-    parse_forwarded,
-    parse_x_forwarded_for,
     resolve_client,
     resolve_from_headers,
 )
+from mhd2._proxy.rfc7239 import ForwardedElement, parse_forwarded
+from mhd2._proxy.trusted import TrustedProxies
+from mhd2._proxy.x_forwarded import parse_x_forwarded_for
 from mhd2.cli import build_parser, main
 from mhd2.errors import UsageError
 

@@ -10,7 +10,6 @@ import pytest
 import trio
 import trio.testing
 
-from mhd2._proxy.forwarded import TrustedProxies
 from mhd2._proxy.protocol import (
     NEED_DATA,
     V2_SIGNATURE,
@@ -22,6 +21,7 @@ from mhd2._proxy.protocol import (
     parse_proxy_header,
 )
 from mhd2._proxy.receive import peer_address, proxied_client_address, receive_proxy_header
+from mhd2._proxy.trusted import TrustedProxies
 
 HTTP = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 

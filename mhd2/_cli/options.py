@@ -128,7 +128,7 @@ def _seconds(text: str) -> float:
 
 
 def _trusted(text: str) -> tuple[str, ...]:
-    from .._proxy.forwarded import TrustedProxies
+    from .._proxy.trusted import TrustedProxies
     from ..errors import UsageError
 
     try:

@@ -2,9 +2,14 @@
 
 * :mod:`mhd2._proxy.protocol`: HAProxy's PROXY protocol, v1 (text) and v2
   (binary), parsed from bytes as they arrive.
-* :mod:`mhd2._proxy.forwarded`: RFC 7239 ``Forwarded`` and
-  ``X-Forwarded-For`` / ``X-Forwarded-Proto``, believed only from trusted
-  peers (:class:`~mhd2._proxy.forwarded.TrustedProxies`).
+* :mod:`mhd2._proxy.forwarded`: the real client from RFC 7239 ``Forwarded``
+  or ``X-Forwarded-For`` / ``X-Forwarded-Proto``, believed only from trusted
+  peers; it assembles the answer from
+  :mod:`~mhd2._proxy.trusted` (the trust list,
+  :class:`~mhd2._proxy.trusted.TrustedProxies`),
+  :mod:`~mhd2._proxy.rfc7239` and :mod:`~mhd2._proxy.x_forwarded` (the two
+  header families' grammars) and :mod:`~mhd2._proxy.addresses` (the address
+  forms they share).
 
 The exception to "no I/O" is :mod:`mhd2._proxy.receive`:
 :func:`~mhd2._proxy.receive.receive_proxy_header` takes exactly the header off
@@ -15,14 +20,7 @@ trust check and the timeout: the one call the accept path makes.
 
 from __future__ import annotations
 
-from .forwarded import (
-    ForwardedResult,
-    TrustedProxies,
-    parse_forwarded,
-    parse_x_forwarded_for,
-    resolve_client,
-    resolve_from_headers,
-)
+from .forwarded import ForwardedResult, resolve_client, resolve_from_headers
 from .protocol import (
     NEED_DATA,
     Command,
@@ -34,6 +32,9 @@ from .protocol import (
     parse_proxy_header,
 )
 from .receive import peer_address, proxied_client_address, receive_proxy_header
+from .rfc7239 import parse_forwarded
+from .trusted import TrustedProxies
+from .x_forwarded import parse_x_forwarded_for
 
 __all__ = [
     "NEED_DATA",

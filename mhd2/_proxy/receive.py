@@ -22,7 +22,6 @@ from typing import Any
 
 import trio
 
-from .forwarded import TrustedProxies
 from .protocol import (
     DEFAULT_MAX_V2_LENGTH,
     MAX_V1_LENGTH,
@@ -31,6 +30,7 @@ from .protocol import (
     ProxyProtocolError,
     parse_proxy_header,
 )
+from .trusted import TrustedProxies
 
 __all__ = ["proxied_client_address", "receive_proxy_header"]
 

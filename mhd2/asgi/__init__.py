@@ -11,8 +11,8 @@ This package is a layer above the engine: it uses only mhd2's public API.
 """
 
 from .bridge import Bridge, action_asgi
+from .cycle import ClientDisconnected
 from .daemon import Daemon, is_asgi_app
-from .http import ClientDisconnected
 from .lifespan import Lifespan, LifespanFailed
 
 __all__ = [

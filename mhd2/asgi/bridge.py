@@ -18,7 +18,8 @@ from typing import Any
 import trio
 
 from .. import Action, Request, request_resume
-from .http import ASGIApp, HTTPCycle, Shared, run_app
+from .cycle import ASGIApp, Shared, run_app
+from .http import HTTPCycle
 from .inline import Runners, first_step
 from .scope import headers_of, http_scope, is_websocket_request, websocket_scope
 from .websocket import WebSocketCycle
@@ -121,7 +122,7 @@ class Bridge:
         """A graceful stop begins: let every request in flight wait for its app.
 
         Every parked request is resumed once, and is then awaited rather than
-        suspended (see :class:`~mhd2.asgi.http.Shared`).  Call before the
+        suspended (see :class:`~mhd2.asgi.cycle.Shared`).  Call before the
         daemon's own stop, with a checkpoint in between.
         """
         self.shared.stopping = True

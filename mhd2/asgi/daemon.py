@@ -12,7 +12,7 @@ import trio
 from .. import Daemon as _EngineDaemon
 from .. import UsageError
 from .bridge import Bridge
-from .http import ASGIApp
+from .cycle import ASGIApp
 from .lifespan import Lifespan
 
 __all__ = ["Daemon", "is_asgi_app"]

@@ -29,12 +29,9 @@ gets ``500``; after it, the connection is closed (an HTTP/2 stream reset).
 from __future__ import annotations
 
 import logging
-import os
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import Coroutine
 from typing import Any
-
-import trio
 
 from .. import (
     Action,
@@ -52,7 +49,6 @@ from .. import (
     dcc_action_continue_zc,
     dcc_action_finish,
     dcc_action_suspend,
-    request_on_end,
     request_resume,
     request_send_early_hints,
     upload_action_abort_request,
@@ -60,206 +56,15 @@ from .. import (
     upload_action_from_response,
     upload_action_suspend,
 )
-from .wake import Changes
+from .cycle import ClientDisconnected, Cycle, Message, Shared
+from .responses import file_response, split_headers, text_pairs, whole_response, with_headers
 
-__all__ = ["ASGIApp", "ClientDisconnected", "HTTPCycle", "Message", "Shared", "run_app"]
+__all__ = ["HTTPCycle"]
 
 logger = logging.getLogger("mhd2.asgi")
 
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[Message]],
-                    Callable[[Message], Awaitable[None]]], Awaitable[None]]
-
 _DISCONNECT: dict[str, Any] = {"type": "http.disconnect"}
-#: Seconds (up to twice that) the request callback waits for the app's first
-#: step before it suspends the request (see :meth:`HTTPCycle._awaited_action`).
-PARK_AFTER = 1.0
 _INTERNAL_ERROR = b"Internal Server Error\n"
-
-
-class Shared:
-    """What the cycles of one bridge share.
-
-    Attributes:
-        stopping: a graceful stop has begun.  From then on the daemon's side
-            waits for the app in ``async`` callbacks instead of suspending the
-            request: mhd2 answers a request that is suspended when a graceful
-            stop begins with ``503`` at once, and an ASGI request in flight
-            must instead get the grace period to finish.
-        cycles: the cycles whose request has not ended, by request.
-        fresh, stale: request callbacks waiting for the app's first step,
-            since the sweeper's last tick or since the one before (those are
-            told to suspend: :meth:`HTTPCycle._awaited_action`).
-        running: app tasks running; ``idle`` is set when that drops to 0.
-    """
-
-    __slots__ = ("cycles", "fresh", "idle", "running", "stale", "stopping")
-
-    def __init__(self) -> None:
-        self.stopping = False
-        self.cycles: dict[Request, Any] = {}
-        self.fresh: set[HTTPCycle] = set()
-        self.stale: set[HTTPCycle] = set()
-        self.running = 0
-        self.idle: trio.Event | None = None
-
-    async def sweep(self) -> None:
-        """Every :data:`PARK_AFTER` seconds, tell callbacks waiting since two ticks to suspend."""
-        while True:
-            await trio.sleep(PARK_AFTER)
-            stale, self.stale, self.fresh = self.stale, self.fresh, set()
-            for cycle in stale:
-                cycle.too_slow()
-
-
-class ClientDisconnected(OSError):
-    """``send()`` on a request whose client has gone (the ASGI spec's OSError)."""
-
-
-#: Most header lists :func:`_split_headers` remembers (then it starts afresh).
-HEADER_CACHE_SIZE = 256
-_split_cache: dict[tuple[Any, ...], tuple[list[tuple[str, str]], int | None]] = {}
-
-
-def _split_headers(headers: Any) -> tuple[list[tuple[str, str]], int | None]:
-    """The app's headers as text pairs, and the ``content-length`` it declared.
-
-    ``Content-Length`` is left out: the daemon writes it from the body it is
-    given (or the declared size of a streamed body).  Apps send the same
-    few header lists again and again: the last :data:`HEADER_CACHE_SIZE`
-    lists of ``(bytes, bytes)`` tuples are remembered with their result
-    (the pairs are only read by the caller).
-
-    Raises:
-        ValueError: a ``content-length`` that is not a number.
-    """
-    try:
-        key = tuple(headers)
-        known = _split_cache.get(key)
-    except TypeError:  # [name, value] lists, bytearrays ...: not hashable
-        return _split_headers_now(headers)
-    if known is not None:
-        return known
-    result = _split_headers_now(key)
-    if all(type(name) is bytes and type(value) is bytes for name, value in key):
-        if len(_split_cache) >= HEADER_CACHE_SIZE:
-            _split_cache.clear()
-        _split_cache[key] = result
-    return result
-
-
-def _split_headers_now(headers: Any) -> tuple[list[tuple[str, str]], int | None]:
-    """:func:`_split_headers` without the cache."""
-    pairs: list[tuple[str, str]] = []
-    declared: int | None = None
-    for name, value in headers:
-        key = (name if type(name) is bytes else bytes(name)).decode("latin-1")
-        text = (value if type(value) is bytes else bytes(value)).decode("latin-1")
-        if len(key) == 14 and key.lower() == "content-length":
-            if not text.strip().isdigit():
-                raise ValueError(f"content-length {text!r} is not a number")
-            declared = int(text)
-            continue
-        pairs.append((key, text))
-    return pairs, declared
-
-
-#: Bodies up to this size are answered from :func:`_whole_response`'s cache.
-REPLY_CACHE_BODY_LIMIT = 1024
-#: Most whole responses :func:`_whole_response` remembers (then it starts afresh).
-REPLY_CACHE_SIZE = 256
-_reply_cache: dict[tuple[Any, ...], Response] = {}
-#: Keys seen once, not cached yet (at most REPLY_CACHE_SIZE; then it starts afresh).
-_reply_seen: dict[tuple[Any, ...], None] = {}
-
-
-def _whole_response(status: Any, headers: Any, body: Any) -> Response:
-    """The response of a ``http.response.start`` and a single, last ``http.response.body``.
-
-    Apps answer with the same few complete responses again and again (a
-    health check, an empty ``204``, a small constant page): a response made
-    from ``bytes`` header pairs and a ``bytes`` body of at most
-    :data:`REPLY_CACHE_BODY_LIMIT` bytes is made once, *reusable*, and the
-    last :data:`REPLY_CACHE_SIZE` of them are remembered by ``(status,
-    headers, body)``.  The daemon then sends it from its cached wire bytes
-    (head and body in one piece, the ``Date`` line renewed each second)
-    instead of building the head again for every request.  A response is
-    cached the second time it is made: one that differs every time (a
-    counter, a timestamp in the body) is made as a plain one-use response,
-    and no reusable response is kept for it.
-
-    Raises:
-        ValueError: a ``content-length`` that is not a number.
-        mhd2.ResponseHeaderError: a header mhd2 refuses.
-    """
-    key: tuple[Any, ...] | None = None
-    if type(body) is bytes and len(body) <= REPLY_CACHE_BODY_LIMIT and type(status) is int:
-        try:
-            key = (status, tuple(headers), body)
-            known = _reply_cache.get(key)
-        except TypeError:  # [name, value] lists ...: not hashable
-            key = None
-        else:
-            if known is not None:
-                return known
-    pairs, _ = _split_headers(headers)
-    response = _with_headers(Response.from_buffer(status, bytes(body)), pairs)
-    if key is not None:
-        seen = _reply_seen
-        if key not in seen:
-            if len(seen) >= REPLY_CACHE_SIZE:
-                seen.clear()
-            seen[key] = None
-        elif all(type(name) is bytes and type(value) is bytes for name, value in key[1]):
-            del seen[key]
-            response.set_options(reusable=True)
-            if len(_reply_cache) >= REPLY_CACHE_SIZE:
-                _reply_cache.clear()
-            _reply_cache[key] = response
-    return response
-
-
-def _with_headers(response: Response, pairs: list[tuple[str, str]]) -> Response:
-    """*response* with the header lines *pairs* added.
-
-    Raises:
-        mhd2.ResponseHeaderError: a header mhd2 refuses (CR/LF in it, a
-            ``Transfer-Encoding`` other than chunked ...).
-    """
-    add = response.add_header
-    for name, value in pairs:
-        add(name, value)
-    return response
-
-
-class Cycle(Changes):
-    """What an HTTP and a WebSocket cycle share: their request, scope and bridge
-    record, and being listed in ``shared.cycles`` until the request ends.
-
-    A subclass sets its own state, then calls :meth:`_watch_end` last (the
-    request may have ended already, and :meth:`_ended` looks at that state).
-    """
-
-    __slots__ = ("app_done", "end_code", "request", "scope", "shared")
-
-    def __init__(self, request: Request, scope: dict[str, Any], shared: Shared) -> None:
-        super().__init__()
-        self.request = request
-        self.scope = scope
-        self.shared = shared
-        self.app_done = False
-        self.end_code: RequestEndedCode | None = None
-
-    def _watch_end(self) -> None:
-        """Have :meth:`_ended` told when the request ends; list the cycle until then."""
-        request_on_end(self.request, self._ended)
-        if self.end_code is None:
-            self.shared.cycles[self.request] = self
-
-    def _ended(self, code: RequestEndedCode) -> None:
-        """The request is over: note how, and unlist the cycle (subclasses go on)."""
-        self.end_code = code
-        self.shared.cycles.pop(self.request, None)
 
 
 class HTTPCycle(Cycle):
@@ -573,22 +378,22 @@ class HTTPCycle(Cycle):
             headers = start.get("headers", ())
             if not more and not start.get("trailers", False):
                 if body or self.request.method != "HEAD":
-                    response = _whole_response(status, headers, body)
+                    response = whole_response(status, headers, body)
                 else:
-                    pairs, declared = _split_headers(headers)
+                    pairs, declared = split_headers(headers)
                     if declared:
                         # HEAD: the app declared the GET body's size and sent none;
                         # the daemon sends the headers of that size and no body.
                         response = Response.from_callback(status, declared, self._creator)
                     else:
                         response = Response.from_buffer(status, b"")
-                    response = _with_headers(response, pairs)  # (raises for a bad header)
+                    response = with_headers(response, pairs)  # (raises for a bad header)
                 self.finished = True
                 self._ready(response)
                 return None
-            pairs, declared = _split_headers(headers)
+            pairs, declared = split_headers(headers)
             self._declared = declared
-            self._ready(_with_headers(Response.from_callback(status, declared, self._creator),
+            self._ready(with_headers(Response.from_callback(status, declared, self._creator),
                                       pairs))
         if self.finished:
             raise RuntimeError("http.response.body after the response was complete")
@@ -619,8 +424,7 @@ class HTTPCycle(Cycle):
             raise RuntimeError("http.response.trailers needs http.response.start with "
                                "trailers=True and the body sent first")
         trailers = self._trailers if self._trailers is not None else []
-        trailers.extend((bytes(n).decode("latin-1"), bytes(v).decode("latin-1"))
-                        for n, v in message.get("headers", ()))
+        trailers.extend(text_pairs(message.get("headers", ())))
         self._trailers = trailers
         if not message.get("more_trailers", False):
             self.finished = True
@@ -633,13 +437,7 @@ class HTTPCycle(Cycle):
         if start is None or self.response is not None:
             raise RuntimeError("http.response.pathsend must follow http.response.start "
                                "and replace the body")
-        fd = os.open(message["path"], os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        response = Response.from_fd(start["status"], fd)  # (closes fd if it raises)
-        try:
-            _with_headers(response, _split_headers(start.get("headers", ()))[0])
-        except BaseException:
-            response.destroy()  # closes fd
-            raise
+        response = file_response(start["status"], start.get("headers", ()), message["path"])
         self.finished = True
         self._ready(response)
 
@@ -683,21 +481,3 @@ class HTTPCycle(Cycle):
             if not shared.running and shared.idle is not None:
                 shared.idle.set()
 
-
-async def run_app(app: ASGIApp, cycle: Any) -> None:
-    """Call the app for one cycle; log what escapes it and end the response."""
-    shared: Shared = cycle.shared
-    shared.running += 1
-    try:
-        await app(cycle.scope, cycle.receive, cycle.send)
-    except Exception as exc:
-        if not isinstance(exc, ClientDisconnected):
-            logger.exception("mhd2.asgi: the app failed on %s %s",
-                             cycle.request.method, cycle.request.uri)
-        cycle.app_returned(exc)
-    else:
-        cycle.app_returned(None)
-    finally:
-        shared.running -= 1
-        if not shared.running and shared.idle is not None:
-            shared.idle.set()

@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from .http import ASGIApp, Message
+from .cycle import ASGIApp, Message
 from .scope import ASGI_VERSION
 
 __all__ = ["LifespanFailed", "Lifespan"]

@@ -32,17 +32,14 @@ from .. import (
     request_resume,
 )
 from ..websocket import ConnectionClosed, WebSocket, action_websocket
-from .http import ClientDisconnected, Cycle, Message, Shared
+from .cycle import ClientDisconnected, Cycle, Message, Shared
+from .responses import text_pairs
 
 __all__ = ["WebSocketCycle"]
 
 logger = logging.getLogger("mhd2.asgi")
 
 _CONNECT: dict[str, Any] = {"type": "websocket.connect"}
-
-
-def _text_pairs(headers: Any) -> list[tuple[str, str]]:
-    return [(bytes(n).decode("latin-1"), bytes(v).decode("latin-1")) for n, v in headers]
 
 
 class WebSocketCycle(Cycle):
@@ -103,7 +100,7 @@ class WebSocketCycle(Cycle):
             return action_websocket(
                 request, self._handler, subprotocols=(sub,) if sub else (),
                 max_message_size=self.max_message_size,
-                headers=_text_pairs(accept.get("headers", ())))
+                headers=text_pairs(accept.get("headers", ())))
         if self.shared.stopping:
             return self._awaited_action()  # type: ignore[return-value]
         return action_suspend(request)
@@ -209,7 +206,7 @@ class WebSocketCycle(Cycle):
             self._denial_body.append(bytes(message.get("body", b"")))
             if not message.get("more_body", False):
                 response = Response.from_buffer(start["status"], b"".join(self._denial_body))
-                for name, value in _text_pairs(start.get("headers", ())):
+                for name, value in text_pairs(start.get("headers", ())):
                     if name.lower() != "content-length":
                         response.add_header(name, value)
                 self._deny(response)
