@@ -29,6 +29,7 @@ from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import daemon_reply, switching_protocols_head
 from ..actions import ResponseAction, UpgradeAction
+from ..app_calls import begin, call_app_now
 from ..callbacks import report
 from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
 from ..exchange import DaemonStopping, Ending, Exchange
@@ -120,7 +121,7 @@ class HTTP1Connection:
         self._request_timeout = options.timeout
         # The options every request reads, read once per connection (they
         # never change while a daemon runs).
-        #: The request head goes through Exchange.begin (a proxy's fields, the URI logger).
+        #: The request head goes through app_calls.begin (a proxy's fields, the URI logger).
         self._begin = bool(options.forwarded_headers) or options.early_uri_logger is not None
         self._strict_level = int(options.strict_level)
         self._add_date = not options.suppress_date_header
@@ -370,7 +371,7 @@ class HTTP1Connection:
         if self._begin:
             if self.transport.holding and shared.options.early_uri_logger is not None:
                 await self.transport.flush()  # the logger may wait: answered requests do not
-            await exchange.begin(head.lower_fields)
+            await begin(exchange, head.lower_fields)
 
         problem = check_host(scan.host_values)
         strict_level = self._strict_level
@@ -396,7 +397,7 @@ class HTTP1Connection:
         # for one write with the next ones (pipelining) go out first then:
         # an async or upload callback, a suspension may wait, and an answered
         # request never waits for a later one.
-        action = exchange.call_app_now()
+        action = call_app_now(exchange)
         outcome: Outcome | None
         if type(action) is ResponseAction:
             outcome = action.response
