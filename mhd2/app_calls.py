@@ -87,7 +87,9 @@ def call_app_now(exchange: Exchange) -> Action | Ending | Awaitable[Any] | None:
         function), that awaitable: pass it to :func:`finish_app`.
     """
     try:
-        result = exchange.action_slot.call(exchange.shared.request_cb, exchange.request)
+        # Every request passes here: the exchange's slot is read, not its
+        # ``request`` property (one Python call fewer; a read, never a write).
+        result = exchange.action_slot.call(exchange.shared.request_cb, exchange._request)
     except Exception as exc:
         return _failed(exchange, exc)
     if result is None:
