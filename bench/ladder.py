@@ -26,7 +26,7 @@ modules the way ``mhd2/http1/connection.py`` (``HTTP1Connection._serve``,
   ``check_host``, the ``check_head`` / close / chunk-checker decisions, and
   ``exchange.end`` once the reply is out.
 * **L4** -- + the application: the direct callback path
-  (``exchange.call_app_now()``, a ``ResponseAction``'s response taken at once,
+  (:func:`~mhd2.app_calls.call_app_now`, a ``ResponseAction``'s response taken at once,
   anything else through :func:`~mhd2.outcome.app_outcome`) -- or
   ``app_outcome`` alone in a checkout without the direct path.  The callback
   is mhd2_hello.py's: one reusable static response through
@@ -212,6 +212,12 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
     from mhd2.connection_info import connection_info_for
     from mhd2.enums import RequestEndedCode
     from mhd2.exchange import Exchange
+    call_app_now: Callable[[Any], Any]
+    try:
+        from mhd2 import app_calls
+        call_app_now = app_calls.call_app_now
+    except ImportError:  # before the split of exchange.py: a method of the exchange
+        call_app_now = Exchange.call_app_now  # type: ignore[attr-defined]
     from mhd2.http1 import connection as connection_mod
     from mhd2.http1.head import read_head
     from mhd2.options import DaemonOptions
@@ -357,7 +363,7 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
             return True
         outcome: Any
         if direct_callback:
-            action = exchange.call_app_now()
+            action = call_app_now(exchange)
             if type(action) is ResponseAction:
                 outcome = action.response
             else:

@@ -72,7 +72,8 @@ GROUPS: tuple[tuple[str, re.Pattern[str]], ...] = (
     # The HTTP/1 reply writer: mhd2/http1/reply.py (mhd2/reply.py before issue 21).
     ("mhd2.reply", re.compile(r"(^|/)mhd2/(http1/)?reply\.py$")),
     ("mhd2.http1", re.compile(r"(^|/)mhd2/http1/")),
-    ("mhd2.exchange", re.compile(r"(^|/)mhd2/exchange\.py$")),
+    # The exchange and the calls of the application through it (app_calls.py since issue 21).
+    ("mhd2.exchange", re.compile(r"(^|/)mhd2/(exchange|app_calls)\.py$")),
     (
         "transport/trio",
         re.compile(r"(^|/)(trio/|mhd2/transport\.py$|mhd2/plain_stream\.py$|outcome/|sniffio/)"),

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeAlias
 
 import trio
 
+from .app_calls import app_failed
 from .dcc import (
     DCCAction,
     DCCContext,
@@ -414,5 +415,5 @@ def body_failed(exchange: Exchange, exc: Exception, what: str) -> RequestEndedCo
     if isinstance(exc, trio.BrokenResourceError | trio.ClosedResourceError | OSError
                   | DaemonStopping):
         raise exc
-    exchange.app_failed("a content creator")
+    app_failed(exchange, "a content creator")
     return RequestEndedCode.BY_APP_ERROR

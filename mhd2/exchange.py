@@ -5,9 +5,8 @@ HTTP/1 connection loop or an HTTP/2 stream.  It owns
 what the application's calls change and what the engine must get right once:
 
 * the action slots -- "exactly one action per callback invocation"
-  (:class:`~mhd2.actions.Slot`), and the one place where an application
-  callback is called and awaited if it returns an awaitable
-  (:func:`call_maybe_await`);
+  (:class:`~mhd2._slot.Slot`), through which :mod:`mhd2.app_calls` calls the
+  application's request and upload callbacks;
 * suspension: :meth:`Exchange.park` and :func:`request_resume`, from any
   task or thread (the waiting itself is :class:`mhd2.parking.Parking`'s, made
   only for a request that suspends);
@@ -32,10 +31,9 @@ import trio
 
 from ._proxy.forwarded import resolve_from_headers
 from ._slot import Slot, UploadSlot
-from .actions import Action, UploadAction
-from .callbacks import call_maybe_await, report, warn_returned_none
+from .callbacks import report
 from .enums import RequestEndedCode, StatusCode
-from .errors import AuthError, UsageError
+from .errors import UsageError
 from .parking import ClientGone, DaemonStopping, ParkedBody, Parking, ParkingHost
 from .request import Request, exchange_view
 
@@ -61,11 +59,6 @@ __all__ = [
 
 logger = logging.getLogger("mhd2")
 
-_NONE_FIX = ("return an action made by an mhd2.action_* function (e.g. "
-             "action_from_response), or action_abort_request(request) to abort on purpose")
-_UPLOAD_NONE_FIX = ("return an upload action (e.g. upload_action_continue), or "
-                    "upload_action_abort_request(request) to abort on purpose")
-
 
 class Ending(NamedTuple):
     """The request ends without the application's response: answer *status*
@@ -76,7 +69,6 @@ class Ending(NamedTuple):
     code: RequestEndedCode
 
 
-_APP_ERROR = Ending(500, RequestEndedCode.BY_APP_ERROR)
 ABORTED = Ending(None, RequestEndedCode.BY_APP_ABORT)
 
 
@@ -302,27 +294,7 @@ class Exchange:
         self._footers = footers
         self._body_read = True
 
-    # -- calling the application ---------------------------------------------------
-
-    async def begin(self, fields: Iterable[tuple[str | bytes, str | bytes]]) -> None:
-        """What every protocol does before the request callback.
-
-        With ``forwarded_headers``, believe a trusted proxy's header of the
-        family it names (``X-Forwarded-*`` or ``Forwarded``) among *fields*
-        (the request's header pairs, as the protocol has them) for
-        :attr:`client_address` and :attr:`scheme`;
-        then call ``early_uri_logger`` (its failure is logged, not fatal).
-        """
-        options = self.shared.options
-        request = self._request
-        if options.forwarded_headers:
-            self.believe_proxy(fields)
-        if options.early_uri_logger is not None:
-            try:
-                await call_maybe_await(options.early_uri_logger, request, request.uri,
-                                       request.method)
-            except Exception:
-                logger.exception("mhd2: early_uri_logger failed for %s", request.uri)
+    # -- what a trusted proxy says ------------------------------------------------
 
     def believe_proxy(self, fields: Iterable[tuple[str | bytes, str | bytes]]) -> None:
         """Take :attr:`client_address` and :attr:`scheme` from a trusted proxy's
@@ -336,94 +308,6 @@ class Exchange:
         if found.from_headers:
             self._client_address = found.client_address
             self._scheme = found.scheme
-
-    def call_app_now(self) -> Action | Ending | Awaitable[Any] | None:
-        """Call the request callback once, without awaiting what it returned.
-
-        A protocol loop can then serve a plain callback's answer without a
-        task switch (HTTP/2 streams answered in the reader);
-        :func:`mhd2.outcome.app_outcome` carries on from here otherwise.
-
-        Returns:
-            The action it made; ``None`` when it returned ``None`` (an abort,
-            already ended); a :class:`Ending` when it raised or misused the
-            API (logged; the response of a claimed action is released); or,
-            when the callback returned an awaitable (a coroutine function),
-            that awaitable: pass it to :meth:`finish_app`.
-        """
-        try:
-            result = self.action_slot.call(self.shared.request_cb, self._request)
-        except Exception as exc:
-            return self._failed(exc)
-        if result is None:
-            self._returned_none()
-        return result  # type: ignore[no-any-return]
-
-    async def finish_app(self, pending: Awaitable[Any]) -> Action | Ending | None:
-        """Await what an async request callback returned; then as :meth:`call_app_now`."""
-        try:
-            result = self.action_slot.returned(await pending)
-        except Exception as exc:
-            return self._failed(exc)
-        if result is None:
-            self._returned_none()
-        return result  # type: ignore[no-any-return]
-
-    def _returned_none(self) -> None:
-        """The request callback returned ``None``: an abort (with a warning, once)."""
-        self._release(self.action_slot.take())
-        warn_returned_none(self.shared.request_cb, "request callback", _NONE_FIX)
-        self.end(RequestEndedCode.BY_APP_ABORT)
-
-    def _failed(self, exc: Exception) -> Ending:
-        """The callback raised *exc* (being handled): log it, release its action."""
-        request = self._request
-        self._release(self.action_slot.take())
-        if isinstance(exc, AuthError):
-            # A malformed Authorization header surfaced through request.basic_auth:
-            # the client's fault, not the application's.
-            logger.debug("mhd2: malformed credentials in %s %s: %s", request.method,
-                         request.uri, exc)
-            return Ending(400, RequestEndedCode.HTTP_PROTOCOL_ERROR)
-        logger.exception("mhd2: the request callback failed for %s %s",
-                         request.method, request.uri)
-        return _APP_ERROR
-
-    async def call_upload(self, cb: Callable[..., Any], data: bytes) -> UploadAction | Ending:
-        """Call an upload callback once and check it returned its own upload action."""
-        request = self._request
-        slot = self.upload_slot
-        try:
-            result: UploadAction | None = await slot.call_async(cb, request, data)
-            if result is None:
-                # An upload action made but not returned counts as returned.
-                result = slot.value
-                if result is None:
-                    from .actions import upload_action_abort_request
-                    warn_returned_none(cb, "upload callback", _UPLOAD_NONE_FIX)
-                    result = upload_action_abort_request(request)
-                result = slot.returned(result)
-            assert result is not None
-            if result.response is not None:
-                self._response = result.response
-            return result
-        except Exception:
-            self._release(slot.take())
-            logger.exception("mhd2: an upload callback failed for %s %s",
-                             request.method, request.uri)
-            return _APP_ERROR
-
-    def app_failed(self, what: str) -> Ending:
-        """Log the exception being handled as a failure of the application's *what*."""
-        logger.exception("mhd2: %s failed for %s %s", what, self._request.method,
-                         self._request.uri)
-        return _APP_ERROR
-
-    @staticmethod
-    def _release(action: object) -> None:
-        response = getattr(action, "response", None)
-        if response is not None:
-            response._finish_use()
 
     @property
     def upload_slot(self) -> Slot:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeAlias
 
 from .actions import AbortAction, Action, SuspendAction, UpgradeAction, UploadRequestAction
+from .app_calls import call_app_now, finish_app
 from .enums import RequestEndedCode
 from .exchange import Ending, Exchange
 from .response import Response
@@ -32,7 +33,7 @@ class _NotStarted(enum.Enum):
 
 #: The request callback has not been called yet (``app_outcome`` calls it).
 NOT_STARTED = _NotStarted.NOT_STARTED
-#: What :meth:`Exchange.call_app_now <mhd2.exchange.Exchange.call_app_now>`
+#: What :func:`~mhd2.app_calls.call_app_now`
 #: returned, or :data:`NOT_STARTED`.
 Started: TypeAlias = Action | Ending | Awaitable[Any] | Literal[_NotStarted.NOT_STARTED] | None
 
@@ -48,22 +49,21 @@ async def app_outcome(exchange: Exchange, make_body: Callable[[], BodySource],
         make_body: makes the protocol's body source, where an upload action
             reads the request body from (called only for upload actions).
         started: what the first call of the callback returned, when the
-            caller made it already (:meth:`Exchange.call_app_now
-            <mhd2.exchange.Exchange.call_app_now>`).
+            caller made it already (:func:`~mhd2.app_calls.call_app_now`).
 
     Returns:
         The response to send, the upgrade to run, or how the request ended
         early; ``None`` when the callback returned ``None`` (the request has
         already ended as aborted: close without a reply).
     """
-    action = exchange.call_app_now() if started is NOT_STARTED else started
+    action = call_app_now(exchange) if started is NOT_STARTED else started
     while True:
         if action is not None and not isinstance(action, (Action, Ending)):
-            action = await exchange.finish_app(action)  # an async callback's awaitable
+            action = await finish_app(exchange, action)  # an async callback's awaitable
         if not isinstance(action, SuspendAction):
             break
         await exchange.park()
-        action = exchange.call_app_now()
+        action = call_app_now(exchange)
     if action is None or isinstance(action, Ending):
         return action
     if isinstance(action, AbortAction):

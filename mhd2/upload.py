@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import trio
 
 from .actions import UpgradeAction, UploadAction, UploadRequestAction
+from .app_calls import app_failed, call_upload
 from .enums import RequestEndedCode, StatusCode
 from .exchange import ABORTED, Ending, Exchange
 
@@ -141,7 +142,7 @@ async def _run_incremental(
 ) -> Response | UpgradeAction | Ending:
     await source.send_continue()
     while (piece := await source.next_piece()) is not None:
-        result = await exchange.call_upload(cb, piece)
+        result = await call_upload(exchange, cb, piece)
         if isinstance(result, Ending):
             return result
         if result.kind == "continue":
@@ -158,7 +159,7 @@ async def _last_call(
 ) -> Response | UpgradeAction | Ending:
     """Call the upload callback for the complete body (again after each suspend)."""
     while True:
-        result = await exchange.call_upload(cb, data)
+        result = await call_upload(exchange, cb, data)
         if isinstance(result, Ending):
             return result
         if result.kind != "suspend":
@@ -184,7 +185,7 @@ def _final(exchange: Exchange, result: UploadAction) -> Response | UpgradeAction
             StatusCode.ACTION_INVALID,
         )
     except UsageError:
-        return exchange.app_failed("an upload callback misused the API")
+        return app_failed(exchange, "an upload callback misused the API")
 
 
 class BodyRate:

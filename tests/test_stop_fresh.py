@@ -23,7 +23,7 @@ from conftest import (
 )
 
 import mhd2
-from mhd2.http1.connection import STOP_FIRST_REQUEST_SECONDS
+from mhd2.http1.stop import STOP_FIRST_REQUEST_SECONDS
 from mhd2.supervisor import drain_and_stop
 
 REQUEST = b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"

@@ -79,6 +79,21 @@ class RequestBody:
                 raise BodyError(result.status, result.detail)
             raise ClientGone("the client closed mid-body")
 
+    async def discard(self) -> bool:
+        """Read the rest of the body (small: the reply is already out) and drop it.
+
+        Returns:
+            Whether the connection can be kept: ``False`` if the body was
+            broken (a framing error, or too slow); a client gone raises
+            :class:`~mhd2.exchange.ClientGone` as in :meth:`next_piece`.
+        """
+        try:
+            while await self.next_piece() is not None:
+                pass
+        except BodyError:
+            return False
+        return True
+
     async def send_continue(self) -> None:
         """``100 Continue``, sent only now that the application asked for the body."""
         if self._parser.expects_continue:

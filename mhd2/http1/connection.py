@@ -6,7 +6,10 @@ progress.  The loop reads a request head through the parser interface
 (:mod:`mhd2._http1.parser`), makes an :class:`~mhd2.exchange.Exchange`, calls
 the application, and carries out its action with :mod:`mhd2.http1.reply`,
 :mod:`mhd2.upload` or an upgrade -- each of which *returns* how the request
-went.  Keep-alive and the connection's end are decided here and only here.
+went.  Keep-alive and the connection's end are decided here and only here;
+an HTTP/2 preface is spotted by :mod:`mhd2.http1.preface`, a graceful stop's
+step chosen by :mod:`mhd2.http1.stop`, the daemon's error pages written by
+:mod:`mhd2.http1.error_page`.
 
 Timeouts (see the daemon docs): ``keep_alive_timeout`` while waiting for the
 next request (empty lines before it do not extend it); ``timeout`` from the
@@ -27,20 +30,23 @@ from .._http1.chunked_check import ChunkedChecker
 from .._http1.parser import Head, ParseError, Parser
 from .._http1.request_checks import check_head, check_host
 from .._http1.unread_body import consume_buffered_body
-from .._http1.writer import daemon_reply, switching_protocols_head
+from .._http1.writer import switching_protocols_head
 from ..actions import ResponseAction, UpgradeAction
+from ..app_calls import begin, call_app_now
 from ..callbacks import report
-from ..enums import ConnectionEvent, RequestEndedCode, reason_phrase
+from ..enums import ConnectionEvent, RequestEndedCode
 from ..exchange import DaemonStopping, Ending, Exchange
 from ..outcome import Outcome, app_outcome
 from ..response import Response
 from ..transport import TransportError
 from ..upgrade import UpgradeHandle, run_upgrade_handler
-from ..upload import BodyError
 from .body import RequestBody
+from .error_page import send_error_page
 from .head import read_head
 from .interim import send_interim
+from .preface import H2_PREFACE, complete_preface, may_be_preface
 from .reply import reply_plan, send_reply
+from .stop import StopStep, limit_first_wait, stop_step
 from .watch import Watch, watch_until_gone
 
 if TYPE_CHECKING:
@@ -54,17 +60,6 @@ logger = logging.getLogger("mhd2")
 
 #: Bytes asked for per read while waiting for a request head.
 RECV_SIZE = 16 * 1024
-#: Bytes per read while reading a body.
-BODY_RECV_SIZE = 256 * 1024
-#: Bound on writing an error response to a client that does not read.
-ERROR_WRITE_SECONDS = 5.0
-#: RFC 9113 §3.4: "the connection preface starts with the string
-#: PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" -- HTTP/2 with prior knowledge.
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-#: A graceful stop: how long a connection that has not sent a byte yet (accepted
-#: a moment before the stop) may still wait for its first request.  Once its
-#: first byte is in, the head has ``timeout`` and the whole stop its grace.
-STOP_FIRST_REQUEST_SECONDS = 1.0
 
 
 class _Close(Exception):
@@ -120,7 +115,7 @@ class HTTP1Connection:
         self._request_timeout = options.timeout
         # The options every request reads, read once per connection (they
         # never change while a daemon runs).
-        #: The request head goes through Exchange.begin (a proxy's fields, the URI logger).
+        #: The request head goes through app_calls.begin (a proxy's fields, the URI logger).
         self._begin = bool(options.forwarded_headers) or options.early_uri_logger is not None
         self._strict_level = int(options.strict_level)
         self._add_date = not options.suppress_date_header
@@ -147,41 +142,24 @@ class HTTP1Connection:
     def close_if_idle(self) -> bool:
         """Graceful stop: close now if between requests; end a suspended request.
 
-        Only a kept-alive connection with no byte of its next request is
-        closed.  One whose first request has not come yet may wait
-        :data:`STOP_FIRST_REQUEST_SECONDS` for it (it was accepted a moment
-        ago: its request may be on the way), and a head already begun is read;
-        either is answered with ``Connection: close``.  A suspended request is
-        woken and answered ``503 Service Unavailable`` (or, if its head was
-        already sent, its connection is closed); an upgraded connection's
-        handler is told (``UpgradeHandle.begin_stop``).
+        The step is :func:`~mhd2.http1.stop.stop_step`'s (see :mod:`mhd2.http1.stop`).
 
         Returns:
             True if the connection was closed as idle.
         """
-        if self._idle:
-            if self._head_started:
-                return False
-            if not self._served:
-                self._limit_first_wait()
-                return False
+        step = stop_step(self._idle, self._head_started, self._served)
+        if step is StopStep.CLOSE_NOW:
             self._closing_idle = True
             self.transport.scope.cancel()
             return True
-        if self._exchange is not None:
-            self._exchange.wake_for_stop()
-        if self._upgraded is not None:
-            self._upgraded.begin_stop()
+        if step is StopStep.WAIT_FIRST:
+            limit_first_wait(self.transport.scope)
+        elif step is StopStep.IN_REQUEST:
+            if self._exchange is not None:
+                self._exchange.wake_for_stop()
+            if self._upgraded is not None:
+                self._upgraded.begin_stop()
         return False
-
-    def _limit_first_wait(self) -> None:
-        """Stopping: the wait for the first byte ends within :data:`STOP_FIRST_REQUEST_SECONDS`.
-
-        When it passes the connection is closed without a reply (it had
-        begun no request); the head's own ``timeout`` applies from its first byte.
-        """
-        scope = self.transport.scope
-        scope.deadline = min(scope.deadline, trio.current_time() + STOP_FIRST_REQUEST_SECONDS)
 
     def cancel(self) -> None:
         """End the connection now (the grace period is over)."""
@@ -293,14 +271,13 @@ class HTTP1Connection:
                 else:
                     transport.arm(force=served == 0)
                 if shared.stopping:
-                    self._limit_first_wait()  # (accepted just before the stop)
+                    limit_first_wait(transport.scope)  # (accepted just before the stop)
                 if served:
                     data = await transport.receive_later(RECV_SIZE)
                 else:
                     data = await transport.receive(RECV_SIZE)
-                    if (data[:1] == b"P" and http2
-                            and H2_PREFACE.startswith(data[:len(H2_PREFACE)])):
-                        data = await self._complete_preface(data)
+                    if http2 and may_be_preface(data):
+                        data = await complete_preface(transport, data)
                         if data.startswith(H2_PREFACE):
                             self.handoff = data
                             return
@@ -346,15 +323,6 @@ class HTTP1Connection:
             idle_timeout = (self._request_timeout if self._overridden
                             else options.keep_alive_timeout)
 
-    async def _complete_preface(self, data: bytes) -> bytes:
-        """Read on while *data* could still become the HTTP/2 preface."""
-        while len(data) < len(H2_PREFACE) and H2_PREFACE.startswith(data):
-            more = await self.transport.receive(RECV_SIZE)
-            if not more:
-                break
-            data += more
-        return data
-
     async def _handle(self, parser: Parser, head: Head, last: bool) -> bool:
         """Serve one parsed request; return whether the connection stays open."""
         shared = self._shared
@@ -370,7 +338,7 @@ class HTTP1Connection:
         if self._begin:
             if self.transport.holding and shared.options.early_uri_logger is not None:
                 await self.transport.flush()  # the logger may wait: answered requests do not
-            await exchange.begin(head.lower_fields)
+            await begin(exchange, head.lower_fields)
 
         problem = check_host(scan.host_values)
         strict_level = self._strict_level
@@ -396,7 +364,7 @@ class HTTP1Connection:
         # for one write with the next ones (pipelining) go out first then:
         # an async or upload callback, a suspension may wait, and an answered
         # request never waits for a later one.
-        action = exchange.call_app_now()
+        action = call_app_now(exchange)
         outcome: Outcome | None
         if type(action) is ResponseAction:
             outcome = action.response
@@ -465,16 +433,8 @@ class HTTP1Connection:
             if not body_done or parser.unparsed():
                 await transport.linger()
             return False
-        if not body_done:
-            # Read and discard the rest of a small unread body; keep the
-            # connection.  A broken body ends it (the reply is already out).
-            body = RequestBody(self, parser, exchange)
-            try:
-                while await body.next_piece() is not None:
-                    pass
-            except BodyError:
-                return False
-        return True
+        # The rest of a small unread body is read and discarded to keep the connection.
+        return body_done or await RequestBody(self, parser, exchange).discard()
 
     async def _upgrade(self, parser: Parser, exchange: Exchange, action: UpgradeAction) -> None:
         """Send ``101 Switching Protocols`` and run the upgrade handler; never keep HTTP."""
@@ -545,12 +505,7 @@ class HTTP1Connection:
         self._reply_started = True
         if self._exchange is not None:
             await self._exchange.interim_done()
-        reply = daemon_reply(status, reason_phrase(status), add_date=self._add_date)
-        with trio.move_on_after(ERROR_WRITE_SECONDS):
-            try:
-                await self.transport.send(reply)
-            except TransportError:
-                pass
+        await send_error_page(self.transport, status, add_date=self._add_date)
 
     async def _on_timeout(self) -> None:
         """The inactivity deadline passed: 408 if a request was begun, then close."""

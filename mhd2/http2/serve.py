@@ -24,6 +24,7 @@ import trio
 from h2.errors import ErrorCodes
 
 from ..actions import ResponseAction, UpgradeAction
+from ..app_calls import begin, call_app_now
 from ..enums import RequestEndedCode
 from ..exchange import ClientGone, DaemonStopping, Ending, Exchange
 from ..outcome import NOT_STARTED, app_outcome
@@ -112,7 +113,7 @@ def serve_now(stream: H2Stream) -> bool:
     exchange = stream.exchange
     if options.forwarded_headers:
         exchange.believe_proxy(exchange.request._headers)
-    started = exchange.call_app_now()
+    started = call_app_now(exchange)
     stream.started = started
     if type(started) is not ResponseAction:
         return False
@@ -183,7 +184,7 @@ async def _serve(stream: H2Stream) -> RequestEndedCode:
     started = stream.started
     if started is NOT_STARTED and (options.forwarded_headers
                                    or options.early_uri_logger is not None):
-        await exchange.begin(request._headers)
+        await begin(exchange, request._headers)
 
     def body_source() -> BodySource:
         # The stream is its own request body source (for an upload action).
