@@ -60,14 +60,13 @@ from ._cli.demo_command import demo_arguments, run_demo
 from ._cli.environ import add_environment_help, environment_arguments
 from ._cli.options import (
     Subcommand,
-    _engine_options,
     _tls_context,
     _version,
-    access_logger,
     add_address_arguments,
     add_interface_arguments,
     add_shared_arguments,
     address_of,
+    daemon_options,
     url_for,
 )
 from ._cli.running import (
@@ -265,11 +264,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         async with Daemon(state["callback"], **merged) as daemon:
             yield daemon
 
-    options = _engine_options(args)
-    if tls is not None:
-        options["tls"] = tls
-    if (log := access_logger(args)) is not None:
-        options["notify_request_ended"] = log
+    options = daemon_options(args, tls)
     plan = _Plan(
         open_app, options,
         lambda url, n: f"mhd2: running {args.app} on {url}{_with_workers(n)} (Ctrl-C to stop)",

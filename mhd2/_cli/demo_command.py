@@ -14,7 +14,7 @@ import trio
 if TYPE_CHECKING:
     from ..daemon import Daemon
 
-from .options import _engine_options, _tls_context, access_logger, add_address_arguments
+from .options import _tls_context, add_address_arguments, daemon_options
 from .running import _execute, _Plan, _with_workers
 
 __all__ = ["demo_arguments", "room_of", "run_demo"]
@@ -51,11 +51,7 @@ def run_demo(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         async with demo.chat_server(chat, **options) as (daemon, _):
             yield daemon
 
-    options = _engine_options(args)
-    if tls is not None:
-        options["tls"] = tls
-    if (log := access_logger(args, default=False)) is not None:
-        options["notify_request_ended"] = log
+    options = daemon_options(args, tls, access_log=False)
     plan = _Plan(
         open_app, options,
         lambda url, n: f"mhd2 demo: chat on {url}{_with_workers(n)} ({room_of(args.redis)}; "

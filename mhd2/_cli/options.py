@@ -276,6 +276,18 @@ def _version() -> str:
     return f"mhd2 {__version__}"
 
 
+def daemon_options(args: argparse.Namespace, tls: Any, *,
+                   access_log: bool = True) -> dict[str, Any]:
+    """A sub-command's Daemon options: the engine's, *tls* (an SSL context or
+    ``None``) and the access log (on by default when *access_log*)."""
+    options = _engine_options(args)
+    if tls is not None:
+        options["tls"] = tls
+    if (log := access_logger(args, default=access_log)) is not None:
+        options["notify_request_ended"] = log
+    return options
+
+
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """Daemon options from the command line (only those given)."""
     options: dict[str, Any] = {}

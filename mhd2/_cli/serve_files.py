@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ..daemon import Daemon
 
-from .options import _engine_options, _tls_context, access_logger
+from .options import _tls_context, daemon_options
 from .running import _chain, _execute, _Plan, _with_workers
 
 __all__ = ["serve_arguments", "serve_files"]
@@ -124,11 +124,7 @@ def serve_files(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         async with Daemon(files.handle, **options) as daemon:
             yield daemon
 
-    options = _engine_options(args)
-    if tls is not None:
-        options["tls"] = tls
-    if (log := access_logger(args)) is not None:
-        options["notify_request_ended"] = log
+    options = daemon_options(args, tls)
     plan = _Plan(
         open_app, options,
         lambda url, n: f"mhd2: serving {root} on {url}{_with_workers(n)} (Ctrl-C to stop)",
