@@ -57,10 +57,10 @@ def lint(session: nox.Session) -> None:
     """ruff check, mypy --strict over mhd2, tests and examples, and the import layers."""
     session.install(".[lint]")
     session.run("ruff", "check", ".")
-    # The layer contract of docs/design.rst lives in [tool.importlinter].
+    # The layer contracts of docs/design.rst live in [tool.importlinter]; they
+    # count the imports made only for type checking too.
     session.run("lint-imports")
-    # import-linter leaves out imports made only for type checking; within
-    # mhd2.http2 this test counts them too (no circles, layers go down).
+    # Within mhd2.http2, this test looks for circles with its own search.
     session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_http2_imports.py")
     # Which files, and the per-module settings, live in [tool.mypy].
     session.run("mypy", "--strict", *session.posargs)

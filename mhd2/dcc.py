@@ -12,16 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._slot import DCCSlot
 from ._syntax import BAD_VALUE as _BAD_VALUE
 from ._syntax import TOKEN as _TOKEN
+from .dcc_context import DCCContext
 from .enums import StatusCode
 from .errors import UsageError
 from .request import exchange_view
 
 if TYPE_CHECKING:
 
-    from .request import Request
     from .response import Buffer, FreeCallback
 
 __all__ = [
@@ -67,16 +66,6 @@ def return_buffer(buf: bytearray) -> None:
     """Give back a buffer from :func:`lend_buffer` (nothing may still use it)."""
     if len(_free) < _POOL_SIZE:
         _free.append(buf)
-
-
-class DCCContext:
-    """Passed to a dynamic content creator: which request, and its one action slot."""
-
-    __slots__ = ("_slot", "request")
-
-    def __init__(self, request: Request) -> None:
-        self.request = request
-        self._slot = DCCSlot()
 
 
 class DCCAction:

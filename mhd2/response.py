@@ -26,7 +26,7 @@ from .enums import PredefinedHeader, StatusCode, reason_phrase
 from .errors import ResponseHeaderError, UsageError
 
 if TYPE_CHECKING:
-    from .dcc import DCCContext
+    from .dcc_context import DCCContext
 
 __all__ = ["DynamicContentCreator", "FreeCallback", "Response"]
 
