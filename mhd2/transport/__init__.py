@@ -11,9 +11,7 @@ send, and close; each kind is a subclass:
   writes without waiting, and the early wake-up for slow readers;
 * :mod:`.stream` -- :class:`StreamTransport`: any :class:`trio.abc.Stream`
   handed to :meth:`mhd2.Daemon.serve_stream`, written in slices;
-* :mod:`.tls` -- :class:`TLSTransport`: TLS (mhd2's
-  :class:`~mhd2.tls_stream.TLSSocketStream` over the plain socket stream, or
-  a :class:`trio.SSLStream` handed to ``serve_stream``), its bounded
+* :mod:`.tls` -- :class:`TLSTransport`: :class:`trio.SSLStream`, its bounded
   handshake and close_notify;
 * :mod:`.factory` -- :func:`open_transport`, the one place that picks the
   kind for a stream;

@@ -12,7 +12,6 @@ from __future__ import annotations
 import trio
 
 from ..plain_stream import PlainSocketStream
-from ..tls_stream import TLSSocketStream
 from .base import Transport
 from .plain import SocketTransport
 from .stream import StreamTransport
@@ -31,13 +30,12 @@ def open_transport(stream: trio.abc.Stream, timeout: float | None) -> Transport:
     Returns:
         A :class:`~mhd2.transport.plain.SocketTransport` for mhd2's own plain
         socket stream, a :class:`~mhd2.transport.tls.TLSTransport` for a
-        TLS stream (mhd2's :class:`~mhd2.tls_stream.TLSSocketStream` or a
-        :class:`trio.SSLStream`), else a :class:`~mhd2.transport.stream.StreamTransport`.
+        :class:`trio.SSLStream`, else a :class:`~mhd2.transport.stream.StreamTransport`.
     """
     # (type() first: isinstance against a trio.abc class is an ABC check,
     # ~1 µs of every connection.)
     if type(stream) is PlainSocketStream or isinstance(stream, PlainSocketStream):
         return SocketTransport(stream, timeout)
-    if isinstance(stream, (TLSSocketStream, trio.SSLStream)):
+    if isinstance(stream, trio.SSLStream):
         return TLSTransport(stream, timeout)
     return StreamTransport(stream, timeout)

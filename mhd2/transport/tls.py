@@ -1,10 +1,9 @@
 """A transport over TLS: the bounded handshake, the session, no half-close.
 
-:class:`TLSTransport` is a :class:`~mhd2.transport.stream.StreamTransport` over
-mhd2's own :class:`~mhd2.tls_stream.TLSSocketStream` (over a
-:class:`~mhd2.plain_stream.PlainSocketStream`) when the daemon accepted the
-socket, or over a :class:`trio.SSLStream` handed to
-:meth:`mhd2.Daemon.serve_stream`.  It writes in slices and sends ``close_notify`` within a bound as any
+:class:`TLSTransport` is a :class:`~mhd2.transport.stream.StreamTransport` over a
+:class:`trio.SSLStream` (itself over a
+:class:`~mhd2.plain_stream.PlainSocketStream` when the daemon accepted the
+socket).  It writes in slices and sends ``close_notify`` within a bound as any
 stream does; what it adds is the handshake (:meth:`TLSTransport.over_tls`,
 which answers a plain HTTP request to a TLS port in plain HTTP), the session
 (:attr:`TLSTransport.tls`), and a lingering close without a half-close (TLS
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from ..plain_stream import PlainSocketStream
-from ..tls_stream import TLSSocketStream
 from .last_words import send_last_words
 from .stream import StreamTransport
 
@@ -41,24 +39,18 @@ PLAIN_HTTP_TO_TLS_REPLY: Final = (
 
 
 class TLSTransport(StreamTransport):
-    """:class:`~mhd2.transport.stream.StreamTransport` over a TLS stream.
+    """:class:`~mhd2.transport.stream.StreamTransport` over a :class:`trio.SSLStream`.
 
     Args:
-        stream: the connection's TLS stream (a
-            :class:`~mhd2.tls_stream.TLSSocketStream` or a
-            :class:`trio.SSLStream`); the transport owns it.
+        stream: the connection's TLS stream; the transport owns it.
         timeout: the inactivity limit in seconds (``None``: none).
     """
 
-    __slots__ = ("_session",)
+    __slots__ = ("_tls",)
 
-    def __init__(self, stream: TLSSocketStream | trio.SSLStream[trio.abc.Stream],
-                 timeout: float | None) -> None:
+    def __init__(self, stream: trio.SSLStream[trio.abc.Stream], timeout: float | None) -> None:
         super().__init__(stream, timeout)
-        # trio forwards only a fixed set of SSLObject methods; the SNI name
-        # that mhd2.tls's callback records on the SSLObject is not among them.
-        self._session: ssl.SSLObject = (
-            stream.ssl_object if isinstance(stream, TLSSocketStream) else stream._ssl_object)
+        self._tls = stream
 
     @classmethod
     async def over_tls(cls, sock: socket.socket, context: ssl.SSLContext,
@@ -71,7 +63,8 @@ class TLSTransport(StreamTransport):
         """
         # Under TLS too the socket is a PlainSocketStream: its reads and writes
         # cost a third of trio.SocketStream's, and TLS makes several per request.
-        tls = TLSSocketStream(PlainSocketStream(sock), context)
+        tls: trio.SSLStream[trio.abc.Stream] = trio.SSLStream(
+            PlainSocketStream(sock), context, server_side=True)
         limit = TLS_HANDSHAKE_TIMEOUT if timeout is None else min(TLS_HANDSHAKE_TIMEOUT, timeout)
         with trio.move_on_after(limit):
             try:
@@ -90,7 +83,9 @@ class TLSTransport(StreamTransport):
     @property
     def tls(self) -> ssl.SSLObject:
         """The TLS session (after the handshake)."""
-        return self._session
+        # trio forwards only a fixed set of SSLObject methods; the SNI name
+        # that mhd2.tls's callback records on the SSLObject is not among them.
+        return self._tls._ssl_object
 
     async def _half_close(self) -> None:
         """Nothing: TLS cannot half-close (``close_notify`` closes both ways)."""
