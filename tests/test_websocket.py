@@ -106,9 +106,13 @@ class RawClient:
 
 
 def masked(first: int, payload: bytes) -> bytes:
-    """A masked frame with an arbitrary first byte (for invalid frames)."""
+    """A masked frame with an arbitrary first byte (for invalid frames).
+
+    The mask is RFC 6455 §5.7's example key, not a random one: the frames are
+    test parameters, and pytest-xdist's workers must collect the same ids.
+    """
     assert len(payload) < 126
-    key = os.urandom(4)
+    key = b"\x37\xfa\x21\x3d"
     body = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
     return bytes((first, 0x80 | len(payload))) + key + body
 
@@ -226,7 +230,7 @@ async def test_server_close_with_code_and_reason_then_send_raises() -> None:
     (masked(0x83, b""), 1002),                     # reserved opcode
     (masked(0x82, b"x" * 100), 1009),              # beyond max_message_size=64
     (masked(0x09, b""), 1002),                     # fragmented control frame
-])
+], ids=["unmasked", "bad-utf8", "reserved-opcode", "too-big", "fragmented-control"])
 async def test_protocol_errors_close_with_the_right_code(frame: bytes, code: int) -> None:
     closed: list[CloseReason | None] = []
 
