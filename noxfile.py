@@ -49,11 +49,9 @@ def tests(session: nox.Session, parser: str) -> None:
     meant to (``MHD2_EXPECT_PARSER``, see tests/conftest.py).
     """
     session.install(".[test]" if parser == "h11" else ".[test,speedups]")
-    # One pytest worker per core (pytest-xdist), each taking whole files: the
-    # suite is CPU-bound (parity corpus, subprocesses), not waiting.  Extra
-    # arguments replace this (``nox -s tests -- tests/test_x.py -x``).
-    args = session.posargs or ["-n", "auto", "--dist", "loadfile"]
-    session.run("pytest", *args, env={"MHD2_EXPECT_PARSER": parser})
+    # Serial by default; ``nox -s tests -- -n auto --dist loadfile`` runs one
+    # pytest worker per core (pytest-xdist, whole files per worker).
+    session.run("pytest", *session.posargs, env={"MHD2_EXPECT_PARSER": parser})
 
 
 @nox.session(python=PYTHON)

@@ -18,6 +18,19 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 import mhd2  # noqa: E402
 from mhd2.metrics import register_fanout  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def only_this_tests_hubs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fan-out gauges sum every hub registered in the process; a test
+    counts only the hubs it made (others may still be alive from earlier
+    tests in this process, e.g. under pytest-xdist)."""
+    import weakref
+
+    import mhd2.metrics
+
+    monkeypatch.setattr(mhd2.metrics, "_HUBS", weakref.WeakSet())
+
+
 APP = """
 import os
 import mhd2
