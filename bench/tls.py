@@ -14,7 +14,7 @@ Servers (``--servers``): ``mhd2``, ``hypercorn`` (trio worker) and ``uvicorn``
 side-by-side comparison of two versions; ``--reps`` repeats the servers in
 alternating order.
 
-Needs ``wrk`` (built with OpenSSL), ``taskset``, psutil, trustme and the peers.
+Needs ``wrk`` (built with OpenSSL), ``taskset``, trustme and the peers.
 Prints requests/s and server CPU µs per request (user + system of the server
 process and its children over the measured run) of each, and the ratios.
 """
@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.run import process_cpu_seconds  # noqa: E402  (CPU of a process tree, from /proc)
 
 MHD2_SERVER = r'''
 import signal, ssl, sys
@@ -91,18 +93,6 @@ def run_wrk(port: int, args: argparse.Namespace) -> float:
     return float(match[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process *pid* and its children so far."""
-    import psutil
-
-    proc = psutil.Process(pid)
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        times = p.cpu_times()
-        total += times.user + times.system
-    return total
-
-
 def bench(name: str, argv: list[str], port: int, args: argparse.Namespace,
           root: Path = ROOT) -> tuple[float, float]:
     """Requests/s and server CPU µs per request of one server."""
@@ -113,9 +103,9 @@ def bench(name: str, argv: list[str], port: int, args: argparse.Namespace,
         wait_port(port, proc)
         subprocess.run(["taskset", "-c", "1", "wrk", "-t", "1", "-c", "4", "-d", "1s",
                         f"https://127.0.0.1:{port}/"], capture_output=True, check=True)  # warm
-        before = cpu_seconds(proc.pid)
+        before = process_cpu_seconds(proc.pid)
         rps = run_wrk(port, args)
-        cpu_us = (cpu_seconds(proc.pid) - before) / (rps * args.duration) * 1e6
+        cpu_us = (process_cpu_seconds(proc.pid) - before) / (rps * args.duration) * 1e6
         print(f"{name:24s} {rps:10.0f} req/s {cpu_us:8.1f} us CPU/req", flush=True)
         return rps, cpu_us
     finally:

@@ -39,6 +39,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.run import process_cpu_seconds  # noqa: E402  (CPU of a process tree, from /proc)
 
 ASGI_ECHO = textwrap.dedent('''
     async def app(scope, receive, send):
@@ -120,18 +122,6 @@ def start_server(name: str, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
             time.sleep(0.05)
     _stop(process)
     raise RuntimeError(f"{name} did not start")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process *pid* and its children so far."""
-    import psutil
-
-    proc = psutil.Process(pid)
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        times = p.cpu_times()
-        total += times.user + times.system
-    return total
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -272,10 +262,10 @@ def main() -> int:
             for name in names if rep % 2 == 0 else names[::-1]:
                 process, port = start_server(name, Path(tmpdir))
                 try:
-                    before = cpu_seconds(process.pid)
+                    before = process_cpu_seconds(process.pid)
                     start = time.monotonic()
                     rate = echo_rate(port, args.clients, args.size, args.seconds)
-                    used = cpu_seconds(process.pid) - before
+                    used = process_cpu_seconds(process.pid) - before
                     trips = rate * (time.monotonic() - start)
                     results.setdefault(name, []).append(rate)
                     print(f"{name:16s} WebSocket echo: {rate:9.0f} round trips/s "
