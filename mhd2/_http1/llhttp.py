@@ -92,7 +92,9 @@ class LlhttpParser(RefereedParser):
         self._state = LlhttpState() if state is None else state
 
     def _forget(self) -> None:
-        # (llhttp may have read the head h11 now decides, and be mid-message.)
+        # The head goes to h11 (llhttp refused it, read it otherwise than h11
+        # would, or h11 must rule on a field): whatever state llhttp was left
+        # in is not trusted with the next head.
         self._state.llhttp = None
 
     def _ended(self, kept: bool) -> None:
@@ -112,7 +114,6 @@ class LlhttpParser(RefereedParser):
         try:
             llhttp.feed_data(head)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
-            state.llhttp = None
             return None
         # The request line exactly as llhttp read it, single spaces and all
         # (llhttp also takes HTTP/0.9 and 2.0, repeated spaces and more).
@@ -122,8 +123,6 @@ class LlhttpParser(RefereedParser):
         method = llhttp.get_method()
         target = collector.target
         if version is None or method + b" " + target + tail != line:
-            # (llhttp read a message h11 would not: its state is not trusted.)
-            state.llhttp = None
             return None
         # llhttp drops the leading OWS of a value, the shared pass the trailing.
         return method, target, version, fields
