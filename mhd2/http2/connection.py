@@ -169,22 +169,29 @@ class HTTP2Connection:
         Returns:
             True if no stream was running and the connection closes at once.
         """
-        nursery = self._nursery
-        if nursery is not None and self.engine.announce_goaway():
-            self._announce_answered = trio.Event()
-            self._writer.wake()
-            nursery.start_soon(self._end_announcement)
-        else:
-            self._send_goaway()
+        engine = self.engine
+        if not engine.announced:
+            nursery = self._nursery
+            if nursery is not None and engine.announce_goaway():
+                self._announce_answered = trio.Event()
+                self._writer.wake()
+                nursery.start_soon(self._end_announcement)
+            else:
+                self._send_goaway()
         for stream in list(self.streams.values()):
             stream.begin_stop()
-        if self.engine.announced and self.engine.state is ConnState.OPEN:
+        if engine.state is ConnState.OPEN:
+            return False  # announced: the final GOAWAY is still to come
+        return self._close_if_no_stream()
+
+    def _close_if_no_stream(self) -> bool:
+        """After the final ``GOAWAY``: close now if no stream runs (else the
+        last stream to end closes it); return whether it closes now."""
+        if self.streams:
             return False
-        if not self.streams:
-            self._closing = True
-            self._stop_reader()
-            return True
-        return False
+        self._closing = True
+        self._stop_reader()
+        return True
 
     async def _end_announcement(self) -> None:
         """Once the client has answered the announcement (or after
@@ -199,9 +206,7 @@ class HTTP2Connection:
         for stream_id, stream in list(self.streams.items()):
             if stream_id > told:  # (the streams taken meanwhile)
                 stream.begin_stop()
-        if not self.streams:
-            self._closing = True
-            self._stop_reader()
+        self._close_if_no_stream()
 
     def cancel(self) -> None:
         """End the connection now (the grace period is over)."""
