@@ -276,7 +276,12 @@ class Supervisor:
                 self._on_recycle(proc)
 
     def _unregister(self, proc: WorkerProc) -> None:
-        if self._by_fd.pop(proc.fd, None) is not None:
+        # Only if the number is still *proc*'s: once closed (its pipe ended),
+        # it can be a newer worker's pipe, and closing that one would lose the
+        # newer worker's "ready" (it would be killed, with its connections,
+        # after ready_timeout).
+        if self._by_fd.get(proc.fd) is proc:
+            del self._by_fd[proc.fd]
             assert self._selector is not None
             self._selector.unregister(proc.fd)
             os.close(proc.fd)

@@ -42,6 +42,8 @@ async def serve(sock, worker):
             with trio.fail_after(30):
                 while not os.path.exists(release):
                     await trio.sleep(0.01)
+        elif request.path == "/recycle":
+            worker.recycle()
         elif request.path == "/hang":
             log(f"hanging request in {os.getpid()}")
             await trio.sleep_forever()
@@ -253,6 +255,44 @@ async def test_max_requests_recycling_loses_no_request(running: App) -> None:
     assert set(statuses) == {200}
     with trio.fail_after(10):
         await running.stderr.until("asked to be recycled")
+
+
+def zombie(pid: int) -> bool:
+    """Whether process *pid* has exited and waits to be reaped."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
+@pytest.mark.parametrize("running", [("1", "0", "5", "normal")], indirect=True)
+async def test_a_pipe_number_reused_within_one_step_keeps_the_new_worker(running: App) -> None:
+    """A worker's pipe ends (it exited) and, in the same step of the supervisor,
+    another worker asks to be recycled: its replacement's new pipe gets the
+    number just freed.  Reaping the first worker must not close that pipe --
+    the replacement's "ready" would be lost and the replacement, serving
+    already, killed with its connections after ready_timeout."""
+    supervisor = running.process.pid
+    with trio.fail_after(30):
+        _, first = await get(running.port, "/recycle")
+        line = await running.stderr.until(") ready")  # the first replacement
+        second = int(line.split("(pid ")[1].split(")")[0])
+        await running.stderr.until(f"worker {first} draining")
+        os.kill(supervisor, signal.SIGSTOP)
+        try:
+            # The first worker ends while the supervisor cannot look: a bounded
+            # poll on another process, nothing to wait on but its state.
+            while not zombie(first):
+                await trio.sleep(0.01)
+            _, asked = await get(running.port, "/recycle")  # its pipe is readable after the EOF
+            assert asked == second
+        finally:
+            os.kill(supervisor, signal.SIGCONT)
+        await running.stderr.until(f"(pid {second}) asked to be recycled")
+        line = await running.stderr.until(") ready", timeout=10)  # not killed after 30 s
+        third = int(line.split("(pid ")[1].split(")")[0])
+        assert third not in (first, second)
+        await running.stderr.until(f"worker {second} draining")
+        assert await get(running.port) == (200, third)
 
 
 async def test_boot_error_stops_with_status_1(app_file: Path) -> None:
