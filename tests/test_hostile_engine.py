@@ -306,20 +306,57 @@ async def test_strict_refuses_lenient_trailer_even_when_the_body_is_not_read() -
 # -- the engine's other limits -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize("empty_lines", [b"", b"\r\n"])
+@pytest.mark.parametrize("over", ["memory", "tcp"])
 async def test_keep_alive_timeout_apart_from_timeout(
-        autojump_clock: trio.testing.MockClock) -> None:
+        over: str, empty_lines: bytes, autojump_clock: trio.testing.MockClock) -> None:
+    """The wait for the next request ends at keep_alive_timeout, also over a
+    plain socket (which puts it in force only once the read has to wait) and
+    when empty lines come right after the response (not progress)."""
     async with running(text_response, timeout=30, keep_alive_timeout=0.3) as d:
-        stream = await open_stream(d)
+        stream = await open_stream(d if over == "memory" else d.port)
         async with stream:
             await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            buffer = bytearray()
+            assert status_of(await read_response(stream, buffer)) == 200
+            started = trio.current_time()
+            if empty_lines:
+                await stream.send_all(empty_lines)
+            with trio.fail_after(WAIT):
+                assert await read_until_close(stream) == b""
+            idle_for = trio.current_time() - started  # virtual time
+            assert 0.29 < idle_for < 1, idle_for  # keep_alive_timeout, not timeout
+    assert mhd2.Daemon(text_response, timeout=7).options.keep_alive_timeout == 7
+
+
+async def test_empty_lines_in_before_the_response_end_do_not_get_the_request_timeout(
+        autojump_clock: trio.testing.MockClock) -> None:
+    """Empty lines already in when the response is written are read without a
+    wait (a plain socket then keeps the request's limit in force): the idle
+    limit still begins there, keep_alive_timeout, not timeout."""
+    called = trio.Event()
+    release = trio.Event()
+
+    async def app(request: mhd2.Request) -> mhd2.Action:
+        called.set()
+        await release.wait()
+        return text_response(request)
+
+    async with running(app, timeout=30, keep_alive_timeout=0.3) as d:
+        stream = await open_stream(d.port)
+        async with stream:
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            with trio.fail_after(WAIT):
+                await called.wait()
+            await stream.send_all(b"\r\n\r\n")  # in the kernel before the response
+            release.set()
             buffer = bytearray()
             assert status_of(await read_response(stream, buffer)) == 200
             started = trio.current_time()
             with trio.fail_after(WAIT):
                 assert await read_until_close(stream) == b""
             idle_for = trio.current_time() - started  # virtual time
-            assert 0.29 < idle_for < 1, idle_for  # keep_alive_timeout, not timeout
-    assert mhd2.Daemon(text_response, timeout=7).options.keep_alive_timeout == 7
+            assert idle_for < 1, idle_for  # keep_alive_timeout, not timeout
 
 
 async def test_max_requests_per_connection() -> None:
