@@ -153,7 +153,7 @@ class WebSocketSubscriber(Subscriber):
             return False
         transport = self.transport
         assert transport is not None  # (lean: a plain Transport)
-        history = topic._messages
+        history = topic._retained.messages
         while True:
             if len(history) > 1 and history[-2].key == self.key:
                 # One message behind: the common case, no list made.
@@ -163,7 +163,7 @@ class WebSocketSubscriber(Subscriber):
                 data: bytes | list[bytes] = frame
                 size = len(frame)
             else:
-                messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
+                messages, truncated = topic._retained.after(self.key, WS_BATCH_BYTES)
                 if truncated:
                     return False  # out of the history: the task drops it
                 if not messages:
@@ -188,7 +188,7 @@ class WebSocketSubscriber(Subscriber):
                         return False  # woken: the task sends the rest first
                     sent -= len(frame)
             self._took(last, len(messages) or 1)
-            if self.key == topic._tip_key:
+            if self.key == topic._retained.tip_key:
                 return True
 
     def _took(self, last: Message, count: int) -> None:
@@ -209,7 +209,7 @@ class WebSocketSubscriber(Subscriber):
         if ws.stopping:
             return False
         topic = self.topic
-        history = topic._messages
+        history = topic._retained.messages
         hub = topic.hub
         while True:
             messages: list[Any]
@@ -217,7 +217,7 @@ class WebSocketSubscriber(Subscriber):
                 messages = _NONE
                 message = history[-1]
             else:
-                messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
+                messages, truncated = topic._retained.after(self.key, WS_BATCH_BYTES)
                 if truncated:
                     return False
                 if not messages:
@@ -241,7 +241,7 @@ class WebSocketSubscriber(Subscriber):
                 if index >= len(messages):
                     break
                 message = messages[index]
-            if self.key == topic._tip_key:
+            if self.key == topic._retained.tip_key:
                 return True
 
     # -- the subscriber's task -----------------------------------------------------------
@@ -333,7 +333,7 @@ class WebSocketSubscriber(Subscriber):
                 if self.stopping:
                     await self._goodbye(*RESTART)
                     break
-                messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
+                messages, truncated = topic._retained.after(self.key, WS_BATCH_BYTES)
                 if truncated:
                     self.drop()
                     continue
