@@ -112,8 +112,8 @@ class H2Engine:
     """
 
     __slots__ = ("_extra", "_guard", "_last_stream_id", "_options", "_ping_payload",
-                 "_provoked", "_useful_updates", "_window_opened", "active", "announced",
-                 "ending", "h2", "more", "peer", "served", "state")
+                 "_window_opened", "active", "announced", "ending", "h2", "more", "peer",
+                 "served", "state")
 
     def __init__(self, options: DaemonOptions, clock: Callable[[], float],
                  peer: object = None) -> None:
@@ -135,8 +135,6 @@ class H2Engine:
         self._guard = FloodGuard(options.http2_max_concurrent_streams, clock)
         self._extra: list[bytes] = []
         self._last_stream_id = 0
-        self._useful_updates = 0
-        self._provoked = 0
         self._ping_payload = b""
         self._window_opened = False
         #: The shutdown was announced (:meth:`announce_goaway`): streams are
@@ -373,11 +371,11 @@ class H2Engine:
                 sid = event.stream_id or 0
                 if sid == 0 or sid in active:
                     out.append(WindowOpened(sid))
-                    self._useful_updates += 1
+                    self._guard.useful_update()
             elif isinstance(event, h2e.StreamReset):
                 if not event.remote_reset:
                     # h2 reset the stream for a stream error of the client's.
-                    self._provoked += 1
+                    self._guard.provoked()
                 if event.stream_id in active:
                     out.append(StreamCancelled(event.stream_id, RequestEndedCode.CLIENT_ABORT,
                                                by_client=True))
@@ -478,45 +476,26 @@ class H2Engine:
 
     def _count_provoked(self) -> None:
         """One stream reset the client's frames provoked (see :meth:`_count_floods`)."""
-        self._provoked += 1
+        self._guard.provoked()
         self.h2.resets_sent += 1  # (sent for the client's frames, as h2's own)
 
     # -- flood accounting -------------------------------------------------------------------
 
     def _count_floods(self, opened: int) -> bool:
-        """Count the frames of the last turn against the flood rates.
-
-        * Stream resets, one budget (:meth:`FloodGuard.resets`): every
-          ``RST_STREAM`` the client sent, also for streams already answered
-          (CVE-2023-44487, "rapid reset"), and every stream whose reset it
-          provoked (CVE-2025-8671, "MadeYouReset"): the stream errors ``h2``
-          answered with ``RST_STREAM`` (a second HEADERS on a half-closed
-          stream, a ``WINDOW_UPDATE`` overflowing 2^31-1, DATA after the
-          client's END_STREAM...: a ``StreamReset`` event not from the client)
-          and the streams mhd2 refused or found malformed (:meth:`_refuse`).
-        * Frames that carry nothing (CVE-2019-9518): empty DATA, PRIORITY,
-          unknown types, acks nobody asked for, ``WINDOW_UPDATE`` for a
-          stream mhd2 is not sending on (CVE-2019-9517), and frames on a
-          stream reset already (``h2`` answers each with one more
-          ``RST_STREAM``; a client's DATA in flight when the server reset
-          the stream does that too, so these are not stream resets);
-          *opened* streams earn some credit.
+        """Count the frames of the last turn against the flood rates
+        (:meth:`FloodGuard.turn <mhd2.http2.guard.FloodGuard.turn>`; *opened*
+        streams were opened), from ``h2``'s counters, which start again at zero.
 
         Returns:
             Whether the connection is to end (``GOAWAY`` ENHANCE_YOUR_CALM queued).
         """
         h2 = self.h2
         frames = h2.incoming_buffer
-        provoked = self._provoked
-        resets = frames.resets + provoked
-        idle = (frames.idle + max(0, frames.window_updates - self._useful_updates)
-                + max(0, h2.resets_sent - provoked))
-        frames.resets = frames.idle = frames.window_updates = 0
-        h2.resets_sent = self._provoked = self._useful_updates = 0
-        guard = self._guard
-        if resets and self._flood(guard.resets(resets)):
-            return True
-        return self._flood(guard.idle_frames(idle, opened))
+        why = self._guard.turn(resets=frames.resets, idle=frames.idle,
+                               window_updates=frames.window_updates,
+                               resets_sent=h2.resets_sent, opened=opened)
+        frames.resets = frames.idle = frames.window_updates = h2.resets_sent = 0
+        return self._flood(why)
 
     def _flood(self, why: str | None) -> bool:
         """Abuse (*why*): ``GOAWAY`` ENHANCE_YOUR_CALM, and the engine is FAILED.
