@@ -21,6 +21,7 @@ LAYERS = [
     {"mhd2.http2.stream"},
     {"mhd2.http2.port"},
     {"mhd2.http2.engine"},
+    {"mhd2.http2.outbox"},
     {"mhd2.http2.events", "mhd2.http2.guard", "mhd2.http2.machine"},
     {"mhd2.http2.checks", "mhd2.http2.hpack_out"},
 ]
