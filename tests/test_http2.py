@@ -657,7 +657,7 @@ async def test_an_unanswered_announcement_ends_within_its_bound(
         autojump_clock: trio.testing.MockClock) -> None:
     """A client that never answers the announcing PING gets the final GOAWAY
     after ANNOUNCE_SECONDS, and the idle connection closes."""
-    from mhd2.http2.connection import ANNOUNCE_SECONDS
+    from mhd2.http2.stop import ANNOUNCE_SECONDS
 
     async with running(text_response) as daemon:
         with trio.fail_after(WAIT * 10):

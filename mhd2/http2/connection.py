@@ -34,9 +34,9 @@ the state machine needs no lock.  Streams see the connection as a
   connection; each stream has its own inactivity limit (see the stream
   module).  A connection whose streams are all parked is pinged
   (:mod:`mhd2.http2.liveness`).
-* **Graceful stop.**  ``GOAWAY`` with the last stream id processed; the
-  streams running finish (within the daemon's grace period), then the
-  connection closes.
+* **Graceful stop** (:mod:`mhd2.http2.stop`).  Announced first, then
+  ``GOAWAY`` with the last stream id processed; the streams running finish
+  (within the daemon's grace period), then the connection closes.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from . import events as ev
 from .engine import ConnState, H2Engine
 from .liveness import Liveness
 from .serve import report_malformed, run_stream, serve_now
+from .stop import GracefulStop
 from .stream import H2Stream
 from .writer import FrameWriter
 
@@ -74,11 +75,6 @@ FINAL_WRITE_SECONDS = 2.0
 #: handlers (RFC 8441 tunnels) get this long to see the broken stream and
 #: return before they are cancelled.
 TUNNEL_END_SECONDS = 2.0
-#: A graceful stop announces itself (``GOAWAY`` with the highest stream id and
-#: a ``PING``) and takes the streams the client had in flight until the
-#: ``PING`` is answered, or for this long at most, before the final ``GOAWAY``
-#: (as the HTTP/1 loop waits for a fresh connection's first request).
-ANNOUNCE_SECONDS = 1.0
 #: The idle deadline may be off by this many seconds at most (an eighth of
 #: the idle limit when that is shorter).
 IDLE_SLACK = 1.0
@@ -108,7 +104,6 @@ class HTTP2Connection:
     """
 
     __slots__ = (
-        "_announce_answered",
         "_closing",
         "_drained",
         "_idle_from",
@@ -118,6 +113,7 @@ class HTTP2Connection:
         "_notified",
         "_nursery",
         "_read_scope",
+        "_stop",
         "_stop_reading",
         "_writer",
         "engine",
@@ -144,8 +140,7 @@ class HTTP2Connection:
         self._closing = False
         #: Set when the last stream has ended (made by _let_tunnels_end).
         self._drained: trio.Event | None = None
-        # Set when the client answers the PING of a stop's announcement.
-        self._announce_answered: trio.Event | None = None
+        self._stop = GracefulStop()
         self._idle_from = 0.0  # when the last stream ended (or the connection began)
         self._liveness: Liveness | None = None  # made when a stream first parks
         self._read_scope = trio.CancelScope()
@@ -153,38 +148,18 @@ class HTTP2Connection:
         self._stop_reading = False
         self._nursery: trio.Nursery | None = None
 
-    # -- daemon-facing ----------------------------------------------------------------
+    # -- daemon-facing, and StopHost (what GracefulStop uses) ---------------------------
 
     def close_if_idle(self) -> bool:
-        """Graceful stop: announce it, take the streams in flight, then ``GOAWAY``.
-
-        The announcement (RFC 9113 §6.8, :meth:`H2Engine.announce_goaway
-        <mhd2.http2.engine.H2Engine.announce_goaway>`) lets a request the
-        client sent before it learned of the stop -- a fresh connection's
-        first request too -- be served, up to :data:`ANNOUNCE_SECONDS`; then
-        the final ``GOAWAY`` names the last stream taken.  Parked requests are
-        woken (they end with ``DAEMON_SHUTDOWN``, answered 503); running ones
-        finish within the grace period.
+        """Graceful stop: announce it, take the streams in flight, then ``GOAWAY``
+        (:meth:`GracefulStop.begin <mhd2.http2.stop.GracefulStop.begin>`).
 
         Returns:
             True if no stream was running and the connection closes at once.
         """
-        engine = self.engine
-        if not engine.announced:
-            nursery = self._nursery
-            if nursery is not None and engine.announce_goaway():
-                self._announce_answered = trio.Event()
-                self._writer.wake()
-                nursery.start_soon(self._end_announcement)
-            else:
-                self._send_goaway()
-        for stream in list(self.streams.values()):
-            stream.begin_stop()
-        if engine.state is ConnState.OPEN:
-            return False  # announced: the final GOAWAY is still to come
-        return self._close_if_no_stream()
+        return self._stop.begin(self, self._nursery)
 
-    def _close_if_no_stream(self) -> bool:
+    def close_if_no_stream(self) -> bool:
         """After the final ``GOAWAY``: close now if no stream runs (else the
         last stream to end closes it); return whether it closes now."""
         if self.streams:
@@ -192,21 +167,6 @@ class HTTP2Connection:
         self._closing = True
         self._stop_reader()
         return True
-
-    async def _end_announcement(self) -> None:
-        """Once the client has answered the announcement (or after
-        :data:`ANNOUNCE_SECONDS`): the final ``GOAWAY``, and close if no
-        stream runs."""
-        answered = self._announce_answered
-        assert answered is not None
-        told = max(self.streams, default=0)  # streams already told of the stop
-        with trio.move_on_after(ANNOUNCE_SECONDS):
-            await answered.wait()
-        self._send_goaway()
-        for stream_id, stream in list(self.streams.items()):
-            if stream_id > told:  # (the streams taken meanwhile)
-                stream.begin_stop()
-        self._close_if_no_stream()
 
     def cancel(self) -> None:
         """End the connection now (the grace period is over)."""
@@ -264,7 +224,7 @@ class HTTP2Connection:
         """The client did not answer a ``PING``: end its streams (``TIMEOUT_REACHED``),
         ``GOAWAY``, and close once they have ended."""
         self._cut(RequestEndedCode.TIMEOUT_REACHED)
-        self._send_goaway()
+        self.send_goaway()
         if not self.streams:
             self._stop_reader()
 
@@ -443,8 +403,7 @@ class HTTP2Connection:
                     if self._liveness is not None:
                         self._liveness.answered()
                 elif isinstance(event, ev.ShutdownAnswered):
-                    if self._announce_answered is not None:
-                        self._announce_answered.set()
+                    self._stop.answered()
                 elif isinstance(event, ev.GoawayReceived):
                     self._writer.wake()
                     if not streams:
@@ -467,7 +426,7 @@ class HTTP2Connection:
 
     # -- endings ----------------------------------------------------------------------------
 
-    def _send_goaway(self) -> None:
+    def send_goaway(self) -> None:
         """A graceful ``GOAWAY`` (the engine's, once), and wake the writer."""
         if self.engine.goaway():
             self._writer.wake()
