@@ -27,7 +27,7 @@ from test_auth import PASSWORD, RANDOM, USER, basic_app, digest_app
 
 import mhd2
 from mhd2.enums import RequestEndedCode
-from mhd2.http2.connection import IDLE_SLACK
+from mhd2.http2.idle import IDLE_SLACK
 from mhd2.tls import server_context
 
 Ended = list[tuple[mhd2.Request, mhd2.RequestEndedCode]]

@@ -27,13 +27,13 @@ the state machine needs no lock.  Streams see the connection as a
   :mod:`mhd2.http2.guard`).  The engine handles at most ``FRAMES_PER_TURN``
   frames of a read per turn and the reader yields between turns (the
   answers to one read are written together).
-* **Timeouts.**  With no stream running the connection waits for one for
-  ``keep_alive_timeout`` (the first one: ``timeout``), counted from the end
-  of the last stream -- control frames are not activity -- then sends
-  ``GOAWAY`` and closes; a write that moves no byte for ``timeout`` ends the
-  connection; each stream has its own inactivity limit (see the stream
-  module).  A connection whose streams are all parked is pinged
-  (:mod:`mhd2.http2.liveness`).
+* **Timeouts** (:mod:`mhd2.http2.idle`).  With no stream running the
+  connection waits for one for ``keep_alive_timeout`` (the first one:
+  ``timeout``), counted from the end of the last stream -- control frames
+  are not activity -- then sends ``GOAWAY`` and closes; a write that moves
+  no byte for ``timeout`` ends the connection; each stream has its own
+  inactivity limit (see the stream module).  A connection whose streams
+  are all parked is pinged (:mod:`mhd2.http2.liveness`).
 * **Graceful stop** (:mod:`mhd2.http2.stop`).  Announced first, then
   ``GOAWAY`` with the last stream id processed; the streams running finish
   (within the daemon's grace period), then the connection closes.
@@ -42,7 +42,6 @@ the state machine needs no lock.  Streams see the connection as a
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -52,6 +51,7 @@ from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
 from . import events as ev
 from .engine import ConnState, H2Engine
+from .idle import IdleDeadline
 from .liveness import Liveness
 from .serve import report_malformed, run_stream, serve_now
 from .stop import GracefulStop
@@ -75,9 +75,6 @@ FINAL_WRITE_SECONDS = 2.0
 #: handlers (RFC 8441 tunnels) get this long to see the broken stream and
 #: return before they are cancelled.
 TUNNEL_END_SECONDS = 2.0
-#: The idle deadline may be off by this many seconds at most (an eighth of
-#: the idle limit when that is shorter).
-IDLE_SLACK = 1.0
 
 
 class HTTP2Connection:
@@ -106,7 +103,7 @@ class HTTP2Connection:
     __slots__ = (
         "_closing",
         "_drained",
-        "_idle_from",
+        "_idle",
         "_in_turn",
         "_initial",
         "_liveness",
@@ -141,7 +138,7 @@ class HTTP2Connection:
         #: Set when the last stream has ended (made by _let_tunnels_end).
         self._drained: trio.Event | None = None
         self._stop = GracefulStop()
-        self._idle_from = 0.0  # when the last stream ended (or the connection began)
+        self._idle = IdleDeadline(transport, shared.options)
         self._liveness: Liveness | None = None  # made when a stream first parks
         self._read_scope = trio.CancelScope()
         self._in_turn = False  # the reader handles a read (and writes its answers)
@@ -239,7 +236,7 @@ class HTTP2Connection:
         if not self.streams:
             if self._drained is not None:
                 self._drained.set()
-            self._idle_from = trio.current_time()
+            self._idle.since = trio.current_time()
             if engine.state is not ConnState.OPEN:
                 self._stop_reader()
             else:
@@ -256,7 +253,7 @@ class HTTP2Connection:
         linger = False
         try:
             with transport.scope:
-                self._idle_from = trio.current_time()
+                self._idle.since = trio.current_time()
                 self._settle_deadline()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -461,35 +458,11 @@ class HTTP2Connection:
             stream.cancel(code)
 
     def _settle_deadline(self) -> None:
-        """The connection's deadline: none while streams run (each has its own)
-        except during a write; else the idle limit, counted from when the last
-        stream ended.
-
-        Control frames are not activity: a ``PING`` or ``SETTINGS`` (and the
-        write of its ack) leaves the idle deadline where it is, so they cannot
-        keep an idle connection open past ``keep_alive_timeout`` (the HTTP/2
-        twin of a client that trickles bytes between HTTP/1 requests).
-        """
-        transport = self.transport
-        options = self.shared.options
-        if self.streams:
-            transport.timeout = options.timeout
-            if not self._writer.writing and transport.scope.deadline != math.inf:
-                # (Moving a deadline is not free: only when one is set.)
-                transport.disarm()
-            return
-        idle = options.keep_alive_timeout if self.engine.served else options.timeout
-        if transport.timeout != idle:
-            transport.set_timeout(idle)  # (the limit of a write meanwhile)
-        if idle is None:
-            if transport.scope.deadline != math.inf:
-                transport.disarm()
-            return
-        deadline = self._idle_from + idle
-        # (Moved only when off by more than the transport's slack: a write
-        # re-arms it to its own limit, and moving a deadline is not free.)
-        if abs(transport.scope.deadline - deadline) > min(IDLE_SLACK, idle / 8):
-            transport.scope.deadline = deadline
+        """The connection's deadline for where it is now (:meth:`IdleDeadline.settle
+        <mhd2.http2.idle.IdleDeadline.settle>`): none while streams run but
+        during a write, else the idle limit."""
+        self._idle.settle(streams=bool(self.streams), writing=self._writer.writing,
+                          served=self.engine.served > 0)
 
     def _notify(self, event: ConnectionEvent) -> None:
         notify = self.shared.options.notify_connection
