@@ -150,14 +150,8 @@ class EventStream(Subscriber):
 
     def _took(self, last: Message, messages: list[Message] | None) -> None:
         """The connection took the events up to *last* (*messages*, or just *last*)."""
-        hub = self.topic.hub
         count = 1 if messages is None else messages.index(last) + 1
-        self.cursor = last.id
-        self.key = last.key
-        self.mark = last.end
-        self.last = last.sse()
-        hub._deliveries += count
-        hub._direct += count
+        self.took_directly(last, count, last.sse())
 
     def __call__(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
         """The content creator (see the module docstring); the stream itself is

@@ -100,6 +100,17 @@ class Subscriber:
         self.mark = last.end
         self.topic.hub._deliveries += len(messages)
 
+    def took_directly(self, last: Message, count: int, wire: bytes) -> None:
+        """The fan-out wrote *count* messages up to *last* straight to its
+        connection (:meth:`write_parked`); *wire*: the bytes of *last*."""
+        hub = self.topic.hub
+        self.cursor = last.id
+        self.key = last.key
+        self.mark = last.end
+        self.last = wire
+        hub._deliveries += count
+        hub._direct += count
+
     def wake(self) -> None:
         """Resume the waiting subscriber (it was parked)."""
         raise NotImplementedError

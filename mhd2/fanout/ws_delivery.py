@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from ..transport import Transport
     from ..upgrade import UpgradeHandle
     from ..websocket import WebSocket
-    from .message import Message
     from .topic import Topic
 
 __all__ = ["WS_BATCH_BYTES", "WebSocketDelivery"]
@@ -132,22 +131,12 @@ class WebSocketDelivery(Subscriber):
                     frame = message.ws()
                     if sent < len(frame):
                         transport.owe(frame[sent:])
-                        self._took(message, count)
+                        self.took_directly(message, count, message.ws())
                         return False  # woken: the task sends the rest first
                     sent -= len(frame)
-            self._took(last, len(messages) or 1)
+            self.took_directly(last, len(messages) or 1, last.ws())
             if self.key == topic._retained.tip_key:
                 return True
-
-    def _took(self, last: Message, count: int) -> None:
-        """The connection took the frames up to *last* (*count* messages)."""
-        hub = self.topic.hub
-        self.cursor = last.id
-        self.key = last.key
-        self.mark = last.end
-        self.last = last.ws()
-        hub._deliveries += count
-        hub._direct += count
 
     def _write_session(self) -> bool:
         """:meth:`write_parked` for a subscriber with a WebSocket session (one frame
