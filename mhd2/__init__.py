@@ -75,11 +75,11 @@ from .errors import (
     UpgradedTLSError,
     UsageError,
 )
-from .exchange import request_on_end, request_resume
 from .options import DaemonOptions
 from .post import action_parse_post
 from .post_field import PostField
 from .request import HeaderView, Request
+from .request_calls import request_on_end, request_resume
 from .response import Response
 from .upgrade import UpgradeHandle
 

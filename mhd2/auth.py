@@ -29,10 +29,11 @@ from ._auth.digest import calc_userdigest as digest_auth_calc_userdigest
 from ._auth.digest import calc_userhash as digest_auth_calc_userhash
 from ._auth.nonces import NonceRegistry, registry_for
 from .actions import Action, action_from_response
+from .body_source import Buffer
 from .enums import DigestAuthAlgo, HTTPStatus, StatusCode, reason_phrase
 from .errors import AuthError, UsageError
 from .request import Request, exchange_view
-from .response import Buffer, Response
+from .response import Response
 
 __all__ = [
     "DEFAULT_CHALLENGE_ALGO",

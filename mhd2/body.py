@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, ClassVar, TypeAlias
 import trio
 
 from .app_calls import app_failed
+from .body_source import BodySource, BufferBody, CallbackBody, FdBody, IovecBody, PipeBody
 from .dcc import (
     DCCAction,
     DCCContext,
@@ -39,7 +40,6 @@ from .dcc import (
 )
 from .enums import RequestEndedCode
 from .exchange import DaemonStopping, Exchange
-from .response import BodySource, BufferBody, CallbackBody, FdBody, IovecBody, PipeBody
 
 if TYPE_CHECKING:
     from .request import Request

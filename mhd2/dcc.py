@@ -21,7 +21,8 @@ from .request import exchange_view
 
 if TYPE_CHECKING:
 
-    from .response import Buffer, FreeCallback
+    from .body_source import Buffer
+    from .response import FreeCallback
 
 __all__ = [
     "DCC_BUFFER_SIZE",

@@ -1,6 +1,6 @@
 """What a dynamic content creator is called with: :class:`DCCContext`.
 
-Its own module, below :mod:`mhd2.response` (whose ``DynamicContentCreator``
+Its own module, below :mod:`mhd2.body_source` (whose ``DynamicContentCreator``
 type names it) and above :mod:`mhd2.request` (which it names): the actions
 a creator returns are :mod:`mhd2.dcc`'s.
 """

@@ -7,9 +7,10 @@ what the application's calls change and what the engine must get right once:
 * the action slots -- "exactly one action per callback invocation"
   (:class:`~mhd2._slot.Slot`), through which :mod:`mhd2.app_calls` calls the
   application's request and upload callbacks;
-* suspension: :meth:`Exchange.park` and :func:`request_resume`, from any
-  task or thread (the waiting itself is :class:`mhd2.parking.Parking`'s, made
-  only for a request that suspends);
+* suspension: :meth:`Exchange.park` and :meth:`Exchange.resume` (which
+  :func:`~mhd2.request_resume` calls from any task or thread:
+  :mod:`mhd2.request_calls`); the waiting itself is
+  :class:`mhd2.parking.Parking`'s, made only for a request that suspends;
 * the end: :meth:`Exchange.end` reports ``notify_request_ended`` (and the
   response's termination callback) exactly once, however the request ends.
 
@@ -53,8 +54,6 @@ __all__ = [
     "Ending",
     "ParkedBody",
     "exchange_of",
-    "request_on_end",
-    "request_resume",
 ]
 
 logger = logging.getLogger("mhd2")
@@ -461,46 +460,3 @@ class Exchange:
 #: function, typed for the whole exchange).
 exchange_of = cast(Callable[[Request], Exchange], exchange_view)
 
-
-def request_resume(request: Request) -> None:
-    """Resume a suspended request (``MHD_request_resume``).
-
-    Safe to call from any trio task of the daemon's run and from any other
-    thread.  Resuming a request that is not suspended (or has ended) does nothing.
-    """
-    exchange = exchange_of(request)
-    token = exchange.shared.token
-    try:
-        current: trio.lowlevel.TrioToken | None = trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        current = None
-    if token is not None and current is not token:
-        # Another thread (or another trio run): hop into the daemon's run.
-        try:
-            token.run_sync_soon(exchange.resume)
-        except trio.RunFinishedError:
-            pass
-        return
-    exchange.resume()
-
-
-def request_on_end(request: Request, hook: Callable[[RequestEndedCode], object]) -> None:
-    """Call ``hook(code)`` once when *request* ends, however it ends.
-
-    For libraries that serve a request from their own task (the ASGI bridge):
-    the client going away while the request is suspended, the daemon stopping,
-    a timeout and a completed response all end the request, and the hook is
-    how such a task hears of it.  The hook runs in the daemon's task, must not
-    block, and its failure is logged, not raised.  On a request that has
-    already ended it is called at once.
-
-    Args:
-        request: the request to watch.
-        hook: ``hook(code)`` with the :class:`~mhd2.RequestEndedCode`.
-    """
-    exchange = exchange_of(request)
-    if exchange.ended:
-        assert exchange.end_code is not None
-        hook(exchange.end_code)
-        return
-    exchange.add_end_hook(lambda: hook(exchange.end_code))  # type: ignore[arg-type]

@@ -7,7 +7,8 @@ of times, concurrently, until :meth:`Response.destroy`.  Resources (a
 ``free_cb``, a file descriptor) are released exactly once, when the last use
 ends after destruction.
 
-The body sources are small records; each is read by its producer in
+The body sources are small records (:mod:`mhd2.body_source`, which also
+checks a constructor's arguments); each is read by its producer in
 :mod:`mhd2.body`, and written by :mod:`mhd2.http1.reply` (HTTP/1) or
 :mod:`mhd2.http2.reply` (HTTP/2).
 """
@@ -15,25 +16,31 @@ The body sources are small records; each is read by its producer in
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any, TypeAlias
 
 from ._http1.writer import encode_header_lines
 from ._syntax import BAD_VALUE, TOKEN
+from .body_source import (
+    BodySource,
+    Buffer,
+    BufferBody,
+    CallbackBody,
+    DynamicContentCreator,
+    FdBody,
+    IovecBody,
+    PipeBody,
+    as_buffer,
+    callback_body,
+    fd_body,
+    iovec_body,
+)
 from .enums import PredefinedHeader, StatusCode, reason_phrase
 from .errors import ResponseHeaderError, UsageError
-
-if TYPE_CHECKING:
-    from .dcc_context import DCCContext
 
 __all__ = ["DynamicContentCreator", "FreeCallback", "Response"]
 
 FreeCallback: TypeAlias = Callable[[], Any]
-#: ``dyn_cont(ctx, pos, buf) -> DCCAction`` (or an awaitable of one).
-DynamicContentCreator: TypeAlias = Callable[["DCCContext", int, memoryview], Any]
-Buffer: TypeAlias = bytes | bytearray | memoryview
 
 # RFC 9110 §5.1: field-name = token; tchar = "!" / "#" / "$" / "%" / "&" / "'"
 # / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
@@ -41,48 +48,6 @@ Buffer: TypeAlias = bytes | bytearray | memoryview
 # (NUL, DEL ...), which RFC 9110 §5.5 forbids in field values.
 _TOKEN = TOKEN
 _BAD_VALUE = BAD_VALUE
-
-
-@dataclass(slots=True)
-class BufferBody:
-    """Bytes in memory (``from_buffer``, ``from_buffer_static``, ``from_buffer_copy``)."""
-
-    data: Buffer
-
-
-@dataclass(slots=True)
-class IovecBody:
-    """Several buffers sent one after another (``from_iovec``)."""
-
-    parts: list[memoryview]
-    size: int
-
-
-@dataclass(slots=True)
-class FdBody:
-    """A byte range of a regular file (``from_fd``); sent with ``os.sendfile``."""
-
-    fd: int
-    offset: int
-    size: int
-
-
-@dataclass(slots=True)
-class PipeBody:
-    """The read end of a pipe (``from_pipe``); size unknown."""
-
-    fd: int
-
-
-@dataclass(slots=True)
-class CallbackBody:
-    """A dynamic content creator (``from_callback``)."""
-
-    dyn_cont: DynamicContentCreator
-    size: int | None
-
-
-BodySource: TypeAlias = BufferBody | IovecBody | FdBody | PipeBody | CallbackBody
 
 
 def _status(status: int) -> int:
@@ -174,12 +139,12 @@ class Response:
             data: the body (not copied).
             free_cb: called exactly once when the daemon no longer needs *data*.
         """
-        return cls(status, BufferBody(_as_buffer(data)), free_cb)
+        return cls(status, BufferBody(as_buffer(data)), free_cb)
 
     @classmethod
     def from_buffer_static(cls, status: int, data: Buffer) -> Response:
         """Respond with *data* that lives as long as the program (not copied)."""
-        return cls(status, BufferBody(_as_buffer(data)))
+        return cls(status, BufferBody(as_buffer(data)))
 
     @classmethod
     def from_buffer_copy(cls, status: int, data: Buffer) -> Response:
@@ -202,8 +167,7 @@ class Response:
             parts: buffers (``bytes``, ``bytearray``, ``memoryview``), not copied.
             free_cb: called exactly once when the daemon no longer needs *parts*.
         """
-        views = [memoryview(_as_buffer(p)).cast("B") for p in parts]
-        return cls(status, IovecBody(views, sum(len(v) for v in views)), free_cb)
+        return cls(status, iovec_body(parts), free_cb)
 
     @classmethod
     def from_fd(cls, status: int, fd: int, offset: int = 0, size: int | None = None) -> Response:
@@ -222,29 +186,7 @@ class Response:
         Raises:
             UsageError: *fd* is not a regular file, or the range lies outside it.
         """
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise UsageError(
-                    "from_fd needs a regular file; use Response.from_pipe for pipes"
-                )
-            if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-                raise UsageError(f"from_fd offset {offset!r} must be an int >= 0")
-            if size is None:
-                size = info.st_size - offset
-                if size < 0:
-                    raise UsageError(
-                        f"from_fd offset {offset} lies past the end of the file ({info.st_size})")
-            elif isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                raise UsageError(f"from_fd size {size!r} must be an int >= 0 or None")
-            elif offset + size > info.st_size:
-                raise UsageError(
-                    f"from_fd range {offset}+{size} lies past the end of the file "
-                    f"({info.st_size} bytes)")
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(status, FdBody(fd, offset, size))
+        return cls(status, fd_body(fd, offset, size))
 
     @classmethod
     def from_pipe(cls, status: int, fd: int) -> Response:
@@ -272,11 +214,7 @@ class Response:
                 (:func:`~mhd2.dcc_action_continue`, ``..._finish`` ...).
             free_cb: called exactly once when the response is destroyed.
         """
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise UsageError(f"from_callback size {size!r} must be an int >= 0 or None")
-        if not callable(dyn_cont):
-            raise UsageError("from_callback needs a callable dyn_cont(ctx, pos, buf)")
-        return cls(status, CallbackBody(dyn_cont, size), free_cb)
+        return cls(status, callback_body(size, dyn_cont), free_cb)
 
     # -- headers ------------------------------------------------------------
 
@@ -504,10 +442,4 @@ class Response:
     def __repr__(self) -> str:
         kind = type(self._body).__name__.removesuffix("Body").lower()
         return f"<mhd2.Response {self.status} {kind} size={self.size}>"
-
-
-def _as_buffer(data: Buffer) -> Buffer:
-    if isinstance(data, bytes | bytearray | memoryview):
-        return data
-    raise UsageError(f"a response body must be bytes, bytearray or memoryview, not {type(data).__name__}")
 

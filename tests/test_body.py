@@ -31,9 +31,9 @@ from mhd2.body import (
     PipeProducer,
     producer_for,
 )
+from mhd2.body_source import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody
 from mhd2.enums import RequestEndedCode
 from mhd2.request import Request
-from mhd2.response import BufferBody, CallbackBody, FdBody, IovecBody, PipeBody
 
 
 class _Exchange:

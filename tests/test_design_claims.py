@@ -25,7 +25,7 @@ SANS_IO = [
     "_proxy/rfc7239.py", "_proxy/x_forwarded.py",
     "_static/conditionals.py", "_static/encodings.py", "_static/files.py",
     "_static/listing.py", "_static/ranges.py", "_static/snapshot.py", "_static/tree.py",
-    "http2/engine.py", "http2/events.py", "http2/guard.py", "http2/machine.py",
+    "http2/engine.py", "http2/outbox.py", "http2/events.py", "http2/guard.py", "http2/machine.py",
     "http2/checks.py", "http2/hpack_out.py", "http2/port.py",
     "request.py", "_syntax.py", "_date.py", "_slot.py", "exchange_view.py",
 ]

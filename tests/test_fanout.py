@@ -319,7 +319,7 @@ async def test_every_subscriber_is_handed_the_same_bytes_object(ca: trustme.CA) 
                 "long_poll": 0, "sse": 3, "websocket": 2})
             subs = list(s.topic._subs)
             await s.topic.publish(b"shared")
-            message = s.topic._messages[-1]
+            message = s.topic._retained.messages[-1]
             await until(lambda: all(sub.last is not None for sub in subs))
             sse_sent = [sub.last for sub in subs if sub.kind == "sse"]
             ws_sent = [sub.last for sub in subs if sub.kind == "websocket"]
@@ -488,7 +488,7 @@ class _Dummy(mhd2.fanout.topic.Subscriber):
     kind = "long_poll"
 
     def __init__(self, topic: Topic) -> None:
-        super().__init__(topic, None, topic.last_id, topic._tip_key, 0)  # type: ignore[arg-type]
+        super().__init__(topic, None, topic.last_id, topic._retained.tip_key, 0)  # type: ignore[arg-type]
 
 
 # -- liveness, stop and reload ------------------------------------------------------------------

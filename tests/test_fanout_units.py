@@ -218,9 +218,9 @@ async def test_a_late_backfill_is_history_not_news() -> None:
         assert topic._add(waiting)
         topic._backfill([("5-0", None, b"a"), ("6-0", "e", b"bb"), ("7-0", None, b"ccc"),
                          ("8-0", None, b"dddd")], lost_before="4-0")
-        assert [m.id for m in topic._messages] == ["6-0", "7-0", "8-0"]
+        assert [m.id for m in topic._retained.messages] == ["6-0", "7-0", "8-0"]
         assert topic.last_id == "8-0" and (waiting.cursor, waiting.key) == ("8-0", (8, 0))
-        assert topic._after(waiting.key, 1e9) == ([], False)
+        assert topic._retained.after(waiting.key, 1e9) == ([], False)
         assert topic.since("2-0").truncated and not topic.since("5-0").truncated
         assert [m.data for m in topic.since("6-0")] == [b"ccc", b"dddd"]
         assert hub.stats().published == 0  # not news
@@ -230,15 +230,15 @@ async def test_a_late_backfill_is_history_not_news() -> None:
         await settled()
         assert topic.last_id == mid
         assert [m.id for m in topic.since(waiting.cursor)] == [mid]
-        assert topic._bytes - waiting.mark == len(b"new")
+        assert topic._retained.total - waiting.mark == len(b"new")
 
 
 class _Joined(mhd2.fanout.topic.Subscriber):
     kind = "sse"
 
     def __init__(self, topic: Topic) -> None:
-        super().__init__(topic, None, topic.last_id, topic._tip_key,  # type: ignore[arg-type]
-                         topic._bytes)
+        super().__init__(topic, None, topic.last_id, topic._retained.tip_key,  # type: ignore[arg-type]
+                         topic._retained.total)
 
     def wake(self) -> None:
         pass

@@ -27,7 +27,7 @@ from test_auth import PASSWORD, RANDOM, USER, basic_app, digest_app
 
 import mhd2
 from mhd2.enums import RequestEndedCode
-from mhd2.http2.connection import IDLE_SLACK
+from mhd2.http2.idle import IDLE_SLACK
 from mhd2.tls import server_context
 
 Ended = list[tuple[mhd2.Request, mhd2.RequestEndedCode]]
@@ -657,7 +657,7 @@ async def test_an_unanswered_announcement_ends_within_its_bound(
         autojump_clock: trio.testing.MockClock) -> None:
     """A client that never answers the announcing PING gets the final GOAWAY
     after ANNOUNCE_SECONDS, and the idle connection closes."""
-    from mhd2.http2.connection import ANNOUNCE_SECONDS
+    from mhd2.http2.stop import ANNOUNCE_SECONDS
 
     async with running(text_response) as daemon:
         with trio.fail_after(WAIT * 10):

@@ -16,11 +16,13 @@ grimp = pytest.importorskip("grimp")
 LAYERS = [
     {"mhd2.http2"},
     {"mhd2.http2.connection"},
-    {"mhd2.http2.serve", "mhd2.http2.writer", "mhd2.http2.liveness"},
+    {"mhd2.http2.serve", "mhd2.http2.writer", "mhd2.http2.liveness", "mhd2.http2.stop",
+     "mhd2.http2.idle"},
     {"mhd2.http2.reply", "mhd2.http2.tunnel"},
     {"mhd2.http2.stream"},
     {"mhd2.http2.port"},
     {"mhd2.http2.engine"},
+    {"mhd2.http2.outbox"},
     {"mhd2.http2.events", "mhd2.http2.guard", "mhd2.http2.machine"},
     {"mhd2.http2.checks", "mhd2.http2.hpack_out"},
 ]

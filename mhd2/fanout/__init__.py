@@ -16,7 +16,8 @@ thing, the next message on a topic::
         return mhd2.fanout.action_websocket_subscribe(request, topic)
 
 Modules: :mod:`~mhd2.fanout.hub` (the hub, limits, timers, stats),
-:mod:`~mhd2.fanout.topic` (history, cursors, the fan-out itself, drops),
+:mod:`~mhd2.fanout.topic` (subscribers, cursors, the fan-out itself, drops),
+:mod:`~mhd2.fanout.history` (the messages a topic retains),
 :mod:`~mhd2.fanout.backend` (where messages live: in-process, Redis),
 :mod:`~mhd2.fanout.encode` (wire bytes, once per message and kind) and one
 module per delivery kind.  See :doc:`/fanout`.

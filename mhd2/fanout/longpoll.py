@@ -133,7 +133,7 @@ def action_long_poll(request: Request, topic: Topic, *, cursor: str | None,
             cursor_id, key = topic._parse(cursor)
         except ValueError as exc:
             return bad_cursor(request, str(exc).rstrip("."))
-        messages, truncated = topic._after(key, hub.max_pending_bytes)
+        messages, truncated = topic._retained.after(key, hub.max_pending_bytes)
         if messages or truncated:
             hub._deliveries += len(messages)
             last = messages[-1].id if messages else topic.last_id
@@ -141,7 +141,7 @@ def action_long_poll(request: Request, topic: Topic, *, cursor: str | None,
                 topic, messages, last, truncated, (key, truncated)))
         if stopping(request) or hub._closing:
             return action_from_response(request, _timeout_answer(topic, cursor_id))
-        sub = LongPoll(topic, request, cursor_id, key, topic._mark_at(key))
+        sub = LongPoll(topic, request, cursor_id, key, topic._retained.mark_at(key))
         if not topic._add(sub):
             return over_limit(request, topic)
         exchange = exchange_of(request)
@@ -152,7 +152,7 @@ def action_long_poll(request: Request, topic: Topic, *, cursor: str | None,
         return action_suspend(request)
     # Called again after the wait.
     key = sub.key
-    messages, truncated = topic._after(key, hub.max_pending_bytes)
+    messages, truncated = topic._retained.after(key, hub.max_pending_bytes)
     if messages or truncated or sub.due or sub.stopping:
         topic._remove(sub)
         if not messages and not truncated:

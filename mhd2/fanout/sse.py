@@ -94,7 +94,7 @@ class EventStream(Subscriber):
         body = exchange_of(self.request).parked_body()  # None when the daemon stops, too
         if body is None or self.due or topic.hub._closing:
             return False
-        history = topic._messages
+        history = topic._retained.messages
         chunked = body.chunked
         while True:
             if len(history) > 1 and history[-2].key == self.key:
@@ -122,7 +122,7 @@ class EventStream(Subscriber):
                 self._took(last, None)
                 return False  # woken: the task sends the rest, then more
             # Several messages behind (a burst): one writev of their events.
-            messages, truncated = topic._after(self.key, SSE_BATCH_BYTES)
+            messages, truncated = topic._retained.after(self.key, SSE_BATCH_BYTES)
             if truncated:
                 return False  # out of the history: the task drops it
             if not messages:
@@ -144,20 +144,14 @@ class EventStream(Subscriber):
                         return False
                     sent -= len(piece)
             self._took(messages[-1], messages)
-            if self.key == topic._tip_key:
+            if self.key == topic._retained.tip_key:
                 self.sent_at = topic._now
                 return True
 
     def _took(self, last: Message, messages: list[Message] | None) -> None:
         """The connection took the events up to *last* (*messages*, or just *last*)."""
-        hub = self.topic.hub
         count = 1 if messages is None else messages.index(last) + 1
-        self.cursor = last.id
-        self.key = last.key
-        self.mark = last.end
-        self.last = last.sse()
-        hub._deliveries += count
-        hub._direct += count
+        self.took_directly(last, count, last.sse())
 
     def __call__(self, ctx: DCCContext, pos: int, buf: memoryview) -> DCCAction:
         """The content creator (see the module docstring); the stream itself is
@@ -179,7 +173,7 @@ class EventStream(Subscriber):
             self.done = True
             parts.append(self.retry)
             return dcc_action_continue_zc(ctx, 0, parts)
-        messages, truncated = topic._after(self.key, SSE_BATCH_BYTES)
+        messages, truncated = topic._retained.after(self.key, SSE_BATCH_BYTES)
         if truncated:
             # Fell out of the history while busy: the client resumes with its cursor.
             self.drop()

@@ -1,11 +1,11 @@
-"""A topic: its history, its subscribers, and the fan-out of one message to all of them.
+"""A topic: its subscribers, and the fan-out of one message to all of them.
 
 Subscribers are not tasks and have no queues.  A waiting subscriber is a
 parked request (long poll, event stream) or a WebSocket waiting to read;
 :meth:`Topic.deliver` wakes each one directly (a cancel scope is cancelled,
 nothing is allocated per subscriber), and the woken subscriber takes what
-it has not sent from the shared history -- the same :class:`Message`
-objects, whose wire bytes are made once per kind.
+it has not sent from the shared history (:mod:`mhd2.fanout.history`) --
+the same :class:`Message` objects, whose wire bytes are made once per kind.
 
 A subscriber that is still busy sending when more messages arrive falls
 behind; how far is counted in bytes (the topic's running total minus the
@@ -23,6 +23,7 @@ import trio
 
 from ..errors import UsageError
 from ..exchange import exchange_of
+from .history import History
 from .message import Message, MessageList
 
 if TYPE_CHECKING:
@@ -99,6 +100,17 @@ class Subscriber:
         self.mark = last.end
         self.topic.hub._deliveries += len(messages)
 
+    def took_directly(self, last: Message, count: int, wire: bytes) -> None:
+        """The fan-out wrote *count* messages up to *last* straight to its
+        connection (:meth:`write_parked`); *wire*: the bytes of *last*."""
+        hub = self.topic.hub
+        self.cursor = last.id
+        self.key = last.key
+        self.mark = last.end
+        self.last = wire
+        hub._deliveries += count
+        hub._direct += count
+
     def wake(self) -> None:
         """Resume the waiting subscriber (it was parked)."""
         raise NotImplementedError
@@ -144,13 +156,9 @@ class Topic:
         self.max_subscribers = max_subscribers
         backend = hub._backend
         origin = backend.origin()
-        self._messages: deque[Message] = deque()
-        #: A cursor whose key is below this may have lost messages (the
-        #: newest message evicted, or the origin: from before this process).
-        self._floor: Any = backend.key(origin)
-        self._tip_id = origin
-        self._tip_key: Any = self._floor
-        self._bytes = 0
+        #: The retained messages, the tip, the floor and the byte total.
+        self._retained = History(history, origin, backend.key(origin),
+                                 ahead_is_lag=backend.ahead_is_lag)
         self._subs: dict[Subscriber, None] = {}
         #: Parked long polls by request (their callback is called again).
         self._waiting: dict[Request, Subscriber] = {}
@@ -209,15 +217,7 @@ class Topic:
     def _deliver(self, message_id: str, event: str | None, data: bytes) -> None:
         """Add a message (in order) and wake or check every subscriber."""
         hub = self.hub
-        key = hub._backend.key(message_id)
-        self._bytes += len(data)
-        message = Message(message_id, event, data, key=key, end=self._bytes)
-        messages = self._messages
-        messages.append(message)
-        while len(messages) > self.history:
-            self._floor = messages.popleft().key
-        self._tip_id = message_id
-        self._tip_key = key
+        self._retained.append(message_id, event, data, hub._backend.key(message_id))
         hub._published += 1
         cache = self._cache
         if cache:
@@ -275,9 +275,10 @@ class Topic:
             The index after the last subscriber visited.
         """
         limit = self.hub.max_pending_bytes
-        total = self._bytes
-        floor = self._floor
-        tip = self._tip_key
+        retained = self._retained
+        total = retained.total
+        floor = retained.floor
+        tip = retained.tip_key
         live = self._subs
         # One clock read per batch: a directly written stream's heartbeat timer restarts.
         self._now = trio.current_time()
@@ -321,46 +322,14 @@ class Topic:
         if cursor is None:
             return MessageList()
         key = self.hub._backend.key(self.hub._backend.parse_cursor(cursor))
-        messages, truncated = self._after(key, math.inf)
+        messages, truncated = self._retained.after(key, math.inf)
         return MessageList(messages, truncated)
-
-    def _after(self, key: Any, max_bytes: float) -> tuple[list[Message], bool]:
-        """Retained messages after *key* (at least one, then up to *max_bytes* of
-        data), and whether messages after *key* may be missing."""
-        messages = self._messages
-        if key == self._tip_key:
-            return [], False
-        if key > self._tip_key:
-            if self.hub._backend.ahead_is_lag:
-                return [], False
-            start, truncated = 0, True
-        elif key < self._floor:
-            start, truncated = 0, True
-        else:
-            # Usually the cursor is near the tip: look from the end.
-            start = len(messages)
-            while start > 0 and messages[start - 1].key > key:
-                start -= 1
-            truncated = False
-        out: list[Message] = []
-        size = 0
-        for index in range(start, len(messages)):
-            message = messages[index]
-            size += len(message.data)
-            if out and size > max_bytes:
-                break
-            out.append(message)
-        return out, truncated
 
     def _forget_up_to(self, message_id: str) -> None:
         """For backends that fill the history from a store (Redis backfill): the
         messages up to *message_id* are not retained here, so a cursor older
         than it is answered as truncated."""
-        key = self.hub._backend.key(message_id)
-        if key > self._floor:
-            self._floor = key
-        if key > self._tip_key:
-            self._tip_id, self._tip_key = message_id, key
+        self._retained.forget_up_to(message_id, self.hub._backend.key(message_id))
 
     def _backfill(self, entries: list[tuple[str, str | None, bytes]],
                   lost_before: str | None = None) -> None:
@@ -373,40 +342,24 @@ class Topic:
         to them.  *lost_before*: the id of the newest entry the store has but
         the history does not keep (older cursors are truncated).
         """
-        old_tip = self._tip_key
-        had_messages = bool(self._messages)
+        retained = self._retained
+        old_tip = retained.tip_key
         if lost_before is not None:
             self._forget_up_to(lost_before)
-        if not entries:
-            return
-        key = self.hub._backend.key
-        # Byte marks count up to the newest message; the backfill sits before
-        # the oldest one held, so its marks count back from there.
-        first = self._messages[0] if self._messages else None
-        end = first.end - len(first.data) if first is not None else self._bytes
-        filled: list[Message] = []
-        for message_id, event, data in reversed(entries):
-            filled.append(Message(message_id, event, data, key=key(message_id), end=end))
-            end -= len(data)
-        self._messages.extendleft(filled)  # extendleft reverses: oldest first again
-        while len(self._messages) > self.history:
-            self._floor = self._messages.popleft().key
-        if not had_messages:
-            tip = self._messages[-1]
-            self._tip_id, self._tip_key = tip.id, tip.key
+        if retained.backfill(entries, self.hub._backend.key):
             for sub in self._subs:
                 if sub.key == old_tip:
-                    sub.cursor, sub.key = tip.id, tip.key
+                    sub.cursor, sub.key = retained.tip_id, retained.tip_key
 
     @property
     def last_id(self) -> str:
         """The id of the newest message (or the origin: a cursor before every message)."""
-        return self._tip_id
+        return self._retained.tip_id
 
     def _parse(self, cursor: str | None) -> tuple[str, Any]:
         """*cursor* (``None``: the tip) as ``(id, key)``.  Raises ValueError."""
         if cursor is None:
-            return self._tip_id, self._tip_key
+            return self._retained.tip_id, self._retained.tip_key
         backend = self.hub._backend
         cursor = backend.parse_cursor(cursor)
         return cursor, backend.key(cursor)
@@ -418,16 +371,10 @@ class Topic:
         oldest retained message: all of it is sent.  Raises ValueError.
         """
         cursor_id, key = self._parse(cursor)
-        if self._after(key, 0)[1]:
-            key = self._floor
-        return cursor_id, key, self._mark_at(key)
-
-    def _mark_at(self, key: Any) -> int:
-        """The byte total at the message *key* (for a subscriber joining there)."""
-        for message in reversed(self._messages):
-            if message.key <= key:
-                return message.end
-        return self._bytes - sum(len(m.data) for m in self._messages)
+        retained = self._retained
+        if retained.after(key, 0)[1]:
+            key = retained.floor
+        return cursor_id, key, retained.mark_at(key)
 
     # -- subscribers ---------------------------------------------------------------------
 

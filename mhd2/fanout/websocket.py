@@ -11,7 +11,7 @@ on a plain socket the subscriber therefore starts without a WebSocket
 session: no :class:`~mhd2.websocket.WebSocket`, no wsproto connection, no
 stop-watcher task.  Its task waits only for the socket to turn readable
 (the fan-out writes the shared frame bytes straight to the socket, see
-:meth:`WebSocketSubscriber.write_parked`; the daemon's graceful stop wakes
+:mod:`~mhd2.fanout.ws_delivery`; the daemon's graceful stop wakes
 it through the upgrade handle).  The first byte the client sends -- a
 message, a ping, a close frame -- or the server's own goodbye makes the
 full session, fed with those bytes, and the subscriber goes on with it.
@@ -32,11 +32,10 @@ from ..transport import Transport
 from ..upgrade import UpgradeHandle
 from ..websocket import CLOSE_TIMEOUT, CloseReason, ConnectionClosed, WebSocket, action_websocket
 from ._answers import bad_cursor, over_limit
-from .topic import Subscriber
+from .ws_delivery import WS_BATCH_BYTES, WebSocketDelivery
 
 if TYPE_CHECKING:
     from ..request import Request
-    from .message import Message
     from .topic import Topic
 
 __all__ = ["DROP_GRACE", "action_websocket_subscribe"]
@@ -52,8 +51,6 @@ TOO_SLOW = (1008, "too slow")
 #: "Service restart" (IANA WebSocket close code registry): sent at a graceful
 #: stop or when the hub closes, so that the client reconnects.
 RESTART = (1012, "service restart")
-#: One wake-up (or one direct write) sends at most this many bytes of frames.
-WS_BATCH_BYTES = 64 * 1024
 #: The largest message accepted from the client (``action_websocket``'s default).
 MAX_MESSAGE_SIZE = 1 << 20
 #: Bytes read at once from a lean subscriber's socket.
@@ -64,59 +61,28 @@ _RECV_SIZE = 65536
 _RESTART_FRAME = (bytes((0x88, 2 + len(RESTART[1]))) + RESTART[0].to_bytes(2, "big")
                   + RESTART[1].encode("ascii"))
 
-_NONE: list[Any] = []  # never appended to
-
 OnMessage = Callable[[WebSocket, "str | bytes"], "Awaitable[Any] | Any"]
 
 
-class WebSocketSubscriber(Subscriber):
-    """The state of one WebSocket subscriber.
+class WebSocketSubscriber(WebSocketDelivery):
+    """One WebSocket subscriber: its own task (the fan-out side, :attr:`handle`,
+    :attr:`ws` and the lean path's state are :class:`WebSocketDelivery`'s).
 
     Attributes:
-        handle: the upgraded connection (``None`` before the ``101``).
-        ws: the WebSocket session, once there is one (see the module docstring).
         on_message: the application's callback for the client's messages.
         fallback: ``action_websocket``'s own upgrade handler, run when the
             subscriber cannot be lean (dropped once it is).
-        waiting: a lean subscriber's task waits for its socket to be readable
-            (only then does the fan-out write to it).
-        woken: a wake came (the task looks at the topic again before waiting).
         send_scope: while the task sends frames (see :meth:`cut`).
     """
 
-    kind = "websocket"
-    direct = True
-    __slots__ = ("fallback", "handle", "on_message", "send_scope", "transport", "waiting",
-                 "woken", "ws")
+    __slots__ = ("fallback", "on_message", "send_scope")
 
     def __init__(self, topic: Topic, request: Request, cursor: str, key: object, mark: int,
                  on_message: OnMessage | None) -> None:
         super().__init__(topic, request, cursor, key, mark)
         self.on_message = on_message
-        self.handle: UpgradeHandle | None = None
-        #: The plain socket's transport under *handle*, for the lean path only.
-        self.transport: Transport | None = None
-        self.ws: WebSocket | None = None
         self.fallback: Callable[[Request, UpgradeHandle], Awaitable[None]] | None = None
-        self.waiting = False
-        self.woken = False
         self.send_scope: trio.CancelScope | None = None
-
-    def wake(self) -> None:
-        ws = self.ws
-        if ws is not None:
-            ws._wake()
-            return
-        self.woken = True
-        if self.waiting:
-            # Its task waits in trio.lowlevel.wait_readable: notify_closing ends
-            # that wait (with ClosedResourceError, which the task expects
-            # after a wake) and closes nothing.  A cancel scope per parked
-            # subscriber would cost ~0.6 KB (its CancelStatus's two sets).
-            self.waiting = False  # no direct write until it waits again
-            handle = self.handle
-            assert handle is not None
-            trio.lowlevel.notify_closing(handle._transport.fd)
 
     def cut(self) -> None:
         scope = self.send_scope
@@ -130,119 +96,6 @@ class WebSocketSubscriber(Subscriber):
     def stopping(self) -> bool:
         handle = self.handle
         return self.topic.hub._closing or (handle is not None and handle.stopping)
-
-    # -- the fan-out side ----------------------------------------------------------------
-
-    def write_parked(self) -> bool:
-        """Direct delivery: write the frames it lacks from the publishing task.
-
-        Only while its task waits to read on a plain socket with nothing in
-        flight: the shared frame bytes go out with one non-blocking
-        ``write`` (``writev`` for several) and the task sleeps on.  A partial
-        write commits the frame it began (the rest is owed to the
-        connection, written before any other byte) and wakes the task, as
-        does a full socket buffer (nothing written) or a broken connection.
-        """
-        topic = self.topic
-        if self.dropped or topic.hub._closing:
-            return False
-        if self.ws is not None:
-            return self._write_session()
-        handle = self.handle
-        if not self.waiting or handle is None or handle.stopping:
-            return False
-        transport = self.transport
-        assert transport is not None  # (lean: a plain Transport)
-        history = topic._messages
-        while True:
-            if len(history) > 1 and history[-2].key == self.key:
-                # One message behind: the common case, no list made.
-                messages = _NONE
-                last = history[-1]
-                frame = last._ws or last.ws()
-                data: bytes | list[bytes] = frame
-                size = len(frame)
-            else:
-                messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
-                if truncated:
-                    return False  # out of the history: the task drops it
-                if not messages:
-                    return True
-                last = messages[-1]
-                data = [m.ws() for m in messages]
-                size = sum(len(f) for f in data)
-            try:
-                sent = transport.send_nowait(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                return False  # woken: the task reads the end of the connection and leaves
-            if sent == 0:
-                return False
-            handle._moved += sent
-            if sent < size:
-                # Commit up to the frame the write stopped in; owe its rest.
-                for count, message in enumerate(messages or [last], 1):
-                    frame = message.ws()
-                    if sent < len(frame):
-                        transport.owe(frame[sent:])
-                        self._took(message, count)
-                        return False  # woken: the task sends the rest first
-                    sent -= len(frame)
-            self._took(last, len(messages) or 1)
-            if self.key == topic._tip_key:
-                return True
-
-    def _took(self, last: Message, count: int) -> None:
-        """The connection took the frames up to *last* (*count* messages)."""
-        hub = self.topic.hub
-        self.cursor = last.id
-        self.key = last.key
-        self.mark = last.end
-        self.last = last.ws()
-        hub._deliveries += count
-        hub._direct += count
-
-    def _write_session(self) -> bool:
-        """:meth:`write_parked` for a subscriber with a WebSocket session (one frame
-        per write, through ``WebSocket._send_prebuilt_nowait``)."""
-        ws = self.ws
-        assert ws is not None
-        if ws.stopping:
-            return False
-        topic = self.topic
-        history = topic._messages
-        hub = topic.hub
-        while True:
-            messages: list[Any]
-            if len(history) > 1 and history[-2].key == self.key:
-                messages = _NONE
-                message = history[-1]
-            else:
-                messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
-                if truncated:
-                    return False
-                if not messages:
-                    return True
-                message = messages[0]
-            index = 0
-            while True:
-                frame = message.ws()
-                done = ws._send_prebuilt_nowait(frame)
-                if not done:
-                    return False
-                self.cursor = message.id
-                self.key = message.key
-                self.mark = message.end
-                self.last = frame
-                hub._deliveries += 1
-                hub._direct += 1
-                if done == 2:
-                    return False  # woken: the task sends the rest first
-                index += 1
-                if index >= len(messages):
-                    break
-                message = messages[index]
-            if self.key == topic._tip_key:
-                return True
 
     # -- the subscriber's task -----------------------------------------------------------
 
@@ -333,7 +186,7 @@ class WebSocketSubscriber(Subscriber):
                 if self.stopping:
                     await self._goodbye(*RESTART)
                     break
-                messages, truncated = topic._after(self.key, WS_BATCH_BYTES)
+                messages, truncated = topic._retained.after(self.key, WS_BATCH_BYTES)
                 if truncated:
                     self.drop()
                     continue

@@ -21,9 +21,10 @@ from .._date import date_header_line
 from .._http1.framing import ReplyPlan, plan_reply
 from .._http1.writer import BODY_WRITERS, BodyWriter, framing_header_line, status_line
 from ..body import BodyProducer, Ended, FdProducer, Suspended, body_failed, producer_for
+from ..body_source import BufferBody
 from ..enums import RequestEndedCode
 from ..exchange import Exchange
-from ..response import BufferBody, Response
+from ..response import Response
 from ..transport import Transport
 
 __all__ = ["DirectBody", "Planned", "RequestSide", "build_head", "reply_plan", "send_reply"]

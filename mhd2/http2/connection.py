@@ -27,22 +27,21 @@ the state machine needs no lock.  Streams see the connection as a
   :mod:`mhd2.http2.guard`).  The engine handles at most ``FRAMES_PER_TURN``
   frames of a read per turn and the reader yields between turns (the
   answers to one read are written together).
-* **Timeouts.**  With no stream running the connection waits for one for
-  ``keep_alive_timeout`` (the first one: ``timeout``), counted from the end
-  of the last stream -- control frames are not activity -- then sends
-  ``GOAWAY`` and closes; a write that moves no byte for ``timeout`` ends the
-  connection; each stream has its own inactivity limit (see the stream
-  module).  A connection whose streams are all parked is pinged
-  (:mod:`mhd2.http2.liveness`).
-* **Graceful stop.**  ``GOAWAY`` with the last stream id processed; the
-  streams running finish (within the daemon's grace period), then the
-  connection closes.
+* **Timeouts** (:mod:`mhd2.http2.idle`).  With no stream running the
+  connection waits for one for ``keep_alive_timeout`` (the first one:
+  ``timeout``), counted from the end of the last stream -- control frames
+  are not activity -- then sends ``GOAWAY`` and closes; a write that moves
+  no byte for ``timeout`` ends the connection; each stream has its own
+  inactivity limit (see the stream module).  A connection whose streams
+  are all parked is pinged (:mod:`mhd2.http2.liveness`).
+* **Graceful stop** (:mod:`mhd2.http2.stop`).  Announced first, then
+  ``GOAWAY`` with the last stream id processed; the streams running finish
+  (within the daemon's grace period), then the connection closes.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -52,8 +51,10 @@ from ..enums import ConnectionEvent, RequestEndedCode
 from ..transport import TransportError
 from . import events as ev
 from .engine import ConnState, H2Engine
+from .idle import IdleDeadline
 from .liveness import Liveness
 from .serve import report_malformed, run_stream, serve_now
+from .stop import GracefulStop
 from .stream import H2Stream
 from .writer import FrameWriter
 
@@ -74,14 +75,6 @@ FINAL_WRITE_SECONDS = 2.0
 #: handlers (RFC 8441 tunnels) get this long to see the broken stream and
 #: return before they are cancelled.
 TUNNEL_END_SECONDS = 2.0
-#: A graceful stop announces itself (``GOAWAY`` with the highest stream id and
-#: a ``PING``) and takes the streams the client had in flight until the
-#: ``PING`` is answered, or for this long at most, before the final ``GOAWAY``
-#: (as the HTTP/1 loop waits for a fresh connection's first request).
-ANNOUNCE_SECONDS = 1.0
-#: The idle deadline may be off by this many seconds at most (an eighth of
-#: the idle limit when that is shorter).
-IDLE_SLACK = 1.0
 
 
 class HTTP2Connection:
@@ -108,16 +101,16 @@ class HTTP2Connection:
     """
 
     __slots__ = (
-        "_announce_answered",
         "_closing",
         "_drained",
-        "_idle_from",
+        "_idle",
         "_in_turn",
         "_initial",
         "_liveness",
         "_notified",
         "_nursery",
         "_read_scope",
+        "_stop",
         "_stop_reading",
         "_writer",
         "engine",
@@ -144,47 +137,26 @@ class HTTP2Connection:
         self._closing = False
         #: Set when the last stream has ended (made by _let_tunnels_end).
         self._drained: trio.Event | None = None
-        # Set when the client answers the PING of a stop's announcement.
-        self._announce_answered: trio.Event | None = None
-        self._idle_from = 0.0  # when the last stream ended (or the connection began)
+        self._stop = GracefulStop()
+        self._idle = IdleDeadline(transport, shared.options)
         self._liveness: Liveness | None = None  # made when a stream first parks
         self._read_scope = trio.CancelScope()
         self._in_turn = False  # the reader handles a read (and writes its answers)
         self._stop_reading = False
         self._nursery: trio.Nursery | None = None
 
-    # -- daemon-facing ----------------------------------------------------------------
+    # -- daemon-facing, and StopHost (what GracefulStop uses) ---------------------------
 
     def close_if_idle(self) -> bool:
-        """Graceful stop: announce it, take the streams in flight, then ``GOAWAY``.
-
-        The announcement (RFC 9113 §6.8, :meth:`H2Engine.announce_goaway
-        <mhd2.http2.engine.H2Engine.announce_goaway>`) lets a request the
-        client sent before it learned of the stop -- a fresh connection's
-        first request too -- be served, up to :data:`ANNOUNCE_SECONDS`; then
-        the final ``GOAWAY`` names the last stream taken.  Parked requests are
-        woken (they end with ``DAEMON_SHUTDOWN``, answered 503); running ones
-        finish within the grace period.
+        """Graceful stop: announce it, take the streams in flight, then ``GOAWAY``
+        (:meth:`GracefulStop.begin <mhd2.http2.stop.GracefulStop.begin>`).
 
         Returns:
             True if no stream was running and the connection closes at once.
         """
-        engine = self.engine
-        if not engine.announced:
-            nursery = self._nursery
-            if nursery is not None and engine.announce_goaway():
-                self._announce_answered = trio.Event()
-                self._writer.wake()
-                nursery.start_soon(self._end_announcement)
-            else:
-                self._send_goaway()
-        for stream in list(self.streams.values()):
-            stream.begin_stop()
-        if engine.state is ConnState.OPEN:
-            return False  # announced: the final GOAWAY is still to come
-        return self._close_if_no_stream()
+        return self._stop.begin(self, self._nursery)
 
-    def _close_if_no_stream(self) -> bool:
+    def close_if_no_stream(self) -> bool:
         """After the final ``GOAWAY``: close now if no stream runs (else the
         last stream to end closes it); return whether it closes now."""
         if self.streams:
@@ -192,21 +164,6 @@ class HTTP2Connection:
         self._closing = True
         self._stop_reader()
         return True
-
-    async def _end_announcement(self) -> None:
-        """Once the client has answered the announcement (or after
-        :data:`ANNOUNCE_SECONDS`): the final ``GOAWAY``, and close if no
-        stream runs."""
-        answered = self._announce_answered
-        assert answered is not None
-        told = max(self.streams, default=0)  # streams already told of the stop
-        with trio.move_on_after(ANNOUNCE_SECONDS):
-            await answered.wait()
-        self._send_goaway()
-        for stream_id, stream in list(self.streams.items()):
-            if stream_id > told:  # (the streams taken meanwhile)
-                stream.begin_stop()
-        self._close_if_no_stream()
 
     def cancel(self) -> None:
         """End the connection now (the grace period is over)."""
@@ -264,7 +221,7 @@ class HTTP2Connection:
         """The client did not answer a ``PING``: end its streams (``TIMEOUT_REACHED``),
         ``GOAWAY``, and close once they have ended."""
         self._cut(RequestEndedCode.TIMEOUT_REACHED)
-        self._send_goaway()
+        self.send_goaway()
         if not self.streams:
             self._stop_reader()
 
@@ -279,7 +236,7 @@ class HTTP2Connection:
         if not self.streams:
             if self._drained is not None:
                 self._drained.set()
-            self._idle_from = trio.current_time()
+            self._idle.since = trio.current_time()
             if engine.state is not ConnState.OPEN:
                 self._stop_reader()
             else:
@@ -296,7 +253,7 @@ class HTTP2Connection:
         linger = False
         try:
             with transport.scope:
-                self._idle_from = trio.current_time()
+                self._idle.since = trio.current_time()
                 self._settle_deadline()
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
@@ -443,8 +400,7 @@ class HTTP2Connection:
                     if self._liveness is not None:
                         self._liveness.answered()
                 elif isinstance(event, ev.ShutdownAnswered):
-                    if self._announce_answered is not None:
-                        self._announce_answered.set()
+                    self._stop.answered()
                 elif isinstance(event, ev.GoawayReceived):
                     self._writer.wake()
                     if not streams:
@@ -467,7 +423,7 @@ class HTTP2Connection:
 
     # -- endings ----------------------------------------------------------------------------
 
-    def _send_goaway(self) -> None:
+    def send_goaway(self) -> None:
         """A graceful ``GOAWAY`` (the engine's, once), and wake the writer."""
         if self.engine.goaway():
             self._writer.wake()
@@ -502,35 +458,11 @@ class HTTP2Connection:
             stream.cancel(code)
 
     def _settle_deadline(self) -> None:
-        """The connection's deadline: none while streams run (each has its own)
-        except during a write; else the idle limit, counted from when the last
-        stream ended.
-
-        Control frames are not activity: a ``PING`` or ``SETTINGS`` (and the
-        write of its ack) leaves the idle deadline where it is, so they cannot
-        keep an idle connection open past ``keep_alive_timeout`` (the HTTP/2
-        twin of a client that trickles bytes between HTTP/1 requests).
-        """
-        transport = self.transport
-        options = self.shared.options
-        if self.streams:
-            transport.timeout = options.timeout
-            if not self._writer.writing and transport.scope.deadline != math.inf:
-                # (Moving a deadline is not free: only when one is set.)
-                transport.disarm()
-            return
-        idle = options.keep_alive_timeout if self.engine.served else options.timeout
-        if transport.timeout != idle:
-            transport.set_timeout(idle)  # (the limit of a write meanwhile)
-        if idle is None:
-            if transport.scope.deadline != math.inf:
-                transport.disarm()
-            return
-        deadline = self._idle_from + idle
-        # (Moved only when off by more than the transport's slack: a write
-        # re-arms it to its own limit, and moving a deadline is not free.)
-        if abs(transport.scope.deadline - deadline) > min(IDLE_SLACK, idle / 8):
-            transport.scope.deadline = deadline
+        """The connection's deadline for where it is now (:meth:`IdleDeadline.settle
+        <mhd2.http2.idle.IdleDeadline.settle>`): none while streams run but
+        during a write, else the idle limit."""
+        self._idle.settle(streams=bool(self.streams), writing=self._writer.writing,
+                          served=self.engine.served > 0)
 
     def _notify(self, event: ConnectionEvent) -> None:
         notify = self.shared.options.notify_connection

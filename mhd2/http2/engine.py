@@ -20,16 +20,18 @@ connection that is decided, not done:
   each turn are counted against the rates; a flood queues ``GOAWAY``
   ENHANCE_YOUR_CALM and the engine is :attr:`ConnState.FAILED`.
 * **Window arithmetic**: the connection's receive window is widened once the
-  client's preface is in; received DATA is acknowledged
-  (:meth:`H2Engine.acknowledge`) when consumed; what a stream may send is
-  :meth:`H2Engine.room`.
+  client's preface is in; received DATA is acknowledged when consumed, and
+  what a stream may send is measured, by the output half (below).
 * **GOAWAY**: :meth:`H2Engine.goaway` (graceful, once), the client's own
   (the server answers with one), and ``max_requests_per_connection``.
 * **The connection's state** is one :class:`ConnState`, not a set of flags.
 
-Bytes out are taken with :meth:`H2Engine.data_to_send`; the caller writes
-them.  The clock is the caller's (the flood rates), so the engine runs
-without an event loop (``tests/test_http2_engine.py``).
+The output half -- the frames queued for the client, taken with
+:meth:`~mhd2.http2.outbox.H2Outbox.data_to_send` for the caller to write,
+and the window arithmetic of sending -- is the base class
+:class:`~mhd2.http2.outbox.H2Outbox`.  The clock is the caller's (the flood
+rates), so the engine runs without an event loop
+(``tests/test_http2_engine.py``).
 """
 
 from __future__ import annotations
@@ -62,10 +64,10 @@ from .events import (
 )
 from .guard import FloodGuard
 from .machine import FRAMES_PER_TURN, connection_window, new_h2
+from .outbox import H2Outbox
 
 if TYPE_CHECKING:
     from ..options import DaemonOptions
-    from .machine import ServerH2
 
 __all__ = ["ConnState", "H2Engine"]
 
@@ -97,7 +99,7 @@ class ConnState(enum.Enum):
 # -- the engine ----------------------------------------------------------------------------
 
 
-class H2Engine:
+class H2Engine(H2Outbox):
     """The sans-IO HTTP/2 server side of one connection (see the module docstring).
 
     Args:
@@ -108,23 +110,19 @@ class H2Engine:
 
     The caller tells the engine when a stream it was given
     (:class:`RequestReceived`) has ended (:meth:`stream_closed`): until then
-    the stream counts against ``http2_max_concurrent_streams``.
+    the stream counts against ``http2_max_concurrent_streams``.  What it
+    queues for the client, and the window arithmetic, are :class:`H2Outbox`'s.
     """
 
-    __slots__ = ("_extra", "_guard", "_last_stream_id", "_options", "_ping_payload",
-                 "_provoked", "_useful_updates", "_window_opened", "active", "announced",
-                 "ending", "h2", "more", "peer", "served", "state")
+    __slots__ = ("_guard", "_last_stream_id", "_options", "_window_opened", "active",
+                 "announced", "more", "peer", "served", "state")
 
     def __init__(self, options: DaemonOptions, clock: Callable[[], float],
                  peer: object = None) -> None:
+        super().__init__(new_h2(options))
         self._options = options
         self.peer = peer
-        #: The ``h2`` state machine (its server preface queued).
-        self.h2: ServerH2 = new_h2(options)
         self.state = ConnState.OPEN
-        #: The connection is being torn down: :attr:`state` is FAILED or LOST
-        #: (kept with it: streams ask often).
-        self.ending = False
         #: The ids of the streams given to the caller and not yet closed.
         self.active: set[int] = set()
         #: Streams opened on this connection.
@@ -133,11 +131,7 @@ class H2Engine:
         #: (with ``b""``) for the rest, after letting other work run.
         self.more = False
         self._guard = FloodGuard(options.http2_max_concurrent_streams, clock)
-        self._extra: list[bytes] = []
         self._last_stream_id = 0
-        self._useful_updates = 0
-        self._provoked = 0
-        self._ping_payload = b""
         self._window_opened = False
         #: The shutdown was announced (:meth:`announce_goaway`): streams are
         #: still taken, even while the daemon stops, until :meth:`goaway`.
@@ -195,99 +189,6 @@ class H2Engine:
     def stream_closed(self, stream_id: int) -> None:
         """The caller is done with *stream_id*: it no longer counts against the limit."""
         self.active.discard(stream_id)
-
-    # -- bytes out -------------------------------------------------------------------------
-
-    def data_to_send(self) -> bytes:
-        """Take the bytes queued for the client."""
-        data = self.h2.data_to_send()
-        if self._extra:
-            data += b"".join(self._extra)
-            self._extra.clear()
-        return data
-
-    def has_output(self) -> bool:
-        """Bytes wait to be sent (without taking them).
-
-        Looks at ``h2``'s outbound buffer; should a later ``h2`` not have it,
-        the answer is always yes (correct, one write attempt more)."""
-        return bool(getattr(self.h2, "_data_to_send", True)) or bool(self._extra)
-
-    # -- stream output (window arithmetic) -----------------------------------------------
-
-    def room(self, stream_id: int) -> int:
-        """How many body bytes one DATA frame of *stream_id* may carry now (the
-        stream's and the connection's windows, the peer's frame size)."""
-        h2 = self.h2
-        return min(h2.local_flow_control_window(stream_id), h2.max_outbound_frame_size)
-
-    def window(self, stream_id: int) -> int:
-        """The client's flow-control window for *stream_id* (and the connection)."""
-        return self.h2.local_flow_control_window(stream_id)
-
-    @property
-    def frame_size(self) -> int:
-        """The largest DATA payload the client accepts in one frame."""
-        return self.h2.max_outbound_frame_size
-
-    def send_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]], *,
-                     end: bool) -> None:
-        """Queue a HEADERS block (raises ``h2``'s ``ProtocolError`` on a closed stream)."""
-        self.h2.send_headers(stream_id, headers, end_stream=end)
-
-    def send_data(self, stream_id: int, data: bytes, *, end: bool = False) -> None:
-        """Queue one DATA frame (at most :meth:`room` bytes)."""
-        self.h2.send_data(stream_id, data, end_stream=end)
-
-    def end_stream(self, stream_id: int) -> None:
-        """Queue an empty DATA frame with END_STREAM."""
-        self.h2.end_stream(stream_id)
-
-    def send_response(self, stream_id: int, headers: list[tuple[bytes, bytes]],
-                      body: bytes) -> None:
-        """Queue a final response whole (*body* at most :meth:`room` bytes), ending the
-        stream: HEADERS and DATA built directly when they fit one frame each."""
-        h2 = self.h2
-        if not h2.send_whole_response(stream_id, headers, body):
-            h2.send_headers(stream_id, headers, end_stream=not body)
-            if body:
-                h2.send_data(stream_id, body, end_stream=True)
-
-    def reset(self, stream_id: int, code: ErrorCodes) -> bool:
-        """Queue ``RST_STREAM``; whether it was (``False``: the stream is closed)."""
-        try:
-            self.h2.reset_stream(stream_id, code)
-        except ProtocolError:
-            return False
-        return True
-
-    def acknowledge(self, stream_id: int, size: int) -> bool:
-        """*size* flow-controlled bytes of *stream_id* are consumed: queue what
-        ``WINDOW_UPDATE`` is due (``h2`` batches them).
-
-        Returns:
-            Whether anything may have been queued.
-        """
-        if not size or self.ending:
-            return False
-        try:
-            self.h2.acknowledge_received_data(size, stream_id)
-        except ProtocolError:
-            return False
-        return True
-
-    def ping(self, payload: bytes) -> bool:
-        """Queue a ``PING`` with *payload* (8 bytes); its ack is a :class:`PingAnswered`.
-
-        Returns:
-            False if ``h2`` refused it (the connection is closing).
-        """
-        try:
-            self.h2.ping(payload)
-        except ProtocolError:
-            return False
-        self._ping_payload = payload
-        return True
 
     # -- bytes in ----------------------------------------------------------------------
 
@@ -373,11 +274,11 @@ class H2Engine:
                 sid = event.stream_id or 0
                 if sid == 0 or sid in active:
                     out.append(WindowOpened(sid))
-                    self._useful_updates += 1
+                    self._guard.useful_update()
             elif isinstance(event, h2e.StreamReset):
                 if not event.remote_reset:
                     # h2 reset the stream for a stream error of the client's.
-                    self._provoked += 1
+                    self._guard.provoked()
                 if event.stream_id in active:
                     out.append(StreamCancelled(event.stream_id, RequestEndedCode.CLIENT_ABORT,
                                                by_client=True))
@@ -478,45 +379,26 @@ class H2Engine:
 
     def _count_provoked(self) -> None:
         """One stream reset the client's frames provoked (see :meth:`_count_floods`)."""
-        self._provoked += 1
+        self._guard.provoked()
         self.h2.resets_sent += 1  # (sent for the client's frames, as h2's own)
 
     # -- flood accounting -------------------------------------------------------------------
 
     def _count_floods(self, opened: int) -> bool:
-        """Count the frames of the last turn against the flood rates.
-
-        * Stream resets, one budget (:meth:`FloodGuard.resets`): every
-          ``RST_STREAM`` the client sent, also for streams already answered
-          (CVE-2023-44487, "rapid reset"), and every stream whose reset it
-          provoked (CVE-2025-8671, "MadeYouReset"): the stream errors ``h2``
-          answered with ``RST_STREAM`` (a second HEADERS on a half-closed
-          stream, a ``WINDOW_UPDATE`` overflowing 2^31-1, DATA after the
-          client's END_STREAM...: a ``StreamReset`` event not from the client)
-          and the streams mhd2 refused or found malformed (:meth:`_refuse`).
-        * Frames that carry nothing (CVE-2019-9518): empty DATA, PRIORITY,
-          unknown types, acks nobody asked for, ``WINDOW_UPDATE`` for a
-          stream mhd2 is not sending on (CVE-2019-9517), and frames on a
-          stream reset already (``h2`` answers each with one more
-          ``RST_STREAM``; a client's DATA in flight when the server reset
-          the stream does that too, so these are not stream resets);
-          *opened* streams earn some credit.
+        """Count the frames of the last turn against the flood rates
+        (:meth:`FloodGuard.turn <mhd2.http2.guard.FloodGuard.turn>`; *opened*
+        streams were opened), from ``h2``'s counters, which start again at zero.
 
         Returns:
             Whether the connection is to end (``GOAWAY`` ENHANCE_YOUR_CALM queued).
         """
         h2 = self.h2
         frames = h2.incoming_buffer
-        provoked = self._provoked
-        resets = frames.resets + provoked
-        idle = (frames.idle + max(0, frames.window_updates - self._useful_updates)
-                + max(0, h2.resets_sent - provoked))
-        frames.resets = frames.idle = frames.window_updates = 0
-        h2.resets_sent = self._provoked = self._useful_updates = 0
-        guard = self._guard
-        if resets and self._flood(guard.resets(resets)):
-            return True
-        return self._flood(guard.idle_frames(idle, opened))
+        why = self._guard.turn(resets=frames.resets, idle=frames.idle,
+                               window_updates=frames.window_updates,
+                               resets_sent=h2.resets_sent, opened=opened)
+        frames.resets = frames.idle = frames.window_updates = h2.resets_sent = 0
+        return self._flood(why)
 
     def _flood(self, why: str | None) -> bool:
         """Abuse (*why*): ``GOAWAY`` ENHANCE_YOUR_CALM, and the engine is FAILED.

@@ -27,10 +27,11 @@ from h2.errors import ErrorCodes
 
 from .._date import date_header_line
 from ..body import READ_SIZE, BodyProducer, Ended, Suspended, guard_body, producer_for
+from ..body_source import BufferBody
 from ..enums import RequestEndedCode, reason_phrase
 from ..errors import UsageError
 from ..exchange import ClientGone, Exchange
-from ..response import BufferBody, Response
+from ..response import Response
 from .checks import strip_response_fields
 
 if TYPE_CHECKING:
