@@ -28,7 +28,7 @@ import trio
 
 from .._http1.chunked_check import ChunkedChecker
 from .._http1.parser import Head, ParseError, Parser
-from .._http1.request_checks import check_head, check_host
+from .._http1.screen import screen_head
 from .._http1.unread_body import consume_buffered_body
 from .._http1.writer import switching_protocols_head
 from ..actions import ResponseAction, UpgradeAction
@@ -47,7 +47,7 @@ from .interim import send_interim
 from .preface import H2_PREFACE, complete_preface, may_be_preface
 from .reply import reply_plan, send_reply
 from .stop import StopStep, limit_first_wait, stop_step
-from .watch import Watch, watch_until_gone
+from .watch import Watch, watch_client
 
 if TYPE_CHECKING:
     from ..connection_info import ConnectionInfo
@@ -85,27 +85,10 @@ class HTTP1Connection:
         ``BY_APP_ERROR``.  Nothing escapes :meth:`run` but cancellation.
     """
 
-    __slots__ = (
-        "_add_date",
-        "_begin",
-        "_closing_idle",
-        "_exchange",
-        "_head_started",
-        "_idle",
-        "_kept",
-        "_overridden",
-        "_parser",
-        "_reply_started",
-        "_request_timeout",
-        "_served",
-        "_shared",
-        "_strict_level",
-        "_upgraded",
-        "chunk_checker",
-        "handoff",
-        "info",
-        "transport",
-    )
+    __slots__ = ("_add_date", "_begin", "_closing_idle", "_exchange", "_head_started", "_idle",
+                 "_kept", "_overridden", "_parser", "_reply_started", "_request_timeout",
+                 "_served", "_shared", "_strict_level", "_upgraded", "chunk_checker", "handoff",
+                 "info", "transport")
 
     def __init__(self, transport: Transport, info: ConnectionInfo, shared: Shared) -> None:
         self.transport = transport
@@ -208,12 +191,7 @@ class HTTP1Connection:
         :class:`~mhd2.http1.watch.Watch`, which a resume ends without a
         cancel scope.
         """
-        transport = self.transport
-        transport.disarm()
-        limit = self._shared.options.max_header_size
-        if transport.is_plain:
-            return Watch(transport, self._kept, limit)
-        return watch_until_gone(transport, self._kept, limit)
+        return watch_client(self.transport, self._kept, self._shared.options.max_header_size)
 
     async def send_informational(self, status: int, fields: list[tuple[str, str]]) -> bool:
         """ExchangeHost: an interim head now (see :mod:`mhd2.http1.interim`)."""
@@ -343,20 +321,11 @@ class HTTP1Connection:
                 await self.transport.flush()  # the logger may wait: answered requests do not
             await begin(exchange, head.lower_fields)
 
-        problem = check_host(scan.host_values)
-        strict_level = self._strict_level
-        if problem is None and (target[:1] != b"/" or version != b"1.1"
-                                or scan.has_transfer_encoding or strict_level):
-            problem = check_head(head.method, target, version, head.lower_fields, strict_level)
+        problem, must_close = screen_head(head, self._strict_level, last)
         if problem is not None:
             await self._reject(*problem)
             return False
-        # RFC 9112 §6.1: after CL+TE (lenient levels) the server "MUST close the
-        # connection after responding"; an HTTP/1.0 message with TE "MUST [be
-        # treated] as if the framing is faulty ... and close the connection".
-        must_close = last or (scan.has_transfer_encoding
-                              and (scan.has_content_length or version != b"1.1"))
-        if strict_level >= 1 and scan.upload_size is None:
+        if self._strict_level >= 1 and scan.upload_size is None:
             self.chunk_checker = ChunkedChecker()
             self.chunk_checker.feed(parser.unparsed())
         else:

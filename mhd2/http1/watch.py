@@ -9,6 +9,7 @@ reading stops (the kernel's buffers then push back on the client).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import trio
@@ -19,10 +20,24 @@ from ..transport import TransportError
 if TYPE_CHECKING:
     from ..transport import Transport
 
-__all__ = ["Watch", "watch_until_gone"]
+__all__ = ["Watch", "watch_client", "watch_until_gone"]
 
 #: Bytes asked for per read while watching.
 WATCH_RECV_SIZE = 16 * 1024
+
+
+def watch_client(transport: Transport, kept: list[bytes], limit: int
+                 ) -> Awaitable[None] | Watch:
+    """The watch of a parked request's connection, the deadline disarmed meanwhile.
+
+    On a plain socket a :class:`Watch`, which a resume ends without a cancel
+    scope; on other transports the :func:`watch_until_gone` coroutine
+    (arguments as there).
+    """
+    transport.disarm()
+    if transport.is_plain:
+        return Watch(transport, kept, limit)
+    return watch_until_gone(transport, kept, limit)
 
 
 async def watch_until_gone(transport: Transport, kept: list[bytes], limit: int) -> None:
