@@ -49,9 +49,11 @@ def tests(session: nox.Session, parser: str) -> None:
     meant to (``MHD2_EXPECT_PARSER``, see tests/conftest.py).
     """
     session.install(".[test]" if parser == "h11" else ".[test,speedups]")
-    # Serial by default; ``nox -s tests -- -n auto --dist loadfile`` runs one
-    # pytest worker per core (pytest-xdist, whole files per worker).
-    session.run("pytest", *session.posargs, env={"MHD2_EXPECT_PARSER": parser})
+    # One pytest worker per core (pytest-xdist), whole files per worker: the
+    # suite is mostly CPU (parity corpus, child processes, fuzzing), so this
+    # halves it on two cores.  ``nox -s tests -- -n 0`` runs it serially.
+    session.run("pytest", "-n", "auto", "--dist", "loadfile", *session.posargs,
+                env={"MHD2_EXPECT_PARSER": parser})
 
 
 @nox.session(python=PYTHON)
