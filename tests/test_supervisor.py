@@ -265,28 +265,40 @@ def zombie(pid: int) -> bool:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc")
 @pytest.mark.parametrize("running", [("1", "0", "5", "normal")], indirect=True)
-async def test_a_pipe_number_reused_within_one_step_keeps_the_new_worker(running: App) -> None:
+async def test_a_pipe_number_reused_within_one_step_keeps_the_new_worker(
+        running: App, app_file: Path) -> None:
     """A worker's pipe ends (it exited) and, in the same step of the supervisor,
     another worker asks to be recycled: its replacement's new pipe gets the
     number just freed.  Reaping the first worker must not close that pipe --
     the replacement's "ready" would be lost and the replacement, serving
     already, killed with its connections after ready_timeout."""
     supervisor = running.process.pid
+    answers: list[tuple[int, int]] = []
+
+    async def slow() -> None:
+        answers.append(await get(running.port, "/slow"))
+
     with trio.fail_after(30):
-        _, first = await get(running.port, "/recycle")
-        line = await running.stderr.until(") ready")  # the first replacement
-        second = int(line.split("(pid ")[1].split(")")[0])
-        await running.stderr.until(f"worker {first} draining")
-        os.kill(supervisor, signal.SIGSTOP)
-        try:
-            # The first worker ends while the supervisor cannot look: a bounded
-            # poll on another process, nothing to wait on but its state.
-            while not zombie(first):
-                await trio.sleep(0.01)
-            _, asked = await get(running.port, "/recycle")  # its pipe is readable after the EOF
-            assert asked == second
-        finally:
-            os.kill(supervisor, signal.SIGCONT)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow)  # keeps the first worker alive until released
+            line = await running.stderr.until("slow request in")
+            first = int(line.split()[-1])
+            assert (await get(running.port, "/recycle"))[1] == first
+            line = await running.stderr.until(") ready")  # the first replacement
+            second = int(line.split("(pid ")[1].split(")")[0])
+            await running.stderr.until(f"worker {first} draining")
+            os.kill(supervisor, signal.SIGSTOP)
+            try:
+                (app_file.parent / "release").write_text("")
+                # The first worker ends while the supervisor cannot look: a
+                # bounded poll on another process, nothing to wait on but its state.
+                while not zombie(first):
+                    await trio.sleep(0.01)
+                # Its pipe's end is in first; now the second worker asks.
+                assert (await get(running.port, "/recycle"))[1] == second
+            finally:
+                os.kill(supervisor, signal.SIGCONT)
+        assert answers == [(200, first)]
         await running.stderr.until(f"(pid {second}) asked to be recycled")
         line = await running.stderr.until(") ready", timeout=10)  # not killed after 30 s
         third = int(line.split("(pid ")[1].split(")")[0])
