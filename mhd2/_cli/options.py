@@ -288,26 +288,29 @@ def daemon_options(args: argparse.Namespace, tls: Any, *,
     return options
 
 
+#: ``(command-line flag's dest, Daemon option)``: passed on when given.
+_VALUE_OPTIONS = (
+    ("connection_limit", "connection_limit"),
+    ("per_ip_limit", "per_ip_limit"),
+    ("max_header_size", "max_header_size"),
+    ("timeout", "timeout"),
+    ("keep_alive_timeout", "keep_alive_timeout"),
+    ("tcp_keepalive", "tcp_keepalive"),
+    ("forwarded_allow_ips", "trusted_proxies"),
+    ("forwarded_headers", "forwarded_headers"),
+    ("parser", "parser"),
+)
+
+
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """Daemon options from the command line (only those given)."""
     options: dict[str, Any] = {}
-    for name in ("connection_limit", "per_ip_limit", "max_header_size"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    if args.timeout is not None:
-        options["timeout"] = args.timeout
-    if args.keep_alive_timeout is not None:
-        options["keep_alive_timeout"] = args.keep_alive_timeout
-    if args.tcp_keepalive is not None:
-        options["tcp_keepalive"] = args.tcp_keepalive
+    for flag, option in _VALUE_OPTIONS:
+        value = getattr(args, flag)
+        if value is not None:
+            options[option] = value
     if args.proxy_protocol:
         options["proxy_protocol"] = True
-    if args.forwarded_allow_ips is not None:
-        options["trusted_proxies"] = args.forwarded_allow_ips
-    if args.forwarded_headers is not None:
-        options["forwarded_headers"] = args.forwarded_headers
-    if args.parser is not None:
-        options["parser"] = args.parser
     if args.no_http2:
         options["http2"] = False
     return options
