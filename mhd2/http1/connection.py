@@ -245,7 +245,11 @@ class HTTP1Connection:
                 if parser.at_eof or (shared.stopping and served):
                     return
                 if served:
-                    data = await transport.receive_next(RECV_SIZE, idle_timeout)
+                    if transport.timeout == idle_timeout:  # (the default: nothing to change)
+                        transport.arm()
+                        data = await transport.receive_later(RECV_SIZE)
+                    else:
+                        data = await transport.receive_next(RECV_SIZE, idle_timeout)
                 else:
                     if transport.timeout != idle_timeout:
                         transport.set_timeout(idle_timeout)
