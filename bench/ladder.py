@@ -293,13 +293,13 @@ def make_mhd2_handler(level: int, parser_name: str) -> Handler:
             if not parser.has_next:
                 if parser.at_eof or shared.stopping:
                     return
-                if served:
-                    data = await transport.receive_next(RECV_SIZE, idle_timeout)
+                if transport.timeout != idle_timeout:
+                    transport.set_timeout(idle_timeout)
                 else:
-                    if transport.timeout != idle_timeout:
-                        transport.set_timeout(idle_timeout)
-                    else:
-                        transport.arm(force=True)
+                    transport.arm(force=served == 0)
+                if served:
+                    data = await transport.receive_later(RECV_SIZE)
+                else:
                     data = await transport.receive(RECV_SIZE)
                 if not data:
                     return

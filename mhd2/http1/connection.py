@@ -244,19 +244,15 @@ class HTTP1Connection:
             if not parser.has_next:
                 if parser.at_eof or (shared.stopping and served):
                     return
-                if served:
-                    if transport.timeout == idle_timeout:  # (the default: nothing to change)
-                        transport.arm()
-                        data = await transport.receive_later(RECV_SIZE)
-                    else:
-                        data = await transport.receive_next(RECV_SIZE, idle_timeout)
+                if transport.timeout != idle_timeout:
+                    transport.set_timeout(idle_timeout)
                 else:
-                    if transport.timeout != idle_timeout:
-                        transport.set_timeout(idle_timeout)
-                    else:
-                        transport.arm(force=True)
-                    if shared.stopping:
-                        limit_first_wait(transport.scope)  # (accepted just before the stop)
+                    transport.arm(force=served == 0)
+                if shared.stopping:
+                    limit_first_wait(transport.scope)  # (accepted just before the stop)
+                if served:
+                    data = await transport.receive_later(RECV_SIZE)
+                else:
                     data = await transport.receive(RECV_SIZE)
                     if http2 and may_be_preface(data):
                         data = await complete_preface(transport, data)
@@ -272,9 +268,6 @@ class HTTP1Connection:
                     # are not progress: the idle deadline is not moved.
                     data = data.lstrip(b"\r\n")
                     if not data:
-                        if transport.timeout != idle_timeout:
-                            # (They came without a wait: the idle limit begins now.)
-                            transport.set_timeout(idle_timeout)
                         data = await transport.receive(RECV_SIZE)
                         if not data:
                             return

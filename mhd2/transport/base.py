@@ -181,26 +181,6 @@ class Transport:
             await self.flush()
         return cast(bytes, await self.stream.receive_some(max_bytes))
 
-    async def receive_next(self, max_bytes: int, idle_timeout: float | None) -> bytes:
-        """Between requests: :meth:`receive_later`, the wait limited by *idle_timeout*.
-
-        The inactivity limit becomes *idle_timeout* (``keep_alive_timeout``)
-        for the wait.  A kind that can read without waiting
-        (:class:`~mhd2.transport.plain.SocketTransport`) changes it only if
-        the read has to wait: a busy keep-alive client's next request is
-        usually in already, and moving a trio deadline to the idle limit and
-        back costs more than the rest of a small request's bookkeeping.
-        """
-        self._limit_wait(idle_timeout)
-        return await self.receive_later(max_bytes)
-
-    def _limit_wait(self, timeout: float | None) -> None:
-        """The coming wait is limited by *timeout*: set it, or re-arm the one in force."""
-        if self.timeout != timeout:
-            self.set_timeout(timeout)
-        else:
-            self.arm()
-
     def receive_now(self, max_bytes: int) -> bytes | None:
         """Receive without blocking: the bytes there now, or ``None`` if none are.
 

@@ -64,28 +64,6 @@ class SocketTransport(Transport):
             await self.flush()
         return await self._sock.receive_some_later(max_bytes)
 
-    async def receive_next(self, max_bytes: int, idle_timeout: float | None) -> bytes:
-        """Between requests: *idle_timeout* is put in force only if the read must wait.
-
-        When the next request is in already, the deadline is re-armed as any
-        read re-arms it, and the request's own limit stays in force.  (The
-        HTTP/1 loop calls it only when the two limits differ: with an equal
-        one there is nothing to put in force, and its ``arm`` and
-        :meth:`receive_later` read once before waiting, where this reads
-        twice -- with 10,000 long polls answered at once, that read's
-        allocations made the rounds after the first up to twice as slow,
-        ``bench/fanout.py --poll 10k``, median of 3 rounds.)
-        """
-        if self._held:
-            await self.flush()
-        await trio.lowlevel.checkpoint()
-        data = self.receive_now(max_bytes)
-        if data is None:
-            self._limit_wait(idle_timeout)
-            return await self._sock.receive_some(max_bytes)
-        self.arm()
-        return data
-
     def receive_now(self, max_bytes: int) -> bytes | None:
         """The bytes there now, or ``None`` if none are (one ``read``)."""
         try:
