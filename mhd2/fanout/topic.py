@@ -152,7 +152,6 @@ class Topic:
     def __init__(self, hub: Hub, name: str, history: int, max_subscribers: int | None) -> None:
         self.hub = hub
         self.name = name
-        self.history = history
         self.max_subscribers = max_subscribers
         backend = hub._backend
         origin = backend.origin()
@@ -350,6 +349,15 @@ class Topic:
             for sub in self._subs:
                 if sub.key == old_tip:
                     sub.cursor, sub.key = retained.tip_id, retained.tip_key
+
+    @property
+    def history(self) -> int:
+        """How many messages are kept for catch-up (the history's own limit)."""
+        return self._retained.limit
+
+    @history.setter
+    def history(self, limit: int) -> None:
+        self._retained.limit = limit
 
     @property
     def last_id(self) -> str:
