@@ -311,8 +311,8 @@ async def test_strict_refuses_lenient_trailer_even_when_the_body_is_not_read() -
 async def test_keep_alive_timeout_apart_from_timeout(
         over: str, empty_lines: bytes, autojump_clock: trio.testing.MockClock) -> None:
     """The wait for the next request ends at keep_alive_timeout, also over a
-    plain socket (which puts it in force only once the read has to wait) and
-    when empty lines come right after the response (not progress)."""
+    plain socket, and when empty lines come right after the response (not
+    progress)."""
     async with running(text_response, timeout=30, keep_alive_timeout=0.3) as d:
         stream = await open_stream(d if over == "memory" else d.port)
         async with stream:
@@ -332,8 +332,8 @@ async def test_keep_alive_timeout_apart_from_timeout(
 async def test_empty_lines_in_before_the_response_end_do_not_get_the_request_timeout(
         autojump_clock: trio.testing.MockClock) -> None:
     """Empty lines already in when the response is written are read without a
-    wait (a plain socket then keeps the request's limit in force): the idle
-    limit still begins there, keep_alive_timeout, not timeout."""
+    wait: the idle limit still applies to them, keep_alive_timeout, not
+    timeout (a loop that changed the limit only before a wait would miss them)."""
     called = trio.Event()
     release = trio.Event()
 
