@@ -114,12 +114,13 @@ class Exchange:
         method, uri, version: the request line (``version`` as ``"HTTP/1.1"``).
         headers: ``(name as sent, value)`` pairs in arrival order.
         upload_size: ``0``, a ``Content-Length``, or ``None`` (unknown).
+        header_bytes: the headers as ``(lower-case name, value)`` bytes, if the
+            parser has them (``request.raw_headers``; else made from *headers*).
     """
 
     __slots__ = (
         "_body_bytes_sent",
         "_body_read",
-        "_client_address",
         "_end_code",
         "_ended",
         "_footers",
@@ -129,12 +130,13 @@ class Exchange:
         "_post_fields",
         "_request",
         "_response",
-        "_scheme",
         "_status",
         "_upload_received",
         "_upload_slot",
         "action_slot",
+        "client_address",
         "host",
+        "scheme",
         "shared",
         "started_at",
     )
@@ -149,6 +151,7 @@ class Exchange:
         version: str,
         headers: list[tuple[str, str]],
         upload_size: int | None,
+        header_bytes: Sequence[tuple[bytes, bytes]] | None = None,
     ) -> None:
         #: The daemon's shared record.
         self.shared: Final = shared
@@ -176,9 +179,14 @@ class Exchange:
         self._on_end: Sequence[Callable[[], object]] = _NONE
         #: ``time.monotonic()`` when the request head was parsed.
         self.started_at: Final = time.monotonic()
-        self._client_address: tuple[str, int] | None = None
-        self._scheme = "https" if info.tls_version is not None else "http"
-        self._request = Request(self, method, uri, version, headers, upload_size, info)
+        #: The real client after forwarded headers (``None``: the connection's).
+        #: (Plain attributes, not properties: ``request.client_address`` and
+        #: ``request.scheme`` read them for every ASGI request.)
+        self.client_address: tuple[str, int] | None = None
+        #: ``"https"`` or ``"http"``: TLS, or what a trusted proxy said.
+        self.scheme = "https" if info.tls_version is not None else "http"
+        self._request = Request(self, method, uri, version, headers, upload_size, info,
+                                header_bytes)
 
     # -- what the rest of the engine reads -----------------------------------------------
 
@@ -226,16 +234,6 @@ class Exchange:
     def post_fields(self) -> list[Any]:
         """Form fields the POST parser kept in memory (``PostField`` records)."""
         return self._post_fields
-
-    @property
-    def client_address(self) -> tuple[str, int] | None:
-        """The real client after forwarded headers (``None``: the connection's)."""
-        return self._client_address
-
-    @property
-    def scheme(self) -> str:
-        """``"https"`` or ``"http"``: TLS, or what a trusted proxy said."""
-        return self._scheme
 
     @property
     def ended(self) -> bool:
@@ -303,10 +301,10 @@ class Exchange:
         if not use:
             return
         found = resolve_from_headers(self._request.connection.client_address,
-                                     self.shared.trusted, fields, scheme=self._scheme, use=use)
+                                     self.shared.trusted, fields, scheme=self.scheme, use=use)
         if found.from_headers:
-            self._client_address = found.client_address
-            self._scheme = found.scheme
+            self.client_address = found.client_address
+            self.scheme = found.scheme
 
     @property
     def upload_slot(self) -> Slot:

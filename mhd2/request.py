@@ -106,6 +106,7 @@ class Request:
         "_headers",
         "_path",
         "_query",
+        "_raw_headers",
         "_x",
         "app_context",
         "connection",
@@ -124,12 +125,14 @@ class Request:
         raw_headers: list[tuple[str, str]],
         upload_size: int | None,
         connection: ConnectionInfo,
+        header_bytes: Sequence[tuple[bytes, bytes]] | None = None,
     ) -> None:
         self._x = exchange
         self.method = method
         self.uri = uri
         self.version = version
         self._headers = raw_headers
+        self._raw_headers = header_bytes
         self.upload_size = upload_size
         self.connection = connection
         self.app_context: Any = None
@@ -299,6 +302,23 @@ class Request:
     def headers(self) -> HeaderView:
         """The request's header lines as a read-only, case-insensitive mapping."""
         return HeaderView(self._headers)
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The header lines as bytes: ``(lower-case name, value)`` pairs in arrival order.
+
+        The form ASGI's ``scope["headers"]`` and h11 use: the names
+        lower-cased, the values as received (surrounding whitespace removed,
+        as in :attr:`headers`), duplicates kept.  Each access returns a new
+        list.  On HTTP/1 these are the bytes the parser saw; on HTTP/2 the
+        fields as :meth:`get_values` gives them (``host`` from
+        ``:authority``, the ``cookie`` lines joined), encoded as Latin-1.
+        """
+        known = self._raw_headers
+        if known is not None:
+            return list(known)
+        return [(name.lower().encode("latin-1", "replace"), value.encode("latin-1", "replace"))
+                for name, value in self._headers]
 
     @property
     def footers(self) -> HeaderView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 import trio
 from conftest import exchange, open_stream, running, status_of, text_response
@@ -125,3 +126,56 @@ async def test_request_ended_once_per_request_with_request_object() -> None:
         await stream.aclose()
     assert ended == [("/1", mhd2.RequestEndedCode.COMPLETED_OK),
                      ("/2", mhd2.RequestEndedCode.COMPLETED_OK)]
+
+
+# -- raw_headers: the header lines as bytes ------------------------------------------
+
+
+def _lowered(request: mhd2.Request) -> list[tuple[bytes, bytes]]:
+    """What raw_headers must equal: get_values' pairs, names lower-cased, as bytes."""
+    return [(name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in request.get_values(mhd2.ValueKind.HEADER)]
+
+
+@pytest.mark.parametrize("head", [
+    # the parser's fast path: names as sent, padding, a duplicate, a Latin-1 byte
+    b"GET / HTTP/1.1\r\nHost: h\r\nX-Mixed-Case:  v1 \t\r\nx-mixed-case: v2\r\n"
+    b"Accept: \xe9t\xe9\r\n" + CLOSE + b"\r\n",
+    # a head the fast path refers to h11 (Transfer-Encoding, Expect, Upgrade)
+    b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n" + CLOSE
+    + b"\r\n0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: Foo\r\nConnection: Upgrade, close\r\n\r\n",
+])
+async def test_raw_headers_are_the_lines_as_bytes_with_lower_case_names(head: bytes) -> None:
+    request = await capture(head)
+    raw = request.raw_headers
+    assert raw == _lowered(request)
+    assert all(type(n) is bytes and type(v) is bytes and n == n.lower() for n, v in raw)
+    assert raw[0] == (b"host", b"h")
+
+
+async def test_raw_headers_keep_duplicates_and_give_a_new_list_each_time() -> None:
+    request = await capture(b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\na: 3\r\n" + CLOSE
+                            + b"\r\n")
+    first = request.raw_headers
+    assert first == [(b"host", b"h"), (b"a", b"1"), (b"b", b"2"), (b"a", b"3"),
+                     (b"connection", b"close")]
+    first.clear()
+    assert len(request.raw_headers) == 5
+
+
+async def test_raw_headers_over_http2() -> None:
+    seen: list[mhd2.Request] = []
+
+    def cb(request: mhd2.Request) -> mhd2.Action:
+        seen.append(request)
+        return text_response(request)
+
+    async with running(cb) as daemon, httpx.AsyncClient(
+            http1=False, http2=True, base_url=f"http://127.0.0.1:{daemon.port}") as client:
+        reply = await client.get("/", headers={"X-Two": "2", "Cookie": "a=1"})
+    assert reply.status_code == 200 and reply.http_version == "HTTP/2"
+    request = seen[0]
+    raw = request.raw_headers
+    assert raw == _lowered(request)
+    assert raw[0][0] == b"host" and (b"x-two", b"2") in raw and (b"cookie", b"a=1") in raw

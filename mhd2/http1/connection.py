@@ -310,7 +310,7 @@ class HTTP1Connection:
         exchange = Exchange(
             shared, self, self.info, head.method.decode("ascii"), target.decode("latin-1"),
             "HTTP/1.1" if version == b"1.1" else "HTTP/" + version.decode("ascii", "replace"),
-            scan.fields, scan.upload_size,
+            scan.fields, scan.upload_size, head.lower_fields,
         )
         self._exchange = exchange
         if self._begin:
