@@ -20,8 +20,8 @@ import trio
 from .. import Action, Request, request_resume
 from .cycle import ASGIApp, Shared, run_app
 from .http import HTTPCycle
-from .inline import Runners, first_step
-from .scope import headers_of, http_scope, is_websocket_request, websocket_scope
+from .inline import HANDED_OVER, Runners, first_step
+from .scope import http_scope, is_websocket_request, websocket_scope
 from .websocket import WebSocketCycle
 
 __all__ = ["Bridge", "action_asgi"]
@@ -84,7 +84,8 @@ class Bridge:
         an app that answers without waiting needs no task.  A WebSocket app
         gets a task of its own.
         """
-        headers = headers_of(request)
+        # "headers: ... header names should be lowercased" -- duplicates kept.
+        headers = request.raw_headers
         if not self._sweeping:
             self._sweeping = True
             self.spawn(self.shared.sweep)
@@ -95,27 +96,27 @@ class Bridge:
             self.spawn(run_app, self.app, ws)
             return ws
         scope = http_scope(request, headers, self.root_path, self.state, mounted=self.mounted)
-        cycle = HTTPCycle(request, scope, self.shared)
-        self.shared.running += 1
+        cycle = HTTPCycle(request, scope, self.shared)  # (stepping: not resumed until below)
         context = contextvars.copy_context()
         try:
             coro = context.run(self.app, scope, cycle.receive, cycle.send)
             if type(coro) is not _COROUTINE and not inspect.iscoroutine(coro):
                 coro = _awaiting(coro)
         except Exception as exc:
-            cycle.app_ended(exc)
+            cycle.stepping = False
+            cycle.app_finished(exc)
             return cycle
         if self.inline:
-            cycle.stepping = True
-            try:
-                done = first_step(self.runners, coro, context, cycle.app_ended)
-            finally:
-                cycle.stepping = False
-            if not done:
-                cycle.watch_end()
+            ended = first_step(self.runners, coro, context, cycle.app_ended)
         else:
-            cycle.watch_end()
             self.runners.start(coro, context, cycle.app_ended)
+            ended = HANDED_OVER
+        cycle.stepping = False
+        if ended is HANDED_OVER:
+            self.shared.running += 1  # (app_ended counts it down)
+            cycle.watch_end()
+        else:
+            cycle.app_finished(ended)
         return cycle
 
     def begin_stop(self) -> None:

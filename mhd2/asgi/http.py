@@ -137,8 +137,9 @@ class HTTPCycle(Cycle):
         #: The app failed after ``http.response.start``: abort.
         self.failed = False
         #: The app's first step runs in the request callback (nothing of the
-        #: daemon's side is suspended: no resume is needed).
-        self.stepping = False
+        #: daemon's side is suspended: no resume is needed); the bridge clears
+        #: it once that step is over.
+        self.stepping = True
         # The creator calls watch_end() once the app's first step is over
         # (an app done by then needs no word of the end).
 
@@ -389,7 +390,9 @@ class HTTPCycle(Cycle):
                         response = Response.from_buffer(status, b"")
                     response = with_headers(response, pairs)  # (raises for a bad header)
                 self.finished = True
-                self._ready(response)
+                self.response = response
+                if not self.stepping:  # (in the first step, nothing waits for it)
+                    self._resume()
                 return None
             pairs, declared = split_headers(headers)
             self._declared = declared
@@ -465,19 +468,27 @@ class HTTPCycle(Cycle):
             self._resume()
         self.notify()
 
+    def app_finished(self, error: Exception | None) -> None:
+        """The app's call has ended (it raised *error*): log, end the response."""
+        if error is None:
+            if self.finished:  # (the common end: the response is complete)
+                self.app_done = True
+                if self._waiters:
+                    self.notify()
+                return
+        elif not isinstance(error, ClientDisconnected):
+            logger.error("mhd2.asgi: the app failed on %s %s", self.request.method,
+                         self.request.uri, exc_info=error)
+        self.app_returned(error)
+
     def app_ended(self, error: BaseException | None) -> None:
-        """The app's call has ended (it raised *error*): log, end the response, count."""
+        """The app's call, handed to a runner, has ended: as :meth:`app_finished`, and
+        count it out of ``shared.running``."""
         shared = self.shared
         try:
-            if error is None:
-                self.app_returned(None)
-            elif isinstance(error, Exception):
-                if not isinstance(error, ClientDisconnected):
-                    logger.error("mhd2.asgi: the app failed on %s %s", self.request.method,
-                                 self.request.uri, exc_info=error)
-                self.app_returned(error)
+            if error is None or isinstance(error, Exception):
+                self.app_finished(error)
         finally:
             shared.running -= 1
             if not shared.running and shared.idle is not None:
                 shared.idle.set()
-

@@ -38,7 +38,7 @@ from typing import Any
 import outcome
 import trio
 
-__all__ = ["SUPPORTED", "Runner", "Runners", "first_step"]
+__all__ = ["HANDED_OVER", "SUPPORTED", "Runner", "Runners", "first_step"]
 
 try:  # trio's internals, checked before they are used (see the module docstring)
     from trio._core import _run as _trio_run
@@ -47,7 +47,8 @@ try:  # trio's internals, checked before they are used (see the module docstring
 
     _RUN_CONTEXT: Any = _trio_run.GLOBAL_RUN_CONTEXT
     SUPPORTED = (isinstance(getattr(_Wait, "__attrs_attrs__", None), tuple)
-                 and hasattr(_trio_run.Task, "_abort_func") and hasattr(_RUN_CONTEXT, "__dict__"))
+                 and hasattr(_trio_run.Task, "_abort_func")
+                 and hasattr(_trio_run.Task, "_runner") and hasattr(_RUN_CONTEXT, "__dict__"))
 except (ImportError, AttributeError):  # pragma: no cover -- another trio
     _RUN_CONTEXT = None
     _Checkpoint = _Wait = None  # type: ignore[assignment, misc]
@@ -191,8 +192,12 @@ class Runners:
         self.spawn(Runner(self).main, (coro, context, done))
 
 
+#: :func:`first_step`'s answer when the app waits: a runner drives it from then on.
+HANDED_OVER: Any = type("HandedOver", (), {"__repr__": lambda self: "HANDED_OVER"})()
+
+
 def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Context,
-               done: Done) -> bool:
+               done: Done) -> Any:
     """Take the app's first step here, in an idle runner's name (module docstring).
 
     Args:
@@ -200,53 +205,62 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
             :data:`SUPPORTED` false), the app is started in a new runner.
         coro: the app's call, not started.
         context: the context the app runs in.
-        done: called once when the app's call ends (here, or in the runner).
+        done: called once when the app's call ends, if it does not end here.
 
     Returns:
-        Whether the app's call has ended already (*done* was called).
+        :data:`HANDED_OVER` if the app waits (a runner goes on with it and
+        calls *done*); else the app's call has ended here: ``None`` if it
+        returned, the :class:`Exception` it raised (*done* is not called).
+
+    Raises:
+        BaseException: what the app raised that is not an :class:`Exception`
+            (``KeyboardInterrupt``, a ``Cancelled``).
     """
     idle = runners.idle
-    if (not idle or not SUPPORTED or idle[-1].trio_run is None
-            or idle[-1].trio_run is not _RUN_CONTEXT.runner):
+    if not idle or not SUPPORTED:
+        runners.start(coro, context, done)
+        return HANDED_OVER
+    run_context = _RUN_CONTEXT
+    own = run_context.task
+    runner = idle[-1]
+    if own._runner is not runner.trio_run:
         # (A bridge that action_asgi shares between trio runs in two threads
         # never lends a runner of one run to the other.)
         runners.start(coro, context, done)
-        return False
-    runner = idle.pop()
+        return HANDED_OVER
+    idle.pop()
     task = runner.task
     assert task is not None  # (an idle runner has run)
     runner.mode = _LENT
     runner.pending_cancel = None
-    run_context = _RUN_CONTEXT
-    own = run_context.task
     run_context.task = task
-    cancelled = False
     try:
         trap = context.run(coro.send, None)
+        # (asked in the runner's name: a scope the app entered is the runner's)
         cancelled = runner.pending_cancel is not None and (
             trio.current_effective_deadline() == -math.inf)
     except StopIteration:
-        trap = None
+        run_context.task = own
+        if runner.pending_cancel is not None:
+            task._abort_func = runner._abort  # (as below)
+        runner.mode = _IDLE
+        idle.append(runner)
+        return None
     except BaseException as exc:
         run_context.task = own
         if runner.pending_cancel is not None:
             task._abort_func = runner._abort  # (as below)
-        _back(runner)
-        done(exc)
+        runner.mode = _IDLE
+        idle.append(runner)
         if not isinstance(exc, Exception):
             raise
-        return True
-    finally:
-        run_context.task = own
+        return exc
+    run_context.task = own
     if runner.pending_cancel is not None:
         # trio tries an abort function once per wait and then forgets it,
         # though it declined (Runner._abort): the runner is still parked in
         # that wait, and must stay cancellable.
         task._abort_func = runner._abort
-    if trap is None:
-        _back(runner)
-        done(None)
-        return True
     # The app waits: the runner drives it from here.
     runner.job = (coro, context, done)
     runner.mode = _DRIVING
@@ -267,10 +281,4 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
             f"trio.run received unrecognized yield message {trap!r}. Are you trying to "
             "use a library written for some other framework like asyncio? That won't "
             "work without some kind of compatibility shim."))))
-    return False
-
-
-def _back(runner: Runner) -> None:
-    """The lent runner goes back to the pool, still parked."""
-    runner.mode = _IDLE
-    runner.pool.idle.append(runner)
+    return HANDED_OVER

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import Request, ValueKind
+from .. import Request
 
-__all__ = ["ASGI_VERSION", "headers_of", "http_scope", "is_websocket_request",
+__all__ = ["ASGI_VERSION", "http_scope", "is_websocket_request",
            "websocket_scope"]
-
-_HEADER = ValueKind.HEADER  # (looked up once)
 
 #: ``scope["asgi"]`` of HTTP and WebSocket scopes.
 ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
@@ -50,36 +48,6 @@ def _target(request: Request) -> tuple[bytes, bytes]:
     return path, query
 
 
-#: Most header names :func:`headers_of` remembers in their ``scope`` form.
-NAME_CACHE_SIZE = 512
-_names: dict[str, bytes] = {}
-
-
-def headers_of(request: Request) -> list[tuple[bytes, bytes]]:
-    """``scope["headers"]``: lower-case names and values as bytes, in arrival order.
-
-    The lower-cased bytes of the names seen (up to :data:`NAME_CACHE_SIZE`
-    of them: clients send the same few) are remembered.
-    """
-    # "headers: ... header names should be lowercased" -- duplicates kept.
-    names = _names
-    fields = request.get_values(_HEADER)
-    try:  # every name seen before (the common case)
-        return [(names[name], value.encode("latin-1", "replace")) for name, value in fields]
-    except KeyError:
-        pass
-    headers: list[tuple[bytes, bytes]] = []
-    add = headers.append
-    for name, value in fields:
-        key = names.get(name)
-        if key is None:
-            key = name.lower().encode("latin-1")
-            if len(names) < NAME_CACHE_SIZE:
-                names[name] = key
-        add((key, value.encode("latin-1", "replace")))
-    return headers
-
-
 def _server(request: Request) -> tuple[str, int | None] | None:
     address = request.connection.server_address
     if address is None or not isinstance(address, tuple):
@@ -93,7 +61,7 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
 
     Args:
         request: the request.
-        headers: its :func:`headers_of`.
+        headers: its ``request.raw_headers`` (``scope["headers"]``).
         root_path: ``scope["root_path"]``.
         state: the lifespan state; each request gets a shallow copy (``None``: empty).
         mounted: *root_path* is part of ``request.path`` (an app mounted under a
@@ -105,9 +73,9 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
     if uri[:1] == "/" and uri.isascii() and "%" not in uri and "#" not in uri:
         # The common target (origin-form, nothing escaped): the path is its
         # own percent-decoding, and the bytes are the ASCII of the text.
-        path, _, query_text = uri.partition("?")
+        path, mark, query_text = uri.partition("?")
         raw_path = path.encode("ascii")
-        query = query_text.encode("ascii")
+        query = query_text.encode("ascii") if mark else b""
     else:
         raw_path, query = _target(request)
         path = request.path
@@ -123,12 +91,9 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
     elif type(client) is not tuple or len(client) != 2:
         client = (client[0], client[1])
     server: Any = request.connection.server_address
-    if type(server) is tuple:
-        if len(server) != 2:
-            server = (server[0], server[1])  # (IPv6: host, port, flowinfo, scope_id)
-    else:
-        server = _server(request)
-    scope: dict[str, Any] = {
+    if type(server) is not tuple or len(server) != 2:
+        server = _server(request)  # (IPv6: host, port, flowinfo, scope_id)
+    return {
         "type": "http",
         # (a middleware may write into a scope's dicts: each scope has its own)
         "asgi": {"version": "3.0", "spec_version": "2.4"},  # ASGI_VERSION
@@ -146,7 +111,6 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         "extensions": (HTTP_EXTENSIONS if version != "HTTP/1.0"
                        else _HTTP10_EXTENSIONS).copy(),
     }
-    return scope
 
 
 def is_websocket_request(request: Request, headers: list[tuple[bytes, bytes]]) -> bool:
