@@ -185,12 +185,14 @@ async def test_a_nursery_in_the_first_step_whose_child_answers() -> None:
                 assert (await c.get("/")).text == "from a child"
 
 
-@pytest.mark.parametrize("where", ["before start", "after start"])
+@pytest.mark.parametrize("where", ["before start", "after start", "in the runner"])
 async def test_an_app_raising_in_its_first_step(where: str) -> None:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         if scope["path"] == "/fail":
             if where == "after start":
                 await send(START)
+            elif where == "in the runner":
+                await trio.lowlevel.checkpoint()  # (handed to the runner)
             raise ValueError("boom")
         await send(START)
         await send(body("fine"))
@@ -198,7 +200,7 @@ async def test_an_app_raising_in_its_first_step(where: str) -> None:
     async with serve(app) as d:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.port}") as c:
             assert (await c.get("/")).text == "fine"
-            if where == "before start":
+            if where != "after start":
                 assert (await c.get("/fail")).status_code == 500
             else:
                 with pytest.raises(httpx.HTTPError):

@@ -81,6 +81,40 @@ def _forward(trap: Any) -> Generator[Any, Any, Any]:
     return (yield trap)
 
 
+class _Ended:
+    """What a runner's :func:`_driver` yields when the app's call has ended."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        #: What the app raised (``None``: it returned).
+        self.error = error
+
+
+_RETURNED = _Ended(None)
+
+
+@types.coroutine
+def _driver() -> Generator[Any, Any, None]:
+    """A runner's own generator: it drives one app coroutine after another.
+
+    Sent an app's coroutine (not started), it runs it with ``yield from``:
+    the app's traps come out of it, and what is sent or thrown in goes on
+    to the app.  When the app's call ends it yields an :class:`_Ended` and
+    waits for the next coroutine.  (So the end of an app that returns is
+    seen without a ``StopIteration`` being raised and caught: ``yield from``
+    takes the return value directly.)
+    """
+    coro = yield None
+    while True:
+        try:
+            yield from coro
+        except BaseException as exc:  # (an app's GeneratorExit too: it ends the call)
+            coro = yield _Ended(exc)
+        else:
+            coro = yield _RETURNED
+
+
 class Runner:
     """A task that drives app coroutines whose first step ran in a request callback.
 
@@ -88,10 +122,15 @@ class Runner:
     lends its identity, and hands it the app if the app has to wait.
     """
 
-    __slots__ = ("abort_fn", "job", "mode", "pending_cancel", "pool", "task", "trio_run")
+    __slots__ = ("abort_fn", "driver", "job", "mode", "pending_cancel", "pool", "step", "task",
+                 "trio_run")
 
     def __init__(self, pool: Runners) -> None:
         self.pool = pool
+        #: The runner's :func:`_driver` (primed), and its ``send``.
+        self.driver = _driver()
+        self.driver.send(None)
+        self.step = self.driver.send
         self.task: trio.lowlevel.Task | None = None
         self.mode = _DRIVING
         #: The app's abort function while it waits in the runner's name (hand-over).
@@ -123,12 +162,13 @@ class Runner:
         if SUPPORTED:
             self.trio_run = getattr(_RUN_CONTEXT, "runner", None)
         pool = self.pool
-        send: Any = None  # a fresh coroutine is started with None
+        send: Any = None
         while True:
             if job is not None:
                 coro, context, done = job
                 job = None
-                await self._drive(coro, context, send, done)
+                # (a coroutine sent to the driver starts; anything else goes on to it)
+                await self._drive(context, coro if send is None else send, done)
             if len(pool.idle) >= pool.max_idle:
                 return
             self.mode = _IDLE
@@ -143,30 +183,28 @@ class Runner:
                 send = value if type(value) is _Throw else outcome.Value(value)
             job, self.job = self.job, None
 
-    async def _drive(self, coro: AppCoroutine, context: contextvars.Context, send: Any,
-                     done: Done) -> None:
-        """Run *coro* to its end, starting by sending it *send* (trio's answer to its
-        wait), or throwing it in (a :class:`_Throw`)."""
+    async def _drive(self, context: contextvars.Context, send: Any, done: Done) -> None:
+        """Drive the app to its end, starting by sending its driver *send* (the app's
+        coroutine to start it, or trio's answer to its wait), or throwing it in
+        (a :class:`_Throw`)."""
         self.mode = _DRIVING
         self.abort_fn = _cannot_abort
-        error: BaseException | None = None
-        step: Callable[[Any], Any] = coro.send
+        driver = self.driver
+        step: Callable[[Any], Any] = self.step
         if type(send) is _Throw:
-            step, send = coro.throw, send.error
-        try:
-            while True:
-                trap = context.run(step, send)
-                try:
-                    send = await _forward(trap)
-                    step = coro.send
-                except BaseException as exc:
-                    # trio threw this into the task (a yield it does not know,
-                    # as from asyncio code): the app's own task would get it.
-                    step, send = coro.throw, exc
-        except StopIteration:
-            pass
-        except BaseException as exc:
-            error = exc
+            step, send = driver.throw, send.error
+        while True:
+            trap = context.run(step, send)
+            if type(trap) is _Ended:
+                break
+            try:
+                send = await _forward(trap)
+                step = self.step
+            except BaseException as exc:
+                # trio threw this into the task (a yield it does not know,
+                # as from asyncio code): the app's own task would get it.
+                step, send = driver.throw, exc
+        error = trap.error
         done(error)
         if error is not None and not isinstance(error, Exception):
             raise error  # Cancelled (the daemon stops), KeyboardInterrupt ...
@@ -235,32 +273,24 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
     runner.pending_cancel = None
     run_context.task = task
     try:
-        trap = context.run(coro.send, None)
+        trap = context.run(runner.step, coro)
         # (asked in the runner's name: a scope the app entered is the runner's)
         cancelled = runner.pending_cancel is not None and (
             trio.current_effective_deadline() == -math.inf)
-    except StopIteration:
+    finally:
         run_context.task = own
-        if runner.pending_cancel is not None:
-            task._abort_func = runner._abort  # (as below)
-        runner.mode = _IDLE
-        idle.append(runner)
-        return None
-    except BaseException as exc:
-        run_context.task = own
-        if runner.pending_cancel is not None:
-            task._abort_func = runner._abort  # (as below)
-        runner.mode = _IDLE
-        idle.append(runner)
-        if not isinstance(exc, Exception):
-            raise
-        return exc
-    run_context.task = own
     if runner.pending_cancel is not None:
         # trio tries an abort function once per wait and then forgets it,
         # though it declined (Runner._abort): the runner is still parked in
         # that wait, and must stay cancellable.
         task._abort_func = runner._abort
+    if type(trap) is _Ended:
+        runner.mode = _IDLE
+        idle.append(runner)
+        error = trap.error
+        if error is not None and not isinstance(error, Exception):
+            raise error
+        return error
     # The app waits: the runner drives it from here.
     runner.job = (coro, context, done)
     runner.mode = _DRIVING
