@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from .. import Action, Request, request_resume
+from .. import Action, Request, action_from_response, request_resume
 from .cycle import ASGIApp, Shared, run_app
 from .http import HTTPCycle
 from .inline import HANDED_OVER, Runners, first_step
@@ -72,13 +72,13 @@ class Bridge:
 
     def __call__(self, request: Request) -> Action:
         """The request callback."""
-        cycle = self.shared.cycles.get(request)
-        if cycle is None:
-            cycle = self.start(request)
-        return cycle.next_action()
+        cycle: HTTPCycle | WebSocketCycle | None = self.shared.cycles.get(request)
+        if cycle is not None:
+            return cycle.next_action()  # (called again after a resume)
+        return self.start(request)
 
-    def start(self, request: Request) -> HTTPCycle | WebSocketCycle:
-        """Make the cycle of a new request and call the app for it.
+    def start(self, request: Request) -> Action:
+        """Make the cycle of a new request, call the app for it, return the first action.
 
         An HTTP app's first step is taken here (:func:`~mhd2.asgi.inline.first_step`):
         an app that answers without waiting needs no task.  A WebSocket app
@@ -94,7 +94,7 @@ class Bridge:
                                     mounted=self.mounted)
             ws = WebSocketCycle(request, scope, self.shared, self.ws_max)
             self.spawn(run_app, self.app, ws)
-            return ws
+            return ws.next_action()
         scope = http_scope(request, headers, self.root_path, self.state, mounted=self.mounted)
         cycle = HTTPCycle(request, scope, self.shared)  # (stepping: not resumed until below)
         context = contextvars.copy_context()
@@ -105,7 +105,7 @@ class Bridge:
         except Exception as exc:
             cycle.stepping = False
             cycle.app_finished(exc)
-            return cycle
+            return cycle.next_action()
         if self.inline:
             ended = first_step(self.runners, coro, context, cycle.app_ended)
         else:
@@ -115,9 +115,14 @@ class Bridge:
         if ended is HANDED_OVER:
             self.shared.running += 1  # (app_ended counts it down)
             cycle.watch_end()
+        elif ended is None and cycle.finished:
+            # The common case: the app answered in full, at once (app_finished's
+            # first case, written out: nothing waits on the cycle yet).
+            cycle.app_done = True
+            return action_from_response(request, cycle.response)
         else:
             cycle.app_finished(ended)
-        return cycle
+        return cycle.next_action()
 
     def begin_stop(self) -> None:
         """A graceful stop begins: let every request in flight wait for its app.
