@@ -449,7 +449,8 @@ class Exchange:
             shared.metrics.request_ended(request)
         # (A proxy reads as the request while anyone else holds it: code that
         # still has the exchange -- an HTTP/2 stream's task -- holds it too.)
-        self._request = cast(Request, weakref.proxy(request))
+        # (No typing.cast(): it is a function call, on the path of every request.)
+        self._request = weakref.proxy(request)
 
 
 #: ``exchange_of(request)``: the :class:`Exchange` behind *request*, for the

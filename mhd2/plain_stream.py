@@ -95,7 +95,9 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         epoll to wait.
         """
         await trio.lowlevel.checkpoint()
-        fd = self._open_fd()
+        fd = self._fd  # (_open_fd written out: this runs for every keep-alive request)
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
         while True:
             try:
                 return os.read(fd, max_bytes)
@@ -117,7 +119,10 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
     @property
     def fd(self) -> int:
         """The socket's descriptor (raises ``ClosedResourceError`` once closed)."""
-        return self._open_fd()
+        fd = self._fd  # (_open_fd written out: read for every response written)
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream was closed")
+        return fd
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of *data*, waiting for the socket to drain as needed."""
