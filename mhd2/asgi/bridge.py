@@ -21,7 +21,7 @@ from .. import Action, Request, action_from_response, request_resume
 from .cycle import ASGIApp, Shared, run_app
 from .http import HTTPCycle
 from .inline import HANDED_OVER, Runners, first_step
-from .scope import http_scope, is_websocket_request, websocket_scope
+from .scope import http_scope, websocket_scope
 from .websocket import WebSocketCycle
 
 __all__ = ["Bridge", "action_asgi"]
@@ -71,30 +71,27 @@ class Bridge:
         self.runners = Runners(lambda *args: self.spawn(*args), max_idle=idle_runners)
 
     def __call__(self, request: Request) -> Action:
-        """The request callback."""
+        """The request callback: the request's next action.
+
+        The first call for a request makes its cycle (HTTP or WebSocket) and
+        calls the app.  An HTTP app's first step is taken here
+        (:func:`~mhd2.asgi.inline.first_step`): an app that answers without
+        waiting needs no task.  A WebSocket app gets a task of its own.  A
+        call after a resume asks the cycle what the app has done since.
+        """
         cycle: HTTPCycle | WebSocketCycle | None = self.shared.cycles.get(request)
         if cycle is not None:
-            return cycle.next_action()  # (called again after a resume)
-        return self.start(request)
-
-    def start(self, request: Request) -> Action:
-        """Make the cycle of a new request, call the app for it, return the first action.
-
-        An HTTP app's first step is taken here (:func:`~mhd2.asgi.inline.first_step`):
-        an app that answers without waiting needs no task.  A WebSocket app
-        gets a task of its own.
-        """
-        # "headers: ... header names should be lowercased" -- duplicates kept.
-        headers = request.raw_headers
+            return cycle.next_action()
         if not self._sweeping:
             self._sweeping = True
             self.spawn(self.shared.sweep)
-        if is_websocket_request(request, headers):
-            scope = websocket_scope(request, headers, self.root_path, self.state,
-                                    mounted=self.mounted)
-            ws = WebSocketCycle(request, scope, self.shared, self.ws_max)
-            self.spawn(run_app, self.app, ws)
-            return ws.next_action()
+        # "headers: ... header names should be lowercased" -- duplicates kept.
+        headers = request.raw_headers
+        if request.method == "GET":
+            # (a loop, not any(<generator>): this runs for every GET)
+            for name, value in headers:
+                if name == b"upgrade" and b"websocket" in value.lower():
+                    return self._start_websocket(request, headers)
         scope = http_scope(request, headers, self.root_path, self.state, mounted=self.mounted)
         cycle = HTTPCycle(request, scope, self.shared)  # (stepping: not resumed until below)
         context = contextvars.copy_context()
@@ -123,6 +120,14 @@ class Bridge:
         else:
             cycle.app_finished(ended)
         return cycle.next_action()
+
+    def _start_websocket(self, request: Request, headers: list[tuple[bytes, bytes]]) -> Action:
+        """A WebSocket request (``Upgrade: websocket`` on a GET): its app runs in a task."""
+        scope = websocket_scope(request, headers, self.root_path, self.state,
+                                mounted=self.mounted)
+        ws = WebSocketCycle(request, scope, self.shared, self.ws_max)
+        self.spawn(run_app, self.app, ws)
+        return ws.next_action()
 
     def begin_stop(self) -> None:
         """A graceful stop begins: let every request in flight wait for its app.

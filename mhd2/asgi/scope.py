@@ -13,8 +13,7 @@ from typing import Any
 
 from .. import Request
 
-__all__ = ["ASGI_VERSION", "http_scope", "is_websocket_request",
-           "websocket_scope"]
+__all__ = ["ASGI_VERSION", "http_scope", "websocket_scope"]
 
 #: ``scope["asgi"]`` of HTTP and WebSocket scopes.
 ASGI_VERSION: dict[str, str] = {"version": "3.0", "spec_version": "2.4"}
@@ -48,13 +47,6 @@ def _target(request: Request) -> tuple[bytes, bytes]:
     return path, query
 
 
-def _server(request: Request) -> tuple[str, int | None] | None:
-    address = request.connection.server_address
-    if address is None or not isinstance(address, tuple):
-        return None
-    return address[0], address[1]
-
-
 def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: str,
                state: dict[str, Any] | None, *, mounted: bool) -> dict[str, Any]:
     """The ``http`` scope of *request*.
@@ -83,16 +75,8 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         path = root_path + path
         raw_path = root_path.encode("utf-8") + raw_path
     version = request.version
-    # (the common cases of _server written out: this runs for every request)
+    # Both are (host, port) pairs already (mhd2 cuts an IPv6 address to those two).
     client = request.client_address
-    if client[0] == "unix":
-        # A Unix-domain peer has no (host, port): "Optional; if missing ... None".
-        client = None  # type: ignore[assignment]
-    elif type(client) is not tuple or len(client) != 2:
-        client = (client[0], client[1])
-    server: Any = request.connection.server_address
-    if type(server) is not tuple or len(server) != 2:
-        server = _server(request)  # (IPv6: host, port, flowinfo, scope_id)
     return {
         "type": "http",
         # (a middleware may write into a scope's dicts: each scope has its own)
@@ -105,23 +89,13 @@ def http_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: 
         "query_string": query,
         "root_path": root_path,
         "headers": headers,
-        "client": client,
-        "server": server,
+        # A Unix-domain peer has no (host, port): "Optional; if missing ... None".
+        "client": None if client[0] == "unix" else client,
+        "server": request.connection.server_address,
         "state": {} if state is None else dict(state),
         "extensions": (HTTP_EXTENSIONS if version != "HTTP/1.0"
                        else _HTTP10_EXTENSIONS).copy(),
     }
-
-
-def is_websocket_request(request: Request, headers: list[tuple[bytes, bytes]]) -> bool:
-    """Whether *request* asks for a WebSocket (``Upgrade: websocket`` on a GET)."""
-    if request.method != "GET":
-        return False
-    # A loop, not any(<generator>): this runs for every GET.
-    for name, value in headers:  # noqa: SIM110
-        if name == b"upgrade" and b"websocket" in value.lower():
-            return True
-    return False
 
 
 def websocket_scope(request: Request, headers: list[tuple[bytes, bytes]], root_path: str,
