@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import h11
 
@@ -56,9 +56,11 @@ MERGE_BYTES = 256 * 1024
 MERGE_EVENTS = 512
 
 
-@dataclass(slots=True)
-class Head:
+class Head(NamedTuple):
     """A parsed request head.
+
+    (A tuple: the fast path makes one per request with ``tuple.__new__``,
+    without a Python ``__init__`` call.)
 
     Attributes:
         method, target, version: the request line (``version`` as ``b"1.1"``).

@@ -240,7 +240,7 @@ class RefereedParser:
         self._remaining = upload_size
         scan = tuple.__new__(FieldScan, (fields, upload_size, False, has_length, wants_close,
                                          wants_keep_alive, hosts))
-        return Head(method, target, version, lower_fields, scan)
+        return tuple.__new__(Head, (method, target, version, lower_fields, scan))
 
     def _refer(self) -> Head | ParseError | _Marker:
         """Give the current request, from its first byte, to h11."""
