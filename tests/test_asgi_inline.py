@@ -332,3 +332,48 @@ def test_a_negative_idle_runners_is_refused() -> None:
 
     with pytest.raises(mhd2.UsageError, match="idle_runners"):
         mhd2.asgi.Daemon(app, idle_runners=-1)
+
+
+@pytest.mark.parametrize("where", ["in the first step", "in the runner"])
+async def test_an_app_that_raised_leaves_nothing_to_the_next_app(
+        where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next app on the same runner does not run as if handling the last one's
+    exception (no ``sys.exc_info()``, no ``__context__``), and the runner keeps
+    no reference to it."""
+    import gc
+    import logging
+    import sys
+    import weakref
+
+    # (a log record would keep the exception: pytest keeps the records)
+    monkeypatch.setattr(logging.getLogger("mhd2.asgi"), "disabled", True)
+
+    seen: list[object] = []
+    raised: list[weakref.ref[BaseException]] = []
+
+    class Boom(Exception):
+        pass
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/fail":
+            if where == "in the runner":
+                await trio.lowlevel.checkpoint()
+            error = Boom("boom")
+            raised.append(weakref.ref(error))
+            raise error
+        seen.append(sys.exc_info()[1])
+        try:
+            raise KeyError("inner")
+        except KeyError as exc:
+            seen.append(exc.__context__)
+        await send(START)
+        await send(body("fine"))
+
+    async with serve(app) as d, httpx.AsyncClient(base_url=f"http://127.0.0.1:{d.port}") as c:
+        assert (await c.get("/")).text == "fine"  # a runner is idle now
+        assert (await c.get("/fail")).status_code == 500
+        await settled()  # (the runner is idle again)
+        gc.collect()
+        assert raised and raised[0]() is None, "an idle runner keeps the app's exception"
+        assert (await c.get("/")).text == "fine"
+    assert seen == [None, None, None, None]

@@ -90,6 +90,13 @@ class _Ended:
         #: What the app raised (``None``: it returned).
         self.error = error
 
+    def take(self) -> BaseException | None:
+        """The error, which this record then forgets (an idle runner's driver
+        still refers to the record: it must not keep the app's exception,
+        its traceback and with them the request, until the runner's next app)."""
+        error, self.error = self.error, None
+        return error
+
 
 _RETURNED = _Ended(None)
 
@@ -110,9 +117,12 @@ def _driver() -> Generator[Any, Any, None]:
         try:
             yield from coro
         except BaseException as exc:  # (an app's GeneratorExit too: it ends the call)
-            coro = yield _Ended(exc)
+            ended = _Ended(exc)
         else:
-            coro = yield _RETURNED
+            ended = _RETURNED
+        # (Outside the except block: waiting in it would keep the exception
+        # while idle, as the one being handled.)
+        coro = yield ended
 
 
 class Runner:
@@ -204,7 +214,7 @@ class Runner:
                 # trio threw this into the task (a yield it does not know,
                 # as from asyncio code): the app's own task would get it.
                 step, send = driver.throw, exc
-        error = trap.error
+        error = trap.take()
         done(error)
         if error is not None and not isinstance(error, Exception):
             raise error  # Cancelled (the daemon stops), KeyboardInterrupt ...
@@ -287,7 +297,9 @@ def first_step(runners: Runners, coro: AppCoroutine, context: contextvars.Contex
     if type(trap) is _Ended:
         runner.mode = _IDLE
         idle.append(runner)
-        error = trap.error
+        if trap is _RETURNED:
+            return None
+        error = trap.take()
         if error is not None and not isinstance(error, Exception):
             raise error
         return error
