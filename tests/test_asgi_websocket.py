@@ -194,3 +194,33 @@ async def test_graceful_stop_closes_with_1001_and_the_app_sees_it() -> None:
                 await daemon.stop(grace=WAIT)
     assert closed == [1001]
     assert log[-1]["type"] == "websocket.disconnect" and log[-1]["code"] == 1001
+
+
+async def test_a_protocol_error_is_a_prompt_disconnect_with_its_code() -> None:
+    """A client that sends an invalid frame and then neither answers the close
+    frame nor closes: the app hears ``websocket.disconnect`` with 1002 at once,
+    not after the server has drained the client for up to 5 s."""
+    from test_websocket import RawClient
+
+    from mhd2.websocket import WebSocketStatus, WebSocketStream
+
+    heard: list[dict[str, Any]] = []
+    told = trio.Event()
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        assert await receive() == {"type": "websocket.connect"}
+        await send({"type": "websocket.accept"})
+        heard.append(await receive())
+        told.set()
+
+    async with serve(app) as d:
+        client, head = await RawClient.open(d.port)
+        assert head.startswith(b"HTTP/1.1 101")
+        async with client.stream:
+            await client.send(b"\x83\x81\x00\x00\x00\x00x")  # a reserved opcode
+            status, payload = await client.next()
+            assert status == WebSocketStatus.CLOSE_FRAME
+            assert WebSocketStream.split_close_reason(payload)[0] == 1002
+            with trio.fail_after(1):  # (the drain would take 5 s)
+                await told.wait()
+    assert heard[0]["type"] == "websocket.disconnect" and heard[0]["code"] == 1002

@@ -132,6 +132,43 @@ async def test_failed_connection_parses_nothing_more_and_answers_with_a_fixed_re
     assert seen == [CloseReason(1002, "protocol error")]
 
 
+@pytest.mark.parametrize(("frame", "code"), [
+    (b"\x83\x81\x00\x00\x00\x00x", 1002),  # a reserved opcode
+    (masked(0x81, b"\xc3\x28"), 1007),  # text that is not UTF-8
+], ids=["reserved-opcode", "bad-utf8"])
+async def test_a_protocol_error_ends_the_receive_at_once_and_drains_after_the_handler(
+        frame: bytes, code: int) -> None:
+    """The handler's receive() raises as soon as the close frame is out -- not
+    after draining the client for up to CLOSE_TIMEOUT (5 s) -- while the
+    client, which has not closed, still gets the server's end afterwards."""
+    told = trio.Event()
+    release = trio.Event()
+    seen: list[CloseReason | None] = []
+
+    async def handler(ws: WebSocket) -> None:
+        try:
+            await ws.receive()
+        except ConnectionClosed:
+            seen.append(ws.closed)
+            told.set()
+        await release.wait()  # the handler goes on for a while
+
+    async with running(_app(handler)) as d:
+        client, _ = await RawClient.open(d.port)
+        async with client.stream:
+            await client.send(frame)
+            status, payload = await client.next()
+            assert status == WebSocketStatus.CLOSE_FRAME
+            assert WebSocketStream.split_close_reason(payload)[0] == code
+            with trio.fail_after(1):  # (CLOSE_TIMEOUT is 5 s)
+                await told.wait()
+            assert seen[0] is not None and seen[0].code == code
+            assert await client.next() == (WebSocketStatus.OK, None)  # the server's FIN
+            release.set()
+            # The client closes (leaving the block); the server, draining
+            # since the handler returned, sees it and ends.
+
+
 # -- 6. close reasons are fixed texts --------------------------------------------------------
 
 

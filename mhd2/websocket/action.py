@@ -156,6 +156,7 @@ def action_websocket(
             except Exception as exc:
                 failure.append(exc)
 
+        ws._defer_linger = True  # (a failure ends receive() now; the drain waits for serve())
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(ws._watch_stop)
@@ -164,6 +165,14 @@ def action_websocket(
                 await serve()
                 nursery.cancel_scope.cancel()
         finally:
+            ws._defer_linger = False
+            if ws._linger_owed and not urh.closed:
+                # A failure ended the handler's receive: drain what the peer
+                # still sends, now that the handler is done, then close.
+                if trio.current_effective_deadline() == -math.inf:
+                    await ws._abort()  # (cancelled: no time to drain)
+                else:
+                    await ws._linger()
             if ws.closed is None and not urh.closed:
                 if trio.current_effective_deadline() == -math.inf:
                     # Cancelled: the grace period of a graceful stop is

@@ -82,6 +82,11 @@ class WebSocket:
         self._draining = False
         # After a failure (RFC 6455 §7.1.7) no received byte is parsed again.
         self._failed = False
+        # Set by action_websocket while its handler runs: a failure found while
+        # receiving ends the receive at once, and the connection is drained
+        # (_linger) only once the handler has returned.
+        self._defer_linger = False
+        self._linger_owed = False
         # The message being received in fragments.
         self._parts: list[Any] = []
         self._size = 0
@@ -405,11 +410,23 @@ class WebSocket:
             self._finish(CloseReason(code, reason))
             try:
                 await self._urh.send_eof()
+            except (UpgradedError, trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
+        self._finish(CloseReason(code, reason))
+        self._linger_owed = True
+        if not self._defer_linger:
+            await self._linger()
+
+    async def _linger(self) -> None:
+        """After a failure: read and drop what the peer still sends, until its end
+        of the connection or :data:`CLOSE_TIMEOUT`, then close (see :meth:`_fail`)."""
+        self._linger_owed = False
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
                 while await self._urh.upgraded_recv(_RECV_SIZE):
                     pass
             except (UpgradedError, trio.ClosedResourceError, trio.BrokenResourceError):
                 pass
-        self._finish(CloseReason(code, reason))
         await self._shutdown()
 
     async def _send_close(self, code: int, reason: str) -> bool:
@@ -472,6 +489,7 @@ class WebSocket:
 
         A close frame with 1001 (or the stop code) goes out only if the socket takes it at once.
         """
+        self._linger_owed = False  # (closing now: no time to drain)
         with trio.CancelScope(shield=True):
             if (self.closed is None and self._conn.state is ConnectionState.OPEN
                     and not self._send_lock.locked() and self._owed is None):
