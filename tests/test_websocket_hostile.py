@@ -132,6 +132,14 @@ async def test_failed_connection_parses_nothing_more_and_answers_with_a_fixed_re
     assert seen == [CloseReason(1002, "protocol error")]
 
 
+async def _close_after(client: RawClient, frame: bytes) -> tuple[int, str]:
+    """Send *frame*; the ``(code, reason)`` of the close frame the server answers with."""
+    await client.send(frame)
+    status, payload = await client.next()
+    assert status == WebSocketStatus.CLOSE_FRAME
+    return WebSocketStream.split_close_reason(payload)
+
+
 @pytest.mark.parametrize(("frame", "code"), [
     (b"\x83\x81\x00\x00\x00\x00x", 1002),  # a reserved opcode
     (masked(0x81, b"\xc3\x28"), 1007),  # text that is not UTF-8
@@ -156,10 +164,7 @@ async def test_a_protocol_error_ends_the_receive_at_once_and_drains_after_the_ha
     async with running(_app(handler)) as d:
         client, _ = await RawClient.open(d.port)
         async with client.stream:
-            await client.send(frame)
-            status, payload = await client.next()
-            assert status == WebSocketStatus.CLOSE_FRAME
-            assert WebSocketStream.split_close_reason(payload)[0] == code
+            assert (await _close_after(client, frame))[0] == code
             with trio.fail_after(1):  # (CLOSE_TIMEOUT is 5 s)
                 await told.wait()
             assert seen[0] is not None and seen[0].code == code
@@ -185,10 +190,7 @@ async def test_close_reasons_are_fixed_texts(frame: bytes, code: int, text: str,
     async with running(_app(echo)) as d:
         client, _ = await RawClient.open(d.port)
         async with client.stream:
-            await client.send(frame)
-            status, payload = await client.next()
-    assert status == WebSocketStatus.CLOSE_FRAME
-    assert WebSocketStream.split_close_reason(payload) == (code, text)
+            assert await _close_after(client, frame) == (code, text)
     # The detail went to the log, at debug level.
     assert any(r.levelname == "DEBUG" and "WebSocket protocol error" in r.getMessage()
                for r in caplog.records)

@@ -1,9 +1,20 @@
-"""How a WebSocket ends: :class:`CloseReason`, :class:`ConnectionClosed`, and the
-close reasons and timeout of the daemon's own close frames (RFC 6455 §7)."""
+"""How a WebSocket ends: :class:`CloseReason`, :class:`ConnectionClosed`, the
+close reasons and timeout of the daemon's own close frames (RFC 6455 §7), and
+the end of a failed connection (:func:`end_sending`, :func:`drain_peer`)."""
 
 from __future__ import annotations
 
-__all__ = ["CLOSE_TIMEOUT", "REASONS", "CloseReason", "ConnectionClosed", "fixed_reason"]
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..errors import UpgradedError
+
+if TYPE_CHECKING:
+    from ..upgrade import UpgradeHandle
+
+__all__ = ["CLOSE_TIMEOUT", "REASONS", "CloseReason", "ConnectionClosed", "drain_peer",
+           "end_sending", "fixed_reason"]
 
 #: Seconds to wait for the peer's close frame (and its end of the connection).
 CLOSE_TIMEOUT = 5.0
@@ -58,3 +69,26 @@ class ConnectionClosed(Exception):
     def __init__(self, reason: CloseReason) -> None:
         super().__init__(f"the WebSocket is closed: {reason.code} {reason.reason}".rstrip())
         self.reason = reason
+
+
+_GONE = (UpgradedError, trio.ClosedResourceError, trio.BrokenResourceError)
+
+
+async def end_sending(urh: UpgradeHandle) -> None:
+    """Signal the end of what the daemon sends (FIN), if the connection still takes it."""
+    try:
+        await urh.send_eof()
+    except _GONE:
+        pass
+
+
+async def drain_peer(urh: UpgradeHandle) -> None:
+    """Read and *drop* what the peer still sends -- nothing is parsed or kept --
+    until its end of the connection or :data:`CLOSE_TIMEOUT`: closing then does
+    not reset the connection under the daemon's close frame."""
+    with trio.move_on_after(CLOSE_TIMEOUT):
+        try:
+            while await urh.upgraded_recv(65536):
+                pass
+        except _GONE:
+            pass

@@ -13,17 +13,18 @@ from typing import Any
 
 import trio
 from wsproto.connection import Connection, ConnectionState
-from wsproto.events import (
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    Pong,
-    TextMessage,
-)
+from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
 
 from ..errors import UpgradedError
 from ..upgrade import UpgradeHandle
-from .closing import CLOSE_TIMEOUT, CloseReason, ConnectionClosed, fixed_reason
+from .closing import (
+    CLOSE_TIMEOUT,
+    CloseReason,
+    ConnectionClosed,
+    drain_peer,
+    end_sending,
+    fixed_reason,
+)
 from .frames import frame_header
 
 __all__ = [
@@ -80,11 +81,9 @@ class WebSocket:
         # A close() waiting for the peer's close frame reads the connection
         # itself; a receive() meanwhile waits for it to finish.
         self._draining = False
-        # After a failure (RFC 6455 §7.1.7) no received byte is parsed again.
+        # After a failure (RFC 6455 §7.1.7) no received byte is parsed again;
+        # under action_websocket the drain (_linger) waits for the handler.
         self._failed = False
-        # Set by action_websocket while its handler runs: a failure found while
-        # receiving ends the receive at once, and the connection is drained
-        # (_linger) only once the handler has returned.
         self._defer_linger = False
         self._linger_owed = False
         # The message being received in fragments.
@@ -396,10 +395,8 @@ class WebSocket:
         "An endpoint MUST NOT continue to attempt to process data (including
         a responding Close frame) from the remote endpoint after being
         instructed to _Fail the WebSocket Connection_."  So: send the close
-        frame, signal the end (FIN), then read and *drop* what the peer still
-        sends -- nothing is parsed or kept -- until its end of the connection
-        or :data:`CLOSE_TIMEOUT`, so that closing does not reset the
-        connection under our close frame.
+        frame, signal the end (FIN), then drain the peer (:meth:`_linger`) --
+        at once, or once action_websocket's handler has returned.
         """
         self._failed = True
         reason = fixed_reason(code)
@@ -408,25 +405,16 @@ class WebSocket:
             if self._conn.state is ConnectionState.OPEN:
                 await self._send_close(code, reason)
             self._finish(CloseReason(code, reason))
-            try:
-                await self._urh.send_eof()
-            except (UpgradedError, trio.ClosedResourceError, trio.BrokenResourceError):
-                pass
+            await end_sending(self._urh)
         self._finish(CloseReason(code, reason))
         self._linger_owed = True
         if not self._defer_linger:
             await self._linger()
 
     async def _linger(self) -> None:
-        """After a failure: read and drop what the peer still sends, until its end
-        of the connection or :data:`CLOSE_TIMEOUT`, then close (see :meth:`_fail`)."""
+        """After a failure: :func:`~.closing.drain_peer`, then close."""
         self._linger_owed = False
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            try:
-                while await self._urh.upgraded_recv(_RECV_SIZE):
-                    pass
-            except (UpgradedError, trio.ClosedResourceError, trio.BrokenResourceError):
-                pass
+        await drain_peer(self._urh)
         await self._shutdown()
 
     async def _send_close(self, code: int, reason: str) -> bool:
@@ -485,10 +473,8 @@ class WebSocket:
             await self._urh.aclose()
 
     async def _abort(self) -> None:
-        """Cancelled (the grace period of a stop is over): close now, never wait.
-
-        A close frame with 1001 (or the stop code) goes out only if the socket takes it at once.
-        """
+        """Cancelled (the grace period of a stop is over): close now, never wait (a close
+        frame with 1001, or the stop code, only if the socket takes it at once)."""
         self._linger_owed = False  # (closing now: no time to drain)
         with trio.CancelScope(shield=True):
             if (self.closed is None and self._conn.state is ConnectionState.OPEN
