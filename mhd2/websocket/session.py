@@ -401,14 +401,16 @@ class WebSocket:
         self._failed = True
         reason = fixed_reason(code)
         self._reset_message()
-        with trio.move_on_after(CLOSE_TIMEOUT):
+        with trio.move_on_after(CLOSE_TIMEOUT) as timer:
             if self._conn.state is ConnectionState.OPEN:
                 await self._send_close(code, reason)
             self._finish(CloseReason(code, reason))
             await end_sending(self._urh)
         self._finish(CloseReason(code, reason))
         self._linger_owed = True
-        if not self._defer_linger:
+        if not self._defer_linger or timer.cancelled_caught:
+            # (a send stuck on a peer that does not read held the close frame
+            # back: closing now also ends that send)
             await self._linger()
 
     async def _linger(self) -> None:
