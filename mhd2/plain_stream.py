@@ -55,7 +55,7 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         # The wait loop is written out here and in receive_some_later rather
         # than shared: an idle connection waits inside it, and a helper
         # coroutine would keep one more frame (~0.6 KB) alive per connection.
-        fd = self._open_fd()
+        fd = self.fd
         # A cancellation point before the read, none after it: bytes read are
         # never lost to a cancellation (trio's own sockets do the same).  A
         # TLS stream on top, whose wait is cancelled to wake it (mhd2.fanout's
@@ -95,7 +95,7 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         epoll to wait.
         """
         await trio.lowlevel.checkpoint()
-        fd = self._fd  # (_open_fd written out: this runs for every keep-alive request)
+        fd = self._fd  # (the fd property written out: this runs for every keep-alive request)
         if fd < 0:
             raise trio.ClosedResourceError("the stream was closed")
         while True:
@@ -111,22 +111,17 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
             finally:
                 self.waiting -= 1
 
-    def _open_fd(self) -> int:
-        if self._fd < 0:
-            raise trio.ClosedResourceError("the stream was closed")
-        return self._fd
-
     @property
     def fd(self) -> int:
         """The socket's descriptor (raises ``ClosedResourceError`` once closed)."""
-        fd = self._fd  # (_open_fd written out: read for every response written)
+        fd = self._fd
         if fd < 0:
             raise trio.ClosedResourceError("the stream was closed")
         return fd
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of *data*, waiting for the socket to drain as needed."""
-        fd = self._open_fd()
+        fd = self.fd
         with memoryview(data) as view:
             total = view.nbytes
             sent = 0
@@ -151,7 +146,7 @@ class PlainSocketStream(trio.abc.HalfCloseableStream):
         """Wait until the socket is writable."""
         self.waiting += 1
         try:
-            await trio.lowlevel.wait_writable(self._open_fd())
+            await trio.lowlevel.wait_writable(self.fd)
         finally:
             self.waiting -= 1
 
