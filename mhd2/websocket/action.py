@@ -166,18 +166,15 @@ def action_websocket(
                 nursery.cancel_scope.cancel()
         finally:
             ws._defer_linger = False
-            if ws._linger_owed and not urh.closed:
-                # A failure ended the handler's receive: drain what the peer
-                # still sends, now that the handler is done, then close.
-                if trio.current_effective_deadline() == -math.inf:
-                    await ws._abort()  # (cancelled: no time to drain)
-                else:
-                    await ws._linger()
-            if ws.closed is None and not urh.closed:
+            if not urh.closed and (ws._linger_owed or ws.closed is None):
                 if trio.current_effective_deadline() == -math.inf:
                     # Cancelled: the grace period of a graceful stop is
                     # over.  Close now; waiting here would outlive the grace.
                     await ws._abort()
+                elif ws._linger_owed:
+                    # A failure ended the handler's receive: drain what the
+                    # peer still sends, now that the handler is done, then close.
+                    await ws._linger()
                 else:
                     with trio.move_on_after(CLOSE_TIMEOUT):
                         try:

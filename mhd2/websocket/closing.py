@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..errors import UpgradedError
+from ..transport.base import DRAIN_RECV_SIZE
 
 if TYPE_CHECKING:
     from ..upgrade import UpgradeHandle
@@ -88,7 +89,7 @@ async def drain_peer(urh: UpgradeHandle) -> None:
     not reset the connection under the daemon's close frame."""
     with trio.move_on_after(CLOSE_TIMEOUT):
         try:
-            while await urh.upgraded_recv(65536):
+            while await urh.upgraded_recv(DRAIN_RECV_SIZE):
                 pass
         except _GONE:
             pass

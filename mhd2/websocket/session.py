@@ -81,10 +81,9 @@ class WebSocket:
         # A close() waiting for the peer's close frame reads the connection
         # itself; a receive() meanwhile waits for it to finish.
         self._draining = False
-        # After a failure (RFC 6455 §7.1.7) no received byte is parsed again;
-        # under action_websocket the drain (_linger) waits for the handler.
+        # After a failure (RFC 6455 §7.1.7) no received byte is parsed again.
         self._failed = False
-        self._defer_linger = False
+        self._defer_linger = False  # (action_websocket: drain after the handler, see _fail)
         self._linger_owed = False
         # The message being received in fragments.
         self._parts: list[Any] = []
@@ -407,10 +406,11 @@ class WebSocket:
             self._finish(CloseReason(code, reason))
             await end_sending(self._urh)
         self._finish(CloseReason(code, reason))
-        self._linger_owed = True
-        if not self._defer_linger or timer.cancelled_caught:
-            # (a send stuck on a peer that does not read held the close frame
-            # back: closing now also ends that send)
+        if self._defer_linger and not timer.cancelled_caught:
+            self._linger_owed = True
+        else:
+            # (on time out, a send stuck on a peer that does not read held the
+            # close frame back: closing now also ends that send)
             await self._linger()
 
     async def _linger(self) -> None:
