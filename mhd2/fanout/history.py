@@ -55,10 +55,8 @@ class History:
         """Add the newest message (evicting the oldest beyond the limit); return it."""
         self.total += len(data)
         message = Message(message_id, event, data, key=key, end=self.total)
-        messages = self.messages
-        messages.append(message)
-        while len(messages) > self.limit:
-            self.floor = messages.popleft().key
+        self.messages.append(message)
+        self._evict()
         self.tip_id = message_id
         self.tip_key = key
         return message
@@ -129,10 +127,15 @@ class History:
             filled.append(Message(message_id, event, data, key=key(message_id), end=end))
             end -= len(data)
         messages.extendleft(filled)  # extendleft reverses: oldest first again
-        while len(messages) > self.limit:
-            self.floor = messages.popleft().key
+        self._evict()
         if had_messages:
             return False
         tip = messages[-1]
         self.tip_id, self.tip_key = tip.id, tip.key
         return True
+
+    def _evict(self) -> None:
+        """Drop the oldest messages beyond the limit; the floor is the last one dropped."""
+        messages = self.messages
+        while len(messages) > self.limit:
+            self.floor = messages.popleft().key
